@@ -1,0 +1,164 @@
+"""What the prober learned about one kernel and our privileges on it.
+
+Every value is either a measured fact or None for "could not be checked"
+(with the reason in ``Capabilities.unchecked``): the selector must be able to
+tell "no" from "don't know".
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import attrs
+
+# Linux capability numbers (include/uapi/linux/capability.h).
+CAP_SYS_ADMIN = 21
+CAP_PERFMON = 38
+CAP_BPF = 39
+
+TRACEPOINTS = (
+    "syscalls/sys_enter_execve",
+    "syscalls/sys_exit_execve",
+    "syscalls/sys_enter_execveat",
+    "syscalls/sys_exit_execveat",
+    "syscalls/sys_enter_open",
+    "syscalls/sys_exit_open",
+    "syscalls/sys_enter_openat",
+    "syscalls/sys_exit_openat",
+    "syscalls/sys_enter_openat2",
+    "syscalls/sys_exit_openat2",
+    "syscalls/sys_enter_creat",
+    "syscalls/sys_exit_creat",
+    "sched/sched_process_exec",
+    "sched/sched_process_fork",
+)
+
+KCONFIG_ITEMS = (
+    "CONFIG_KPROBES",
+    "CONFIG_KPROBE_EVENTS",
+    "CONFIG_UPROBE_EVENTS",
+    "CONFIG_EPROBE_EVENTS",
+    "CONFIG_FTRACE_SYSCALLS",
+    "CONFIG_BPF_SYSCALL",
+    "CONFIG_DEBUG_INFO_BTF",
+    "CONFIG_BPF_EVENTS",
+    "CONFIG_BPF_LSM",
+    "CONFIG_SECURITY_LOCKDOWN_LSM",
+)
+
+
+@attrs.frozen(slots=True)
+class Kernel:
+    release: str
+    version: Tuple[int, int, int]
+    arch: str
+
+
+@attrs.frozen(slots=True)
+class Btf:
+    path: Optional[str]  # first hit in libbpf's search order
+    searched: Tuple[str, ...]
+
+
+@attrs.frozen(slots=True)
+class Headers:
+    build: Optional[str]  # /lib/modules/R/build when it resolves to a tree
+    source: Optional[str]
+    kheaders: bool  # /sys/kernel/kheaders.tar.xz (CONFIG_IKHEADERS)
+
+
+@attrs.frozen(slots=True)
+class KernelConfig:
+    source: Optional[str]  # file the config was read from
+    items: Dict[str, Optional[str]]  # CONFIG_X -> "y"/"m"/value, None when not set
+
+    def enabled(self, name: str) -> Optional[bool]:
+        """True/False when the config was read, None when no config was found."""
+        if self.source is None:
+            return None
+        return self.items.get(name) in ("y", "m")
+
+
+@attrs.frozen(slots=True)
+class BpfSupport:
+    # Live results through the syscall seam; None when not attempted.
+    prog_load_errno: Optional[int]  # 0 = a trivial tracepoint program loaded
+    ringbuf_errno: Optional[int]  # 0 = BPF_MAP_TYPE_RINGBUF created
+    unprivileged_bpf_disabled: Optional[int]
+    perf_event_paranoid: Optional[int]
+
+    @property
+    def permitted(self) -> Optional[bool]:
+        return None if self.prog_load_errno is None else self.prog_load_errno == 0
+
+    @property
+    def ringbuf(self) -> Optional[bool]:
+        return None if self.ringbuf_errno is None else self.ringbuf_errno == 0
+
+
+@attrs.frozen(slots=True)
+class Privileges:
+    euid: int
+    cap_effective: int  # bit mask from /proc/self/status CapEff
+
+    def has(self, cap: int) -> bool:
+        return bool(self.cap_effective >> cap & 1)
+
+    @property
+    def can_bpf(self) -> bool:
+        return self.has(CAP_SYS_ADMIN) or (self.has(CAP_BPF) and self.has(CAP_PERFMON))
+
+
+@attrs.frozen(slots=True)
+class Tracefs:
+    path: Optional[str]  # where events/ is readable now
+    via: Optional[str]  # "tracefs" or "debugfs"
+    mountable: Optional[bool]  # tracefs is in /proc/filesystems and we hold CAP_SYS_ADMIN
+    writable: Optional[bool]
+    kprobe_events: Optional[bool]
+    uprobe_events: Optional[bool]
+    dynamic_events: Optional[bool]
+    eprobes: Optional[bool]  # "e[:[snap-group/]snap-event]" in the README
+    fetch_types: Tuple[str, ...]  # e.g. ("string", "ustring", ...)
+    user_deref: Optional[bool]  # "+u" fetcharg offset (5.3+)
+    tracepoints: Dict[str, bool]  # TRACEPOINTS name -> present; empty when unreadable
+    trace_clocks: Tuple[str, ...]
+
+
+@attrs.frozen(slots=True)
+class Library:
+    path: str
+    version: Optional[str]
+
+
+@attrs.frozen(slots=True)
+class Bcc:
+    version: Optional[str]  # None when not importable
+    location: Optional[str]
+    error: Optional[str]
+
+
+@attrs.frozen(slots=True)
+class Container:
+    in_container: Optional[bool]
+    pid_namespace_nested: Optional[bool]  # NSpid in /proc/self/status has more than one level
+    dockerenv: bool
+    cgroup: Optional[str]
+
+
+@attrs.frozen(slots=True)
+class Capabilities:
+    root: str
+    kernel: Kernel
+    btf: Btf
+    headers: Headers
+    config: KernelConfig
+    bpf: BpfSupport
+    privileges: Privileges
+    lockdown: Optional[str]  # "none", "integrity", "confidentiality"; None = no lockdown LSM
+    tracefs: Tracefs
+    libbpf: Optional[Library]
+    bcc: Bcc
+    c_libraries: Tuple[Library, ...]  # glibc libc.so.6 and musl, for uprobes
+    container: Container
+    unchecked: Tuple[str, ...] = ()  # checks that could not run, and why

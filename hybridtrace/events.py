@@ -1,0 +1,92 @@
+"""The one event schema every backend emits.
+
+Strings from traced processes are kept as the exact bytes the kernel gave us:
+names, argv and paths are not text and may hold anything. A field a backend
+could not capture is None; where a string came from is recorded beside it so
+users can judge its fidelity.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Optional, Tuple, Union
+
+import attrs
+
+
+class Source(str, enum.Enum):
+    """Where a string field was read from, best first."""
+
+    SYSCALL_ENTRY = "syscall-entry"  # caller's memory at syscall entry (eBPF, kprobe, eprobe)
+    NEW_IMAGE = "new-image"  # the new process image (mm->arg_start..arg_end) after exec
+    TRACEPOINT = "tracepoint"  # a string field of a static tracepoint
+    LIBC_PROBE = "libc-uprobe"  # a uprobe on the C library's wrapper
+    PROCFS = "procfs"  # /proc/PID/..., read after the fact; may race with the process
+
+
+@attrs.frozen(slots=True)
+class ExecEvent:
+    """One execve/execveat, successful or not.
+
+    ``timestamp_ns`` is CLOCK_MONOTONIC in nanoseconds. ``retval`` is 0 on
+    success and a negative errno on failure; None if the result was not seen.
+    """
+
+    timestamp_ns: int
+    pid: int
+    tid: int
+    ppid: Optional[int]
+    uid: Optional[int]
+    comm: Optional[bytes]
+    filename: Optional[bytes]
+    argv: Optional[Tuple[bytes, ...]]
+    retval: Optional[int]
+    argv_truncated: bool = False
+    filename_source: Optional[Source] = None
+    argv_source: Optional[Source] = None
+    syscall: str = "execve"
+
+    @property
+    def failed(self) -> bool:
+        return self.retval is not None and self.retval < 0
+
+
+@attrs.frozen(slots=True)
+class OpenEvent:
+    """One open/openat/openat2/creat call and its result.
+
+    Exactly one of ``fd`` and ``errno`` is set when the result was seen.
+    ``dfd`` is the directory fd of a relative path (AT_FDCWD is -100).
+    """
+
+    timestamp_ns: int
+    pid: int
+    tid: int
+    uid: Optional[int]
+    comm: Optional[bytes]
+    path: Optional[bytes]
+    flags: Optional[int]
+    mode: Optional[int]
+    fd: Optional[int]
+    errno: Optional[int]
+    path_source: Optional[Source] = None
+    syscall: str = "openat"
+    dfd: Optional[int] = None
+    path_truncated: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return self.errno is not None
+
+
+@attrs.frozen(slots=True)
+class LostEvent:
+    """Events the kernel produced that we could not deliver, as soon as we learn of them."""
+
+    timestamp_ns: int
+    count: int
+    where: str  # e.g. "ring buffer reserve", "trace buffer overrun (cpu 1)"
+    cpu: Optional[int] = None
+
+
+Event = Union[ExecEvent, OpenEvent, LostEvent]
