@@ -1,0 +1,32 @@
+"""Shared test plumbing.
+
+CI sets HYBRIDTRACE_REQUIRE_BACKENDS (comma-separated, e.g. "ebpf-core,ftrace/uprobe")
+so that a backend it expects can never be silently skipped: without the
+variable, tests for a backend that cannot run here are skipped; with it, they
+fail.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import FrozenSet
+
+import pytest
+
+
+def required_backends() -> FrozenSet[str]:
+    raw = os.environ.get("HYBRIDTRACE_REQUIRE_BACKENDS", "")
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+def require_backend(name: str, why_unavailable: str = "") -> None:
+    """Call when ``name`` cannot run here: skip, or fail if CI requires it."""
+    message = f"backend {name} cannot run here: {why_unavailable or 'unavailable'}"
+    if name in required_backends() or name.split("/")[0] in required_backends():
+        pytest.fail(message + " (required by HYBRIDTRACE_REQUIRE_BACKENDS)")
+    pytest.skip(message)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        require_backend("root", "these tests need root and a real kernel")
