@@ -1,0 +1,27 @@
+"""Backends: each one turns a TraceRequest into an EventStream.
+
+Streams are imported lazily so that judging capabilities (doctor, the
+selector) never pays for ctypes, libbpf or BCC.
+"""
+
+from __future__ import annotations
+
+from hybridtrace.backends.base import Assessment, BackendError, EventStream
+from hybridtrace.capabilities.model import Capabilities
+from hybridtrace.request import TraceRequest
+
+
+def open_stream(assessment: Assessment, request: TraceRequest, caps: Capabilities) -> EventStream:
+    if assessment.backend == "ebpf-core":
+        from hybridtrace.backends.ebpf.core_stream import open_core_stream
+
+        return open_core_stream(request, caps)
+    if assessment.backend == "ebpf-bcc":
+        from hybridtrace.backends.ebpf.bcc.bcc_stream import open_bcc_stream
+
+        return open_bcc_stream(request, caps)
+    if assessment.backend == "ftrace" and assessment.tier is not None:
+        from hybridtrace.backends.ftrace.stream import open_ftrace_stream
+
+        return open_ftrace_stream(request, caps, assessment.tier)
+    raise BackendError(f"no stream for {assessment.label}")

@@ -1,0 +1,3 @@
+from hybridtrace.cli.main import main
+
+raise SystemExit(main())

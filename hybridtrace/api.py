@@ -1,0 +1,137 @@
+"""The Python API: ``trace(kind, ...)`` opens a Session on the best backend.
+
+A Session is a context manager and an iterator of events; ``poll`` gives a
+non-blocking (or time-bounded) read for embedding in other event loops.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator, List, Optional, Union
+
+import attrs
+
+from hybridtrace.backends import open_stream
+from hybridtrace.backends.base import Assessment, BackendError, EventStream
+from hybridtrace.capabilities import probe
+from hybridtrace.capabilities.model import Capabilities
+from hybridtrace.events import Event, LostEvent
+from hybridtrace.filtering import matches
+from hybridtrace.request import DEFAULT_MAX_ARGS, Filters, Kind, TraceRequest
+from hybridtrace.selector import Decision, SelectionError, require
+
+
+@attrs.frozen(slots=True)
+class SessionStats:
+    captured: int  # events delivered (after filtering)
+    lost: int  # events the kernel produced that we could not deliver
+    duration: float  # seconds since the session opened
+
+
+class Session:
+    """An open trace; close it (or leave the ``with`` block) to release the kernel."""
+
+    def __init__(self, decision: Decision, stream: EventStream, request: TraceRequest,
+                 fallbacks: List[str]) -> None:
+        self.decision = decision
+        self.request = request
+        self.description = stream.description
+        self.fallbacks = fallbacks  # why better candidates failed to open, if any
+        self._stream: Optional[EventStream] = stream
+        self._started = time.monotonic()
+        self._captured = 0
+        self._lost = 0
+
+    @property
+    def backend(self) -> Assessment:
+        assert self.decision.chosen is not None
+        return self.decision.chosen
+
+    @property
+    def stats(self) -> SessionStats:
+        return SessionStats(self._captured, self._lost, time.monotonic() - self._started)
+
+    def poll(self, timeout: Optional[float] = 0.0) -> List[Event]:
+        """Events ready within ``timeout`` seconds (0: don't wait; None: wait for some)."""
+        if self._stream is None:
+            return []
+        out = []
+        for event in self._stream.poll(timeout):
+            if isinstance(event, LostEvent):
+                self._lost += event.count
+                out.append(event)
+            elif matches(event, self.request.filters):
+                self._captured += 1
+                out.append(event)
+        return out
+
+    def __iter__(self) -> Iterator[Event]:
+        while self._stream is not None:
+            yield from self.poll(0.25)
+
+    def run(self, callback: Callable[[Event], object], duration: Optional[float] = None) -> None:
+        """Call ``callback`` for each event until ``duration`` seconds pass (or forever)."""
+        deadline = None if duration is None else time.monotonic() + duration
+        while self._stream is not None:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            for event in self.poll(0.25 if left is None else min(0.25, left)):
+                callback(event)
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def trace(
+    kind: Union[str, Kind],
+    backend: str = "auto",
+    *,
+    pid: Optional[int] = None,
+    tid: Optional[int] = None,
+    uid: Optional[int] = None,
+    ppid: Optional[int] = None,
+    comm: Optional[Union[str, bytes]] = None,
+    failed_only: bool = False,
+    max_args: int = DEFAULT_MAX_ARGS,
+    tier: Optional[str] = None,
+    capabilities: Optional[Capabilities] = None,
+) -> Session:
+    """Open a tracing session for ``kind`` ("exec" or "open").
+
+    Raises BackendError (SelectionError when nothing can run) with one line
+    that says what is missing and how to fix it.
+    """
+    kind_value = Kind(kind).value if not isinstance(kind, Kind) else kind.value
+    if isinstance(comm, str):
+        comm = comm.encode()
+    try:
+        request = TraceRequest(
+            Kind(kind_value),
+            Filters(pid=pid, tid=tid, uid=uid, ppid=ppid, comm=comm, failed_only=failed_only),
+            max_args=max_args,
+            tier=tier,
+        )
+    except ValueError as exc:
+        raise BackendError(str(exc)) from None
+    caps = capabilities if capabilities is not None else probe()
+    decision = require(caps, kind_value, backend, tier)
+    fallbacks: List[str] = []
+    # Probe by doing: if the chosen backend fails to open, the next usable
+    # candidate the user's choice allows gets its turn, and the reason is kept.
+    for cand in decision.usable():
+        try:
+            stream = open_stream(cand, request, caps)
+        except BackendError as exc:
+            fallbacks.append(f"{cand.label}: {exc}")
+            continue
+        return Session(attrs.evolve(decision, chosen=cand), stream, request, fallbacks)
+    raise SelectionError("every usable backend failed to start: " + "; ".join(fallbacks))

@@ -1,0 +1,77 @@
+"""Which ftrace tiers can run on a kernel? Pure judgement of a Capabilities value.
+
+Tiers, best first (see DESIGN.md): kprobe, eprobe, uprobe, tracepoint. In every
+tier the static tracepoints decide that an event happened; the tier only
+decides where strings come from.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+from hybridtrace.backends.base import Assessment, Reason
+from hybridtrace.backends.requirements_common import tracefs_reasons
+from hybridtrace.capabilities.model import Capabilities
+
+TIERS: Tuple[str, ...] = ("kprobe", "eprobe", "uprobe", "tracepoint")
+# Tiers whose code exists; the others are reported but never chosen.
+IMPLEMENTED: Tuple[str, ...] = ("uprobe", "tracepoint")
+
+_LIBC_ONLY = "partial: only programs that exec/open through the C library"
+
+
+def _fields(kind: str, tier: str) -> Dict[str, str]:
+    string_field = "argv" if kind == "exec" else "path"
+    if tier in ("kprobe", "eprobe"):
+        quality = "complete (read at syscall entry)"
+    elif tier == "uprobe":
+        quality = _LIBC_ONLY + "; others from /proc while the process lives"
+    else:
+        quality = "partial: from /proc while the process lives (racy)"
+    fields = {string_field: quality, "uid": "from /proc (racy for short-lived processes)"}
+    if kind == "exec":
+        fields.update(filename="complete (sched_process_exec)", retval="complete",
+                      ppid="complete (sched_process_fork) or /proc")
+    else:
+        fields.update(flags="complete", mode="complete", fd="complete")
+    return fields
+
+
+def _tier_reasons(caps: Capabilities, tier: str) -> List[Reason]:
+    tfs = caps.tracefs
+    unknown = tfs.path is None  # not mounted yet: files can't be checked
+    out: List[Reason] = []
+    if tier == "kprobe":
+        if caps.lockdown == "confidentiality":
+            out.append(Reason("lockdown-kprobes", "lockdown=confidentiality denies kprobes"))
+        if tfs.kprobe_events is False or (
+            unknown and caps.config.enabled("CONFIG_KPROBE_EVENTS") is False
+        ):
+            out.append(
+                Reason("no-kprobe-events", "no kprobe_events (kernel built without CONFIG_KPROBES"
+                       " or CONFIG_KPROBE_EVENTS)")
+            )
+    elif tier == "eprobe":
+        if tfs.eprobes is False or (
+            unknown and caps.config.enabled("CONFIG_EPROBE_EVENTS") is False
+        ):
+            out.append(Reason("no-eprobes", "no eprobes (needs 5.15+ with CONFIG_EPROBE_EVENTS)"))
+    elif tier == "uprobe":
+        if tfs.uprobe_events is False or (
+            unknown and caps.config.enabled("CONFIG_UPROBE_EVENTS") is False
+        ):
+            out.append(Reason("no-uprobe-events", "no uprobe_events (CONFIG_UPROBE_EVENTS off)"))
+        if not caps.c_libraries:
+            out.append(Reason("no-libc", "no glibc or musl C library found to probe"))
+    if tier not in IMPLEMENTED and not out:
+        out.append(Reason("tier-not-implemented", f"the {tier} tier is not implemented yet"))
+    return out
+
+
+def assess_tier(caps: Capabilities, kind: str, tier: str) -> Assessment:
+    reasons = tracefs_reasons(caps, kind, "ftrace") + _tier_reasons(caps, tier)
+    return Assessment("ftrace", tier, kind, reasons, _fields(kind, tier))
+
+
+def assess_all(caps: Capabilities, kind: str) -> List[Assessment]:
+    return [assess_tier(caps, kind, tier) for tier in TIERS]

@@ -1,0 +1,131 @@
+"""Findings several backends share: bpf() permission, lockdown, tracefs, tracepoints.
+
+Kept above the backends so that none imports another (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import List, Tuple
+
+from hybridtrace.backends.base import Reason
+from hybridtrace.capabilities.model import Capabilities
+
+EXEC_TRACEPOINTS: Tuple[str, ...] = (
+    "sched/sched_process_exec",
+    "syscalls/sys_enter_execve",
+    "syscalls/sys_exit_execve",
+)
+OPEN_TRACEPOINTS: Tuple[str, ...] = ("syscalls/sys_enter_openat", "syscalls/sys_exit_openat")
+
+PRIVILEGE_REMEDY = (
+    "run as root, or grant CAP_BPF and CAP_PERFMON (kernel 5.8+) or CAP_SYS_ADMIN"
+    " (containers: --cap-add BPF --cap-add PERFMON, or --privileged)"
+)
+
+
+def tracepoints_for(kind: str) -> Tuple[str, ...]:
+    return EXEC_TRACEPOINTS if kind == "exec" else OPEN_TRACEPOINTS
+
+
+def bpf_reasons(caps: Capabilities) -> List[Reason]:
+    """Can we load a BPF tracing program at all?"""
+    out: List[Reason] = []
+    err = caps.bpf.prog_load_errno
+    if err is None:
+        out.append(Reason("bpf-unchecked", "could not test whether bpf() is permitted"))
+    elif err != 0:
+        name = errno.errorcode.get(err, str(err))
+        if err in (errno.EPERM, errno.EACCES):
+            why = f"bpf() denied ({name})"
+            if caps.lockdown == "confidentiality":
+                why += " by kernel lockdown=confidentiality"
+            elif not caps.privileges.can_bpf:
+                why += ": we lack CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"
+                if caps.bpf.unprivileged_bpf_disabled:
+                    why += f" and unprivileged_bpf_disabled={caps.bpf.unprivileged_bpf_disabled}"
+            out.append(Reason("bpf-denied", why, remedy=PRIVILEGE_REMEDY))
+        elif err == errno.ENOSYS:
+            out.append(
+                Reason(
+                    "bpf-missing",
+                    "the kernel has no bpf() syscall (CONFIG_BPF_SYSCALL off) or seccomp hides it",
+                    remedy="use a kernel with CONFIG_BPF_SYSCALL=y; in a container, allow bpf()",
+                )
+            )
+        else:
+            out.append(Reason("bpf-failed", f"loading a trivial BPF program failed ({name})"))
+    if caps.lockdown == "confidentiality" and not any(r.code == "bpf-denied" for r in out):
+        out.append(
+            Reason(
+                "lockdown-confidentiality",
+                "kernel lockdown=confidentiality denies the kernel-memory reads our programs need",
+                remedy="boot with lockdown=integrity or none (or disable Secure Boot enforcement)",
+            )
+        )
+    return out
+
+
+def tracefs_reasons(caps: Capabilities, kind: str, purpose: str) -> List[Reason]:
+    """tracefs must exist (or be mountable) and hold the tracepoints we need."""
+    out: List[Reason] = []
+    tfs = caps.tracefs
+    if caps.lockdown == "confidentiality" and purpose == "ftrace":
+        out.append(
+            Reason(
+                "lockdown-confidentiality",
+                "kernel lockdown=confidentiality denies tracefs",
+                remedy="boot with lockdown=integrity or none; eBPF may still work",
+            )
+        )
+        return out
+    if tfs.path is None:
+        if tfs.mountable:
+            out.append(
+                Reason(
+                    "tracefs-will-mount",
+                    "tracefs is not mounted; hybridtrace will mount it at /sys/kernel/tracing",
+                    blocking=False,
+                )
+            )
+        else:
+            out.append(
+                Reason(
+                    "tracefs-missing",
+                    f"tracefs is not mounted and cannot be mounted by us ({purpose} needs it)",
+                    remedy="mount -t tracefs nodev /sys/kernel/tracing (as root)",
+                )
+            )
+        return out
+    if purpose == "ftrace" and tfs.writable is False:
+        out.append(
+            Reason(
+                "tracefs-readonly",
+                f"{tfs.path} is not writable by us",
+                remedy="run as root (tracefs control files are root-only by default)",
+            )
+        )
+    if tfs.tracepoints:
+        missing = [tp for tp in tracepoints_for(kind) if not tfs.tracepoints.get(tp)]
+        if missing:
+            out.append(
+                Reason(
+                    "tracepoints-missing",
+                    "missing tracepoints: " + ", ".join(missing),
+                    remedy="use a kernel with CONFIG_FTRACE_SYSCALLS=y",
+                )
+            )
+    elif caps.config.enabled("CONFIG_FTRACE_SYSCALLS") is False:
+        out.append(
+            Reason(
+                "tracepoints-missing",
+                "the kernel has no syscall tracepoints (CONFIG_FTRACE_SYSCALLS off)",
+                remedy="use a kernel with CONFIG_FTRACE_SYSCALLS=y",
+            )
+        )
+    return out
+
+
+def headers_path(caps: Capabilities) -> str:
+    return caps.headers.build or os.path.join("/lib/modules", caps.kernel.release, "build")

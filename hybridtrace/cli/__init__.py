@@ -1,0 +1,1 @@
+"""The `hybridtrace` command line."""

@@ -1,0 +1,159 @@
+"""What execsnoop and opensnoop share: options, the session loop, clean endings."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import re
+import signal
+import sys
+import time
+from types import FrameType
+from typing import Any, Callable, Iterable, Optional, Pattern
+
+from hybridtrace.api import Session, trace
+from hybridtrace.backends.base import BackendError
+from hybridtrace.backends.ftrace.requirements import TIERS
+from hybridtrace.events import Event, LostEvent
+from hybridtrace.output.columns import lost_line
+from hybridtrace.output.escape import escape_bytes
+from hybridtrace.output.jsonl import event_to_json
+from hybridtrace.selector import CHOICES
+
+PROG = "hybridtrace"
+
+
+class UsageError(Exception):
+    """A mistake in the command line; one line, exit 2."""
+
+
+class _Terminated(Exception):
+    pass
+
+
+def fail(message: str, status: int = 2) -> int:
+    sys.stderr.write(f"{escape_bytes(message.encode(errors='replace'))}\n")
+    return 0
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=CHOICES, default="auto",
+                        help="auto (default) picks the best this kernel allows")
+    parser.add_argument("--tier", choices=TIERS,
+                        help="force one ftrace tier (implies --backend ftrace)")
+    parser.add_argument("--json", action="store_true",
+                        help="JSON Lines, one event per line (schema hybridtrace.event/1)")
+    parser.add_argument("-Q", "--quiet", action="store_true",
+                        help="no start line and no summary on stderr")
+    parser.add_argument("-d", "--duration", type=positive_float, metavar="SECONDS",
+                        help="stop after this many seconds")
+    parser.add_argument("-T", "--timestamp", action="store_true",
+                        help="include a wall-clock time column (HH:MM:SS)")
+    parser.add_argument("-U", "--print-uid", action="store_true", help="include a UID column")
+    parser.add_argument("-u", "--uid", type=str, metavar="USER|UID",
+                        help="only this user (name or number)")
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def resolve_user(text: Optional[str]) -> Optional[int]:
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        return pwd.getpwnam(text).pw_uid
+    except KeyError:
+        raise UsageError(f"{PROG}: unknown user {text!r}") from None
+
+
+def compile_regex(text: Optional[str], option: str) -> Optional[Pattern[bytes]]:
+    if text is None:
+        return None
+    try:
+        return re.compile(text.encode("utf-8", "surrogateescape"))
+    except re.error as exc:
+        raise UsageError(f"{PROG}: bad regular expression for {option}: {exc}") from None
+
+
+def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+    raise _Terminated()
+
+
+def open_session(kind: str, args: argparse.Namespace, **filters: Any) -> Session:
+    try:
+        return trace(kind, args.backend, tier=args.tier, **filters)
+    except BackendError as exc:
+        raise UsageError(f"{PROG}: {exc} (run `hybridtrace doctor` for details)") from None
+
+
+def run_session(
+    session: Session,
+    args: argparse.Namespace,
+    header: Optional[str],
+    keep: Callable[[Event], bool],
+    render: Callable[[Event], str],
+) -> int:
+    """Print events until -d, Ctrl-C, SIGTERM or a closed stdout; always release the kernel."""
+    out = sys.stdout
+    if not args.quiet:
+        sys.stderr.write(f"{PROG}: tracing {session.decision.kind} with {session.description}"
+                         f" ({session.decision.why})\n")
+        for note in session.fallbacks:
+            sys.stderr.write(f"{PROG}: fell back: {note}\n")
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    deadline = None if args.duration is None else time.monotonic() + args.duration
+    shown = 0
+    try:
+        if header and not args.json:
+            out.write(header + "\n")
+            out.flush()
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            batch = session.poll(0.2 if left is None else min(0.2, left))
+            if batch:
+                shown += _write(out, args.json, batch, keep, render)
+    except (KeyboardInterrupt, _Terminated):
+        pass
+    except BrokenPipeError:
+        # `| head` closed the pipe: stop quietly, and keep Python from
+        # complaining when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stats = session.stats
+        session.close()
+    if not args.quiet:
+        sys.stderr.write(f"{PROG}: {shown} events shown, {stats.lost} lost,"
+                         f" {stats.duration:.1f} s ({session.backend.label})\n")
+    return 0
+
+
+def _write(out: Any, as_json: bool, batch: Iterable[Event], keep: Callable[[Event], bool],
+           render: Callable[[Event], str]) -> int:
+    lines = []
+    shown = 0
+    for event in batch:
+        if isinstance(event, LostEvent):
+            if as_json:
+                lines.append(event_to_json(event))
+            else:
+                sys.stderr.write(lost_line(event) + "\n")
+        elif keep(event):
+            shown += 1
+            lines.append(event_to_json(event) if as_json else render(event))
+    if lines:
+        out.write("\n".join(lines) + "\n")
+        out.flush()  # per batch: keeps `| grep` live without a syscall per event
+    return shown

@@ -1,0 +1,36 @@
+"""`hybridtrace doctor`: what works here, what is chosen and why, what to change."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from hybridtrace.capabilities import probe
+from hybridtrace.doctor import build_report
+from hybridtrace.doctor.render_json import render_json
+from hybridtrace.doctor.render_text import render_text
+from hybridtrace.selector import CHOICES
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "doctor",
+        help="report what this kernel supports and which backend would be used",
+        description="Probe the kernel and our privileges, and explain which backend traces"
+        " exec and open here and why. Exit status: 0 when both exec and open tracing have a"
+        " usable backend, 1 when one of them has none, 2 on a usage error.",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON document (schema"
+                        " hybridtrace.doctor/1) for comparing a fleet")
+    parser.add_argument("--root", default="/", help="probe a recorded kernel tree instead of"
+                        " this machine (results of live checks come from its live.json)")
+    parser.add_argument("--backend", choices=CHOICES, default="auto",
+                        help="judge this backend choice (default auto)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = build_report(probe(args.root), args.backend)
+    sys.stdout.write((render_json(report) + "\n") if args.json else render_text(report))
+    return report.exit_status

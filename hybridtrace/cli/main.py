@@ -1,0 +1,46 @@
+"""Entry point: dispatch to execsnoop, opensnoop, doctor and cleanup.
+
+Anything a user can cause ends in one line on stderr and exit status 2;
+nothing they can cause ends in a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from hybridtrace import __version__
+from hybridtrace.cli import cleanup, doctor, execsnoop, opensnoop
+from hybridtrace.cli.common import UsageError, fail
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse's own usage dump is noise in a pipeline: one line, exit 2.
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="hybridtrace",
+        description="Trace process execs and file opens on any Linux kernel.",
+    )
+    parser.add_argument("--version", action="version", version=f"hybridtrace {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in (execsnoop, opensnoop, doctor, cleanup):
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        status: int = args.run(args)
+        return status
+    except UsageError as exc:
+        return fail(str(exc))

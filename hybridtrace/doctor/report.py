@@ -1,0 +1,172 @@
+"""Build the doctor report from Capabilities: checks, decisions and remedies.
+
+Rendering (text, JSON) lives in sibling modules so both show the same facts.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any, Dict, List, Optional
+
+import attrs
+
+from hybridtrace.capabilities.model import (
+    CAP_BPF,
+    CAP_PERFMON,
+    CAP_SYS_ADMIN,
+    TRACEPOINTS,
+    Capabilities,
+)
+from hybridtrace.selector import KINDS, Decision, decide
+
+_CAP_NAMES = {CAP_SYS_ADMIN: "CAP_SYS_ADMIN", CAP_BPF: "CAP_BPF", CAP_PERFMON: "CAP_PERFMON"}
+
+
+@attrs.frozen(slots=True)
+class Check:
+    id: str  # stable machine name
+    title: str
+    value: str  # for people
+    ok: Optional[bool]  # None: informational, or could not be checked
+    why: str  # why it matters
+    data: Dict[str, Any] = attrs.field(factory=dict)  # for machines
+
+
+@attrs.frozen(slots=True)
+class Report:
+    caps: Capabilities
+    checks: List[Check]
+    decisions: Dict[str, Decision]
+
+    @property
+    def exit_status(self) -> int:
+        """0 when exec and open tracing both have a usable backend, 1 otherwise."""
+        return 0 if all(d.chosen is not None for d in self.decisions.values()) else 1
+
+
+def _yes_no(value: Optional[bool], yes: str = "yes", no: str = "no") -> str:
+    return "unknown" if value is None else (yes if value else no)
+
+
+def _errno_name(err: Optional[int]) -> str:
+    if err is None:
+        return "not checked"
+    return "ok" if err == 0 else errno.errorcode.get(err, str(err))
+
+
+def _checks(caps: Capabilities) -> List[Check]:
+    k, tfs, cfg = caps.kernel, caps.tracefs, caps.config
+    checks = [
+        Check("kernel", "kernel", f"{k.release} ({k.arch})", None,
+              "probe and tracepoint layouts depend on it",
+              {"release": k.release, "version": list(k.version), "arch": k.arch}),
+        Check("btf", "BTF", _yes_no(caps.btf.path is not None, f"yes ({caps.btf.path})"),
+              caps.btf.path is not None,
+              "ebpf-core relocates its shipped programs against the kernel's BTF",
+              {"path": caps.btf.path, "searched": list(caps.btf.searched)}),
+        Check("bpf", "bpf permitted",
+              _yes_no(caps.bpf.permitted, "yes", f"no ({_errno_name(caps.bpf.prog_load_errno)})"),
+              caps.bpf.permitted,
+              "a trivial program was loaded to find out; both eBPF engines need it",
+              {"prog_load_errno": caps.bpf.prog_load_errno}),
+        Check("ringbuf", "BPF ring buffer",
+              _yes_no(caps.bpf.ringbuf, "yes", f"no ({_errno_name(caps.bpf.ringbuf_errno)})"),
+              caps.bpf.ringbuf, "ordered, lossless-until-full delivery from eBPF (5.8+)",
+              {"ringbuf_errno": caps.bpf.ringbuf_errno}),
+    ]
+    held = [name for cap, name in _CAP_NAMES.items() if caps.privileges.has(cap)]
+    checks.append(Check(
+        "privileges", "privileges",
+        f"euid {caps.privileges.euid}, effective: {', '.join(held) or 'none of the tracing ones'}",
+        caps.privileges.can_bpf,
+        "eBPF needs CAP_BPF+CAP_PERFMON (5.8+) or CAP_SYS_ADMIN; tracefs writes need root",
+        {"euid": caps.privileges.euid, "cap_effective": hex(caps.privileges.cap_effective),
+         "held": held}))
+    checks.append(Check(
+        "sysctl", "bpf/perf sysctls",
+        f"unprivileged_bpf_disabled={caps.bpf.unprivileged_bpf_disabled},"
+        f" perf_event_paranoid={caps.bpf.perf_event_paranoid}",
+        None,
+        "unprivileged_bpf_disabled 1 or 2 keeps bpf() for privileged users only",
+        {"unprivileged_bpf_disabled": caps.bpf.unprivileged_bpf_disabled,
+         "perf_event_paranoid": caps.bpf.perf_event_paranoid}))
+    lockdown_ok = None if caps.lockdown is None else caps.lockdown != "confidentiality"
+    checks.append(Check(
+        "lockdown", "kernel lockdown", caps.lockdown or "no lockdown LSM", lockdown_ok,
+        "integrity blocks little we use; confidentiality denies kprobes, kernel-memory"
+        " reads from BPF and tracefs", {"mode": caps.lockdown}))
+    headers = caps.headers.build is not None or caps.headers.kheaders
+    checks.append(Check(
+        "headers", "kernel headers",
+        _yes_no(headers, f"yes ({caps.headers.build or '/sys/kernel/kheaders.tar.xz'})"),
+        headers, "only the BCC engine compiles against them",
+        {"build": caps.headers.build, "source": caps.headers.source,
+         "kheaders": caps.headers.kheaders}))
+    set_items = [n for n, v in cfg.items.items() if v in ("y", "m")]
+    checks.append(Check(
+        "kconfig", "kernel config", cfg.source or "not found", None,
+        "explains missing features when tracefs cannot be read",
+        {"source": cfg.source, "items": dict(cfg.items), "enabled": set_items}))
+    if tfs.path:
+        tracefs_value = f"{tfs.path} (via {tfs.via or 'unknown'})"
+        if tfs.writable is False:
+            tracefs_value += ", not writable by us"
+    else:
+        tracefs_value = "not mounted" + (", mountable" if tfs.mountable else "")
+    checks.append(Check(
+        "tracefs", "tracefs", tracefs_value,
+        None if tfs.path is None and tfs.mountable else tfs.path is not None,
+        "the ftrace backend lives in it; libbpf finds tracepoint ids in it",
+        {"path": tfs.path, "via": tfs.via, "mountable": tfs.mountable,
+         "writable": tfs.writable}))
+    for cid, title, value, why in (
+        ("kprobes", "kprobes", tfs.kprobe_events, "ftrace tier 1: strings read at syscall entry"),
+        ("eprobes", "eprobes", tfs.eprobes, "ftrace tier 2: strings from syscall tracepoints"),
+        ("uprobes", "uprobes", tfs.uprobe_events, "ftrace tier 3: strings from C library probes"),
+    ):
+        checks.append(Check(cid, title, _yes_no(value), value, why, {"present": value}))
+    checks.append(Check(
+        "fetch_types", "probe string types",
+        ", ".join(tfs.fetch_types) or "unknown", None,
+        "'ustring' and '+u' (5.3+) read user memory from kernel probes",
+        {"fetch_types": list(tfs.fetch_types), "user_deref": tfs.user_deref}))
+    missing = [tp for tp in TRACEPOINTS if tfs.tracepoints and not tfs.tracepoints.get(tp)]
+    if not tfs.tracepoints:
+        tp_value, tp_ok = "unknown (tracefs not readable)", None
+    elif missing:
+        tp_value, tp_ok = "missing: " + ", ".join(missing), None
+    else:
+        tp_value, tp_ok = "all present", True
+    checks.append(Check(
+        "tracepoints", "tracepoints", tp_value, tp_ok,
+        "every backend counts events on the syscall and sched tracepoints",
+        {"present": dict(tfs.tracepoints)}))
+    checks.append(Check(
+        "libbpf", "libbpf",
+        f"{caps.libbpf.version or 'unknown version'} ({caps.libbpf.path})" if caps.libbpf
+        else "not found", caps.libbpf is not None,
+        "ebpf-core loads its shipped objects with the system libbpf.so.1",
+        {"path": caps.libbpf.path if caps.libbpf else None,
+         "version": caps.libbpf.version if caps.libbpf else None}))
+    checks.append(Check(
+        "bcc", "BCC",
+        f"{caps.bcc.version} ({caps.bcc.location})" if caps.bcc.version
+        else f"not importable{': ' + caps.bcc.error if caps.bcc.error else ''}",
+        caps.bcc.version is not None, "the ebpf-bcc engine (python3-bpfcc)",
+        {"version": caps.bcc.version, "location": caps.bcc.location, "error": caps.bcc.error}))
+    checks.append(Check(
+        "libc", "C libraries",
+        ", ".join(f"{lib.path} ({lib.version or '?'})" for lib in caps.c_libraries) or "none",
+        bool(caps.c_libraries), "ftrace tier 3 puts uprobes on them",
+        {"libraries": [{"path": lib.path, "version": lib.version} for lib in caps.c_libraries]}))
+    cont = caps.container
+    checks.append(Check(
+        "container", "container", _yes_no(cont.in_container), None,
+        "container runtimes drop CAP_BPF/CAP_PERFMON and filter bpf() with seccomp",
+        {"in_container": cont.in_container, "pid_namespace_nested": cont.pid_namespace_nested,
+         "dockerenv": cont.dockerenv, "cgroup": cont.cgroup}))
+    return checks
+
+
+def build_report(caps: Capabilities, choice: str = "auto") -> Report:
+    return Report(caps, _checks(caps), {kind: decide(caps, kind, choice) for kind in KINDS})

@@ -1,0 +1,1 @@
+"""Turning events into text and JSON that are safe to print."""

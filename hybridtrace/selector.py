@@ -1,0 +1,116 @@
+"""Choose a backend (and ftrace tier) for one kind of tracing on one kernel."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import attrs
+
+from hybridtrace.backends.base import Assessment, BackendError
+from hybridtrace.backends.ebpf.requirements import assess_bcc, assess_core
+from hybridtrace.backends.ftrace.requirements import TIERS, assess_all
+from hybridtrace.capabilities.model import Capabilities
+
+CHOICES: Tuple[str, ...] = ("auto", "ebpf", "ebpf-core", "ebpf-bcc", "ftrace")
+KINDS: Tuple[str, ...] = ("exec", "open")
+
+# Which candidate labels each user choice may pick from, in order of preference.
+_ALLOWED: Dict[str, Tuple[str, ...]] = {
+    "auto": ("ebpf-core", "ebpf-bcc", "ftrace"),
+    "ebpf": ("ebpf-core", "ebpf-bcc"),
+    "ebpf-core": ("ebpf-core",),
+    "ebpf-bcc": ("ebpf-bcc",),
+    "ftrace": ("ftrace",),
+}
+
+
+class SelectionError(BackendError):
+    pass
+
+
+@attrs.frozen(slots=True)
+class Decision:
+    kind: str
+    choice: str
+    tier_request: Optional[str]
+    candidates: List[Assessment]
+    chosen: Optional[Assessment]
+
+    def allows(self, cand: Assessment) -> bool:
+        return cand.backend in _ALLOWED[self.choice] and (
+            self.tier_request is None or cand.tier == self.tier_request
+        )
+
+    def usable(self) -> List[Assessment]:
+        """Usable candidates the user's choice allows, best first."""
+        return [c for c in self.candidates if c.usable and self.allows(c)]
+
+    @property
+    def why(self) -> str:
+        """One sentence: what was chosen and why the better ones were not."""
+        if self.chosen is None:
+            return self.failure()
+        skipped = []
+        for cand in self.candidates:
+            if cand is self.chosen:
+                break
+            if self.allows(cand):
+                blocking = next(r for r in cand.reasons if r.blocking)
+                skipped.append(f"{cand.label}: {blocking.message}")
+        head = f"{self.chosen.label} chosen for {self.kind}"
+        if self.choice != "auto":
+            head += f" (--backend {self.choice})"
+        return head + ("; not " + "; not ".join(skipped) if skipped else "")
+
+    def failure(self) -> str:
+        """One line naming what is missing and how to fix it."""
+        parts = []
+        for cand in filter(self.allows, self.candidates):
+            first = next(r for r in cand.reasons if r.blocking)
+            text = f"{cand.label}: {first.message}"
+            if first.remedy:
+                text += f" (fix: {first.remedy})"
+            parts.append(text)
+        what = self.choice if self.tier_request is None else f"{self.choice}/{self.tier_request}"
+        return f"no usable backend for {self.kind} tracing with --backend {what}: " + "; ".join(
+            parts
+        )
+
+
+def candidates(caps: Capabilities, kind: str) -> List[Assessment]:
+    """Every backend and tier, best first."""
+    return [assess_core(caps, kind), assess_bcc(caps, kind), *assess_all(caps, kind)]
+
+
+def decide(
+    caps: Capabilities, kind: str, choice: str = "auto", tier: Optional[str] = None
+) -> Decision:
+    if kind not in KINDS:
+        raise SelectionError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
+    if choice not in CHOICES:
+        raise SelectionError(
+            f"unknown backend {choice!r}: expected one of {', '.join(CHOICES)}"
+        )
+    if tier is not None:
+        if tier not in TIERS:
+            raise SelectionError(
+                f"unknown ftrace tier {tier!r}: expected one of {', '.join(TIERS)}"
+            )
+        if choice not in ("auto", "ftrace"):
+            raise SelectionError("--tier applies to the ftrace backend only")
+        choice = "ftrace"
+    cands = candidates(caps, kind)
+    if tier is not None:
+        cands = [c for c in cands if c.backend != "ftrace" or c.tier == tier]
+    undecided = Decision(kind, choice, tier, cands, None)
+    usable = undecided.usable()
+    return attrs.evolve(undecided, chosen=usable[0] if usable else None)
+
+
+def require(caps: Capabilities, kind: str, choice: str = "auto",
+            tier: Optional[str] = None) -> Decision:
+    """Like decide, but a choice that cannot work raises SelectionError (one line)."""
+    decision = decide(caps, kind, choice, tier)
+    if decision.chosen is None:
+        raise SelectionError(decision.failure())
+    return decision

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install everything hybridtrace needs on a fresh Debian bookworm machine (run as root),
+# then show what this kernel supports. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  # ebpf-core at run time, and to rebuild the shipped BPF objects
+  libbpf1 libbpf-dev bpftool clang llvm
+  # ebpf-bcc engine, and the reference tools the benchmarks compare against
+  python3-bpfcc bpfcc-tools libbpf-tools
+  # test workloads are small C programs built on the fly
+  gcc libc6-dev
+)
+
+if [ "$(id -u)" -eq 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+else
+  echo "setup: not root, skipping apt-get install of: ${APT_PACKAGES[*]}" >&2
+fi
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+exec .venv/bin/hybridtrace doctor
