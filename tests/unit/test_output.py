@@ -74,8 +74,9 @@ def test_json_bytes_round_trip(data: bytes) -> None:
 
 
 def _exec(argv: tuple, **kw: object) -> ExecEvent:
-    base = dict(timestamp_ns=time.monotonic_ns(), pid=10, tid=10, ppid=1, uid=0, comm=HOSTILE[0][:15],
-                filename=b"/bin/x", argv=argv, retval=0, argv_source=Source.NEW_IMAGE)
+    base = dict(timestamp_ns=time.monotonic_ns(), pid=10, tid=10, ppid=1, uid=0,
+                comm=HOSTILE[0][:15], filename=b"/bin/x", argv=argv, retval=0,
+                argv_source=Source.NEW_IMAGE)
     base.update(kw)
     return ExecEvent(**base)  # type: ignore[arg-type]
 

@@ -1,0 +1,203 @@
+"""One behavioural contract for every backend, through the public API.
+
+Like psutil's per-platform contract tests: every backend that can run on this
+kernel is held to the same event types and the same observable facts about
+real processes this test spawns. Backends that cannot run here are skipped,
+unless HYBRIDTRACE_REQUIRE_BACKENDS names them (CI), which turns the skip into
+a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable, List, Sequence, TypeVar
+
+import pytest
+
+import hybridtrace
+from hybridtrace.api import Session
+from hybridtrace.capabilities import probe
+from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
+from hybridtrace.selector import decide
+from tests.conftest import require_backend
+
+BACKENDS = ["ebpf-core", "ebpf-bcc", "ftrace/kprobe", "ftrace/eprobe", "ftrace/uprobe",
+            "ftrace/tracepoint"]
+# Backends whose strings are read in the kernel and must be exact; the others
+# may fall back to /proc and may say "unknown" (None), but never be wrong.
+EXACT = {"ebpf-core", "ebpf-bcc", "ftrace/kprobe", "ftrace/eprobe", "ftrace/uprobe"}
+
+HOSTILE_ARGS = [b"with space", b"quote\"'s", b"new\nline", b"\xff\xfe not utf-8", b"\x1b[31mred"]
+
+E = TypeVar("E", bound=Event)
+
+
+def open_backend(label: str, kind: str, **filters: object) -> Session:
+    backend, _, tier = label.partition("/")
+    decision = decide(probe(), kind, backend, tier or None)
+    if decision.chosen is None:
+        require_backend(label, decision.failure())
+    return hybridtrace.trace(kind, backend, tier=tier or None, **filters)  # type: ignore[arg-type]
+
+
+def wait_for(session: Session, want: Callable[[Event], bool], timeout: float = 8.0) -> List[Event]:
+    """Events up to and including the first one ``want`` accepts."""
+    seen: List[Event] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = session.poll(0.2)
+        seen += batch
+        if any(want(e) for e in batch):
+            return seen
+    raise AssertionError(f"event not seen within {timeout}s; saw {len(seen)} others")
+
+
+def first(events: Sequence[Event], cls: type, want: Callable[[E], bool]) -> E:
+    for event in events:
+        if isinstance(event, cls) and want(event):  # type: ignore[arg-type]
+            return event  # type: ignore[return-value]
+    raise AssertionError("no matching event")
+
+
+def check_types(event: Event) -> None:
+    """Every backend emits the same types; None only for what it could not capture."""
+    assert isinstance(event.timestamp_ns, int) and event.timestamp_ns > 0
+    if isinstance(event, LostEvent):
+        assert event.count > 0
+        return
+    assert isinstance(event.pid, int) and isinstance(event.tid, int)
+    assert event.comm is None or isinstance(event.comm, bytes)
+    if isinstance(event, ExecEvent):
+        assert event.argv is None or all(isinstance(a, bytes) for a in event.argv)
+        assert event.argv is None or event.argv_source is not None
+        assert event.retval is None or isinstance(event.retval, int)
+    else:
+        assert isinstance(event, OpenEvent)
+        assert event.path is None or isinstance(event.path, bytes)
+        assert (event.fd is None) or (event.errno is None)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _spawn_sh(args: Sequence[bytes]) -> subprocess.Popen[bytes]:
+    # sh stays alive a moment so /proc-based tiers can still read it.
+    return subprocess.Popen([b"/bin/sh", b"-c", b"sleep 0.5", b"sh", *args])
+
+
+def test_exec_with_hostile_argv(backend: str) -> None:
+    with open_backend(backend, "exec") as session:
+        child = _spawn_sh(HOSTILE_ARGS)
+        events = wait_for(session, lambda e: isinstance(e, ExecEvent) and e.pid == child.pid)
+        child.wait()
+    for event in events:
+        check_types(event)
+    ev = first(events, ExecEvent, lambda e: e.pid == child.pid)
+    assert ev.retval == 0
+    assert ev.ppid == os.getpid()
+    assert ev.uid == os.getuid()
+    assert ev.comm == b"sh"
+    assert ev.filename == b"/bin/sh"
+    want = (b"/bin/sh", b"-c", b"sleep 0.5", b"sh", *HOSTILE_ARGS)
+    if backend in EXACT:
+        assert ev.argv == want
+        assert not ev.argv_truncated
+    else:
+        assert ev.argv in (None, want)
+
+
+def test_failed_exec_is_reported_with_errno(backend: str) -> None:
+    missing = f"/nonexistent-{os.getpid()}-{time.monotonic_ns()}/prog".encode()
+    with open_backend(backend, "exec") as session:
+        with pytest.raises(FileNotFoundError):
+            subprocess.Popen([missing, b"arg1"])
+        events = wait_for(session, lambda e: isinstance(e, ExecEvent) and e.filename == missing)
+    ev = first(events, ExecEvent, lambda e: e.filename == missing)
+    check_types(ev)
+    assert ev.retval == -2 and ev.failed
+    assert ev.ppid == os.getpid()
+    if backend in EXACT:
+        assert ev.argv == (missing, b"arg1")
+
+
+OPENER = (
+    "import os, sys, time\n"
+    "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+    "try:\n    os.open(sys.argv[2], os.O_RDONLY)\nexcept FileNotFoundError:\n    pass\n"
+    "print(fd, flush=True)\n"
+    "time.sleep(0.5)\n"
+)
+
+
+def test_open_success_and_failure(backend: str) -> None:
+    with tempfile.NamedTemporaryFile(prefix="ht-contract-\n\xff-".encode()) as tmp:
+        path = tmp.name
+        missing = path + b".missing"
+        with open_backend(backend, "open") as session:
+            child = subprocess.Popen([sys.executable, "-c", OPENER, path, missing],
+                                     stdout=subprocess.PIPE)
+            fd = int(child.stdout.readline()) if child.stdout else -1
+            events = wait_for(
+                session,
+                lambda e: isinstance(e, OpenEvent) and e.pid == child.pid and e.errno == 2,
+            )
+            child.wait()
+            assert child.stdout is not None
+            child.stdout.close()
+    for event in events:
+        check_types(event)
+    ok = first(events, OpenEvent, lambda e: e.pid == child.pid and e.fd == fd)
+    bad = first(events, OpenEvent, lambda e: e.pid == child.pid and e.errno == 2)
+    assert ok.uid == os.getuid() and ok.tid == child.pid
+    assert ok.flags is not None and ok.flags & os.O_ACCMODE == os.O_RDONLY
+    if backend in EXACT:
+        assert ok.path == path
+        assert bad.path == missing
+    else:
+        assert ok.path in (None, path) and bad.path in (None, missing)
+        assert ok.path is None or ok.path_source is Source.PROCFS
+
+
+def test_uid_filter(backend: str) -> None:
+    tag = f"/tmp/ht-uid-{os.getpid()}-{time.monotonic_ns()}"
+    with open_backend(backend, "open", uid=65534) as session:
+        nobody = subprocess.Popen(["/bin/cat", tag + "-nobody"], stderr=subprocess.DEVNULL,
+                                  preexec_fn=lambda: os.setuid(65534))
+        root = subprocess.Popen(["/bin/cat", tag + "-root"], stderr=subprocess.DEVNULL)
+        events = wait_for(session, lambda e: isinstance(e, OpenEvent) and e.pid == nobody.pid
+                          and e.errno == 2)
+        root.wait()
+        nobody.wait()
+        time.sleep(0.2)
+        events += session.poll(0.2)
+    assert all(e.uid == 65534 for e in events if isinstance(e, OpenEvent))
+    assert not any(isinstance(e, OpenEvent) and e.pid == root.pid for e in events)
+
+
+def test_two_sessions_both_see_everything(backend: str) -> None:
+    with open_backend(backend, "exec") as one, open_backend(backend, "exec") as two:
+        children = [_spawn_sh([b"n%d" % i]) for i in range(5)]
+        pids = {c.pid for c in children}
+        for c in children:
+            c.wait()
+        for session in (one, two):
+            seen: set = set()
+            deadline = time.monotonic() + 8
+            while seen != pids and time.monotonic() < deadline:
+                seen |= {e.pid for e in session.poll(0.2)
+                         if isinstance(e, ExecEvent) and e.pid in pids}
+            assert seen == pids
+
+
+def test_decision_is_reported(backend: str) -> None:
+    with open_backend(backend, "exec") as session:
+        chosen = session.decision.chosen
+        assert chosen is not None and chosen.label == backend
+        assert session.description
+        assert session.stats.lost == 0

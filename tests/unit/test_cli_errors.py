@@ -1,0 +1,50 @@
+"""Every mistake a user can make ends in one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import List
+
+import pytest
+
+CASES = [
+    (["execsnoop", "-u", "no-such-user-xyz"], "unknown user 'no-such-user-xyz'"),
+    (["execsnoop", "-n", "("], "bad regular expression for -n"),
+    (["execsnoop", "-l", "[a-"], "bad regular expression for -l"),
+    (["opensnoop", "--backend", "dtrace"], "invalid choice: 'dtrace'"),
+    (["execsnoop", "--tier", "magic"], "invalid choice: 'magic'"),
+    (["opensnoop", "-f", "O_BOGUS"], "unknown open flag 'O_BOGUS'"),
+    (["opensnoop", "-p", "notapid"], "invalid int value"),
+    (["execsnoop", "-d", "-3"], "must be positive"),
+    (["execsnoop", "--max-args", "0"], "max_args must be between 1 and 128"),
+    (["execsnoop", "--backend", "ebpf-core", "--tier", "uprobe"], "--tier applies to the ftrace"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+]
+
+
+def run_cli(args: List[str]) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run([sys.executable, "-m", "hybridtrace", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("args", "message"), CASES)
+def test_user_error_is_one_line_exit_2(args: List[str], message: str) -> None:
+    result = run_cli(args)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_the_flags() -> None:
+    exec_help = run_cli(["execsnoop", "--help"]).stdout
+    for flag in ("-T", "-t", "-U", "-u", "-x", "-q", "-n", "-l", "-P", "--max-args", "-d",
+                 "--backend", "--json", "-Q"):
+        assert f"{flag}" in exec_help
+    open_help = run_cli(["opensnoop", "--help"]).stdout
+    for flag in ("-T", "-U", "-x", "-p", "-t", "-u", "-d", "-n", "-e", "-f", "-F", "--backend",
+                 "--json", "-Q"):
+        assert f"{flag}" in open_help
