@@ -11,6 +11,9 @@ APT_PACKAGES=(
   python3-bpfcc bpfcc-tools libbpf-tools
   # test workloads are small C programs built on the fly
   gcc libc6-dev
+  # the venv is built on Debian's python3 so an unprivileged user can run it
+  # (tests drop to uid 65534), and Debian's python3-bpfcc matches it
+  python3 python3-venv
 )
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -27,7 +30,7 @@ else
   echo "setup: not root, skipping apt-get install of: ${APT_PACKAGES[*]}" >&2
 fi
 
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-/usr/bin/python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 

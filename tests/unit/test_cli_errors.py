@@ -23,7 +23,7 @@ CASES = [
 ]
 
 
-def run_cli(args: List[str]) -> "subprocess.CompletedProcess[str]":
+def run_cli(args: List[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hybridtrace", *args], capture_output=True,
                           text=True, timeout=60)
 
