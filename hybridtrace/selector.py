@@ -63,18 +63,19 @@ class Decision:
         return head + ("; not " + "; not ".join(skipped) if skipped else "")
 
     def failure(self) -> str:
-        """One line naming what is missing and how to fix it."""
-        parts = []
+        """One line naming what is missing for each allowed candidate, then the fixes."""
+        parts: List[str] = []
+        fixes: List[str] = []
         for cand in filter(self.allows, self.candidates):
             first = next(r for r in cand.reasons if r.blocking)
-            text = f"{cand.label}: {first.message}"
-            if first.remedy:
-                text += f" (fix: {first.remedy})"
-            parts.append(text)
+            parts.append(f"{cand.label}: {first.message}")
+            if first.remedy and first.remedy not in fixes:
+                fixes.append(first.remedy)
         what = self.choice if self.tier_request is None else f"{self.choice}/{self.tier_request}"
-        return f"no usable backend for {self.kind} tracing with --backend {what}: " + "; ".join(
+        line = f"no usable backend for {self.kind} tracing with --backend {what}: " + "; ".join(
             parts
         )
+        return line + (" (fix: " + "; or ".join(fixes) + ")" if fixes else "")
 
 
 def candidates(caps: Capabilities, kind: str) -> List[Assessment]:

@@ -19,6 +19,7 @@ EXEC_TRACEPOINTS: Tuple[str, ...] = (
 )
 OPEN_TRACEPOINTS: Tuple[str, ...] = ("syscalls/sys_enter_openat", "syscalls/sys_exit_openat")
 
+LOCKDOWN_REMEDY = "boot with lockdown=integrity or none (or disable Secure Boot enforcement)"
 PRIVILEGE_REMEDY = (
     "run as root, or grant CAP_BPF and CAP_PERFMON (kernel 5.8+) or CAP_SYS_ADMIN"
     " (containers: --cap-add BPF --cap-add PERFMON, or --privileged)"
@@ -34,18 +35,24 @@ def bpf_reasons(caps: Capabilities) -> List[Reason]:
     out: List[Reason] = []
     err = caps.bpf.prog_load_errno
     if err is None:
-        out.append(Reason("bpf-unchecked", "could not test whether bpf() is permitted"))
+        # Unknown is not "no": the session will find out by loading (and fall back).
+        out.append(Reason("bpf-unchecked", "could not test whether bpf() is permitted;"
+                          " it will be tried", blocking=False))
     elif err != 0:
         name = errno.errorcode.get(err, str(err))
         if err in (errno.EPERM, errno.EACCES):
             why = f"bpf() denied ({name})"
-            if caps.lockdown == "confidentiality":
-                why += " by kernel lockdown=confidentiality"
-            elif not caps.privileges.can_bpf:
+            remedy = PRIVILEGE_REMEDY
+            if not caps.privileges.can_bpf:
                 why += ": we lack CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"
                 if caps.bpf.unprivileged_bpf_disabled:
                     why += f" and unprivileged_bpf_disabled={caps.bpf.unprivileged_bpf_disabled}"
-            out.append(Reason("bpf-denied", why, remedy=PRIVILEGE_REMEDY))
+            else:  # privileged and still refused: not a capability problem
+                why += " although we hold the capabilities: a security module (LSM) or seccomp"
+                why += " policy refuses it"
+                remedy = ("check the LSM (BPF LSM, SELinux, AppArmor) and seccomp policy;"
+                          " in a container, run with --security-opt seccomp=unconfined")
+            out.append(Reason("bpf-denied", why, remedy=remedy))
         elif err == errno.ENOSYS:
             out.append(
                 Reason(
@@ -56,12 +63,22 @@ def bpf_reasons(caps: Capabilities) -> List[Reason]:
             )
         else:
             out.append(Reason("bpf-failed", f"loading a trivial BPF program failed ({name})"))
-    if caps.lockdown == "confidentiality" and not any(r.code == "bpf-denied" for r in out):
+    read_err = caps.bpf.kernel_read_errno
+    if read_err:  # measured: a program reading kernel memory was refused
+        name = errno.errorcode.get(read_err, str(read_err))
+        why = f"BPF programs may not read kernel memory (bpf_probe_read_kernel refused, {name})"
+        if caps.lockdown == "confidentiality":
+            why += ": kernel lockdown=confidentiality"
+        elif caps.lockdown is None:
+            why += "; kernel lockdown=confidentiality is the usual cause"
+        out.append(Reason("bpf-kernel-read-denied", why, remedy=LOCKDOWN_REMEDY))
+    elif (read_err is None and caps.lockdown == "confidentiality"
+          and not any(r.code == "bpf-denied" for r in out)):
         out.append(
             Reason(
                 "lockdown-confidentiality",
                 "kernel lockdown=confidentiality denies the kernel-memory reads our programs need",
-                remedy="boot with lockdown=integrity or none (or disable Secure Boot enforcement)",
+                remedy=LOCKDOWN_REMEDY,
             )
         )
     return out

@@ -86,6 +86,8 @@ class BpfSupport:
     ringbuf_errno: Optional[int]  # 0 = BPF_MAP_TYPE_RINGBUF created
     unprivileged_bpf_disabled: Optional[int]
     perf_event_paranoid: Optional[int]
+    # 0 = a program calling bpf_probe_read_kernel loaded (lockdown=confidentiality refuses it)
+    kernel_read_errno: Optional[int] = None
 
     @property
     def permitted(self) -> Optional[bool]:
@@ -94,6 +96,10 @@ class BpfSupport:
     @property
     def ringbuf(self) -> Optional[bool]:
         return None if self.ringbuf_errno is None else self.ringbuf_errno == 0
+
+    @property
+    def kernel_read(self) -> Optional[bool]:
+        return None if self.kernel_read_errno is None else self.kernel_read_errno == 0
 
 
 @attrs.frozen(slots=True)

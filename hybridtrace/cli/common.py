@@ -34,7 +34,7 @@ class _Terminated(Exception):
 
 def fail(message: str, status: int = 2) -> int:
     sys.stderr.write(f"{escape_bytes(message.encode(errors='replace'))}\n")
-    return 0
+    return status
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:

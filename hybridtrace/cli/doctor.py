@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
-from hybridtrace.capabilities import probe
+from hybridtrace.capabilities import default_live, probe
+from hybridtrace.cli.common import UsageError
 from hybridtrace.doctor import build_report
 from hybridtrace.doctor.render_json import render_json
 from hybridtrace.doctor.render_text import render_text
@@ -23,14 +25,27 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="one JSON document (schema"
                         " hybridtrace.doctor/1) for comparing a fleet")
-    parser.add_argument("--root", default="/", help="probe a recorded kernel tree instead of"
-                        " this machine (results of live checks come from its live.json)")
+    parser.add_argument("--root", default="/", help="probe a recorded kernel tree (its directory"
+                        " or its root/) instead of this machine; live checks come from its"
+                        " live.json")
     parser.add_argument("--backend", choices=CHOICES, default="auto",
                         help="judge this backend choice (default auto)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    report = build_report(probe(args.root), args.backend)
+    if not os.path.isdir(args.root):
+        raise UsageError(f"doctor: --root {args.root}: not a directory")
+    if os.path.isfile(os.path.join(args.root, "live.json")) and os.path.isdir(
+        os.path.join(args.root, "root")
+    ):
+        args.root = os.path.join(args.root, "root")  # a kernel tree's directory
+    try:
+        live = default_live(args.root)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"doctor: --root {args.root}: no readable live.json next to it or"
+                         f" inside it ({exc.__class__.__name__}); record trees with"
+                         " tools/record_kernel_tree.py") from None
+    report = build_report(probe(args.root, live), args.backend)
     sys.stdout.write((render_json(report) + "\n") if args.json else render_text(report))
     return report.exit_status

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import Dict, List
 
-from hybridtrace.doctor.report import Report
+from hybridtrace.doctor.report import Report, unchecked_meaning
 from hybridtrace.selector import Decision
 
 _MARK = {True: "ok", False: "NO", None: "--"}
@@ -26,6 +26,21 @@ def _decision_lines(decision: Decision) -> List[str]:
     return lines
 
 
+def _remedies(report: Report) -> Dict[str, List[str]]:
+    """Each distinct fix for a kind with no backend, and which candidates it unblocks."""
+    fixes: Dict[str, List[str]] = {}
+    for decision in report.decisions.values():
+        if decision.chosen is not None:
+            continue
+        for cand in filter(decision.allows, decision.candidates):
+            for reason in cand.reasons:
+                if reason.blocking and reason.remedy:
+                    labels = fixes.setdefault(reason.remedy, [])
+                    if cand.label not in labels:
+                        labels.append(cand.label)
+    return fixes
+
+
 def render_text(report: Report) -> str:
     caps = report.caps
     width = max(len(c.title) for c in report.checks)
@@ -34,16 +49,17 @@ def render_text(report: Report) -> str:
         out.append(f"  [{_MARK[check.ok]:>2}] {check.title:<{width}}  {check.value}")
         out.append(f"  {'':4} {'':<{width}}  ({check.why})")
     if caps.unchecked:
-        out += ["", "could not check"] + [f"  - {item}" for item in caps.unchecked]
+        out += ["", "could not check"]
+        for item in caps.unchecked:
+            meaning = unchecked_meaning(item)
+            out += [f"  - {item}"] + ([f"      so: {meaning}"] if meaning else [])
     out += ["", "decisions  (* chosen, + usable, - not usable; x blocker, i note)"]
     for decision in report.decisions.values():
         out += _decision_lines(decision)
-    remedies = []
-    for decision in report.decisions.values():
-        if decision.chosen is None:
-            remedies.append(decision.failure())
+    remedies = _remedies(report)
     if remedies:
-        out += ["", "to make it work"] + [f"  - {r}" for r in remedies]
+        out += ["", "to make it work"]
+        out += [f"  - {fix}  [needed by {', '.join(labels)}]" for fix, labels in remedies.items()]
     out += ["", f"exit status {report.exit_status}: "
             + ("exec and open tracing both have a backend" if report.exit_status == 0
                else "some tracing kind has no usable backend")]

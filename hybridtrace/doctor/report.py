@@ -19,7 +19,37 @@ from hybridtrace.capabilities.model import (
 )
 from hybridtrace.selector import KINDS, Decision, decide
 
+# kernel/bpf/syscall.c: what unprivileged_bpf_disabled means.
+_UBD_MEANING: Dict[Optional[int], str] = {
+    0: " (anyone may use bpf())",
+    1: " (privileged only, fixed until reboot)",
+    2: " (privileged only; root may re-enable)",
+}
 _CAP_NAMES = {CAP_SYS_ADMIN: "CAP_SYS_ADMIN", CAP_BPF: "CAP_BPF", CAP_PERFMON: "CAP_PERFMON"}
+
+
+# What an unchecked item (by its "what:" prefix) means for tracing.
+_UNCHECKED_MEANING = {
+    "bpf": "eBPF is tried when a session starts; if refused, the next backend is used",
+    "ringbuf": "only matters once bpf() is allowed; the engine finds out when it starts",
+    "kernel reads": "only matters once bpf() is allowed; lockdown=confidentiality would refuse"
+                    " them",
+    "lockdown": "a confidentiality lockdown would show as refused BPF kernel reads (checked"
+                " above when bpf() is allowed) and as tracefs errors",
+    "tracefs": "the ftrace tiers are judged from the kernel config until tracefs can be read",
+    "euid": "privileges are judged from CapEff alone",
+    "libbpf": "ebpf-core cannot be judged; it is tried when a session starts",
+    "bcc": "ebpf-bcc cannot be judged; it is tried when a session starts",
+    "kernel config": "missing features are judged from tracefs alone",
+    "c libraries": "the uprobe tier has nothing to probe",
+}
+
+
+def unchecked_meaning(note: str) -> Optional[str]:
+    """What a 'could not check' item means, for people."""
+    if "no lockdown LSM" in note:  # a fact more than a gap: nothing is locked down
+        return None
+    return _UNCHECKED_MEANING.get(note.split(":", 1)[0])
 
 
 @attrs.frozen(slots=True)
@@ -54,6 +84,20 @@ def _errno_name(err: Optional[int]) -> str:
     return "ok" if err == 0 else errno.errorcode.get(err, str(err))
 
 
+def _probe_kind_check(cid: str, title: str, present: Optional[bool],
+                      configured: Optional[bool], option: str, why: str) -> Check:
+    """tracefs is the authority; until it can be read, the kernel config answers."""
+    if present is not None:
+        value, source = _yes_no(present), "tracefs"
+    elif configured is not None:
+        present, source = configured, "config"
+        setting = "=y" if configured else " not set"
+        value = f"{_yes_no(configured)} ({option}{setting}, from the kernel config)"
+    else:
+        value, source = "unknown", None
+    return Check(cid, title, value, present, why, {"present": present, "from": source})
+
+
 def _checks(caps: Capabilities) -> List[Check]:
     k, tfs, cfg = caps.kernel, caps.tracefs, caps.config
     checks = [
@@ -69,6 +113,13 @@ def _checks(caps: Capabilities) -> List[Check]:
               caps.bpf.permitted,
               "a trivial program was loaded to find out; both eBPF engines need it",
               {"prog_load_errno": caps.bpf.prog_load_errno}),
+        Check("bpf_kernel_read", "BPF kernel reads",
+              _yes_no(caps.bpf.kernel_read, "yes",
+                      f"no ({_errno_name(caps.bpf.kernel_read_errno)})"),
+              caps.bpf.kernel_read,
+              "a program calling bpf_probe_read_kernel was loaded to find out; our programs"
+              " read task_struct (lockdown=confidentiality refuses it)",
+              {"kernel_read_errno": caps.bpf.kernel_read_errno}),
         Check("ringbuf", "BPF ring buffer",
               _yes_no(caps.bpf.ringbuf, "yes", f"no ({_errno_name(caps.bpf.ringbuf_errno)})"),
               caps.bpf.ringbuf, "ordered, lossless-until-full delivery from eBPF (5.8+)",
@@ -84,15 +135,19 @@ def _checks(caps: Capabilities) -> List[Check]:
          "held": held}))
     checks.append(Check(
         "sysctl", "bpf/perf sysctls",
-        f"unprivileged_bpf_disabled={caps.bpf.unprivileged_bpf_disabled},"
+        f"unprivileged_bpf_disabled={caps.bpf.unprivileged_bpf_disabled}"
+        f"{_UBD_MEANING.get(caps.bpf.unprivileged_bpf_disabled, '')},"
         f" perf_event_paranoid={caps.bpf.perf_event_paranoid}",
         None,
-        "unprivileged_bpf_disabled 1 or 2 keeps bpf() for privileged users only",
+        "they decide what users without CAP_BPF/CAP_SYS_ADMIN may do; root is not affected",
         {"unprivileged_bpf_disabled": caps.bpf.unprivileged_bpf_disabled,
          "perf_event_paranoid": caps.bpf.perf_event_paranoid}))
     lockdown_ok = None if caps.lockdown is None else caps.lockdown != "confidentiality"
+    unknown = any(u.startswith("lockdown: mode unknown") for u in caps.unchecked)
+    lockdown_value = caps.lockdown or ("unknown (see could not check)" if unknown
+                                       else "no lockdown LSM")
     checks.append(Check(
-        "lockdown", "kernel lockdown", caps.lockdown or "no lockdown LSM", lockdown_ok,
+        "lockdown", "kernel lockdown", lockdown_value, lockdown_ok,
         "integrity blocks little we use; confidentiality denies kprobes, kernel-memory"
         " reads from BPF and tracefs", {"mode": caps.lockdown}))
     headers = caps.headers.build is not None or caps.headers.kheaders
@@ -119,12 +174,15 @@ def _checks(caps: Capabilities) -> List[Check]:
         "the ftrace backend lives in it; libbpf finds tracepoint ids in it",
         {"path": tfs.path, "via": tfs.via, "mountable": tfs.mountable,
          "writable": tfs.writable}))
-    for cid, title, value, why in (
-        ("kprobes", "kprobes", tfs.kprobe_events, "ftrace tier 1: strings read at syscall entry"),
-        ("eprobes", "eprobes", tfs.eprobes, "ftrace tier 2: strings from syscall tracepoints"),
-        ("uprobes", "uprobes", tfs.uprobe_events, "ftrace tier 3: strings from C library probes"),
+    for cid, title, value, option, why in (
+        ("kprobes", "kprobes", tfs.kprobe_events, "CONFIG_KPROBE_EVENTS",
+         "ftrace tier 1: strings read at syscall entry"),
+        ("eprobes", "eprobes", tfs.eprobes, "CONFIG_EPROBE_EVENTS",
+         "ftrace tier 2: strings from syscall tracepoints"),
+        ("uprobes", "uprobes", tfs.uprobe_events, "CONFIG_UPROBE_EVENTS",
+         "ftrace tier 3: strings from C library probes"),
     ):
-        checks.append(Check(cid, title, _yes_no(value), value, why, {"present": value}))
+        checks.append(_probe_kind_check(cid, title, value, cfg.enabled(option), option, why))
     checks.append(Check(
         "fetch_types", "probe string types",
         ", ".join(tfs.fetch_types) or "unknown", None,

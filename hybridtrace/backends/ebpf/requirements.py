@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Dict, List
 
 from hybridtrace.backends.base import Assessment, Reason
+from hybridtrace.backends.ebpf.bcc import headers as bcc_headers
 from hybridtrace.backends.requirements_common import bpf_reasons, headers_path, tracefs_reasons
 from hybridtrace.capabilities.model import Capabilities
 
@@ -55,8 +56,39 @@ def assess_core(caps: Capabilities, kind: str) -> Assessment:
     return Assessment("ebpf-core", None, kind, reasons, _fields(kind))
 
 
+def _bcc_headers(caps: Capabilities, fields: Dict[str, str]) -> List[Reason]:
+    """Headers for the exact release are full fidelity; borrowed ones only when
+    the user named them, with task_struct reads from BTF (or off without it)."""
+    try:
+        tree = bcc_headers.locate(caps.kernel.release, caps.headers.build, caps.headers.kheaders)
+    except bcc_headers.HeadersError as exc:
+        return [
+            Reason(
+                "no-headers",
+                f"no kernel headers at {headers_path(caps)} (BCC compiles against them)"
+                if "no kernel headers" in str(exc) else str(exc),
+                remedy=f"apt-get install linux-headers-{caps.kernel.release}, or set"
+                f" ${bcc_headers.ENV_VAR} to a tree from tools/fetch_bcc_headers.sh",
+            )
+        ]
+    if tree.exact:
+        return []
+    note = f"headers of {tree.release} borrowed for {caps.kernel.release} ({tree.origin})"
+    if caps.btf.path is not None:
+        return [Reason("borrowed-headers", note + "; task_struct offsets come from BTF",
+                       blocking=False)]
+    if "ppid" in fields:
+        fields["ppid"] = ("partial: from /proc while the process lives (borrowed headers and"
+                          " no BTF give no trustworthy task_struct)")
+        fields["argv"] = "partial: caller's memory only (no re-read from the new image)"
+    return [Reason("borrowed-headers", note + "; no BTF, so ppid and the argv re-read are off",
+                   blocking=False,
+                   remedy=f"install linux-headers-{caps.kernel.release} for full fidelity")]
+
+
 def assess_bcc(caps: Capabilities, kind: str) -> Assessment:
     reasons = bpf_reasons(caps)
+    fields = _fields(kind)
     if caps.bcc.version is None:
         reasons.append(
             Reason(
@@ -66,14 +98,9 @@ def assess_bcc(caps: Capabilities, kind: str) -> Assessment:
                 remedy="apt-get install python3-bpfcc (not PyPI's unrelated 'bcc')",
             )
         )
-    if caps.headers.build is None and not caps.headers.kheaders:
-        reasons.append(
-            Reason(
-                "no-headers",
-                f"no kernel headers at {headers_path(caps)} (BCC compiles against them)",
-                remedy=f"apt-get install linux-headers-{caps.kernel.release}",
-            )
-        )
-    reasons += _buffer_reasons(caps)
+    reasons += _bcc_headers(caps, fields)
+    if caps.bpf.ringbuf is False:
+        reasons.append(Reason("perf-buffer", "no BPF ring buffer (5.8+): using the perf buffer",
+                              blocking=False))
     reasons += tracefs_reasons(caps, kind, "ebpf")
-    return Assessment("ebpf-bcc", None, kind, reasons, _fields(kind))
+    return Assessment("ebpf-bcc", None, kind, reasons, fields)

@@ -7,7 +7,7 @@ decides where strings come from.
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from hybridtrace.backends.base import Assessment, Reason
 from hybridtrace.backends.requirements_common import tracefs_reasons
@@ -37,29 +37,29 @@ def _fields(kind: str, tier: str) -> Dict[str, str]:
     return fields
 
 
+def _absent(present: Optional[bool], caps: Capabilities, option: str) -> bool:
+    """Known missing: tracefs says so, or (tracefs unreadable) the kernel config does."""
+    if present is not None:
+        return not present
+    return caps.config.enabled(option) is False
+
+
 def _tier_reasons(caps: Capabilities, tier: str) -> List[Reason]:
     tfs = caps.tracefs
-    unknown = tfs.path is None  # not mounted yet: files can't be checked
     out: List[Reason] = []
     if tier == "kprobe":
         if caps.lockdown == "confidentiality":
             out.append(Reason("lockdown-kprobes", "lockdown=confidentiality denies kprobes"))
-        if tfs.kprobe_events is False or (
-            unknown and caps.config.enabled("CONFIG_KPROBE_EVENTS") is False
-        ):
+        if _absent(tfs.kprobe_events, caps, "CONFIG_KPROBE_EVENTS"):
             out.append(
                 Reason("no-kprobe-events", "no kprobe_events (kernel built without CONFIG_KPROBES"
                        " or CONFIG_KPROBE_EVENTS)")
             )
     elif tier == "eprobe":
-        if tfs.eprobes is False or (
-            unknown and caps.config.enabled("CONFIG_EPROBE_EVENTS") is False
-        ):
+        if _absent(tfs.eprobes, caps, "CONFIG_EPROBE_EVENTS"):
             out.append(Reason("no-eprobes", "no eprobes (needs 5.15+ with CONFIG_EPROBE_EVENTS)"))
     elif tier == "uprobe":
-        if tfs.uprobe_events is False or (
-            unknown and caps.config.enabled("CONFIG_UPROBE_EVENTS") is False
-        ):
+        if _absent(tfs.uprobe_events, caps, "CONFIG_UPROBE_EVENTS"):
             out.append(Reason("no-uprobe-events", "no uprobe_events (CONFIG_UPROBE_EVENTS off)"))
         if not caps.c_libraries:
             out.append(Reason("no-libc", "no glibc or musl C library found to probe"))

@@ -1,0 +1,101 @@
+"""Decode the BCC programs' records (struct exec_rec / open_rec) into events.
+
+Same meaning as the ebpf-core engine's records: exact bytes, None for what
+the kernel could not read, truncation flagged, and the argv splitting rules
+shared with it (``records.split_argv``).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Optional, Tuple
+
+from hybridtrace.backends.ebpf.records import split_argv
+from hybridtrace.events import ExecEvent, OpenEvent, Source
+from hybridtrace.request import PATH_SIZE
+
+# common.c
+F_TASK_READS_OFF = 1 << 0
+# exec.c
+F_ARGV_TRUNCATED = 1 << 1
+F_ARGV_READ_FAILED = 1 << 2
+F_ARGV_FROM_IMAGE = 1 << 3
+F_FILENAME_FROM_TP = 1 << 4
+F_NO_ENTRY = 1 << 5
+F_FILENAME_TRUNCATED = 1 << 6
+F_IMAGE_READ_FAILED = 1 << 7
+# open.c
+F_PATH_TRUNCATED = 1 << 1
+F_PATH_READ_FAILED = 1 << 2
+F_HOW_READ_FAILED = 1 << 3
+
+# struct exec_rec up to filename[]: ts, pid, tid, ppid, uid, retval, flags,
+# argv_len, filename_len, syscall, pad, comm[16]
+EXEC_HDR = struct.Struct("<QIIIIiIIII4x16s")
+# struct open_rec up to path[]: ts, pid, tid, uid, ret, dfd, oflags, mode,
+# syscall, path_len, flags, path_ptr, comm[16]
+OPEN_HDR = struct.Struct("<QIIIiiIIIIIQ16s")
+EXEC_SYSCALLS = ("execve", "execveat")
+OPEN_SYSCALLS = ("open", "openat", "openat2", "creat")
+
+
+def path_slot() -> int:
+    return PATH_SIZE + 1
+
+
+def exec_argv_offset() -> int:
+    return EXEC_HDR.size + path_slot()
+
+
+def _cstring(raw: bytes) -> bytes:
+    end = raw.find(b"\0")
+    return raw if end < 0 else raw[:end]
+
+
+def _read_string(raw: bytes, start: int, length: int) -> Optional[bytes]:
+    """A string the kernel read (``length`` includes its NUL); None when unread."""
+    if length <= 0:
+        return None
+    return _cstring(raw[start:start + length])
+
+
+def decode_exec(raw: bytes, max_args: int) -> ExecEvent:
+    (ts, pid, tid, ppid, uid, retval, flags, argv_len, name_len, sysno,
+     comm) = EXEC_HDR.unpack_from(raw, 0)
+    filename = _read_string(raw, EXEC_HDR.size, min(name_len, path_slot()))
+    name_src = Source.TRACEPOINT if flags & F_FILENAME_FROM_TP else Source.SYSCALL_ENTRY
+    from_image = bool(flags & F_ARGV_FROM_IMAGE)
+    failed = bool(flags & F_ARGV_READ_FAILED) or (
+        bool(flags & F_NO_ENTRY) and not from_image
+    )
+    argv: Optional[Tuple[bytes, ...]] = None
+    truncated = bool(flags & F_ARGV_TRUNCATED)
+    if not (failed and argv_len == 0):
+        start = exec_argv_offset()
+        argv, cut = split_argv(raw[start:start + argv_len], max_args)
+        truncated = truncated or cut or failed
+    return ExecEvent(
+        timestamp_ns=ts, pid=pid, tid=tid,
+        ppid=None if flags & F_TASK_READS_OFF else ppid,
+        uid=uid, comm=_cstring(comm), filename=filename, argv=argv, retval=retval,
+        argv_truncated=truncated,
+        filename_source=name_src if filename is not None else None,
+        argv_source=(Source.NEW_IMAGE if from_image else Source.SYSCALL_ENTRY)
+        if argv is not None else None,
+        syscall=EXEC_SYSCALLS[sysno] if sysno < len(EXEC_SYSCALLS) else "execve",
+    )
+
+
+def decode_open(raw: bytes) -> OpenEvent:
+    (ts, pid, tid, uid, ret, dfd, oflags, mode, sysno, path_len, flags, _ptr,
+     comm) = OPEN_HDR.unpack_from(raw, 0)
+    path = _read_string(raw, OPEN_HDR.size, min(path_len, path_slot()))
+    how_ok = not flags & F_HOW_READ_FAILED
+    return OpenEvent(
+        timestamp_ns=ts, pid=pid, tid=tid, uid=uid, comm=_cstring(comm), path=path,
+        flags=oflags if how_ok else None, mode=mode if how_ok else None,
+        fd=ret if ret >= 0 else None, errno=-ret if ret < 0 else None,
+        path_source=Source.SYSCALL_ENTRY if path is not None else None,
+        syscall=OPEN_SYSCALLS[sysno] if sysno < len(OPEN_SYSCALLS) else "openat",
+        dfd=dfd, path_truncated=bool(flags & F_PATH_TRUNCATED) and path is not None,
+    )

@@ -1,0 +1,269 @@
+"""The ebpf-bcc stream: compile the BCC program for one request, attach it, read records.
+
+Kernel resources (programs, tracepoint attachments, maps, the ring or perf
+buffer) all belong to one BCC ``BPF`` object and go away with ``close()``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import time
+import weakref
+from types import ModuleType
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import attrs
+
+from hybridtrace import procfs, tracefs
+from hybridtrace.backends.base import BackendError, EventStream, StreamStats
+from hybridtrace.backends.ebpf.bcc import bcc_compile, bcc_program, bcc_records, headers
+from hybridtrace.backends.ebpf.bcc.bcc_import import import_bcc
+from hybridtrace.backends.ebpf.bcc.btf_offsets import BtfError, task_offsets
+from hybridtrace.capabilities.model import Capabilities
+from hybridtrace.events import Event, ExecEvent, LostEvent
+from hybridtrace.request import Kind, TraceRequest
+
+DEFAULT_RINGBUF_PAGES = 256  # 1 MiB with 4 KiB pages
+PERF_PAGES_PER_CPU = 64
+WAIT_SLICE_MS = 250  # a blocking poll wakes this often to look at the loss counter
+
+# The tracepoints each program attaches to: the optional ones only when compiled in.
+ATTACH: Dict[Kind, List[Tuple[str, Optional[str]]]] = {
+    Kind.EXEC: [
+        ("syscalls:sys_enter_execve", None),
+        ("syscalls:sys_exit_execve", None),
+        ("sched:sched_process_exec", None),
+        ("syscalls:sys_enter_execveat", "HT_HAVE_EXECVEAT"),
+        ("syscalls:sys_exit_execveat", "HT_HAVE_EXECVEAT"),
+    ],
+    Kind.OPEN: [
+        ("syscalls:sys_enter_openat", None),
+        ("syscalls:sys_exit_openat", None),
+        ("syscalls:sys_enter_open", "HT_HAVE_OPEN"),
+        ("syscalls:sys_exit_open", "HT_HAVE_OPEN"),
+        ("syscalls:sys_enter_openat2", "HT_HAVE_OPENAT2"),
+        ("syscalls:sys_exit_openat2", "HT_HAVE_OPENAT2"),
+        ("syscalls:sys_enter_creat", "HT_HAVE_CREAT"),
+        ("syscalls:sys_exit_creat", "HT_HAVE_CREAT"),
+    ],
+}
+
+
+def _present_tracepoints(request: TraceRequest) -> List[str]:
+    try:
+        path, _ = tracefs.ensure_mounted()
+    except tracefs.TracefsUnavailable as exc:
+        raise BackendError(str(exc)) from None
+
+    def has(tp: str) -> bool:
+        return os.path.isdir(os.path.join(path, "events", tp))
+
+    for tp in bcc_program.REQUIRED_TRACEPOINTS[request.kind]:
+        if not has(tp):
+            raise BackendError(f"tracepoint {tp} is missing from this kernel")
+    return [tp for tp in bcc_program.OPTIONAL_TRACEPOINTS[request.kind].values() if has(tp)]
+
+
+def choose_layout(tree: headers.HeaderTree, btf_path: Optional[str]) -> Tuple[
+        bcc_program.Layout, str]:
+    """How the program reaches task_struct, and a phrase for the description."""
+    if tree.exact:
+        return bcc_program.Layout(True, None), "task_struct from the headers"
+    if btf_path is not None:
+        try:
+            return (bcc_program.Layout(False, task_offsets(btf_path)),
+                    f"task_struct offsets from BTF ({btf_path})")
+        except BtfError as exc:
+            why = str(exc)
+    else:
+        why = "no kernel BTF"
+    return (bcc_program.Layout(False, None),
+            f"ppid from /proc and the argv re-read from the new image OFF ({why})")
+
+
+class _Sink:
+    """Where BCC's callbacks put decoded events. Separate from the stream so the
+    callbacks BCC keeps do not keep the stream alive (its finalizer can run)."""
+
+    def __init__(self, decode: Callable[[bytes], Event]) -> None:
+        self.decode = decode
+        self.pending: List[Event] = []
+        self.lost = 0
+
+    def on_record(self, _ctx: object, data: int, size: int) -> int:
+        # Called from inside BCC's poll through ctypes: must never raise.
+        try:
+            self.pending.append(self.decode(ctypes.string_at(data, size)))
+        except Exception:
+            self.pending.append(LostEvent(time.monotonic_ns(), 1, "undecodable record"))
+            self.lost += 1
+        return 0
+
+    def on_perf_record(self, _cpu: int, data: int, size: int) -> None:
+        self.on_record(None, data, size)
+
+    def on_lost(self, count: int) -> None:
+        self.pending.append(LostEvent(time.monotonic_ns(), int(count), "perf buffer"))
+        self.lost += int(count)
+
+
+class _NoAutoload:
+    """Mixin: attach tracepoints ourselves, so a failure can still clean up."""
+
+    def _trace_autoload(self) -> None:
+        return None
+
+
+class BccStream:
+    """One compiled BCC program, its buffer and its loss accounting."""
+
+    def __init__(self, request: TraceRequest, caps: Capabilities,
+                 ringbuf_pages: Optional[int] = DEFAULT_RINGBUF_PAGES) -> None:
+        self._request = request
+        self._captured = 0
+        self._lost_seen = 0
+        self._sink = _Sink(_decoder(request))
+        self._bpf: Any = None
+        present = _present_tracepoints(request)
+        try:
+            tree = headers.locate(caps.kernel.release, caps.headers.build,
+                                  caps.headers.kheaders)
+        except headers.HeadersError as exc:
+            raise BackendError(str(exc)) from None
+        layout, layout_note = choose_layout(tree, caps.btf.path)
+        self.task_reads = layout.task_reads
+        bcc = import_bcc(caps.bcc.location)
+        use_ring = ringbuf_pages is not None and caps.bpf.ringbuf is not False
+        pages = ringbuf_pages if use_ring else None
+        if pages is not None and (pages <= 0 or pages & (pages - 1)):
+            raise BackendError(f"ring buffer pages must be a power of two, not {pages}")
+        flags = bcc_program.cflags(request, layout, present, os.getpid(), pages)
+        self._bpf = self._load(bcc, tree, flags, request.kind)
+        self._finalizer = weakref.finalize(self, _cleanup, self._bpf)
+        try:
+            self._open_buffer(use_ring)
+        except Exception as exc:
+            self.close()
+            raise BackendError(f"BCC could not open its buffer: {exc}") from None
+        buffer = f"ring buffer {pages} pages" if use_ring else (
+            f"perf buffer {PERF_PAGES_PER_CPU} pages/cpu")
+        fit = "for this kernel" if tree.exact else f"BORROWED for {caps.kernel.release}"
+        self.description = (
+            f"ebpf-bcc: BCC {getattr(bcc, '__version__', '?')}, {buffer}, headers"
+            f" {tree.release} {fit} ({tree.origin}), {layout_note}"
+        )
+
+    def _load(self, bcc: ModuleType, tree: headers.HeaderTree, flags: List[str],
+              kind: Kind) -> Any:
+        cls = type("HtBPF", (_NoAutoload, bcc.BPF), {})
+        bpf: Any = None
+        with bcc_compile.captured_output() as lines:
+            try:
+                with bcc_compile.kernel_source(tree.source):
+                    bpf = cls(text=bcc_program.source(kind).encode(), cflags=flags)
+                for tp, macro in ATTACH[kind]:
+                    if macro is None or f"-D{macro}" in flags:
+                        name = "tracepoint__" + tp.replace(":", "__")
+                        fn = bpf.load_func(name.encode(), bcc.BPF.TRACEPOINT)
+                        bpf.attach_tracepoint(tp=tp.encode(), fn_name=fn.name)
+            except Exception as exc:
+                failure: Optional[Exception] = exc
+            else:
+                failure = None
+        if failure is not None:
+            if bpf is not None:
+                _cleanup(bpf)
+            stage = "compile" if bpf is None else "load/attach"
+            raise bcc_compile.explain(
+                f"BCC could not {stage} the {kind.value} program", failure, lines)
+        return bpf
+
+    def _open_buffer(self, use_ring: bool) -> None:
+        table = self._bpf[b"ht_events"]
+        if use_ring:
+            table.open_ring_buffer(self._sink.on_record)
+            self._lost_table: Any = self._bpf[b"ht_lost"]
+        else:
+            table.open_perf_buffer(self._sink.on_perf_record, page_cnt=PERF_PAGES_PER_CPU,
+                                   lost_cb=self._sink.on_lost)
+            self._lost_table = None
+        self._use_ring = use_ring
+
+    def _ring_losses(self) -> None:
+        if self._lost_table is None:
+            return
+        total = sum(int(v) for v in self._lost_table[self._lost_table.Key(0)])
+        delta = total - self._lost_seen
+        if delta > 0:
+            self._lost_seen = total
+            self._sink.lost += delta
+            self._sink.pending.append(
+                LostEvent(time.monotonic_ns(), delta, "ring buffer reserve"))
+
+    def _poll_once(self, timeout_ms: int) -> None:
+        if self._use_ring:
+            self._bpf.ring_buffer_poll(timeout_ms)
+        else:
+            self._bpf.perf_buffer_poll(timeout_ms)
+        self._ring_losses()
+
+    def poll(self, timeout: Optional[float]) -> Sequence[Event]:
+        if self._bpf is None:
+            return []
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        self._poll_once(0)
+        while not self._sink.pending:
+            left = WAIT_SLICE_MS if deadline is None else int(
+                (deadline - time.monotonic()) * 1000)
+            if left <= 0:
+                break
+            self._poll_once(min(left, WAIT_SLICE_MS))
+        out, self._sink.pending = self._sink.pending, []
+        if not self.task_reads:
+            out = [_ppid_from_proc(e) for e in out]
+        self._captured += sum(1 for e in out if not isinstance(e, LostEvent))
+        return out
+
+    def stats(self) -> StreamStats:
+        return StreamStats(self._captured, self._sink.lost)
+
+    def close(self) -> None:
+        bpf, self._bpf = self._bpf, None
+        if bpf is not None:
+            self._finalizer.detach()
+            _cleanup(bpf)
+
+
+def _ppid_from_proc(event: Event) -> Event:
+    """Without task_struct reads, ppid comes from /proc while the process lives
+    (None once it is gone): partial, as requirements.assess_bcc says."""
+    if isinstance(event, ExecEvent) and event.ppid is None:
+        return attrs.evolve(event, ppid=procfs.ppid(event.pid))
+    return event
+
+
+def _decoder(request: TraceRequest) -> Callable[[bytes], Event]:
+    max_args = request.max_args
+    if request.kind is Kind.EXEC:
+        return lambda raw: bcc_records.decode_exec(raw, max_args)
+    return bcc_records.decode_open
+
+
+def _cleanup(bpf: Any) -> None:
+    """Detach and unload everything; drop BCC's own exit hook for this object."""
+    try:
+        bpf.cleanup()
+    finally:
+        atexit.unregister(bpf.cleanup)
+
+
+def open_bcc_stream(request: TraceRequest, caps: Capabilities, *,
+                    ringbuf_pages: Optional[int] = DEFAULT_RINGBUF_PAGES) -> EventStream:
+    """Compile, load and attach the BCC program for ``request``.
+
+    ``ringbuf_pages=None`` selects the perf buffer (as on kernels before 5.8,
+    which the ring buffer needs). BackendError says what is missing.
+    """
+    return BccStream(request, caps, ringbuf_pages)

@@ -1,0 +1,158 @@
+"""Member offsets of kernel structs, read from the running kernel's BTF.
+
+BCC compiles against headers; when those headers belong to another kernel
+release (borrowed), their task_struct/mm_struct layout is wrong for this
+kernel. BTF describes the running kernel exactly, so the few offsets our
+programs need come from here instead (BCC 0.26 applies no CO-RE relocations).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Dict, List, Optional, Tuple
+
+BTF_MAGIC = 0xEB9F
+
+# BTF kinds (include/uapi/linux/btf.h) and the bytes each adds after the
+# 12-byte common type header, as (fixed, per vlen item).
+KIND_STRUCT = 4
+KIND_UNION = 5
+KIND_TYPEDEF = 8
+KIND_VOLATILE = 9
+KIND_CONST = 10
+KIND_RESTRICT = 11
+KIND_TYPE_TAG = 18
+_EXTRA: Dict[int, Tuple[int, int]] = {
+    1: (4, 0),  # INT
+    2: (0, 0),  # PTR
+    3: (12, 0),  # ARRAY
+    4: (0, 12),  # STRUCT
+    5: (0, 12),  # UNION
+    6: (0, 8),  # ENUM
+    7: (0, 0),  # FWD
+    8: (0, 0),  # TYPEDEF
+    9: (0, 0),  # VOLATILE
+    10: (0, 0),  # CONST
+    11: (0, 0),  # RESTRICT
+    12: (0, 0),  # FUNC
+    13: (0, 8),  # FUNC_PROTO
+    14: (4, 0),  # VAR
+    15: (0, 12),  # DATASEC
+    16: (0, 0),  # FLOAT
+    17: (4, 0),  # DECL_TAG
+    18: (0, 0),  # TYPE_TAG
+    19: (0, 12),  # ENUM64
+}
+_MODIFIERS = (KIND_TYPEDEF, KIND_VOLATILE, KIND_CONST, KIND_RESTRICT, KIND_TYPE_TAG)
+
+
+class BtfError(Exception):
+    """The BTF blob is unreadable or lacks a struct or member we need."""
+
+
+class _Type:
+    __slots__ = ("kind", "kind_flag", "members", "name", "ref")
+
+    def __init__(self, name: str, kind: int, kind_flag: bool, ref: int) -> None:
+        self.name = name
+        self.kind = kind
+        self.kind_flag = kind_flag
+        self.ref = ref  # size for structs, referenced type id for modifiers
+        self.members: List[Tuple[str, int, int]] = []  # (name, type id, bit offset)
+
+
+class Btf:
+    """The types of one BTF blob (type ids start at 1)."""
+
+    def __init__(self, data: bytes) -> None:
+        if len(data) < 24:
+            raise BtfError("BTF blob too short")
+        magic, _version, _flags, hdr_len = struct.unpack_from("<HBBI", data, 0)
+        if magic != BTF_MAGIC:
+            raise BtfError("not a little-endian BTF blob")
+        type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, 8)
+        types = data[hdr_len + type_off : hdr_len + type_off + type_len]
+        self._strings = data[hdr_len + str_off : hdr_len + str_off + str_len]
+        self.types: List[Optional[_Type]] = [None]
+        self._parse(types)
+
+    def _name(self, off: int) -> str:
+        end = self._strings.find(b"\0", off)
+        return self._strings[off:end].decode("utf-8", "replace")
+
+    def _parse(self, blob: bytes) -> None:
+        pos = 0
+        while pos + 12 <= len(blob):
+            name_off, info, ref = struct.unpack_from("<III", blob, pos)
+            pos += 12
+            kind = (info >> 24) & 0x1F
+            vlen = info & 0xFFFF
+            if kind not in _EXTRA:
+                raise BtfError(f"unknown BTF kind {kind}")
+            fixed, per_item = _EXTRA[kind]
+            t = _Type(self._name(name_off), kind, bool(info >> 31), ref)
+            pos += fixed
+            if kind in (KIND_STRUCT, KIND_UNION):
+                for _ in range(vlen):
+                    m_name, m_type, m_off = struct.unpack_from("<III", blob, pos)
+                    bit_off = m_off & 0xFFFFFF if t.kind_flag else m_off
+                    t.members.append((self._name(m_name), m_type, bit_off))
+                    pos += 12
+            else:
+                pos += vlen * per_item
+            self.types.append(t)
+
+    def _resolve(self, type_id: int) -> Optional[_Type]:
+        for _ in range(32):
+            t = self.types[type_id] if 0 < type_id < len(self.types) else None
+            if t is None or t.kind not in _MODIFIERS:
+                return t
+            type_id = t.ref
+        return None
+
+    def struct_named(self, name: str) -> _Type:
+        for t in self.types:
+            if t is not None and t.kind == KIND_STRUCT and t.name == name and t.members:
+                return t
+        raise BtfError(f"struct {name} not in BTF")
+
+    def member_offset(self, struct_name: str, member: str) -> int:
+        """Byte offset of ``member``, looking inside anonymous structs and unions."""
+        found = self._find(self.struct_named(struct_name), member, 0)
+        if found is None:
+            raise BtfError(f"struct {struct_name} has no member {member}")
+        if found % 8:
+            raise BtfError(f"{struct_name}.{member} is a bit field")
+        return found // 8
+
+    def _find(self, t: _Type, member: str, base: int) -> Optional[int]:
+        for name, _type_id, bit_off in t.members:
+            if name == member:
+                return base + bit_off
+        for name, type_id, bit_off in t.members:
+            inner = self._resolve(type_id) if not name else None
+            if inner is not None and inner.kind in (KIND_STRUCT, KIND_UNION):
+                hit = self._find(inner, member, base + bit_off)
+                if hit is not None:
+                    return hit
+        return None
+
+
+# What the BCC programs read, as -D macro -> (struct, member).
+TASK_OFFSETS: Dict[str, Tuple[str, str]] = {
+    "HT_OFF_REAL_PARENT": ("task_struct", "real_parent"),
+    "HT_OFF_TGID": ("task_struct", "tgid"),
+    "HT_OFF_MM": ("task_struct", "mm"),
+    "HT_OFF_ARG_START": ("mm_struct", "arg_start"),
+    "HT_OFF_ARG_END": ("mm_struct", "arg_end"),
+}
+
+
+def task_offsets(btf_path: str) -> Dict[str, int]:
+    """The offsets the programs need, from the BTF file at ``btf_path``."""
+    try:
+        with open(btf_path, "rb") as f:
+            btf = Btf(f.read())
+    except OSError as exc:
+        raise BtfError(f"cannot read {btf_path}: {exc.strerror}") from None
+    return {macro: btf.member_offset(s, m) for macro, (s, m) in TASK_OFFSETS.items()}

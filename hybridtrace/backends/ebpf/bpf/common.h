@@ -1,0 +1,167 @@
+/* Shared by the BPF programs and (by hand, in records.py) the Python decoder:
+ * ring-buffer record layouts, read-only config, and the filters every program
+ * applies before doing any work. Keep records.py in step with this file. */
+#ifndef HT_COMMON_H
+#define HT_COMMON_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+#define HT_ARG_SIZE 256   /* request.ARG_SIZE: bytes kept per argv element */
+#define HT_PATH_SIZE 512  /* request.PATH_SIZE: bytes kept per path */
+/* One byte more than kept, plus the NUL: a string that fills it was cut. */
+#define HT_ARG_READ (HT_ARG_SIZE + 2)
+#define HT_PATH_READ (HT_PATH_SIZE + 2)
+#define HT_MAX_ARGS 128
+#define HT_ARGS_AREA 32768 /* packed NUL-terminated argv bytes per exec */
+#define HT_COMM_LEN 16
+
+enum ht_rec_type { HT_REC_EXEC = 1, HT_REC_OPEN = 2 };
+
+enum ht_flags {
+	HT_F_ARGV_TRUNC = 1,   /* more args than max_args, or the area filled */
+	HT_F_ARGV_FAULT = 2,   /* the caller's argv could not be read */
+	HT_F_NAME_FAULT = 4,   /* the filename/path could not be read */
+};
+
+enum ht_source { HT_SRC_NONE = 0, HT_SRC_SYSCALL = 1, HT_SRC_NEW_IMAGE = 2, HT_SRC_TRACEPOINT = 3 };
+
+enum ht_syscall {
+	HT_SYS_EXECVE = 0, HT_SYS_EXECVEAT = 1,
+	HT_SYS_OPEN = 0, HT_SYS_OPENAT = 1, HT_SYS_OPENAT2 = 2, HT_SYS_CREAT = 3,
+};
+
+struct ht_hdr {
+	__u64 ts;
+	__u32 type;
+	__u32 pid;
+	__u32 tid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 flags;
+	char comm[HT_COMM_LEN];
+};
+
+/* Variable length: only the used part of data[] (filename, NUL, then the
+ * packed argv strings) goes into the ring buffer. */
+struct ht_exec {
+	struct ht_hdr h;
+	__s32 retval;
+	__u16 syscall;
+	__u16 name_len; /* bytes of filename in data[], NUL included; 0 = none */
+	__u32 args_len; /* bytes of argv after the filename */
+	__u8 name_source;
+	__u8 argv_source;
+	__u8 pad[2];
+	char data[HT_PATH_READ + HT_ARGS_AREA + HT_ARG_READ];
+};
+
+struct ht_open {
+	struct ht_hdr h;
+	__s32 ret;
+	__s32 dfd;
+	__u64 flags;
+	__u32 mode;
+	__u16 syscall;
+	__u16 path_len; /* bytes of path, NUL included; 0 = none */
+	char path[HT_PATH_READ];
+};
+
+/* Set by user space before load; the verifier sees them as constants. */
+struct ht_config {
+	__u32 self_tgid;
+	__u32 pid;
+	__u32 tid;
+	__u32 uid;
+	__u32 ppid;
+	__u32 max_args;
+	__u8 has_pid;
+	__u8 has_tid;
+	__u8 has_uid;
+	__u8 has_ppid;
+	__u8 has_comm;
+	__u8 failed_only;
+	__u8 pad[2];
+	char comm[HT_COMM_LEN];
+};
+
+const volatile struct ht_config ht_cfg = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22); /* resized by user space before load */
+} ht_events SEC(".maps");
+
+/* Ring-buffer reserve failures, so that every loss is reported. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} ht_lost SEC(".maps");
+
+static __always_inline void ht_emit(void *rec, __u64 size)
+{
+	if (bpf_ringbuf_output(&ht_events, rec, size, 0)) {
+		__u32 zero = 0;
+		__u64 *n = bpf_map_lookup_elem(&ht_lost, &zero);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+	}
+}
+
+static __always_inline __u32 ht_ppid(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	return BPF_CORE_READ(task, real_parent, tgid);
+}
+
+/* Filters known at syscall entry: ourselves, pid, tid, uid, ppid. */
+static __always_inline bool ht_wanted(void)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, tid = (__u32)id;
+
+	if (tgid == ht_cfg.self_tgid)
+		return false;
+	if (ht_cfg.has_pid && tgid != ht_cfg.pid)
+		return false;
+	if (ht_cfg.has_tid && tid != ht_cfg.tid)
+		return false;
+	if (ht_cfg.has_uid && (__u32)bpf_get_current_uid_gid() != ht_cfg.uid)
+		return false;
+	if (ht_cfg.has_ppid && ht_ppid() != ht_cfg.ppid)
+		return false;
+	return true;
+}
+
+static __always_inline bool ht_comm_ok(const char *comm)
+{
+	if (!ht_cfg.has_comm)
+		return true;
+	for (int i = 0; i < HT_COMM_LEN; i++) {
+		if (comm[i] != ht_cfg.comm[i])
+			return false;
+		if (comm[i] == 0)
+			break;
+	}
+	return true;
+}
+
+static __always_inline void ht_fill_hdr(struct ht_hdr *h, __u32 type)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	h->ts = bpf_ktime_get_ns();
+	h->type = type;
+	h->pid = id >> 32;
+	h->tid = (__u32)id;
+	h->ppid = ht_ppid();
+	h->uid = (__u32)bpf_get_current_uid_gid();
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#endif

@@ -1,0 +1,217 @@
+/* execve/execveat tracing.
+ *
+ * sys_enter stores filename and argv read from the caller's memory per thread;
+ * sys_exit emits failed execs from that; sched_process_exec emits successful
+ * ones, re-reading argv from the new image (mm->arg_start..arg_end, just
+ * written by the kernel) when the caller's pages could not be read, which is
+ * the fork()+execv() case other tools print empty. */
+#include "common.h"
+
+/* Per-thread pending execs; entries are large, so allocated on demand. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2048);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct ht_exec);
+} ht_execs SEC(".maps");
+
+/* Scratch space, one slot per CPU (sized by user space before load): a record
+ * is too big for the BPF stack and for a per-CPU map's 32 KiB value limit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ht_exec);
+} ht_exec_buf SEC(".maps");
+
+#define HT_EXEC_FIXED __builtin_offsetof(struct ht_exec, data)
+
+static __always_inline void read_caller_argv(struct ht_exec *e, const char *const *argv)
+{
+	__u32 base = e->name_len, off = 0;
+	const char *p;
+	long n;
+	int i;
+
+	if (base > HT_PATH_READ)
+		return;
+	for (i = 0; i < HT_MAX_ARGS; i++) {
+		if (bpf_probe_read_user(&p, sizeof(p), &argv[i])) {
+			e->h.flags |= HT_F_ARGV_FAULT;
+			break;
+		}
+		if (!p)
+			break;
+		if (i >= ht_cfg.max_args || off > HT_ARGS_AREA - HT_ARG_READ) {
+			e->h.flags |= HT_F_ARGV_TRUNC;
+			break;
+		}
+		n = bpf_probe_read_user_str(&e->data[base + off], HT_ARG_READ, p);
+		if (n <= 0) {
+			e->h.flags |= HT_F_ARGV_FAULT;
+			break;
+		}
+		off += n;
+	}
+	e->args_len = off;
+	e->argv_source = HT_SRC_SYSCALL;
+}
+
+static __always_inline int on_enter(const char *filename, const char *const *argv, __u16 sys)
+{
+	__u32 cpu = bpf_get_smp_processor_id(), tid;
+	struct ht_exec *e;
+	long n;
+
+	if (!ht_wanted())
+		return 0;
+	e = bpf_map_lookup_elem(&ht_exec_buf, &cpu);
+	if (!e)
+		return 0;
+	ht_fill_hdr(&e->h, HT_REC_EXEC);
+	e->h.flags = 0;
+	e->retval = 0;
+	e->syscall = sys;
+	e->args_len = 0;
+	e->argv_source = HT_SRC_NONE;
+	n = bpf_probe_read_user_str(e->data, HT_PATH_READ, filename);
+	if (n > 0) {
+		e->name_len = n;
+		e->name_source = HT_SRC_SYSCALL;
+	} else {
+		e->name_len = 0;
+		e->name_source = HT_SRC_NONE;
+		e->h.flags |= HT_F_NAME_FAULT;
+	}
+	read_caller_argv(e, argv);
+	tid = e->h.tid;
+	bpf_map_update_elem(&ht_execs, &tid, e, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_execve")
+int ht_exec_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter((const char *)ctx->args[0], (const char *const *)ctx->args[1],
+			HT_SYS_EXECVE);
+}
+
+SEC("tracepoint/syscalls/sys_enter_execveat")
+int ht_execat_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter((const char *)ctx->args[1], (const char *const *)ctx->args[2],
+			HT_SYS_EXECVEAT);
+}
+
+static __always_inline __u64 exec_size(struct ht_exec *e)
+{
+	__u64 size = HT_EXEC_FIXED + e->name_len + e->args_len;
+
+	if (size > sizeof(*e))
+		size = sizeof(*e);
+	return size;
+}
+
+static __always_inline int on_exit(long ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct ht_exec *e = bpf_map_lookup_elem(&ht_execs, &tid);
+
+	if (!e)
+		return 0;
+	if (ret < 0) {
+		e->retval = ret;
+		e->h.ts = bpf_ktime_get_ns();
+		if (ht_comm_ok(e->h.comm))
+			ht_emit(e, exec_size(e));
+	}
+	bpf_map_delete_elem(&ht_execs, &tid);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_execve")
+int ht_exec_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_execveat")
+int ht_execat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret);
+}
+
+/* Copy argv as the kernel laid it out in the new image (NUL-separated). */
+static __always_inline void read_new_argv(struct ht_exec *e)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	unsigned long start = BPF_CORE_READ(task, mm, arg_start);
+	unsigned long end = BPF_CORE_READ(task, mm, arg_end);
+	unsigned long len = end - start;
+	__u32 base = e->name_len;
+
+	e->h.flags &= ~(HT_F_ARGV_FAULT | HT_F_ARGV_TRUNC);
+	e->args_len = 0;
+	e->argv_source = HT_SRC_NEW_IMAGE;
+	if (base > HT_PATH_READ)
+		return;
+	if (end <= start) {
+		e->h.flags |= HT_F_ARGV_FAULT;
+		return;
+	}
+	if (len > HT_ARGS_AREA) {
+		len = HT_ARGS_AREA;
+		e->h.flags |= HT_F_ARGV_TRUNC;
+	}
+	if (bpf_probe_read_user(&e->data[base], len, (const void *)start)) {
+		e->h.flags |= HT_F_ARGV_FAULT;
+		return;
+	}
+	e->args_len = len;
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int ht_exec_done(struct trace_event_raw_sched_process_exec *ctx)
+{
+	__u32 cpu = bpf_get_smp_processor_id(), old_tid = ctx->old_pid;
+	struct ht_exec *e = bpf_map_lookup_elem(&ht_execs, &old_tid);
+	bool pending = e != NULL;
+	__u16 sys = HT_SYS_EXECVE;
+	__u32 flags = 0;
+	long n;
+
+	if (e && !(e->h.flags & HT_F_NAME_FAULT)) {
+		/* Caller's filename is good; keep it, fix argv if the caller's was bad. */
+		flags = e->h.flags;
+		ht_fill_hdr(&e->h, HT_REC_EXEC);
+		e->h.flags = flags;
+		if (flags & HT_F_ARGV_FAULT)
+			read_new_argv(e);
+	} else {
+		if (e)
+			sys = e->syscall;
+		else if (!ht_wanted())
+			return 0;
+		e = bpf_map_lookup_elem(&ht_exec_buf, &cpu);
+		if (!e)
+			goto out;
+		ht_fill_hdr(&e->h, HT_REC_EXEC);
+		e->h.flags = 0;
+		e->syscall = sys;
+		n = bpf_probe_read_kernel_str(e->data, HT_PATH_READ,
+					      (void *)ctx + (ctx->__data_loc_filename & 0xFFFF));
+		e->name_len = n > 0 ? n : 0;
+		e->name_source = n > 0 ? HT_SRC_TRACEPOINT : HT_SRC_NONE;
+		if (n <= 0)
+			e->h.flags |= HT_F_NAME_FAULT;
+		read_new_argv(e);
+	}
+	e->retval = 0;
+	if (!ht_cfg.failed_only && ht_comm_ok(e->h.comm))
+		ht_emit(e, exec_size(e));
+out:
+	if (pending)
+		bpf_map_delete_elem(&ht_execs, &old_tid);
+	return 0;
+}

@@ -1,0 +1,149 @@
+/* open/openat/openat2/creat tracing: arguments are kept per thread at
+ * sys_enter, the path is read at sys_exit (the kernel has copied it by then, so
+ * its page is present) and one record per call goes to the ring buffer. */
+#include "common.h"
+
+#define O_WRONLY 01
+#define O_CREAT 0100
+#define O_TRUNC 01000
+#define AT_FDCWD -100
+
+struct ht_open_args {
+	const char *path;
+	__u64 flags;
+	__u32 mode;
+	__s32 dfd;
+	__u16 syscall;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 10240);
+	__type(key, __u32);
+	__type(value, struct ht_open_args);
+} ht_opens SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ht_open);
+} ht_open_buf SEC(".maps");
+
+static __always_inline int on_enter(const char *path, __u64 flags, __u32 mode, __s32 dfd,
+				    __u16 sys)
+{
+	struct ht_open_args a = {};
+	__u32 tid;
+
+	if (!ht_wanted())
+		return 0;
+	if (ht_cfg.has_comm) {
+		char comm[HT_COMM_LEN];
+
+		bpf_get_current_comm(comm, sizeof(comm));
+		if (!ht_comm_ok(comm))
+			return 0;
+	}
+	a.path = path;
+	a.flags = flags;
+	a.mode = mode;
+	a.dfd = dfd;
+	a.syscall = sys;
+	tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&ht_opens, &tid, &a, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_open")
+int ht_open_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter((const char *)ctx->args[0], ctx->args[1], ctx->args[2], AT_FDCWD,
+			HT_SYS_OPEN);
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat")
+int ht_openat_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter((const char *)ctx->args[1], ctx->args[2], ctx->args[3], ctx->args[0],
+			HT_SYS_OPENAT);
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat2")
+int ht_opnat2_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	struct open_how how = {};
+
+	bpf_probe_read_user(&how, sizeof(how), (const void *)ctx->args[2]);
+	return on_enter((const char *)ctx->args[1], how.flags, how.mode, ctx->args[0],
+			HT_SYS_OPENAT2);
+}
+
+SEC("tracepoint/syscalls/sys_enter_creat")
+int ht_creat_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter((const char *)ctx->args[0], O_CREAT | O_WRONLY | O_TRUNC, ctx->args[1],
+			AT_FDCWD, HT_SYS_CREAT);
+}
+
+static __always_inline int on_exit(long ret)
+{
+	__u32 zero = 0, tid = (__u32)bpf_get_current_pid_tgid();
+	struct ht_open_args *a = bpf_map_lookup_elem(&ht_opens, &tid);
+	struct ht_open *e;
+	__u64 size;
+	long n;
+
+	if (!a)
+		return 0;
+	if (ht_cfg.failed_only && ret >= 0)
+		goto out;
+	e = bpf_map_lookup_elem(&ht_open_buf, &zero);
+	if (!e)
+		goto out;
+	ht_fill_hdr(&e->h, HT_REC_OPEN);
+	e->h.flags = 0;
+	e->ret = ret;
+	e->dfd = a->dfd;
+	e->flags = a->flags;
+	e->mode = a->mode;
+	e->syscall = a->syscall;
+	n = bpf_probe_read_user_str(e->path, HT_PATH_READ, a->path);
+	if (n > 0) {
+		e->path_len = n;
+	} else {
+		e->path_len = 0;
+		e->h.flags |= HT_F_NAME_FAULT;
+	}
+	size = __builtin_offsetof(struct ht_open, path) + e->path_len;
+	if (size > sizeof(*e))
+		size = sizeof(*e);
+	ht_emit(e, size);
+out:
+	bpf_map_delete_elem(&ht_opens, &tid);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_open")
+int ht_open_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int ht_openat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat2")
+int ht_openat2_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_creat")
+int ht_creat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret);
+}

@@ -1,0 +1,117 @@
+"""ctypes bindings to the system libbpf (libbpf.so.1): only what the engine uses.
+
+libbpf's log goes through one process-wide print callback; we keep the recent
+lines so a failed load can say why (the verifier's complaint) in one message,
+instead of libbpf writing to the user's stderr.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import ctypes.util
+import os
+import threading
+from typing import Deque, List, Optional
+
+from hybridtrace.backends.base import BackendError
+
+_PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+
+
+class _OpenOpts(ctypes.Structure):
+    # The head of struct bpf_object_open_opts; ``sz`` tells libbpf how much we pass.
+    _fields_ = [("sz", ctypes.c_size_t), ("object_name", ctypes.c_char_p)]
+
+
+class Libbpf:
+    """The loaded library with typed prototypes; use ``get()`` for the shared one."""
+
+    def __init__(self, path: str) -> None:
+        lib = ctypes.CDLL(path, use_errno=True)
+        vp, ci, cs = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
+
+        def proto(name: str, restype: object, *argtypes: object) -> None:
+            fn = getattr(lib, name)
+            fn.restype = restype
+            fn.argtypes = list(argtypes)
+
+        proto("bpf_object__open_mem", vp, vp, ctypes.c_size_t, ctypes.POINTER(_OpenOpts))
+        proto("bpf_object__load", ci, vp)
+        proto("bpf_object__close", None, vp)
+        proto("bpf_object__find_map_by_name", vp, vp, cs)
+        proto("bpf_object__next_program", vp, vp, vp)
+        proto("bpf_program__section_name", cs, vp)
+        proto("bpf_program__name", cs, vp)
+        proto("bpf_program__set_autoload", ci, vp, ctypes.c_bool)
+        proto("bpf_program__attach", vp, vp)
+        proto("bpf_link__destroy", ci, vp)
+        proto("bpf_map__fd", ci, vp)
+        proto("bpf_map__set_max_entries", ci, vp, ctypes.c_uint32)
+        proto("bpf_map__initial_value", vp, vp, ctypes.POINTER(ctypes.c_size_t))
+        proto("bpf_map_lookup_elem", ci, ci, vp, vp)
+        proto("libbpf_num_possible_cpus", ci)
+        proto("libbpf_set_print", vp, _PRINT_FN)
+        self.lib = lib
+        self.path = path
+        self.log: Deque[str] = collections.deque(maxlen=64)
+        self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        self._libc.vsnprintf.argtypes = [vp, ctypes.c_size_t, cs, vp]
+        self._printer = _PRINT_FN(self._print)  # kept alive as long as we are
+        lib.libbpf_set_print(self._printer)
+
+    def _print(self, level: int, fmt: Optional[bytes], args: Optional[int]) -> int:
+        buf = ctypes.create_string_buffer(1024)
+        self._libc.vsnprintf(buf, len(buf), fmt, args)
+        line = buf.value.decode(errors="replace").strip()
+        if line:
+            self.log.append(line)
+        return 0
+
+    def recent_log(self, lines: int = 6) -> str:
+        """The last log lines worth showing a user, joined into one line."""
+        useful: List[str] = [ln for ln in self.log if ln and not ln.startswith("libbpf: -- ")]
+        return " | ".join(useful[-lines:])
+
+    def errno_error(self, what: str, err: Optional[int] = None) -> BackendError:
+        code = ctypes.get_errno() if err is None else err
+        detail = self.recent_log()
+        msg = f"{what}: {os.strerror(code) if code else 'failed'}"
+        return BackendError(msg + (f" ({detail})" if detail else ""))
+
+
+_shared: Optional[Libbpf] = None
+_lock = threading.Lock()
+
+
+def find_library() -> Optional[str]:
+    """libbpf.so.1 as the dynamic loader would find it."""
+    name = ctypes.util.find_library("bpf")
+    if name and name.endswith(".so.1"):
+        return name
+    for cand in ("libbpf.so.1",):
+        try:
+            ctypes.CDLL(cand)
+        except OSError:
+            continue
+        return cand
+    return None
+
+
+def get() -> Libbpf:
+    """The process-wide libbpf binding; BackendError when libbpf.so.1 is missing."""
+    global _shared
+    with _lock:
+        if _shared is None:
+            path = find_library()
+            if path is None:
+                raise BackendError("libbpf.so.1 not found (apt-get install libbpf1)")
+            try:
+                _shared = Libbpf(path)
+            except (OSError, AttributeError) as exc:
+                raise BackendError(f"cannot use {path}: {exc}") from None
+        return _shared
+
+
+def open_opts(name: bytes) -> _OpenOpts:
+    return _OpenOpts(ctypes.sizeof(_OpenOpts), name)

@@ -1,0 +1,120 @@
+"""Open a shipped BPF object with libbpf, configure it, load it and attach it.
+
+Everything the object creates in the kernel (programs, maps, links) belongs
+to a ``BpfObject`` and is released by ``close()``, which is idempotent: a
+failure half-way through loading or attaching leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Callable, List, Optional
+
+from hybridtrace.backends.base import BackendError
+from hybridtrace.backends.ebpf.libbpf import Libbpf, open_opts
+
+SECTION_PREFIX = "tracepoint/"
+
+
+class BpfObject:
+    """One opened BPF object: configure while ``loaded`` is False, then load()."""
+
+    def __init__(self, lib: Libbpf, image: bytes, name: str) -> None:
+        self._lib = lib
+        self._image = ctypes.create_string_buffer(image, len(image))  # libbpf keeps a pointer
+        self._opts = open_opts(name.encode())
+        ctypes.set_errno(0)
+        obj = lib.lib.bpf_object__open_mem(self._image, len(image), ctypes.byref(self._opts))
+        if not obj:
+            raise lib.errno_error(f"cannot open BPF object {name}")
+        self._obj: Optional[int] = obj
+        self._links: List[int] = []
+        self.name = name
+        self.skipped: List[str] = []  # tracepoints this kernel lacks, programs not loaded
+
+    def _need(self) -> int:
+        if self._obj is None:
+            raise BackendError(f"BPF object {self.name} is closed")
+        return self._obj
+
+    def map(self, name: str) -> int:
+        ptr = self._lib.lib.bpf_object__find_map_by_name(self._need(), name.encode())
+        if not ptr:
+            raise BackendError(f"BPF object {self.name} has no map {name}")
+        return int(ptr)
+
+    def set_rodata(self, data: bytes) -> None:
+        """Write the read-only config; the object's .rodata must be exactly that struct."""
+        size = ctypes.c_size_t(0)
+        ptr = self._lib.lib.bpf_map__initial_value(self.map(".rodata"), ctypes.byref(size))
+        if not ptr or size.value != len(data):
+            raise BackendError(
+                f"BPF object {self.name}: .rodata is {size.value} bytes, config is {len(data)}"
+                " (objects and Python out of step: rebuild with tools/build_bpf.py)"
+            )
+        ctypes.memmove(ptr, data, len(data))
+
+    def set_max_entries(self, map_name: str, entries: int) -> None:
+        if self._lib.lib.bpf_map__set_max_entries(self.map(map_name), entries) != 0:
+            raise BackendError(f"cannot size map {map_name} to {entries}")
+
+    def programs(self) -> List[int]:
+        out: List[int] = []
+        prog = self._lib.lib.bpf_object__next_program(self._need(), None)
+        while prog:
+            out.append(int(prog))
+            prog = self._lib.lib.bpf_object__next_program(self._need(), prog)
+        return out
+
+    def section(self, prog: int) -> str:
+        return (self._lib.lib.bpf_program__section_name(prog) or b"").decode()
+
+    def skip_missing(self, present: Callable[[str], bool]) -> None:
+        """Don't load programs whose tracepoint ("syscalls/sys_enter_open") is absent."""
+        for prog in self.programs():
+            sec = self.section(prog)
+            if sec.startswith(SECTION_PREFIX) and not present(sec[len(SECTION_PREFIX):]):
+                self._lib.lib.bpf_program__set_autoload(prog, False)
+                self.skipped.append(sec[len(SECTION_PREFIX):])
+
+    def load(self) -> None:
+        self._lib.log.clear()
+        rc = self._lib.lib.bpf_object__load(self._need())
+        if rc != 0:
+            raise self._lib.errno_error(f"cannot load BPF object {self.name}", -rc)
+
+    def attach_all(self) -> None:
+        skipped = set(self.skipped)
+        for prog in self.programs():
+            sec = self.section(prog)
+            if sec[len(SECTION_PREFIX):] in skipped:
+                continue
+            ctypes.set_errno(0)
+            link = self._lib.lib.bpf_program__attach(prog)
+            if not link:
+                raise self._lib.errno_error(f"cannot attach {sec}")
+            self._links.append(int(link))
+
+    def map_fd(self, name: str) -> int:
+        fd = int(self._lib.lib.bpf_map__fd(self.map(name)))
+        if fd < 0:
+            raise BackendError(f"map {name} has no fd")
+        return fd
+
+    def close(self) -> None:
+        links, self._links = self._links, []
+        for link in links:
+            self._lib.lib.bpf_link__destroy(link)
+        obj, self._obj = self._obj, None
+        if obj is not None:
+            self._lib.lib.bpf_object__close(obj)
+
+
+def read_percpu_u64_sum(lib: Libbpf, map_fd: int, ncpus: int) -> int:
+    """Sum of a per-CPU u64 array's slot 0 (the loss counter)."""
+    key = ctypes.c_uint32(0)
+    values = (ctypes.c_uint64 * ncpus)()
+    if lib.lib.bpf_map_lookup_elem(map_fd, ctypes.byref(key), values) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return sum(values)

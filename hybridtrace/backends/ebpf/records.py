@@ -1,0 +1,115 @@
+"""Decode the engine's ring-buffer records (bpf/common.h) into events.
+
+Formats are native ("@"): the records are in the kernel's byte order and C
+alignment, and native unpacking is also the fastest CPython has.
+
+Strings stay exact bytes. The kernel side reads one byte more than we keep,
+so a string longer than ARG_SIZE/PATH_SIZE is detected here, cut and flagged.
+A string the kernel could not read is None, never an empty guess.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import List, Optional, Tuple
+
+from hybridtrace.events import ExecEvent, OpenEvent, Source
+from hybridtrace.request import ARG_SIZE, PATH_SIZE
+
+REC_EXEC = 1
+REC_OPEN = 2
+
+F_ARGV_TRUNC = 1
+F_ARGV_FAULT = 2
+F_NAME_FAULT = 4
+
+SOURCES = {1: Source.SYSCALL_ENTRY, 2: Source.NEW_IMAGE, 3: Source.TRACEPOINT}
+EXEC_SYSCALLS = ("execve", "execveat")
+OPEN_SYSCALLS = ("open", "openat", "openat2", "creat")
+
+# struct ht_hdr: ts, type, pid, tid, ppid, uid, flags, comm[16]
+HDR = struct.Struct("@QIIIIII16s")
+# struct ht_exec after the header: retval, syscall, name_len, args_len, sources, pad
+EXEC = struct.Struct("@QIIIIII16siHHIBB2x")
+# struct ht_open after the header: ret, dfd, flags, mode, syscall, path_len
+OPEN = struct.Struct("@QIIIIII16siiQIHH")
+# struct ht_config (the object's whole .rodata)
+CONFIG = struct.Struct("@6I6B2x16s")
+
+EXEC_DATA = EXEC.size  # offsetof(struct ht_exec, data)
+OPEN_DATA = OPEN.size  # offsetof(struct ht_open, path)
+assert EXEC_DATA == 64 and OPEN_DATA == 72
+
+
+def _comm(raw: bytes) -> bytes:
+    end = raw.find(b"\0")
+    return raw if end < 0 else raw[:end]
+
+
+def _string(raw: bytes, keep: int) -> Tuple[bytes, bool]:
+    """A NUL-terminated string as read by the kernel -> (bytes kept, was cut)."""
+    if raw.endswith(b"\0"):
+        raw = raw[:-1]
+    return (raw[:keep], True) if len(raw) > keep else (raw, False)
+
+
+def split_argv(raw: bytes, max_args: int) -> Tuple[Tuple[bytes, ...], bool]:
+    """Packed NUL-terminated args -> (args, truncated); a missing last NUL means cut."""
+    cut = False
+    parts = raw.split(b"\0")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    elif parts:
+        cut = True  # the area ended inside an argument
+    if len(parts) > max_args:
+        parts, cut = parts[:max_args], True
+    args: List[bytes] = []
+    for part in parts:
+        if len(part) > ARG_SIZE:
+            part, cut = part[:ARG_SIZE], True
+        args.append(part)
+    return tuple(args), cut
+
+
+def decode_exec(view: memoryview, off: int, max_args: int) -> ExecEvent:
+    (ts, _type, pid, tid, ppid, uid, flags, comm, retval, sysno, name_len, args_len,
+     name_src, argv_src) = EXEC.unpack_from(view, off)
+    data = off + EXEC_DATA
+    filename: Optional[bytes] = None
+    if name_len:
+        filename, _ = _string(bytes(view[data:data + name_len]), PATH_SIZE)
+    argv: Optional[Tuple[bytes, ...]] = None
+    truncated = bool(flags & F_ARGV_TRUNC)
+    if argv_src and not (flags & F_ARGV_FAULT and args_len == 0):
+        start = data + name_len
+        argv, cut = split_argv(bytes(view[start:start + args_len]), max_args)
+        truncated = truncated or cut or bool(flags & F_ARGV_FAULT)
+    return ExecEvent(
+        timestamp_ns=ts, pid=pid, tid=tid, ppid=ppid, uid=uid, comm=_comm(comm),
+        filename=filename, argv=argv, retval=retval, argv_truncated=truncated,
+        filename_source=SOURCES.get(name_src) if filename is not None else None,
+        argv_source=SOURCES.get(argv_src) if argv is not None else None,
+        syscall=EXEC_SYSCALLS[sysno] if sysno < len(EXEC_SYSCALLS) else "execve",
+    )
+
+
+def decode_open(view: memoryview, off: int) -> OpenEvent:
+    (ts, _type, pid, tid, _ppid, uid, _flags, comm, ret, dfd, oflags, mode, sysno,
+     path_len) = OPEN.unpack_from(view, off)
+    path: Optional[bytes] = None
+    cut = False
+    if path_len:
+        data = off + OPEN_DATA
+        path, cut = _string(bytes(view[data:data + path_len]), PATH_SIZE)
+    return OpenEvent(
+        timestamp_ns=ts, pid=pid, tid=tid, uid=uid, comm=_comm(comm), path=path,
+        flags=oflags, mode=mode, fd=ret if ret >= 0 else None,
+        errno=-ret if ret < 0 else None,
+        path_source=Source.SYSCALL_ENTRY if path is not None else None,
+        syscall=OPEN_SYSCALLS[sysno] if sysno < len(OPEN_SYSCALLS) else "openat",
+        dfd=dfd, path_truncated=cut,
+    )
+
+
+def record_type(view: memoryview, off: int) -> int:
+    return int(struct.unpack_from("@I", view, off + 8)[0])

@@ -1,0 +1,260 @@
+"""Dynamic probe events (uprobe, kprobe, eprobe) that read the strings.
+
+Every probe event carries at most one string, as its last field, so a
+hostile string (quotes, `` name=``, newlines) can only extend its own value
+in trace_pipe text. Each record also carries ``k``, the pointer the matching
+syscall entry shows (argv for exec, the path for open), so the correlator
+pairs a probe record with its syscall exactly rather than by guesswork, and
+``p``, the pointer the string was read from (0 marks the end of argv).
+
+Definitions are appended to the control file (O_APPEND: opening it for
+writing without it would delete every probe on the system) and removed with
+``-:GROUP/EVENT`` after their events are disabled (a busy probe can't go).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import attrs
+
+from hybridtrace.backends.base import BackendError
+from hybridtrace.backends.ftrace.instance import write_file
+from hybridtrace.elf import ElfError, find_symbols
+
+# Syscall argument registers for uprobes (function entry) and direct kprobes.
+ARG_REGS: Dict[str, Tuple[str, ...]] = {
+    "x86_64": ("%di", "%si", "%dx", "%cx", "%r8", "%r9"),
+    "aarch64": ("%x0", "%x1", "%x2", "%x3", "%x4", "%x5"),
+}
+# Since 4.17 (x86_64) / 4.19 (arm64) syscalls are entered through a wrapper
+# that takes a struct pt_regs *; the arguments sit at these offsets in it
+# (x86_64: di, si, dx, r10, r8, r9; arm64: regs[0..5]).
+PT_REGS_ARG_OFFSETS: Dict[str, Tuple[int, ...]] = {
+    "x86_64": (112, 104, 96, 56, 72, 64),
+    "aarch64": (0, 8, 16, 24, 32, 40),
+}
+WRAPPER_PREFIX = {"x86_64": "__x64_sys_", "aarch64": "__arm64_sys_"}
+
+# Syscall -> (index of the path argument or None, index of argv or None).
+SYSCALL_ARGS: Dict[str, Tuple[Optional[int], Optional[int]]] = {
+    "execve": (0, 1),
+    "execveat": (1, 2),
+    "open": (0, None),
+    "openat": (1, None),
+    "openat2": (1, None),
+    "creat": (0, None),
+}
+EXEC_SYSCALLS = ("execve", "execveat")
+OPEN_SYSCALLS = ("open", "openat", "openat2", "creat")
+
+# C library functions -> (path argument index or None, argv index or None).
+# glibc routes execv/execvp/posix_spawn through execve, fopen through open64;
+# aliases (open/open64/__open) share one address and are probed once.
+LIBC_EXEC = {"execve": (0, 1), "execveat": (1, 2), "fexecve": (None, 1)}
+LIBC_OPEN = {
+    "open64": (0, None), "open": (0, None), "__open64_nocancel": (0, None),
+    "__open_nocancel": (0, None), "openat64": (1, None), "openat": (1, None),
+    "creat64": (0, None), "creat": (0, None),
+}
+
+FN = "fn"  # the exec'd file name
+ARG = "arg"  # argv[index]
+MORE = "more"  # argv[max_args]: non-zero means argv was cut
+PATH = "path"  # an open's path
+
+
+@attrs.frozen(slots=True)
+class Role:
+    """What one probe event's records mean to the correlator."""
+
+    what: str  # FN, ARG, MORE or PATH
+    index: int = 0
+
+
+@attrs.frozen(slots=True)
+class ProbeDef:
+    """One dynamic event: ``file`` is the control file it is written to."""
+
+    file: str  # "uprobe_events", "kprobe_events" or "dynamic_events"
+    group: str
+    name: str
+    line: str
+    role: Role
+
+
+@attrs.frozen(slots=True)
+class Deref:
+    """How to read memory on this tier: ``+u`` and ``ustring`` exist from 5.3."""
+
+    user: str  # "+u" or "+" for a pointer read from user memory
+    string: str  # "ustring" or "string"
+
+
+def _ptr(base: str, offset: int, deref: Deref) -> str:
+    return f"{deref.user}{offset}({base})"
+
+
+def _slot_args(argv: str, index: int, deref: Deref, with_string: bool) -> str:
+    slot = _ptr(argv, 8 * index, deref)
+    text = f"k={argv}:x64 p={slot}:x64"
+    return text + (f" s=+0({slot}):{deref.string}" if with_string else "")
+
+
+def fetch_sets(path: Optional[str], argv: Optional[str], max_args: int,
+               deref: Deref) -> List[Tuple[str, Role]]:
+    """(fetchargs, role) for each event one call site needs."""
+    out: List[Tuple[str, Role]] = []
+    if argv is None:
+        assert path is not None
+        return [(f"k={path}:x64 s=+0({path}):{deref.string}", Role(PATH))]
+    if path is not None:
+        out.append((f"k={argv}:x64 p={path}:x64 s=+0({path}):{deref.string}", Role(FN)))
+    for i in range(max_args):
+        out.append((_slot_args(argv, i, deref, True), Role(ARG, i)))
+    out.append((_slot_args(argv, max_args, deref, False), Role(MORE, max_args)))
+    return out
+
+
+def _event_name(prefix: str, role: Role) -> str:
+    if role.what == ARG:
+        return f"{prefix}_a{role.index}"
+    if role.what == PATH:
+        return prefix
+    return f"{prefix}_{role.what}"
+
+
+def uprobe_defs(group: str, libraries: Sequence[str], arch: str, kind: str, max_args: int,
+                deref: Deref) -> List[ProbeDef]:
+    """uprobes on each library's exec or open entry points, one per address."""
+    regs = ARG_REGS.get(arch)
+    if regs is None:
+        raise BackendError(f"uprobe tier: no register map for {arch}")
+    table = LIBC_EXEC if kind == "exec" else LIBC_OPEN
+    defs: List[ProbeDef] = []
+    for lib_index, lib in enumerate(libraries):
+        try:
+            offsets = find_symbols(lib, table)
+        except (OSError, ElfError) as exc:
+            raise BackendError(f"uprobe tier: cannot read symbols of {lib}: {exc}") from None
+        seen: Dict[int, str] = {}
+        for func, offset in sorted(offsets.items(), key=lambda kv: list(table).index(kv[0])):
+            if offset in seen:
+                continue
+            seen[offset] = func
+            path_i, argv_i = table[func]
+            path = None if path_i is None else regs[path_i]
+            argv = None if argv_i is None else regs[argv_i]
+            prefix = f"ht{lib_index}_{func.strip('_')}"
+            for args, role in fetch_sets(path, argv, max_args, deref):
+                name = _event_name(prefix, role)
+                line = f"p:{group}/{name} {lib}:{offset:#x} {args}"
+                defs.append(ProbeDef("uprobe_events", group, name, line, role))
+    if not defs:
+        raise BackendError("uprobe tier: no exec/open entry points found in "
+                           + ", ".join(libraries))
+    return defs
+
+
+def kernel_symbols(path: str = "/proc/kallsyms") -> Dict[str, bool]:
+    """Names of kernel text symbols (to find the syscall entry functions)."""
+    out: Dict[str, bool] = {}
+    try:
+        with open(path, "rb") as handle:
+            for line in handle:
+                parts = line.split()
+                if len(parts) >= 3 and parts[1] in (b"T", b"t"):
+                    out[parts[2].decode("ascii", "replace")] = True
+    except OSError:
+        pass
+    return out
+
+
+def kprobe_defs(group: str, arch: str, kind: str, max_args: int, deref: Deref,
+                symbols: Dict[str, bool]) -> List[ProbeDef]:
+    """kprobes on the syscall entry functions, reading the caller's memory.
+
+    With the syscall wrapper (x86_64 4.17+, arm64 4.19+) the only argument is
+    a pt_regs pointer; older kernels pass the arguments in registers.
+    """
+    regs = ARG_REGS.get(arch)
+    offsets = PT_REGS_ARG_OFFSETS.get(arch)
+    if regs is None or offsets is None:
+        raise BackendError(f"kprobe tier: no register map for {arch}")
+    defs: List[ProbeDef] = []
+    for syscall in EXEC_SYSCALLS if kind == "exec" else OPEN_SYSCALLS:
+        wrapped = WRAPPER_PREFIX[arch] + syscall
+        if wrapped in symbols:
+            target = wrapped
+            args = [f"+{off}({regs[0]})" for off in offsets]
+        else:
+            target = next((s for s in (f"SyS_{syscall}", f"sys_{syscall}") if s in symbols), "")
+            args = list(regs)
+            if not target:
+                continue
+        path_i, argv_i = SYSCALL_ARGS[syscall]
+        path = None if path_i is None else args[path_i]
+        argv = None if argv_i is None else args[argv_i]
+        for fetch, role in fetch_sets(path, argv, max_args, deref):
+            name = _event_name(f"ht_{syscall}", role)
+            defs.append(ProbeDef("kprobe_events", group, name,
+                                 f"p:{group}/{name} {target} {fetch}", role))
+    if not defs:
+        raise BackendError("kprobe tier: no syscall entry functions found in /proc/kallsyms")
+    return defs
+
+
+def eprobe_defs(group: str, kind: str, max_args: int, field_names: Dict[str, str],
+                available: Sequence[str]) -> List[ProbeDef]:
+    """eprobes on syscalls/sys_enter_*, dereferencing the pointer fields.
+
+    ``field_names`` maps a syscall to its path field (``filename``, or
+    ``pathname`` for creat) as its format file names it.
+    """
+    deref = Deref("+u", "ustring")  # eprobes (5.15+) always have both
+    defs: List[ProbeDef] = []
+    for syscall in EXEC_SYSCALLS if kind == "exec" else OPEN_SYSCALLS:
+        if f"sys_enter_{syscall}" not in available:
+            continue
+        path = f"${field_names.get(syscall, 'filename')}"
+        argv = "$argv" if syscall in EXEC_SYSCALLS else None
+        for fetch, role in fetch_sets(path, argv, max_args, deref):
+            name = _event_name(f"ht_{syscall}", role)
+            line = f"e:{group}/{name} syscalls.sys_enter_{syscall} {fetch}"
+            defs.append(ProbeDef("dynamic_events", group, name, line, role))
+    if not defs:
+        raise BackendError("eprobe tier: no syscall entry events to attach to")
+    return defs
+
+
+def add(tracefs_path: str, defs: Sequence[ProbeDef]) -> List[ProbeDef]:
+    """Create each probe; on failure remove those already made and raise."""
+    made: List[ProbeDef] = []
+    for pdef in defs:
+        try:
+            write_file(os.path.join(tracefs_path, pdef.file), pdef.line + "\n", append=True)
+        except OSError as exc:
+            remove(tracefs_path, made)
+            raise BackendError(f"kernel rejected probe {pdef.line!r}: {exc.strerror}") from None
+        made.append(pdef)
+    return made
+
+
+def remove_one(tracefs_path: str, file: str, group: str, name: str) -> bool:
+    """Delete one dynamic event; True if it is gone."""
+    try:
+        write_file(os.path.join(tracefs_path, file), f"-:{group}/{name}\n", append=True)
+    except OSError as exc:
+        return exc.errno == errno.ENOENT
+    return True
+
+
+def remove(tracefs_path: str, defs: Sequence[ProbeDef]) -> List[str]:
+    """Remove probes (their events must be disabled everywhere); returns failures."""
+    failed: List[str] = []
+    for pdef in reversed(defs):
+        if not remove_one(tracefs_path, pdef.file, pdef.group, pdef.name):
+            failed.append(f"{pdef.group}/{pdef.name}")
+    return failed

@@ -1,0 +1,320 @@
+"""The ftrace EventStream: one private instance, one tier of probes, trace_pipe.
+
+Opening creates (in this order) the instance, the probe group, filters and
+enabled events, then opens trace_pipe; every failure on the way, ``close()``,
+garbage collection and interpreter exit undo exactly what was made (events
+disabled before probes are removed: the kernel refuses to delete a busy probe).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import select
+import time
+import weakref
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from hybridtrace import tracefs
+from hybridtrace.backends.base import BackendError, StreamStats
+from hybridtrace.backends.ftrace import buffer_stats, probes
+from hybridtrace.backends.ftrace.cleanup import remove_stale
+from hybridtrace.backends.ftrace.correlate import Correlator
+from hybridtrace.backends.ftrace.format import EventFormat, FormatError, read_format
+from hybridtrace.backends.ftrace.instance import DEFAULT_BUFFER_KB, Instance, session_name
+from hybridtrace.backends.ftrace.pipe import PipeParser, TraceLine
+from hybridtrace.capabilities.model import Capabilities
+from hybridtrace.events import Event, LostEvent, Source
+from hybridtrace.filtering import matches
+from hybridtrace.request import Kind, TraceRequest
+
+READ_SIZE = 1 << 16
+MAX_READ_PER_POLL = 8 << 20  # return to the caller at least this often (bytes)
+_SAFE_COMM = re.compile(rb"^[A-Za-z0-9_.:+@%,/-]{1,15}$")
+
+
+def _syscall_events(kind: Kind) -> List[str]:
+    names = probes.EXEC_SYSCALLS if kind is Kind.EXEC else probes.OPEN_SYSCALLS
+    return [f"sys_{side}_{name}" for name in names for side in ("enter", "exit")]
+
+
+class _Resources:
+    """What one stream holds in the kernel; ``release`` is safe to call twice."""
+
+    def __init__(self, tracefs_path: str) -> None:
+        self.tracefs_path = tracefs_path
+        self.instance: Optional[Instance] = None
+        self.probes: List[probes.ProbeDef] = []
+        self.fd: Optional[int] = None
+
+    def release(self) -> List[str]:
+        problems: List[str] = []
+        inst, self.instance = self.instance, None
+        if inst is not None:
+            inst.disable_all()
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+        if inst is not None:
+            try:
+                inst.remove()
+            except OSError as exc:
+                problems.append(f"instance {inst.name}: {exc.strerror}")
+        defs, self.probes = self.probes, []
+        for _ in range(20):
+            defs = [d for d in defs if not probes.remove_one(
+                self.tracefs_path, d.file, d.group, d.name)]
+            if not defs:
+                break
+            time.sleep(0.01)  # an in-flight probe hit holds a reference briefly
+        problems += [f"probe {d.group}/{d.name}" for d in defs]
+        return problems
+
+
+def _user_deref(tracefs_path: str, uprobe: bool) -> probes.Deref:
+    """``+u``/``ustring`` when this kernel's README lists them (5.3+)."""
+    try:
+        with open(os.path.join(tracefs_path, "README"), encoding="ascii",
+                  errors="replace") as handle:
+            readme = handle.read()
+    except OSError:
+        readme = ""
+    has_u = "[u]<offset>" in readme
+    string = "ustring" if "ustring" in readme else "string"
+    return probes.Deref("+" if uprobe or not has_u else "+u", string)
+
+
+def _probe_defs(tier: str, request: TraceRequest, caps: Capabilities, group: str,
+                path: str, present: Sequence[str]) -> List[probes.ProbeDef]:
+    kind = request.kind.value
+    arch = caps.kernel.arch or os.uname().machine
+    if tier == "uprobe":
+        libs = [os.path.realpath(lib.path) for lib in caps.c_libraries]
+        if not libs:
+            raise BackendError("uprobe tier: no C library found to probe")
+        return probes.uprobe_defs(group, libs, arch, kind, request.max_args,
+                                  _user_deref(path, True))
+    if tier == "kprobe":
+        return probes.kprobe_defs(group, arch, kind, request.max_args,
+                                  _user_deref(path, False), probes.kernel_symbols())
+    if tier == "eprobe":
+        fields: Dict[str, str] = {}
+        for name in probes.OPEN_SYSCALLS:
+            try:
+                fmt = read_format(os.path.join(path, "events"), "syscalls", f"sys_enter_{name}")
+            except FormatError:
+                continue
+            fields[name] = "pathname" if fmt.field("pathname") else "filename"
+        return probes.eprobe_defs(group, kind, request.max_args, fields, present)
+    if tier == "tracepoint":
+        return []
+    raise BackendError(f"unknown ftrace tier {tier!r}")
+
+
+def _filter_expr(request: TraceRequest, with_comm: bool) -> str:
+    parts = [f"common_pid != {os.getpid()}"]
+    flt = request.filters
+    if flt.tid is not None:
+        parts.append(f"common_pid == {flt.tid}")
+    if with_comm and flt.comm is not None:
+        parts.append(f'comm == "{flt.comm.decode("ascii")}"')
+    return " && ".join(parts)
+
+
+class FtraceStream:
+    """An open ftrace session (see module docstring)."""
+
+    def __init__(self, request: TraceRequest, caps: Capabilities, tier: str,
+                 buffer_kb: int = DEFAULT_BUFFER_KB) -> None:
+        self.request = request
+        self.tier = tier
+        path, mounted = _mount()
+        stale = remove_stale(path)
+        self._res = _Resources(path)
+        self._finalizer = weakref.finalize(self, self._res.release)
+        try:
+            self._open(caps, path, buffer_kb)
+        except BaseException:
+            self._finalizer()
+            raise
+        assert self._res.instance is not None
+        notes = [f"tracefs instance {self._res.instance.name}"]
+        if self._res.probes:
+            notes.append(f"{len(self._res.probes)} probes in group {self._group}")
+        if mounted:
+            notes.append(f"tracefs mounted at {path} by hybridtrace")
+        if stale:
+            notes.append(f"removed {len(stale)} leftover(s) of dead sessions")
+        self.description = f"ftrace/{tier} ({'; '.join(notes)})"
+        self._captured = 0
+        self._lost = 0
+        # Called with each raw trace_pipe chunk (tools/record_ftrace_stream.py).
+        self.tap: Optional[Callable[[bytes], None]] = None
+
+    def _open(self, caps: Capabilities, path: str, buffer_kb: int) -> None:
+        request = self.request
+        name = session_name()
+        self._group = name
+        present = sorted(e for e in _syscall_events(request.kind)
+                         if os.path.isdir(os.path.join(path, "events", "syscalls", e)))
+        if not present:
+            raise BackendError("no syscall tracepoints for this kind in tracefs "
+                               "(CONFIG_FTRACE_SYSCALLS off?)")
+        defs = _probe_defs(self.tier, request, caps, name, path, present)
+        inst = self._res.instance = Instance(path, name)
+        inst.configure(buffer_kb, _mono_clock(inst.path))
+        self._res.probes = probes.add(path, defs)
+        events = [("syscalls", e) for e in present]
+        if request.kind is Kind.EXEC:
+            events += [("sched", "sched_process_exec"), ("sched", "sched_process_fork")]
+        events += [(name, d.name) for d in defs]
+        formats = self._formats(inst, events)
+        self._set_filters(inst, events)
+        if request.filters.pid is not None:
+            self._follow_pid(inst, request.filters.pid)
+        for system, event in events:
+            inst.enable(system, event)
+        self._res.fd = os.open(os.path.join(inst.path, "trace_pipe"),
+                               os.O_RDONLY | os.O_NONBLOCK)
+        self.formats = formats  # of every enabled event, as this kernel describes them
+        self.roles = {d.name: d.role for d in defs}
+        self._parser = PipeParser(formats)
+        source = {"uprobe": Source.LIBC_PROBE, "tracepoint": None}.get(
+            self.tier, Source.SYSCALL_ENTRY)
+        self.probe_source = source
+        self._correlator = Correlator(request.kind, self.roles, source, request.max_args)
+        self._stats = buffer_stats.read_stats(inst.path)
+        self._poller = select.poll()
+        self._poller.register(self._res.fd, select.POLLIN)
+
+    @staticmethod
+    def _formats(inst: Instance, events: Sequence[Tuple[str, str]]) -> List[EventFormat]:
+        try:
+            return [read_format(inst.events_dir(), system, event) for system, event in events]
+        except FormatError as exc:
+            raise BackendError(str(exc)) from None
+
+    def _set_filters(self, inst: Instance, events: Sequence[Tuple[str, str]]) -> None:
+        comm = self.request.filters.comm
+        # comm changes at exec, so exec records can't be filtered on it in the kernel.
+        with_comm = (comm is not None and self.request.kind is Kind.OPEN
+                     and _SAFE_COMM.match(comm) is not None)
+        for system, event in events:
+            if event == "sched_process_fork":
+                continue  # our own forks name our children's parent: keep them all
+            try:
+                inst.set_filter(system, event, _filter_expr(self.request, with_comm))
+            except BackendError:
+                if not with_comm:
+                    raise
+                with_comm = False  # an old kernel without the comm filter field
+                inst.set_filter(system, event, _filter_expr(self.request, False))
+
+    @staticmethod
+    def _follow_pid(inst: Instance, pid: int) -> None:
+        """Record only this process's threads (and what they create)."""
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            tids = [str(pid)]
+        if inst.set_option("set_event_pid", " ".join(tids)):
+            inst.set_option("options/event-fork", "1")
+
+    # -- EventStream -------------------------------------------------------
+
+    @property
+    def instance_path(self) -> Optional[str]:
+        inst = self._res.instance
+        return inst.path if inst is not None else None
+
+    @property
+    def records(self) -> int:
+        """trace records decoded so far (for loss accounting checks)."""
+        return self._correlator.records
+
+    def poll(self, timeout: Optional[float]) -> Sequence[Event]:
+        fd = self._res.fd
+        if fd is None:
+            return []
+        out: List[Event] = []
+        if self._read_available(fd, out) == 0:
+            wait_ms = None if timeout is None else max(0, int(timeout * 1000))
+            if self._poller.poll(wait_ms):
+                self._read_available(fd, out)
+        out += self._losses()
+        kept = [e for e in out if matches(e, self.request.filters)]
+        self._captured += sum(1 for e in kept if not isinstance(e, LostEvent))
+        return kept
+
+    def _read_available(self, fd: int, out: List[Event]) -> int:
+        """Read until trace_pipe is empty (or a cap); /proc is consulted after."""
+        total = 0
+        lines: List[TraceLine] = []
+        while total < MAX_READ_PER_POLL:
+            try:
+                chunk = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                raise
+            if not chunk:
+                break
+            total += len(chunk)
+            if self.tap is not None:
+                self.tap(chunk)
+            lines += self._parser.feed(chunk)
+            lines += self._parser.flush()
+        out += self._correlator.feed_all(lines)
+        return total
+
+    def _losses(self) -> List[Event]:
+        inst = self._res.instance
+        if inst is None:
+            return []
+        now = buffer_stats.read_stats(inst.path)
+        out: List[Event] = []
+        for cpu, count in sorted(buffer_stats.loss_delta(self._stats, now).items()):
+            if count > 0:
+                self._lost += count
+                out.append(LostEvent(time.monotonic_ns(), count,
+                                     f"trace buffer overrun (cpu {cpu})", cpu))
+        self._stats = now
+        return out
+
+    def stats(self) -> StreamStats:
+        return StreamStats(self._captured, self._lost)
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def __enter__(self) -> FtraceStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _mono_clock(inst_path: str) -> Optional[str]:
+    """"mono" when offered: timestamps then match the other backends' CLOCK_MONOTONIC."""
+    try:
+        with open(os.path.join(inst_path, "trace_clock"), encoding="ascii") as handle:
+            clocks = handle.read().replace("[", " ").replace("]", " ").split()
+    except OSError:
+        return None
+    return "mono" if "mono" in clocks else None
+
+
+def _mount() -> Tuple[str, bool]:
+    try:
+        return tracefs.ensure_mounted()
+    except tracefs.TracefsUnavailable as exc:
+        raise BackendError(str(exc)) from None
+
+
+def open_ftrace_stream(request: TraceRequest, caps: Capabilities, tier: str,
+                       buffer_kb: int = DEFAULT_BUFFER_KB) -> FtraceStream:
+    """Open the ftrace backend at ``tier`` ("kprobe", "eprobe", "uprobe", "tracepoint")."""
+    return FtraceStream(request, caps, tier, buffer_kb)

@@ -1,0 +1,132 @@
+"""The checks that need syscalls or the running process, behind one seam.
+
+``probe`` asks a ``Live`` for these; tests pass a ``RecordedLive`` loaded from
+a kernel tree's live.json, so recorded trees reproduce the machine they came
+from. ``SystemLive`` asks the running kernel (bpf_probes) and this process's
+library search (engines).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Optional, Protocol
+
+from hybridtrace.capabilities.bpf_probes import (
+    create_ringbuf,
+    load_kernel_read_prog,
+    load_trivial_prog,
+)
+from hybridtrace.capabilities.engines import find_bcc, load_libbpf
+from hybridtrace.capabilities.model import Bcc, Library
+
+
+class Live(Protocol):
+    """Results only the running system can give."""
+
+    def euid(self) -> int: ...
+
+    def uname_machine(self) -> str: ...
+
+    def bpf_prog_load_errno(self) -> int: ...
+
+    def ringbuf_errno(self) -> int: ...
+
+    def kernel_read_errno(self) -> int: ...
+
+    def libbpf(self) -> Optional[Library]: ...
+
+    def bcc(self) -> Bcc: ...
+
+    def tracefs_writable(self, path: str) -> bool: ...
+
+
+class SystemLive:
+    """The running kernel and process."""
+
+    def euid(self) -> int:
+        return os.geteuid()
+
+    def uname_machine(self) -> str:
+        return os.uname().machine
+
+    def bpf_prog_load_errno(self) -> int:
+        return load_trivial_prog(self.uname_machine())
+
+    def ringbuf_errno(self) -> int:
+        return create_ringbuf(self.uname_machine())
+
+    def kernel_read_errno(self) -> int:
+        return load_kernel_read_prog(self.uname_machine())
+
+    def libbpf(self) -> Optional[Library]:
+        return load_libbpf()
+
+    def bcc(self) -> Bcc:
+        return find_bcc()
+
+    def tracefs_writable(self, path: str) -> bool:
+        """Can we create instances and probes there (mode bits, read-only mounts)?"""
+        targets = [path] + [os.path.join(path, n) for n in ("instances", "uprobe_events")
+                            if os.path.exists(os.path.join(path, n))]
+        return all(os.access(t, os.W_OK) for t in targets)
+
+
+class RecordedLive:
+    """Live results recorded on another machine (a kernel tree's live.json)."""
+
+    def __init__(self, data: Dict[str, Any]) -> None:
+        self.data = data
+
+    def _get(self, key: str) -> Any:
+        if key not in self.data:
+            raise LookupError(f"{key} was not recorded")
+        return self.data[key]
+
+    def euid(self) -> int:
+        return int(self._get("euid"))
+
+    def uname_machine(self) -> str:
+        return str(self._get("uname_machine"))
+
+    def bpf_prog_load_errno(self) -> int:
+        return int(self._get("bpf_prog_load_errno"))
+
+    def ringbuf_errno(self) -> int:
+        return int(self._get("ringbuf_errno"))
+
+    def kernel_read_errno(self) -> int:
+        return int(self._get("kernel_read_errno"))
+
+    def libbpf(self) -> Optional[Library]:
+        lib = self._get("libbpf")
+        return None if lib is None else Library(str(lib["path"]), lib.get("version"))
+
+    def bcc(self) -> Bcc:
+        bcc = self._get("bcc")
+        return Bcc(bcc.get("version"), bcc.get("location"), bcc.get("error"))
+
+    def tracefs_writable(self, path: str) -> bool:
+        return bool(self._get("tracefs_writable")[path])
+
+
+def record(live: Live, tracefs_path: Optional[str]) -> Dict[str, Any]:
+    """What a RecordedLive needs to answer like ``live`` does."""
+    lib = live.libbpf()
+    bcc = live.bcc()
+    return {
+        "euid": live.euid(),
+        "uname_machine": live.uname_machine(),
+        "bpf_prog_load_errno": live.bpf_prog_load_errno(),
+        "ringbuf_errno": live.ringbuf_errno(),
+        "kernel_read_errno": live.kernel_read_errno(),
+        "libbpf": None if lib is None else {"path": lib.path, "version": lib.version},
+        "bcc": {"version": bcc.version, "location": bcc.location, "error": bcc.error},
+        "tracefs_writable": {} if tracefs_path is None
+        else {tracefs_path: live.tracefs_writable(tracefs_path)},
+    }
+
+
+def load_recorded(path: str) -> RecordedLive:
+    with open(path) as f:
+        return RecordedLive(json.load(f))

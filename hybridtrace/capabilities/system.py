@@ -1,0 +1,116 @@
+"""Privileges, bpf/perf sysctls, lockdown and container hints, from files under root."""
+
+from __future__ import annotations
+
+import re
+from typing import Dict, List, Optional, Tuple
+
+from hybridtrace.capabilities.files import Tree
+from hybridtrace.capabilities.model import Container
+
+_CONTAINER_CGROUP = re.compile(r"docker|kubepods|containerd|libpod|podman|lxc|crio|garden")
+
+
+def status_fields(tree: Tree) -> Dict[str, str]:
+    """Fields of /proc/self/status (name -> value text)."""
+    text = tree.read_text("/proc/self/status")
+    if text is None:
+        tree.note("privileges: /proc/self/status unreadable")
+        return {}
+    fields: Dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            fields[name.strip()] = value.strip()
+    return fields
+
+
+def cap_effective(tree: Tree, status: Dict[str, str]) -> int:
+    raw = status.get("CapEff")
+    if raw is None:
+        if status:
+            tree.note("privileges: no CapEff in /proc/self/status")
+        return 0
+    try:
+        return int(raw, 16)
+    except ValueError:
+        tree.note(f"privileges: unparsable CapEff {raw!r}")
+        return 0
+
+
+def sysctls(tree: Tree) -> Tuple[Optional[int], Optional[int]]:
+    """(unprivileged_bpf_disabled, perf_event_paranoid)"""
+    ubd = tree.read_int("/proc/sys/kernel/unprivileged_bpf_disabled")
+    if ubd is None:
+        tree.note("unprivileged_bpf_disabled: unreadable (no bpf() in this kernel?)")
+    paranoid = tree.read_int("/proc/sys/kernel/perf_event_paranoid")
+    if paranoid is None:
+        tree.note("perf_event_paranoid: unreadable")
+    return ubd, paranoid
+
+
+def mounts(tree: Tree) -> List[Tuple[str, str]]:
+    """(mount point, filesystem type) pairs from /proc/self/mountinfo."""
+    text = tree.read_text("/proc/self/mountinfo")
+    if text is None:
+        tree.note("mounts: /proc/self/mountinfo unreadable")
+        return []
+    out: List[Tuple[str, str]] = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        if sep and len(fields) >= 5 and rfields:
+            out.append((fields[4].replace("\\040", " "), rfields[0]))
+    return out
+
+
+def lockdown(tree: Tree, mounted: List[Tuple[str, str]]) -> Optional[str]:
+    """The bracketed mode of "none [integrity] confidentiality", or None."""
+    text = tree.read_text("/sys/kernel/security/lockdown")
+    if text is not None:
+        match = re.search(r"\[(\w+)\]", text)
+        if match:
+            return match.group(1)
+        tree.note(f"lockdown: unparsable {text.strip()!r}")
+        return None
+    if not any(fstype == "securityfs" for _, fstype in mounted) and not tree.listdir(
+        "/sys/kernel/security"
+    ):
+        cmdline = tree.read_text("/proc/cmdline") or ""
+        match = re.search(r"(?:^|\s)lockdown=(none|integrity|confidentiality)\b", cmdline)
+        if match:
+            tree.note("lockdown: securityfs is not mounted; mode taken from the kernel"
+                      " command line (it can only have been raised since boot)")
+            return match.group(1)
+        tree.note("lockdown: mode unknown, securityfs is not mounted at /sys/kernel/security"
+                  " (mount -t securityfs none /sys/kernel/security to check)")
+        return None
+    tree.note("lockdown: no lockdown LSM (/sys/kernel/security/lockdown absent)")
+    return None
+
+
+def _cgroup(tree: Tree) -> Optional[str]:
+    """The most specific cgroup path of this process (or of pid 1)."""
+    for path in ("/proc/self/cgroup", "/proc/1/cgroup"):
+        text = tree.read_text(path)
+        if text is None:
+            continue
+        paths = [line.split(":", 2)[2] for line in text.splitlines() if line.count(":") >= 2]
+        return max(paths, key=len) if paths else None
+    tree.note("container: no readable /proc/self/cgroup")
+    return None
+
+
+def container(tree: Tree, status: Dict[str, str]) -> Container:
+    dockerenv = tree.exists("/.dockerenv") or tree.exists("/run/.containerenv")
+    cgroup = _cgroup(tree)
+    nspid = status.get("NSpid")
+    nested = None if nspid is None else len(nspid.split()) > 1
+    hints = [dockerenv, bool(cgroup and _CONTAINER_CGROUP.search(cgroup)), bool(nested)]
+    known = cgroup is not None or nested is not None or dockerenv
+    return Container(
+        in_container=any(hints) if known else None,
+        pid_namespace_nested=nested,
+        dockerenv=dockerenv,
+        cgroup=cgroup,
+    )

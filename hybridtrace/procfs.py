@@ -1,0 +1,131 @@
+"""Reading facts about a live process from /proc, after the fact.
+
+Backends that cannot read a string in the kernel fall back to /proc. Every
+read races with the process (it may exit, exec again or reuse an fd), so each
+helper returns None rather than a guess, and callers mark what they got as
+``Source.PROCFS``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Tuple
+
+PROC = "/proc"
+
+
+def _read(path: str, limit: int = 1 << 20) -> Optional[bytes]:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(limit)
+    except OSError:
+        return None
+
+
+def _readlink(path: str) -> Optional[bytes]:
+    try:
+        return os.readlink(path.encode())
+    except OSError:
+        return None
+
+
+def cmdline(pid: int) -> Optional[Tuple[bytes, ...]]:
+    """argv of a live process; None when gone, a zombie or a kernel thread."""
+    data = _read(f"{PROC}/{pid}/cmdline")
+    if not data:
+        return None
+    if data.endswith(b"\0"):
+        data = data[:-1]
+    return tuple(data.split(b"\0"))
+
+
+def _status_field(pid: int, name: bytes) -> Optional[bytes]:
+    data = _read(f"{PROC}/{pid}/status", 1 << 16)
+    if data is None:
+        return None
+    for line in data.split(b"\n"):
+        if line.startswith(name + b":"):
+            return line[len(name) + 1:].strip()
+    return None
+
+
+def uid(pid: int) -> Optional[int]:
+    """Real uid (first value of Uid:); zombies still have one."""
+    value = _status_field(pid, b"Uid")
+    try:
+        return int(value.split()[0]) if value else None
+    except ValueError:
+        return None
+
+
+def tgid(tid: int) -> Optional[int]:
+    """The process (thread group) a thread id belongs to."""
+    value = _status_field(tid, b"Tgid")
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def ppid(pid: int) -> Optional[int]:
+    """Parent pid from /proc/PID/stat (the comm field may hold ')' and spaces)."""
+    data = _read(f"{PROC}/{pid}/stat", 4096)
+    if not data:
+        return None
+    rest = data[data.rfind(b")") + 2:].split()
+    try:
+        return int(rest[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def comm(pid: int) -> Optional[bytes]:
+    data = _read(f"{PROC}/{pid}/comm", 64)
+    if data is None:
+        return None
+    return data[:-1] if data.endswith(b"\n") else data
+
+
+def exe(pid: int) -> Optional[bytes]:
+    return _readlink(f"{PROC}/{pid}/exe")
+
+
+def cwd(pid: int) -> Optional[bytes]:
+    return _readlink(f"{PROC}/{pid}/cwd")
+
+
+def fd_path(pid: int, fd: int) -> Optional[bytes]:
+    """What fd N of a live process points at; None for non-files and deleted files.
+
+    A deleted file's link reads "PATH (deleted)", which cannot be told apart
+    from a real name with that suffix, so it is not returned.
+    """
+    target = _readlink(f"{PROC}/{pid}/fd/{fd}")
+    if target is None or not target.startswith(b"/") or target.endswith(b" (deleted)"):
+        return None
+    return target
+
+
+def fd_flags(pid: int, fd: int) -> Optional[int]:
+    """The open flags of fd N (octal ``flags:`` in fdinfo)."""
+    data = _read(f"{PROC}/{pid}/fdinfo/{fd}", 4096)
+    if data is None:
+        return None
+    for line in data.split(b"\n"):
+        if line.startswith(b"flags:"):
+            try:
+                return int(line.split()[1], 8)
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+def alive(pid: int) -> bool:
+    """True when a process (or thread) with this id exists, zombies included."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

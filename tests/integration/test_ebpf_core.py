@@ -1,0 +1,470 @@
+"""The ebpf-core engine against real processes on this kernel.
+
+Beyond the cross-backend contract: argv fidelity (hostile bytes, a 100 KB
+argument, max_args, fork()+execv() children whose argv pages were never
+touched), every open syscall, kernel-side filters, exact loss accounting
+under overload, and nothing left loaded after close.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set
+
+import pytest
+
+import hybridtrace
+from hybridtrace.api import Session
+from hybridtrace.backends.ebpf.core_stream import open_core_stream
+from hybridtrace.capabilities import probe
+from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
+from hybridtrace.request import ARG_SIZE, PATH_SIZE, Filters, Kind, TraceRequest
+from hybridtrace.selector import decide
+from tests.conftest import require_backend
+
+LABEL = "ebpf-core"
+
+
+@pytest.fixture(scope="module")
+def caps() -> Iterator[object]:
+    found = probe()
+    decision = decide(found, "exec", LABEL, None)
+    if decision.chosen is None:
+        require_backend(LABEL, decision.failure())
+    yield found
+
+
+def trace(kind: str, **filters: object) -> Session:
+    return hybridtrace.trace(kind, LABEL, **filters)  # type: ignore[arg-type]
+
+
+def collect(session: Session, done: Callable[[List[Event]], bool],
+            timeout: float = 10.0) -> List[Event]:
+    """Poll until ``done(events so far)`` or the timeout; returns everything seen."""
+    seen: List[Event] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not done(seen):
+        seen += session.poll(0.2)
+    return seen
+
+
+def execs_of(events: Sequence[Event], pid: int) -> List[ExecEvent]:
+    return [e for e in events if isinstance(e, ExecEvent) and e.pid == pid]
+
+
+def opens_of(events: Sequence[Event], pid: int) -> List[OpenEvent]:
+    return [e for e in events if isinstance(e, OpenEvent) and e.pid == pid]
+
+
+@pytest.fixture(scope="module")
+def cbin() -> Iterator[Dict[str, str]]:
+    """Small C workloads, compiled for this test run."""
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc is needed to build the test workloads (tools/setup.sh installs it)")
+    with tempfile.TemporaryDirectory(prefix="ht-ebpf-core-") as tmp:
+        out = {}
+        for name, source, extra in (("forkexec", FORKEXEC_C, ["-no-pie"]),
+                                    ("openloop", OPENLOOP_C, [])):
+            src = os.path.join(tmp, name + ".c")
+            with open(src, "w") as f:
+                f.write(source)
+            exe = os.path.join(tmp, name)
+            subprocess.run(["gcc", "-O2", *extra, "-o", exe, src], check=True)
+            out[name] = exe
+        yield out
+
+
+# --- exec ---------------------------------------------------------------------------------
+
+
+def test_hostile_argv_and_a_100k_argument(caps: object) -> None:
+    big = b"B" * 100_000
+    argv = [b"/bin/sh", b"-c", b"exit 0", b"sh", b"with space", b"new\nline",
+            b"\xff\xfe\x80 not utf-8", b"", big, b"after-big"]
+    with trace("exec") as session:
+        child = subprocess.Popen(argv)
+        child.wait()
+        events = collect(session, lambda ev: bool(execs_of(ev, child.pid)))
+    (ev,) = execs_of(events, child.pid)
+    assert ev.retval == 0 and ev.syscall == "execve"
+    assert ev.filename == b"/bin/sh" and ev.filename_source is Source.SYSCALL_ENTRY
+    assert ev.argv_source is Source.SYSCALL_ENTRY
+    assert ev.argv == (*argv[:8], big[:ARG_SIZE], b"after-big")
+    assert ev.argv_truncated
+    assert ev.comm == b"sh" and ev.ppid == os.getpid() and ev.uid == 0
+    assert ev.tid == ev.pid
+
+
+def test_exact_arg_size_is_not_flagged_and_max_args_is(caps: object) -> None:
+    exact = b"E" * ARG_SIZE
+    with trace("exec", max_args=5) as session:
+        one = subprocess.Popen([b"/bin/true", exact])
+        many = subprocess.Popen([b"/bin/true", *[b"a%d" % i for i in range(9)]])
+        one.wait()
+        many.wait()
+        events = collect(session, lambda ev: bool(execs_of(ev, one.pid))
+                         and bool(execs_of(ev, many.pid)))
+    (ev_one,) = execs_of(events, one.pid)
+    assert ev_one.argv == (b"/bin/true", exact) and not ev_one.argv_truncated
+    (ev_many,) = execs_of(events, many.pid)
+    assert ev_many.argv == (b"/bin/true", b"a0", b"a1", b"a2", b"a3")
+    assert ev_many.argv_truncated
+
+
+def test_failed_exec_enoent_with_argv(caps: object) -> None:
+    missing = f"/nonexistent-{os.getpid()}/prog".encode()
+    with trace("exec") as session:
+        with pytest.raises(FileNotFoundError):
+            subprocess.Popen([missing, b"x y", b"\xff"])
+        events = collect(session, lambda ev: any(
+            isinstance(e, ExecEvent) and e.filename == missing for e in ev))
+    (ev,) = [e for e in events if isinstance(e, ExecEvent) and e.filename == missing]
+    assert ev.retval == -errno.ENOENT and ev.failed
+    assert ev.argv == (missing, b"x y", b"\xff")
+    assert ev.ppid == os.getpid()
+    with open("/proc/self/comm", "rb") as f:
+        assert ev.comm == f.read().rstrip(b"\n")  # the forked caller, before exec
+
+
+def test_ppid_is_the_real_parent(caps: object) -> None:
+    with trace("exec") as session:
+        shell = subprocess.Popen(["/bin/sh", "-c", "/bin/true child-of-sh; exit 0"])
+        shell.wait()
+        events = collect(session, lambda ev: any(
+            isinstance(e, ExecEvent) and e.argv == (b"/bin/true", b"child-of-sh")
+            for e in ev))
+    (sh_ev,) = execs_of(events, shell.pid)
+    assert sh_ev.ppid == os.getpid()
+    kid = [e for e in events if isinstance(e, ExecEvent) and e.argv == (b"/bin/true",
+                                                                          b"child-of-sh")]
+    assert len(kid) == 1 and kid[0].ppid == shell.pid and kid[0].pid != shell.pid
+
+
+FORKEXEC_C = r"""
+/* fork()+execv() children whose argv (strings and pointer array) sit in pages
+ * of .data nobody touched before exec: non-PIE, so no relocation writes them. */
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#define N 40
+struct slot { char path[32]; char a1[32]; char a2[32]; char a3[64]; char *argv[5]; }
+  __attribute__((aligned(4096)));
+#define S(i) { "/bin/true", "slot-" #i, "with space", "untouched\nnewline " #i, \
+  { slots[i].path, slots[i].a1, slots[i].a2, slots[i].a3, 0 } }
+static struct slot slots[N] = { S(0), S(1), S(2), S(3), S(4), S(5), S(6), S(7), S(8), S(9),
+  S(10), S(11), S(12), S(13), S(14), S(15), S(16), S(17), S(18), S(19), S(20), S(21), S(22),
+  S(23), S(24), S(25), S(26), S(27), S(28), S(29), S(30), S(31), S(32), S(33), S(34), S(35),
+  S(36), S(37), S(38), S(39) };
+int main(void) {
+  for (int i = 0; i < N; i++) {
+    pid_t pid = fork();
+    if (pid == 0) { execv(slots[i].path, slots[i].argv); _exit(127); }
+    if (pid > 0) waitpid(pid, 0, 0);
+  }
+  return 0;
+}
+"""
+
+
+def test_fork_execv_untouched_argv_pages_come_out_complete(
+        caps: object, cbin: Dict[str, str]) -> None:
+    with trace("exec") as session:
+        parent = subprocess.Popen([cbin["forkexec"]])
+        parent.wait()
+        assert parent.returncode == 0
+        events = collect(session, lambda ev: sum(
+            1 for e in ev if isinstance(e, ExecEvent) and e.ppid == parent.pid) >= 40)
+    kids = [e for e in events if isinstance(e, ExecEvent) and e.ppid == parent.pid]
+    assert len(kids) == 40
+    want = {(b"/bin/true", b"slot-%d" % i, b"with space", b"untouched\nnewline %d" % i)
+            for i in range(40)}
+    assert {k.argv for k in kids} == want
+    assert all(k.filename == b"/bin/true" and not k.argv_truncated for k in kids)
+    # The workload really hit the case: some callers' pages were out, and those
+    # argv came from the new image (the rest, mapped by fault-around, from entry).
+    assert any(k.argv_source is Source.NEW_IMAGE for k in kids)
+    assert all(k.argv_source in (Source.SYSCALL_ENTRY, Source.NEW_IMAGE) for k in kids)
+
+
+# --- open ---------------------------------------------------------------------------------
+
+
+def test_unique_paths_every_open_syscall(caps: object, tmp_path: os.PathLike[str]) -> None:
+    base = os.path.join(str(tmp_path), "u-\xff-\n".encode("utf-8", "surrogateescape").decode(
+        "utf-8", "surrogateescape"))
+    os.mkdir(base)
+    names = [os.path.join(base, f"f{i:03d}").encode() for i in range(100)]
+    script = (
+        "import ctypes, os, sys\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "for p in sys.argv[1:]:\n"
+        "    os.close(os.open(p.encode('utf-8', 'surrogateescape'), os.O_WRONLY | os.O_CREAT,"
+        " 0o600))\n"
+    )
+    with trace("open") as session:
+        child = subprocess.Popen(["/usr/bin/python3", "-c", script,
+                                  *[n.decode("utf-8", "surrogateescape") for n in names]])
+        child.wait()
+        assert child.returncode == 0
+        events = collect(session, lambda ev: {e.path for e in opens_of(ev, child.pid)}
+                         >= set(names))
+    mine = [e for e in opens_of(events, child.pid) if e.path in set(names)]
+    assert sorted(e.path for e in mine if e.path) == sorted(names)
+    for e in mine:
+        assert e.fd is not None and e.fd >= 0 and e.errno is None
+        assert e.flags is not None and e.flags & (os.O_WRONLY | os.O_CREAT) == (
+            os.O_WRONLY | os.O_CREAT)
+        assert e.mode == 0o600 and e.dfd == -100 and e.syscall == "openat"
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="raw syscall numbers for x86_64")
+def test_open_creat_openat2_and_errors(caps: object, tmp_path: os.PathLike[str]) -> None:
+    d = str(tmp_path)
+    long_path = "/" + "L" * (PATH_SIZE + 40)
+    script = (
+        "import ctypes, os, sys\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "d = sys.argv[1]\n"
+        "class How(ctypes.Structure):\n"
+        "    _fields_ = [('flags', ctypes.c_uint64), ('mode', ctypes.c_uint64),"
+        " ('resolve', ctypes.c_uint64)]\n"
+        "how = How(os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640, 0)\n"
+        "p2 = (d + '/via-openat2').encode()\n"
+        "fd = libc.syscall(437, -100, p2, ctypes.byref(how), ctypes.sizeof(how))\n"
+        "print(fd)\n"
+        "print(libc.syscall(437, -100, p2, ctypes.byref(how), ctypes.sizeof(how)))\n"
+        "print(libc.syscall(85, (d + '/via-creat').encode(), 0o604))\n"
+        "print(libc.syscall(2, (d + '/via-open').encode(), os.O_RDWR | os.O_CREAT, 0o600))\n"
+        "print(libc.syscall(2, sys.argv[2].encode(), os.O_RDONLY, 0))\n"
+    )
+    with trace("open") as session:
+        child = subprocess.run(["/usr/bin/python3", "-c", script, d, long_path],
+                               capture_output=True, check=True)
+        fds = [int(x) for x in child.stdout.split()]
+        want = {d.encode() + b"/via-openat2", d.encode() + b"/via-creat",
+                d.encode() + b"/via-open", long_path.encode()[:PATH_SIZE]}
+        events = collect(session, lambda ev: {e.path for e in ev if isinstance(e, OpenEvent)}
+                         >= want)
+    by: Dict[str, List[OpenEvent]] = {}
+    for e in events:
+        if isinstance(e, OpenEvent) and e.path in want:
+            by.setdefault(e.syscall, []).append(e)
+    ok2, dup2 = by["openat2"]
+    assert ok2.fd == fds[0] and ok2.mode == 0o640
+    assert ok2.flags == os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    assert dup2.fd is None and dup2.errno == errno.EEXIST
+    (creat,) = by["creat"]
+    assert creat.fd == fds[2] and creat.mode == 0o604
+    assert creat.flags == os.O_CREAT | os.O_WRONLY | os.O_TRUNC
+    made, toolong = sorted(by["open"], key=lambda e: e.path_truncated)
+    assert made.fd == fds[3] and made.dfd == -100
+    assert toolong.errno == errno.ENAMETOOLONG and toolong.path_truncated
+    assert toolong.path == long_path.encode()[:PATH_SIZE]
+
+
+# --- filters ------------------------------------------------------------------------------
+
+
+def test_uid_filter_in_kernel(caps: object) -> None:
+    tag = f"/tmp/ht-core-uid-{os.getpid()}"
+    with trace("exec", uid=65534) as session:
+        nobody = subprocess.Popen(["/bin/true", tag], preexec_fn=lambda: os.setuid(65534))
+        root = subprocess.Popen(["/bin/true", tag])
+        nobody.wait()
+        root.wait()
+        events = collect(session, lambda ev: bool(execs_of(ev, nobody.pid)))
+        events += session.poll(0.3)
+    assert execs_of(events, nobody.pid)[0].uid == 65534
+    assert not execs_of(events, root.pid)
+    assert all(e.uid == 65534 for e in events if isinstance(e, ExecEvent))
+    assert session.stats.lost == 0
+
+
+def test_comm_and_pid_filters(caps: object, tmp_path: os.PathLike[str]) -> None:
+    renamed = os.path.join(str(tmp_path), f"htcomm{os.getpid() % 10000}")
+    shutil.copy("/bin/cat", renamed)
+    comm = os.path.basename(renamed).encode()
+    with trace("open", comm=comm) as by_comm:
+        a = subprocess.Popen([renamed, "/etc/hostname"], stdout=subprocess.DEVNULL)
+        b = subprocess.Popen(["/bin/cat", "/etc/hostname"], stdout=subprocess.DEVNULL)
+        a.wait()
+        b.wait()
+        events = collect(by_comm, lambda ev: any(
+            e.path == b"/etc/hostname" for e in opens_of(ev, a.pid)))
+        events += by_comm.poll(0.3)
+    assert all(e.comm == comm for e in events if isinstance(e, OpenEvent))
+    assert opens_of(events, a.pid) and not opens_of(events, b.pid)
+
+    sleeper = subprocess.Popen(["/bin/sh", "-c", "read x; exec cat /etc/hostname"],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        with trace("open", pid=sleeper.pid) as by_pid:
+            other = subprocess.Popen(["/bin/cat", "/etc/hostname"], stdout=subprocess.DEVNULL)
+            assert sleeper.stdin is not None
+            sleeper.stdin.write(b"go\n")
+            sleeper.stdin.close()
+            sleeper.wait()
+            other.wait()
+            events = collect(by_pid, lambda ev: any(
+                e.path == b"/etc/hostname" for e in ev if isinstance(e, OpenEvent)))
+            events += by_pid.poll(0.3)
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+    opened = [e for e in events if isinstance(e, OpenEvent)]
+    assert opened and all(e.pid == sleeper.pid for e in opened)
+
+
+def test_failed_only(caps: object) -> None:
+    missing = f"/nonexistent-{os.getpid()}-failed-only".encode()
+    with trace("exec", failed_only=True) as ex, trace("open", failed_only=True) as op:
+        ok = subprocess.Popen(["/bin/cat", "/etc/hostname", missing], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        ok.wait()
+        with pytest.raises(FileNotFoundError):
+            subprocess.Popen([missing])
+        ex_events = collect(ex, lambda ev: any(
+            isinstance(e, ExecEvent) and e.filename == missing for e in ev))
+        op_events = collect(op, lambda ev: any(e.path == missing for e in opens_of(ev, ok.pid)))
+        ex_events += ex.poll(0.3)
+    assert not execs_of(ex_events, ok.pid)
+    assert all(e.failed for e in ex_events if isinstance(e, ExecEvent))
+    assert all(e.failed for e in op_events if isinstance(e, OpenEvent))
+    assert not any(e.path == b"/etc/hostname" for e in opens_of(op_events, ok.pid))
+
+
+def test_tracer_excludes_itself(caps: object) -> None:
+    with trace("open") as session:
+        with open("/etc/hostname", "rb"):
+            pass
+        time.sleep(0.2)
+        events = session.poll(0.2)
+    assert not opens_of(events, os.getpid())
+
+
+def test_two_sessions_see_the_same_opens(caps: object) -> None:
+    with trace("open") as one, trace("open") as two:
+        child = subprocess.Popen(["/bin/cat", "/etc/hostname", "/etc/passwd"],
+                                 stdout=subprocess.DEVNULL)
+        child.wait()
+        got = []
+        for s in (one, two):
+            events = collect(s, lambda ev: any(e.path == b"/etc/passwd"
+                                               for e in opens_of(ev, child.pid)))
+            got.append([(e.path, e.fd, e.errno) for e in opens_of(events, child.pid)])
+    assert got[0] and got[0] == got[1]
+
+
+# --- polling, losses, cleanup ---------------------------------------------------------------
+
+
+def test_poll_honours_timeout(caps: object) -> None:
+    # A pid that cannot exist: nothing passes the kernel filter.
+    with trace("open", pid=2**22 + 1) as session:
+        t0 = time.monotonic()
+        assert session.poll(0) == []
+        t1 = time.monotonic()
+        assert session.poll(0.3) == []
+        t2 = time.monotonic()
+    assert t1 - t0 < 0.2
+    assert 0.25 <= t2 - t1 < 2.0
+
+
+OPENLOOP_C = r"""
+/* Wait for a line on stdin, then open a missing path N times as fast as possible. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  long n = atol(argv[1]);
+  char go[8];
+  if (read(0, go, sizeof go) <= 0) return 1;
+  for (long i = 0; i < n; i++) open("/nonexistent/ht-openloop", O_RDONLY);
+  return 0;
+}
+"""
+
+
+def test_overload_reports_every_loss(caps: object, cbin: Dict[str, str]) -> None:
+    produced = 20000
+    loop = subprocess.Popen([cbin["openloop"], str(produced)], stdin=subprocess.PIPE)
+    try:
+        request = TraceRequest(Kind.OPEN, Filters(pid=loop.pid))
+        stream = open_core_stream(request, probe(), ring_bytes=4096)  # type: ignore[arg-type]
+        try:
+            assert loop.stdin is not None
+            loop.stdin.write(b"go\n")
+            loop.stdin.close()
+            loop.wait()
+            time.sleep(0.1)
+            events: List[Event] = []
+            for _ in range(50):
+                batch = stream.poll(0.05)
+                events += batch
+                if not batch and stream.stats().captured + stream.stats().lost >= produced:
+                    break
+        finally:
+            stream.close()
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+    captured = [e for e in events if isinstance(e, OpenEvent)]
+    lost = [e for e in events if isinstance(e, LostEvent)]
+    assert lost and all(e.where == "ring buffer reserve" and e.count > 0 for e in lost)
+    assert all(e.pid == loop.pid and e.path == b"/nonexistent/ht-openloop" for e in captured)
+    assert len(captured) + sum(e.count for e in lost) == produced
+    assert stream.stats().lost == sum(e.count for e in lost)
+
+
+def _bpf_fds(pid: int) -> Set[str]:
+    """BPF objects a process holds (prog_id/map_id/link_id in its fdinfo)."""
+    held: Set[str] = set()
+    fdinfo = f"/proc/{pid}/fdinfo"
+    for fd in os.listdir(fdinfo):
+        try:
+            with open(os.path.join(fdinfo, fd)) as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    if key in ("prog_id", "map_id", "link_id"):
+                        held.add(f"{key}={value.strip()}")
+        except OSError:
+            continue
+    return held
+
+
+def _live_prog_ids() -> Set[int]:
+    out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True,
+                         check=True)
+    return {p["id"] for p in json.loads(out.stdout)}
+
+
+def test_nothing_left_loaded_after_close(caps: object) -> None:
+    before = _bpf_fds(os.getpid())
+    for kind in ("exec", "open"):
+        session = trace(kind)
+        held = _bpf_fds(os.getpid()) - before
+        progs = {int(h.split("=")[1]) for h in held if h.startswith("prog_id=")}
+        assert progs and progs <= _live_prog_ids()
+        session.close()
+        session.close()  # idempotent
+        assert _bpf_fds(os.getpid()) - before == set()
+        assert not progs & _live_prog_ids()
+
+
+def test_dropped_stream_is_released_by_gc(caps: object) -> None:
+    import gc
+
+    before = _bpf_fds(os.getpid())
+    stream: Optional[object] = open_core_stream(TraceRequest(Kind.OPEN), probe())
+    assert _bpf_fds(os.getpid()) - before
+    del stream
+    gc.collect()
+    assert _bpf_fds(os.getpid()) - before == set()

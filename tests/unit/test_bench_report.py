@@ -1,0 +1,66 @@
+"""Table, targets and plot data of the bench, from a recorded quick run's results.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any, Dict
+
+from tools.bench.plot import series
+from tools.bench.table import HEADER, pct, render_table
+from tools.bench.targets import judge, lossless_rate
+
+FIXTURE = os.path.join(os.path.dirname(__file__), os.pardir, "fixtures", "bench",
+                       "results.quick.json")
+
+
+def load() -> Dict[str, Any]:
+    with open(FIXTURE) as f:
+        return json.load(f)  # type: ignore[no-any-return]
+
+
+def cells(line: str) -> int:
+    return len(re.split(r"(?<!\\)\|", line.strip())[1:-1])
+
+
+def test_table_has_one_well_formed_row_per_run() -> None:
+    runs = load()["runs"]
+    text = render_table(runs)
+    rows = text.splitlines()
+    assert len(rows) == 2 + len(runs)
+    assert all(cells(r) == len(HEADER) for r in rows)
+    for run, line in zip(runs, rows[2:]):
+        assert line.startswith(f"| {run['tracer']} | {run['workload']} |")
+        if run["status"] == "ok" and run["tracer"] != "untraced":
+            assert f"| {run['produced']:,} |" in line
+            assert f"{run['captured']:,} ({pct(run['captured_share'])})" in line
+        if run["status"] != "ok":
+            assert f"**{run['status']}**" in line
+
+
+def test_pct() -> None:
+    assert (pct(1.0), pct(0.5), pct(0.99991), pct(None)) == ("100%", "50%", "99.99%", "-")
+
+
+def test_targets_cover_every_goal() -> None:
+    runs = load()["runs"]
+    lines = judge(runs)
+    assert len(lines) == 11
+    assert all(re.match(r"- (met|\*\*missed\*\*|not measured): ", ln) for ln in lines)
+    rate = lossless_rate(runs, "libbpf-tools")
+    clean = [r for r in runs if r["tracer"] == "libbpf-tools" and r["status"] == "ok"
+             and r["workload"] == "open-loop" and r["missed"] == 0 and r["lost_reported"] == 0]
+    assert rate == max((r["rate_offered"] or r["achieved_rate"]) for r in clean)
+
+
+def test_plot_series_per_tracer() -> None:
+    runs = load()["runs"]
+    data = series(runs, "open-loop")
+    assert "untraced" not in data
+    for tracer, points in data.items():
+        done = [r for r in runs if r["tracer"] == tracer and r["workload"] == "open-loop"
+                and r["status"] == "ok"]
+        assert len(points) == len(done)
+        assert [p[0] for p in points] == sorted(p[0] for p in points)
+        assert all(c >= 0 and m >= 0 for _, c, m in points)

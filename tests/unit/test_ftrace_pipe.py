@@ -1,0 +1,287 @@
+"""trace_pipe parsing over output recorded from real kernels (tools/record_trace_pipe.py)."""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Dict, List, Optional
+
+import pytest
+
+from hybridtrace.backends.ftrace.pipe import (
+    ENTER,
+    EXIT,
+    LOST,
+    LOST_EVENT,
+    PipeParser,
+    TraceLine,
+)
+from tests.unit.ftrace_fixtures import (
+    O_LARGEFILE,
+    Recording,
+    phase_params,
+    recordings,
+    s64,
+    workload_params,
+)
+
+PHASES = phase_params()
+WORKLOADS = workload_params()
+_ids = [f"{rec.name}/{phase}" for rec, phase in PHASES]
+_wids = [f"{rec.name}/{phase}" for rec, phase in WORKLOADS]
+_EXACT_LIMIT = 3500  # strings of an exec that fit one probe record (one page) come out whole
+
+
+def _records(rec: Recording, phase: str) -> List[TraceLine]:
+    return rec.parse(phase)
+
+
+def test_recordings_exist() -> None:
+    assert recordings(), "no recordings under tests/fixtures/trace_pipe"
+
+
+@pytest.mark.parametrize(("rec", "phase"), PHASES, ids=_ids)
+def test_every_record_parses_and_tiles_the_input(rec: Recording, phase: str) -> None:
+    data = rec.data(phase)
+    parser = PipeParser(rec.formats)
+    records = parser.feed(data) + parser.flush()
+    assert records
+    assert parser.orphan_lines == 0
+    incomplete = [r.raw for r in records if not r.complete]
+    assert not incomplete, incomplete[:3]
+    # Records cover every byte once: nothing dropped, nothing parsed twice.
+    assert b"".join(r.raw + b"\n" for r in records) == data
+
+
+@pytest.mark.parametrize(("rec", "phase"), PHASES, ids=_ids)
+def test_headers_match_the_raw_text(rec: Recording, phase: str) -> None:
+    info = rec.phase(phase)
+    cpus = len(rec.stats(phase)["after"])
+    previous = -1
+    for r in _records(rec, phase):
+        if r.style == LOST:
+            continue
+        head = r.raw.split(b": ", 1)[0]
+        if info.get("record_tgid") == "1":
+            assert r.tgid is not None
+            assert re.search(rb"-%d +\( *%d\) \[%03d\] " % (r.pid, r.tgid, r.cpu), head), head
+        else:
+            assert r.tgid is None
+            assert re.search(rb"-%d +\[%03d\] " % (r.pid, r.cpu), head), head
+        assert head.lstrip(b" ").startswith(r.comm + b"-%d " % r.pid), head
+        assert 0 <= r.cpu < cpus
+        if info["trace_clock"] == "counter":
+            assert head.endswith(b" %d" % r.timestamp_ns), head
+            assert r.timestamp_ns > previous  # one global counter: strictly increasing
+        else:
+            sec, usec = divmod(r.timestamp_ns // 1000, 1_000_000)
+            assert r.timestamp_ns % 1000 == 0
+            assert head.endswith(b" %d.%06d" % (sec, usec)), head
+            assert r.timestamp_ns >= previous  # trace_pipe merges CPUs in time order
+        previous = r.timestamp_ns
+        if info["irq_info"] == "0":
+            assert r.flags is None, r.raw
+        else:
+            assert r.flags is not None and len(r.flags) >= 4, r.raw
+
+
+@pytest.mark.parametrize(("rec", "phase"), PHASES, ids=_ids)
+def test_generic_parse_agrees_with_format_driven_parse(rec: Recording, phase: str) -> None:
+    hinted = rec.parse(phase)
+    generic = rec.parse(phase, hinted=False)
+    assert [r.raw for r in generic] == [r.raw for r in hinted]
+    for g, h in zip(generic, hinted):
+        assert (g.event, g.style, g.faults) == (h.event, h.style, h.faults)
+        if h.event.startswith("sched_process_fork"):
+            continue  # the generic parser keys by printed label (comm=), not field name
+        assert g.args == h.args, h.raw
+
+
+def test_unusual_comms_are_covered_and_parsed() -> None:
+    """<...> (comm not cached) and comms with spaces and dashes occur and parse."""
+    seen_unknown = False
+    seen_workload = False
+    for rec in recordings():
+        comm = bytes.fromhex(rec.manifest["workload_comm"])
+        for phase in rec.phases:
+            for r in _records(rec, phase):
+                if r.raw.lstrip(b" ").startswith(b"<...>-"):
+                    assert r.comm == b"<...>"
+                    seen_unknown = True
+                if r.comm == comm:
+                    seen_workload = True
+    assert seen_unknown
+    assert seen_workload
+
+
+def _by_pid(records: List[TraceLine], pid: int) -> List[TraceLine]:
+    return [r for r in records if r.pid == pid]
+
+
+def _first(records: List[TraceLine], event: str, style: Optional[str] = None) -> TraceLine:
+    for r in records:
+        if r.event == event and (style is None or r.style == style):
+            return r
+    raise AssertionError(f"no {event} record")
+
+
+def _check_argv(r: TraceLine, filename: bytes, argv: List[bytes], slots: int) -> None:
+    total = len(filename) + sum(len(a) + 1 for a in argv)
+    shown = min(len(argv), slots)
+    if total <= _EXACT_LIMIT:
+        assert r.args["filename"] == filename
+        assert [r.args[f"a{i}"] for i in range(shown)] == argv[:shown]
+        if len(argv) < slots:
+            assert f"a{len(argv)}" in r.faults  # the NULL terminator reads as (fault)
+    else:
+        # Too big for one probe record: what arrives is a prefix, never invented.
+        assert r.args["filename"] == filename
+        assert r.args["a0"] == argv[0]
+        for i in range(1, shown):
+            value = r.args.get(f"a{i}")
+            assert value is None or argv[i].startswith(value)
+
+
+@pytest.mark.parametrize(("rec", "phase"), WORKLOADS, ids=_wids)
+def test_workload_execs_come_out_exact(rec: Recording, phase: str) -> None:
+    records = _records(rec, phase)
+    exp = rec.expected(phase)
+    slots = rec.manifest["argv_slots"]
+    assert exp["execs"]
+    for ex in exp["execs"]:
+        pid, result = ex["pid"], ex["result"]
+        filename = bytes.fromhex(ex["filename"])
+        argv = [bytes.fromhex(a) for a in ex["argv"]]
+        fork = [r for r in records if r.event == "sched_process_fork"
+                and int(r.args["child_pid"]) == pid]
+        assert len(fork) == 1
+        assert int(fork[0].args["parent_pid"]) == exp["pid"]
+        assert fork[0].args["parent_comm"] == bytes.fromhex(exp["comm"])
+        mine = _by_pid(records, pid)
+        if rec.phase(phase).get("record_tgid") == "1":
+            assert mine and all(r.tgid == pid for r in mine)  # one thread per process
+        exits = [r for r in mine if r.style == EXIT and r.event in ("sys_execve", "sys_execveat")]
+        assert exits and s64(exits[0].args["ret"]) == result
+        execs = [r for r in mine if r.event == "sched_process_exec"]
+        if result == 0:
+            assert len(execs) == 1
+            if ex["via"] == "execv":
+                assert execs[0].args["filename"] == filename
+            else:
+                assert execs[0].args["filename"].startswith(b"/dev/fd/")
+            assert int(execs[0].args["pid"]) == pid
+        else:
+            assert not execs
+        if ex["via"] == "execv":
+            for probe in rec.probe_names("_execve"):
+                hits = [r for r in mine if r.event == probe]
+                assert len(hits) == 1, probe
+                _check_argv(hits[0], filename, argv, slots)
+
+
+def _result_after(records: List[TraceLine], start: int, pid: int) -> Dict[str, int]:
+    """flags of the next open-family syscall entry of pid after index start, and its result."""
+    events = ("sys_open", "sys_openat", "sys_openat2", "sys_creat")
+    enter = next(r for r in records[start:] if r.pid == pid and r.style == ENTER
+                 and r.event in events)
+    at = records.index(enter)
+    done = next(r for r in records[at:] if r.pid == pid and r.style == EXIT
+                and r.event == enter.event)
+    return {"flags": int(enter.args["flags"], 16), "result": s64(done.args["ret"])}
+
+
+@pytest.mark.parametrize(("rec", "phase"), WORKLOADS, ids=_wids)
+def test_workload_opens_come_out_exact(rec: Recording, phase: str) -> None:
+    records = _records(rec, phase)
+    exp = rec.expected(phase)
+    pid = exp["pid"]
+    probes = {p["name"] for p in rec.manifest["probes"]}
+    assert exp["opens"]
+    checked = 0
+    for op in exp["opens"]:
+        path = bytes.fromhex(op["path"])
+        name = f"u_{op['via']}"
+        if name not in probes:
+            continue
+        hits = [i for i, r in enumerate(records) if r.pid == pid and r.event == name
+                and r.args.get("path") == path]
+        assert len(hits) == 1, (name, path)
+        r = records[hits[0]]
+        assert int(r.args["flags"], 16) == op["flags"]
+        if op["via"] == "openat":
+            assert int(r.args["dfd"]) == op["dfd"]
+        after = _result_after(records, hits[0], pid)
+        assert after["flags"] & ~O_LARGEFILE == op["flags"]
+        assert after["result"] == op["result"]
+        checked += 1
+    for probe in rec.probe_names("_openat"):
+        if probe.startswith("u_"):
+            continue
+        paths = {r.args.get("path") for r in records if r.pid == pid and r.event == probe}
+        for op in exp["opens"]:
+            assert bytes.fromhex(op["path"]) in paths, probe
+            checked += 1
+    assert checked or not probes
+
+
+def _chunks(data: bytes, sizes: List[int]) -> List[bytes]:
+    out, pos = [], 0
+    for size in sizes:
+        out.append(data[pos : pos + size])
+        pos += size
+    out.append(data[pos:])
+    return out
+
+
+def _feed_all(rec: Recording, chunks: List[bytes]) -> List[TraceLine]:
+    parser = PipeParser(rec.formats)
+    out: List[TraceLine] = []
+    for chunk in chunks:
+        out += parser.feed(chunk)
+    return out + parser.flush()
+
+
+@pytest.mark.parametrize("rec", recordings(), ids=lambda r: r.name)
+def test_split_at_every_byte_of_multiline_records(rec: Recording) -> None:
+    records = rec.parse("default")
+    multi = [i for i, r in enumerate(records) if b"\n" in r.raw]
+    assert multi, "the workload prints strings with newlines"
+    for i in multi[:6]:
+        window = records[max(i - 1, 0) : i + 2]
+        data = b"".join(r.raw + b"\n" for r in window)
+        for cut in range(len(data) + 1):
+            got = _feed_all(rec, [data[:cut], data[cut:]])
+            assert got == window, cut
+
+
+@pytest.mark.parametrize(("rec", "phase"), PHASES, ids=_ids)
+def test_random_chunks_and_single_bytes_give_the_same_records(rec: Recording,
+                                                               phase: str) -> None:
+    data = rec.data(phase)
+    whole = rec.parse(phase)
+    rnd = random.Random(phase)
+    sizes = [rnd.randint(1, 700) for _ in range(len(data) // 350 + 1)]
+    assert _feed_all(rec, _chunks(data, sizes)) == whole
+    head = data[: 20_000]
+    head = head[: head.rfind(b"\n") + 1]
+    expect = _feed_all(rec, [head])
+    assert _feed_all(rec, [head[i : i + 1] for i in range(len(head))]) == expect
+
+
+@pytest.mark.parametrize(("rec", "phase"), PHASES, ids=_ids)
+def test_flush_after_every_read_is_safe(rec: Recording, phase: str) -> None:
+    """Reads of trace_pipe end at record boundaries, so a reader may flush after each."""
+    parser = PipeParser(rec.formats)
+    got: List[TraceLine] = []
+    for chunk in rec.reads(phase):
+        got += parser.feed(chunk) + parser.flush()
+    assert got == rec.parse(phase)
+    assert parser.orphan_lines == 0
+
+
+def test_lost_events_line() -> None:
+    parser = PipeParser()
+    got = parser.feed(b"CPU:1 [LOST 42 EVENTS]\n") + parser.flush()
+    assert len(got) == 1
+    assert (got[0].event, got[0].style, got[0].cpu) == (LOST_EVENT, LOST, 1)
+    assert got[0].args == {"count": b"42"}

@@ -1,0 +1,166 @@
+"""The selector's decision over recorded and derived kernel trees."""
+
+from __future__ import annotations
+
+import re
+from typing import Dict, Optional, Tuple
+
+import attrs
+import pytest
+
+from hybridtrace.backends.ftrace.requirements import IMPLEMENTED
+from hybridtrace.selector import KINDS, SelectionError, decide, require
+from tests.unit.kernel_trees import hermetic_env, probe_tree, tree_names
+
+__all__ = ["hermetic_env"]
+
+# Situation -> what auto must choose (same for exec and open), and why.
+EXPECTED_AUTO: Dict[str, Optional[str]] = {
+    "host-6.18-root": "ebpf-core",  # BTF + bpf() permitted
+    "host-6.18-securityfs": "ebpf-core",  # lockdown=integrity does not stop us
+    "host-6.18-tracefs-unmounted": "ebpf-core",  # tracefs gets mounted on demand
+    "host-6.18-nobody": None,  # no privilege at all
+    "derived-no-btf-headers": "ebpf-bcc",  # headers, no BTF
+    "derived-no-btf": "ftrace/uprobe",  # neither BTF nor headers; no kprobes here
+    "derived-debugfs-only-no-btf": "ftrace/uprobe",  # tracefs under debugfs works the same
+    "derived-no-btf-no-uprobes": "ftrace/tracepoint",  # the last tier
+    "derived-kernel-4.19": "ftrace/kprobe" if "kprobe" in IMPLEMENTED else "ftrace/uprobe",
+    "derived-lockdown-confidentiality": None,  # denies kernel reads from BPF and tracefs
+    "derived-kernel-reads-refused-no-securityfs": "ftrace/uprobe",  # measured refusal
+    "derived-container-no-caps": None,  # bpf() EPERM, no tracefs, cannot mount it
+    "derived-user-cap-bpf-perfmon": "ebpf-core",  # CAP_BPF+CAP_PERFMON are enough
+}
+
+# Reason codes are part of doctor --json: changing one breaks fleets comparing reports.
+STABLE_CODES = {
+    "bpf-unchecked", "bpf-denied", "bpf-missing", "bpf-failed", "lockdown-confidentiality",
+    "tracefs-will-mount", "tracefs-missing", "tracefs-readonly", "tracepoints-missing",
+    "no-btf", "no-libbpf", "no-ringbuf", "no-bcc", "no-headers", "lockdown-kprobes",
+    "no-kprobe-events", "no-eprobes", "no-uprobe-events", "no-libc", "tier-not-implemented",
+    "perf-buffer", "borrowed-headers", "bpf-kernel-read-denied",
+}
+
+
+def test_at_least_six_distinct_situations() -> None:
+    assert set(EXPECTED_AUTO) <= set(tree_names())
+    assert len(set(EXPECTED_AUTO.values())) >= 5
+    assert len(EXPECTED_AUTO) >= 6
+
+
+@pytest.mark.parametrize(("name", "kind"), [(n, k) for n in EXPECTED_AUTO for k in KINDS])
+def test_auto_choice(name: str, kind: str) -> None:
+    decision = decide(probe_tree(name), kind)
+    chosen = decision.chosen.label if decision.chosen else None
+    assert chosen == EXPECTED_AUTO[name], decision.why
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_AUTO))
+def test_every_candidate_explains_itself(name: str) -> None:
+    caps = probe_tree(name)
+    for kind in KINDS:
+        decision = decide(caps, kind)
+        labels = [c.label for c in decision.candidates]
+        assert labels[:2] == ["ebpf-core", "ebpf-bcc"]
+        assert labels[2:] == ["ftrace/kprobe", "ftrace/eprobe", "ftrace/uprobe",
+                              "ftrace/tracepoint"]
+        for cand in decision.candidates:
+            for reason in cand.reasons:
+                assert reason.code in STABLE_CODES, reason.code
+                assert reason.message and "\n" not in reason.message
+            if not cand.usable:
+                assert any(r.blocking for r in cand.reasons)
+            assert cand.fields, cand.label
+        if decision.chosen is not None:
+            assert decision.chosen.usable
+            # auto takes the first usable candidate
+            assert decision.chosen is next(c for c in decision.candidates if c.usable)
+
+
+def test_measured_kernel_reads_beat_the_lockdown_guess() -> None:
+    """A measured refusal blocks eBPF even when lockdown is unknown; a measured success wins."""
+    refused = decide(probe_tree("derived-kernel-reads-refused-no-securityfs"), "exec")
+    core = refused.candidates[0]
+    assert [r.code for r in core.reasons if r.blocking] == ["bpf-kernel-read-denied"]
+    assert "lockdown=confidentiality is the usual cause" in core.reasons[0].message
+    caps = probe_tree("derived-lockdown-confidentiality")
+    measured_ok = attrs.evolve(caps, bpf=attrs.evolve(caps.bpf, kernel_read_errno=0))
+    assert decide(measured_ok, "exec").chosen.label == "ebpf-core"  # type: ignore[union-attr]
+    unmeasured = attrs.evolve(caps, bpf=attrs.evolve(caps.bpf, kernel_read_errno=None))
+    codes = [r.code for r in decide(unmeasured, "exec").candidates[0].reasons]
+    assert codes == ["lockdown-confidentiality"]
+
+
+def test_privileged_bpf_refusal_is_not_blamed_on_capabilities() -> None:
+    caps = probe_tree("host-6.18-root")
+    refused = attrs.evolve(caps, bpf=attrs.evolve(caps.bpf, prog_load_errno=1,
+                                                  ringbuf_errno=None, kernel_read_errno=None))
+    reason = decide(refused, "open").candidates[0].reasons[0]
+    assert reason.code == "bpf-denied"
+    assert "although we hold the capabilities" in reason.message
+    assert reason.remedy is not None and "seccomp" in reason.remedy
+
+
+def test_why_names_the_better_candidates_that_were_skipped() -> None:
+    decision = decide(probe_tree("derived-no-btf"), "exec")
+    assert decision.why.startswith("ftrace/uprobe chosen for exec")
+    assert "ebpf-core: no kernel BTF" in decision.why
+    assert "ebpf-bcc: no kernel headers" in decision.why
+
+
+@pytest.mark.parametrize(("name", "choice", "missing", "remedy"), [
+    ("derived-no-btf", "ebpf-core", "no kernel BTF", "CONFIG_DEBUG_INFO_BTF"),
+    ("host-6.18-root", "ebpf-bcc", "no kernel headers", "apt-get install linux-headers-"),
+    ("host-6.18-nobody", "ebpf", "bpf() denied (EPERM)", "CAP_BPF and CAP_PERFMON"),
+    ("derived-container-no-caps", "ftrace", "tracefs is not mounted", "mount -t tracefs"),
+    ("derived-lockdown-confidentiality", "ebpf-core", "lockdown=confidentiality",
+     "boot with lockdown=integrity"),
+])
+def test_impossible_explicit_choice_is_one_line(name: str, choice: str, missing: str,
+                                                remedy: str) -> None:
+    caps = probe_tree(name)
+    for kind in KINDS:
+        with pytest.raises(SelectionError) as info:
+            require(caps, kind, choice)
+        text = str(info.value)
+        assert "\n" not in text
+        assert text.startswith(f"no usable backend for {kind} tracing with --backend {choice}")
+        assert missing in text and remedy in text, text
+
+
+def test_explicit_choice_that_works() -> None:
+    caps = probe_tree("host-6.18-root")
+    assert require(caps, "open", "ebpf").chosen is not None
+    decision = require(caps, "exec", "ftrace", "tracepoint")
+    assert decision.chosen is not None and decision.chosen.label == "ftrace/tracepoint"
+    assert [c.label for c in decision.candidates if c.backend == "ftrace"] == [
+        "ftrace/tracepoint"]
+    assert decide(caps, "exec", "ftrace").chosen.label == "ftrace/uprobe"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("exec", "dtrace", None), "unknown backend 'dtrace'"),
+    (("mmap", "auto", None), "unknown kind 'mmap'"),
+    (("exec", "ftrace", "magic"), "unknown ftrace tier 'magic'"),
+    (("exec", "ebpf-core", "uprobe"), "--tier applies to the ftrace backend only"),
+])
+def test_bad_requests(args: Tuple[str, str, Optional[str]], message: str) -> None:
+    with pytest.raises(SelectionError, match=re.escape(message)):
+        decide(probe_tree("host-6.18-root"), *args)
+
+
+def test_unknown_bpf_does_not_block_but_is_said() -> None:
+    caps = probe_tree("host-6.18-root")
+    unknown = attrs.evolve(caps, bpf=attrs.evolve(caps.bpf, prog_load_errno=None))
+    decision = decide(unknown, "exec")
+    assert decision.chosen is not None and decision.chosen.label == "ebpf-core"
+    assert any(r.code == "bpf-unchecked" and not r.blocking for r in decision.chosen.reasons)
+
+
+def test_missing_tracepoints_block_ftrace() -> None:
+    caps = probe_tree("host-6.18-root")
+    tps = dict(caps.tracefs.tracepoints, **{"syscalls/sys_enter_openat": False})
+    broken = attrs.evolve(caps, tracefs=attrs.evolve(caps.tracefs, tracepoints=tps))
+    decision = decide(broken, "open", "ftrace")
+    assert decision.chosen is None
+    assert "syscalls/sys_enter_openat" in decision.failure()
+    assert decide(broken, "exec", "ftrace").chosen is not None

@@ -1,0 +1,128 @@
+"""The benchmark command: every tracer in turn under every workload.
+
+    sudo .venv/bin/python -m tools.bench [--quick] [--tracers ebpf-core,libbpf-tools]
+
+Writes docs/benchmarks/results.json, README.md and captured_vs_offered.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional
+
+if __package__ in (None, ""):  # run as a script: python tools/bench/run.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from tools.bench import machine, report, workloads
+from tools.bench.plan import build_plan
+from tools.bench.session import Context, run_traced, run_untraced, set_baseline
+from tools.bench.tracers import Tracer, find_headers, tracers
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="~2 min smoke run (fewer rates, 2 s)")
+    p.add_argument("--duration", type=float, help="seconds per workload run (default 10)")
+    p.add_argument("--sustain", type=float, help="seconds of the 50k/s open run (default 30)")
+    p.add_argument("--tracers", help="comma list of substrings of tracer names to run")
+    p.add_argument("--workloads", help="comma list: open-loop,exec-loop,shell-loop")
+    p.add_argument("--out", default=os.path.join(REPO, "docs", "benchmarks"),
+                   help="where results.json, README.md and the plot go")
+    p.add_argument("--record-fixtures", metavar="DIR",
+                   help="also save raw output samples as unit-test fixtures")
+    p.add_argument("--bcc-headers", default=find_headers(), metavar="DIR",
+                   help="kernel header tree for BCC (default: one from tools/fetch_bcc_headers.sh)")
+    p.add_argument("--ready-timeout", type=float, default=60.0,
+                   help="seconds a tracer gets to show its first event")
+    return p.parse_args(argv)
+
+
+def _selected(found: List[Tracer], wanted: Optional[str]) -> List[Tracer]:
+    if not wanted:
+        return found
+    keys = [k.strip() for k in wanted.split(",") if k.strip()]
+    return [t for t in found if any(k in t.name for k in keys)]
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {text}\n")
+    sys.stderr.flush()
+
+
+def _brief(r: Dict[str, Any]) -> str:
+    if r["status"] != "ok":
+        return f"{r['status']}: {r.get('reason', '')}"
+    if r["tracer"] == "untraced":
+        return f"{r['produced']} events, {r['achieved_rate']:.0f}/s"
+    return (f"produced {r['produced']} captured {r['captured']} lost {r['lost_reported']}"
+            f" unaccounted {r['unaccounted']} ok {r['correct']}"
+            f" first {r['first_event_s']}s cpu {r['cpu_s']}s")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        sys.stderr.write("bench: must run as root (tracers need it)\n")
+        return 2
+    wanted = args.workloads.split(",") if args.workloads else None
+    plan = build_plan(args.quick, args.duration, args.sustain, wanted)
+    if not plan:
+        sys.stderr.write(f"bench: no workload matches {args.workloads!r}\n")
+        return 2
+    started = datetime.datetime.now(datetime.timezone.utc)
+    runs: List[Dict[str, Any]] = []
+    cannot: Dict[str, Dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="htbench-") as workdir:
+        bins = workloads.build(workdir)
+        ctx = Context(bins=bins, workdir=workdir, ready_timeout=args.ready_timeout,
+                      record=args.record_fixtures)
+        for w in plan:
+            before = run_untraced(w, ctx)
+            runs.append(before)
+            _say(f"{w.label} untraced: {_brief(before)}")
+            traced = []
+            for tracer in _selected(tracers(w.kind, REPO, args.bcc_headers), args.tracers):
+                key = f"{tracer.name}/{tracer.kind}"
+                if key in cannot:
+                    continue  # recorded once per kind, with its reason
+                result = run_traced(tracer, w, ctx)
+                traced.append(result)
+                _say(f"{w.label} {tracer.name}: {_brief(result)}")
+                if result["status"] != "ok":
+                    cannot[key] = result
+            after = run_untraced(w, ctx)
+            _say(f"{w.label} untraced again: {_brief(after)}")
+            set_baseline(traced, [before, after])
+            runs += [*traced, after]
+    info = machine.describe(REPO)
+    info["gcc"] = bins.gcc
+    info["bcc_headers"] = args.bcc_headers or "none"
+    doc = {
+        "schema": "hybridtrace.bench/1",
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m tools.bench" + (" " + " ".join(argv or sys.argv[1:])).rstrip(),
+        "quick": args.quick, "machine": info, "runs": runs,
+    }
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    with open(os.path.join(args.out, "README.md"), "w") as f:
+        f.write(report.render(doc))
+    plotted = report.plot(doc, os.path.join(args.out, "captured_vs_offered.png"))
+    _say(f"wrote {args.out}/results.json, README.md" + (", captured_vs_offered.png"
+                                                        if plotted else " (no plot: matplotlib)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Run one tracer under one workload and measure it.
+
+The sequence: start the tracer; prime it (marker events every 20 ms until
+one shows up in its output, which also times its start-up); run the
+workload; fence (marker events until one shows up, so everything before it
+has been read); stop it with SIGINT; account. A tracer that exits before it
+shows a marker "cannot run here", with the last line it wrote as the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import signal
+import subprocess
+import tempfile
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import attrs
+
+from tools.bench import procstat
+from tools.bench.accounting import ExecExpectation, Tally, tally_exec, tally_open
+from tools.bench.leftovers import leftovers
+from tools.bench.observed import Parsed
+from tools.bench.parse_jsonl import parse_jsonl
+from tools.bench.parse_text import parse_text
+from tools.bench.tracers import Tracer
+from tools.bench.workloads import Binaries, Outcome, Workload, child_copy, run
+
+BATCH = {"open": 20, "exec": 5}  # marker events per 20 ms
+TICK = 0.02
+STOP_TIMEOUT = 30.0
+FENCE_TIMEOUT = 15.0
+
+
+@attrs.frozen(slots=True)
+class Context:
+    bins: Binaries
+    workdir: str
+    ready_timeout: float
+    record: Optional[str] = None  # directory to save raw outputs to, as test fixtures
+
+
+@attrs.define
+class _Marker:
+    """Issues marker events in batches and finds them in a growing output file."""
+
+    kind: str
+    letter: str
+    rundir: str
+    token: str
+    primer: str
+    issued: List[Tuple[int, float]] = attrs.Factory(list)
+    seq: int = 0
+
+    @property
+    def tag(self) -> bytes:
+        return f"{self.letter}-{self.token}-".encode()
+
+    def issue(self) -> None:
+        self.issued.append((self.seq, time.monotonic()))
+        children = []
+        for _ in range(BATCH[self.kind]):
+            name = f"{self.tag.decode()}{self.seq}"
+            if self.kind == "open":
+                with contextlib.suppress(OSError):
+                    os.close(os.open(os.path.join(self.rundir, name), os.O_RDONLY))
+            else:
+                children.append(os.posix_spawn(self.primer, [self.primer, name], {}))
+            self.seq += 1
+        for pid in children:
+            os.waitpid(pid, 0)
+
+    def first_issue_time(self, text: bytes) -> Optional[float]:
+        """Issue time of the earliest marker found in text (None: none found)."""
+        seqs = [int(m) for m in re.findall(re.escape(self.tag) + rb"(\d+)", text)]
+        if not seqs and (self.kind != "exec" or f"hp{self.token}".encode() not in text):
+            return None
+        if not seqs:  # argv not captured: only the comm shows; the latest batch bounds it
+            return self.issued[-1][1]
+        first = min(seqs)
+        return max(t for s, t in self.issued if s <= first)
+
+    def wait_seen(self, proc: subprocess.Popen[bytes], out_path: str,
+                  timeout: float) -> Optional[float]:
+        deadline = time.monotonic() + timeout
+        offset = 0
+        carry = b""
+        while time.monotonic() < deadline and proc.poll() is None:
+            self.issue()
+            time.sleep(TICK)
+            with open(out_path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            offset += len(chunk)
+            text = carry + chunk
+            cut = text.rfind(b"\n") + 1  # whole lines only: a split marker misleads
+            found = self.first_issue_time(text[:cut])
+            if found is not None:
+                return found
+            carry = text[cut:]
+        return None
+
+
+def _printable(raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace").strip()
+    return "".join(c if c.isprintable() else "?" for c in text)[:300]
+
+
+_DIAGNOSTIC = re.compile(rb"unable to|cannot|can't|failed to|no usable|not permitted", re.I)
+
+
+def why_not(*paths: str) -> str:
+    """One line for a tracer that could not start: its first diagnostic and its last word."""
+    lines: List[bytes] = []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                lines += [ln.strip() for ln in f.read().splitlines()[:100] if ln.strip()]
+        except OSError:
+            continue
+    lines = [ln for ln in lines
+             if not ln.startswith((b"File ", b"Traceback", b"^", b"raise "))]
+    if not lines:
+        return ""
+    first = next((ln for ln in lines if _DIAGNOSTIC.search(ln)), lines[-1])
+    if first == lines[-1]:
+        return _printable(first)
+    return f"{_printable(first)} / {_printable(lines[-1])}"
+
+
+def stop(proc: subprocess.Popen[bytes]) -> Tuple[str, int, float, Dict[str, float]]:
+    """SIGINT, then SIGTERM, then SIGKILL, by pid; (signal used, status, seconds, rusage)."""
+    start = time.monotonic()
+    if proc.returncode is not None:  # exited by itself and already reaped
+        return "exited", proc.returncode, 0.0, {"cpu_s": 0.0, "maxrss_kb": 0.0}
+    for sig, grace in ((signal.SIGINT, STOP_TIMEOUT), (signal.SIGTERM, 5.0),
+                       (signal.SIGKILL, 5.0)):
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                proc.returncode = (-os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                                   else os.WEXITSTATUS(status))
+                return (signal.Signals(sig).name, proc.returncode, time.monotonic() - start,
+                        {"cpu_s": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss})
+            time.sleep(0.02)
+    raise RuntimeError(f"tracer {proc.pid} survived SIGKILL")
+
+
+def parse_output(tracer: Tracer, out_path: str, err_path: str) -> Parsed:
+    with open(out_path, "rb") as f:
+        out = f.read().splitlines()
+    with open(err_path, "rb") as f:
+        err = f.read().splitlines()
+    if tracer.output == "jsonl":
+        return parse_jsonl(out, err)
+    return parse_text(tracer.kind, out, err)
+
+
+def tally(outcome: Outcome, parsed: Parsed) -> Tally:
+    want = outcome.expectation
+    if isinstance(want, ExecExpectation):
+        return tally_exec(parsed.events, want, parsed.lost)
+    return tally_open(parsed.events, want, parsed.lost)
+
+
+def base_result(tracer: Optional[Tracer], w: Workload) -> Dict[str, Any]:
+    return {
+        "tracer": tracer.name if tracer else "untraced",
+        "family": tracer.family if tracer else "none",
+        "command": list(tracer.argv) if tracer else [],
+        "env": dict(tracer.env) if tracer else {},
+        "kind": w.kind, "workload": w.name, "rate_offered": w.rate, "duration_s": w.duration,
+    }
+
+
+def run_untraced(w: Workload, ctx: Context) -> Dict[str, Any]:
+    rundir = tempfile.mkdtemp(prefix="base-", dir=ctx.workdir)
+    outcome = run(w, ctx.bins, rundir, secrets.token_hex(3))
+    result = base_result(None, w)
+    result.update(status="ok", produced=outcome.produced, elapsed_s=round(outcome.elapsed_s, 3),
+                  achieved_rate=round(outcome.achieved_rate, 1))
+    return result
+
+
+def set_baseline(traced: List[Dict[str, Any]], untraced: List[Dict[str, Any]]) -> None:
+    """Throughput relative to the mean of the untraced runs before and after the tracers."""
+    rates = [u["achieved_rate"] for u in untraced if u["status"] == "ok"]
+    base = sum(rates) / len(rates) if rates else 0.0
+    for r in traced:
+        if r["status"] == "ok":
+            r["baseline_rate"] = round(base, 1)
+            r["throughput_relative"] = round(r["achieved_rate"] / base, 4) if base else None
+
+
+def run_traced(tracer: Tracer, w: Workload, ctx: Context) -> Dict[str, Any]:
+    rundir = tempfile.mkdtemp(prefix="run-", dir=ctx.workdir)
+    token = secrets.token_hex(3)
+    primer = child_copy(ctx.bins, rundir, f"hp{token}")
+    out_path = os.path.join(rundir, "stdout")
+    err_path = os.path.join(rundir, "stderr")
+    result = base_result(tracer, w)
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(tracer.argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ, **tracer.env})
+    try:
+        prime = _Marker(tracer.kind, "P", rundir, token, primer)
+        first = prime.wait_seen(proc, out_path, ctx.ready_timeout)
+        if first is None:
+            exited = proc.poll() is not None
+            _, code, _, _ = stop(proc)
+            reason = why_not(out_path, err_path) if exited else ""
+            result.update(status="cannot run" if exited else "not ready",
+                          reason=reason or f"no event within {ctx.ready_timeout:.0f} s",
+                          exit_code=code,
+                          leftovers=leftovers(proc.pid))
+            return result
+        ready_s = time.monotonic() - t0
+        time.sleep(0.2)
+        cpu0 = procstat.cpu_seconds(proc.pid)
+        w0 = time.monotonic()
+        outcome = run(w, ctx.bins, rundir, token)
+        fence = _Marker(tracer.kind, "F", rundir, token, primer)
+        fenced = fence.wait_seen(proc, out_path, FENCE_TIMEOUT) is not None
+        time.sleep(0.3)  # the other CPUs' buffers
+        cpu = procstat.cpu_seconds(proc.pid) - cpu0
+        window = time.monotonic() - w0
+        rss = procstat.peak_rss_kb(proc.pid)
+    finally:
+        if proc.returncode is None:
+            how, code, stop_s, usage = stop(proc)
+    parsed = parse_output(tracer, out_path, err_path)
+    counts = tally(outcome, parsed)
+    if ctx.record:
+        from tools.bench.fixtures import record
+
+        record(ctx.record, tracer, w, outcome, token, out_path, err_path)
+    rate = outcome.achieved_rate
+    result.update(
+        status="ok", produced=counts.produced, captured=counts.captured,
+        correct=counts.correct, duplicates=counts.duplicates, lost_reported=parsed.lost,
+        lost_reports=parsed.lost_reports, missed=counts.missed, unaccounted=counts.unaccounted,
+        captured_share=counts.captured_share, correct_share=counts.correct_share,
+        elapsed_s=round(outcome.elapsed_s, 3), achieved_rate=round(rate, 1),
+        throughput_relative=None,
+        cpu_s=round(cpu, 3), window_s=round(window, 3),
+        cpu_s_per_100k=None if counts.produced == 0 else round(cpu * 1e5 / counts.produced, 3),
+        cpu_s_total=round(usage["cpu_s"], 3), peak_rss_kb=rss, maxrss_kb=int(usage["maxrss_kb"]),
+        first_event_s=round(first - t0, 3), ready_s=round(ready_s, 3), fenced=fenced,
+        stopped_by=how, exit_code=code, stop_s=round(stop_s, 3),
+        unparsed_lines=parsed.unparsed_lines, leftovers=leftovers(proc.pid),
+    )
+    return result

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Build the shipped BPF objects of the ebpf-core engine from their C sources.
+
+vmlinux.h is generated from this kernel's BTF only when asked (--vmlinux) and
+is committed, so a build is a pure function of files in the repository: clang
+runs with relative file names in a fixed working directory, and DWARF is
+stripped (BTF stays), which makes the objects byte-identical across runs.
+``--check`` rebuilds into a temporary directory and fails if the shipped
+objects differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import List, Optional
+
+BPF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hybridtrace",
+                       "backends", "ebpf", "bpf")
+SOURCES = ("exec.bpf.c", "open.bpf.c")
+HEADERS = ("common.h", "vmlinux.h")
+ARCH = {"x86_64": "x86", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "powerpc",
+        "s390x": "s390", "riscv64": "riscv"}
+
+
+class BuildError(Exception):
+    pass
+
+
+def _tool(names: List[str]) -> str:
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise BuildError(f"none of {', '.join(names)} found (apt-get install clang llvm bpftool)")
+
+
+def _run(cmd: List[str], cwd: str, stdout: Optional[int] = None) -> bytes:
+    proc = subprocess.run(cmd, cwd=cwd, stdout=stdout or subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        last = err[-1] if err else f"exit status {proc.returncode}"
+        raise BuildError(f"{os.path.basename(cmd[0])} failed: {last}")
+    return proc.stdout or b""
+
+
+def generate_vmlinux(out_dir: str, btf: str) -> None:
+    bpftool = _tool(["bpftool", "/usr/sbin/bpftool"])
+    text = _run([bpftool, "btf", "dump", "file", btf, "format", "c"], out_dir)
+    with open(os.path.join(out_dir, "vmlinux.h"), "wb") as f:
+        f.write(text)
+
+
+def compile_objects(src_dir: str, out_dir: str) -> List[str]:
+    """Compile every source in src_dir into out_dir; returns the object paths."""
+    clang = _tool(["clang-14", "clang"])
+    strip = _tool(["llvm-strip-14", "llvm-strip"])
+    arch = ARCH.get(platform.machine(), platform.machine())
+    built = []
+    for src in SOURCES:
+        obj = src[: -len(".c")] + ".o"
+        out = os.path.join(out_dir, obj)
+        # BTF line info names source files: map the build directory away.
+        _run([clang, "-O2", "-g", "-target", "bpf", f"-D__TARGET_ARCH_{arch}",
+              f"-fdebug-prefix-map={os.path.abspath(src_dir)}=.", "-I.", "-c", src,
+              "-o", out], src_dir)
+        _run([strip, "-g", out], src_dir)
+        built.append(out)
+    return built
+
+
+def check(src_dir: str) -> List[str]:
+    """Names of shipped objects that differ from a fresh build of the sources."""
+    with tempfile.TemporaryDirectory(prefix="ht-bpf-check-") as tmp:
+        work = os.path.join(tmp, "bpf")
+        os.mkdir(work)
+        for name in SOURCES + HEADERS:
+            shutil.copy(os.path.join(src_dir, name), work)
+        differ = []
+        for obj in compile_objects(work, work):
+            shipped = os.path.join(src_dir, os.path.basename(obj))
+            if not os.path.exists(shipped) or not filecmp.cmp(obj, shipped, shallow=False):
+                differ.append(os.path.basename(obj))
+        return differ
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="fail if the shipped objects differ from the sources")
+    parser.add_argument("--vmlinux", nargs="?", const="/sys/kernel/btf/vmlinux",
+                        metavar="BTF", help="regenerate vmlinux.h from BTF first")
+    args = parser.parse_args(argv)
+    src_dir = os.path.normpath(BPF_DIR)
+    try:
+        if args.check:
+            differ = check(src_dir)
+            if differ:
+                print(f"build_bpf: shipped {', '.join(differ)} differ from the sources;"
+                      " run tools/build_bpf.py and commit the objects", file=sys.stderr)
+                return 1
+            return 0
+        if args.vmlinux:
+            generate_vmlinux(src_dir, args.vmlinux)
+        for obj in compile_objects(src_dir, src_dir):
+            print(f"built {os.path.relpath(obj)} ({os.path.getsize(obj)} bytes)")
+    except BuildError as exc:
+        print(f"build_bpf: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

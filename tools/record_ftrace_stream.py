@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Record what the ftrace stream reads from a live kernel, for correlator unit tests.
+
+Run as root: ``python3 tools/record_ftrace_stream.py [--tier uprobe] [--name 6.18-host]``.
+For each kind (exec, open) it opens the real stream (its instance, probes and
+filters), taps the raw trace_pipe bytes while a workload of known children
+runs, and writes into tests/fixtures/ftrace_stream/<name>-<tier>/:
+
+  <kind>.trace_pipe.bin   the raw bytes read
+  <kind>.formats/<system>/<event>/format   format files of every enabled event
+  <kind>.json             probe roles, probe source, and what the workload did
+                          (pids, argv, paths, fds, errnos) as the children reported it
+
+Bytes are stored as hex in JSON. The stream removes its kernel state on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from hybridtrace.backends.ftrace.format import EventFormat
+from hybridtrace.backends.ftrace.pipe import PipeParser, TraceLine
+from hybridtrace.backends.ftrace.stream import open_ftrace_stream
+from hybridtrace.capabilities import probe
+from hybridtrace.request import Kind, TraceRequest
+
+OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                   "tests", "fixtures", "ftrace_stream")
+HOSTILE = [b"with space", b"quote\"'s", b"new\nline", b"\xff\xfe not utf-8", b"\x1b[31mred",
+           b'k=v s="x"', b"   sh-1 [000] .....  1.000000: sys_execve -> 0x0", b""]
+
+OPENER = r"""
+import ctypes, json, os, sys
+base = os.fsencode(sys.argv[1])
+made = base + b'/pa th"=\n\xff'
+out = []
+fd = os.open(made, os.O_WRONLY | os.O_CREAT, 0o600)
+out.append({"path": made.hex(), "fd": fd, "via": "open"})
+miss = base + b'/missing dir/x'
+try:
+    os.open(miss, os.O_RDONLY)
+except OSError as e:
+    out.append({"path": miss.hex(), "errno": e.errno, "via": "open"})
+dfd = os.open(base, os.O_RDONLY)
+out.append({"path": base.hex(), "fd": dfd, "via": "open"})
+rel = b'pa th"=\n\xff'
+fd2 = os.open(rel, os.O_RDONLY, dir_fd=dfd)
+out.append({"path": rel.hex(), "fd": fd2, "via": "openat", "dfd": dfd})
+libc = ctypes.CDLL(None, use_errno=True)
+made2 = base + b'/created'
+fd3 = libc.creat(made2, 0o644)
+out.append({"path": made2.hex(), "fd": fd3, "via": "creat"})
+print(json.dumps({"pid": os.getpid(), "opens": out}), flush=True)
+sys.stdin.read()
+"""
+
+FEXEC = "import os; fd = os.open('/bin/true', os.O_RDONLY); os.execve(fd, ['true', 'fx y'], {})"
+
+
+def _exec_workload(tmp: str) -> Dict[str, Any]:
+    done: List[Dict[str, Any]] = []
+    argv = [b"/bin/sh", b"-c", b"sleep 0.3", b"sh", *HOSTILE]
+    child = subprocess.Popen(argv)
+    done.append({"pid": child.pid, "argv": [a.hex() for a in argv], "filename": argv[0].hex(),
+                 "retval": 0, "ppid": os.getpid()})
+    missing = os.fsencode(tmp) + b"/no such/prog"
+    with contextlib.suppress(FileNotFoundError):
+        subprocess.Popen([missing, b"a=1"])
+    done.append({"pid": None, "argv": [missing.hex(), b"a=1".hex()], "filename": missing.hex(),
+                 "retval": -2, "ppid": os.getpid()})
+    fexec = subprocess.Popen([sys.executable, "-c", FEXEC])
+    done.append({"pid": fexec.pid, "argv": [b"true".hex(), b"fx y".hex()], "filename": None,
+                 "retval": 0, "ppid": os.getpid(), "syscall": "execveat"})
+    child.wait()
+    fexec.wait()
+    return {"execs": done}
+
+
+def _open_workload(tmp: str) -> Dict[str, Any]:
+    child = subprocess.Popen([sys.executable, "-c", OPENER, tmp], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    assert child.stdout is not None and child.stdin is not None
+    report: Dict[str, Any] = json.loads(child.stdout.readline())
+    time.sleep(0.2)
+    child.stdin.close()
+    child.wait()
+    child.stdout.close()
+    return report
+
+
+def _ours(data: bytes, formats: Sequence[EventFormat], work: Dict[str, Any]) -> bytes:
+    """Only the records of our workload (the rest of the system is noise)."""
+    parser = PipeParser(formats)
+    lines = parser.feed(data) + parser.flush()
+    keep = {os.getpid()} if "execs" in work else {int(work["pid"])}
+    for line in lines:
+        if line.event == "sched_process_fork" and line.pid in keep:
+            keep.add(int(line.args["child_pid"]))
+    if "execs" in work:
+        keep.discard(os.getpid())  # the recorder's own records, except its forks
+
+    def ours(line: TraceLine) -> bool:
+        if line.event == "sched_process_fork":
+            return int(line.args["child_pid"]) in keep
+        return line.pid in keep
+
+    return b"".join(line.raw + b"\n" for line in lines if ours(line))
+
+
+def record(kind: Kind, tier: str, dest: str) -> None:
+    caps = probe()
+    chunks: List[bytes] = []
+    with tempfile.TemporaryDirectory(prefix="ht-rec ") as tmp, \
+            open_ftrace_stream(TraceRequest(kind), caps, tier) as stream:
+        stream.tap = chunks.append
+        work = _exec_workload(tmp) if kind is Kind.EXEC else _open_workload(tmp)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            stream.poll(0.2)
+        fmt_dir = os.path.join(dest, f"{kind.value}.formats")
+        for fmt in stream.formats:
+            src = os.path.join(stream.instance_path or "", "events", fmt.system, fmt.name,
+                               "format")
+            os.makedirs(os.path.join(fmt_dir, fmt.system, fmt.name), exist_ok=True)
+            with open(src, "rb") as handle, \
+                    open(os.path.join(fmt_dir, fmt.system, fmt.name, "format"), "wb") as out:
+                out.write(handle.read())
+        meta = {
+            "kernel": os.uname().release,
+            "tier": tier,
+            "recorder_pid": os.getpid(),
+            "probe_source": None if stream.probe_source is None
+            else stream.probe_source.value,
+            "roles": {name: [r.what, r.index] for name, r in stream.roles.items()},
+            "max_args": stream.request.max_args,
+            "formats": [[f.system, f.name] for f in stream.formats],
+            **work,
+        }
+    with open(os.path.join(dest, f"{kind.value}.trace_pipe.bin"), "wb") as handle:
+        handle.write(_ours(b"".join(chunks), stream.formats, work))
+    with open(os.path.join(dest, f"{kind.value}.json"), "w", encoding="utf-8") as handle:
+        json.dump(meta, handle, indent=1, sort_keys=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tier", default="uprobe")
+    parser.add_argument("--name", default=os.uname().release)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("record_ftrace_stream: run as root", file=sys.stderr)
+        return 2
+    dest = os.path.join(OUT, f"{args.name}-{args.tier}")
+    os.makedirs(dest, exist_ok=True)
+    for kind in (Kind.EXEC, Kind.OPEN):
+        record(kind, args.tier, dest)
+    print(dest)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
