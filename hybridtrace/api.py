@@ -55,7 +55,7 @@ class Session:
         """Events ready within ``timeout`` seconds (0: don't wait; None: wait for some)."""
         if self._stream is None:
             return []
-        out = []
+        out: List[Event] = []
         for event in self._stream.poll(timeout):
             if isinstance(event, LostEvent):
                 self._lost += event.count

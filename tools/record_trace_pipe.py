@@ -10,11 +10,11 @@ It creates its own tracefs instance and probe group, both named
 ``hybridtrace_<pid>_record``, enables the exec/open syscall tracepoints,
 sched_process_exec/fork, uprobes on the C library's execve/open/openat (and
 kprobes or eprobes where the kernel has them), then runs a workload with
-hostile names (comm with spaces and dashes, argv and paths with spaces, quotes,
-``=``, newlines, escape sequences, invalid UTF-8, long strings) in several
-phases (irq-info on, irq-info off, counter clock, a short unfiltered window).
-The workload writes what it actually ran to expected.<phase>.json beside the
-raw trace_pipe bytes. Everything created is removed on every exit path.
+hostile names (tools/trace_pipe_workload.py) in several phases (see
+tests/fixtures/trace_pipe/README.md). The workload writes what it actually ran
+to expected.<phase>.json beside the raw trace_pipe bytes. Everything created
+is removed on every exit path (exceptions, SIGINT, SIGTERM, SIGHUP); the old
+recording is replaced only when the new one succeeded.
 """
 
 from __future__ import annotations
@@ -38,14 +38,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from trace_pipe_workload import ARGV_SLOTS, WORKLOAD_COMM, hexb
+
 from hybridtrace import tracefs
 from hybridtrace.elf import find_symbols
 
+WORKLOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "trace_pipe_workload.py")
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "tests", "fixtures", "trace_pipe")
-PR_SET_NAME = 15
-WORKLOAD_COMM = b"ht rec-1 -x"
-ARGV_SLOTS = 8  # probes read argv[0..7]
 SYSCALL_EVENTS = ("execve", "execveat", "open", "openat", "openat2", "creat")
 SCHED_EVENTS = ("sched_process_exec", "sched_process_fork")
 SYSTEM_WINDOW_S = 0.5
@@ -65,118 +65,6 @@ REGS = {
 
 class Fail(Exception):
     """A clear one-line reason the recording cannot go on."""
-
-
-def hexb(data: bytes) -> str:
-    return data.hex()
-
-
-# ---------------------------------------------------------------- workload
-
-
-def _set_comm(name: bytes) -> None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
-
-
-def _exec_child(filename: bytes, argv: List[bytes], fexec: bool) -> Tuple[int, int]:
-    """Fork, exec in the child; return (child pid, 0 or -errno of the exec)."""
-    rfd, wfd = os.pipe()  # close-on-exec: empty read means the exec succeeded
-    pid = os.fork()
-    if pid == 0:
-        os.close(rfd)
-        try:
-            if fexec:
-                fd = os.open(filename, os.O_RDONLY)
-                os.execve(fd, argv, {"PATH": "/usr/bin:/bin"})
-            os.execv(filename, argv)
-        except OSError as exc:
-            os.write(wfd, str(exc.errno).encode())
-        os._exit(127)
-    os.close(wfd)
-    with os.fdopen(rfd, "rb") as reader:
-        err = reader.read()
-    os.waitpid(pid, 0)
-    return pid, -int(err) if err else 0
-
-
-def _opens(tmp: bytes) -> List[Dict[str, Any]]:
-    names = [
-        b'sp ace"q=1 a="b',
-        b"nl\nline",
-        b"esc\x1b[31m\\x\\n",
-        b"bad\xff\xfe\x80",
-        b"tab\there",
-        b"L" * 200,
-        b"x\n            bash-1       [000] .....     1.000001: sys_openat(dfd: 0x1)",
-    ]
-    out: List[Dict[str, Any]] = []
-    dfd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
-    creat = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-    for name in names:
-        path = tmp + b"/" + name
-        fd = os.open(path, creat, 0o600)  # libc open()
-        out.append({"via": "open", "path": hexb(path), "flags": creat, "mode": 0o600,
-                    "result": fd})
-        os.close(fd)
-        flags = os.O_RDONLY | os.O_CLOEXEC
-        fd = os.open(name, flags, dir_fd=dfd)  # libc openat()
-        out.append({"via": "openat", "dfd": dfd, "path": hexb(name), "flags": flags,
-                    "mode": 0, "result": fd})
-        os.close(fd)
-    missing = tmp + b"/missing \x01file"
-    flags = os.O_RDONLY | os.O_CLOEXEC  # Python adds O_CLOEXEC anyway: say so
-    try:
-        os.close(os.open(missing, flags))
-        result = 0
-    except OSError as exc:
-        result = -exc.errno
-    out.append({"via": "open", "path": hexb(missing), "flags": flags, "mode": 0,
-                "result": result})
-    os.close(dfd)
-    return out
-
-
-def _execs(tmp: bytes) -> List[Dict[str, Any]]:
-    true = b"/bin/true"
-    link = tmp + b"/my -prog 1-2"
-    os.symlink(true, link)
-    noexec = tmp + b"/not-exec"
-    with open(noexec, "wb") as handle:
-        handle.write(b"#!/bin/true\n")
-    specs: List[Tuple[bytes, List[bytes], bool]] = [
-        (true, [b"tr ue", b'q"x= y', b"a\nb", b"esc\x1b[0m\\n", b"\xff\xfe\x80",
-                b'k=v a1="z"', b"", b"end"], False),
-        (true, [b"true", b"A" * 3000], False),
-        (true, [b"true", b"B" * 5000, b"after"], False),
-        (link, [b"my -prog 1-2", b"x"], False),
-        (tmp + b"/no such-prog", [b"no such-prog", b"arg"], False),
-        (noexec, [b"not-exec"], False),
-        (true, [b"fexec", b"y z"], True),
-    ]
-    out: List[Dict[str, Any]] = []
-    for filename, argv, fexec in specs:
-        pid, result = _exec_child(filename, argv, fexec)
-        out.append({"pid": pid, "filename": hexb(filename), "argv": [hexb(a) for a in argv],
-                    "result": result, "via": "fexecve" if fexec else "execv"})
-    return out
-
-
-def run_workload(out_json: str, tmpdir: str) -> int:
-    """The traced process: wait for the go byte, then exec and open known things."""
-    sys.stdin.buffer.read(1)
-    _set_comm(WORKLOAD_COMM)
-    tmp = os.fsencode(tmpdir)
-    record: Dict[str, Any] = {"pid": os.getpid(), "comm": hexb(WORKLOAD_COMM),
-                              "tmpdir": hexb(tmp)}
-    record["opens"] = _opens(tmp)
-    record["execs"] = _execs(tmp)
-    with open(out_json, "w", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=1, sort_keys=True)
-    return 0
-
-
-# ---------------------------------------------------------------- kernel side
 
 
 def write_file(path: str, text: str, append: bool = False) -> None:
@@ -208,6 +96,7 @@ class Recorder:
         self.inst = ""
         self.readme = ""
         self.libc: Optional[Dict[str, Any]] = None
+        self.made_instance = False
 
     # -- setup
 
@@ -221,8 +110,7 @@ class Recorder:
         self.readme = read_text(os.path.join(self.root, "README"))
         self.inst = os.path.join(self.root, "instances", self.group)
         os.mkdir(self.inst)
-        self.undo.append(("remove instance", lambda: os.rmdir(self.inst)))
-        self.undo.append(("stop tracing", self._stop))
+        self.made_instance = True
         for name in SYSCALL_EVENTS:
             for prefix in ("sys_enter_", "sys_exit_"):
                 if os.path.isdir(os.path.join(self.inst, "events", "syscalls", prefix + name)):
@@ -399,7 +287,7 @@ class Recorder:
         tmpdir = tempfile.mkdtemp(prefix="ht-rec ")
         expected = os.path.join(self.out_dir, f"expected.{phase}.json")
         child = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--workload", expected, tmpdir],
+            [sys.executable, WORKLOAD, expected, tmpdir],
             stdin=subprocess.PIPE,
         )
         try:
@@ -444,7 +332,17 @@ class Recorder:
         return out
 
     def cleanup(self) -> List[str]:
+        """Disable, remove the instance, then the probes (an enabled probe is busy)."""
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut this short
         errors: List[str] = []
+        if self.made_instance:
+            self._stop()
+            try:
+                os.rmdir(self.inst)
+                self.made_instance = False
+            except OSError as exc:
+                errors.append(f"remove instance {self.inst}: {exc.strerror}")
         while self.undo:
             what, action = self.undo.pop()
             try:
@@ -512,11 +410,11 @@ def _on_signal(signum: int, _frame: Any) -> None:
 
 
 def record(name: str, out_root: str, force: bool) -> int:
-    out_dir = os.path.join(out_root, name)
-    if os.path.exists(out_dir):
-        if not force:
-            raise Fail(f"{out_dir} exists (use --force to replace it)")
-        shutil.rmtree(out_dir)
+    final_dir = os.path.join(out_root, name)
+    if os.path.exists(final_dir) and not force:
+        raise Fail(f"{final_dir} exists (use --force to replace it)")
+    out_dir = final_dir + ".partial"  # replaces the old recording only on success
+    shutil.rmtree(out_dir, ignore_errors=True)
     os.makedirs(out_dir)
     rec = Recorder(out_dir)
     signal.signal(signal.SIGTERM, _on_signal)
@@ -540,7 +438,7 @@ def record(name: str, out_root: str, force: bool) -> int:
             "machine": uname.machine, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                     time.gmtime()),
             "phases": phases, "formats": formats, "probes": rec.probes,
-            "libc": rec.libc, "notes": rec.notes,
+            "libc": rec.libc, "notes": [n.replace(rec.group, "GROUP") for n in rec.notes],
             "workload_comm": hexb(WORKLOAD_COMM), "argv_slots": ARGV_SLOTS,
         }
         with open(os.path.join(out_dir, "manifest.json"), "w", encoding="utf-8") as handle:
@@ -551,7 +449,9 @@ def record(name: str, out_root: str, force: bool) -> int:
             print(f"record_trace_pipe: cleanup: {line}", file=sys.stderr)
     for note in rec.notes:
         print(f"record_trace_pipe: note: {note}", file=sys.stderr)
-    print(f"recorded into {out_dir}")
+    shutil.rmtree(final_dir, ignore_errors=True)
+    os.rename(out_dir, final_dir)
+    print(f"recorded into {final_dir}")
     return 1 if errors else 0
 
 
@@ -561,11 +461,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="directory name under the fixtures (default: kernel release)")
     parser.add_argument("--out", default=FIXTURES, help="fixtures root directory")
     parser.add_argument("--force", action="store_true", help="replace an existing recording")
-    parser.add_argument("--workload", nargs=2, metavar=("JSON", "TMPDIR"),
-                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.workload:
-        return run_workload(args.workload[0], args.workload[1])
     if os.geteuid() != 0:
         print("record_trace_pipe: must run as root", file=sys.stderr)
         return 2

@@ -94,30 +94,36 @@ def opens_of(events: Sequence[Event], pid: int) -> List[OpenEvent]:
 
 
 UNTOUCHED_C = r"""
-/* fork()+execv() children whose argv strings sit in .rodata pages nobody has
- * touched: fork does not copy file-backed page tables, so the child's pages are
- * out at execve entry. Each string is 256 KiB away from the others, beyond
- * fault-around's reach. */
+/* fork()+execv() children whose argv strings sit in pages of a file mapping
+ * nobody has touched: the parent maps the file but never reads it, so the
+ * mapping has no page tables, and fork gives the child none either. At execve
+ * entry the strings cannot be read; only the kernel's own copy brings them in.
+ * argv[1] names a file with "/bin/true", "untouched-one" and
+ * "untouched two\nlines" at the start of its first three pages. */
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#define FAR __attribute__((aligned(1 << 18)))
-static const char a1[1 << 18] FAR = "untouched-one";
-static const char a2[1 << 18] FAR = "untouched two\nlines";
-static const char a3[1 << 18] FAR = "/bin/true";
-int main(void) {
+int main(int argc, char **argv) {
+  int fd = open(argv[1], O_RDONLY);
+  if (argc < 2 || fd < 0) return 2;
+  char *m = mmap(0, 3 * 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (m == MAP_FAILED) return 3;
   for (int i = 0; i < 10; i++) {
-    char *argv[] = {(char *)a3, (char *)a1, (char *)a2, 0};
+    char *args[] = {m, m + 4096, m + 8192, 0};
     pid_t pid = fork();
-    if (pid == 0) { execv(a3, argv); _exit(127); }
+    if (pid == 0) { execv(m, args); _exit(127); }
     if (pid > 0) waitpid(pid, 0, 0);
   }
   return 0;
 }
 """
+UNTOUCHED_ARGV = (b"/bin/true", b"untouched-one", b"untouched two\nlines")
 
 
 @pytest.fixture(scope="module")
-def untouched_exe() -> Iterator[str]:
+def untouched_exe() -> Iterator[List[str]]:
+    """The workload's command line: the compiled program and its strings file."""
     if shutil.which("gcc") is None:
         pytest.fail("gcc is needed to build the test workload (tools/setup.sh installs it)")
     with tempfile.TemporaryDirectory(prefix="ht-ebpf-bcc-") as tmp:
@@ -126,7 +132,10 @@ def untouched_exe() -> Iterator[str]:
             f.write(UNTOUCHED_C)
         exe = os.path.join(tmp, "untouched")
         subprocess.run(["gcc", "-O2", "-o", exe, src], check=True)
-        yield exe
+        data = os.path.join(tmp, "strings")
+        with open(data, "wb") as f:
+            f.write(b"".join((a + b"\0").ljust(4096, b"\0") for a in UNTOUCHED_ARGV))
+        yield [exe, data]
 
 
 def test_headers_in_use_are_reported(caps: Capabilities) -> None:
@@ -178,7 +187,7 @@ def test_btf_offsets_agree_with_clang_on_this_kernel(tmp_path: os.PathLike[str])
 
 
 def test_exec_argv_ppid_failures_and_untouched_pages(caps: Capabilities,
-                                                     untouched_exe: str) -> None:
+                                                     untouched_exe: List[str]) -> None:
     big = b"B" * 5000
     argv = [b"/bin/sh", b"-c", b"exit 0", b"sh", *HOSTILE, big, b"after-big"]
     missing = f"/nonexistent-{os.getpid()}-{time.monotonic_ns()}/prog".encode()
@@ -190,7 +199,7 @@ def test_exec_argv_ppid_failures_and_untouched_pages(caps: Capabilities,
             subprocess.Popen([missing, b"x y", b"\xff"])
         shell = subprocess.Popen(["/bin/sh", "-c", "/bin/true child-of-sh; exit 0"])
         shell.wait()
-        parent = subprocess.Popen([untouched_exe])
+        parent = subprocess.Popen(untouched_exe)
         parent.wait()
         assert parent.returncode == 0
 
@@ -224,11 +233,11 @@ def test_exec_argv_ppid_failures_and_untouched_pages(caps: Capabilities,
     kids = [e for e in events if isinstance(e, ExecEvent) and e.ppid == parent.pid]
     assert len(kids) == 10
     for k in kids:
-        assert k.argv == (b"/bin/true", b"untouched-one", b"untouched two\nlines")
-        assert not k.argv_truncated and k.retval == 0
-    # The caller's pages were out at entry, so argv came from the new image.
-    assert all(k.argv_source is Source.NEW_IMAGE for k in kids)
-    assert all(k.filename == b"/bin/true" for k in kids)
+        assert k.argv == UNTOUCHED_ARGV and not k.argv_truncated and k.retval == 0
+        # The caller's pages were out at entry: argv came from the new image,
+        # and the filename from sched_process_exec.
+        assert k.argv_source is Source.NEW_IMAGE, k
+        assert k.filename == b"/bin/true" and k.filename_source is Source.TRACEPOINT, k
 
 
 def test_max_args_and_exact_arg_size(caps: Capabilities) -> None:
@@ -348,6 +357,30 @@ def test_kernel_filters_uid_comm_failed_only_and_self(caps: Capabilities,
     assert not any(e.path == b"/etc/hostname" for e in named_opens)
 
 
+def test_ppid_filter_in_kernel(caps: Capabilities) -> None:
+    shell = subprocess.Popen(["/bin/sh", "-c", "read x; /bin/true via-shell; exit 0"],
+                             stdin=subprocess.PIPE)
+    try:
+        s = stream(caps, Kind.EXEC, ppid=shell.pid)
+        try:
+            direct = subprocess.Popen(["/bin/true", "direct"])
+            direct.wait()
+            assert shell.stdin is not None
+            shell.stdin.write(b"go\n")
+            shell.stdin.close()
+            shell.wait()
+            events = collect(s, lambda ev: any(isinstance(e, ExecEvent) for e in ev))
+            events += s.poll(0.3)
+        finally:
+            s.close()
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+    execs = [e for e in events if isinstance(e, ExecEvent)]
+    assert [e.argv for e in execs] == [(b"/bin/true", b"via-shell")]
+    assert execs[0].ppid == shell.pid
+
+
 def test_two_sessions_both_see_everything(caps: Capabilities) -> None:
     one = stream(caps, Kind.EXEC)
     try:
@@ -384,39 +417,71 @@ def test_poll_honours_timeout(caps: Capabilities) -> None:
     assert 0.25 <= t2 - t1 < 2.0
 
 
-def test_tiny_ring_buffer_counts_every_loss(caps: Capabilities) -> None:
-    produced = 5000
-    script = ("import os, sys\nsys.stdin.readline()\n"
-              f"for _ in range({produced}):\n"
-              "    try:\n        os.open('/nonexistent/ht-bcc-flood', os.O_RDONLY)\n"
-              "    except OSError:\n        pass\n")
-    loop = subprocess.Popen(["/usr/bin/python3", "-c", script], stdin=subprocess.PIPE)
+FLOOD_PATH = b"/nonexistent/ht-bcc-flood"
+END_PATH = b"/nonexistent/ht-bcc-flood-end"
+FLOOD = (
+    "import os, sys\n"
+    "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one CPU: one perf buffer\n"
+    "sys.stdin.readline()\n"
+    "for _ in range(int(sys.argv[1])):\n"
+    "    try:\n        os.open(sys.argv[2], os.O_RDONLY)\n"
+    "    except OSError:\n        pass\n"
+    "print('flooded', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "try:\n    os.open(sys.argv[3], os.O_RDONLY)\nexcept OSError:\n    pass\n"
+)
+
+
+def flood_and_count(caps: Capabilities, produced: int, **buffer: object) -> List[Event]:
+    """A child opens FLOOD_PATH ``produced`` times while nobody reads the buffer,
+    then, once it was drained, END_PATH once: a perf buffer reports a loss with
+    the next record written after it."""
+    loop = subprocess.Popen(["/usr/bin/python3", "-c", FLOOD, str(produced), FLOOD_PATH,
+                             END_PATH], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert loop.stdin is not None and loop.stdout is not None
+    events: List[Event] = []
     try:
-        s = stream(caps, Kind.OPEN, pid=loop.pid, ringbuf_pages=1)
+        s = stream(caps, Kind.OPEN, pid=loop.pid, **buffer)
         try:
-            assert loop.stdin is not None
             loop.stdin.write(b"go\n")
-            loop.stdin.close()
-            loop.wait()  # nobody reads while it floods: the 4 KiB ring overflows
-            events: List[Event] = []
-            for _ in range(50):
-                batch = list(s.poll(0.05))
+            loop.stdin.flush()
+            assert loop.stdout.readline() == b"flooded\n"
+            while True:
+                batch = list(s.poll(0.1))
                 events += batch
-                if not batch and s.stats().captured + s.stats().lost >= produced:
+                if not batch:
                     break
+            loop.stdin.write(b"end\n")
+            loop.stdin.close()
+            loop.wait()
+            events += collect(s, lambda ev: any(
+                isinstance(e, OpenEvent) and e.path == END_PATH for e in ev))
             stats = s.stats()
         finally:
             s.close()
     finally:
         if loop.poll() is None:
             loop.kill()
-    flood = [e for e in events if isinstance(e, OpenEvent)
-             and e.path == b"/nonexistent/ht-bcc-flood"]
+        loop.stdout.close()
+    flood = [e for e in events if isinstance(e, OpenEvent) and e.path == FLOOD_PATH]
     lost = [e for e in events if isinstance(e, LostEvent)]
-    assert lost and all(e.where == "ring buffer reserve" and e.count > 0 for e in lost)
     assert all(e.pid == loop.pid for e in events if isinstance(e, OpenEvent))
+    assert any(isinstance(e, OpenEvent) and e.path == END_PATH for e in events)
+    assert lost and all(e.count > 0 for e in lost)
     assert len(flood) + sum(e.count for e in lost) == produced
     assert stats.lost == sum(e.count for e in lost)
+    assert stats.captured == len([e for e in events if isinstance(e, OpenEvent)])
+    return events
+
+
+def test_tiny_ring_buffer_counts_every_loss(caps: Capabilities) -> None:
+    events = flood_and_count(caps, 5000, ringbuf_pages=1)
+    assert {e.where for e in events if isinstance(e, LostEvent)} == {"ring buffer reserve"}
+
+
+def test_tiny_perf_buffer_counts_every_loss(caps: Capabilities) -> None:
+    events = flood_and_count(caps, 5000, ringbuf_pages=None, perf_pages=1)
+    assert {e.where for e in events if isinstance(e, LostEvent)} == {"perf buffer"}
 
 
 def test_perf_buffer_fallback(caps: Capabilities) -> None:

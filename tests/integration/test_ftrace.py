@@ -51,8 +51,6 @@ def tier(request: pytest.FixtureRequest, caps: Capabilities) -> str:
 def open_stream(caps: Capabilities, tier: str, kind: Kind, buffer_kb: Optional[int] = None,
                 **filters: object) -> FtraceStream:
     request = TraceRequest(kind, Filters(**filters))  # type: ignore[arg-type]
-    if buffer_kb is None:
-        return open_ftrace_stream(request, caps, tier)
     return open_ftrace_stream(request, caps, tier, buffer_kb)
 
 

@@ -27,8 +27,8 @@ def ex(argv: object, comm: bytes = b"hxabc123", ok: bool = True) -> Observed:
     return Observed(kind="exec", pid=1, comm=comm, path=None, argv=argv, ok=ok)  # type: ignore[arg-type]
 
 
-def op(path: object, pid: int = 77) -> Observed:
-    return Observed(kind="open", pid=pid, comm=b"openloop", path=path)  # type: ignore[arg-type]
+def op(path: object, pid: int = 77, ok: bool = False) -> Observed:
+    return Observed(kind="open", pid=pid, comm=b"openloop", path=path, ok=ok)  # type: ignore[arg-type]
 
 
 def test_tally_derived_numbers() -> None:
@@ -61,7 +61,8 @@ def test_exec_without_argv_counts_by_child_name_capped() -> None:
 
 def test_open_paths() -> None:
     events = [
-        op(b"/etc/ld.so.cache"),  # the loop's ld.so opens are not workload events
+        op(b"/etc/ld.so.cache", ok=True),  # the loop's ld.so opens are not workload events
+        op(None, ok=True),  # nor when the tracer lost their path (they succeeded)
         op(b"/tmp/b/O-abc123-0"),
         op(b"/tmp/b/O-abc123-1", pid=5),  # marker decides, not the pid
         op(b"/tmp/b/O-abc1"),  # mangled path of the loop: captured, not correct

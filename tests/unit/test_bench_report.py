@@ -8,6 +8,8 @@ import re
 from typing import Any, Dict
 
 from tools.bench.plot import series
+from tools.bench.summary import HEADER as SUMMARY_HEADER
+from tools.bench.summary import render_summary
 from tools.bench.table import HEADER, pct, render_table
 from tools.bench.targets import judge, lossless_rate
 
@@ -64,3 +66,16 @@ def test_plot_series_per_tracer() -> None:
         assert len(points) == len(done)
         assert [p[0] for p in points] == sorted(p[0] for p in points)
         assert all(c >= 0 and m >= 0 for _, c, m in points)
+
+
+def test_summary_one_row_per_tracer_that_ran() -> None:
+    runs = load()["runs"]
+    text = render_summary(runs)
+    rows = text.splitlines()[2:]
+    ran = {r["tracer"] for r in runs if r["status"] == "ok" and r["tracer"] != "untraced"}
+    assert {r.split(" | ")[0].lstrip("| ") for r in rows} == ran
+    assert all(cells(r) == len(SUMMARY_HEADER) for r in rows)
+    core = next(r for r in rows if r.startswith("| hybridtrace ebpf-core |"))
+    shell = next(r for r in runs if r["tracer"] == "hybridtrace ebpf-core"
+                 and r["workload"] == "shell-loop" and r["status"] == "ok")
+    assert f"| {pct(shell['correct'] / shell['produced'])} |" in core

@@ -192,6 +192,11 @@ def test_cflags_compile_filters_and_features_in() -> None:
     exact = bcc_program.cflags(TraceRequest(Kind.EXEC), bcc_program.Layout(True, None),
                                [], 1, None)
     assert "-DHT_EXACT_HEADERS" in exact and "-DHT_PERFBUF" in exact
+    by_ppid = TraceRequest(Kind.EXEC, Filters(ppid=5))
+    assert "-DHT_PPID=5" in bcc_program.cflags(by_ppid, bcc_program.Layout(True, None), [], 1, 8)
+    # Without task_struct reads the kernel cannot judge ppid: user space does.
+    assert not any(f.startswith("-DHT_PPID") for f in bcc_program.cflags(
+        by_ppid, bcc_program.Layout(False, None), [], 1, 8))
     assert not any(f.startswith("-DHT_OFF_") for f in exact)
     assert not any(f.startswith("-DHT_HAVE_") for f in exact)
     assert bcc_program.Layout(False, None).task_reads is False

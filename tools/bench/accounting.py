@@ -93,8 +93,10 @@ def tally_open(events: Iterable[Observed], want: OpenExpectation, lost: int) -> 
                 continue
             seqs.add(seq)
             correct += 1
-        elif ev.pid == want.pid and (ev.path is None or ev.path.startswith(folder)):
-            stray += 1  # the loop's open, its path lost or mangled (not ld.so's opens)
+        elif ev.pid == want.pid and not ev.ok and (ev.path is None or ev.path.startswith(folder)):
+            # the loop's open (they all fail: ENOENT), its path lost or mangled;
+            # ld.so's opens of the loop succeed and are not workload events
+            stray += 1
     return _finish(seqs, correct, dups, stray, want.produced, lost)
 
 

@@ -28,11 +28,12 @@ def record(directory: str, tracer: Tracer, w: Workload, outcome: Outcome, token:
            out_path: str, err_path: str) -> None:
     os.makedirs(directory, exist_ok=True)
     base = os.path.join(directory, slug(tracer, w))
-    marks = (token.encode(), f"hx{token}".encode())
+    marks = (token.encode(), f"hx{token}".encode(), b'"pid":%d,' % outcome.pid)
     with open(out_path, "rb") as f:
         lines = f.read().splitlines(keepends=True)
     kept = lines[:HEAD_LINES]
-    kept += [ln for ln in lines[HEAD_LINES:] if any(m in ln for m in marks)][:MARKED_LINES]
+    kept += [ln for ln in lines[HEAD_LINES:]
+             if any(m in ln for m in marks) or ln.startswith(b"%d " % outcome.pid)][:MARKED_LINES]
     with open(base + ".stdout", "wb") as f:
         f.writelines(kept)
     with open(err_path, "rb") as f:

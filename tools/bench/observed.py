@@ -20,7 +20,7 @@ class Observed:
     comm: Optional[bytes]
     path: Optional[bytes]  # open: the path; exec: the filename, when the tool prints it
     argv: Optional[Tuple[bytes, ...]] = None  # exec only
-    ok: bool = True  # the call succeeded (exec retval 0); opens count either way
+    ok: bool = True  # the call is known to have succeeded (exec retval 0, open fd >= 0)
 
 
 @attrs.frozen(slots=True)

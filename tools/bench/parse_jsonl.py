@@ -29,7 +29,8 @@ def observed_from_dict(record: Dict[str, Any]) -> Optional[Observed]:
                         argv=_argv(record.get("argv")), ok=retval is None or retval == 0)
     if kind == "open":
         return Observed(kind="open", pid=record.get("pid"), comm=decode_bytes(record.get("comm")),
-                        path=decode_bytes(record.get("path")))
+                        path=decode_bytes(record.get("path")),
+                        ok=record.get("errno") is None and record.get("fd") is not None)
     return None
 
 

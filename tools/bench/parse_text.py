@@ -47,7 +47,7 @@ def parse_open_line(line: bytes) -> Optional[Observed]:
     if m is None:
         return None
     return Observed(kind="open", pid=int(m.group("pid")), comm=m.group("comm").rstrip(b" "),
-                    path=m.group("path"))
+                    path=m.group("path"), ok=int(m.group("err")) == 0)
 
 
 def count_lost(lines: Iterable[bytes]) -> Tuple[int, int]:

@@ -36,15 +36,23 @@ def plot(runs: List[Dict[str, Any]], path: str, title: str) -> bool:
     workloads = [w for w in ("open-loop", "exec-loop") if series(runs, w)]
     if not workloads:
         return False
+    names = sorted({t for w in workloads for t in series(runs, w)})
+    palette = plt.get_cmap("tab10")
+    color = {name: palette(i % 10) for i, name in enumerate(names)}  # same tracer, same colour
     fig, axes = plt.subplots(2, len(workloads), figsize=(6.5 * len(workloads), 8), squeeze=False)
     for col, workload in enumerate(workloads):
-        for tracer, points in sorted(series(runs, workload).items()):
-            xs = [p[0] for p in points]
-            axes[0][col].plot(xs, [p[1] for p in points], marker="o", label=tracer)
-            axes[1][col].plot(xs, [p[2] for p in points], marker="o", label=tracer)
+        data = series(runs, workload)
         top, bottom = axes[0][col], axes[1][col]
+        span = [min(p[0] for ps in data.values() for p in ps),
+                max(p[0] for ps in data.values() for p in ps)]
+        top.plot(span, span, linestyle=":", color="grey", label="captured = offered")
+        for tracer, points in sorted(data.items()):
+            xs = [p[0] for p in points]
+            top.plot(xs, [p[1] for p in points], marker="o", label=tracer, color=color[tracer])
+            bottom.plot(xs, [p[2] for p in points], marker="o", label=tracer,
+                        color=color[tracer])
         top.set_title(f"{workload}: captured")
-        bottom.set_title(f"{workload}: missed (produced - captured)")
+        bottom.set_title(f"{workload}: missed = produced - captured")
         for ax in (top, bottom):
             ax.set_xscale("log")
             ax.set_xlabel("offered events/s (flat out: achieved)")
@@ -52,6 +60,7 @@ def plot(runs: List[Dict[str, Any]], path: str, title: str) -> bool:
         top.set_yscale("log")
         top.set_ylabel("captured events/s")
         bottom.set_yscale("symlog", linthresh=1.0)
+        bottom.set_ylim(bottom=0)
         bottom.set_ylabel("missed events/s")
         top.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)

@@ -6,6 +6,7 @@ import os
 from typing import Any, Dict, List
 
 from tools.bench import plot as plotter
+from tools.bench.summary import render_summary
 from tools.bench.table import cell, render_table
 from tools.bench.targets import judge
 
@@ -35,6 +36,24 @@ def _cannot(runs: List[Dict[str, Any]]) -> List[str]:
     return lines
 
 
+def _stops(runs: List[Dict[str, Any]]) -> List[str]:
+    """Tracers that did not stop cleanly on SIGINT, or left tracefs state behind."""
+    traced = [r for r in runs if r["tracer"] != "untraced"]
+    bad = []
+    for r in traced:
+        where = f"{r['tracer']} {r['workload']}@{r['rate_offered'] or 'max'}"
+        if r.get("leftovers"):
+            bad.append(f"- {where}: left {', '.join(r['leftovers'])}")
+        if r["status"] in ("ok", "died") and (r.get("stopped_by") != "SIGINT"
+                                             or r.get("exit_code") not in (0, -2, 130)):
+            bad.append(f"- {where}: stopped by {r.get('stopped_by')}, exit {r.get('exit_code')}")
+    if not bad:
+        ran = sum(r["status"] == "ok" for r in traced)
+        return [f"All {ran} traced runs stopped on SIGINT with a clean exit, and no tracer"
+                " left a tracefs instance or dynamic event naming its pid."]
+    return bad
+
+
 def render(doc: Dict[str, Any]) -> str:
     runs = doc["runs"]
     parts = [
@@ -48,11 +67,16 @@ def render(doc: Dict[str, Any]) -> str:
         "![captured and missed rate against offered rate](captured_vs_offered.png)\n",
         "## Machine\n", "\n".join(_machine(doc["machine"])) + "\n",
         "## Targets (issue 6), judged from this run\n", "\n".join(judge(runs)) + "\n",
+        "## Summary per tracer\n",
+        "Slowdown: untraced flat-out rate / traced flat-out rate. argv ok: share of all"
+        " execs the workload made whose whole argv was printed correctly.\n",
+        render_summary(runs),
     ]
     for workload in ("open-loop", "exec-loop", "shell-loop"):
         chosen = [r for r in runs if r["workload"] == workload]
         if chosen:
             parts += [f"## {workload}\n", render_table(chosen)]
+    parts += ["## Stopping and kernel state\n", "\n".join(_stops(runs)) + "\n"]
     cannot = _cannot(runs)
     if cannot:
         parts += ["## Cannot run here\n", "\n".join(cannot) + "\n"]

@@ -14,24 +14,39 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NoReturn, Optional
 
 if __package__ in (None, ""):  # run as a script: python tools/bench/run.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from tools.bench import machine, report, workloads
-from tools.bench.plan import build_plan
+from tools.bench.plan import KINDS, build_plan
 from tools.bench.session import Context, run_traced, run_untraced, set_baseline
 from tools.bench.tracers import Tracer, find_headers, tracers
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not a usage dump
+        self.exit(2, f"bench: {message}\n")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="~2 min smoke run (fewer rates, 2 s)")
-    p.add_argument("--duration", type=float, help="seconds per workload run (default 10)")
-    p.add_argument("--sustain", type=float, help="seconds of the 50k/s open run (default 30)")
+    p.add_argument("--duration", type=_positive, help="seconds per workload run (default 10)")
+    p.add_argument("--sustain", type=_positive, help="seconds of the 50k/s open run (default 30)")
     p.add_argument("--tracers", help="comma list of substrings of tracer names to run")
     p.add_argument("--workloads", help="comma list: open-loop,exec-loop,shell-loop")
     p.add_argument("--out", default=os.path.join(REPO, "docs", "benchmarks"),
@@ -40,7 +55,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help="also save raw output samples as unit-test fixtures")
     p.add_argument("--bcc-headers", default=find_headers(), metavar="DIR",
                    help="kernel header tree for BCC (default: one from tools/fetch_bcc_headers.sh)")
-    p.add_argument("--ready-timeout", type=float, default=60.0,
+    p.add_argument("--ready-timeout", type=_positive, default=60.0,
                    help="seconds a tracer gets to show its first event")
     return p.parse_args(argv)
 
@@ -73,6 +88,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stderr.write("bench: must run as root (tracers need it)\n")
         return 2
     wanted = args.workloads.split(",") if args.workloads else None
+    unknown = sorted(set(wanted or ()) - set(KINDS))
+    if unknown:
+        choices = ", ".join(KINDS)
+        sys.stderr.write(f"bench: unknown workload {unknown[0]!r} (choose from {choices})\n")
+        return 2
+    kinds = ("exec", "open")
+    if args.tracers and not any(_selected(tracers(k, REPO), args.tracers) for k in kinds):
+        sys.stderr.write(f"bench: no tracer matches {args.tracers!r}\n")
+        return 2
+    if args.bcc_headers and not os.path.isdir(args.bcc_headers):
+        sys.stderr.write(f"bench: no such directory: {args.bcc_headers}\n")
+        return 2
     plan = build_plan(args.quick, args.duration, args.sustain, wanted)
     if not plan:
         sys.stderr.write(f"bench: no workload matches {args.workloads!r}\n")
@@ -98,10 +125,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                 _say(f"{w.label} {tracer.name}: {_brief(result)}")
                 if result["status"] != "ok":
                     cannot[key] = result
-            after = run_untraced(w, ctx)
-            _say(f"{w.label} untraced again: {_brief(after)}")
-            set_baseline(traced, [before, after])
-            runs += [*traced, after]
+            bases = [before]
+            if w.rate == 0:  # flat out: noise moves the baseline; measure it again after
+                bases.append(run_untraced(w, ctx))
+                _say(f"{w.label} untraced again: {_brief(bases[-1])}")
+            set_baseline(traced, bases)
+            runs += traced + bases[1:]
     info = machine.describe(REPO)
     info["gcc"] = bins.gcc
     info["bcc_headers"] = args.bcc_headers or "none"

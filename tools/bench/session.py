@@ -53,6 +53,7 @@ class _Marker:
     rundir: str
     token: str
     primer: str
+    since_ns: int = 0  # CLOCK_MONOTONIC: events before this do not count as seen
     issued: List[Tuple[int, float]] = attrs.Factory(list)
     seq: int = 0
 
@@ -77,17 +78,26 @@ class _Marker:
     def first_issue_time(self, text: bytes) -> Optional[float]:
         """Issue time of the earliest marker found in text (None: none found)."""
         seqs = [int(m) for m in re.findall(re.escape(self.tag) + rb"(\d+)", text)]
-        if not seqs and (self.kind != "exec" or f"hp{self.token}".encode() not in text):
+        if not seqs and not self.seen_without_marker(text):
             return None
-        if not seqs:  # argv not captured: only the comm shows; the latest batch bounds it
+        if not seqs:  # marker not captured, the event was: the latest batch bounds it
             return self.issued[-1][1]
         first = min(seqs)
         return max(t for s, t in self.issued if s <= first)
 
+    def seen_without_marker(self, text: bytes) -> bool:
+        """An event of ours whose string the tracer did not capture (e.g. tracepoint tier)."""
+        if self.kind == "exec":
+            return f"hp{self.token}".encode() in text  # the primer's comm
+        # Our opens (markers, reading the output file) printed without a path; only
+        # our JSON has timestamps to tell them from opens made before the workload.
+        pattern = rb'"type":"open","timestamp_ns":(\d+),"pid":%d,' % os.getpid()
+        return any(int(ts) >= self.since_ns for ts in re.findall(pattern, text))
+
     def wait_seen(self, proc: subprocess.Popen[bytes], out_path: str,
-                  timeout: float) -> Optional[float]:
+                  timeout: float, offset: int = 0) -> Optional[float]:
+        """Issue batches until one shows in the output after offset; its issue time."""
         deadline = time.monotonic() + timeout
-        offset = 0
         carry = b""
         while time.monotonic() < deadline and proc.poll() is None:
             self.issue()
@@ -211,6 +221,7 @@ def run_traced(tracer: Tracer, w: Workload, ctx: Context) -> Dict[str, Any]:
         t0 = time.monotonic()
         proc = subprocess.Popen(tracer.argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env={**os.environ, **tracer.env})
+    first: Optional[float] = None
     try:
         prime = _Marker(tracer.kind, "P", rundir, token, primer)
         first = prime.wait_seen(proc, out_path, ctx.ready_timeout)
@@ -228,15 +239,15 @@ def run_traced(tracer: Tracer, w: Workload, ctx: Context) -> Dict[str, Any]:
         cpu0 = procstat.cpu_seconds(proc.pid)
         w0 = time.monotonic()
         outcome = run(w, ctx.bins, rundir, token)
-        fence = _Marker(tracer.kind, "F", rundir, token, primer)
-        fenced = fence.wait_seen(proc, out_path, FENCE_TIMEOUT) is not None
+        fence = _Marker(tracer.kind, "F", rundir, token, primer, time.monotonic_ns())
+        fenced = fence.wait_seen(proc, out_path, FENCE_TIMEOUT,
+                                 os.path.getsize(out_path)) is not None
         time.sleep(0.3)  # the other CPUs' buffers
         cpu = procstat.cpu_seconds(proc.pid) - cpu0
         window = time.monotonic() - w0
         rss = procstat.peak_rss_kb(proc.pid)
     finally:
-        if proc.returncode is None:
-            how, code, stop_s, usage = stop(proc)
+        how, code, stop_s, usage = stop(proc)  # also on errors and Ctrl-C of the bench
     parsed = parse_output(tracer, out_path, err_path)
     counts = tally(outcome, parsed)
     if ctx.record:
@@ -244,8 +255,11 @@ def run_traced(tracer: Tracer, w: Workload, ctx: Context) -> Dict[str, Any]:
 
         record(ctx.record, tracer, w, outcome, token, out_path, err_path)
     rate = outcome.achieved_rate
+    if how == "exited":  # before it was told to stop
+        result.update(reason=why_not(out_path, err_path) or f"exit status {code}")
     result.update(
-        status="ok", produced=counts.produced, captured=counts.captured,
+        status="ok" if how != "exited" else "died",
+        produced=counts.produced, captured=counts.captured,
         correct=counts.correct, duplicates=counts.duplicates, lost_reported=parsed.lost,
         lost_reports=parsed.lost_reports, missed=counts.missed, unaccounted=counts.unaccounted,
         captured_share=counts.captured_share, correct_share=counts.correct_share,

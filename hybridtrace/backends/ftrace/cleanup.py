@@ -66,8 +66,11 @@ def remove_stale(path: Optional[str] = None) -> List[str]:
         if _dead_owner(name):
             try:
                 os.rmdir(os.path.join(inst_dir, name))
-            except FileNotFoundError:
-                continue  # another session removed it first
+            except PermissionError:
+                raise
+            except OSError:
+                # gone already, or busy: its owner lives in another pid namespace
+                continue
             removed.append(f"instance {name}")
     for file, group, event in _stale_probes(path):
         enable = os.path.join(path, "events", group, event, "enable")

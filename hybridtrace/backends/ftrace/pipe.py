@@ -11,12 +11,16 @@ What the kernel prints (measured on 6.18, tests/fixtures/trace_pipe/): strings
 from traced processes are printed raw, nothing escaped: quotes, ``=``, spaces,
 escape bytes, invalid UTF-8 and newlines appear as they are, so one record
 may span lines. A line that does not start a record continues the previous
-one; a line that looks like a header but completes the previous record's open
-quote is a continuation too. Residual ambiguity: a string holding a newline
-right after its closing quote *and* followed by header-like text, or a quoted
-value holding ``" label=`` of the very next field, cannot be told from real
-structure; the split chosen is the earliest that matches the whole print
-format. Leading spaces of a comm are lost (the kernel pads comm on the left).
+one, and while a record is open (its quotes or fields unfinished) every line
+is held as part of it until it completes, even lines that look like headers:
+strings can hide whole fake records after newlines. Residual ambiguity, as
+the text itself is ambiguous: a string with a quote right before a newline
+can end its record early where the record is already complete there (what
+follows is then parsed as records of its own, flagged ``complete=False``
+unless it matches its event's format fully), and a quoted value holding
+``" label=`` of the next field is split at the earliest place that matches
+the whole print format. Treat probe strings as attacker-controlled. Leading
+spaces of a comm are lost (the kernel pads comm on the left).
 
 ``(fault)`` (a probe could not read user memory) is not a value: the field
 goes into ``faults``. An argv slot after the NULL terminator reads as
@@ -53,9 +57,12 @@ LOST = "lost"
 # "CPU:1 [LOST 42 EVENTS]"; its args are {"count": b"42"}.
 LOST_EVENT = "<lost>"
 
-_MAX_RECORD = 1 << 20
+_MAX_RECORD = 1 << 20  # a record longer than this is cut off (flagged incomplete)
 _NO_FAULTS: FrozenSet[str] = frozenset()
-_FAULT_PREFIX = "ht__fault"  # a record longer than this is cut off (flagged incomplete)
+# Only a line with one of these can complete an open record (closing quote,
+# a following field, the end of a syscall's argument list).
+_MAY_CLOSE_RE = re.compile(rb'["=)]')
+_FAULT_PREFIX = "ht__fault"  # regex group names of "(fault)" alternatives
 
 # comm is right-aligned in 16 columns and at most 15 bytes (16 tolerated), so
 # the greedy bound finds the real "-PID [CPU]" even when comm contains one.
@@ -69,6 +76,7 @@ _LOST_RE = re.compile(rb"^CPU:(?P<cpu>\d+) \[LOST (?P<count>\d+) EVENTS\]\Z")
 
 # Generic bodies, used when no format is known for an event.
 _PROBE_IP_RE = re.compile(rb"\((?P<ip>[^)]*)\)(?: |\Z)")
+_LOCATION_RE = re.compile(rb"\((?P<ip>[^)]*)\)")
 _GENERIC_PAIR_RE = re.compile(
     rb"(?P<key>\w+)=(?:\"(?P<q>.*?)\"|(?P<fault>\(fault\))|(?P<v>(?!\")[^ ]*(?: (?!\w+=)[^ ]*)*))"
     rb"(?: (?=\w+=)|\Z)",
@@ -129,6 +137,7 @@ class _Body:
 
     regex: Pattern[bytes]
     fault_groups: Tuple[Tuple[str, str], ...]
+    bare: bool = False  # the print fmt has no probe location in front
 
 
 def _split_args(text: str) -> List[str]:
@@ -189,6 +198,7 @@ def _fields_body(fmt: EventFormat) -> Optional[_Body]:
         pieces.append(r"\((?P<__probe_ip>[^)]*)\)")
         used["__probe_ip"] = 0
         arg_index, pos = prefix.group(0).count("%"), prefix.end()
+
     for spec in _SPEC_RE.finditer(text, pos):
         literal = text[pos : spec.start()]
         conv = spec.group(0)
@@ -220,7 +230,7 @@ def _fields_body(fmt: EventFormat) -> Optional[_Body]:
     pattern = "".join(pieces).encode("utf-8", "surrogateescape")
     if any(name.startswith(_FAULT_PREFIX) for name in used):
         return None
-    return _Body(re.compile(pattern + rb"\Z", re.S), tuple(faults))
+    return _Body(re.compile(pattern + rb"\Z", re.S), tuple(faults), prefix is None)
 
 
 def _enter_body(fmt: EventFormat) -> _Body:
@@ -263,6 +273,8 @@ class PipeParser:
         self._partial = b""
         self._pending: Optional[bytes] = None
         self._pending_rec: Optional[TraceLine] = None
+        self._held: List[bytes] = []  # lines after an open record, not yet placed
+        self._held_size = 0
         self.orphan_lines = 0  # lines that continued no record (start of stream)
 
     def add_format(self, fmt: EventFormat) -> None:
@@ -331,8 +343,17 @@ class PipeParser:
         spec = self._fields.get(event)
         if spec is not None:
             match = spec.regex.match(body)
+            location = None
+            if match is None and spec.bare and body[:1] == b"(":
+                # eprobes print "(system.event) " before what their print fmt says.
+                location = _LOCATION_RE.match(body)
+                if location is not None:
+                    end = location.end()
+                    match = spec.regex.match(body, end) or spec.regex.match(body, end + 1)
             if match is not None:
                 groups = match.groupdict()
+                if location is not None:
+                    groups = {"__probe_ip": location.group("ip"), **groups}
                 if not spec.fault_groups:
                     return groups, _NO_FAULTS, True
                 faults = frozenset(f for g, f in spec.fault_groups if groups.pop(g) is not None)
@@ -359,6 +380,8 @@ class PipeParser:
         if self._partial:
             self._line(self._partial, out)
             self._partial = b""
+        if self._held:
+            self._resolve(out)
         if self._pending_rec is not None:
             out.append(self._pending_rec)
         self._pending = None
@@ -366,16 +389,36 @@ class PipeParser:
         return out
 
     def _line(self, line: bytes, out: List[TraceLine]) -> None:
+        prev = self._pending_rec
+        if prev is not None and not prev.complete:
+            # An open record (its string has not ended): every line is held, even
+            # one that looks like a header, until the record completes or the
+            # read ends; a string may contain whole fake records after newlines.
+            held = self._held
+            held.append(line)
+            self._held_size += len(line) + 1
+            if _MAY_CLOSE_RE.search(line) is not None:
+                joined = b"\n".join([self._pending or b"", *held])
+                rec = self.parse_line(joined)
+                if rec is not None and rec.complete:
+                    self._pending, self._pending_rec = joined, rec
+                    self._held, self._held_size = [], 0
+                    return
+            if self._held_size > _MAX_RECORD:
+                self._resolve(out)
+            return
+        self._split_line(line, out)
+
+    def _resolve(self, out: List[TraceLine]) -> None:
+        """The open record never completed: split the held lines at headers."""
+        held, self._held, self._held_size = self._held, [], 0
+        for line in held:
+            self._split_line(line, out)
+
+    def _split_line(self, line: bytes, out: List[TraceLine]) -> None:
+        """A header line starts a record; any other line continues the last one."""
         pending = self._pending
         prev = self._pending_rec
-        if pending is not None and prev is not None and not prev.complete:
-            # An open record: a line completing it is a continuation, even if it
-            # looks like a header (a string may contain one after a newline).
-            joined = pending + b"\n" + line
-            rec = self.parse_line(joined)
-            if rec is not None and rec.complete:
-                self._pending, self._pending_rec = joined, rec
-                return
         rec = self.parse_line(line)
         if rec is None:
             if pending is None:

@@ -229,17 +229,19 @@ def eprobe_defs(group: str, kind: str, max_args: int, field_names: Dict[str, str
     return defs
 
 
-def add(tracefs_path: str, defs: Sequence[ProbeDef]) -> List[ProbeDef]:
-    """Create each probe; on failure remove those already made and raise."""
-    made: List[ProbeDef] = []
+def add(tracefs_path: str, defs: Sequence[ProbeDef], made: List[ProbeDef]) -> None:
+    """Create each probe, appending it to ``made`` as soon as it exists.
+
+    On failure the ones made are removed again and BackendError is raised.
+    """
     for pdef in defs:
         try:
             write_file(os.path.join(tracefs_path, pdef.file), pdef.line + "\n", append=True)
         except OSError as exc:
             remove(tracefs_path, made)
+            del made[:]
             raise BackendError(f"kernel rejected probe {pdef.line!r}: {exc.strerror}") from None
         made.append(pdef)
-    return made
 
 
 def remove_one(tracefs_path: str, file: str, group: str, name: str) -> bool:

@@ -15,7 +15,7 @@ from hybridtrace.capabilities.model import Capabilities
 
 TIERS: Tuple[str, ...] = ("kprobe", "eprobe", "uprobe", "tracepoint")
 # Tiers whose code exists; the others are reported but never chosen.
-IMPLEMENTED: Tuple[str, ...] = ("uprobe", "tracepoint")
+IMPLEMENTED: Tuple[str, ...] = ("kprobe", "eprobe", "uprobe", "tracepoint")
 
 _LIBC_ONLY = "partial: only programs that exec/open through the C library"
 

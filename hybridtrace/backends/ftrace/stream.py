@@ -164,7 +164,7 @@ class FtraceStream:
         defs = _probe_defs(self.tier, request, caps, name, path, present)
         inst = self._res.instance = Instance(path, name)
         inst.configure(buffer_kb, _mono_clock(inst.path))
-        self._res.probes = probes.add(path, defs)
+        probes.add(path, defs, self._res.probes)
         events = [("syscalls", e) for e in present]
         if request.kind is Kind.EXEC:
             events += [("sched", "sched_process_exec"), ("sched", "sched_process_fork")]
@@ -314,7 +314,28 @@ def _mount() -> Tuple[str, bool]:
         raise BackendError(str(exc)) from None
 
 
+BUFFER_ENV = "HYBRIDTRACE_FTRACE_BUFFER_KB"
+
+
+def _buffer_kb() -> int:
+    """Per-CPU buffer size: DEFAULT_BUFFER_KB, or the environment's choice."""
+    raw = os.environ.get(BUFFER_ENV)
+    if raw is None:
+        return DEFAULT_BUFFER_KB
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 4:
+        raise BackendError(f"{BUFFER_ENV}={raw!r}: expected a size in KiB per CPU (>= 4)")
+    return value
+
+
 def open_ftrace_stream(request: TraceRequest, caps: Capabilities, tier: str,
-                       buffer_kb: int = DEFAULT_BUFFER_KB) -> FtraceStream:
-    """Open the ftrace backend at ``tier`` ("kprobe", "eprobe", "uprobe", "tracepoint")."""
-    return FtraceStream(request, caps, tier, buffer_kb)
+                       buffer_kb: Optional[int] = None) -> FtraceStream:
+    """Open the ftrace backend at ``tier`` ("kprobe", "eprobe", "uprobe", "tracepoint").
+
+    ``buffer_kb`` is the ring buffer size per CPU (default: $HYBRIDTRACE_FTRACE_BUFFER_KB
+    or DEFAULT_BUFFER_KB).
+    """
+    return FtraceStream(request, caps, tier, _buffer_kb() if buffer_kb is None else buffer_kb)

@@ -75,6 +75,8 @@ def cflags(request: TraceRequest, layout: Layout, present: List[str], self_pid: 
     for macro, value in (("HT_PID", f.pid), ("HT_TID", f.tid), ("HT_UID", f.uid)):
         if value is not None:
             out.append(f"-D{macro}={int(value)}")
+    if f.ppid is not None and request.kind is Kind.EXEC and layout.task_reads:
+        out.append(f"-DHT_PPID={int(f.ppid)}")
     if f.comm is not None:
         lo, hi = comm_words(f.comm)
         out += [f"-DHT_COMM0={lo:#x}ULL", f"-DHT_COMM1={hi:#x}ULL"]

@@ -120,7 +120,8 @@ class BccStream:
     """One compiled BCC program, its buffer and its loss accounting."""
 
     def __init__(self, request: TraceRequest, caps: Capabilities,
-                 ringbuf_pages: Optional[int] = DEFAULT_RINGBUF_PAGES) -> None:
+                 ringbuf_pages: Optional[int] = DEFAULT_RINGBUF_PAGES,
+                 perf_pages: int = PERF_PAGES_PER_CPU) -> None:
         self._request = request
         self._captured = 0
         self._lost_seen = 0
@@ -137,8 +138,10 @@ class BccStream:
         bcc = import_bcc(caps.bcc.location)
         use_ring = ringbuf_pages is not None and caps.bpf.ringbuf is not False
         pages = ringbuf_pages if use_ring else None
-        if pages is not None and (pages <= 0 or pages & (pages - 1)):
-            raise BackendError(f"ring buffer pages must be a power of two, not {pages}")
+        for count in (pages, perf_pages):
+            if count is not None and (count <= 0 or count & (count - 1)):
+                raise BackendError(f"buffer pages must be a power of two, not {count}")
+        self._perf_pages = perf_pages
         flags = bcc_program.cflags(request, layout, present, os.getpid(), pages)
         self._bpf = self._load(bcc, tree, flags, request.kind)
         self._finalizer = weakref.finalize(self, _cleanup, self._bpf)
@@ -148,7 +151,7 @@ class BccStream:
             self.close()
             raise BackendError(f"BCC could not open its buffer: {exc}") from None
         buffer = f"ring buffer {pages} pages" if use_ring else (
-            f"perf buffer {PERF_PAGES_PER_CPU} pages/cpu")
+            f"perf buffer {perf_pages} pages/cpu")
         fit = "for this kernel" if tree.exact else f"BORROWED for {caps.kernel.release}"
         self.description = (
             f"ebpf-bcc: BCC {getattr(bcc, '__version__', '?')}, {buffer}, headers"
@@ -186,7 +189,7 @@ class BccStream:
             table.open_ring_buffer(self._sink.on_record)
             self._lost_table: Any = self._bpf[b"ht_lost"]
         else:
-            table.open_perf_buffer(self._sink.on_perf_record, page_cnt=PERF_PAGES_PER_CPU,
+            table.open_perf_buffer(self._sink.on_perf_record, page_cnt=self._perf_pages,
                                    lost_cb=self._sink.on_lost)
             self._lost_table = None
         self._use_ring = use_ring
@@ -260,10 +263,12 @@ def _cleanup(bpf: Any) -> None:
 
 
 def open_bcc_stream(request: TraceRequest, caps: Capabilities, *,
-                    ringbuf_pages: Optional[int] = DEFAULT_RINGBUF_PAGES) -> EventStream:
+                    ringbuf_pages: Optional[int] = DEFAULT_RINGBUF_PAGES,
+                    perf_pages: int = PERF_PAGES_PER_CPU) -> EventStream:
     """Compile, load and attach the BCC program for ``request``.
 
-    ``ringbuf_pages=None`` selects the perf buffer (as on kernels before 5.8,
-    which the ring buffer needs). BackendError says what is missing.
+    ``ringbuf_pages=None`` selects the perf buffer (``perf_pages`` per CPU), as
+    on kernels before 5.8 which lack the ring buffer. BackendError says what
+    is missing.
     """
-    return BccStream(request, caps, ringbuf_pages)
+    return BccStream(request, caps, ringbuf_pages, perf_pages)

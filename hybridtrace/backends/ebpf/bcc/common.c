@@ -3,6 +3,7 @@
  * Configured by -D flags from bcc_program.py (never by editing this text):
  *   HT_SELF_PID                    tracer's tgid, always excluded
  *   HT_PID, HT_TID, HT_UID         optional filters
+ *   HT_PPID                        optional exec filter (only with task_struct reads)
  *   HT_COMM0, HT_COMM1             optional comm filter: the 16-byte comm as two u64
  *   HT_FAILED_ONLY                 emit failures only
  *   HT_PERFBUF                     perf buffer instead of the BPF ring buffer
@@ -17,6 +18,20 @@
 #include <linux/mm_types.h>
 
 #define HT_F_TASK_READS_OFF (1u << 0) /* ppid not read: no trustworthy offsets */
+
+/* Kernels before 5.5 have only the combined probe-read helpers, and before 5.3
+ * no bounded loops (judged by the headers, which BCC requires to match then). */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 5, 0)
+#define bpf_probe_read_user bpf_probe_read
+#define bpf_probe_read_kernel bpf_probe_read
+#define bpf_probe_read_user_str bpf_probe_read_str
+#define bpf_probe_read_kernel_str bpf_probe_read_str
+#endif
+#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 3, 0)
+#define HT_UNROLL _Pragma("unroll")
+#else
+#define HT_UNROLL
+#endif
 
 #if defined(HT_EXACT_HEADERS) && !defined(HT_OFF_REAL_PARENT)
 #define HT_OFF_REAL_PARENT offsetof(struct task_struct, real_parent)

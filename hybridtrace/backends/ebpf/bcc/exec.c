@@ -57,6 +57,7 @@ static __always_inline void ht_read_argv(struct exec_rec *rec, u64 argv)
         rec->flags |= HT_F_ARGV_READ_FAILED;
         return;
     }
+    HT_UNROLL
     for (i = 0; i < HT_MAX_ARGS; i++) {
         u64 p = 0;
         if (bpf_probe_read_user(&p, sizeof(p), (void *)(argv + i * 8)) != 0) {
@@ -156,6 +157,10 @@ static __always_inline void ht_exec_emit(void *ctx, struct exec_rec *rec)
     rec->ppid = ht_ppid(&rec->flags);
     if (ht_skip_emit(rec->comm, rec->uid, rec->retval < 0))
         return;
+#ifdef HT_PPID
+    if (rec->ppid != HT_PPID)
+        return;
+#endif
     u32 len = rec->argv_len;
     if (len > HT_BLOB)
         len = HT_BLOB;

@@ -1,0 +1,145 @@
+"""The kernel matrix tooling (tools/vm): test-id mapping, the bpf() denial
+filter, doctor-vs-reality verdicts and the generated report."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from typing import Any, Dict, List
+
+import pytest
+
+from tools.vm import junit, report, verdict
+from tools.vm.nobpf import program
+from tools.vm.variants import BY_NAME, CI, FULL
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def collected_integration_ids() -> List[str]:
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                          "-p", "no:cacheprovider", "tests/integration"],
+                         cwd=REPO, capture_output=True, text=True)
+    return [line for line in out.stdout.splitlines() if "::" in line]
+
+
+def test_every_integration_test_maps_to_its_backend() -> None:
+    ids = collected_integration_ids()
+    assert ids, "no integration tests collected"
+    for test_id in ids:
+        path, _, name = test_id.partition("::")
+        module = path.replace("/", ".")[: -len(".py")]
+        label = junit.label_of(module, name)
+        assert label in [*junit.LABELS, "ftrace", junit.GENERAL], test_id
+        if "test_ebpf_bcc" in path:
+            assert label == "ebpf-bcc"
+        elif "test_ebpf_core" in path:
+            assert label == "ebpf-core"
+        for candidate in junit.LABELS:
+            if name.endswith(f"[{candidate}]"):
+                assert label == candidate, test_id
+
+
+@pytest.mark.parametrize("module,name,want", [
+    ("tests.integration.test_ftrace", "test_x[kprobe]", "ftrace/kprobe"),
+    ("tests.integration.test_ftrace", "test_x[tracepoint-exec]", "ftrace/tracepoint"),
+    ("tests.integration.test_contract", "test_x[ftrace/eprobe]", "ftrace/eprobe"),
+    ("tests.integration.test_contract", "test_x[ebpf-bcc]", "ebpf-bcc"),
+    ("tests.integration.test_readme", "test_readme_example_runs", junit.GENERAL),
+])
+def test_label_of_parameters(module: str, name: str, want: str) -> None:
+    assert junit.label_of(module, name) == want
+
+
+def test_junit_parse_counts_outcomes(tmp_path: Any) -> None:
+    xml = tmp_path / "j.xml"
+    xml.write_text(
+        '<testsuites><testsuite>'
+        '<testcase classname="tests.integration.test_contract" name="t[ebpf-core]"/>'
+        '<testcase classname="tests.integration.test_contract" name="u[ebpf-core]">'
+        '<failure message="boom">trace</failure></testcase>'
+        '<testcase classname="tests.integration.test_ftrace" name="t[kprobe]">'
+        '<skipped message="backend ftrace/kprobe cannot run here: no kprobes"/></testcase>'
+        '</testsuite></testsuites>')
+    groups = junit.summarise(junit.parse(str(xml)))
+    assert groups["ebpf-core"]["pass"] == 1 and groups["ebpf-core"]["fail"] == 1
+    assert groups["ebpf-core"]["failed"] == ["tests.integration.test_contract::u[ebpf-core]"]
+    assert groups["ftrace/kprobe"]["skip"] == 1
+    assert "no kprobes" in str(groups["ftrace/kprobe"]["skip_reason"])
+
+
+def test_seccomp_program_is_six_instructions_ending_in_allow() -> None:
+    code = program("x86_64")
+    assert len(code) == 6 * 8
+    assert int.from_bytes(code[-4:], sys.byteorder) == 0x7FFF0000
+
+
+BPF_CHECK = (
+    "import ctypes, sys\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "libc.syscall.restype = ctypes.c_long\n"
+    "r = libc.syscall(321, 9999, None, 0)\n"  # an unknown bpf() command
+    "sys.stdout.write(str(ctypes.get_errno() if r < 0 else 0))\n"
+)
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="syscall number is x86_64's")
+def test_nobpf_makes_bpf_fail_with_eperm_and_nothing_else() -> None:
+    denied = subprocess.run([sys.executable, "-m", "tools.vm.nobpf", sys.executable, "-c",
+                             BPF_CHECK], cwd=REPO, capture_output=True, text=True)
+    assert denied.returncode == 0, denied.stderr
+    assert int(denied.stdout) == errno.EPERM
+    plain = subprocess.run([sys.executable, "-c", BPF_CHECK], capture_output=True, text=True)
+    if os.geteuid() == 0:  # root reaches the kernel's own check: an unknown command
+        assert int(plain.stdout) == errno.EINVAL
+    other = subprocess.run([sys.executable, "-m", "tools.vm.nobpf", "/bin/sh", "-c",
+                            "exit 7"], cwd=REPO)
+    assert other.returncode == 7
+
+
+def _result(usable: bool, outcome: str, passed: int, failed: int) -> Dict[str, Any]:
+    cand = {"label": "ftrace/kprobe", "usable": usable,
+            "reasons": [] if usable else [{"code": "no-kprobe-events", "blocking": True}],
+            "fields": {"argv": "complete"}}
+    decision = {"chosen": "ftrace/kprobe" if usable else None, "candidates": [cand]}
+    return {
+        "name": "debian-6.1-default", "kernel": "6.1", "release": "6.1.0-56-amd64",
+        "vm": True, "variant": "default", "seconds": 1.0, "packages": {},
+        "doctor": {"decisions": {"exec": decision, "open": decision}},
+        "force_open": {"results": {"ftrace/kprobe": {"exec": {"outcome": outcome},
+                                                     "open": {"outcome": outcome}}}},
+        "groups": {"ftrace/kprobe": {"pass": passed, "fail": failed, "skip": 0,
+                                     "failed": ["t::x"] * failed, "skip_reason": None}},
+    }
+
+
+@pytest.mark.parametrize("usable,outcome,passed,failed,agree", [
+    (True, "traced", 3, 0, True),
+    (True, "traced", 2, 1, False),          # usable but a test failed
+    (True, "open failed", 3, 0, False),     # usable but it does not open
+    (False, "open failed", 0, 0, True),     # not usable and really fails
+    (False, "traced", 0, 0, False),         # not usable but it works
+])
+def test_verdict(usable: bool, outcome: str, passed: int, failed: int, agree: bool) -> None:
+    v = verdict.judge(_result(usable, outcome, passed, failed), "ftrace/kprobe")
+    assert v["agree"] is agree
+    assert bool(v["problems"]) is not agree
+
+
+def test_report_is_marked_generated_and_round_trips(tmp_path: Any) -> None:
+    md, js = str(tmp_path / "c.md"), str(tmp_path / "c.json")
+    report.write([_result(True, "traced", 2, 1)], "python -m tools.vm", md, js)
+    with open(md) as f:
+        text = f.read()
+    assert text.startswith("<!-- GENERATED by `python -m tools.vm`")
+    assert "FAIL 1/3; usable; **MISMATCH**" in text
+    with open(js) as f:
+        assert report.render(json.load(f)) == text
+
+
+def test_plans_name_known_variants() -> None:
+    for _, variant in FULL + CI:
+        assert variant in BY_NAME

@@ -1,0 +1,63 @@
+"""Boot one kernel under virtme-ng and run tools.vm.guest_run inside it.
+
+KVM is not used: on this machine kind /dev/kvm exists but the CPU shows no
+svm/vmx, qemu -cpu host dies setting MSR 0x10a (arch-capabilities) and without
+that flag the guest hangs while decompressing the kernel; TCG works.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import List, Optional, Sequence
+
+VENV_BIN = os.path.dirname(sys.executable)
+
+
+def vng_argv(kimg: str, run_dir: str, ro_dirs: Sequence[str], append: Sequence[str],
+             guest_cmd: str, cpus: int, memory: str, kvm: bool) -> List[str]:
+    argv = [os.path.join(VENV_BIN, "vng"), "--run", kimg, "--user", "root", "--force-9p",
+            "--cpus", str(cpus), "--memory", memory, "--rwdir", run_dir]
+    if not kvm:
+        argv.append("--disable-kvm")
+    for d in ro_dirs:
+        argv += ["--rodir", d]
+    for a in append:
+        argv += ["--append", a]
+    return [*argv, "--exec", guest_cmd]
+
+
+def run_vm(argv: Sequence[str], console: str, wall: float, cwd: str) -> Optional[int]:
+    """Run vng (and its qemu) as one process group; None when the wall clock ran out."""
+    env = dict(os.environ)
+    env["PATH"] = VENV_BIN + ":" + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    with open(console, "wb") as log:
+        proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            return proc.wait(timeout=wall)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            time.sleep(0.5)
+            return None
+
+
+def run_local(argv: Sequence[str], console: str, wall: float, cwd: str) -> Optional[int]:
+    """The same as run_vm for the host's own kernel (no image to boot)."""
+    with open(console, "wb") as log:
+        proc = subprocess.Popen(list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            return proc.wait(timeout=wall)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return None

@@ -1,0 +1,121 @@
+"""What runs inside each VM (or on the host for the host's own kernel):
+variant setup, kernel facts, doctor, fixture recorders, the integration tests.
+Every step's exit code, duration and output land in the run directory; the
+host turns them into docs/compatibility.*.
+
+    python -m tools.vm.guest_run RUN_DIR/config.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from tools.vm.guest_setup import STEPS
+
+
+def read(path: str) -> Optional[str]:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def facts() -> Dict[str, Any]:
+    """What the kernel really is in this boot, to check the variant took effect."""
+    tracing = "/sys/kernel/tracing"
+    return {
+        "release": os.uname().release,
+        "cmdline": read("/proc/cmdline"),
+        "lockdown": read("/sys/kernel/security/lockdown"),
+        "lsm": read("/sys/kernel/security/lsm"),
+        "tracefs_mounted": os.path.isdir(os.path.join(tracing, "events")),
+        "kprobe_events": os.path.exists(os.path.join(tracing, "kprobe_events")),
+        "dynamic_events": os.path.exists(os.path.join(tracing, "dynamic_events")),
+        "headers_build": os.path.realpath(f"/lib/modules/{os.uname().release}/build")
+        if os.path.isdir(f"/lib/modules/{os.uname().release}/build") else None,
+    }
+
+
+def run_step(out: str, name: str, argv: List[str], timeout: float, cwd: str,
+             env: Dict[str, str]) -> Dict[str, Any]:
+    """Run one command in its own process group; kill that group on timeout."""
+    start = time.monotonic()
+    with open(os.path.join(out, f"{name}.out"), "wb") as o, \
+            open(os.path.join(out, f"{name}.err"), "wb") as e:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=o, stderr=e,
+                                start_new_session=True)
+        try:
+            rc: Optional[int] = proc.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            rc, timed_out = None, True
+    return {"argv": argv, "rc": rc, "timed_out": timed_out,
+            "seconds": round(time.monotonic() - start, 1)}
+
+
+def main(config_path: str) -> int:
+    with open(config_path) as f:
+        config: Dict[str, Any] = json.load(f)
+    out, repo = config["out"], config["repo"]
+    py = sys.executable
+    env = {k: v for k, v in os.environ.items() if k != "HYBRIDTRACE_REQUIRE_BACKENDS"}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if config.get("require"):  # the CI entry: a skip of these backends is a failure
+        env["HYBRIDTRACE_REQUIRE_BACKENDS"] = config["require"]
+    env["PATH"] = os.path.dirname(py) + ":/usr/sbin:/usr/bin:/sbin:/bin"
+    wrap = [py, "-m", "tools.vm.nobpf"] if config["deny_bpf"] else []
+    status: Dict[str, Any] = {"setup": {}, "steps": {}}
+
+    def save() -> None:
+        with open(os.path.join(out, "status.json"), "w") as f:
+            json.dump(status, f, indent=1)
+
+    for step in config["setup"]:
+        try:
+            status["setup"][step] = {"ok": True, "detail": STEPS[step](config)}
+        except Exception as exc:  # a failed setup is a result too
+            status["setup"][step] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+    status["facts"] = facts()
+    save()
+
+    steps: List[Tuple[str, List[str], float]] = [
+        ("doctor", [*wrap, py, "-m", "hybridtrace", "doctor", "--json"], 300),
+        ("force_open", [*wrap, py, "-m", "tools.vm.force_open"], 600),
+    ]
+    if config.get("tree"):
+        steps.append(("record_kernel_tree", [*wrap, py, "tools/record_kernel_tree.py",
+                      "--name", config["tree"], "--out", os.path.join(out, "kernels")], 300))
+    if config.get("trace_pipe"):
+        steps.append(("record_trace_pipe", [*wrap, py, "tools/record_trace_pipe.py",
+                      "--name", config["trace_pipe"], "--out", os.path.join(out, "trace_pipe")],
+                      600))
+    tests = config["pytest"]
+    argv = [*wrap, py, "-m", "pytest", *tests["paths"], "-q", "-rA", "-p", "no:cacheprovider",
+            f"--junitxml={os.path.join(out, 'junit.xml')}", f"--timeout={tests['timeout']}"]
+    if tests.get("k"):
+        argv += ["-k", tests["k"]]
+    steps.append(("pytest", argv, tests["wall"]))
+    for name, argv, limit in steps:
+        status["steps"][name] = {"running": True}
+        save()
+        status["steps"][name] = run_step(out, name, argv, limit, repo, env)
+        save()
+    status["done"] = True
+    save()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,52 @@
+"""Steps that turn a freshly booted VM into a variant. They run inside the
+guest only: its /lib/modules and mounts are its own, the host is untouched."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Any, Callable, Dict
+
+
+def headers(config: Dict[str, Any]) -> str:
+    """Expose the kernel's exact headers as /lib/modules/R/build and source.
+
+    virtme-ng makes /lib/modules/R a link to the unpacked modules (read-only,
+    shared with the host); replace it, in the guest's tmpfs, by a directory of
+    links to the same entries plus build (the -amd64 tree) and source (-common).
+    """
+    moddir = f"/lib/modules/{config['release']}"
+    target = os.path.realpath(moddir)
+    if os.path.islink(moddir):
+        os.unlink(moddir)
+    os.makedirs(moddir, exist_ok=True)
+    for name in os.listdir(target):
+        link = os.path.join(moddir, name)
+        if not os.path.lexists(link):
+            os.symlink(os.path.join(target, name), link)
+    for name in ("build", "source"):
+        link = os.path.join(moddir, name)
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(config["headers"][name], link)
+    return f"{moddir}/build -> {config['headers']['build']}"
+
+
+def unmount_tracefs(config: Dict[str, Any]) -> str:
+    """Unmount tracefs and debugfs (whose tracing/ automounts tracefs)."""
+    done = []
+    for path in ("/sys/kernel/debug/tracing", "/sys/kernel/tracing", "/sys/kernel/debug"):
+        if os.path.ismount(path):
+            subprocess.run(["umount", path], check=True)
+            done.append(path)
+    left = [p for p in ("/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events")
+            if os.path.isdir(p)]
+    if left:
+        raise RuntimeError(f"tracefs still reachable at {left}")
+    return "unmounted " + (", ".join(done) or "nothing")
+
+
+STEPS: Dict[str, Callable[[Dict[str, Any]], str]] = {
+    "headers": headers,
+    "unmount_tracefs": unmount_tracefs,
+}

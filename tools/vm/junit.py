@@ -1,0 +1,64 @@
+"""Turn pytest's JUnit XML into pass/fail/skip counts per backend label."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from typing import Dict, List, Optional
+
+LABELS = ["ebpf-core", "ebpf-bcc", "ftrace/kprobe", "ftrace/eprobe", "ftrace/uprobe",
+          "ftrace/tracepoint"]
+TIERS = ["kprobe", "eprobe", "uprobe", "tracepoint"]
+MODULES = {"test_ebpf_core": "ebpf-core", "test_ebpf_bcc": "ebpf-bcc", "test_ftrace": "ftrace"}
+GENERAL = "general"
+
+
+def label_of(classname: str, name: str) -> str:
+    """The backend a test exercises: from its parameter, else from its module."""
+    module = classname.rsplit(".", 1)[-1]
+    match = re.search(r"\[(.*)\]$", name)
+    param = match.group(1) if match else ""
+    for label in LABELS:
+        if re.search(rf"(^|[-_\[]){re.escape(label)}($|[-_\]])", param):
+            return label
+    owner = MODULES.get(module)
+    if owner == "ftrace":
+        for tier in TIERS:
+            if re.search(rf"(^|[-_]){tier}($|[-_])", param):
+                return f"ftrace/{tier}"
+    return owner or GENERAL
+
+
+def outcome(case: ET.Element) -> Dict[str, Optional[str]]:
+    for kind, word in (("failure", "fail"), ("error", "fail"), ("skipped", "skip")):
+        found = case.find(kind)
+        if found is not None:
+            message = (found.get("message") or "").strip().splitlines()
+            return {"outcome": word, "message": message[0][:300] if message else None}
+    return {"outcome": "pass", "message": None}
+
+
+def parse(path: str) -> List[Dict[str, Optional[str]]]:
+    """Every test case: id, backend label, outcome and its first message line."""
+    cases: List[Dict[str, Optional[str]]] = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        classname, name = case.get("classname", ""), case.get("name", "")
+        cases.append({"id": f"{classname}::{name}", "label": label_of(classname, name),
+                      **outcome(case)})
+    return cases
+
+
+def summarise(cases: List[Dict[str, Optional[str]]]) -> Dict[str, Dict[str, object]]:
+    """Per label: counts, and the failing ids / first skip reason."""
+    groups: Dict[str, Dict[str, object]] = {}
+    for case in cases:
+        label = case["label"] or GENERAL
+        group = groups.setdefault(label, {"pass": 0, "fail": 0, "skip": 0, "failed": [],
+                                          "skip_reason": None})
+        word = case["outcome"] or "pass"
+        group[word] = int(group[word]) + 1  # type: ignore[call-overload]
+        if word == "fail":
+            group["failed"].append(case["id"])  # type: ignore[union-attr]
+        elif word == "skip" and group["skip_reason"] is None:
+            group["skip_reason"] = case["message"]
+    return groups

@@ -1,0 +1,144 @@
+"""The kernel matrix command.
+
+    python -m tools.vm                 # full matrix -> docs/compatibility.{md,json}
+    python -m tools.vm --ci            # CI entry: 6.1 + exact headers, kprobe/eprobe/BCC tests
+    python -m tools.vm --cells 6.1:default,6.1:headers --no-host
+    python -m tools.vm --report-only   # re-render docs/compatibility.md from the .json
+
+Needs root, qemu-system-x86 and busybox-static (installed with apt-get when
+missing) and virtme-ng in the venv (pip install -e '.[vm]').
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from tools.vm import fixtures, kernels, report, runs
+from tools.vm.variants import BY_NAME, CI, CI_TESTS, FULL
+
+APT_TOOLS = {"qemu-system-x86": "qemu-system-x86_64", "busybox-static": "busybox",
+             "kmod": "depmod", "file": "file"}
+DOCS = os.path.join(runs.REPO, "docs")
+
+
+def ensure_tools() -> Optional[str]:
+    """Install the VM tools with apt when missing; an error line, or None."""
+    missing = [pkg for pkg, exe in APT_TOOLS.items()
+               if shutil.which(exe) is None and not os.path.exists(f"/usr/sbin/{exe}")]
+    if missing:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        rc = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                             *missing], env=env, stdout=subprocess.DEVNULL).returncode
+        if rc != 0:
+            return f"apt-get install {' '.join(missing)} failed"
+    if not os.path.exists(os.path.join(os.path.dirname(sys.executable), "vng")):
+        return "virtme-ng is not installed in this venv: pip install -e '.[vm]'"
+    return None
+
+
+def parse_cells(text: str) -> List[Tuple[str, str]]:
+    cells = []
+    for item in text.split(","):
+        kernel, _, variant = item.strip().partition(":")
+        if kernel not in [s.name for s in kernels.SPECS] + ["host"]:
+            raise ValueError(f"unknown kernel {kernel!r}")
+        if variant not in BY_NAME:
+            raise ValueError(f"unknown variant {variant!r} (known: {', '.join(BY_NAME)})")
+        cells.append((kernel, variant))
+    return cells
+
+
+def arguments(argv: Optional[List[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tools.vm", description=__doc__.split("\n")[0])
+    p.add_argument("--ci", action="store_true", help="only the CI entry (6.1, headers)")
+    p.add_argument("--cells", help="KERNEL:VARIANT,... instead of the full list")
+    p.add_argument("--no-host", action="store_true", help="skip the host's own kernel row")
+    p.add_argument("--wall", type=int, help="wall clock per VM, seconds "
+                   "(default 1500, CI 900)")
+    p.add_argument("--test-timeout", type=int, default=240, help="per test, seconds")
+    p.add_argument("--cpus", type=int, default=2)
+    p.add_argument("--memory", default="2G")
+    p.add_argument("--runs", default=runs.RUNS, help="run directories (logs, raw output)")
+    p.add_argument("--no-fixtures", action="store_true",
+                   help="do not copy recorded trees/trace_pipe into tests/fixtures")
+    p.add_argument("--md", help="report path (default docs/compatibility.md; "
+                   "CI: RUNS/ci/compatibility.md)")
+    p.add_argument("--report-only", action="store_true",
+                   help="re-render the markdown from the json, run nothing")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = arguments(argv)
+    command = "python -m tools.vm" + (" --ci" if args.ci else "")
+    out_dir = os.path.join(args.runs, "ci") if args.ci else DOCS
+    md = args.md or os.path.join(out_dir, "compatibility.md")
+    js = os.path.splitext(md)[0] + ".json"
+    if args.report_only:
+        try:
+            with open(js) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as exc:
+            print(f"tools.vm: cannot read {js}: {exc}", file=sys.stderr)
+            return 2
+        with open(md, "w") as f:
+            f.write(report.render(data))
+        return 0
+    if os.geteuid() != 0:
+        print("tools.vm: needs root (qemu, tracefs and BPF inside the VMs run as root)",
+              file=sys.stderr)
+        return 2
+    try:
+        cells = parse_cells(args.cells) if args.cells else (CI if args.ci else FULL)
+    except ValueError as exc:
+        print(f"tools.vm: {exc}", file=sys.stderr)
+        return 2
+    problem = ensure_tools()
+    if problem:
+        print(f"tools.vm: {problem}", file=sys.stderr)
+        return 2
+    wall = args.wall or (900 if args.ci else 1500)
+    os.makedirs(out_dir, exist_ok=True)
+    results: List[Dict[str, Any]] = []
+    plan = list(cells)
+    if not args.ci and not args.no_host and not args.cells:
+        plan.append(("host", "default"))
+    for kernel_name, variant_name in plan:
+        variant = BY_NAME[variant_name]
+        kernel = None if kernel_name == "host" else kernels.fetch(kernels.spec_named(kernel_name))
+        name = runs.cell_name(kernel_name if kernel else f"host-{os.uname().release}",
+                              variant_name)
+        started = time.monotonic()
+        print(f"tools.vm: {name} ...", file=sys.stderr, flush=True)
+        result = runs.run_cell(
+            kernel, variant, name, args.runs, CI_TESTS if args.ci else None,
+            args.test_timeout, wall, record=kernel is not None and not args.ci,
+            cpus=args.cpus, memory=args.memory,
+            require="ftrace/kprobe,ebpf-bcc" if args.ci else None)
+        if kernel is not None and not args.no_fixtures and not args.ci:
+            result["fixtures"] = fixtures.install(os.path.join(args.runs, name), result)
+        results.append(result)
+        groups = ", ".join(f"{k} {v['pass']}/{v['fail']}/{v['skip']}"
+                           for k, v in sorted(result["groups"].items()))
+        print(f"tools.vm: {name} done in {time.monotonic() - started:.0f} s "
+              f"(pass/fail/skip: {groups or 'no tests ran'})", file=sys.stderr, flush=True)
+        # Rewrite after every cell: a cut-short matrix still leaves a true report.
+        report.write(results, command, md, js)
+    return 0 if all(_ok(r, args.ci) for r in results) else 1
+
+
+def _ok(result: Dict[str, Any], ci: bool) -> bool:
+    groups = result["groups"]
+    if any(g["fail"] for g in groups.values()) or not result["completed"]:
+        return False
+    if ci:  # the backends the CI entry exists for must have really run
+        return all(groups.get(label, {}).get("pass", 0) > 0
+                   for label in ("ftrace/kprobe", "ebpf-bcc"))
+    return True

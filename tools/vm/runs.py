@@ -1,0 +1,99 @@
+"""One cell of the matrix: prepare its run directory, boot (or run on the
+host), and read back what the guest recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from typing import Any, Dict, Optional
+
+from tools.vm import boot, junit
+from tools.vm.kernels import CACHE, Kernel
+from tools.vm.variants import Variant
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUNS = "/var/cache/hybridtrace/vm-runs"
+
+
+def cell_name(kernel: str, variant: str) -> str:
+    return f"debian-{kernel}-{variant}"
+
+
+def guest_config(run_dir: str, kernel: Optional[Kernel], variant: Variant, name: str,
+                 tests_k: Optional[str], test_timeout: int, test_wall: int,
+                 record: bool) -> Dict[str, Any]:
+    return {
+        "name": name, "variant": variant.name, "out": run_dir, "repo": REPO,
+        "release": kernel.release if kernel else os.uname().release,
+        "headers": {"build": kernel.headers_build, "source": kernel.headers_source}
+        if kernel else None,
+        "setup": list(variant.setup), "deny_bpf": variant.deny_bpf,
+        # Kernel trees for every VM cell; trace_pipe once per kernel (it does
+        # not depend on the variant, and lockdown=confidentiality has no tracefs).
+        "tree": f"vm-{name}" if record else None,
+        "trace_pipe": f"{name.rsplit('-', 1)[0]}-vm" if record and variant.name == "default"
+        else None,
+        "pytest": {"paths": ["tests/integration"], "k": tests_k, "timeout": test_timeout,
+                   "wall": test_wall},
+    }
+
+
+def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
+             tests_k: Optional[str], test_timeout: int, wall: int, record: bool,
+             cpus: int, memory: str, require: Optional[str] = None) -> Dict[str, Any]:
+    """Run one kernel x variant (kernel None: this host, no VM) and collect its results."""
+    run_dir = os.path.join(runs, name)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    os.makedirs(run_dir)
+    # The tests get what is left of the wall clock after boot and the recorders.
+    config = guest_config(run_dir, kernel, variant, name, tests_k, test_timeout,
+                          max(60, wall - 240), record)
+    config["require"] = require
+    config_path = os.path.join(run_dir, "config.json")
+    with open(config_path, "w") as f:
+        json.dump(config, f, indent=1)
+    guest_cmd = f"{sys.executable} -m tools.vm.guest_run {config_path}"
+    start = time.monotonic()
+    if kernel is None:
+        vm_rc = boot.run_local([sys.executable, "-m", "tools.vm.guest_run", config_path],
+                               os.path.join(run_dir, "console.log"), wall, REPO)
+    else:
+        argv = boot.vng_argv(kernel.vmlinuz, run_dir, [CACHE], variant.append, guest_cmd,
+                             cpus, memory, kvm=False)
+        vm_rc = boot.run_vm(argv, os.path.join(run_dir, "console.log"), wall, REPO)
+    return collect(run_dir, name, kernel, variant, vm_rc, time.monotonic() - start)
+
+
+def collect(run_dir: str, name: str, kernel: Optional[Kernel], variant: Variant,
+            vm_rc: Optional[int], seconds: float) -> Dict[str, Any]:
+    result: Dict[str, Any] = {
+        "name": name, "kernel": kernel.name if kernel else "host",
+        "release": kernel.release if kernel else os.uname().release,
+        "packages": kernel.packages if kernel else {}, "vm": kernel is not None,
+        "variant": variant.name, "variant_description": variant.description,
+        "seconds": round(seconds, 1), "wall_clock_exceeded": vm_rc is None, "vm_rc": vm_rc,
+    }
+    status = _json(os.path.join(run_dir, "status.json")) or {}
+    result["setup"] = status.get("setup", {})
+    result["facts"] = status.get("facts")
+    result["steps"] = status.get("steps", {})
+    result["completed"] = bool(status.get("done"))
+    result["doctor"] = _json(os.path.join(run_dir, "doctor.out"))
+    result["force_open"] = _json(os.path.join(run_dir, "force_open.out"))
+    junit_path = os.path.join(run_dir, "junit.xml")
+    cases = junit.parse(junit_path) if os.path.exists(junit_path) else []
+    result["tests"] = cases
+    result["groups"] = junit.summarise(cases)
+    return result
+
+
+def _json(path: str) -> Optional[Dict[str, Any]]:
+    try:
+        with open(path) as f:
+            data: Dict[str, Any] = json.load(f)
+            return data
+    except (OSError, ValueError):
+        return None
