@@ -24,6 +24,9 @@ from typing import List, Optional
 BPF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hybridtrace",
                        "backends", "ebpf", "bpf")
 SOURCES = ("exec.bpf.c", "open.bpf.c")
+# Each source is built twice: with the BPF ring buffer (5.8+), and with per-CPU
+# perf buffers for older kernels.
+FLAVOURS = ((".bpf.o", []), (".perf.bpf.o", ["-DHT_PERF_BUFFER"]))
 HEADERS = ("common.h", "vmlinux.h")
 ARCH = {"x86_64": "x86", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "powerpc",
         "s390x": "s390", "riscv64": "riscv"}
@@ -65,14 +68,14 @@ def compile_objects(src_dir: str, out_dir: str) -> List[str]:
     arch = ARCH.get(platform.machine(), platform.machine())
     built = []
     for src in SOURCES:
-        obj = src[: -len(".c")] + ".o"
-        out = os.path.join(out_dir, obj)
-        # BTF line info names source files: map the build directory away.
-        _run([clang, "-O2", "-g", "-target", "bpf", f"-D__TARGET_ARCH_{arch}",
-              f"-fdebug-prefix-map={os.path.abspath(src_dir)}=.", "-I.", "-c", src,
-              "-o", out], src_dir)
-        _run([strip, "-g", out], src_dir)
-        built.append(out)
+        for suffix, defines in FLAVOURS:
+            out = os.path.join(out_dir, src[: -len(".bpf.c")] + suffix)
+            # BTF line info names source files: map the build directory away.
+            _run([clang, "-O2", "-g", "-target", "bpf", f"-D__TARGET_ARCH_{arch}", *defines,
+                  f"-fdebug-prefix-map={os.path.abspath(src_dir)}=.", "-I.", "-c", src,
+                  "-o", out], src_dir)
+            _run([strip, "-g", out], src_dir)
+            built.append(out)
     return built
 
 

@@ -11,6 +11,8 @@ APT_PACKAGES=(
   python3-bpfcc bpfcc-tools libbpf-tools
   # test workloads are small C programs built on the fly
   gcc libc6-dev
+  # debug symbols let the ftrace uprobe tier find the loader's and opendir's hidden opens
+  libc6-dbg
   # the venv is built on Debian's python3 so an unprivileged user can run it
   # (tests drop to uid 65534), and Debian's python3-bpfcc matches it
   python3 python3-venv
@@ -26,6 +28,9 @@ if [ "$(id -u)" -eq 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  # This kernel ships no headers: give the BCC engine the nearest Debian ones
+  # (offsets it needs come from BTF; see hybridtrace/backends/ebpf/bcc/).
+  [ -e "/lib/modules/$(uname -r)/build" ] || tools/fetch_bcc_headers.sh >/dev/null
 else
   echo "setup: not root, skipping apt-get install of: ${APT_PACKAGES[*]}" >&2
 fi

@@ -16,10 +16,12 @@ import ctypes.util
 import json
 import os
 import sys
+import time
 from typing import Any, Dict, List, Tuple
 
 PR_SET_NAME = 15
 WORKLOAD_COMM = b"ht rec-1 -x"
+SPIN_S = 0.4
 ARGV_SLOTS = 8  # probes read argv[0..7]
 # Whole fake records a traced process can put in its strings after a newline.
 FAKE_OPEN = (b"            bash-1       [000] .....     1.000001: u_open: (0x1)"
@@ -126,6 +128,22 @@ def _execs(tmp: bytes) -> List[Dict[str, Any]]:
     return out
 
 
+def _spinner(tmp: bytes) -> int:
+    """A child that opens a file and then runs without sleeping while the recorder
+    reads: the kernel has not saved its comm yet, so its records print as <...>."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(os.open(tmp + b"/spinner", os.O_RDONLY | os.O_CREAT, 0o600))
+        finally:
+            end = time.monotonic() + SPIN_S
+            while time.monotonic() < end:
+                pass
+            os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
 def run_workload(out_json: str, tmpdir: str) -> int:
     """The traced process: wait for the go byte, then exec and open known things."""
     sys.stdin.buffer.read(1)
@@ -133,6 +151,7 @@ def run_workload(out_json: str, tmpdir: str) -> int:
     tmp = os.fsencode(tmpdir)
     record: Dict[str, Any] = {"pid": os.getpid(), "comm": hexb(WORKLOAD_COMM),
                               "tmpdir": hexb(tmp)}
+    record["spinner"] = _spinner(tmp)
     record["opens"] = _opens(tmp)
     record["execs"] = _execs(tmp)
     with open(out_json, "w", encoding="utf-8") as handle:

@@ -42,7 +42,28 @@ def leftovers(owner: int) -> List[str]:
                 pids = [p.get("pid") for p in prog.get("pids", [])]
                 if owner in pids:
                     found.append(f"bpf prog {prog.get('id')} {prog.get('name')}")
+    # Debian's bpftool is built without pid info ("pids" absent): the owner's
+    # fdinfo names every BPF prog, map and link it still holds.
+    found += [f"bpf fd {h}" for h in bpf_fds(owner)]
     return found
+
+
+def bpf_fds(pid: int) -> List[str]:
+    """prog_id/map_id/link_id of the BPF objects open in ``pid`` (empty if it is gone)."""
+    held: List[str] = []
+    fdinfo = f"/proc/{pid}/fdinfo"
+    try:
+        fds = os.listdir(fdinfo)
+    except OSError:
+        return held
+    for fd in fds:
+        try:
+            with open(os.path.join(fdinfo, fd)) as f:
+                held += [line.strip().replace("\t", "") for line in f
+                         if line.split(":")[0] in ("prog_id", "map_id", "link_id")]
+        except OSError:
+            continue
+    return held
 
 
 @pytest.fixture(autouse=True)

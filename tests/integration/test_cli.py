@@ -18,8 +18,8 @@ from hybridtrace.selector import decide
 from tests.conftest import require_backend
 from tests.integration.conftest import leftovers
 
-BACKENDS = ["ebpf-core", "ftrace/uprobe", "ftrace/tracepoint"]
-EXACT = {"ebpf-core", "ftrace/uprobe"}
+BACKENDS = ["ebpf-core", "ebpf-bcc", "ftrace/uprobe", "ftrace/tracepoint"]
+EXACT = {"ebpf-core", "ebpf-bcc", "ftrace/uprobe"}
 
 
 def backend_args(label: str) -> List[str]:

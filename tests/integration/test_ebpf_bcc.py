@@ -4,10 +4,11 @@ Headers: this host's kernel has no headers package, so these tests give BCC
 the nearest Debian headers (a merged tree made by tools/fetch_bcc_headers.sh,
 named by $HYBRIDTRACE_BCC_HEADERS or found in its default directory) -- the
 "borrowed headers" path. task_struct/mm_struct offsets then come from this
-kernel's BTF; ``test_headers_in_use_are_reported`` states which headers were
-used, and ``test_borrowed_headers_without_btf_turn_task_reads_off`` covers the
-same host pretending to have no BTF. On a kernel with its own headers the same
-tests run against them ("for this kernel" in the description).
+kernel's BTF (cross-checked against clang). Which headers were used is
+printed and asserted by ``test_headers_reported_and_poll_honours_timeout``;
+``test_borrowed_headers_without_btf_turn_task_reads_off`` covers this host
+pretending to have no BTF. On a kernel with its own headers the same tests
+run against them ("for this kernel" in the description).
 
 BCC compiles for a second or two per stream, so each test opens few streams
 and checks several facts in one go.
@@ -138,22 +139,6 @@ def untouched_exe() -> Iterator[List[str]]:
         yield [exe, data]
 
 
-def test_headers_in_use_are_reported(caps: Capabilities) -> None:
-    s = stream(caps, Kind.OPEN, pid=2**22 + 1)
-    try:
-        desc = s.description
-    finally:
-        s.close()
-    print("ebpf-bcc compiled with:", desc)  # shown with pytest -s / in CI logs
-    assert desc.startswith("ebpf-bcc: BCC ")
-    if os.environ.get(ENV_VAR):
-        assert os.environ[ENV_VAR] in desc
-    if "BORROWED" in desc:
-        assert caps.btf.path is None or f"offsets from BTF ({caps.btf.path})" in desc
-    else:
-        assert "for this kernel" in desc
-
-
 def test_btf_offsets_agree_with_clang_on_this_kernel(tmp_path: os.PathLike[str]) -> None:
     """The offsets used with borrowed headers, against clang's offsetof() over a
     vmlinux.h that bpftool dumps from the same BTF."""
@@ -256,6 +241,18 @@ def test_max_args_and_exact_arg_size(caps: Capabilities) -> None:
     (ev_many,) = execs_of(events, many.pid)
     assert ev_many.argv == (b"/bin/true", b"a0", b"a1", b"a2", b"a3")
     assert ev_many.argv_truncated
+
+    # The largest max_args must still pass the verifier (a loop of 128 reads).
+    s = stream(caps, Kind.EXEC, max_args=128)
+    try:
+        argv = [b"/bin/true", *[b"%d" % i for i in range(140)]]
+        most = subprocess.Popen(argv)
+        most.wait()
+        events = collect(s, lambda ev: bool(execs_of(ev, most.pid)))
+    finally:
+        s.close()
+    (ev_most,) = execs_of(events, most.pid)
+    assert ev_most.argv == tuple(argv[:128]) and ev_most.argv_truncated
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="raw syscall numbers for x86_64")
@@ -403,9 +400,10 @@ def test_two_sessions_both_see_everything(caps: Capabilities) -> None:
     assert len(got[0]) == 5 and got[0] == got[1]
 
 
-def test_poll_honours_timeout(caps: Capabilities) -> None:
+def test_headers_reported_and_poll_honours_timeout(caps: Capabilities) -> None:
     s = stream(caps, Kind.OPEN, pid=2**22 + 1)  # nothing passes the kernel filter
     try:
+        desc = s.description
         t0 = time.monotonic()
         assert list(s.poll(0)) == []
         t1 = time.monotonic()
@@ -415,6 +413,14 @@ def test_poll_honours_timeout(caps: Capabilities) -> None:
         s.close()
     assert t1 - t0 < 0.2
     assert 0.25 <= t2 - t1 < 2.0
+    print("ebpf-bcc compiled with:", desc)  # says which headers: shown with pytest -s
+    assert desc.startswith("ebpf-bcc: BCC ")
+    if os.environ.get(ENV_VAR):
+        assert os.environ[ENV_VAR] in desc
+    if "BORROWED" in desc:
+        assert caps.btf.path is None or f"offsets from BTF ({caps.btf.path})" in desc
+    else:
+        assert "for this kernel" in desc
 
 
 FLOOD_PATH = b"/nonexistent/ht-bcc-flood"
@@ -538,13 +544,12 @@ def test_exact_headers_variant_compiles_and_loads(caps: Capabilities,
         return attrs.evolve(tree, exact=True)
 
     monkeypatch.setattr(bcc_stream.headers, "locate", as_exact)
-    for kind in (Kind.EXEC, Kind.OPEN):
-        s = stream(caps, kind)
-        try:
-            assert "task_struct from the headers" in s.description
-            assert "for this kernel" in s.description
-        finally:
-            s.close()
+    s = stream(caps, Kind.EXEC)  # only the exec program reads task_struct
+    try:
+        assert "task_struct from the headers" in s.description
+        assert "for this kernel" in s.description
+    finally:
+        s.close()
 
 
 def _held_by_us() -> Dict[str, Set[int]]:

@@ -28,8 +28,11 @@ from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
 from hybridtrace.request import ARG_SIZE, PATH_SIZE, Filters, Kind, TraceRequest
 from hybridtrace.selector import decide
 from tests.conftest import require_backend
+from tests.integration.conftest import bpf_fds
 
 LABEL = "ebpf-core"
+# How events leave the kernel: BPF ring buffer read via mmap or by libbpf, perf buffers.
+TRANSPORTS = ["ring", "ring-libbpf", "perf"]
 
 
 @pytest.fixture(scope="module")
@@ -269,6 +272,31 @@ def test_open_creat_openat2_and_errors(caps: object, tmp_path: os.PathLike[str])
     assert toolong.path == long_path.encode()[:PATH_SIZE]
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_every_transport_carries_exec_and_open(caps: object, transport: str) -> None:
+    streams = [open_core_stream(TraceRequest(kind), None, transport=transport)
+               for kind in (Kind.EXEC, Kind.OPEN)]
+    try:
+        child = subprocess.Popen([b"/bin/cat", b"/etc/hostname", b"x\xff y"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        child.wait()
+        seen: List[Event] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (
+                execs_of(seen, child.pid) and any(e.path == b"x\xff y"
+                                                  for e in opens_of(seen, child.pid))):
+            for stream in streams:
+                seen += stream.poll(0.1)
+    finally:
+        for stream in streams:
+            stream.close()
+    (ev,) = execs_of(seen, child.pid)
+    assert ev.argv == (b"/bin/cat", b"/etc/hostname", b"x\xff y") and ev.retval == 0
+    bad = [e for e in opens_of(seen, child.pid) if e.path == b"x\xff y"]
+    assert len(bad) == 1 and bad[0].errno == errno.ENOENT
+    assert streams[0].description.startswith("ebpf-core")
+
+
 # --- filters ------------------------------------------------------------------------------
 
 
@@ -320,6 +348,29 @@ def test_comm_and_pid_filters(caps: object, tmp_path: os.PathLike[str]) -> None:
             sleeper.kill()
     opened = [e for e in events if isinstance(e, OpenEvent)]
     assert opened and all(e.pid == sleeper.pid for e in opened)
+
+
+def test_ppid_filter_in_kernel(caps: object) -> None:
+    script = "read x; /bin/true kid-1; /bin/true kid-2; exit 0"  # exit: no exec of the last
+    shell = subprocess.Popen(["/bin/sh", "-c", script], stdin=subprocess.PIPE)
+    try:
+        with trace("exec", ppid=shell.pid) as session:
+            other = subprocess.Popen(["/bin/true", "not-a-kid"])
+            assert shell.stdin is not None
+            shell.stdin.write(b"go\n")
+            shell.stdin.close()
+            shell.wait()
+            other.wait()
+            events = collect(session, lambda ev: sum(
+                1 for e in ev if isinstance(e, ExecEvent)) >= 2)
+            events += session.poll(0.3)
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+    execs = [e for e in events if isinstance(e, ExecEvent)]
+    assert sorted(e.argv for e in execs if e.argv) == [(b"/bin/true", b"kid-1"),
+                                                        (b"/bin/true", b"kid-2")]
+    assert all(e.ppid == shell.pid for e in execs)
 
 
 def test_failed_only(caps: object) -> None:
@@ -393,12 +444,13 @@ int main(int argc, char **argv) {
 """
 
 
-def test_overload_reports_every_loss(caps: object, cbin: Dict[str, str]) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_overload_reports_every_loss(caps: object, cbin: Dict[str, str], transport: str) -> None:
     produced = 20000
     loop = subprocess.Popen([cbin["openloop"], str(produced)], stdin=subprocess.PIPE)
     try:
         request = TraceRequest(Kind.OPEN, Filters(pid=loop.pid))
-        stream = open_core_stream(request, probe(), ring_bytes=4096)  # type: ignore[arg-type]
+        stream = open_core_stream(request, None, buffer_bytes=4096, transport=transport)
         try:
             assert loop.stdin is not None
             loop.stdin.write(b"go\n")
@@ -418,26 +470,15 @@ def test_overload_reports_every_loss(caps: object, cbin: Dict[str, str]) -> None
             loop.kill()
     captured = [e for e in events if isinstance(e, OpenEvent)]
     lost = [e for e in events if isinstance(e, LostEvent)]
-    assert lost and all(e.where == "ring buffer reserve" and e.count > 0 for e in lost)
+    where = "perf buffer output" if transport == "perf" else "ring buffer reserve"
+    assert lost and all(e.where == where and e.count > 0 for e in lost)
     assert all(e.pid == loop.pid and e.path == b"/nonexistent/ht-openloop" for e in captured)
     assert len(captured) + sum(e.count for e in lost) == produced
     assert stream.stats().lost == sum(e.count for e in lost)
 
 
 def _bpf_fds(pid: int) -> Set[str]:
-    """BPF objects a process holds (prog_id/map_id/link_id in its fdinfo)."""
-    held: Set[str] = set()
-    fdinfo = f"/proc/{pid}/fdinfo"
-    for fd in os.listdir(fdinfo):
-        try:
-            with open(os.path.join(fdinfo, fd)) as f:
-                for line in f:
-                    key, _, value = line.partition(":")
-                    if key in ("prog_id", "map_id", "link_id"):
-                        held.add(f"{key}={value.strip()}")
-        except OSError:
-            continue
-    return held
+    return set(bpf_fds(pid))
 
 
 def _live_prog_ids() -> Set[int]:
@@ -451,7 +492,7 @@ def test_nothing_left_loaded_after_close(caps: object) -> None:
     for kind in ("exec", "open"):
         session = trace(kind)
         held = _bpf_fds(os.getpid()) - before
-        progs = {int(h.split("=")[1]) for h in held if h.startswith("prog_id=")}
+        progs = {int(h.split(":")[1]) for h in held if h.startswith("prog_id:")}
         assert progs and progs <= _live_prog_ids()
         session.close()
         session.close()  # idempotent

@@ -9,7 +9,9 @@ from typing import Any, Dict, List, Tuple
 from hybridtrace.backends.ftrace.format import EventFormat, read_format
 from hybridtrace.backends.ftrace.pipe import PipeParser, TraceLine
 
-ROOT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "trace_pipe")
+# Another directory of recordings can be checked before it is copied in.
+ROOT = os.environ.get("HYBRIDTRACE_TRACE_PIPE_FIXTURES") or os.path.join(
+    os.path.dirname(os.path.dirname(__file__)), "fixtures", "trace_pipe")
 O_LARGEFILE = 0o100000  # some C libraries add it; the kernel ignores it on 64-bit
 
 

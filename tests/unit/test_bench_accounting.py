@@ -107,3 +107,18 @@ def test_recorded_ebpf_core_exec_loop_argv_complete() -> None:
     full = [r for r in records if r["type"] == "exec" and r["argv"] is not None
             and r["argv"][1:2] == [meta["token"]]]
     assert t.captured == t.correct == len(full) > 0
+
+
+def test_recorded_tracepoint_open_loop_counts_pathless_failed_opens() -> None:
+    name = "hybridtrace-ftrace-tracepoint.open-loop"
+    meta = _meta(name)
+    out = _read(name, "stdout")
+    parsed = parse_jsonl(out, _read(name, "stderr"))
+    loop = [r for r in map(json.loads, out) if r["type"] == "open" and r["pid"] == meta["pid"]]
+    failed = [r for r in loop if r["errno"] is not None]
+    assert loop and all(r["path"] is None for r in loop)  # this tier has no strings
+    assert len(failed) < len(loop)  # ld.so's successful opens are in the sample too
+    want = OpenExpectation(prefix=meta["expect"]["prefix"].encode(), produced=meta["produced"],
+                           pid=meta["pid"])
+    t = tally_open(parsed.events, want, parsed.lost)
+    assert (t.captured, t.correct) == (len(failed), 0)

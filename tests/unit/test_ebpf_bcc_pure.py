@@ -143,6 +143,13 @@ def test_exec_record_image_argv_is_cut_to_limits() -> None:
         flags=bcc_records.F_ARGV_FROM_IMAGE, argv=b"a\0" + long_arg + b"\0b\0c\0"), 3)
     assert ev.argv == (b"a", long_arg[:ARG_SIZE], b"b") and ev.argv_truncated
 
+    # At entry the kernel reads one byte past ARG_SIZE: that byte means "cut".
+    exact, over = b"E" * ARG_SIZE, b"O" * (ARG_SIZE + 1)
+    ok = bcc_records.decode_exec(exec_record(argv=b"a\0" + exact + b"\0"), 20)
+    assert ok.argv == (b"a", exact) and not ok.argv_truncated
+    cut = bcc_records.decode_exec(exec_record(argv=b"a\0" + over + b"\0"), 20)
+    assert cut.argv == (b"a", over[:ARG_SIZE]) and cut.argv_truncated
+
 
 def open_record(*, ret: int, path: Optional[bytes], flags: int = 0, syscall: int = 1) -> bytes:
     path_len = len(path) + 1 if path is not None else 0

@@ -33,7 +33,7 @@ def _none(*_args: object) -> None:
 
 
 GONE = ProcLookup(cmdline=_none, uid=_none, ppid=_none, tgid=_none, exe=_none, cwd=_none,
-                  fd_path=_none, fd_flags=_none)
+                  fd_path=_none, fd_flags=_none, comm=_none)
 
 
 def correlate(kind: Kind, lines: List[TraceLine], roles: Optional[Dict[str, Role]] = None,

@@ -14,7 +14,7 @@ import pytest
 
 from tools.vm import junit, report, verdict
 from tools.vm.nobpf import program
-from tools.vm.variants import BY_NAME, CI, FULL
+from tools.vm.variants import BY_NAME, CI, FULL, SUITES
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -141,5 +141,5 @@ def test_report_is_marked_generated_and_round_trips(tmp_path: Any) -> None:
 
 
 def test_plans_name_known_variants() -> None:
-    for _, variant in FULL + CI:
-        assert variant in BY_NAME
+    for _, variant, suite in FULL + CI:
+        assert variant in BY_NAME and suite in SUITES

@@ -49,7 +49,7 @@ def bench(name: str, kind: str, seconds: float) -> str:
     data = data * max(1, (4 << 20) // len(data))
     roles = {n: Role(what, index) for n, (what, index) in meta["roles"].items()}
     source = None if meta["probe_source"] is None else Source(meta["probe_source"])
-    gone = ProcLookup(*([_none] * 8))
+    gone = ProcLookup(*([_none] * 9))
     records = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:

@@ -54,6 +54,26 @@ def _stops(runs: List[Dict[str, Any]]) -> List[str]:
     return bad
 
 
+def _profiles(profiles: List[Dict[str, Any]]) -> List[str]:
+    """Top functions by self time of our CLI at flat out, per backend."""
+    if not profiles:
+        return []
+    parts = ["## Where our CLI spends its time (cProfile, open-loop flat out)\n",
+             "Separate runs under cProfile (slower than the table's); self time share of"
+             " the whole process, top functions.\n"]
+    for p in profiles:
+        if p["status"] != "ok" or not p.get("profile"):
+            parts.append(f"- {p['tracer']}: {p['status']} {cell(p.get('reason', ''))}\n")
+            continue
+        head = (f"**{p['tracer']}**: produced {p['produced']:,}, captured {p['captured']:,},"
+                f" reported lost {p['lost_reported']:,}, CPU {p['cpu_s']:.2f} s\n")
+        rows = ["| function | calls | self s | self share |", "|---|---|---|---|"]
+        rows += [f"| `{cell(f['function'])}` | {f['calls']:,} | {f['self_s']:.2f} |"
+                 f" {100 * f['self_share']:.1f}% |" for f in p["profile"][:8]]
+        parts += [head, "\n".join(rows) + "\n"]
+    return parts
+
+
 def render(doc: Dict[str, Any]) -> str:
     runs = doc["runs"]
     parts = [
@@ -69,7 +89,9 @@ def render(doc: Dict[str, Any]) -> str:
         "## Targets (issue 6), judged from this run\n", "\n".join(judge(runs)) + "\n",
         "## Summary per tracer\n",
         "Slowdown: untraced flat-out rate / traced flat-out rate. argv ok: share of all"
-        " execs the workload made whose whole argv was printed correctly.\n",
+        " execs the workload made whose whole argv was printed correctly. Session open:"
+        " from starting our CLI to its start line (programs loaded and attached; for"
+        " ebpf-bcc mostly BCC's compile time; `-` for tools without such a line).\n",
         render_summary(runs),
     ]
     for workload in ("open-loop", "exec-loop", "shell-loop"):
@@ -77,6 +99,7 @@ def render(doc: Dict[str, Any]) -> str:
         if chosen:
             parts += [f"## {workload}\n", render_table(chosen)]
     parts += ["## Stopping and kernel state\n", "\n".join(_stops(runs)) + "\n"]
+    parts += _profiles(doc.get("profiles", []))
     cannot = _cannot(runs)
     if cannot:
         parts += ["## Cannot run here\n", "\n".join(cannot) + "\n"]

@@ -21,9 +21,13 @@ if __package__ in (None, ""):  # run as a script: python tools/bench/run.py
 
 from tools.bench import machine, report, workloads
 from tools.bench.plan import KINDS, build_plan
+from tools.bench.profiling import profile
 from tools.bench.session import Context, run_traced, run_untraced, set_baseline
 from tools.bench.tracers import Tracer, find_headers, tracers
+from tools.bench.workloads import Workload
 
+PROFILED = ("hybridtrace ebpf-core", "hybridtrace ftrace/uprobe", "hybridtrace ftrace/tracepoint")
+PROFILE_WORKLOAD = Workload(name="open-loop", kind="open", rate=0, duration=5.0)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -55,6 +59,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help="also save raw output samples as unit-test fixtures")
     p.add_argument("--bcc-headers", default=find_headers(), metavar="DIR",
                    help="kernel header tree for BCC (default: one from tools/fetch_bcc_headers.sh)")
+    p.add_argument("--profile", dest="profile", action="store_const", const=True,
+                   help="cProfile our CLI at flat out (default: on, off with --quick)")
+    p.add_argument("--no-profile", dest="profile", action="store_const", const=False)
     p.add_argument("--ready-timeout", type=_positive, default=60.0,
                    help="seconds a tracer gets to show its first event")
     return p.parse_args(argv)
@@ -131,6 +138,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 _say(f"{w.label} untraced again: {_brief(bases[-1])}")
             set_baseline(traced, bases)
             runs += traced + bases[1:]
+        profiles = []
+        if args.profile if args.profile is not None else not args.quick:
+            for tracer in _selected(tracers("open", REPO), args.tracers):
+                if tracer.name in PROFILED and f"{tracer.name}/open" not in cannot:
+                    done = profile(tracer, PROFILE_WORKLOAD, ctx)
+                    profiles.append(done)
+                    _say(f"profiled {tracer.name}: {_brief(done)}")
     info = machine.describe(REPO)
     info["gcc"] = bins.gcc
     info["bcc_headers"] = args.bcc_headers or "none"
@@ -139,7 +153,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m tools.bench" + (" " + " ".join(argv or sys.argv[1:])).rstrip(),
-        "quick": args.quick, "machine": info, "runs": runs,
+        "quick": args.quick, "machine": info, "runs": runs, "profiles": profiles,
     }
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:

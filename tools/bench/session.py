@@ -17,7 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import attrs
 
@@ -31,9 +31,10 @@ from tools.bench.tracers import Tracer
 from tools.bench.workloads import Binaries, Outcome, Workload, child_copy, run
 
 BATCH = {"open": 20, "exec": 5}  # marker events per 20 ms
+_START_LINE = re.compile(rb"^hybridtrace: tracing \w+ with ", re.M)
 TICK = 0.02
-STOP_TIMEOUT = 30.0
-FENCE_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+FENCE_TIMEOUT = 30.0
 
 
 @attrs.frozen(slots=True)
@@ -54,24 +55,44 @@ class _Marker:
     token: str
     primer: str
     since_ns: int = 0  # CLOCK_MONOTONIC: events before this do not count as seen
+    opened_at: Optional[float] = None  # when our CLI printed its start line
+    # A fence issues markers from every CPU and is seen only when each CPU's shows:
+    # tracers that read per-CPU buffers may be far behind on one CPU only.
+    per_cpu: bool = False
     issued: List[Tuple[int, float]] = attrs.Factory(list)
     seq: int = 0
+    cpu_of: Dict[int, int] = attrs.Factory(dict)
+    seen_cpus: Set[int] = attrs.Factory(set)
+    cpus: List[int] = attrs.Factory(lambda: sorted(os.sched_getaffinity(0)))
 
     @property
     def tag(self) -> bytes:
         return f"{self.letter}-{self.token}-".encode()
 
+    def _one(self, children: List[int]) -> None:
+        name = f"{self.tag.decode()}{self.seq}"
+        if self.kind == "open":
+            with contextlib.suppress(OSError):
+                os.close(os.open(os.path.join(self.rundir, name), os.O_RDONLY))
+        else:
+            children.append(os.posix_spawn(self.primer, [self.primer, name], {}))
+        self.seq += 1
+
     def issue(self) -> None:
         self.issued.append((self.seq, time.monotonic()))
-        children = []
-        for _ in range(BATCH[self.kind]):
-            name = f"{self.tag.decode()}{self.seq}"
-            if self.kind == "open":
-                with contextlib.suppress(OSError):
-                    os.close(os.open(os.path.join(self.rundir, name), os.O_RDONLY))
-            else:
-                children.append(os.posix_spawn(self.primer, [self.primer, name], {}))
-            self.seq += 1
+        children: List[int] = []
+        if not self.per_cpu:
+            for _ in range(BATCH[self.kind]):
+                self._one(children)
+        else:
+            try:
+                for cpu in self.cpus:
+                    os.sched_setaffinity(0, {cpu})  # children inherit it
+                    for _ in range(max(1, BATCH[self.kind] // len(self.cpus))):
+                        self.cpu_of[self.seq] = cpu
+                        self._one(children)
+            finally:
+                os.sched_setaffinity(0, self.cpus)
         for pid in children:
             os.waitpid(pid, 0)
 
@@ -82,8 +103,22 @@ class _Marker:
             return None
         if not seqs:  # marker not captured, the event was: the latest batch bounds it
             return self.issued[-1][1]
+        if self.per_cpu:
+            self.seen_cpus.update(self.cpu_of[s] for s in seqs if s in self.cpu_of)
+            if not self.seen_cpus.issuperset(self.cpus):
+                return None
         first = min(seqs)
         return max(t for s, t in self.issued if s <= first)
+
+    def watch_start_line(self, out_path: str) -> None:
+        """When our CLI said "tracing ... with": its session is open (BPF loaded or
+        compiled, probes attached), which for ebpf-bcc is mostly BCC's compile time."""
+        if self.opened_at is not None:
+            return
+        err = os.path.join(os.path.dirname(out_path), "stderr")
+        with open(err, "rb") as f:
+            if _START_LINE.search(f.read(4096)):
+                self.opened_at = time.monotonic()
 
     def seen_without_marker(self, text: bytes) -> bool:
         """An event of ours whose string the tracer did not capture (e.g. tracepoint tier)."""
@@ -102,6 +137,7 @@ class _Marker:
         while time.monotonic() < deadline and proc.poll() is None:
             self.issue()
             time.sleep(TICK)
+            self.watch_start_line(out_path)
             with open(out_path, "rb") as f:
                 f.seek(offset)
                 chunk = f.read()
@@ -239,10 +275,11 @@ def run_traced(tracer: Tracer, w: Workload, ctx: Context) -> Dict[str, Any]:
         cpu0 = procstat.cpu_seconds(proc.pid)
         w0 = time.monotonic()
         outcome = run(w, ctx.bins, rundir, token)
-        fence = _Marker(tracer.kind, "F", rundir, token, primer, time.monotonic_ns())
+        fence = _Marker(tracer.kind, "F", rundir, token, primer, time.monotonic_ns(),
+                        per_cpu=True)
         fenced = fence.wait_seen(proc, out_path, FENCE_TIMEOUT,
                                  os.path.getsize(out_path)) is not None
-        time.sleep(0.3)  # the other CPUs' buffers
+        time.sleep(0.1)
         cpu = procstat.cpu_seconds(proc.pid) - cpu0
         window = time.monotonic() - w0
         rss = procstat.peak_rss_kb(proc.pid)
@@ -269,6 +306,7 @@ def run_traced(tracer: Tracer, w: Workload, ctx: Context) -> Dict[str, Any]:
         cpu_s_per_100k=None if counts.produced == 0 else round(cpu * 1e5 / counts.produced, 3),
         cpu_s_total=round(usage["cpu_s"], 3), peak_rss_kb=rss, maxrss_kb=int(usage["maxrss_kb"]),
         first_event_s=round(first - t0, 3), ready_s=round(ready_s, 3), fenced=fenced,
+        session_open_s=None if prime.opened_at is None else round(prime.opened_at - t0, 3),
         stopped_by=how, exit_code=code, stop_s=round(stop_s, 3),
         unparsed_lines=parsed.unparsed_lines, leftovers=leftovers(proc.pid),
     )

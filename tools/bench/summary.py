@@ -10,7 +10,7 @@ from tools.bench.targets import lossless_rate, slowdown
 Run = Dict[str, Any]
 HEADER = ("tracer", "lossless open rate/s", "captured at 50k opens/s", "exec-loop argv ok",
           "shell-loop argv ok", "open slowdown", "exec slowdown", "CPU s/100k (50k opens/s)",
-          "peak RSS MB", "first event s (worst)")
+          "peak RSS MB", "first event s (worst)", "session open s (worst)")
 
 
 def _one(runs: List[Run], tracer: str, workload: str, rate: int) -> Optional[Run]:
@@ -43,6 +43,8 @@ def row(runs: List[Run], tracer: str) -> List[str]:
         "-" if at50 is None else num(at50["cpu_s_per_100k"]),
         num(max(r["peak_rss_kb"] for r in mine) / 1024, 1),
         num(max(r["first_event_s"] for r in mine)),
+        num(max((r.get("session_open_s") or 0.0 for r in mine), default=None)
+            if any(r.get("session_open_s") is not None for r in mine) else None),
     ]
 
 

@@ -17,6 +17,7 @@ from typing import Any, Dict, List
 
 from hybridtrace.backends import open_stream
 from hybridtrace.capabilities import probe
+from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import ExecEvent, OpenEvent
 from hybridtrace.request import Kind, TraceRequest
 from hybridtrace.selector import candidates
@@ -43,9 +44,8 @@ def _seen(event: object, kind: str, pid: int, marker: str) -> bool:
             and event.path in (marker.encode(), None))
 
 
-def attempt(label: str, kind: str) -> Dict[str, Any]:
+def attempt(caps: Capabilities, label: str, kind: str) -> Dict[str, Any]:
     """Open ``label`` for ``kind``, trigger an event, wait for it, close."""
-    caps = probe()
     cand = next(c for c in candidates(caps, kind) if c.label == label)
     result: Dict[str, Any] = {"doctor_usable": cand.usable}
     start = time.monotonic()
@@ -72,10 +72,11 @@ def attempt(label: str, kind: str) -> Dict[str, Any]:
 
 def main() -> int:
     out: Dict[str, Dict[str, Any]] = {}
-    labels: List[str] = [c.label for c in candidates(probe(), "exec")]
+    caps = probe()  # once: under TCG a probe takes seconds
+    labels: List[str] = [c.label for c in candidates(caps, "exec")]
     for kind in ("exec", "open"):
         for label in labels:
-            out.setdefault(label, {})[kind] = attempt(label, kind)
+            out.setdefault(label, {})[kind] = attempt(caps, label, kind)
     left = leftovers(os.getpid())
     json.dump({"pid": os.getpid(), "results": out, "left_behind": left}, sys.stdout, indent=1)
     return 0

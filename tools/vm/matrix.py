@@ -21,7 +21,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from tools.vm import fixtures, kernels, report, runs
-from tools.vm.variants import BY_NAME, CI, CI_TESTS, FULL
+from tools.vm.variants import BY_NAME, CI, FULL, SUITES
 
 APT_TOOLS = {"qemu-system-x86": "qemu-system-x86_64", "busybox-static": "busybox",
              "kmod": "depmod", "file": "file"}
@@ -43,25 +43,31 @@ def ensure_tools() -> Optional[str]:
     return None
 
 
-def parse_cells(text: str) -> List[Tuple[str, str]]:
+def parse_cells(text: str) -> List[Tuple[str, str, str]]:
+    """KERNEL:VARIANT[:SUITE],... (suite default: contract)."""
     cells = []
     for item in text.split(","):
-        kernel, _, variant = item.strip().partition(":")
+        kernel, _, rest = item.strip().partition(":")
+        variant, _, suite = rest.partition(":")
+        suite = suite or "contract"
+        if suite not in SUITES:
+            raise ValueError(f"unknown suite {suite!r} (known: {', '.join(SUITES)})")
         if kernel not in [s.name for s in kernels.SPECS] + ["host"]:
             raise ValueError(f"unknown kernel {kernel!r}")
         if variant not in BY_NAME:
             raise ValueError(f"unknown variant {variant!r} (known: {', '.join(BY_NAME)})")
-        cells.append((kernel, variant))
+        cells.append((kernel, variant, suite))
     return cells
 
 
 def arguments(argv: Optional[List[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tools.vm", description=__doc__.split("\n")[0])
     p.add_argument("--ci", action="store_true", help="only the CI entry (6.1, headers)")
-    p.add_argument("--cells", help="KERNEL:VARIANT,... instead of the full list")
+    p.add_argument("--cells", help="KERNEL:VARIANT[:SUITE],... instead of the full list "
+                   "(kernel host = this machine, no VM)")
     p.add_argument("--no-host", action="store_true", help="skip the host's own kernel row")
     p.add_argument("--wall", type=int, help="wall clock per VM, seconds "
-                   "(default 1500, CI 900)")
+                   "(default: contract suite 900, others 3600)")
     p.add_argument("--test-timeout", type=int, default=240, help="per test, seconds")
     p.add_argument("--cpus", type=int, default=2)
     p.add_argument("--memory", default="2G")
@@ -104,34 +110,53 @@ def main(argv: Optional[List[str]] = None) -> int:
     if problem:
         print(f"tools.vm: {problem}", file=sys.stderr)
         return 2
-    wall = args.wall or (900 if args.ci else 1500)
     os.makedirs(out_dir, exist_ok=True)
-    results: List[Dict[str, Any]] = []
+    # --cells updates those rows of the existing report; the full run rewrites it.
+    results: List[Dict[str, Any]] = _previous(js) if args.cells else []
     plan = list(cells)
     if not args.ci and not args.no_host and not args.cells:
-        plan.append(("host", "default"))
-    for kernel_name, variant_name in plan:
+        plan.append(("host", "default", "full"))
+    for kernel_name, variant_name, suite in plan:
+        wall = args.wall or (900 if suite == "contract" else 3600)
         variant = BY_NAME[variant_name]
         kernel = None if kernel_name == "host" else kernels.fetch(kernels.spec_named(kernel_name))
-        name = runs.cell_name(kernel_name if kernel else f"host-{os.uname().release}",
-                              variant_name)
+        name = runs.cell_name(kernel_name, variant_name)
         started = time.monotonic()
         print(f"tools.vm: {name} ...", file=sys.stderr, flush=True)
         result = runs.run_cell(
-            kernel, variant, name, args.runs, CI_TESTS if args.ci else None,
+            kernel, variant, name, args.runs, suite,
             args.test_timeout, wall, record=kernel is not None and not args.ci,
             cpus=args.cpus, memory=args.memory,
             require="ftrace/kprobe,ebpf-bcc" if args.ci else None)
         if kernel is not None and not args.no_fixtures and not args.ci:
             result["fixtures"] = fixtures.install(os.path.join(args.runs, name), result)
-        results.append(result)
+        results = [r for r in results if r["name"] != name] + [result]
+        results.sort(key=_order)
         groups = ", ".join(f"{k} {v['pass']}/{v['fail']}/{v['skip']}"
                            for k, v in sorted(result["groups"].items()))
         print(f"tools.vm: {name} done in {time.monotonic() - started:.0f} s "
               f"(pass/fail/skip: {groups or 'no tests ran'})", file=sys.stderr, flush=True)
         # Rewrite after every cell: a cut-short matrix still leaves a true report.
         report.write(results, command, md, js)
-    return 0 if all(_ok(r, args.ci) for r in results) else 1
+    ran = {runs.cell_name(k, v) for k, v, _ in plan}
+    return 0 if all(_ok(r, args.ci) for r in results if r["name"] in ran) else 1
+
+
+def _previous(path: str) -> List[Dict[str, Any]]:
+    try:
+        with open(path) as f:
+            return list(json.load(f)["results"])
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def _order(result: Dict[str, Any]) -> Tuple[int, int, int]:
+    """Rows by kernel age, then the variants' order, the host last."""
+    kernel_names = [s.name for s in kernels.SPECS]
+    variant_names = list(BY_NAME)
+    k = kernel_names.index(result["kernel"]) if result["kernel"] in kernel_names else 99
+    v = variant_names.index(result["variant"]) if result["variant"] in variant_names else 99
+    return (int(not result["vm"]), k, v)
 
 
 def _ok(result: Dict[str, Any], ci: bool) -> bool:

@@ -12,19 +12,22 @@ from typing import Any, Dict, Optional
 
 from tools.vm import boot, junit
 from tools.vm.kernels import CACHE, Kernel
-from tools.vm.variants import Variant
+from tools.vm.variants import SUITES, Variant
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNS = "/var/cache/hybridtrace/vm-runs"
 
 
 def cell_name(kernel: str, variant: str) -> str:
+    if kernel == "host":
+        return f"host-{os.uname().release}-{variant}"
     return f"debian-{kernel}-{variant}"
 
 
 def guest_config(run_dir: str, kernel: Optional[Kernel], variant: Variant, name: str,
-                 tests_k: Optional[str], test_timeout: int, test_wall: int,
+                 suite: str, test_timeout: int, test_wall: int,
                  record: bool) -> Dict[str, Any]:
+    paths, select = SUITES[suite]
     return {
         "name": name, "variant": variant.name, "out": run_dir, "repo": REPO,
         "release": kernel.release if kernel else os.uname().release,
@@ -34,22 +37,22 @@ def guest_config(run_dir: str, kernel: Optional[Kernel], variant: Variant, name:
         # Kernel trees for every VM cell; trace_pipe once per kernel (it does
         # not depend on the variant, and lockdown=confidentiality has no tracefs).
         "tree": f"vm-{name}" if record else None,
-        "trace_pipe": f"{name.rsplit('-', 1)[0]}-vm" if record and variant.name == "default"
+        "trace_pipe": f"debian-{kernel.name}-vm" if kernel and record and variant.name == "default"
         else None,
-        "pytest": {"paths": ["tests/integration"], "k": tests_k, "timeout": test_timeout,
-                   "wall": test_wall},
+        "pytest": {"suite": suite, "paths": list(paths), "k": select,
+                   "timeout": test_timeout, "wall": test_wall},
     }
 
 
 def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
-             tests_k: Optional[str], test_timeout: int, wall: int, record: bool,
+             suite: str, test_timeout: int, wall: int, record: bool,
              cpus: int, memory: str, require: Optional[str] = None) -> Dict[str, Any]:
     """Run one kernel x variant (kernel None: this host, no VM) and collect its results."""
     run_dir = os.path.join(runs, name)
     shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
     # The tests get what is left of the wall clock after boot and the recorders.
-    config = guest_config(run_dir, kernel, variant, name, tests_k, test_timeout,
+    config = guest_config(run_dir, kernel, variant, name, suite, test_timeout,
                           max(60, wall - 240), record)
     config["require"] = require
     config_path = os.path.join(run_dir, "config.json")
@@ -64,7 +67,9 @@ def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
         argv = boot.vng_argv(kernel.vmlinuz, run_dir, [CACHE], variant.append, guest_cmd,
                              cpus, memory, kvm=False)
         vm_rc = boot.run_vm(argv, os.path.join(run_dir, "console.log"), wall, REPO)
-    return collect(run_dir, name, kernel, variant, vm_rc, time.monotonic() - start)
+    result = collect(run_dir, name, kernel, variant, vm_rc, time.monotonic() - start)
+    result["suite"] = {"name": suite, "paths": list(SUITES[suite][0]), "k": SUITES[suite][1]}
+    return result
 
 
 def collect(run_dir: str, name: str, kernel: Optional[Kernel], variant: Variant,

@@ -1,7 +1,9 @@
 """The ebpf-core stream: shipped CO-RE objects, loaded by libbpf, read in bulk.
 
 No compiler and no headers at run time: the objects in bpf/ were built once
-from vmlinux.h and libbpf relocates them against this kernel's BTF.
+from vmlinux.h and libbpf relocates them against this kernel's BTF. Events
+come through the BPF ring buffer (read directly via mmap where the CPU orders
+loads, through libbpf otherwise) or, before 5.8, per-CPU perf buffers.
 """
 
 from __future__ import annotations
@@ -9,53 +11,66 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from importlib import resources
-from typing import Callable, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 from hybridtrace import tracefs
 from hybridtrace.backends.base import BackendError, EventStream, StreamStats
 from hybridtrace.backends.ebpf import libbpf, records
+from hybridtrace.backends.ebpf.callback_readers import LibbpfRingReader, PerfReader
 from hybridtrace.backends.ebpf.loader import BpfObject, read_percpu_u64_sum
 from hybridtrace.backends.ebpf.ringbuf import ORDERED_LOADS, RingReader
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
 from hybridtrace.request import Kind, TraceRequest
 
-DEFAULT_RING_SIZE = 8 << 20
-MAX_BATCH = 65536  # records decoded per poll, so one poll never holds the ring for long
-OBJECTS = {Kind.EXEC: "exec.bpf.o", Kind.OPEN: "open.bpf.o"}
+DEFAULT_BUFFER_SIZE = 8 << 20
 REQUIRED = {
     Kind.EXEC: ("sched/sched_process_exec",),
     Kind.OPEN: ("syscalls/sys_enter_openat", "syscalls/sys_exit_openat"),
 }
+# Biggest record (struct ht_exec) must fit a per-CPU perf buffer.
+MIN_PERF_PAGES = {Kind.EXEC: 16, Kind.OPEN: 1}
+TRANSPORTS = ("ring", "ring-libbpf", "perf")
 
 Decoded = Union[ExecEvent, OpenEvent]
+Reader = Union["RingReader[Decoded]", LibbpfRingReader, PerfReader]
+
+
+def _pow2(n: int) -> int:
+    size = 1
+    while size < n:
+        size <<= 1
+    return size
 
 
 def ring_size(requested: Optional[int]) -> int:
     """A power of two of at least one page, as the kernel requires."""
-    want = max(requested or DEFAULT_RING_SIZE, os.sysconf("SC_PAGE_SIZE"))
-    size = 1
-    while size < want:
-        size <<= 1
-    return size
+    return _pow2(max(requested or DEFAULT_BUFFER_SIZE, os.sysconf("SC_PAGE_SIZE")))
 
 
 def config_bytes(request: TraceRequest, self_tgid: int) -> bytes:
     f = request.filters
     comm = (f.comm or b"")[:16]
+    # ppid filters execs only (filtering.matches): opens must not be narrowed by it.
+    ppid = f.ppid if request.kind is Kind.EXEC else None
     return records.CONFIG.pack(
-        self_tgid, f.pid or 0, f.tid or 0, f.uid or 0, f.ppid or 0, request.max_args,
-        f.pid is not None, f.tid is not None, f.uid is not None, f.ppid is not None,
+        self_tgid, f.pid or 0, f.tid or 0, f.uid or 0, ppid or 0, request.max_args,
+        f.pid is not None, f.tid is not None, f.uid is not None, ppid is not None,
         f.comm is not None, f.failed_only, comm,
     )
 
 
-def _object_image(name: str) -> bytes:
+def choose_transport(caps: Optional[Capabilities]) -> str:
+    if caps is not None and caps.bpf.ringbuf is False:
+        return "perf"
+    return "ring" if ORDERED_LOADS else "ring-libbpf"
+
+
+def _object_image(kind: Kind, transport: str) -> bytes:
+    name = f"{kind.value}{'.perf' if transport == 'perf' else ''}.bpf.o"
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpf", name)
     try:
-        return (resources.files("hybridtrace.backends.ebpf") / "bpf" / name).read_bytes()
-    except AttributeError:  # Python < 3.9
-        with open(os.path.join(os.path.dirname(__file__), "bpf", name), "rb") as f:
+        with open(path, "rb") as f:
             return f.read()
     except OSError as exc:
         raise BackendError(f"shipped BPF object {name} is missing ({exc.strerror});"
@@ -63,41 +78,44 @@ def _object_image(name: str) -> bytes:
 
 
 class CoreStream:
-    """One loaded object, its ring buffer reader and its loss counter."""
+    """One loaded object, its buffer reader and its loss counter."""
 
-    def __init__(self, request: TraceRequest, ring_bytes: Optional[int] = None) -> None:
+    def __init__(self, request: TraceRequest, transport: str,
+                 buffer_bytes: Optional[int] = None) -> None:
+        if transport not in TRANSPORTS:
+            raise BackendError(f"unknown transport {transport!r}; one of {TRANSPORTS}")
         self._request = request
+        self._transport = transport
         self._stats = StreamStats()
-        self._obj: Optional[BpfObject] = None
-        self._ring: Optional[RingReader] = None
         self._lost_seen = 0
+        self._reader: Optional[Reader] = None
         lib = libbpf.get()
         self._lib = lib
         self._ncpus = max(1, int(lib.lib.libbpf_num_possible_cpus()))
         path = self._tracefs()
-        size = ring_size(ring_bytes)
-        obj = BpfObject(lib, _object_image(OBJECTS[request.kind]), f"ht_{request.kind.value}")
-        self._obj = obj
-        self._finalizer = weakref.finalize(self, _release, obj, [None])
+        size = ring_size(buffer_bytes)
+        obj = BpfObject(lib, _object_image(request.kind, transport), f"ht_{request.kind.value}")
+        self._obj: Optional[BpfObject] = obj
+        holder: List[Optional[Reader]] = [None]
+        self._finalizer = weakref.finalize(self, _release, obj, holder)
         try:
             obj.set_rodata(config_bytes(request, os.getpid()))
-            obj.set_max_entries("ht_events", size)
+            if transport != "perf":
+                obj.set_max_entries("ht_events", size)
             if request.kind is Kind.EXEC:
                 obj.set_max_entries("ht_exec_buf", self._ncpus)
             obj.skip_missing(lambda tp: os.path.isdir(os.path.join(path, "events", tp)))
             obj.load()
             obj.attach_all()
             self._lost_fd = obj.map_fd("ht_lost")
-            self._ring = RingReader(obj.map_fd("ht_events"), size)
-            self._finalizer.detach()
-            self._finalizer = weakref.finalize(self, _release, obj, [self._ring])
+            self._reader = holder[0] = self._open_reader(obj.map_fd("ht_events"), size)
         except BaseException:
             self.close()
             raise
-        self._decode = self._decoder()
         skipped = f"; not loaded (no tracepoint): {', '.join(obj.skipped)}" if obj.skipped else ""
-        self.description = (f"ebpf-core: libbpf {lib.path}, ring buffer {size >> 10} KiB"
-                            f"{skipped}")
+        buffer = (f"perf buffers {size >> 10} KiB" if transport == "perf"
+                  else f"ring buffer {size >> 10} KiB")
+        self.description = f"ebpf-core: libbpf {lib.path}, {buffer}{skipped}"
 
     def _tracefs(self) -> str:
         try:
@@ -109,76 +127,72 @@ class CoreStream:
                 raise BackendError(f"tracepoint {tp} is missing from this kernel")
         return path
 
-    def _decoder(self) -> Callable[[memoryview, int, int], Optional[Decoded]]:
+    def _open_reader(self, fd: int, size: int) -> Reader:
         max_args = self._request.max_args
-        exec_kind = self._request.kind is Kind.EXEC
-
-        def decode(view: memoryview, off: int, _length: int) -> Optional[Decoded]:
-            if exec_kind:
+        if self._request.kind is Kind.EXEC:
+            def decode(view: memoryview, off: int, _len: int) -> Optional[Decoded]:
                 return records.decode_exec(view, off, max_args)
-            return records.decode_open(view, off)
-
-        return decode
+        else:
+            def decode(view: memoryview, off: int, _len: int) -> Optional[Decoded]:
+                return records.decode_open(view, off)
+        if self._transport == "perf":
+            page = os.sysconf("SC_PAGE_SIZE")
+            pages = _pow2(max(size // page // self._ncpus, MIN_PERF_PAGES[self._request.kind]))
+            return PerfReader(self._lib, fd, pages, decode)
+        if self._transport == "ring-libbpf":
+            return LibbpfRingReader(self._lib, fd, decode)
+        return RingReader(fd, size, decode, batch=16384)
 
     def poll(self, timeout: Optional[float]) -> Sequence[Event]:
-        ring = self._ring
-        if ring is None:
+        reader = self._reader
+        if reader is None:
             return []
         out: List[Event] = []
-        ring.drain(self._decode, MAX_BATCH, out)  # type: ignore[arg-type]
-        if not out and timeout != 0:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while not out:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                ring.wait(left)
-                ring.drain(self._decode, MAX_BATCH, out)  # type: ignore[arg-type]
-                if self._lost_delta(out):
-                    break
+        reader.read(timeout, out)  # type: ignore[arg-type]
         self._stats.captured += len(out)
-        self._lost_delta(out)
+        self._losses(out)
         return out
 
-    def _lost_delta(self, out: List[Event]) -> int:
-        """Append a LostEvent for losses counted in the kernel since the last look."""
+    def _losses(self, out: List[Event]) -> None:
+        """Append a LostEvent for output failures counted in the kernel since the last look."""
         try:
             total = read_percpu_u64_sum(self._lib, self._lost_fd, self._ncpus)
         except OSError:
-            return 0
+            return
         delta = total - self._lost_seen
         if delta > 0:
             self._lost_seen = total
             self._stats.lost += delta
-            out.append(LostEvent(time.monotonic_ns(), delta, "ring buffer reserve"))
-        return delta
+            where = "perf buffer output" if self._transport == "perf" else "ring buffer reserve"
+            out.append(LostEvent(time.monotonic_ns(), delta, where))
 
     def stats(self) -> StreamStats:
         return StreamStats(self._stats.captured, self._stats.lost)
 
     def close(self) -> None:
-        ring, self._ring = self._ring, None
+        reader, self._reader = self._reader, None
         obj, self._obj = self._obj, None
-        if ring is not None:
-            ring.close()
+        if reader is not None:
+            reader.close()
         if obj is not None:
             obj.close()
         self._finalizer.detach()
 
 
-def _release(obj: BpfObject, rings: List[Optional[RingReader]]) -> None:
+def _release(obj: BpfObject, readers: List[Optional[Reader]]) -> None:
     """Finalizer: a stream dropped without close() still unloads everything."""
-    for ring in rings:
-        if ring is not None:
-            ring.close()
+    for reader in readers:
+        if reader is not None:
+            reader.close()
     obj.close()
 
 
-def open_core_stream(request: TraceRequest, caps: Capabilities,
-                     ring_bytes: Optional[int] = None) -> EventStream:
-    """Load and attach the engine for ``request``; BackendError says why it can't."""
-    if not ORDERED_LOADS:
-        raise BackendError("ebpf-core reads the ring buffer directly, which needs x86's"
-                           " load ordering; this architecture is not supported yet")
-    del caps  # the live load is the probe; requirements.py already judged caps
-    return CoreStream(request, ring_bytes)
+def open_core_stream(request: TraceRequest, caps: Optional[Capabilities],
+                     buffer_bytes: Optional[int] = None,
+                     transport: Optional[str] = None) -> EventStream:
+    """Load and attach the engine for ``request``; BackendError says why it can't.
+
+    ``buffer_bytes`` sizes the ring buffer (or all perf buffers together);
+    ``transport`` forces "ring", "ring-libbpf" or "perf" (tests, benchmarks).
+    """
+    return CoreStream(request, transport or choose_transport(caps), buffer_bytes)

@@ -51,7 +51,12 @@ def assess_core(caps: Capabilities, kind: str) -> Assessment:
         reasons.append(
             Reason("no-libbpf", "libbpf.so.1 not found", remedy="apt-get install libbpf1")
         )
-    reasons += _buffer_reasons(caps)
+    if caps.bpf.ringbuf is False:
+        reasons.append(Reason(
+            "perf-buffer",
+            "no BPF ring buffer (5.8+): events go through per-CPU perf buffers",
+            blocking=False,
+        ))
     reasons += tracefs_reasons(caps, kind, "ebpf")
     return Assessment("ebpf-core", None, kind, reasons, _fields(kind))
 

@@ -20,9 +20,11 @@ import mmap
 import platform
 import select
 import struct
-from typing import Callable, List, Optional, TypeVar
+import time
+from typing import Callable, Generic, List, Optional, TypeVar
 
 T = TypeVar("T")
+Decode = Callable[[memoryview, int, int], Optional[T]]
 
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
@@ -38,11 +40,14 @@ _U32 = struct.Struct("@I")
 ORDERED_LOADS = platform.machine() in ("x86_64", "i686", "i386", "AMD64")
 
 
-class RingReader:
+class RingReader(Generic[T]):
     """The consumer side of one ring buffer map of ``size`` data bytes."""
 
-    def __init__(self, map_fd: int, size: int) -> None:
+    def __init__(self, map_fd: int, size: int, decode: Decode[T],
+                 batch: int = 65536) -> None:
         page = mmap.PAGESIZE
+        self._decode = decode
+        self._batch = batch  # records per read, so one read never holds the ring long
         self._fd = map_fd
         self._mask = size - 1
         self._cons = mmap.mmap(map_fd, page, mmap.MAP_SHARED,
@@ -67,13 +72,26 @@ class RingReader:
         ms = -1 if timeout is None else max(0, int(timeout * 1000))
         self._poller.poll(ms)
 
-    def drain(self, decode: Callable[[memoryview, int, int], Optional[T]], limit: int,
-              out: List[T]) -> int:
-        """Decode committed records into ``out`` (up to ``limit``); returns records read.
+    def read(self, timeout: Optional[float], out: List[T]) -> None:
+        """Append decoded records; wait up to ``timeout`` (None: forever) when none are ready."""
+        if self._drain(out) or timeout == 0:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            self.wait(left)
+            if self._drain(out):
+                return
 
-        ``decode(view, offset, length)`` gets the record in place; it must copy
-        what it keeps, since the space is handed back to the kernel afterwards.
+    def _drain(self, out: List[T]) -> int:
+        """Decode committed records into ``out``; returns how many records were consumed.
+
+        ``decode(view, offset, length)`` gets each record in place and must copy
+        what it keeps: the space goes back to the kernel afterwards.
         """
+        decode, limit = self._decode, self._batch
         cons = self._cons_pos.value
         prod = _U64.unpack_from(self._prod, 0)[0]
         data, mask, count = self._data, self._mask, 0

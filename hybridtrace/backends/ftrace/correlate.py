@@ -11,7 +11,6 @@ never arrives is emitted with an unknown result when it ages out.
 
 from __future__ import annotations
 
-import collections
 import os
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
@@ -106,6 +105,7 @@ class ProcLookup:
     cwd: Callable[[int], Optional[bytes]] = procfs.cwd
     fd_path: Callable[[int, int], Optional[bytes]] = procfs.fd_path
     fd_flags: Callable[[int, int], Optional[int]] = procfs.fd_flags
+    comm: Callable[[int], Optional[bytes]] = procfs.comm
 
 
 def _same_file(filename: bytes, exe: bytes, cwd: Optional[bytes]) -> bool:
@@ -130,11 +130,12 @@ class Correlator:
         self.probe_source = probe_source
         self.max_args = max_args
         self.proc = proc
-        self.pending: collections.OrderedDict[int, Pending] = collections.OrderedDict()
-        self.probes: collections.OrderedDict[int, Dict[int, ProbeData]] = (
-            collections.OrderedDict())
-        self.parents: collections.OrderedDict[int, int] = collections.OrderedDict()
+        # Plain dicts keep insertion order: the first key is the oldest entry.
+        self.pending: Dict[int, Pending] = {}
+        self.probes: Dict[int, Dict[int, ProbeData]] = {}
+        self.parents: Dict[int, int] = {}
         self._tgids: Dict[int, Optional[int]] = {}
+        self._uids: Dict[int, Optional[int]] = {}
         self.records = 0  # records fed
         self.orphans = 0  # exits whose entry was never seen
 
@@ -162,6 +163,7 @@ class Correlator:
     def feed_all(self, lines: Iterable[TraceLine]) -> List[Event]:
         """Feed a batch, then fill from /proc what no record gave (see ``fill``)."""
         out: List[Event] = []
+        self._uids.clear()  # /proc is read once per pid per batch, after the fact anyway
         for line in lines:
             out += self.feed(line)
         return self.fill(out)
@@ -170,7 +172,8 @@ class Correlator:
         """Emit calls still waiting for their exit (end of session)."""
         out: List[Event] = []
         while self.pending:
-            tid, pend = self.pending.popitem(last=False)
+            tid = next(iter(self.pending))
+            pend = self.pending.pop(tid)
             out.append(self._emit(tid, tid, pend, None, pend.timestamp_ns))
         self.probes.clear()
         return self.fill(out)
@@ -219,7 +222,7 @@ class Correlator:
         if per_tid is None:
             per_tid = self.probes[line.pid] = {}
             while len(self.probes) > MAX_THREADS:
-                self.probes.popitem(last=False)
+                del self.probes[next(iter(self.probes))]
         data = per_tid.get(key)
         if data is None:
             data = per_tid[key] = ProbeData()
@@ -246,7 +249,7 @@ class Correlator:
             return
         self.parents[child] = parent
         while len(self.parents) > MAX_FORKS:
-            self.parents.popitem(last=False)
+            del self.parents[next(iter(self.parents))]
 
     def _enter(self, line: TraceLine) -> List[Event]:
         names = EXEC_SYSCALLS if self.kind is Kind.EXEC else OPEN_SYSCALLS
@@ -274,7 +277,8 @@ class Correlator:
                            flags=flags, mode=mode)
         self.pending[line.pid] = pend
         while len(self.pending) > MAX_THREADS:
-            tid, stale = self.pending.popitem(last=False)
+            tid = next(iter(self.pending))
+            stale = self.pending.pop(tid)
             out.append(self._emit(tid, tid, stale, None, stale.timestamp_ns))
         return out
 
@@ -315,7 +319,10 @@ class Correlator:
     # -- building events ---------------------------------------------------
 
     def _comm(self, line: TraceLine) -> Optional[bytes]:
-        return None if line.comm in (UNKNOWN_COMM, b"") else line.comm
+        """The header's comm; the kernel's comm cache prints ``<...>`` once it forgot."""
+        if line.comm not in (UNKNOWN_COMM, b""):
+            return line.comm
+        return self.proc.comm(line.pid)
 
     def _take_probe(self, tid: int, key: Optional[int]) -> Optional[ProbeData]:
         per_tid = self.probes.pop(tid, None)
@@ -339,6 +346,11 @@ class Correlator:
                 self._tgids.clear()
             self._tgids[tid] = self.proc.tgid(tid)
         return self._tgids[tid]
+
+    def _uid(self, pid: int) -> Optional[int]:
+        if pid not in self._uids:
+            self._uids[pid] = self.proc.uid(pid)
+        return self._uids[pid]
 
     def _ppid(self, pid: int) -> Optional[int]:
         parent = self.parents.get(pid)
@@ -370,7 +382,7 @@ class Correlator:
             argv, truncated = probe.argv(self.max_args)
             argv_source = self.probe_source if argv is not None else None
         return ExecEvent(
-            timestamp_ns=ts, pid=pid, tid=pid, ppid=self._ppid(pid), uid=self.proc.uid(pid),
+            timestamp_ns=ts, pid=pid, tid=pid, ppid=self._ppid(pid), uid=self._uid(pid),
             comm=pend.comm, filename=filename, argv=argv, retval=ret,
             argv_truncated=truncated, filename_source=filename_source,
             argv_source=argv_source, syscall=pend.syscall,
@@ -386,7 +398,7 @@ class Correlator:
         if probe is not None and probe.path is not None:
             path, source = probe.path, self.probe_source
         return OpenEvent(
-            timestamp_ns=ts, pid=pid, tid=tid, uid=self.proc.uid(pid), comm=pend.comm,
+            timestamp_ns=ts, pid=pid, tid=tid, uid=self._uid(pid), comm=pend.comm,
             path=path, flags=pend.flags, mode=pend.mode, fd=fd, errno=err,
             path_source=source, syscall=pend.syscall, dfd=pend.dfd,
         )

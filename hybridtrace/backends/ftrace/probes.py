@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import attrs
 
 from hybridtrace.backends.base import BackendError
+from hybridtrace.backends.ftrace.debuginfo import internal_functions
 from hybridtrace.backends.ftrace.instance import write_file
 from hybridtrace.elf import ElfError, find_symbols
 
@@ -59,6 +60,9 @@ LIBC_OPEN = {
     "__open_nocancel": (0, None), "openat64": (1, None), "openat": (1, None),
     "creat64": (0, None), "creat": (0, None),
 }
+# Hidden functions (the loader's library opens, opendir), found only through
+# separately installed debug symbols (see debuginfo.py).
+INTERNAL_OPEN = {"__open64_nocancel": (0, None), "__openat64_nocancel": (1, None)}
 
 FN = "fn"  # the exec'd file name
 ARG = "arg"  # argv[index]
@@ -132,15 +136,19 @@ def uprobe_defs(group: str, libraries: Sequence[str], arch: str, kind: str, max_
     regs = ARG_REGS.get(arch)
     if regs is None:
         raise BackendError(f"uprobe tier: no register map for {arch}")
-    table = LIBC_EXEC if kind == "exec" else LIBC_OPEN
+    table = dict(LIBC_EXEC) if kind == "exec" else dict(LIBC_OPEN, **INTERNAL_OPEN)
+    order = list(table)
     defs: List[ProbeDef] = []
     for lib_index, lib in enumerate(libraries):
         try:
             offsets = find_symbols(lib, table)
         except (OSError, ElfError) as exc:
             raise BackendError(f"uprobe tier: cannot read symbols of {lib}: {exc}") from None
+        if kind != "exec":
+            for func, offset in internal_functions(lib, INTERNAL_OPEN).items():
+                offsets.setdefault(func, offset)
         seen: Dict[int, str] = {}
-        for func, offset in sorted(offsets.items(), key=lambda kv: list(table).index(kv[0])):
+        for func, offset in sorted(offsets.items(), key=lambda kv: order.index(kv[0])):
             if offset in seen:
                 continue
             seen[offset] = func

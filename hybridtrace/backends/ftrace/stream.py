@@ -21,6 +21,7 @@ from hybridtrace.backends.base import BackendError, StreamStats
 from hybridtrace.backends.ftrace import buffer_stats, probes
 from hybridtrace.backends.ftrace.cleanup import remove_stale
 from hybridtrace.backends.ftrace.correlate import Correlator
+from hybridtrace.backends.ftrace.debuginfo import dynamic_loaders
 from hybridtrace.backends.ftrace.format import EventFormat, FormatError, read_format
 from hybridtrace.backends.ftrace.instance import DEFAULT_BUFFER_KB, Instance, session_name
 from hybridtrace.backends.ftrace.pipe import PipeParser, TraceLine
@@ -93,6 +94,8 @@ def _probe_defs(tier: str, request: TraceRequest, caps: Capabilities, group: str
         libs = [os.path.realpath(lib.path) for lib in caps.c_libraries]
         if not libs:
             raise BackendError("uprobe tier: no C library found to probe")
+        if request.kind is Kind.OPEN:
+            libs += [ld for ld in dynamic_loaders(libs) if ld not in libs]
         return probes.uprobe_defs(group, libs, arch, kind, request.max_args,
                                   _user_deref(path, True))
     if tier == "kprobe":

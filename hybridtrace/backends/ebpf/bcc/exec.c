@@ -6,7 +6,10 @@
  * by the kernel) when the caller's pages could not be read;
  * sys_exit emits failed execs with the caller's read. Needs common.c first.
  */
-#define HT_SLOT (HT_ARG_SIZE + 1)
+/* An argument is read up to one byte more than is kept, so user space can tell
+ * "exactly HT_ARG_SIZE" from "longer" without a branch on the length here
+ * (one made the verifier's state count explode with the number of args). */
+#define HT_SLOT (HT_ARG_SIZE + 2)
 #define HT_BLOB (HT_MAX_ARGS * HT_SLOT)
 #define HT_PATH_SLOT (HT_PATH_SIZE + 1)
 
@@ -72,12 +75,6 @@ static __always_inline void ht_read_argv(struct exec_rec *rec, u64 argv)
         if (n <= 0) {
             rec->flags |= HT_F_ARGV_READ_FAILED;
             goto out;
-        }
-        if (n == HT_SLOT) {
-            char next = 0;
-            bpf_probe_read_user(&next, 1, (void *)(p + HT_ARG_SIZE));
-            if (next)
-                rec->flags |= HT_F_ARGV_TRUNCATED;
         }
         off += n;
     }

@@ -88,12 +88,23 @@ struct ht_config {
 
 const volatile struct ht_config ht_cfg = {};
 
+#ifdef HT_PERF_BUFFER
+/* Kernels before 5.8 have no ring buffer: per-CPU perf buffers. Their own loss
+ * records arrive only with the next sample that fits, so failures are counted
+ * here instead, as for the ring buffer (output returns an error since 5.4). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} ht_events SEC(".maps");
+#else
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22); /* resized by user space before load */
 } ht_events SEC(".maps");
+#endif
 
-/* Ring-buffer reserve failures, so that every loss is reported. */
+/* Output failures (buffer full), so that every loss is reported at once. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -101,9 +112,14 @@ struct {
 	__type(value, __u64);
 } ht_lost SEC(".maps");
 
-static __always_inline void ht_emit(void *rec, __u64 size)
+static __always_inline void ht_emit(void *ctx, void *rec, __u64 size)
 {
-	if (bpf_ringbuf_output(&ht_events, rec, size, 0)) {
+#ifdef HT_PERF_BUFFER
+	long err = bpf_perf_event_output(ctx, &ht_events, BPF_F_CURRENT_CPU, rec, size);
+#else
+	long err = bpf_ringbuf_output(&ht_events, rec, size, 0);
+#endif
+	if (err) {
 		__u32 zero = 0;
 		__u64 *n = bpf_map_lookup_elem(&ht_lost, &zero);
 		if (n)

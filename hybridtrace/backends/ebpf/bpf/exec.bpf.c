@@ -113,7 +113,7 @@ static __always_inline __u64 exec_size(struct ht_exec *e)
 	return size;
 }
 
-static __always_inline int on_exit(long ret)
+static __always_inline int on_exit(void *ctx, long ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct ht_exec *e = bpf_map_lookup_elem(&ht_execs, &tid);
@@ -124,7 +124,7 @@ static __always_inline int on_exit(long ret)
 		e->retval = ret;
 		e->h.ts = bpf_ktime_get_ns();
 		if (ht_comm_ok(e->h.comm))
-			ht_emit(e, exec_size(e));
+			ht_emit(ctx, e, exec_size(e));
 	}
 	bpf_map_delete_elem(&ht_execs, &tid);
 	return 0;
@@ -133,13 +133,13 @@ static __always_inline int on_exit(long ret)
 SEC("tracepoint/syscalls/sys_exit_execve")
 int ht_exec_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(ctx->ret);
+	return on_exit(ctx, ctx->ret);
 }
 
 SEC("tracepoint/syscalls/sys_exit_execveat")
 int ht_execat_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(ctx->ret);
+	return on_exit(ctx, ctx->ret);
 }
 
 /* Copy argv as the kernel laid it out in the new image (NUL-separated). */
@@ -209,7 +209,7 @@ int ht_exec_done(struct trace_event_raw_sched_process_exec *ctx)
 	}
 	e->retval = 0;
 	if (!ht_cfg.failed_only && ht_comm_ok(e->h.comm))
-		ht_emit(e, exec_size(e));
+		ht_emit(ctx, e, exec_size(e));
 out:
 	if (pending)
 		bpf_map_delete_elem(&ht_execs, &old_tid);

@@ -86,7 +86,7 @@ int ht_creat_enter(struct trace_event_raw_sys_enter *ctx)
 			AT_FDCWD, HT_SYS_CREAT);
 }
 
-static __always_inline int on_exit(long ret)
+static __always_inline int on_exit(void *ctx, long ret)
 {
 	__u32 zero = 0, tid = (__u32)bpf_get_current_pid_tgid();
 	struct ht_open_args *a = bpf_map_lookup_elem(&ht_opens, &tid);
@@ -118,7 +118,7 @@ static __always_inline int on_exit(long ret)
 	size = __builtin_offsetof(struct ht_open, path) + e->path_len;
 	if (size > sizeof(*e))
 		size = sizeof(*e);
-	ht_emit(e, size);
+	ht_emit(ctx, e, size);
 out:
 	bpf_map_delete_elem(&ht_opens, &tid);
 	return 0;
@@ -127,23 +127,23 @@ out:
 SEC("tracepoint/syscalls/sys_exit_open")
 int ht_open_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(ctx->ret);
+	return on_exit(ctx, ctx->ret);
 }
 
 SEC("tracepoint/syscalls/sys_exit_openat")
 int ht_openat_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(ctx->ret);
+	return on_exit(ctx, ctx->ret);
 }
 
 SEC("tracepoint/syscalls/sys_exit_openat2")
 int ht_openat2_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(ctx->ret);
+	return on_exit(ctx, ctx->ret);
 }
 
 SEC("tracepoint/syscalls/sys_exit_creat")
 int ht_creat_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(ctx->ret);
+	return on_exit(ctx, ctx->ret);
 }

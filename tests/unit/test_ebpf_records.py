@@ -1,0 +1,74 @@
+"""Decoding of the ebpf-core ring-buffer records: cuts, flags and None, no kernel needed.
+
+Records are packed here with the same struct layouts the decoder reads; the
+kernel side of the layout is checked by the root tests in
+tests/integration/test_ebpf_core.py.
+"""
+
+from __future__ import annotations
+
+from hybridtrace.backends.ebpf import records
+from hybridtrace.events import Source
+from hybridtrace.request import ARG_SIZE, PATH_SIZE
+
+
+def _exec_record(name: bytes, args: bytes, flags: int = 0, argv_src: int = 1,
+                 name_src: int = 1) -> memoryview:
+    name_len = len(name) + 1 if name_src else 0
+    head = records.EXEC.pack(7, 1, 10, 11, 9, 0, flags, b"comm\0junk", -2, 1, name_len,
+                             len(args), name_src, argv_src)
+    return memoryview(head + (name + b"\0" if name_src else b"") + args + b"\xaa" * 8)
+
+
+def test_split_argv_flags_cut_args_and_missing_terminator() -> None:
+    big = b"x" * (ARG_SIZE + 1)
+    assert records.split_argv(b"a\0\0b c\0", 20) == ((b"a", b"", b"b c"), False)
+    assert records.split_argv(b"a\0" + big + b"\0", 20) == ((b"a", big[:ARG_SIZE]), True)
+    assert records.split_argv(b"a\0par", 20) == ((b"a", b"par"), True)
+    assert records.split_argv(b"a\0b\0c\0", 2) == ((b"a", b"b"), True)
+    assert records.split_argv(b"", 20) == ((), False)
+
+
+def test_exec_record_decodes_exact_bytes_and_sources() -> None:
+    ev = records.decode_exec(_exec_record(b"/bin/\xff", b"/bin/\xff\0new\nline\0"), 0, 20)
+    assert ev.filename == b"/bin/\xff" and ev.argv == (b"/bin/\xff", b"new\nline")
+    assert ev.comm == b"comm" and ev.retval == -2 and ev.failed and ev.syscall == "execveat"
+    assert (ev.pid, ev.tid, ev.ppid) == (10, 11, 9)
+    assert ev.filename_source is Source.SYSCALL_ENTRY and ev.argv_source is Source.SYSCALL_ENTRY
+    assert not ev.argv_truncated
+
+
+def test_exec_record_fault_means_none_not_empty() -> None:
+    ev = records.decode_exec(_exec_record(b"", b"", flags=records.F_ARGV_FAULT | 4,
+                                          name_src=0), 0, 20)
+    assert ev.filename is None and ev.filename_source is None
+    assert ev.argv is None and ev.argv_source is None
+    partial = records.decode_exec(_exec_record(b"/x", b"/x\0", flags=records.F_ARGV_FAULT),
+                                  0, 20)
+    assert partial.argv == (b"/x",) and partial.argv_truncated
+
+
+def test_new_image_argv_is_capped_by_max_args() -> None:
+    args = b"".join(b"a%d\0" % i for i in range(30))
+    ev = records.decode_exec(_exec_record(b"/bin/true", args, argv_src=2), 0, 20)
+    assert ev.argv_source is Source.NEW_IMAGE
+    assert ev.argv == tuple(b"a%d" % i for i in range(20)) and ev.argv_truncated
+
+
+def test_open_record_fd_errno_split_and_long_path() -> None:
+    path = b"/" + b"p" * PATH_SIZE  # one byte over: the kernel read PATH_SIZE + 1
+    head = records.OPEN.pack(5, 2, 3, 3, 1, 1000, 0, b"cat", -13, -100, 0o101, 0o644, 3,
+                             len(path) + 1)
+    ev = records.decode_open(memoryview(head + path + b"\0"), 0)
+    assert ev.errno == 13 and ev.fd is None and ev.failed
+    assert ev.path == path[:PATH_SIZE] and ev.path_truncated
+    assert (ev.flags, ev.mode, ev.dfd, ev.syscall, ev.uid) == (0o101, 0o644, -100, "creat", 1000)
+    head = records.OPEN.pack(5, 2, 3, 3, 1, 0, 4, b"cat", 3, 7, 0, 0, 1, 0)
+    ok = records.decode_open(memoryview(head), 0)
+    assert ok.fd == 3 and ok.errno is None and ok.path is None and ok.path_source is None
+    assert ok.dfd == 7
+
+
+def test_config_is_the_whole_rodata_struct() -> None:
+    # struct ht_config in bpf/common.h: 6 u32, 6 flags, 2 pad, comm[16]
+    assert records.CONFIG.size == 48

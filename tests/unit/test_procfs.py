@@ -1,0 +1,70 @@
+"""hybridtrace.procfs against processes this test starts (no root needed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+from hybridtrace import procfs
+
+ARGV = [b"with space", b"new\nline", b"\xff\xfe", b""]
+
+
+def test_live_child_facts() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", *ARGV],
+                             stdin=subprocess.PIPE)
+    try:
+        assert procfs.cmdline(child.pid) == (os.fsencode(sys.executable), b"-c",
+                                             b"import sys; sys.stdin.read()", *ARGV)
+        assert procfs.uid(child.pid) == os.getuid()
+        assert procfs.ppid(child.pid) == os.getpid()
+        assert procfs.tgid(child.pid) == child.pid
+        assert procfs.exe(child.pid) == os.fsencode(os.path.realpath(sys.executable))
+        assert procfs.cwd(child.pid) == os.fsencode(os.getcwd())
+        assert procfs.alive(child.pid)
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait()
+    # reaped: every reader says "unknown", none guesses
+    assert not procfs.alive(child.pid)
+    assert procfs.cmdline(child.pid) is None and procfs.uid(child.pid) is None
+    assert procfs.ppid(child.pid) is None and procfs.exe(child.pid) is None
+
+
+def test_zombie_keeps_uid_but_not_argv() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+    try:
+        assert procfs.uid(child.pid) == os.getuid()
+        assert procfs.cmdline(child.pid) is None
+        assert procfs.alive(child.pid)
+    finally:
+        child.wait()
+
+
+def test_fd_path_and_flags() -> None:
+    with tempfile.NamedTemporaryFile(prefix="ht-procfs-\n\xff-") as tmp:
+        fd = os.open(tmp.name, os.O_WRONLY | os.O_APPEND)
+        try:
+            assert procfs.fd_path(os.getpid(), fd) == os.fsencode(tmp.name)
+            flags = procfs.fd_flags(os.getpid(), fd)
+            assert flags is not None
+            assert flags & os.O_ACCMODE == os.O_WRONLY and flags & os.O_APPEND
+        finally:
+            os.close(fd)
+        assert procfs.fd_path(os.getpid(), fd) is None
+    read_end, write_end = os.pipe()
+    try:
+        assert procfs.fd_path(os.getpid(), read_end) is None  # "pipe:[N]" is no path
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_comm_and_tgid_of_self() -> None:
+    with open("/proc/self/comm", "rb") as handle:
+        assert procfs.comm(os.getpid()) == handle.read().rstrip(b"\n")
+    assert procfs.tgid(os.getpid()) == os.getpid()
