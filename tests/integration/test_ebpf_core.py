@@ -98,7 +98,9 @@ def test_hostile_argv_and_a_100k_argument(caps: object) -> None:
     (ev,) = execs_of(events, child.pid)
     assert ev.retval == 0 and ev.syscall == "execve"
     assert ev.filename == b"/bin/sh" and ev.filename_source is Source.SYSCALL_ENTRY
-    assert ev.argv_source is Source.SYSCALL_ENTRY
+    # Which read wins depends on whether the caller's pages were present (on
+    # 5.10 they were not); either way every argument comes out, cut alike.
+    assert ev.argv_source in (Source.SYSCALL_ENTRY, Source.NEW_IMAGE)
     assert ev.argv == (*argv[:8], big[:ARG_SIZE], b"after-big")
     assert ev.argv_truncated
     assert ev.comm == b"sh" and ev.ppid == os.getpid() and ev.uid == 0
@@ -119,6 +121,17 @@ def test_exact_arg_size_is_not_flagged_and_max_args_is(caps: object) -> None:
     (ev_many,) = execs_of(events, many.pid)
     assert ev_many.argv == (b"/bin/true", b"a0", b"a1", b"a2", b"a3")
     assert ev_many.argv_truncated
+
+
+def test_max_args_128_of_full_size(caps: object) -> None:
+    args = [b"%03d" % i + b"y" * 297 for i in range(130)]
+    with trace("exec", max_args=128) as session:
+        child = subprocess.Popen([b"/bin/true", *args])
+        child.wait()
+        events = collect(session, lambda ev: bool(execs_of(ev, child.pid)))
+    (ev,) = execs_of(events, child.pid)
+    assert ev.argv == (b"/bin/true", *[a[:ARG_SIZE] for a in args[:127]])
+    assert ev.argv_truncated
 
 
 def test_failed_exec_enoent_with_argv(caps: object) -> None:
@@ -150,6 +163,7 @@ def test_ppid_is_the_real_parent(caps: object) -> None:
     assert len(kid) == 1 and kid[0].ppid == shell.pid and kid[0].pid != shell.pid
 
 
+LONG_ARG = "L" * 300  # longer than ARG_SIZE, and followed by another argument
 FORKEXEC_C = r"""
 /* fork()+execv() children whose argv (strings and pointer array) sit in pages
  * of .data nobody touched before exec: non-PIE, so no relocation writes them. */
@@ -157,10 +171,11 @@ FORKEXEC_C = r"""
 #include <sys/wait.h>
 #include <unistd.h>
 #define N 40
-struct slot { char path[32]; char a1[32]; char a2[32]; char a3[64]; char *argv[5]; }
-  __attribute__((aligned(4096)));
-#define S(i) { "/bin/true", "slot-" #i, "with space", "untouched\nnewline " #i, \
-  { slots[i].path, slots[i].a1, slots[i].a2, slots[i].a3, 0 } }
+struct slot { char path[32]; char a1[32]; char a2[32]; char a3[64]; char a4[320];
+  char a5[32]; char *argv[7]; } __attribute__((aligned(4096)));
+#define S(i) { "/bin/true", "slot-" #i, "with space", "untouched\nnewline " #i, "LONG", \
+  "tail-" #i, { slots[i].path, slots[i].a1, slots[i].a2, slots[i].a3, slots[i].a4, \
+  slots[i].a5, 0 } }
 static struct slot slots[N] = { S(0), S(1), S(2), S(3), S(4), S(5), S(6), S(7), S(8), S(9),
   S(10), S(11), S(12), S(13), S(14), S(15), S(16), S(17), S(18), S(19), S(20), S(21), S(22),
   S(23), S(24), S(25), S(26), S(27), S(28), S(29), S(30), S(31), S(32), S(33), S(34), S(35),
@@ -173,7 +188,7 @@ int main(void) {
   }
   return 0;
 }
-"""
+""".replace('"LONG"', '"' + LONG_ARG + '"')
 
 
 def test_fork_execv_untouched_argv_pages_come_out_complete(
@@ -186,10 +201,11 @@ def test_fork_execv_untouched_argv_pages_come_out_complete(
             1 for e in ev if isinstance(e, ExecEvent) and e.ppid == parent.pid) >= 40)
     kids = [e for e in events if isinstance(e, ExecEvent) and e.ppid == parent.pid]
     assert len(kids) == 40
-    want = {(b"/bin/true", b"slot-%d" % i, b"with space", b"untouched\nnewline %d" % i)
-            for i in range(40)}
+    long_arg = LONG_ARG.encode()[:ARG_SIZE]
+    want = {(b"/bin/true", b"slot-%d" % i, b"with space", b"untouched\nnewline %d" % i,
+             long_arg, b"tail-%d" % i) for i in range(40)}
     assert {k.argv for k in kids} == want
-    assert all(k.filename == b"/bin/true" and not k.argv_truncated for k in kids)
+    assert all(k.filename == b"/bin/true" and k.argv_truncated for k in kids)
     # The workload really hit the case: some callers' pages were out, and those
     # argv came from the new image (the rest, mapped by fault-around, from entry).
     assert any(k.argv_source is Source.NEW_IMAGE for k in kids)
@@ -508,4 +524,91 @@ def test_dropped_stream_is_released_by_gc(caps: object) -> None:
     assert _bpf_fds(os.getpid()) - before
     del stream
     gc.collect()
+    assert _bpf_fds(os.getpid()) - before == set()
+
+
+# --- the reference tools, same workload ---------------------------------------------------
+
+
+class Reference:
+    """A libbpf-tools snoop (Debian's /usr/sbin), line-buffered, ready once its header shows."""
+
+    def __init__(self, argv: List[str]) -> None:
+        self.proc = subprocess.Popen(["stdbuf", "-oL", *argv], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
+        assert self.proc.stdout is not None
+        self.header = self.proc.stdout.readline()
+        assert self.header, f"{argv[0]} did not start"
+
+    def stop(self) -> List[bytes]:
+        time.sleep(0.5)
+        self.proc.send_signal(2)
+        out, _ = self.proc.communicate(timeout=20)
+        return out.splitlines()
+
+
+def test_same_workload_as_libbpf_tools(caps: object) -> None:
+    snoops = [shutil.which(n) or f"/usr/sbin/{n}" for n in ("opensnoop", "execsnoop")]
+    if not all(os.path.exists(s) for s in snoops):
+        pytest.fail("libbpf-tools (opensnoop, execsnoop) are needed: tools/setup.sh installs them")
+    # Kernel-side uid filters on both sides keep the volume low, so a busy
+    # machine cannot make either tool lose part of the workload.
+    script = ("for i in 1 2 3; do cat /etc/hostname /ht-nope-$i; /ht-nonexistent-$i a$i; done;"
+              " exit 0")
+    ref_open = Reference([snoops[0], "-u", "65534"])
+    ref_exec = Reference([snoops[1], "-x", "-u", "65534"])
+    with trace("open", uid=65534) as so, trace("exec", uid=65534) as se:
+        work = subprocess.Popen(["/bin/sh", "-c", script], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, preexec_fn=lambda: os.setuid(65534))
+        work.wait()
+        opens = collect(so, lambda ev: any(e.path == b"/ht-nope-3" for e in ev
+                                           if isinstance(e, OpenEvent)))
+        execs = collect(se, lambda ev: any(e.filename == b"/ht-nonexistent-3" for e in ev
+                                           if isinstance(e, ExecEvent)))
+        opens += so.poll(0.3)
+        execs += se.poll(0.3)
+    open_lines, exec_lines = ref_open.stop(), ref_exec.stop()
+    kids = {e.pid for e in execs if isinstance(e, ExecEvent) and e.ppid == work.pid}
+    pids = kids | {work.pid}
+    assert len(kids) == 6  # 3 cat, 3 failed execs (forked children of sh)
+
+    ours_open = sorted((e.pid, e.path, e.fd if e.fd is not None else -1)
+                       for e in opens if isinstance(e, OpenEvent) and e.pid in pids)
+    # opensnoop: PID COMM FD ERR PATH
+    theirs_open = sorted((int(f[0]), f[4], int(f[2])) for f in
+                         (ln.split(None, 4) for ln in open_lines)
+                         if len(f) == 5 and f[0].isdigit() and int(f[0]) in pids)
+    assert ours_open and ours_open == theirs_open
+
+    # execsnoop shows the filename in argv[0]'s place (sh runs "cat" as /usr/bin/cat)
+    ours_exec = sorted((e.pid, e.retval, b" ".join([e.filename or b"", *(e.argv or ())[1:]]))
+                       for e in execs if isinstance(e, ExecEvent) and e.pid in pids)
+    assert any(e.argv and e.argv[0] == b"cat" and e.filename != b"cat" for e in execs
+               if isinstance(e, ExecEvent))
+    # execsnoop: PCOMM PID PPID RET ARGS (with a trailing space; no arg here ends in one)
+    theirs_exec = sorted((int(f[1]), int(f[3]), f[4].rstrip(b" ") if len(f) > 4 else b"") for f in
+                         (ln.split(None, 4) for ln in exec_lines)
+                         if len(f) >= 4 and f[1].isdigit() and int(f[1]) in pids)
+    assert len(ours_exec) == 7 and ours_exec == theirs_exec  # sh itself and its 6 children
+
+
+def test_programs_for_missing_tracepoints_are_not_loaded(caps: object) -> None:
+    """As on kernels without openat2 (< 5.6) or open/creat (arm64): skipped, not fatal."""
+    from hybridtrace.backends.ebpf import libbpf
+    from hybridtrace.backends.ebpf.core_stream import _object_image, config_bytes
+    from hybridtrace.backends.ebpf.loader import BpfObject
+
+    before = _bpf_fds(os.getpid())
+    obj = BpfObject(libbpf.get(), _object_image(Kind.OPEN, "ring"), "ht_open")
+    try:
+        obj.set_rodata(config_bytes(TraceRequest(Kind.OPEN), os.getpid()))
+        obj.skip_missing(lambda tp: not tp.endswith(("openat2", "creat")))
+        obj.load()
+        obj.attach_all()
+        assert sorted(obj.skipped) == sorted(f"syscalls/sys_{d}_{n}" for d in ("enter", "exit")
+                                             for n in ("openat2", "creat"))
+        progs = {h for h in _bpf_fds(os.getpid()) - before if h.startswith("prog_id:")}
+        assert len(progs) == 4  # open and openat, entry and exit
+    finally:
+        obj.close()
     assert _bpf_fds(os.getpid()) - before == set()

@@ -23,6 +23,8 @@ FIXTURES = os.path.join(os.path.dirname(__file__), os.pardir, "fixtures", "bench
 def runs(family: str) -> List[Tuple[str, Dict[str, Any]]]:
     found = []
     for path in sorted(glob.glob(os.path.join(FIXTURES, "*.*-loop.json"))):
+        if os.path.basename(path).startswith("cannot."):
+            continue
         with open(path) as f:
             meta = json.load(f)
         if meta["family"] == family:
@@ -137,3 +139,32 @@ def test_hybridtrace_json(base: str, meta: Dict[str, Any]) -> None:
         assert ev.comm == record["comm"].encode()
         if meta["kind"] == "exec" and record["argv"] is not None:
             assert ev.argv == tuple(a.encode() for a in record["argv"])
+
+
+def test_prefilter_keeps_every_line_the_accounting_uses() -> None:
+    from tools.bench.session import relevant
+
+    for base, meta in LIBBPF + OURS:
+        out = lines(base, "stdout")
+        token, pid = meta["token"].encode(), meta["pid"]
+        kept = [ln for ln in out if relevant(ln, token, pid)]
+        assert set(marked(base, meta)) <= set(kept)
+        dropped = [ln for ln in out if ln not in kept]
+        assert all(token not in ln and b'"type":"lost"' not in ln for ln in dropped)
+
+
+def test_why_not_picks_the_diagnostic_of_tools_that_could_not_start() -> None:
+    from tools.bench.session import why_not
+
+    found = sorted(glob.glob(os.path.join(FIXTURES, "cannot.*.json")))
+    assert found
+    for path in found:
+        base = path[: -len(".json")]
+        with open(path) as f:
+            meta = json.load(f)
+        reason = why_not(f"{base}.stdout", f"{base}.stderr")
+        assert reason == meta["reason"]
+        assert "Traceback" not in reason and "File \"" not in reason and "\n" not in reason
+        err = b"\n".join(lines(base, "stderr") + lines(base, "stdout"))
+        first = reason.split(" / ")[0]
+        assert first.encode() in err  # taken from what the tool printed

@@ -79,3 +79,15 @@ def test_summary_one_row_per_tracer_that_ran() -> None:
     shell = next(r for r in runs if r["tracer"] == "hybridtrace ebpf-core"
                  and r["workload"] == "shell-loop" and r["status"] == "ok")
     assert f"| {pct(shell['correct'] / shell['produced'])} |" in core
+
+
+def test_lossless_rate_tells_never_lossless_from_not_run() -> None:
+    def run(rate: int, missed: int, lost: int) -> Dict[str, Any]:
+        return {"tracer": "t", "family": "x", "status": "ok", "workload": "open-loop",
+                "rate_offered": rate, "missed": missed, "lost_reported": lost,
+                "achieved_rate": 1234.0}
+
+    assert lossless_rate([run(1000, 1, 0), run(0, 0, 5)], "t") == 0.0
+    assert lossless_rate([run(1000, 0, 0), run(10000, 3, 3)], "t") == 1000
+    assert lossless_rate([run(1000, 0, 0), run(0, 0, 0)], "t") == 1234.0  # flat out: achieved
+    assert lossless_rate([run(1000, 0, 0)], "other") is None

@@ -143,3 +143,12 @@ def test_report_is_marked_generated_and_round_trips(tmp_path: Any) -> None:
 def test_plans_name_known_variants() -> None:
     for _, variant, suite in FULL + CI:
         assert variant in BY_NAME and suite in SUITES
+
+
+def test_verbose_lines_stand_in_for_junit() -> None:
+    text = ("tests/integration/test_ftrace.py::test_open_paths_fd_and_errno[eprobe] PASSED [ 3%]\n"
+            "tests/integration/test_ebpf_bcc.py::test_perf_buffer_fallback FAILED       [ 6%]\n"
+            "collected 3 items\n")
+    cases = junit.parse_verbose(text)
+    assert [(c["label"], c["outcome"]) for c in cases] == [("ftrace/eprobe", "pass"),
+                                                          ("ebpf-bcc", "fail")]

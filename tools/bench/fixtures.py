@@ -54,3 +54,19 @@ def record(directory: str, tracer: Tracer, w: Workload, outcome: Outcome, token:
     with open(base + ".json", "w") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
         f.write("\n")
+
+
+def record_failure(directory: str, tracer: Tracer, w: Workload, out_path: str,
+                   err_path: str, reason: str) -> None:
+    """What a tracer that could not start printed, and the reason the bench took from it."""
+    os.makedirs(directory, exist_ok=True)
+    base = os.path.join(directory, f"cannot.{slug(tracer, w)}")
+    for src, ext in ((out_path, "stdout"), (err_path, "stderr")):
+        with open(src, "rb") as f:
+            head = f.read().splitlines(keepends=True)[:100]
+        with open(f"{base}.{ext}", "wb") as f:
+            f.writelines(head)
+    with open(base + ".json", "w") as f:
+        json.dump({"tracer": tracer.name, "command": list(tracer.argv), "env": tracer.env,
+                   "kind": tracer.kind, "reason": reason}, f, indent=1, sort_keys=True)
+        f.write("\n")

@@ -17,7 +17,7 @@ SUSTAINED_RATE = 50000  # the issue's target: no loss at 50k/s for 30 s
 def build_plan(quick: bool, duration: Optional[float], sustain: Optional[float],
                workloads: Optional[List[str]] = None) -> List[Workload]:
     rates = QUICK_RATES if quick else FULL_RATES
-    base = duration if duration is not None else (2.0 if quick else 10.0)
+    base = duration if duration is not None else (2.0 if quick else 8.0)
     long = sustain if sustain is not None else (base if quick else 30.0)
     plan = []
     for name, wanted in rates.items():

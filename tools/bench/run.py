@@ -14,7 +14,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List, NoReturn, Optional
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
 
 if __package__ in (None, ""):  # run as a script: python tools/bench/run.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -22,7 +22,13 @@ if __package__ in (None, ""):  # run as a script: python tools/bench/run.py
 from tools.bench import machine, report, workloads
 from tools.bench.plan import KINDS, build_plan
 from tools.bench.profiling import profile
-from tools.bench.session import Context, run_traced, run_untraced, set_baseline
+from tools.bench.session import (
+    Context,
+    base_result,
+    run_traced,
+    run_untraced,
+    set_baseline,
+)
 from tools.bench.tracers import Tracer, find_headers, tracers
 from tools.bench.workloads import Workload
 
@@ -49,7 +55,8 @@ def _positive(text: str) -> float:
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p = _Parser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="~2 min smoke run (fewer rates, 2 s)")
-    p.add_argument("--duration", type=_positive, help="seconds per workload run (default 10)")
+    p.add_argument("--duration", type=_positive,
+                   help="seconds per workload run (default 8; 2 with --quick)")
     p.add_argument("--sustain", type=_positive, help="seconds of the 50k/s open run (default 30)")
     p.add_argument("--tracers", help="comma list of substrings of tracer names to run")
     p.add_argument("--workloads", help="comma list: open-loop,exec-loop,shell-loop")
@@ -62,6 +69,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--profile", dest="profile", action="store_const", const=True,
                    help="cProfile our CLI at flat out (default: on, off with --quick)")
     p.add_argument("--no-profile", dest="profile", action="store_const", const=False)
+    p.add_argument("--render-only", metavar="RESULTS_JSON",
+                   help="only rewrite README.md and the plot in --out from a results.json")
     p.add_argument("--ready-timeout", type=_positive, default=60.0,
                    help="seconds a tracer gets to show its first event")
     return p.parse_args(argv)
@@ -89,8 +98,84 @@ def _brief(r: Dict[str, Any]) -> str:
             f" first {r['first_event_s']}s cpu {r['cpu_s']}s")
 
 
+def write_docs(doc: Dict[str, Any], out: str) -> None:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write(report.render(doc))
+    plotted = report.plot(doc, os.path.join(out, "captured_vs_offered.png"))
+    _say(f"wrote {out}/README.md" + (", captured_vs_offered.png" if plotted
+                                      else " (no plot: no open/exec runs, or no matplotlib)"))
+
+
+def render_only(path: str, out: str) -> int:
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"bench: cannot read {path}: {exc}\n")
+        return 2
+    write_docs(doc, out)
+    return 0
+
+
+def _guarded(run: Callable[[], Dict[str, Any]], tracer: Optional[Tracer],
+             w: Workload) -> Dict[str, Any]:
+    """A bench or workload failure ends one run with status "error", not the bench."""
+    try:
+        return run()
+    except (OSError, RuntimeError, ValueError, workloads.WorkloadError) as exc:
+        result = base_result(tracer, w)
+        result.update(status="error", reason=f"{type(exc).__name__}: {exc}"[:300])
+        return result
+
+
+def measure(plan: List[Workload], ctx: Context, args: argparse.Namespace
+            ) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], bool]:
+    """Every workload, untraced and under each tracer; then the profiles.
+
+    Ctrl-C stops early: the tracer running is stopped and what was measured is kept.
+    """
+    runs: List[Dict[str, Any]] = []
+    profiles: List[Dict[str, Any]] = []
+    cannot: Dict[str, Dict[str, Any]] = {}
+    try:
+        for w in plan:
+            before = _guarded(lambda: run_untraced(w, ctx), None, w)  # noqa: B023
+            runs.append(before)
+            _say(f"{w.label} untraced: {_brief(before)}")
+            traced = []
+            for tracer in _selected(tracers(w.kind, REPO, args.bcc_headers), args.tracers):
+                key = f"{tracer.name}/{tracer.kind}"
+                if key in cannot:
+                    continue  # recorded once per kind, with its reason
+                result = _guarded(lambda: run_traced(tracer, w, ctx), tracer, w)  # noqa: B023
+                traced.append(result)
+                _say(f"{w.label} {tracer.name}: {_brief(result)}")
+                if result["status"] in ("cannot run", "not ready"):
+                    cannot[key] = result
+            bases = [before]
+            if w.rate == 0:  # flat out: noise moves the baseline; measure it again after
+                bases.append(_guarded(lambda: run_untraced(w, ctx), None, w))  # noqa: B023
+                _say(f"{w.label} untraced again: {_brief(bases[-1])}")
+            set_baseline(traced, bases)
+            runs += traced + bases[1:]
+        if args.profile if args.profile is not None else not args.quick:
+            for tracer in _selected(tracers("open", REPO), args.tracers):
+                if tracer.name in PROFILED and f"{tracer.name}/open" not in cannot:
+                    done = _guarded(lambda: profile(tracer, PROFILE_WORKLOAD, ctx),  # noqa: B023
+                                    tracer, PROFILE_WORKLOAD)
+                    profiles.append(done)
+                    _say(f"profiled {tracer.name}: {_brief(done)}")
+    except KeyboardInterrupt:
+        _say("interrupted: writing what was measured")
+        return runs, profiles, True
+    return runs, profiles, False
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    if args.render_only:
+        return render_only(args.render_only, args.out)
     if os.geteuid() != 0:
         sys.stderr.write("bench: must run as root (tracers need it)\n")
         return 2
@@ -112,58 +197,35 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stderr.write(f"bench: no workload matches {args.workloads!r}\n")
         return 2
     started = datetime.datetime.now(datetime.timezone.utc)
-    runs: List[Dict[str, Any]] = []
-    cannot: Dict[str, Dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="htbench-") as workdir:
-        bins = workloads.build(workdir)
-        ctx = Context(bins=bins, workdir=workdir, ready_timeout=args.ready_timeout,
-                      record=args.record_fixtures)
-        for w in plan:
-            before = run_untraced(w, ctx)
-            runs.append(before)
-            _say(f"{w.label} untraced: {_brief(before)}")
-            traced = []
-            for tracer in _selected(tracers(w.kind, REPO, args.bcc_headers), args.tracers):
-                key = f"{tracer.name}/{tracer.kind}"
-                if key in cannot:
-                    continue  # recorded once per kind, with its reason
-                result = run_traced(tracer, w, ctx)
-                traced.append(result)
-                _say(f"{w.label} {tracer.name}: {_brief(result)}")
-                if result["status"] != "ok":
-                    cannot[key] = result
-            bases = [before]
-            if w.rate == 0:  # flat out: noise moves the baseline; measure it again after
-                bases.append(run_untraced(w, ctx))
-                _say(f"{w.label} untraced again: {_brief(bases[-1])}")
-            set_baseline(traced, bases)
-            runs += traced + bases[1:]
-        profiles = []
-        if args.profile if args.profile is not None else not args.quick:
-            for tracer in _selected(tracers("open", REPO), args.tracers):
-                if tracer.name in PROFILED and f"{tracer.name}/open" not in cannot:
-                    done = profile(tracer, PROFILE_WORKLOAD, ctx)
-                    profiles.append(done)
-                    _say(f"profiled {tracer.name}: {_brief(done)}")
+    load_before = os.getloadavg()
+    try:
+        with tempfile.TemporaryDirectory(prefix="htbench-") as workdir:
+            bins = workloads.build(workdir)
+            ctx = Context(bins=bins, workdir=workdir, ready_timeout=args.ready_timeout,
+                          record=args.record_fixtures)
+            runs, profiles, interrupted = measure(plan, ctx, args)
+    except workloads.WorkloadError as exc:
+        sys.stderr.write(f"bench: {exc}\n")
+        return 1
     info = machine.describe(REPO)
     info["gcc"] = bins.gcc
+    info["loadavg_start"] = [round(x, 2) for x in load_before]
+    info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     info["bcc_headers"] = args.bcc_headers or "none"
     doc = {
         "schema": "hybridtrace.bench/1",
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m tools.bench" + (" " + " ".join(argv or sys.argv[1:])).rstrip(),
-        "quick": args.quick, "machine": info, "runs": runs, "profiles": profiles,
+        "quick": args.quick, "interrupted": interrupted, "machine": info, "runs": runs,
+        "profiles": profiles,
     }
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
-    with open(os.path.join(args.out, "README.md"), "w") as f:
-        f.write(report.render(doc))
-    plotted = report.plot(doc, os.path.join(args.out, "captured_vs_offered.png"))
-    _say(f"wrote {args.out}/results.json, README.md" + (", captured_vs_offered.png"
-                                                        if plotted else " (no plot: matplotlib)"))
+    _say(f"wrote {args.out}/results.json")
+    write_docs(doc, args.out)
     return 0
 
 

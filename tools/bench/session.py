@@ -3,8 +3,9 @@
 The sequence: start the tracer; prime it (marker events every 20 ms until
 one shows up in its output, which also times its start-up); run the
 workload; fence (marker events until one shows up, so everything before it
-has been read); stop it with SIGINT; account. A tracer that exits before it
-shows a marker "cannot run here", with the last line it wrote as the reason.
+has been read, on every CPU); stop it with SIGINT; account. A tracer that
+exits before it shows a marker "cannot run here", with its first diagnostic
+line (and its last) as the reason.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import attrs
 
 from tools.bench import procstat
 from tools.bench.accounting import ExecExpectation, Tally, tally_exec, tally_open
+from tools.bench.fixtures import record, record_failure
 from tools.bench.leftovers import leftovers
 from tools.bench.observed import Parsed
 from tools.bench.parse_jsonl import parse_jsonl
@@ -61,6 +63,7 @@ class _Marker:
     per_cpu: bool = False
     issued: List[Tuple[int, float]] = attrs.Factory(list)
     seq: int = 0
+    times: List[float] = attrs.Factory(list)
     cpu_of: Dict[int, int] = attrs.Factory(dict)
     seen_cpus: Set[int] = attrs.Factory(set)
     cpus: List[int] = attrs.Factory(lambda: sorted(os.sched_getaffinity(0)))
@@ -74,8 +77,11 @@ class _Marker:
         if self.kind == "open":
             with contextlib.suppress(OSError):
                 os.close(os.open(os.path.join(self.rundir, name), os.O_RDONLY))
-        else:
+        else:  # posix_spawn returns once the child has exec'd (CLONE_VFORK)
             children.append(os.posix_spawn(self.primer, [self.primer, name], {}))
+        # times[seq]: when marker seq had certainly happened; a tracer that printed it
+        # was attached by then (under load the call itself may take a while)
+        self.times.append(time.monotonic())
         self.seq += 1
 
     def issue(self) -> None:
@@ -107,8 +113,8 @@ class _Marker:
             self.seen_cpus.update(self.cpu_of[s] for s in seqs if s in self.cpu_of)
             if not self.seen_cpus.issuperset(self.cpus):
                 return None
-        first = min(seqs)
-        return max(t for s, t in self.issued if s <= first)
+        first = min((s for s in seqs if s < len(self.times)), default=None)
+        return self.issued[-1][1] if first is None else self.times[first]
 
     def watch_start_line(self, out_path: str) -> None:
         """When our CLI said "tracing ... with": its session is open (BPF loaded or
@@ -200,11 +206,26 @@ def stop(proc: subprocess.Popen[bytes]) -> Tuple[str, int, float, Dict[str, floa
     raise RuntimeError(f"tracer {proc.pid} survived SIGKILL")
 
 
-def parse_output(tracer: Tracer, out_path: str, err_path: str) -> Parsed:
+def relevant(line: bytes, token: bytes, pid: int) -> bool:
+    """Cheap pre-filter: lines that can be the workload's events or loss reports.
+
+    Other processes' events (often millions of lines) need no parsing; the
+    loop's own pid covers its events whose marker was not captured, the
+    token its markers, "hx<token>" its exec children's comm.
+    """
+    return (token in line or b'"lost"' in line or b'"pid":%d,' % pid in line
+            or line.startswith(b"%d " % pid) or b"Possibly lost" in line or b"Lost " in line)
+
+
+def parse_output(tracer: Tracer, out_path: str, err_path: str, token: str = "",
+                 pid: int = 0) -> Parsed:
     with open(out_path, "rb") as f:
         out = f.read().splitlines()
     with open(err_path, "rb") as f:
         err = f.read().splitlines()
+    if token:
+        mark = token.encode()
+        out = [ln for ln in out if relevant(ln, mark, pid)]
     if tracer.output == "jsonl":
         return parse_jsonl(out, err)
     return parse_text(tracer.kind, out, err)
@@ -224,6 +245,7 @@ def base_result(tracer: Optional[Tracer], w: Workload) -> Dict[str, Any]:
         "command": list(tracer.argv) if tracer else [],
         "env": dict(tracer.env) if tracer else {},
         "kind": w.kind, "workload": w.name, "rate_offered": w.rate, "duration_s": w.duration,
+        "loadavg_1m": round(os.getloadavg()[0], 2),  # other load on the machine: noise
     }
 
 
@@ -264,11 +286,12 @@ def run_traced(tracer: Tracer, w: Workload, ctx: Context) -> Dict[str, Any]:
         if first is None:
             exited = proc.poll() is not None
             _, code, _, _ = stop(proc)
-            reason = why_not(out_path, err_path) if exited else ""
-            result.update(status="cannot run" if exited else "not ready",
-                          reason=reason or f"no event within {ctx.ready_timeout:.0f} s",
-                          exit_code=code,
-                          leftovers=leftovers(proc.pid))
+            reason = (why_not(out_path, err_path) if exited else "") \
+                or f"no event within {ctx.ready_timeout:.0f} s"
+            result.update(status="cannot run" if exited else "not ready", reason=reason,
+                          exit_code=code, leftovers=leftovers(proc.pid))
+            if ctx.record and exited:
+                record_failure(ctx.record, tracer, w, out_path, err_path, reason)
             return result
         ready_s = time.monotonic() - t0
         time.sleep(0.2)
@@ -285,11 +308,9 @@ def run_traced(tracer: Tracer, w: Workload, ctx: Context) -> Dict[str, Any]:
         rss = procstat.peak_rss_kb(proc.pid)
     finally:
         how, code, stop_s, usage = stop(proc)  # also on errors and Ctrl-C of the bench
-    parsed = parse_output(tracer, out_path, err_path)
+    parsed = parse_output(tracer, out_path, err_path, token, outcome.pid)
     counts = tally(outcome, parsed)
     if ctx.record:
-        from tools.bench.fixtures import record
-
         record(ctx.record, tracer, w, outcome, token, out_path, err_path)
     rate = outcome.achieved_rate
     if how == "exited":  # before it was told to stop

@@ -34,7 +34,7 @@ def row(runs: List[Run], tracer: str) -> List[str]:
     at50 = _one(runs, tracer, "open-loop", 50000)
     return [
         tracer,
-        "none" if rate is None else f"{rate:,.0f}",
+        "-" if rate is None else ("none" if rate == 0 else f"{rate:,.0f}"),
         "-" if at50 is None else pct(at50["captured_share"]),
         _argv_ok(_one(runs, tracer, "exec-loop", 0)),
         _argv_ok(_one(runs, tracer, "shell-loop", 0)),

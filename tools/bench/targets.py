@@ -23,9 +23,13 @@ def _verdict(met: Optional[bool], text: str) -> str:
 
 
 def lossless_rate(runs: List[Run], tracer: str) -> Optional[float]:
-    """Highest open-loop rate with nothing missed or lost (flat out counts as achieved)."""
-    best = None
+    """Highest open-loop rate with nothing missed or lost (flat out counts as achieved).
+
+    0.0 when the tracer ran but lost at every rate; None when it did not run.
+    """
+    best: Optional[float] = None
     for r in _ok(runs, tracer, "open-loop"):
+        best = 0.0 if best is None else best
         if r["missed"] == 0 and r["lost_reported"] == 0:
             offered = r["rate_offered"] or r["achieved_rate"]
             best = offered if best is None else max(best, offered)
@@ -62,13 +66,14 @@ def judge(runs: List[Run]) -> List[str]:
         lines.append(_verdict(met, f"no loss at 50k opens/s for {span} with {tracer}"))
     ref = lossless_rate(runs, "libbpf-tools")
     mine = lossless_rate(runs, core)
-    ftrace = max((lossless_rate(runs, f"hybridtrace ftrace/{t}") or 0)
-                 for t in ("uprobe", "tracepoint"))
+    tiers = [lossless_rate(runs, f"hybridtrace ftrace/{t}") for t in ("uprobe", "tracepoint")]
+    known = [t for t in tiers if t is not None]
+    ftrace = max(known) if known else None
     lines.append(_verdict(None if ref is None or mine is None else mine >= ref,
                           f"highest lossless open rate: ebpf-core {_r(mine)} vs libbpf-tools"
                           f" opensnoop {_r(ref)}"))
-    lines.append(_verdict(None if mine is None else ftrace >= mine / 2,
-                          f"ftrace at least half of ebpf-core's: {_r(ftrace or None)}"))
+    lines.append(_verdict(None if mine is None or ftrace is None else ftrace >= mine / 2,
+                          f"ftrace at least half of ebpf-core's: {_r(ftrace)}"))
     for workload in ("open-loop", "exec-loop"):
         a, b = slowdown(runs, core, workload), slowdown(runs, "libbpf-tools", workload)
         lines.append(_verdict(None if a is None or b is None else a <= 1.2 * b,
@@ -83,7 +88,9 @@ def judge(runs: List[Run]) -> List[str]:
 
 
 def _r(value: Optional[float]) -> str:
-    return "none" if value is None else f"{value:,.0f}/s"
+    if value is None:
+        return "not run"
+    return "none (lost at every rate)" if value == 0 else f"{value:,.0f}/s"
 
 
 def _x(value: Optional[float]) -> str:

@@ -92,8 +92,9 @@ def main(config_path: str) -> int:
 
     steps: List[Tuple[str, List[str], float]] = [
         ("doctor", [*wrap, py, "-m", "hybridtrace", "doctor", "--json"], 300),
-        ("force_open", [*wrap, py, "-m", "tools.vm.force_open"], 600),
     ]
+    if config.get("force_open", True):
+        steps.append(("force_open", [*wrap, py, "-m", "tools.vm.force_open"], 900))
     if config.get("tree"):
         steps.append(("record_kernel_tree", [*wrap, py, "tools/record_kernel_tree.py",
                       "--name", config["tree"], "--out", os.path.join(out, "kernels")], 300))
@@ -102,7 +103,8 @@ def main(config_path: str) -> int:
                       "--name", config["trace_pipe"], "--out", os.path.join(out, "trace_pipe")],
                       600))
     tests = config["pytest"]
-    argv = [*wrap, py, "-m", "pytest", *tests["paths"], "-q", "-rA", "-p", "no:cacheprovider",
+    # -v: one line per finished test, readable even when the wall clock cuts pytest short.
+    argv = [*wrap, py, "-m", "pytest", *tests["paths"], "-v", "-rA", "-p", "no:cacheprovider",
             f"--junitxml={os.path.join(out, 'junit.xml')}", f"--timeout={tests['timeout']}"]
     if tests.get("k"):
         argv += ["-k", tests["k"]]

@@ -4,6 +4,7 @@ guest only: its /lib/modules and mounts are its own, the host is untouched."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from typing import Any, Callable, Dict
 
@@ -46,7 +47,22 @@ def unmount_tracefs(config: Dict[str, Any]) -> str:
     return "unmounted " + (", ".join(done) or "nothing")
 
 
+def boot_files(config: Dict[str, Any]) -> str:
+    """Give the guest the /boot an installed Debian kernel has (config-R,
+    System.map-R, vmlinuz-R): a tmpfs over the guest's /boot, copies from the
+    unpacked package. The kernel config is what probe reads when there is no
+    /proc/config.gz (Debian kernels have none)."""
+    src = config["boot_dir"]
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "hybridtrace-boot", "/boot"],
+                   check=True)
+    names = sorted(os.listdir(src))
+    for name in names:
+        shutil.copy2(os.path.join(src, name), os.path.join("/boot", name))
+    return "/boot: " + ", ".join(names)
+
+
 STEPS: Dict[str, Callable[[Dict[str, Any]], str]] = {
+    "boot_files": boot_files,
     "headers": headers,
     "unmount_tracefs": unmount_tracefs,
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 LABELS = ["ebpf-core", "ebpf-bcc", "ftrace/kprobe", "ftrace/eprobe", "ftrace/uprobe",
           "ftrace/tracepoint"]
@@ -48,17 +48,34 @@ def parse(path: str) -> List[Dict[str, Optional[str]]]:
     return cases
 
 
-def summarise(cases: List[Dict[str, Optional[str]]]) -> Dict[str, Dict[str, object]]:
+VERBOSE = re.compile(r"^(\S+\.py)::(\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)")
+
+
+def parse_verbose(text: str) -> List[Dict[str, Optional[str]]]:
+    """Test cases from pytest -v progress lines (when no JUnit file was written)."""
+    words = {"PASSED": "pass", "XPASS": "pass", "FAILED": "fail", "ERROR": "fail",
+             "SKIPPED": "skip", "XFAIL": "skip"}
+    cases: List[Dict[str, Optional[str]]] = []
+    for line in text.splitlines():
+        m = VERBOSE.match(line)
+        if m:
+            module = m.group(1)[: -len(".py")].replace("/", ".")
+            cases.append({"id": f"{module}::{m.group(2)}", "label": label_of(module, m.group(2)),
+                          "outcome": words[m.group(3)], "message": None})
+    return cases
+
+
+def summarise(cases: List[Dict[str, Optional[str]]]) -> Dict[str, Dict[str, Any]]:
     """Per label: counts, and the failing ids / first skip reason."""
-    groups: Dict[str, Dict[str, object]] = {}
+    groups: Dict[str, Dict[str, Any]] = {}
     for case in cases:
         label = case["label"] or GENERAL
         group = groups.setdefault(label, {"pass": 0, "fail": 0, "skip": 0, "failed": [],
                                           "skip_reason": None})
         word = case["outcome"] or "pass"
-        group[word] = int(group[word]) + 1  # type: ignore[call-overload]
+        group[word] += 1
         if word == "fail":
-            group["failed"].append(case["id"])  # type: ignore[union-attr]
+            group["failed"].append(case["id"])
         elif word == "skip" and group["skip_reason"] is None:
             group["skip_reason"] = case["message"]
     return groups

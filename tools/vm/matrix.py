@@ -5,13 +5,14 @@
     python -m tools.vm --cells 6.1:default,6.1:headers --no-host
     python -m tools.vm --report-only   # re-render docs/compatibility.md from the .json
 
-Needs root, qemu-system-x86 and busybox-static (installed with apt-get when
-missing) and virtme-ng in the venv (pip install -e '.[vm]').
+Needs root; installs what is missing: qemu-system-x86, busybox-static, kmod
+and file with apt-get, virtme-ng and pytest-timeout with pip (the [vm] extra).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -38,8 +39,13 @@ def ensure_tools() -> Optional[str]:
                              *missing], env=env, stdout=subprocess.DEVNULL).returncode
         if rc != 0:
             return f"apt-get install {' '.join(missing)} failed"
-    if not os.path.exists(os.path.join(os.path.dirname(sys.executable), "vng")):
-        return "virtme-ng is not installed in this venv: pip install -e '.[vm]'"
+    have_timeout = importlib.util.find_spec("pytest_timeout") is not None
+    if not have_timeout or not os.path.exists(os.path.join(os.path.dirname(sys.executable),
+                                                           "vng")):
+        rc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e",
+                             f"{runs.REPO}[vm]"], stdout=subprocess.DEVNULL).returncode
+        if rc != 0:
+            return "virtme-ng/pytest-timeout missing and pip install -e '.[vm]' failed"
     return None
 
 
@@ -78,6 +84,8 @@ def arguments(argv: Optional[List[str]]) -> argparse.Namespace:
                    "CI: RUNS/ci/compatibility.md)")
     p.add_argument("--report-only", action="store_true",
                    help="re-render the markdown from the json, run nothing")
+    p.add_argument("--merge", action="append", default=[], metavar="JSON",
+                   help="with --report-only: add the rows of another run's json")
     return p.parse_args(argv)
 
 
@@ -94,8 +102,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"tools.vm: cannot read {js}: {exc}", file=sys.stderr)
             return 2
-        with open(md, "w") as f:
-            f.write(report.render(data))
+        if args.merge:
+            rows = {r["name"]: r for r in data["results"]}
+            for other in args.merge:
+                rows.update({r["name"]: r for r in _previous(other)})
+            merged = sorted(rows.values(), key=_order)
+            report.write(merged, data["generated_by"], md, js, data.get("note", ""))
+        else:
+            with open(md, "w") as f:
+                f.write(report.render(data))
         return 0
     if os.geteuid() != 0:
         print("tools.vm: needs root (qemu, tracefs and BPF inside the VMs run as root)",
@@ -127,7 +142,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             kernel, variant, name, args.runs, suite,
             args.test_timeout, wall, record=kernel is not None and not args.ci,
             cpus=args.cpus, memory=args.memory,
-            require="ftrace/kprobe,ebpf-bcc" if args.ci else None)
+            require="ftrace/kprobe,ebpf-bcc" if args.ci else None, force_open=not args.ci)
         if kernel is not None and not args.no_fixtures and not args.ci:
             result["fixtures"] = fixtures.install(os.path.join(args.runs, name), result)
         results = [r for r in results if r["name"] != name] + [result]

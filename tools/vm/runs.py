@@ -33,7 +33,10 @@ def guest_config(run_dir: str, kernel: Optional[Kernel], variant: Variant, name:
         "release": kernel.release if kernel else os.uname().release,
         "headers": {"build": kernel.headers_build, "source": kernel.headers_source}
         if kernel else None,
-        "setup": list(variant.setup), "deny_bpf": variant.deny_bpf,
+        "boot_dir": os.path.dirname(kernel.vmlinuz) if kernel else None,
+        # Every VM first gets an installed kernel's /boot, then the variant's setup.
+        "setup": (["boot_files"] if kernel else []) + list(variant.setup),
+        "deny_bpf": variant.deny_bpf,
         # Kernel trees for every VM cell; trace_pipe once per kernel (it does
         # not depend on the variant, and lockdown=confidentiality has no tracefs).
         "tree": f"vm-{name}" if record else None,
@@ -46,7 +49,8 @@ def guest_config(run_dir: str, kernel: Optional[Kernel], variant: Variant, name:
 
 def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
              suite: str, test_timeout: int, wall: int, record: bool,
-             cpus: int, memory: str, require: Optional[str] = None) -> Dict[str, Any]:
+             cpus: int, memory: str, require: Optional[str] = None,
+             force_open: bool = True) -> Dict[str, Any]:
     """Run one kernel x variant (kernel None: this host, no VM) and collect its results."""
     run_dir = os.path.join(runs, name)
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -55,6 +59,7 @@ def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
     config = guest_config(run_dir, kernel, variant, name, suite, test_timeout,
                           max(60, wall - 240), record)
     config["require"] = require
+    config["force_open"] = force_open
     config_path = os.path.join(run_dir, "config.json")
     with open(config_path, "w") as f:
         json.dump(config, f, indent=1)
@@ -89,10 +94,23 @@ def collect(run_dir: str, name: str, kernel: Optional[Kernel], variant: Variant,
     result["doctor"] = _json(os.path.join(run_dir, "doctor.out"))
     result["force_open"] = _json(os.path.join(run_dir, "force_open.out"))
     junit_path = os.path.join(run_dir, "junit.xml")
-    cases = junit.parse(junit_path) if os.path.exists(junit_path) else []
+    if os.path.exists(junit_path):
+        cases = junit.parse(junit_path)
+        result["tests_from"] = "junit"
+    else:  # pytest was cut short: what its -v lines say had finished
+        cases = junit.parse_verbose(_text(os.path.join(run_dir, "pytest.out")))
+        result["tests_from"] = "pytest -v lines (run cut short)" if cases else None
     result["tests"] = cases
     result["groups"] = junit.summarise(cases)
     return result
+
+
+def _text(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def _json(path: str) -> Optional[Dict[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from typing import List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 from hybridtrace import tracefs
 from hybridtrace.backends.base import BackendError, EventStream, StreamStats
@@ -104,6 +104,7 @@ class CoreStream:
                 obj.set_max_entries("ht_events", size)
             if request.kind is Kind.EXEC:
                 obj.set_max_entries("ht_exec_buf", self._ncpus)
+                obj.set_max_entries("ht_skip_buf", self._ncpus)
             obj.skip_missing(lambda tp: os.path.isdir(os.path.join(path, "events", tp)))
             obj.load()
             obj.attach_all()
@@ -129,12 +130,13 @@ class CoreStream:
 
     def _open_reader(self, fd: int, size: int) -> Reader:
         max_args = self._request.max_args
-        if self._request.kind is Kind.EXEC:
-            def decode(view: memoryview, off: int, _len: int) -> Optional[Decoded]:
-                return records.decode_exec(view, off, max_args)
-        else:
-            def decode(view: memoryview, off: int, _len: int) -> Optional[Decoded]:
-                return records.decode_open(view, off)
+
+        def decode_exec(view: memoryview, off: int, _len: int) -> Optional[Decoded]:
+            return records.decode_exec(view, off, max_args)
+
+        # Opens are the high-rate kind: hand the decoder over without a wrapper call.
+        decode: Callable[[memoryview, int, int], Optional[Decoded]] = (
+            decode_exec if self._request.kind is Kind.EXEC else records.decode_open)
         if self._transport == "perf":
             page = os.sysconf("SC_PAGE_SIZE")
             pages = _pow2(max(size // page // self._ncpus, MIN_PERF_PAGES[self._request.kind]))

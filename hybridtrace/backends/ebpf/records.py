@@ -87,7 +87,7 @@ def decode_exec(view: memoryview, off: int, max_args: int) -> ExecEvent:
     )
 
 
-def decode_open(view: memoryview, off: int) -> OpenEvent:
+def decode_open(view: memoryview, off: int, _length: int = 0) -> OpenEvent:
     # The hot path at high open rates: positional construction, one slice per string.
     (ts, _type, pid, tid, _ppid, uid, _flags, comm, ret, dfd, oflags, mode, sysno,
      path_len) = OPEN.unpack_from(view, off)

@@ -14,7 +14,7 @@
 #define HT_ARG_READ (HT_ARG_SIZE + 2)
 #define HT_PATH_READ (HT_PATH_SIZE + 2)
 #define HT_MAX_ARGS 128
-#define HT_ARGS_AREA 32768 /* packed NUL-terminated argv bytes per exec */
+#define HT_ARGS_AREA (HT_MAX_ARGS * HT_ARG_READ) /* packed NUL-terminated argv per exec */
 #define HT_COMM_LEN 16
 
 enum ht_rec_type { HT_REC_EXEC = 1, HT_REC_OPEN = 2 };

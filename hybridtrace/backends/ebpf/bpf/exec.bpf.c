@@ -142,33 +142,56 @@ int ht_execat_exit(struct trace_event_raw_sys_exit *ctx)
 	return on_exit(ctx, ctx->ret);
 }
 
-/* Copy argv as the kernel laid it out in the new image (NUL-separated). */
+/* Where a long argument is read whole, only to find where the next one starts;
+ * one slot per CPU (sized by user space), MAX_ARG_STRLEN bytes each. */
+#define HT_MAX_ARG_STRLEN (32 * 4096)
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, char[HT_MAX_ARG_STRLEN]);
+} ht_skip_buf SEC(".maps");
+
+/* Read argv back from the new image (mm->arg_start..arg_end, NUL-separated
+ * strings the kernel has just written), one argument at a time like the
+ * caller's, so a long argument is cut without losing the ones after it. */
 static __always_inline void read_new_argv(struct ht_exec *e)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	unsigned long start = BPF_CORE_READ(task, mm, arg_start);
+	unsigned long p = BPF_CORE_READ(task, mm, arg_start);
 	unsigned long end = BPF_CORE_READ(task, mm, arg_end);
-	unsigned long len = end - start;
-	__u32 base = e->name_len;
+	__u32 base = e->name_len, off = 0, cpu = bpf_get_smp_processor_id();
+	char *skip = bpf_map_lookup_elem(&ht_skip_buf, &cpu);
+	long n;
+	int i;
 
 	e->h.flags &= ~(HT_F_ARGV_FAULT | HT_F_ARGV_TRUNC);
 	e->args_len = 0;
 	e->argv_source = HT_SRC_NEW_IMAGE;
-	if (base > HT_PATH_READ)
+	if (base > HT_PATH_READ || !skip)
 		return;
-	if (end <= start) {
-		e->h.flags |= HT_F_ARGV_FAULT;
-		return;
+	for (i = 0; i < HT_MAX_ARGS; i++) {
+		if (p >= end)
+			break;
+		if (i >= ht_cfg.max_args || off > HT_ARGS_AREA - HT_ARG_READ) {
+			e->h.flags |= HT_F_ARGV_TRUNC;
+			break;
+		}
+		n = bpf_probe_read_user_str(&e->data[base + off], HT_ARG_READ, (const void *)p);
+		if (n <= 0) {
+			e->h.flags |= HT_F_ARGV_FAULT;
+			break;
+		}
+		off += n;
+		if (n == HT_ARG_READ) /* cut here: its full length says where the next starts */
+			n = bpf_probe_read_user_str(skip, HT_MAX_ARG_STRLEN, (const void *)p);
+		if (n <= 0) {
+			e->h.flags |= HT_F_ARGV_FAULT;
+			break;
+		}
+		p += n;
 	}
-	if (len > HT_ARGS_AREA) {
-		len = HT_ARGS_AREA;
-		e->h.flags |= HT_F_ARGV_TRUNC;
-	}
-	if (bpf_probe_read_user(&e->data[base], len, (const void *)start)) {
-		e->h.flags |= HT_F_ARGV_FAULT;
-		return;
-	}
-	e->args_len = len;
+	e->args_len = off;
 }
 
 SEC("tracepoint/sched/sched_process_exec")
