@@ -13,6 +13,8 @@ APT_PACKAGES=(
   gcc libc6-dev
   # debug symbols let the ftrace uprobe tier find the loader's and opendir's hidden opens
   libc6-dbg
+  # a second C library, so the uprobe tier's musl support is tested
+  musl musl-tools
   # the venv is built on Debian's python3 so an unprivileged user can run it
   # (tests drop to uid 65534), and Debian's python3-bpfcc matches it
   python3 python3-venv

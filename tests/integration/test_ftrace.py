@@ -268,6 +268,56 @@ def test_sigkilled_session_is_cleaned_up(caps: Capabilities, tier: str) -> None:
     assert not leftovers(dead)
 
 
+MUSL_C = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    char *args[] = {"true", "musl arg", "x\ny", NULL};
+    char *env[] = {NULL};
+    int fd = open(argv[1], O_RDONLY);
+    int bad = open(argv[2], O_RDONLY);
+    printf("%d %d\n", fd, bad);
+    fflush(stdout);
+    execve("/bin/true", args, env);
+    return 1;
+}
+"""
+
+
+def test_musl_programs(caps: Capabilities, tier: str, tmp_path: os.PathLike) -> None:
+    """Programs linked against musl: the uprobe tier probes musl's entry points too."""
+    musl_gcc = shutil.which("musl-gcc")
+    if musl_gcc is None or not any("musl" in lib.path for lib in caps.c_libraries):
+        pytest.skip("musl is not installed (Debian: musl musl-tools)")
+    src = os.path.join(str(tmp_path), "m.c")
+    exe = os.path.join(str(tmp_path), "htmusl")
+    with open(src, "w") as handle:
+        handle.write(MUSL_C)
+    subprocess.run([musl_gcc, "-o", exe, src], check=True)
+    target = os.fsencode(os.path.join(str(tmp_path), "musl path"))
+    open(target, "w").close()
+    missing = target + b".missing"
+    with open_stream(caps, tier, Kind.OPEN) as of, open_stream(caps, tier, Kind.EXEC) as ex:
+        child = subprocess.Popen([os.fsencode(exe), target, missing], stdout=subprocess.PIPE)
+        assert child.stdout is not None
+        fd, bad = (int(v) for v in child.stdout.readline().split())
+        child.wait()
+        child.stdout.close()
+        opened = collect(of, lambda ev: any(e.errno == 2 for e in opens(ev, child.pid)))
+        execd = collect(ex, lambda ev: len(execs(ev, child.pid)) >= 2)
+    assert bad == -1
+    ok = [e for e in opens(opened, child.pid) if e.fd == fd][-1]
+    err = [e for e in opens(opened, child.pid) if e.errno == 2][-1]
+    true = next(e for e in execs(execd, child.pid) if e.filename == b"/bin/true")
+    assert true.retval == 0 and true.ppid == os.getpid()
+    if tier in EXACT:
+        assert ok.path == target and err.path == missing
+        assert true.argv == (b"true", b"musl arg", b"x\ny")
+    else:
+        assert err.path is None and true.argv in (None, (b"true", b"musl arg", b"x\ny"))
+
+
 BURST_C = r"""
 #include <fcntl.h>
 #include <stdio.h>

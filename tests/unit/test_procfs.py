@@ -13,11 +13,13 @@ ARGV = [b"with space", b"new\nline", b"\xff\xfe", b""]
 
 
 def test_live_child_facts() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", *ARGV],
-                             stdin=subprocess.PIPE)
+    code = b"import sys; print(flush=True); sys.stdin.read()"
+    child = subprocess.Popen([os.fsencode(sys.executable), b"-c", code, *ARGV],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert child.stdout is not None
+    child.stdout.readline()  # its exec is complete (a vfork parent may run on earlier)
     try:
-        assert procfs.cmdline(child.pid) == (os.fsencode(sys.executable), b"-c",
-                                             b"import sys; sys.stdin.read()", *ARGV)
+        assert procfs.cmdline(child.pid) == (os.fsencode(sys.executable), b"-c", code, *ARGV)
         assert procfs.uid(child.pid) == os.getuid()
         assert procfs.ppid(child.pid) == os.getpid()
         assert procfs.tgid(child.pid) == child.pid
@@ -28,6 +30,7 @@ def test_live_child_facts() -> None:
         assert child.stdin is not None
         child.stdin.close()
         child.wait()
+        child.stdout.close()
     # reaped: every reader says "unknown", none guesses
     assert not procfs.alive(child.pid)
     assert procfs.cmdline(child.pid) is None and procfs.uid(child.pid) is None

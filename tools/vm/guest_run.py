@@ -66,6 +66,7 @@ def run_step(out: str, name: str, argv: List[str], timeout: float, cwd: str,
 
 
 def main(config_path: str) -> int:
+    started = time.monotonic()
     with open(config_path) as f:
         config: Dict[str, Any] = json.load(f)
     out, repo = config["out"], config["repo"]
@@ -104,12 +105,17 @@ def main(config_path: str) -> int:
                       600))
     tests = config["pytest"]
     # -v: one line per finished test, readable even when the wall clock cuts pytest short.
-    argv = [*wrap, py, "-m", "pytest", *tests["paths"], "-v", "-rA", "-p", "no:cacheprovider",
+    argv = [*wrap, py, "-u", "-m", "pytest", *tests["paths"], "-v", "-rA", "-p", "no:cacheprovider",
             f"--junitxml={os.path.join(out, 'junit.xml')}", f"--timeout={tests['timeout']}"]
     if tests.get("k"):
         argv += ["-k", tests["k"]]
     steps.append(("pytest", argv, tests["wall"]))
     for name, argv, limit in steps:
+        if name == "pytest" and config.get("vm_wall"):
+            # Whatever the host's wall clock leaves after the steps before, less a
+            # margin for shutting down, so pytest ends itself and writes its JUnit.
+            left = config["vm_wall"] - 120 - (time.monotonic() - started)
+            limit = max(60.0, min(limit, left))
         status["steps"][name] = {"running": True}
         save()
         status["steps"][name] = run_step(out, name, argv, limit, repo, env)

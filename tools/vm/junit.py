@@ -76,6 +76,8 @@ def summarise(cases: List[Dict[str, Optional[str]]]) -> Dict[str, Dict[str, Any]
         group[word] += 1
         if word == "fail":
             group["failed"].append(case["id"])
+            group.setdefault("failures", []).append({"id": case["id"],
+                                                     "message": case["message"]})
         elif word == "skip" and group["skip_reason"] is None:
             group["skip_reason"] = case["message"]
     return groups

@@ -80,6 +80,8 @@ def arguments(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--runs", default=runs.RUNS, help="run directories (logs, raw output)")
     p.add_argument("--no-fixtures", action="store_true",
                    help="do not copy recorded trees/trace_pipe into tests/fixtures")
+    p.add_argument("--no-record", action="store_true",
+                   help="skip the kernel-tree and trace_pipe recorders (faster)")
     p.add_argument("--md", help="report path (default docs/compatibility.md; "
                    "CI: RUNS/ci/compatibility.md)")
     p.add_argument("--report-only", action="store_true",
@@ -140,7 +142,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"tools.vm: {name} ...", file=sys.stderr, flush=True)
         result = runs.run_cell(
             kernel, variant, name, args.runs, suite,
-            args.test_timeout, wall, record=kernel is not None and not args.ci,
+            args.test_timeout, wall,
+            record=kernel is not None and not args.ci and not args.no_record,
             cpus=args.cpus, memory=args.memory,
             require="ftrace/kprobe,ebpf-bcc" if args.ci else None, force_open=not args.ci)
         if kernel is not None and not args.no_fixtures and not args.ci:

@@ -60,6 +60,7 @@ def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
                           max(60, wall - 240), record)
     config["require"] = require
     config["force_open"] = force_open
+    config["vm_wall"] = wall
     config_path = os.path.join(run_dir, "config.json")
     with open(config_path, "w") as f:
         json.dump(config, f, indent=1)

@@ -57,20 +57,25 @@ class Libbpf:
         self.log: Deque[str] = collections.deque(maxlen=64)
         self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         self._libc.vsnprintf.argtypes = [vp, ctypes.c_size_t, cs, vp]
+        self._print_buf = ctypes.create_string_buffer(1 << 20)
+        self._print_lock = threading.Lock()
         self._printer = _PRINT_FN(self._print)  # kept alive as long as we are
         lib.libbpf_set_print(self._printer)
 
     def _print(self, level: int, fmt: Optional[bytes], args: Optional[int]) -> int:
-        buf = ctypes.create_string_buffer(1024)
-        self._libc.vsnprintf(buf, len(buf), fmt, args)
-        line = buf.value.decode(errors="replace").strip()
-        if line:
-            self.log.append(line)
+        # Big enough for a whole verifier log, which libbpf prints in one call
+        # (its verdict is at the end); allocated once, shared under a lock.
+        with self._print_lock:
+            buf = self._print_buf
+            self._libc.vsnprintf(buf, len(buf), fmt, args)
+            text = buf.value.decode(errors="replace")
+        self.log.extend(ln.strip() for ln in text.splitlines() if ln.strip())
         return 0
 
     def recent_log(self, lines: int = 6) -> str:
         """The last log lines worth showing a user, joined into one line."""
-        useful: List[str] = [ln for ln in self.log if ln and not ln.startswith("libbpf: -- ")]
+        useful: List[str] = [ln for ln in self.log if not ln.startswith("libbpf: -- ")
+                             and "END PROG LOAD LOG" not in ln]
         return " | ".join(useful[-lines:])
 
     def errno_error(self, what: str, err: Optional[int] = None) -> BackendError:

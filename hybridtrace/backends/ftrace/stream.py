@@ -31,7 +31,7 @@ from hybridtrace.filtering import matches
 from hybridtrace.request import Kind, TraceRequest
 
 READ_SIZE = 1 << 16
-MAX_READ_PER_POLL = 8 << 20  # return to the caller at least this often (bytes)
+MAX_READ_PER_POLL = 1 << 20  # bytes decoded per poll: ~10k records, so poll returns promptly
 _SAFE_COMM = re.compile(rb"^[A-Za-z0-9_.:+@%,/-]{1,15}$")
 
 

@@ -16,6 +16,9 @@
 #define HT_MAX_ARGS 128
 #define HT_ARGS_AREA (HT_MAX_ARGS * HT_ARG_READ) /* packed NUL-terminated argv per exec */
 #define HT_COMM_LEN 16
+/* Room for the filename in ht_exec.data, a power of two >= HT_PATH_READ so that
+ * masking its length gives every verifier a bound it cannot lose. */
+#define HT_NAME_ROOM 1024
 
 enum ht_rec_type { HT_REC_EXEC = 1, HT_REC_OPEN = 2 };
 
@@ -54,7 +57,7 @@ struct ht_exec {
 	__u8 name_source;
 	__u8 argv_source;
 	__u8 pad[2];
-	char data[HT_PATH_READ + HT_ARGS_AREA + HT_ARG_READ];
+	char data[HT_NAME_ROOM + HT_ARGS_AREA + HT_ARG_READ];
 };
 
 struct ht_open {

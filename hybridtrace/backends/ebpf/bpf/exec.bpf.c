@@ -27,6 +27,16 @@ struct {
 
 #define HT_EXEC_FIXED __builtin_offsetof(struct ht_exec, data)
 
+/* A bound on the filename length that survives clang: the empty asm hides what
+ * clang knows, so the mask stays and even old verifiers see base < HT_NAME_ROOM. */
+static __always_inline void ht_bound_name(__u32 *base)
+{
+	__u32 b = *base;
+
+	asm volatile("" : "+r"(b));
+	*base = b & (HT_NAME_ROOM - 1);
+}
+
 static __always_inline void read_caller_argv(struct ht_exec *e, const char *const *argv)
 {
 	__u32 base = e->name_len, off = 0;
@@ -34,8 +44,7 @@ static __always_inline void read_caller_argv(struct ht_exec *e, const char *cons
 	long n;
 	int i;
 
-	if (base > HT_PATH_READ)
-		return;
+	ht_bound_name(&base);
 	for (i = 0; i < HT_MAX_ARGS; i++) {
 		if (bpf_probe_read_user(&p, sizeof(p), &argv[i])) {
 			e->h.flags |= HT_F_ARGV_FAULT;
@@ -168,8 +177,9 @@ static __always_inline void read_new_argv(struct ht_exec *e)
 	e->h.flags &= ~(HT_F_ARGV_FAULT | HT_F_ARGV_TRUNC);
 	e->args_len = 0;
 	e->argv_source = HT_SRC_NEW_IMAGE;
-	if (base > HT_PATH_READ || !skip)
+	if (!skip)
 		return;
+	ht_bound_name(&base);
 	for (i = 0; i < HT_MAX_ARGS; i++) {
 		if (p >= end)
 			break;
@@ -199,7 +209,7 @@ int ht_exec_done(struct trace_event_raw_sched_process_exec *ctx)
 {
 	__u32 cpu = bpf_get_smp_processor_id(), old_tid = ctx->old_pid;
 	struct ht_exec *e = bpf_map_lookup_elem(&ht_execs, &old_tid);
-	bool pending = e != NULL;
+	bool pending = e != NULL, reread = true;
 	__u16 sys = HT_SYS_EXECVE;
 	__u32 flags = 0;
 	long n;
@@ -209,8 +219,7 @@ int ht_exec_done(struct trace_event_raw_sched_process_exec *ctx)
 		flags = e->h.flags;
 		ht_fill_hdr(&e->h, HT_REC_EXEC);
 		e->h.flags = flags;
-		if (flags & HT_F_ARGV_FAULT)
-			read_new_argv(e);
+		reread = flags & HT_F_ARGV_FAULT;
 	} else {
 		if (e)
 			sys = e->syscall;
@@ -228,8 +237,10 @@ int ht_exec_done(struct trace_event_raw_sched_process_exec *ctx)
 		e->name_source = n > 0 ? HT_SRC_TRACEPOINT : HT_SRC_NONE;
 		if (n <= 0)
 			e->h.flags |= HT_F_NAME_FAULT;
-		read_new_argv(e);
 	}
+	/* One call site: the loop is verified once, which older verifiers need. */
+	if (reread)
+		read_new_argv(e);
 	e->retval = 0;
 	if (!ht_cfg.failed_only && ht_comm_ok(e->h.comm))
 		ht_emit(ctx, e, exec_size(e));
