@@ -79,6 +79,33 @@ class Session:
             for event in self.poll(0.25 if left is None else min(0.25, left)):
                 callback(event)
 
+    def drain(self, grace: float = 2.0) -> List[Event]:
+        """Stop recording and return what the kernel still holds, within ``grace`` seconds.
+
+        Streams that implement backends.base.Drainable stop the kernel recording first.
+        Whatever cannot be read in time is returned as a LostEvent, so captured +
+        lost still accounts for every event recorded while the session ran.
+        """
+        stream = self._stream
+        if stream is None:
+            return []
+        stop = getattr(stream, "stop", None)
+        if stop is not None:
+            stop()
+        out: List[Event] = []
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            batch = self.poll(0)
+            if not batch:
+                break
+            out += batch
+        unread = getattr(stream, "unread", None)
+        left = unread() if unread is not None else 0
+        if left > 0:
+            self._lost += left
+            out.append(LostEvent(time.monotonic_ns(), left, "unread when the session ended"))
+        return out
+
     def close(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:

@@ -69,3 +69,15 @@ class EventStream(Protocol):
     def stats(self) -> StreamStats: ...
 
     def close(self) -> None: ...
+
+
+class Drainable(Protocol):
+    """A stream that can stop recording yet stay readable, so an ending loses nothing silently.
+
+    ``stop`` keeps the kernel from recording new events; ``unread`` counts what the
+    kernel still holds for us (called after draining: it is reported as lost).
+    """
+
+    def stop(self) -> None: ...
+
+    def unread(self) -> int: ...

@@ -28,8 +28,18 @@ class UsageError(Exception):
     """A mistake in the command line; one line, exit 2."""
 
 
-class _Terminated(Exception):
-    pass
+class _Stop:
+    """Set by SIGINT/SIGTERM; checked between polls.
+
+    A flag rather than an exception: an exception raised inside a ctypes
+    callback (libbpf, BCC) is swallowed, and the session would never end.
+    """
+
+    requested = False
+
+    @classmethod
+    def handler(cls, signum: int, frame: Optional[FrameType]) -> None:
+        cls.requested = True
 
 
 def fail(message: str, status: int = 2) -> int:
@@ -85,10 +95,6 @@ def compile_regex(text: Optional[str], option: str) -> Optional[Pattern[bytes]]:
         raise UsageError(f"{PROG}: bad regular expression for {option}: {exc}") from None
 
 
-def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
-    raise _Terminated()
-
-
 def open_session(kind: str, args: argparse.Namespace, **filters: Any) -> Session:
     try:
         return trace(kind, args.backend, tier=args.tier, **filters)
@@ -110,28 +116,32 @@ def run_session(
                          f" ({session.decision.why})\n")
         for note in session.fallbacks:
             sys.stderr.write(f"{PROG}: fell back: {note}\n")
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    _Stop.requested = False
+    previous = {sig: signal.signal(sig, _Stop.handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     deadline = None if args.duration is None else time.monotonic() + args.duration
     shown = 0
     try:
         if header and not args.json:
             out.write(header + "\n")
             out.flush()
-        while True:
+        while not _Stop.requested:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 break
             batch = session.poll(0.2 if left is None else min(0.2, left))
             if batch:
                 shown += _write(out, args.json, batch, keep, render)
-    except (KeyboardInterrupt, _Terminated):
+        # What the kernel recorded before the end is shown (or counted lost), not dropped.
+        shown += _write(out, args.json, session.drain(), keep, render)
+    except KeyboardInterrupt:
         pass
     except BrokenPipeError:
         # `| head` closed the pipe: stop quietly, and keep Python from
         # complaining when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         stats = session.stats
         session.close()
     if not args.quiet:

@@ -19,6 +19,7 @@ from typing import Callable, Iterator, List, Optional, Sequence
 
 import pytest
 
+import hybridtrace
 from hybridtrace.backends.ftrace import debuginfo
 from hybridtrace.backends.ftrace.stream import FtraceStream, open_ftrace_stream
 from hybridtrace.capabilities import probe
@@ -373,6 +374,39 @@ def test_overrun_is_counted_exactly(caps: Capabilities, tier: str,
     assert 0 < len(got) < count
     assert len(got) + lost >= count
     assert all(e.path in (None, b"/etc/hostname") for e in got)
+
+
+@pytest.mark.parametrize("grace", [0.0, 30.0])
+def test_ending_behind_loses_nothing_silently(caps: Capabilities, tier: str,
+                                              tmp_path: os.PathLike, grace: float) -> None:
+    """Session.drain: what the kernel recorded before the end is read, or counted lost."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.skip("needs a C compiler to produce a burst of opens")
+    src = os.path.join(str(tmp_path), "burst.c")
+    exe = os.path.join(str(tmp_path), "burst")
+    with open(src, "w") as handle:
+        handle.write(BURST_C)
+    subprocess.run([gcc, "-O2", "-o", exe, src], check=True)
+    count = 3000
+    per_open = 3 if tier in EXACT else 2
+    child = subprocess.Popen([exe, "/etc/hostname", str(count)], stdin=subprocess.PIPE)
+    assert child.stdin is not None
+    with hybridtrace.trace("open", "ftrace", tier=tier, pid=child.pid) as session:
+        child.stdin.write(b"g")
+        child.stdin.close()
+        assert child.wait(timeout=300) == 0  # every record sits unread in the buffer
+        events = session.drain(grace)
+    got = opens(events, child.pid)
+    lost = session.stats.lost
+    if grace == 0.0:
+        assert not got
+        assert [e.where for e in events if isinstance(e, LostEvent)] == [
+            "unread when the session ended"]
+        assert lost == per_open * count
+    else:
+        assert len(got) == count and lost == 0
+        assert session.stats.captured == count
 
 
 @pytest.fixture(autouse=True)

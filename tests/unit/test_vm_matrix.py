@@ -122,11 +122,13 @@ def _result(usable: bool, outcome: str, passed: int, failed: int) -> Dict[str, A
     (True, "open failed", 3, 0, False),     # usable but it does not open
     (False, "open failed", 0, 0, True),     # not usable and really fails
     (False, "traced", 0, 0, False),         # not usable but it works
+    (False, "open failed", 3, 0, True),     # tests brought their own setup: noted
 ])
 def test_verdict(usable: bool, outcome: str, passed: int, failed: int, agree: bool) -> None:
     v = verdict.judge(_result(usable, outcome, passed, failed), "ftrace/kprobe")
     assert v["agree"] is agree
     assert bool(v["problems"]) is not agree
+    assert bool(v["notes"]) is (not usable and passed > 0)
 
 
 def test_report_is_marked_generated_and_round_trips(tmp_path: Any) -> None:

@@ -88,6 +88,7 @@ def arguments(argv: Optional[List[str]]) -> argparse.Namespace:
                    help="re-render the markdown from the json, run nothing")
     p.add_argument("--merge", action="append", default=[], metavar="JSON",
                    help="with --report-only: add the rows of another run's json")
+    p.add_argument("--note", help="with --report-only: a paragraph for the report's head")
     return p.parse_args(argv)
 
 
@@ -109,7 +110,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             for other in args.merge:
                 rows.update({r["name"]: r for r in _previous(other)})
             merged = sorted(rows.values(), key=_order)
-            report.write(merged, data["generated_by"], md, js, data.get("note", ""))
+            report.write(merged, data["generated_by"], md, js,
+                         args.note if args.note is not None else data.get("note", ""))
         else:
             with open(md, "w") as f:
                 f.write(report.render(data))

@@ -46,6 +46,8 @@ def _cell(v: Dict[str, Any]) -> str:
     else:
         doc = "not usable"
     mark = {True: "agrees", False: "**MISMATCH**", None: "unverified"}[v["agree"]]
+    if v["notes"]:
+        mark += " (see details)"
     return f"{tests}; {doc}; {mark}"
 
 
@@ -172,7 +174,7 @@ def _details(r: Dict[str, Any]) -> List[str]:
             bits.append(f"failed `{fail['id'].split('::')[-1]}`: {fail['message'] or '?'}")
         if v["tests"].get("skip_reason") and not v["tests"]["pass"]:
             bits.append(f"skip: {v['tests']['skip_reason']}")
-        bits += v["problems"]
+        bits += v["problems"] + v["notes"]
         if bits:
             lines.append(f"- {label}: " + "; ".join(b.replace("|", "\\|") for b in bits))
     return [*lines, ""]

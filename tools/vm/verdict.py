@@ -55,6 +55,10 @@ def judge(result: Dict[str, Any], label: str) -> Dict[str, Any]:
         problems.append(f"doctor: usable, but {group['fail']} test(s) failed")
     if any(usable.values()) and group["skip"] and not group["pass"]:
         problems.append("doctor: usable, but every test skipped")
+    notes: List[str] = []
+    if not any(usable.values()) and group["pass"]:
+        notes.append(f"{group['pass']} test(s) passed under their own setup (e.g. borrowed "
+                     "headers) although doctor says not usable as this system is configured")
     if None in usable.values():
         agree: Optional[bool] = None
     elif None in traced.values() and not (group["pass"] or group["fail"]):
@@ -62,4 +66,4 @@ def judge(result: Dict[str, Any], label: str) -> Dict[str, Any]:
     else:
         agree = not problems
     return {"doctor_usable": usable, "forced": traced, "tests": group, "agree": agree,
-            "problems": problems, "blocking": blocking_reasons(doctor, label)}
+            "problems": problems, "notes": notes, "blocking": blocking_reasons(doctor, label)}

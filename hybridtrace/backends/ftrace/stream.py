@@ -290,6 +290,19 @@ class FtraceStream:
     def stats(self) -> StreamStats:
         return StreamStats(self._captured, self._lost)
 
+    def stop(self) -> None:
+        """Stop recording (the buffer stays readable): Session.drain reads the rest."""
+        inst = self._res.instance
+        if inst is not None:
+            inst.set_option("tracing_on", "0")
+
+    def unread(self) -> int:
+        """Records still in the instance's buffer, that the session will never read."""
+        inst = self._res.instance
+        if inst is None:
+            return 0
+        return sum(cpu.entries for cpu in buffer_stats.read_stats(inst.path).values())
+
     def close(self) -> None:
         self._finalizer()
 
