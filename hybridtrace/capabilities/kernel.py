@@ -75,11 +75,17 @@ def headers(tree: Tree, rel: str) -> Headers:
 
 
 def parse_config(text: str) -> Dict[str, str]:
+    """CONFIG_X -> value; "n" for "# CONFIG_X is not set" (a symbol the kernel
+    has but disabled, unlike one it doesn't have at all)."""
     items: Dict[str, str] = {}
     for line in text.splitlines():
         match = re.match(r"(CONFIG_\w+)=(.*)$", line.strip())
         if match:
             items[match.group(1)] = match.group(2).strip('"')
+            continue
+        match = re.match(r"# (CONFIG_\w+) is not set$", line.strip())
+        if match:
+            items[match.group(1)] = "n"
     return items
 
 

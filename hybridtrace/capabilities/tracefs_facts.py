@@ -67,15 +67,19 @@ def tracepoints(tree: Tree, path: str) -> Dict[str, bool]:
 
 
 def eprobes(tree: Tree, readme: str, path: str, cfg: KernelConfig) -> Optional[bool]:
-    """The README lists "e[:" even without CONFIG_EPROBE_EVENTS (6.x), so ask the config."""
+    """The README lists "e[:" even with CONFIG_EPROBE_EVENTS off (6.18), so ask the config.
+
+    Before that option existed (5.15 to 6.1 kernels) eprobes came with
+    CONFIG_PROBE_EVENTS: a config without the symbol at all trusts the README.
+    """
     listed = bool(re.search(r"^\s*e\[:\[", readme, re.M)) and tree.exists(path + "/dynamic_events")
-    enabled = cfg.enabled("CONFIG_EPROBE_EVENTS")
-    if enabled is None:
+    if cfg.source is None:
         if listed:
             tree.note("eprobes: README lists them but no kernel config confirms"
                       " CONFIG_EPROBE_EVENTS")
         return listed
-    return listed and enabled
+    value = cfg.items.get("CONFIG_EPROBE_EVENTS")
+    return listed and (value is None or value in ("y", "m"))
 
 
 def probe_tracefs(tree: Tree, mounted: List[Tuple[str, str]], cap_sys_admin: bool,

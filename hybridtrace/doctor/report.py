@@ -182,7 +182,10 @@ def _checks(caps: Capabilities) -> List[Check]:
         ("uprobes", "uprobes", tfs.uprobe_events, "CONFIG_UPROBE_EVENTS",
          "ftrace tier 3: strings from C library probes"),
     ):
-        checks.append(_probe_kind_check(cid, title, value, cfg.enabled(option), option, why))
+        configured = cfg.enabled(option)
+        if cid == "eprobes" and cfg.items.get(option) is None and k.version >= (5, 15, 0):
+            configured = None  # 5.15 to 6.1: eprobes come without this symbol
+        checks.append(_probe_kind_check(cid, title, value, configured, option, why))
     checks.append(Check(
         "fetch_types", "probe string types",
         ", ".join(tfs.fetch_types) or "unknown", None,

@@ -56,7 +56,10 @@ def _tier_reasons(caps: Capabilities, tier: str) -> List[Reason]:
                        " or CONFIG_KPROBE_EVENTS)")
             )
     elif tier == "eprobe":
-        if _absent(tfs.eprobes, caps, "CONFIG_EPROBE_EVENTS"):
+        # tracefs unread: 5.15 to 6.1 kernels have eprobes without the config symbol
+        known_off = caps.kernel.version < (5, 15, 0) or caps.config.items.get(
+            "CONFIG_EPROBE_EVENTS") == "n"
+        if tfs.eprobes is False or (tfs.eprobes is None and known_off):
             out.append(Reason("no-eprobes", "no eprobes (needs 5.15+ with CONFIG_EPROBE_EVENTS)"))
     elif tier == "uprobe":
         if _absent(tfs.uprobe_events, caps, "CONFIG_UPROBE_EVENTS"):

@@ -57,11 +57,11 @@ static __always_inline void read_caller_argv(struct ht_exec *e, const char *cons
 			break;
 		}
 		n = bpf_probe_read_user_str(&e->data[base + off], HT_ARG_READ, p);
-		if (n <= 0) {
+		if (n < 0) {
 			e->h.flags |= HT_F_ARGV_FAULT;
 			break;
 		}
-		off += n;
+		off += n ? n : 1; /* before 5.11 an empty string counts 0, its NUL unsaid */
 	}
 	e->args_len = off;
 	e->argv_source = HT_SRC_SYSCALL;
@@ -188,10 +188,12 @@ static __always_inline void read_new_argv(struct ht_exec *e)
 			break;
 		}
 		n = bpf_probe_read_user_str(&e->data[base + off], HT_ARG_READ, (const void *)p);
-		if (n <= 0) {
+		if (n < 0) {
 			e->h.flags |= HT_F_ARGV_FAULT;
 			break;
 		}
+		if (n == 0) /* before 5.11 an empty string counts 0, its NUL unsaid */
+			n = 1;
 		off += n;
 		if (n == HT_ARG_READ) /* cut here: its full length says where the next starts */
 			n = bpf_probe_read_user_str(skip, HT_MAX_ARG_STRLEN, (const void *)p);
