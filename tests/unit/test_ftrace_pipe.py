@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
 import pytest
 
@@ -131,17 +131,62 @@ def _first(records: List[TraceLine], event: str, style: Optional[str] = None) ->
     raise AssertionError(f"no {event} record")
 
 
-def _check_argv(r: TraceLine, filename: bytes, argv: List[bytes], slots: int) -> None:
+# Kernel limitations visible in the raw bytes of the committed recordings (see
+# tests/fixtures/trace_pipe/README.md). The parser cannot undo them (the values are
+# not in the bytes), so for these kernels the tests pin exactly what was printed.
+EMPTY_IS_FAULT = "empty_is_fault"
+DROPS_OVERSIZED = "drops_oversized"
+FILENAME_FAULTS = "filename_faults"
+_FETCH_QUIRKS: Dict[str, Dict[str, FrozenSet[str]]] = {
+    # EMPTY_IS_FAULT: an empty user string fetched by a kprobe or eprobe ("ustring",
+    # read with strncpy_from_user_nofault(), which returns 0 for "" on these
+    # kernels) is stored with length 0 and printed "(fault)": the workload's empty
+    # argv[6] arrives as a6=(fault) a7="end". uprobes copy with their own code and
+    # print a6="" on the same kernels.
+    # DROPS_OVERSIZED: a kprobe/eprobe record whose strings do not fit one ring
+    # buffer page is not written at all (uprobes cut their strings instead): the
+    # 5000-byte argv exec has no k_execve/e_execve record. Slots after argv's NULL
+    # read whatever follows; when that is long the record is dropped the same way,
+    # so an exec with fewer arguments than slots may lack its record.
+    "debian-5.10-vm": {"kprobe": frozenset({EMPTY_IS_FAULT, DROPS_OVERSIZED})},
+    "debian-6.1-vm": {"kprobe": frozenset({EMPTY_IS_FAULT, DROPS_OVERSIZED}),
+                      "eprobe": frozenset({EMPTY_IS_FAULT, DROPS_OVERSIZED})},
+    # FILENAME_FAULTS: on 6.12 an eprobe reading a syscall tracepoint's "const char *"
+    # field (+0($filename):ustring) faults on every record: e_openat prints
+    # path=(fault) and e_execve filename=(fault) each time, while the uprobe and the
+    # kprobe read the same strings, and argv read through +u0($argv) comes out whole.
+    "debian-6.12-vm": {"kprobe": frozenset({EMPTY_IS_FAULT, DROPS_OVERSIZED}),
+                       "eprobe": frozenset({EMPTY_IS_FAULT, DROPS_OVERSIZED,
+                                            FILENAME_FAULTS})},
+}
+_PAGE = 4096
+
+
+def _quirks(rec: Recording, probe: str) -> FrozenSet[str]:
+    kind = str(next(p["kind"] for p in rec.manifest["probes"] if p["name"] == probe))
+    return _FETCH_QUIRKS.get(rec.name, {}).get(kind, frozenset())
+
+
+def _check_argv(r: TraceLine, filename: bytes, argv: List[bytes], slots: int,
+                empty_faults: bool = False, filename_faults: bool = False) -> None:
     total = len(filename) + sum(len(a) + 1 for a in argv)
     shown = min(len(argv), slots)
-    if total <= _EXACT_LIMIT:
+    if filename_faults:
+        assert "filename" in r.faults and "filename" not in r.args, r.raw
+    else:
         assert r.args["filename"] == filename
-        assert [r.args[f"a{i}"] for i in range(shown)] == argv[:shown]
+    if total <= _EXACT_LIMIT:
+        for i in range(shown):
+            if empty_faults and argv[i] == b"":
+                # printed "(fault)" by the kernel: a fault, never an invented value
+                assert f"a{i}" in r.faults and f"a{i}" not in r.args, r.raw
+            else:
+                assert r.args[f"a{i}"] == argv[i], (i, r.raw)
+                assert f"a{i}" not in r.faults
         if len(argv) < slots:
             assert f"a{len(argv)}" in r.faults  # the NULL terminator reads as (fault)
     else:
         # Too big for one probe record: what arrives is a prefix, never invented.
-        assert r.args["filename"] == filename
         assert r.args["a0"] == argv[0]
         for i in range(1, shown):
             value = r.args.get(f"a{i}")
@@ -183,8 +228,18 @@ def test_workload_execs_come_out_exact(rec: Recording, phase: str) -> None:
         if ex["via"] == "execv":
             for probe in rec.probe_names("_execve"):
                 hits = [r for r in mine if r.event == probe]
+                quirks = _quirks(rec, probe)
+                if DROPS_OVERSIZED in quirks:
+                    total = len(filename) + sum(len(a) + 1 for a in argv)
+                    if total > _PAGE:
+                        assert not hits, probe  # the kernel wrote no record at all
+                        continue
+                    if not hits and len(argv) < slots:
+                        continue  # garbage read after argv's NULL outgrew the page
                 assert len(hits) == 1, probe
-                _check_argv(hits[0], filename, argv, slots)
+                _check_argv(hits[0], filename, argv, slots,
+                            empty_faults=EMPTY_IS_FAULT in quirks,
+                            filename_faults=FILENAME_FAULTS in quirks)
 
 
 def _result_after(records: List[TraceLine], start: int, pid: int) -> Dict[str, int]:
@@ -225,7 +280,15 @@ def test_workload_opens_come_out_exact(rec: Recording, phase: str) -> None:
     for probe in rec.probe_names("_openat"):
         if probe.startswith("u_"):
             continue
-        paths = {r.args.get("path") for r in records if r.pid == pid and r.event == probe}
+        mine = [r for r in records if r.pid == pid and r.event == probe]
+        if FILENAME_FAULTS in _quirks(rec, probe):
+            # the kernel printed path=(fault) on every record (see _FETCH_QUIRKS)
+            assert len(mine) >= len(exp["opens"]), probe
+            for r in mine:
+                assert r.faults == {"path"} and "path" not in r.args, r.raw
+            checked += len(exp["opens"])
+            continue
+        paths = {r.args.get("path") for r in mine}
         for op in exp["opens"]:
             assert bytes.fromhex(op["path"]) in paths, probe
             checked += 1

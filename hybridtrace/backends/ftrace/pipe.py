@@ -25,8 +25,13 @@ spaces of a comm are lost (the kernel pads comm on the left).
 ``(fault)`` (a probe could not read user memory) is not a value: the field
 goes into ``faults``. An argv slot after the NULL terminator reads as
 ``(fault)``, and slots after that may hold garbage, so argv ends at the
-first fault. A probe record holds at most about one page of strings: longer
-ones arrive cut short and later slots fault. Probes print their location as
+first fault. kprobes and eprobes (recorded on 5.10, 6.1 and 6.12) print an
+empty user string as ``(fault)`` too (its fetch stores length 0), and 6.12 eprobes
+fault on every ``+0($field):ustring`` of a syscall's ``const char *`` field;
+the bytes hold no value then, so none is invented (tests/fixtures/trace_pipe/
+README.md). A uprobe record holds at most about one page of strings: longer
+ones arrive cut short and later slots fault; a kprobe or eprobe record that
+large is not written at all. Probes print their location as
 ``(0x7f...)``, ``(sym+0x0/0x80)`` or ``(ret <- func)``, not as their format
 says: it is kept whole in ``args["__probe_ip"]``.
 

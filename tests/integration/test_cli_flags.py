@@ -1,0 +1,325 @@
+"""Every execsnoop/opensnoop flag not covered by test_cli.py, against real processes.
+
+Each test starts the command, waits until it is tracing, runs known processes
+(unique names and paths in a tmp dir) and checks the flag's effect both ways:
+what must be shown and what must not.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, List, Sequence
+
+import pytest
+
+from hybridtrace.capabilities import probe
+from hybridtrace.selector import decide
+from tests.conftest import require_backend
+from tests.integration.conftest import leftovers
+from tests.integration.test_cli import Tracer
+
+BACKENDS = ["ebpf-core", "ftrace/uprobe"]
+NOBODY = 65534
+HHMMSS = re.compile(r"^\d\d:\d\d:\d\d$")
+
+# Each thread of this process opens its own path in a loop; prints "PID TID0 TID1".
+THREADS = """
+import os, sys, threading, time
+tids = {}
+def loop(i):
+    tids[i] = threading.get_native_id()
+    while True:
+        try:
+            open(sys.argv[1 + i]).close()
+        except OSError:
+            pass
+        time.sleep(0.05)
+for i in range(2):
+    threading.Thread(target=loop, args=(i,), daemon=True).start()
+while len(tids) < 2:
+    time.sleep(0.01)
+print(os.getpid(), tids[0], tids[1], flush=True)
+sys.stdin.read()
+"""
+
+
+def backend_for(label: str, kind: str) -> List[str]:
+    backend, _, tier = label.partition("/")
+    decision = decide(probe(), kind, backend, tier or None)
+    if decision.chosen is None:
+        require_backend(label, decision.failure())
+    return ["--backend", backend] + (["--tier", tier] if tier else [])
+
+
+@pytest.fixture(params=BACKENDS)
+def exec_backend(request: pytest.FixtureRequest) -> Iterator[List[str]]:
+    yield backend_for(str(request.param), "exec")
+
+
+@pytest.fixture(params=BACKENDS)
+def open_backend(request: pytest.FixtureRequest) -> Iterator[List[str]]:
+    yield backend_for(str(request.param), "open")
+
+
+def finish(tracer: Tracer) -> str:
+    out, err = tracer.stop()
+    assert tracer.proc.returncode == 0, err
+    assert not leftovers(tracer.proc.pid)
+    return out
+
+
+def rows(out: str, pid: int, pid_col: int) -> List[List[str]]:
+    """Data lines (header skipped) whose PID column is ``pid``, split in columns."""
+    return [ln.split() for ln in out.splitlines()[1:] if ln.split()[pid_col:pid_col + 1]
+            == [str(pid)]]
+
+
+def run(argv: Sequence[str], **kw: object) -> subprocess.Popen[bytes]:
+    child = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             **kw)  # type: ignore[call-overload]
+    child.wait()
+    return child
+
+
+def close_to_now(hhmmss: str) -> bool:
+    now = time.time()
+    return hhmmss in {time.strftime("%H:%M:%S", time.localtime(now - d)) for d in range(0, 20)}
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- execsnoop
+
+
+def test_execsnoop_wall_clock(exec_backend: List[str]) -> None:
+    tracer = Tracer(["execsnoop", "-T", *exec_backend])
+    child = run(["/bin/sleep", "0.1"])
+    out = finish(tracer)
+    assert out.splitlines()[0].split()[:3] == ["TIME", "PCOMM", "PID"], out
+    mine = rows(out, child.pid, 2)
+    assert mine, out
+    assert HHMMSS.match(mine[0][0]) and close_to_now(mine[0][0]), mine
+    assert mine[0][1] == "sleep" and mine[0][5:] == ["/bin/sleep", "0.1"]
+
+
+def test_execsnoop_relative_time(exec_backend: List[str]) -> None:
+    tracer = Tracer(["execsnoop", "-t", *exec_backend])
+    first = run(["/bin/sleep", "0.1"])
+    time.sleep(0.5)
+    second = run(["/bin/sleep", "0.1"])
+    out = finish(tracer)
+    assert out.splitlines()[0].split()[:3] == ["TIME(s)", "PCOMM", "PID"], out
+    a, b = rows(out, first.pid, 2), rows(out, second.pid, 2)
+    assert a and b, out
+    t1, t2 = float(a[0][0]), float(b[0][0])
+    assert not HHMMSS.match(a[0][0])
+    assert 0 <= t1 < 60 and t2 - t1 >= 0.4, (t1, t2)  # seconds since start, increasing
+
+
+def test_execsnoop_name_regex(exec_backend: List[str], tmp_path: Path) -> None:
+    tag = f"{os.getpid() % 100000}"
+    yes, no = tmp_path / f"htyes{tag}", tmp_path / f"htno{tag}"
+    yes.symlink_to("/bin/sleep")
+    no.symlink_to("/bin/sleep")
+    tracer = Tracer(["execsnoop", "-n", f"^htyes{tag}$", *exec_backend])
+    shown = run([str(yes), "0.1"])
+    hidden = run([str(no), "0.1"])
+    plain = run(["/bin/sleep", "0.1"])
+    out = finish(tracer)
+    assert [r[0] for r in rows(out, shown.pid, 1)] == [f"htyes{tag}"], out
+    assert not rows(out, hidden.pid, 1) and not rows(out, plain.pid, 1), out
+    assert all(ln.split()[0] == f"htyes{tag}" for ln in out.splitlines()[1:]), out
+
+
+def test_execsnoop_parent_pid(exec_backend: List[str]) -> None:
+    # waits for a go on stdin, so it exists before the tracer starts; ":" at the end keeps
+    # sh from exec'ing the last command itself: both sleeps are its children
+    parent = subprocess.Popen(["/bin/sh", "-c", "read go; /bin/sleep 0.11; /bin/sleep 0.12; :"],
+                              stdin=subprocess.PIPE)
+    tracer = Tracer(["execsnoop", "-P", str(parent.pid), *exec_backend])
+    assert parent.stdin is not None
+    parent.stdin.write(b"go\n")
+    parent.stdin.close()
+    parent.wait()
+    sibling = run(["/bin/sleep", "0.13"])  # a child of this test, not of parent
+    out = finish(tracer)
+    data = [ln.split() for ln in out.splitlines()[1:]]
+    mine = [r for r in data if r[2] == str(parent.pid)]
+    assert sorted(r[-1] for r in mine) == ["0.11", "0.12"], out
+    assert all(r[2] == str(parent.pid) for r in data), out
+    assert not rows(out, sibling.pid, 1) and not rows(out, parent.pid, 1), out
+
+
+def test_execsnoop_max_args(exec_backend: List[str]) -> None:
+    marker = f"ht-max-{os.getpid()}"
+    tracer = Tracer(["execsnoop", "--max-args", "3", *exec_backend])
+    long = run(["/bin/echo", marker, "b2", "c3", "d4"])
+    short = run(["/bin/echo", marker, "ok"])  # exactly 3: not cut
+    out = finish(tracer)
+    cut = [ln for ln in out.splitlines() if ln.split()[1:2] == [str(long.pid)]]
+    whole = [ln for ln in out.splitlines() if ln.split()[1:2] == [str(short.pid)]]
+    assert cut and whole, out
+    assert cut[0].split(None, 4)[4] == f"/bin/echo {marker} b2 ..."
+    assert "c3" not in cut[0] and "d4" not in cut[0]
+    assert whole[0].split(None, 4)[4] == f"/bin/echo {marker} ok"
+
+
+def test_execsnoop_quiet(exec_backend: List[str]) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hybridtrace", "execsnoop", "-Q", *exec_backend],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    header = proc.stdout.readline().decode()  # written once the session is tracing
+    assert header.split()[:2] == ["PCOMM", "PID"], header
+    child = run(["/bin/sleep", "0.1"])
+    time.sleep(0.8)
+    os.kill(proc.pid, signal.SIGTERM)
+    rest, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert rows(header + rest.decode(), child.pid, 1), rest  # events still shown
+    assert err == b""  # no start line, no summary
+    assert not leftovers(proc.pid)
+
+
+# ---------------------------------------------------------------- opensnoop
+
+
+def test_opensnoop_wall_clock(open_backend: List[str], tmp_path: Path) -> None:
+    target = tmp_path / "clock"
+    target.write_text("x")
+    tracer = Tracer(["opensnoop", "-T", *open_backend])
+    child = run(["/bin/cat", str(target)])
+    out = finish(tracer)
+    assert out.splitlines()[0].split()[:3] == ["TIME", "PID", "COMM"], out
+    mine = [r for r in rows(out, child.pid, 1) if r[-1] == str(target)]
+    assert mine, out
+    assert HHMMSS.match(mine[0][0]) and close_to_now(mine[0][0]), mine
+
+
+def test_opensnoop_uid_column(open_backend: List[str], tmp_path: Path) -> None:
+    target = tmp_path / "uid"
+    target.write_text("x")
+    tracer = Tracer(["opensnoop", "-U", *open_backend])
+    nobody = run(["/bin/cat", str(target)], preexec_fn=lambda: os.setuid(NOBODY))
+    root = run(["/bin/cat", str(target)])
+    out = finish(tracer)
+    assert out.splitlines()[0].split()[:3] == ["UID", "PID", "COMM"], out
+    theirs = [r for r in rows(out, nobody.pid, 1) if r[-1] == str(target)]
+    mine = [r for r in rows(out, root.pid, 1) if r[-1] == str(target)]
+    assert theirs and mine, out
+    assert theirs[0][0] == str(NOBODY) and mine[0][0] == "0"
+
+
+def threads_worker(*paths: Path) -> tuple[subprocess.Popen[bytes], List[int]]:
+    proc = subprocess.Popen([sys.executable, "-c", THREADS, *map(str, paths)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    return proc, [int(x) for x in proc.stdout.readline().split()]
+
+
+def test_opensnoop_pid(open_backend: List[str], tmp_path: Path) -> None:
+    a, b = tmp_path / "pid-a", tmp_path / "pid-b"
+    a.write_text("a")
+    b.write_text("b")
+    traced, (pid, _, _) = threads_worker(a, a)
+    other, (other_pid, _, _) = threads_worker(b, b)
+    try:
+        tracer = Tracer(["opensnoop", "-p", str(pid), *open_backend])
+        time.sleep(0.5)
+        run(["/bin/cat", str(a)])  # another process opening the same path
+        out = finish(tracer)
+    finally:
+        stop_worker(traced)
+        stop_worker(other)
+    data = [ln.split() for ln in out.splitlines()[1:]]
+    assert [r for r in data if r[-1] == str(a)], out
+    assert all(r[0] == str(pid) for r in data), out
+    assert not [r for r in data if r[-1] == str(b) or r[0] == str(other_pid)], out
+
+
+def test_opensnoop_tid(open_backend: List[str], tmp_path: Path) -> None:
+    a, b = tmp_path / "tid-a", tmp_path / "tid-b"
+    a.write_text("a")
+    b.write_text("b")
+    worker, (pid, tid_a, _) = threads_worker(a, b)
+    try:
+        tracer = Tracer(["opensnoop", "-t", str(tid_a), *open_backend])
+        time.sleep(0.5)
+        out = finish(tracer)
+    finally:
+        stop_worker(worker)
+    data = [ln.split() for ln in out.splitlines()[1:]]
+    assert [r for r in data if r[-1] == str(a) and r[0] == str(pid)], out
+    assert not [r for r in data if r[-1] == str(b)], out  # same process, other thread
+
+
+def test_opensnoop_name(open_backend: List[str], tmp_path: Path) -> None:
+    tag = f"{os.getpid() % 100000}"
+    yes, no = tmp_path / f"xhtoyes{tag}x", tmp_path / f"htonope{tag}"
+    yes.symlink_to("/bin/cat")
+    no.symlink_to("/bin/cat")
+    target = tmp_path / "name"
+    target.write_text("x")
+    tracer = Tracer(["opensnoop", "-n", f"htoyes{tag}", *open_backend])  # comm contains NAME
+    shown = run([str(yes), str(target)])
+    hidden = run([str(no), str(target)])
+    out = finish(tracer)
+    assert [r for r in rows(out, shown.pid, 0) if r[-1] == str(target)], out
+    assert not rows(out, hidden.pid, 0), out
+    assert all(f"htoyes{tag}" in ln.split()[1] for ln in out.splitlines()[1:]), out
+
+
+def test_opensnoop_flag_filter(open_backend: List[str], tmp_path: Path) -> None:
+    created, existing = tmp_path / "created", tmp_path / "existing"
+    existing.write_text("x")
+    tracer = Tracer(["opensnoop", "-f", "O_CREAT", "-e", *open_backend])
+    shell = run(["/bin/sh", "-c", ': > "$0"; /bin/cat "$1"', str(created), str(existing)])
+    out = finish(tracer)
+    data = [ln.split() for ln in out.splitlines()[1:]]
+    assert [r for r in data if r[0] == str(shell.pid) and r[-1] == str(created)], out
+    assert not [r for r in data if r[-1] == str(existing)], out  # O_RDONLY open
+    assert all(int(r[4], 8) & os.O_CREAT for r in data), out  # FLAGS column
+
+
+def test_opensnoop_full_path(open_backend: List[str], tmp_path: Path) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / "relative").write_text("x")
+    absolute = tmp_path / "absolute"
+    absolute.write_text("x")
+    tracer = Tracer(["opensnoop", "-F", *open_backend])
+    # the shell opens both itself and stays alive (its /proc/PID/cwd readable) until told
+    shell = subprocess.Popen(["/bin/sh", "-c", 'exec 3<relative 4<"$0"; read done', str(absolute)],
+                             cwd=str(cwd), stdin=subprocess.PIPE)
+    try:
+        time.sleep(1.0)
+        out = finish(tracer)
+    finally:
+        assert shell.stdin is not None
+        shell.stdin.close()
+        shell.wait(timeout=10)
+    paths = [r[-1] for r in rows(out, shell.pid, 0)]
+    assert str(cwd / "relative") in paths and str(absolute) in paths, out
+    assert "relative" not in paths, out
+
+
+def test_opensnoop_user(open_backend: List[str], tmp_path: Path) -> None:
+    theirs, mine = tmp_path / "user-nobody", tmp_path / "user-root"
+    tracer = Tracer(["opensnoop", "-u", "nobody", *open_backend])
+    nobody = run(["/bin/cat", str(theirs)], preexec_fn=lambda: os.setuid(NOBODY))
+    root = run(["/bin/cat", str(mine)])
+    out = finish(tracer)
+    assert [r for r in rows(out, nobody.pid, 0) if r[-1] == str(theirs)], out
+    assert not rows(out, root.pid, 0), out
+    assert str(mine) not in out
