@@ -207,16 +207,62 @@ def test_opensnoop_wall_clock(open_backend: List[str], tmp_path: Path) -> None:
     assert HHMMSS.match(mine[0][0]) and close_to_now(mine[0][0]), mine
 
 
+class Holder:
+    """A shell that, once told, opens ``path`` itself and stays alive until ended.
+
+    Alive, because ftrace reads a process's uid from /proc after the fact; told
+    after it has blocked once, because ftrace's comm cache is only refreshed when
+    a task is scheduled (a process that opens right after exec shows its pre-exec
+    comm on ftrace: see the report).
+    """
+
+    def __init__(self, path: Path, shell: str = "/bin/sh", uid: int = 0) -> None:
+        self.proc = subprocess.Popen(
+            [shell, "-c", 'echo ready; read go; read x <"$0"; read done', str(path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            preexec_fn=(lambda: os.setuid(uid)) if uid else None,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stdout.readline() == b"ready\n"
+        self.pid = self.proc.pid
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+
+    def end(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+def hold_and_open(tracer_args: List[str], *holders: tuple[Path, str, int]) -> tuple[str, List[int]]:
+    """Run ``hybridtrace tracer_args`` while each (path, shell, uid) holder opens its path."""
+    tracer = Tracer(tracer_args)
+    started: List[Holder] = []
+    try:
+        for path, shell, uid in holders:
+            started.append(Holder(path, shell, uid))
+        time.sleep(0.3)  # let them block in `read go`
+        for holder in started:
+            holder.go()
+        time.sleep(0.5)
+        out = finish(tracer)
+    finally:
+        for holder in started:
+            holder.end()
+    return out, [h.pid for h in started]
+
+
 def test_opensnoop_uid_column(open_backend: List[str], tmp_path: Path) -> None:
     target = tmp_path / "uid"
     target.write_text("x")
-    tracer = Tracer(["opensnoop", "-U", *open_backend])
-    nobody = run(["/bin/cat", str(target)], preexec_fn=lambda: os.setuid(NOBODY))
-    root = run(["/bin/cat", str(target)])
-    out = finish(tracer)
+    out, (nobody, root) = hold_and_open(["opensnoop", "-U", *open_backend],
+                                        (target, "/bin/sh", NOBODY), (target, "/bin/sh", 0))
     assert out.splitlines()[0].split()[:3] == ["UID", "PID", "COMM"], out
-    theirs = [r for r in rows(out, nobody.pid, 1) if r[-1] == str(target)]
-    mine = [r for r in rows(out, root.pid, 1) if r[-1] == str(target)]
+    theirs = [r for r in rows(out, nobody, 1) if r[-1] == str(target)]
+    mine = [r for r in rows(out, root, 1) if r[-1] == str(target)]
     assert theirs and mine, out
     assert theirs[0][0] == str(NOBODY) and mine[0][0] == "0"
 
@@ -267,16 +313,14 @@ def test_opensnoop_tid(open_backend: List[str], tmp_path: Path) -> None:
 def test_opensnoop_name(open_backend: List[str], tmp_path: Path) -> None:
     tag = f"{os.getpid() % 100000}"
     yes, no = tmp_path / f"xhtoyes{tag}x", tmp_path / f"htonope{tag}"
-    yes.symlink_to("/bin/cat")
-    no.symlink_to("/bin/cat")
+    yes.symlink_to("/bin/sh")
+    no.symlink_to("/bin/sh")
     target = tmp_path / "name"
     target.write_text("x")
-    tracer = Tracer(["opensnoop", "-n", f"htoyes{tag}", *open_backend])  # comm contains NAME
-    shown = run([str(yes), str(target)])
-    hidden = run([str(no), str(target)])
-    out = finish(tracer)
-    assert [r for r in rows(out, shown.pid, 0) if r[-1] == str(target)], out
-    assert not rows(out, hidden.pid, 0), out
+    out, (shown, hidden) = hold_and_open(["opensnoop", "-n", f"htoyes{tag}", *open_backend],
+                                         (target, str(yes), 0), (target, str(no), 0))
+    assert [r for r in rows(out, shown, 0) if r[-1] == str(target)], out
+    assert not rows(out, hidden, 0), out
     assert all(f"htoyes{tag}" in ln.split()[1] for ln in out.splitlines()[1:]), out
 
 
@@ -316,10 +360,9 @@ def test_opensnoop_full_path(open_backend: List[str], tmp_path: Path) -> None:
 
 def test_opensnoop_user(open_backend: List[str], tmp_path: Path) -> None:
     theirs, mine = tmp_path / "user-nobody", tmp_path / "user-root"
-    tracer = Tracer(["opensnoop", "-u", "nobody", *open_backend])
-    nobody = run(["/bin/cat", str(theirs)], preexec_fn=lambda: os.setuid(NOBODY))
-    root = run(["/bin/cat", str(mine)])
-    out = finish(tracer)
-    assert [r for r in rows(out, nobody.pid, 0) if r[-1] == str(theirs)], out
-    assert not rows(out, root.pid, 0), out
+    mine.write_text("x")  # theirs is left missing: tmp_path is root-only anyway
+    out, (nobody, root) = hold_and_open(["opensnoop", "-u", "nobody", *open_backend],
+                                        (theirs, "/bin/sh", NOBODY), (mine, "/bin/sh", 0))
+    assert [r for r in rows(out, nobody, 0) if r[-1] == str(theirs)], out
+    assert not rows(out, root, 0), out
     assert str(mine) not in out

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set
+from typing import Dict, Iterator, List, Optional, Set
 
 import attrs
 import pytest
@@ -44,6 +44,7 @@ from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
 from hybridtrace.request import ARG_SIZE, PATH_SIZE, Filters, Kind, TraceRequest
 from hybridtrace.selector import decide
 from tests.conftest import require_backend
+from tests.integration.polling import collect, execs_of, opens_of
 
 LABEL = "ebpf-bcc"
 DEFAULT_TREES = "/var/cache/hybridtrace/bcc-headers/*/.complete"
@@ -75,23 +76,6 @@ def stream(caps: Capabilities, kind: Kind, **kwargs: object) -> EventStream:
     max_args = int(rest.pop("max_args", 20))  # type: ignore[call-overload]
     request = TraceRequest(kind, Filters(**filters), max_args=max_args)  # type: ignore[arg-type]
     return open_bcc_stream(request, caps, **rest)  # type: ignore[arg-type]
-
-
-def collect(s: EventStream, done: Callable[[List[Event]], bool],
-            timeout: float = 10.0) -> List[Event]:
-    seen: List[Event] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not done(seen):
-        seen += s.poll(0.2)
-    return seen
-
-
-def execs_of(events: Sequence[Event], pid: int) -> List[ExecEvent]:
-    return [e for e in events if isinstance(e, ExecEvent) and e.pid == pid]
-
-
-def opens_of(events: Sequence[Event], pid: int) -> List[OpenEvent]:
-    return [e for e in events if isinstance(e, OpenEvent) and e.pid == pid]
 
 
 UNTOUCHED_C = r"""

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set
+from typing import Dict, Iterator, List, Optional, Set
 
 import pytest
 
@@ -29,6 +29,7 @@ from hybridtrace.request import ARG_SIZE, PATH_SIZE, Filters, Kind, TraceRequest
 from hybridtrace.selector import decide
 from tests.conftest import require_backend
 from tests.integration.conftest import bpf_fds
+from tests.integration.polling import collect, execs_of, opens_of
 
 LABEL = "ebpf-core"
 # How events leave the kernel: BPF ring buffer read via mmap or by libbpf, perf buffers.
@@ -46,24 +47,6 @@ def caps() -> Iterator[object]:
 
 def trace(kind: str, **filters: object) -> Session:
     return hybridtrace.trace(kind, LABEL, **filters)  # type: ignore[arg-type]
-
-
-def collect(session: Session, done: Callable[[List[Event]], bool],
-            timeout: float = 10.0) -> List[Event]:
-    """Poll until ``done(events so far)`` or the timeout; returns everything seen."""
-    seen: List[Event] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not done(seen):
-        seen += session.poll(0.2)
-    return seen
-
-
-def execs_of(events: Sequence[Event], pid: int) -> List[ExecEvent]:
-    return [e for e in events if isinstance(e, ExecEvent) and e.pid == pid]
-
-
-def opens_of(events: Sequence[Event], pid: int) -> List[OpenEvent]:
-    return [e for e in events if isinstance(e, OpenEvent) and e.pid == pid]
 
 
 @pytest.fixture(scope="module")
