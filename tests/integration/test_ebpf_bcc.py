@@ -184,7 +184,9 @@ def test_exec_argv_ppid_failures_and_untouched_pages(caps: Capabilities,
     assert ev.retval == 0 and ev.syscall == "execve" and ev.tid == ev.pid
     assert ev.filename == b"/bin/sh" and ev.filename_source is Source.SYSCALL_ENTRY
     assert ev.argv == (*argv[:-2], big[:ARG_SIZE], b"after-big")
-    assert ev.argv_truncated and ev.argv_source is Source.SYSCALL_ENTRY
+    # Read at entry, or again from the new image when the caller's pages were not
+    # readable then (seen under TCG on 6.1): either way argv must be exact.
+    assert ev.argv_truncated and ev.argv_source in (Source.SYSCALL_ENTRY, Source.NEW_IMAGE)
     assert ev.comm == b"sh" and ev.uid == os.getuid()
     assert ev.ppid == os.getpid()  # real_parent->tgid, offsets from BTF when borrowed
 
