@@ -68,7 +68,12 @@ def open_backend(request: pytest.FixtureRequest) -> Iterator[List[str]]:
 
 
 def finish(tracer: Tracer) -> str:
-    out, err = tracer.stop()
+    time.sleep(0.8)  # let the last events drain
+    if tracer.proc.poll() is None:
+        os.kill(tracer.proc.pid, signal.SIGTERM)
+    # ftrace/uprobe exec sessions take seconds to remove their probes on a loaded machine
+    raw_out, raw_err = tracer.proc.communicate(timeout=90)
+    out, err = raw_out.decode("utf-8", "strict"), raw_err.decode()
     assert tracer.proc.returncode == 0, err
     assert not leftovers(tracer.proc.pid)
     return out
@@ -89,7 +94,7 @@ def run(argv: Sequence[str], **kw: object) -> subprocess.Popen[bytes]:
 
 def close_to_now(hhmmss: str) -> bool:
     now = time.time()
-    return hhmmss in {time.strftime("%H:%M:%S", time.localtime(now - d)) for d in range(0, 20)}
+    return hhmmss in {time.strftime("%H:%M:%S", time.localtime(now - d)) for d in range(0, 60)}
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:
@@ -185,7 +190,7 @@ def test_execsnoop_quiet(exec_backend: List[str]) -> None:
     child = run(["/bin/sleep", "0.1"])
     time.sleep(0.8)
     os.kill(proc.pid, signal.SIGTERM)
-    rest, err = proc.communicate(timeout=30)
+    rest, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err
     assert rows(header + rest.decode(), child.pid, 1), rest  # events still shown
     assert err == b""  # no start line, no summary
@@ -212,8 +217,8 @@ class Holder:
 
     Alive, because ftrace reads a process's uid from /proc after the fact; told
     after it has blocked once, because ftrace's comm cache is only refreshed when
-    a task is scheduled (a process that opens right after exec shows its pre-exec
-    comm on ftrace: see the report).
+    a task is scheduled (on ftrace, a process that opens right after exec can show
+    its pre-exec comm, or none once it is gone).
     """
 
     def __init__(self, path: Path, shell: str = "/bin/sh", uid: int = 0) -> None:
