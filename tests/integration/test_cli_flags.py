@@ -86,8 +86,8 @@ def rows(out: str, pid: int, pid_col: int) -> List[List[str]]:
 
 
 def run(argv: Sequence[str], **kw: object) -> subprocess.Popen[bytes]:
-    child = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             **kw)  # type: ignore[call-overload]
+    child: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
+        list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
     child.wait()
     return child
 
