@@ -41,6 +41,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from trace_pipe_workload import ARGV_SLOTS, WORKLOAD_COMM, hexb
 
 from hybridtrace import tracefs
+from hybridtrace.backends.ftrace.instance import read_file as read_text
+from hybridtrace.backends.ftrace.instance import write_file
 from hybridtrace.elf import find_symbols
 
 WORKLOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "trace_pipe_workload.py")
@@ -65,20 +67,6 @@ REGS = {
 
 class Fail(Exception):
     """A clear one-line reason the recording cannot go on."""
-
-
-def write_file(path: str, text: str, append: bool = False) -> None:
-    flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(path, flags)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
-def read_text(path: str) -> str:
-    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-        return handle.read()
 
 
 class Recorder:

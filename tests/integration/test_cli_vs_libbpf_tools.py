@@ -38,20 +38,27 @@ def run_workload() -> int:
     return work.pid
 
 
-def ours(out: str) -> List[dict]:  # type: ignore[type-arg]
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
+def side_by_side(tool: str) -> Tuple[int, List[dict], List[bytes]]:  # type: ignore[type-arg]
+    """Run the workload under `hybridtrace TOOL -x` and libbpf-tools' TOOL -x at once.
 
-
-def test_execsnoop_x_matches_libbpf_tools() -> None:
-    ref = Reference([snoop("execsnoop"), "-x", "-u", NOBODY])
-    tracer = Tracer(["execsnoop", "-x", "-u", NOBODY, "--json"])
+    Returns the workload's pid, our JSON records of that kind, their output lines;
+    neither side may have lost anything.
+    """
+    ref = Reference([snoop(tool), "-x", "-u", NOBODY])
+    tracer = Tracer([tool, "-x", "-u", NOBODY, "--json"])
     try:
         sh = run_workload()
     finally:
         out, _ = tracer.stop()
-        theirs_lines = ref.stop()
-    events = [e for e in ours(out) if e.get("type") == "exec"]
-    assert not [e for e in ours(out) if e.get("type") == "lost"]
+        theirs = ref.stop()
+    records = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert not [r for r in records if r["type"] == "lost"]
+    kind = "exec" if tool == "execsnoop" else "open"
+    return sh, [r for r in records if r["type"] == kind], theirs
+
+
+def test_execsnoop_x_matches_libbpf_tools() -> None:
+    sh, events, theirs_lines = side_by_side("execsnoop")
     pids: Set[int] = {sh} | {e["pid"] for e in events if e["ppid"] == sh}
     mine: List[Tuple[int, int, bytes]] = []
     for e in events:
@@ -69,15 +76,7 @@ def test_execsnoop_x_matches_libbpf_tools() -> None:
 
 
 def test_opensnoop_x_matches_libbpf_tools() -> None:
-    ref = Reference([snoop("opensnoop"), "-x", "-u", NOBODY])
-    tracer = Tracer(["opensnoop", "-x", "-u", NOBODY, "--json"])
-    try:
-        sh = run_workload()
-    finally:
-        out, _ = tracer.stop()
-        theirs_lines = ref.stop()
-    events = [e for e in ours(out) if e.get("type") == "open"]
-    assert not [e for e in ours(out) if e.get("type") == "lost"]
+    sh, events, theirs_lines = side_by_side("opensnoop")
     # the workload's failed opens: cat's three /ht-cli-nope-N (and whatever the
     # loader and sh fail to open, the same on both sides)
     mine = sorted((e["pid"], decode_bytes(e["path"]), e["errno"]) for e in events)

@@ -337,16 +337,22 @@ int main(int argc, char **argv) {
 """
 
 
-def test_overrun_is_counted_exactly(caps: Capabilities, tier: str,
-                                    tmp_path: os.PathLike) -> None:
+def build_burst(tmp_path: os.PathLike) -> str:
+    """The burst program: opens a path N times once it reads a byte on stdin."""
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
-        pytest.skip("needs a C compiler to produce a burst of opens faster than we read")
+        pytest.fail("needs a C compiler (tools/setup.sh installs gcc)")
     src = os.path.join(str(tmp_path), "burst.c")
     exe = os.path.join(str(tmp_path), "burst")
     with open(src, "w") as handle:
         handle.write(BURST_C)
     subprocess.run([gcc, "-O2", "-o", exe, src], check=True)
+    return exe
+
+
+def test_overrun_is_counted_exactly(caps: Capabilities, tier: str,
+                                    tmp_path: os.PathLike) -> None:
+    exe = build_burst(tmp_path)
     count = 5000  # records of ~60 bytes: far more than a 16 KiB per-CPU buffer holds
     child = subprocess.Popen([exe, "/etc/hostname", str(count)], stdin=subprocess.PIPE)
     assert child.stdin is not None
@@ -380,14 +386,7 @@ def test_overrun_is_counted_exactly(caps: Capabilities, tier: str,
 def test_ending_behind_loses_nothing_silently(caps: Capabilities, tier: str,
                                               tmp_path: os.PathLike, grace: float) -> None:
     """Session.drain: what the kernel recorded before the end is read, or counted lost."""
-    gcc = shutil.which("gcc") or shutil.which("cc")
-    if gcc is None:
-        pytest.skip("needs a C compiler to produce a burst of opens")
-    src = os.path.join(str(tmp_path), "burst.c")
-    exe = os.path.join(str(tmp_path), "burst")
-    with open(src, "w") as handle:
-        handle.write(BURST_C)
-    subprocess.run([gcc, "-O2", "-o", exe, src], check=True)
+    exe = build_burst(tmp_path)
     count = 3000
     per_open = 3 if tier in EXACT else 2
     child = subprocess.Popen([exe, "/etc/hostname", str(count)], stdin=subprocess.PIPE)

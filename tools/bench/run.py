@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
 if __package__ in (None, ""):  # run as a script: python tools/bench/run.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from hybridtrace.cli.common import positive_float
 from tools.bench import machine, report, workloads
 from tools.bench.plan import KINDS, build_plan
 from tools.bench.profiling import profile
@@ -37,27 +38,20 @@ PROFILE_WORKLOAD = Workload(name="open-loop", kind="open", rate=0, duration=5.0)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not a usage dump
         self.exit(2, f"bench: {message}\n")
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p = _Parser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="~2 min smoke run (fewer rates, 2 s)")
-    p.add_argument("--duration", type=_positive,
+    p.add_argument("--duration", type=positive_float,
                    help="seconds per workload run (default 8; 2 with --quick)")
-    p.add_argument("--sustain", type=_positive, help="seconds of the 50k/s open run (default 30)")
+    p.add_argument("--sustain", type=positive_float,
+                   help="seconds of the 50k/s open run (default 30)")
     p.add_argument("--tracers", help="comma list of substrings of tracer names to run")
     p.add_argument("--workloads", help="comma list: open-loop,exec-loop,shell-loop")
     p.add_argument("--out", default=os.path.join(REPO, "docs", "benchmarks"),
@@ -71,7 +65,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--no-profile", dest="profile", action="store_const", const=False)
     p.add_argument("--render-only", metavar="RESULTS_JSON",
                    help="only rewrite README.md and the plot in --out from a results.json")
-    p.add_argument("--ready-timeout", type=_positive, default=60.0,
+    p.add_argument("--ready-timeout", type=positive_float, default=60.0,
                    help="seconds a tracer gets to show its first event")
     return p.parse_args(argv)
 
