@@ -11,6 +11,10 @@ runs, and writes into tests/fixtures/ftrace_stream/<name>-<tier>/:
   <kind>.json             probe roles, probe source, and what the workload did
                           (pids, argv, paths, fds, errnos) as the children reported it
 
+and, read by the binary reader (trace_pipe_raw) in a second run, into
+<name>-<tier>-raw/: the same files with <kind>.pages/ (header_page and the
+pages of each CPU, cpuN.bin, whole and unfiltered) in place of the text.
+
 Bytes are stored as hex in JSON. The stream removes its kernel state on exit.
 """
 
@@ -30,7 +34,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hybridtrace.backends.ftrace.format import EventFormat
 from hybridtrace.backends.ftrace.pipe import PipeParser, TraceLine
-from hybridtrace.backends.ftrace.stream import open_ftrace_stream
+from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
+from hybridtrace.backends.ftrace.ring_page import parse_header_page
+from hybridtrace.backends.ftrace.stream import READER_ENV, open_ftrace_stream
 from hybridtrace.capabilities import probe
 from hybridtrace.request import Kind, TraceRequest
 
@@ -60,10 +66,13 @@ libc = ctypes.CDLL(None, use_errno=True)
 made2 = base + b'/created'
 fd3 = libc.creat(made2, 0o644)
 out.append({"path": made2.hex(), "fd": fd3, "via": "creat"})
-print(json.dumps({"pid": os.getpid(), "opens": out}), flush=True)
+comm = open('/proc/self/comm', 'rb').read().rstrip(b'\n').hex()
+print(json.dumps({"pid": os.getpid(), "opens": out, "comm": comm}), flush=True)
 sys.stdin.read()
 """
 
+READERS = {"text": [("text", "")], "raw": [("raw", "-raw")],
+           "both": [("text", ""), ("raw", "-raw")]}
 FEXEC = "import os; fd = os.open('/bin/true', os.O_RDONLY); os.execve(fd, ['true', 'fx y'], {})"
 
 
@@ -117,16 +126,50 @@ def _ours(data: bytes, formats: Sequence[EventFormat], work: Dict[str, Any]) -> 
     return b"".join(line.raw + b"\n" for line in lines if ours(line))
 
 
-def record(kind: Kind, tier: str, dest: str) -> None:
+def _our_pages(decoder: RecordDecoder, pages: Dict[int, List[bytes]],
+               work: Dict[str, Any]) -> Dict[int, List[bytes]]:
+    """Pages holding a record of our workload (a page is kept whole or not at all)."""
+    keep = {os.getpid()} if "execs" in work else {os.getpid(), int(work["pid"])}
+    decoded = {cpu: [_decode(decoder, cpu, page) for page in data]
+               for cpu, data in pages.items()}
+    every = sorted((rec for per_cpu in decoded.values() for recs in per_cpu for rec in recs),
+                   key=lambda rec: rec[0])
+    for rec in every:
+        child = rec[5].get("child_pid", rec[5].get("pid"))
+        if rec[2] in keep and rec[3] in ("sched_process_fork", "task_newtask") \
+                and isinstance(child, int):
+            keep.add(child)
+    return {cpu: [page for page, recs in zip(pages[cpu], decoded[cpu])
+                  if any(rec[2] in keep for rec in recs)] for cpu in pages}
+
+
+def _decode(decoder: RecordDecoder, cpu: int, page: bytes) -> List[RawRecord]:
+    records: List[RawRecord] = []
+    decoder.decode_page(page, cpu, records)
+    return records
+
+
+def record(kind: Kind, tier: str, dest: str, reader: str) -> None:
     caps = probe()
     chunks: List[bytes] = []
+    pages: Dict[int, List[bytes]] = {}
+    os.environ[READER_ENV] = reader
     with tempfile.TemporaryDirectory(prefix="ht-rec ") as tmp, \
             open_ftrace_stream(TraceRequest(kind), caps, tier) as stream:
-        stream.tap = chunks.append
+        assert stream.reader is not None and stream.reader_kind == reader
+
+        def tap(cpu: int, data: bytes) -> None:
+            chunks.append(data)
+            pages.setdefault(cpu, []).append(data)
+
+        stream.reader.tap = tap
         work = _exec_workload(tmp) if kind is Kind.EXEC else _open_workload(tmp)
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
             stream.poll(0.2)
+        with open(os.path.join(stream.instance_path or "", "events", "header_page"),
+                  encoding="ascii") as handle:
+            header_page = handle.read()
         fmt_dir = os.path.join(dest, f"{kind.value}.formats")
         for fmt in stream.formats:
             src = os.path.join(stream.instance_path or "", "events", fmt.system, fmt.name,
@@ -144,10 +187,21 @@ def record(kind: Kind, tier: str, dest: str) -> None:
             "roles": {name: [r.what, r.index] for name, r in stream.roles.items()},
             "max_args": stream.request.max_args,
             "formats": [[f.system, f.name] for f in stream.formats],
+            "reader": reader,
             **work,
         }
-    with open(os.path.join(dest, f"{kind.value}.trace_pipe.bin"), "wb") as handle:
-        handle.write(_ours(b"".join(chunks), stream.formats, work))
+    if reader == "text":
+        with open(os.path.join(dest, f"{kind.value}.trace_pipe.bin"), "wb") as handle:
+            handle.write(_ours(b"".join(chunks), stream.formats, work))
+    else:
+        page_dir = os.path.join(dest, f"{kind.value}.pages")
+        os.makedirs(page_dir, exist_ok=True)
+        with open(os.path.join(page_dir, "header_page"), "w", encoding="ascii") as handle:
+            handle.write(header_page)
+        decoder = RecordDecoder(stream.formats, parse_header_page(header_page))
+        for cpu, data in sorted(_our_pages(decoder, pages, work).items()):
+            with open(os.path.join(page_dir, f"cpu{cpu}.bin"), "wb") as handle:
+                handle.write(b"".join(data))
     with open(os.path.join(dest, f"{kind.value}.json"), "w", encoding="utf-8") as handle:
         json.dump(meta, handle, indent=1, sort_keys=True)
 
@@ -156,15 +210,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tier", default="uprobe")
     parser.add_argument("--name", default=os.uname().release)
+    parser.add_argument("--readers", choices=sorted(READERS), default="both")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("record_ftrace_stream: run as root", file=sys.stderr)
         return 2
-    dest = os.path.join(OUT, f"{args.name}-{args.tier}")
-    os.makedirs(dest, exist_ok=True)
-    for kind in (Kind.EXEC, Kind.OPEN):
-        record(kind, args.tier, dest)
-    print(dest)
+    for reader, suffix in READERS[args.readers]:
+        dest = os.path.join(OUT, f"{args.name}-{args.tier}{suffix}")
+        os.makedirs(dest, exist_ok=True)
+        for kind in (Kind.EXEC, Kind.OPEN):
+            record(kind, args.tier, dest, reader)
+        print(dest)
     return 0
 
 

@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from types import FrameType
-from typing import Any, Callable, Iterable, Optional, Pattern
+from typing import Any, Callable, Iterable, List, Optional, Pattern
 
 from hybridtrace.api import Session, trace
 from hybridtrace.backends.base import BackendError
@@ -130,9 +130,9 @@ def run_session(
                 break
             batch = session.poll(0.2 if left is None else min(0.2, left))
             if batch:
-                shown += _write(out, args.json, batch, keep, render)
+                shown += write_batch(out, args.json, batch, keep, render)
         # What the kernel recorded before the end is shown (or counted lost), not dropped.
-        shown += _write(out, args.json, session.drain(), keep, render)
+        shown += write_batch(out, args.json, session.drain(), keep, render)
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:
@@ -150,20 +150,29 @@ def run_session(
     return 0
 
 
-def _write(out: Any, as_json: bool, batch: Iterable[Event], keep: Callable[[Event], bool],
-           render: Callable[[Event], str]) -> int:
-    lines = []
-    shown = 0
+def write_batch(out: Any, as_json: bool, batch: Iterable[Event], keep: Callable[[Event], bool],
+                render: Callable[[Event], str]) -> int:
+    """Format one poll batch and hand it to ``out`` in one write and one flush.
+
+    Per batch rather than per event: at ~45k events/s a write() and a flush
+    per line cost more than the formatting; one flush per batch still keeps
+    `| grep` live. Returns how many events were shown (lost records aside).
+    """
+    encode = event_to_json if as_json else render
+    lines: List[str] = []
+    append = lines.append
+    losses = 0
     for event in batch:
         if isinstance(event, LostEvent):
             if as_json:
-                lines.append(event_to_json(event))
+                append(event_to_json(event))
+                losses += 1
             else:
                 sys.stderr.write(lost_line(event) + "\n")
         elif keep(event):
-            shown += 1
-            lines.append(event_to_json(event) if as_json else render(event))
+            append(encode(event))
     if lines:
-        out.write("\n".join(lines) + "\n")
-        out.flush()  # per batch: keeps `| grep` live without a syscall per event
-    return shown
+        append("")  # the final newline, without copying the text again
+        out.write("\n".join(lines))
+        out.flush()
+    return len(lines) - 1 - losses if lines else 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import glob
-import json
 import os
 import platform
 import shutil
@@ -41,9 +40,15 @@ from hybridtrace.backends.ebpf.bcc.headers import ENV_VAR
 from hybridtrace.capabilities import probe
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
-from hybridtrace.request import ARG_SIZE, PATH_SIZE, Filters, Kind, TraceRequest
+from hybridtrace.request import ARG_SIZE, Filters, Kind, TraceRequest
 from hybridtrace.selector import decide
 from tests.conftest import require_backend
+from tests.integration.ebpf_checks import (
+    check_every_open_syscall,
+    held_ids,
+    loaded_ids,
+    run_every_open_syscall,
+)
 from tests.integration.polling import collect, execs_of, opens_of
 
 LABEL = "ebpf-bcc"
@@ -244,61 +249,17 @@ def test_max_args_and_exact_arg_size(caps: Capabilities) -> None:
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="raw syscall numbers for x86_64")
 def test_open_every_syscall_unique_paths_and_errors(caps: Capabilities,
                                                     tmp_path: os.PathLike[str]) -> None:
-    d = os.path.join(str(tmp_path), "d-\xff\n".encode("utf-8", "surrogateescape").decode(
-        "utf-8", "surrogateescape"))
-    os.mkdir(d)
-    db = os.fsencode(d)
-    long_path = b"/" + b"L" * (PATH_SIZE + 40)
-    script = (
-        "import ctypes, os, sys\n"
-        "libc = ctypes.CDLL(None, use_errno=True)\n"
-        "d = os.fsencode(sys.argv[1])\n"
-        "class How(ctypes.Structure):\n"
-        "    _fields_ = [('flags', ctypes.c_uint64), ('mode', ctypes.c_uint64),"
-        " ('resolve', ctypes.c_uint64)]\n"
-        "how = How(os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640, 0)\n"
-        "p2 = d + b'/via-openat2'\n"
-        "print(libc.syscall(437, -100, p2, ctypes.byref(how), ctypes.sizeof(how)))\n"
-        "print(libc.syscall(437, -100, p2, ctypes.byref(how), ctypes.sizeof(how)))\n"
-        "print(libc.syscall(85, d + b'/via-creat', 0o604))\n"
-        "print(libc.syscall(2, d + b'/via-open', os.O_RDWR | os.O_CREAT, 0o600))\n"
-        "print(libc.syscall(2, os.fsencode(sys.argv[2]), os.O_RDONLY, 0))\n"
-        "print(os.open(d + b'/via-openat', os.O_RDONLY | os.O_CREAT, 0o611))\n"
-        "print(libc.syscall(257, -100, d + b'/missing', os.O_RDONLY, 0))\n"
-    )
-    want = {db + b"/via-openat2", db + b"/via-creat", db + b"/via-open",
-            long_path[:PATH_SIZE], db + b"/via-openat", db + b"/missing"}
     s = stream(caps, Kind.OPEN)
     try:
-        child = subprocess.run(["/usr/bin/python3", "-c", script, d, os.fsdecode(long_path)],
-                               capture_output=True, check=True)
-        fds = [int(x) for x in child.stdout.split()]
-        events = collect(s, lambda ev: {e.path for e in ev if isinstance(e, OpenEvent)}
-                         >= want)
+        run = run_every_open_syscall(s, tmp_path)
     finally:
         s.close()
-    by: Dict[str, List[OpenEvent]] = {}
-    for e in events:
-        if isinstance(e, OpenEvent) and e.path in want:
-            assert e.uid == os.getuid() and e.comm == b"python3" and e.tid == e.pid
-            assert e.path_source is Source.SYSCALL_ENTRY
-            by.setdefault(e.syscall, []).append(e)
-    ok2, dup2 = by["openat2"]
-    assert ok2.fd == fds[0] and ok2.mode == 0o640
-    assert ok2.flags == os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    assert dup2.fd is None and dup2.errno == errno.EEXIST
-    (creat,) = by["creat"]
-    assert creat.fd == fds[2] and creat.mode == 0o604
-    assert creat.flags == os.O_CREAT | os.O_WRONLY | os.O_TRUNC
-    made, toolong = sorted(by["open"], key=lambda e: e.path_truncated)
-    assert made.fd == fds[3] and made.dfd == -100 and made.mode == 0o600
-    assert toolong.errno == errno.ENAMETOOLONG and toolong.fd is None
-    assert toolong.path_truncated and toolong.path == long_path[:PATH_SIZE]
-    ok, missing = sorted(by["openat"], key=lambda e: e.fd is None)
-    assert ok.fd == fds[5] and ok.mode == 0o611 and ok.flags is not None
-    assert ok.flags & os.O_ACCMODE == os.O_RDONLY and ok.flags & os.O_CREAT
-    assert missing.errno == errno.ENOENT and missing.path == db + b"/missing"
-    assert not made.path_truncated and not ok.path_truncated
+    check_every_open_syscall(run)
+    for e in run.events.values():
+        assert e.uid == os.getuid() and e.comm == b"python3" and e.tid == e.pid
+        assert e.path_source is Source.SYSCALL_ENTRY
+    # BCC also knows the mode of open(2) and that the too-long path got no fd
+    assert run.events["open"].mode == 0o600 and run.events["open-too-long"].fd is None
 
 
 def test_kernel_filters_uid_comm_failed_only_and_self(caps: Capabilities,
@@ -539,26 +500,7 @@ def test_exact_headers_variant_compiles_and_loads(caps: Capabilities,
 
 
 def _held_by_us() -> Dict[str, Set[int]]:
-    """BPF programs and maps whose fds this process holds (from fdinfo: this
-    bpftool build reports no owner pids)."""
-    held: Dict[str, Set[int]] = {"prog": set(), "map": set()}
-    for fd in os.listdir("/proc/self/fdinfo"):
-        try:
-            with open(f"/proc/self/fdinfo/{fd}") as f:
-                for line in f:
-                    key, _, value = line.partition(":")
-                    if key in ("prog_id", "map_id"):
-                        held[key[:-3]].add(int(value))
-        except OSError:
-            continue
-    return held
-
-
-def _loaded(what: str) -> Set[int]:
-    """Ids of every BPF program or map in the kernel, per bpftool."""
-    out = subprocess.run(["bpftool", what, "show", "-j"], capture_output=True, text=True,
-                         check=True)
-    return {int(o["id"]) for o in json.loads(out.stdout or "[]")}
+    return {"prog": held_ids("prog"), "map": held_ids("map")}
 
 
 def _tracepoint_users() -> int:
@@ -581,8 +523,8 @@ def test_close_is_idempotent_and_leaves_nothing_loaded(caps: Capabilities) -> No
         s = stream(caps, kind)
         progs = _held_by_us()["prog"] - before["prog"]
         maps = _held_by_us()["map"] - before["map"]
-        assert progs and progs <= _loaded("prog")
-        assert maps and maps <= _loaded("map")
+        assert progs and progs <= loaded_ids("prog")
+        assert maps and maps <= loaded_ids("map")
         assert _tracepoint_users() > perf_before
         s.close()
         s.close()
@@ -590,10 +532,10 @@ def test_close_is_idempotent_and_leaves_nothing_loaded(caps: Capabilities) -> No
         assert _held_by_us() == before and _tracepoint_users() == perf_before
         # The kernel frees programs and maps after an RCU grace period / in a worker.
         deadline = time.monotonic() + 5
-        while (progs & _loaded("prog") or maps & _loaded("map")) and (
+        while (progs & loaded_ids("prog") or maps & loaded_ids("map")) and (
                 time.monotonic() < deadline):
             time.sleep(0.1)
-        assert not progs & _loaded("prog") and not maps & _loaded("map")
+        assert not progs & loaded_ids("prog") and not maps & loaded_ids("map")
 
 
 def test_dropped_stream_is_released(caps: Capabilities) -> None:

@@ -9,7 +9,6 @@ under overload, and nothing left loaded after close.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import platform
 import shutil
@@ -21,14 +20,20 @@ from typing import Dict, Iterator, List, Optional, Set
 import pytest
 
 import hybridtrace
+from hybridtrace import kernel_state
 from hybridtrace.api import Session
 from hybridtrace.backends.ebpf.core_stream import open_core_stream
 from hybridtrace.capabilities import probe
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
-from hybridtrace.request import ARG_SIZE, PATH_SIZE, Filters, Kind, TraceRequest
+from hybridtrace.request import ARG_SIZE, Filters, Kind, TraceRequest
 from hybridtrace.selector import decide
 from tests.conftest import require_backend
-from tests.integration.conftest import bpf_fds
+from tests.integration.ebpf_checks import (
+    check_every_open_syscall,
+    held_ids,
+    loaded_ids,
+    run_every_open_syscall,
+)
 from tests.integration.polling import collect, execs_of, opens_of
 
 LABEL = "ebpf-core"
@@ -241,47 +246,9 @@ def test_unique_paths_every_open_syscall(caps: object, tmp_path: os.PathLike[str
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="raw syscall numbers for x86_64")
 def test_open_creat_openat2_and_errors(caps: object, tmp_path: os.PathLike[str]) -> None:
-    d = str(tmp_path)
-    long_path = "/" + "L" * (PATH_SIZE + 40)
-    script = (
-        "import ctypes, os, sys\n"
-        "libc = ctypes.CDLL(None, use_errno=True)\n"
-        "d = sys.argv[1]\n"
-        "class How(ctypes.Structure):\n"
-        "    _fields_ = [('flags', ctypes.c_uint64), ('mode', ctypes.c_uint64),"
-        " ('resolve', ctypes.c_uint64)]\n"
-        "how = How(os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640, 0)\n"
-        "p2 = (d + '/via-openat2').encode()\n"
-        "fd = libc.syscall(437, -100, p2, ctypes.byref(how), ctypes.sizeof(how))\n"
-        "print(fd)\n"
-        "print(libc.syscall(437, -100, p2, ctypes.byref(how), ctypes.sizeof(how)))\n"
-        "print(libc.syscall(85, (d + '/via-creat').encode(), 0o604))\n"
-        "print(libc.syscall(2, (d + '/via-open').encode(), os.O_RDWR | os.O_CREAT, 0o600))\n"
-        "print(libc.syscall(2, sys.argv[2].encode(), os.O_RDONLY, 0))\n"
-    )
     with trace("open") as session:
-        child = subprocess.run(["/usr/bin/python3", "-c", script, d, long_path],
-                               capture_output=True, check=True)
-        fds = [int(x) for x in child.stdout.split()]
-        want = {d.encode() + b"/via-openat2", d.encode() + b"/via-creat",
-                d.encode() + b"/via-open", long_path.encode()[:PATH_SIZE]}
-        events = collect(session, lambda ev: {e.path for e in ev if isinstance(e, OpenEvent)}
-                         >= want)
-    by: Dict[str, List[OpenEvent]] = {}
-    for e in events:
-        if isinstance(e, OpenEvent) and e.path in want:
-            by.setdefault(e.syscall, []).append(e)
-    ok2, dup2 = by["openat2"]
-    assert ok2.fd == fds[0] and ok2.mode == 0o640
-    assert ok2.flags == os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    assert dup2.fd is None and dup2.errno == errno.EEXIST
-    (creat,) = by["creat"]
-    assert creat.fd == fds[2] and creat.mode == 0o604
-    assert creat.flags == os.O_CREAT | os.O_WRONLY | os.O_TRUNC
-    made, toolong = sorted(by["open"], key=lambda e: e.path_truncated)
-    assert made.fd == fds[3] and made.dfd == -100
-    assert toolong.errno == errno.ENAMETOOLONG and toolong.path_truncated
-    assert toolong.path == long_path.encode()[:PATH_SIZE]
+        run = run_every_open_syscall(session, tmp_path)
+    check_every_open_syscall(run)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -489,38 +456,32 @@ def test_overload_reports_every_loss(caps: object, cbin: Dict[str, str], transpo
     assert stream.stats().lost == sum(e.count for e in lost)
 
 
-def _bpf_fds(pid: int) -> Set[str]:
-    return set(bpf_fds(pid))
-
-
-def _live_prog_ids() -> Set[int]:
-    out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True,
-                         check=True)
-    return {p["id"] for p in json.loads(out.stdout)}
+def _held() -> Set[kernel_state.Item]:
+    return set(kernel_state.bpf_held(os.getpid()))
 
 
 def test_nothing_left_loaded_after_close(caps: object) -> None:
-    before = _bpf_fds(os.getpid())
+    before = _held()
     for kind in ("exec", "open"):
+        progs = held_ids("prog")
         session = trace(kind)
-        held = _bpf_fds(os.getpid()) - before
-        progs = {int(h.split(":")[1]) for h in held if h.startswith("prog_id:")}
-        assert progs and progs <= _live_prog_ids()
+        progs = held_ids("prog") - progs
+        assert progs and progs <= loaded_ids("prog")
         session.close()
         session.close()  # idempotent
-        assert _bpf_fds(os.getpid()) - before == set()
-        assert not progs & _live_prog_ids()
+        assert _held() - before == set()
+        assert not progs & loaded_ids("prog")
 
 
 def test_dropped_stream_is_released_by_gc(caps: object) -> None:
     import gc
 
-    before = _bpf_fds(os.getpid())
+    before = _held()
     stream: Optional[object] = open_core_stream(TraceRequest(Kind.OPEN), probe())
-    assert _bpf_fds(os.getpid()) - before
+    assert _held() - before
     del stream
     gc.collect()
-    assert _bpf_fds(os.getpid()) - before == set()
+    assert _held() - before == set()
 
 
 # --- the reference tools, same workload ---------------------------------------------------
@@ -594,7 +555,7 @@ def test_programs_for_missing_tracepoints_are_not_loaded(caps: object) -> None:
     from hybridtrace.backends.ebpf.core_stream import _object_image, config_bytes
     from hybridtrace.backends.ebpf.loader import BpfObject
 
-    before = _bpf_fds(os.getpid())
+    before, progs_before = _held(), held_ids("prog")
     obj = BpfObject(libbpf.get(), _object_image(Kind.OPEN, "ring"), "ht_open")
     try:
         obj.set_rodata(config_bytes(TraceRequest(Kind.OPEN), os.getpid()))
@@ -603,8 +564,7 @@ def test_programs_for_missing_tracepoints_are_not_loaded(caps: object) -> None:
         obj.attach_all()
         assert sorted(obj.skipped) == sorted(f"syscalls/sys_{d}_{n}" for d in ("enter", "exit")
                                              for n in ("openat2", "creat"))
-        progs = {h for h in _bpf_fds(os.getpid()) - before if h.startswith("prog_id:")}
-        assert len(progs) == 4  # open and openat, entry and exit
+        assert len(held_ids("prog") - progs_before) == 4  # open and openat, entry and exit
     finally:
         obj.close()
-    assert _bpf_fds(os.getpid()) - before == set()
+    assert _held() - before == set()

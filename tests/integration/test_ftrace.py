@@ -126,7 +126,8 @@ def test_open_paths_fd_and_errno(caps: Capabilities, tier: str) -> None:
             err = int(child.stdout.readline())
             fd = int(child.stdout.readline())
             events = collect(stream, lambda ev: any(e.fd == fd for e in opens(ev, child.pid))
-                             and any(e.errno == err for e in opens(ev, child.pid)))
+                             and any(e.errno == err and e.mode == 0o640
+                                     for e in opens(ev, child.pid)))
             child.stdin.close()
             child.wait()
             child.stdout.close()

@@ -20,6 +20,10 @@ from hybridtrace.backends.ftrace.correlate import MAX_THREADS, Correlator, ProcL
 from hybridtrace.backends.ftrace.format import EventFormat, read_format
 from hybridtrace.backends.ftrace.pipe import PipeParser, TraceLine
 from hybridtrace.backends.ftrace.probes import Role
+from hybridtrace.backends.ftrace.raw_reader import Timeline
+from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
+from hybridtrace.backends.ftrace.ring_page import parse_header_page
+from hybridtrace.backends.ftrace.tasks import TaskTracker
 from hybridtrace.events import Event, ExecEvent, OpenEvent, Source
 from hybridtrace.request import Kind
 from tests.unit.ftrace_fixtures import O_LARGEFILE, Recording, workload_params
@@ -108,10 +112,33 @@ def load_stream(name: str, kind: str) -> Tuple[Dict[str, Any], List[TraceLine]]:
         meta: Dict[str, Any] = json.load(handle)
     formats: List[EventFormat] = [read_format(os.path.join(base, f"{kind}.formats"), s, n)
                                   for s, n in meta["formats"]]
+    pages = os.path.join(base, f"{kind}.pages")
+    if os.path.isdir(pages):
+        return meta, decode_pages(pages, formats, meta["recorder_pid"])
     with open(os.path.join(base, f"{kind}.trace_pipe.bin"), "rb") as handle:
         data = handle.read()
     parser = PipeParser(formats)
     return meta, parser.feed(data) + parser.flush()
+
+
+def decode_pages(pages: str, formats: List[EventFormat], recorder: int) -> List[TraceLine]:
+    """What the raw reader hands the correlator; /proc knows only the recorder (uid 0)."""
+    with open(os.path.join(pages, "header_page"), encoding="ascii") as handle:
+        decoder = RecordDecoder(formats, parse_header_page(handle.read()))
+    records: List[RawRecord] = []
+    for name in sorted(os.listdir(pages)):
+        if name.startswith("cpu"):
+            with open(os.path.join(pages, name), "rb") as handle:
+                data = handle.read()
+            size = decoder.layout.page_size
+            for pos in range(0, len(data), size):
+                decoder.decode_page(data[pos:pos + size], int(name[3:-4]), records)
+    assert decoder.unknown == 0 and decoder.short == 0
+
+    def uid(tid: int) -> Optional[int]:
+        return 0 if tid == recorder else None
+
+    return Timeline(TaskTracker(comm=_none, uid=uid)).add(records, None)
 
 
 def _kind(meta: Dict[str, Any]) -> Kind:
@@ -129,6 +156,23 @@ def test_stream_recording(name: str, kind: str) -> None:
         _check_execs(meta, events, exact, source)
     else:
         _check_opens(meta, events, exact, source)
+    if meta.get("reader") == "raw":
+        _check_raw_tasks(meta, events)
+
+
+def _check_raw_tasks(meta: Dict[str, Any], events: List[Event]) -> None:
+    """comm and uid from the task records, as they were when each record was written."""
+    if "execs" in meta:
+        for want in meta["execs"]:
+            if want["retval"] != 0 or want["filename"] is None:
+                continue
+            got = [e for e in events if isinstance(e, ExecEvent) and e.pid == want["pid"]]
+            name = os.path.basename(bytes.fromhex(want["filename"]))[:15]
+            assert [(e.comm, e.uid) for e in got] == [(name, 0)]
+    else:
+        opens = [e for e in events if isinstance(e, OpenEvent) and e.pid == meta["pid"]]
+        assert opens and all(e.comm == bytes.fromhex(meta["comm"]) for e in opens)
+        assert all(e.uid == 0 for e in opens)
 
 
 def _check_execs(meta: Dict[str, Any], events: List[Event], exact: bool,

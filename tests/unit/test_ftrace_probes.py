@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import List
+from typing import Dict, List
 
 import pytest
 
@@ -22,10 +22,23 @@ _LINE = re.compile(r"^(?P<type>[pe]):(?P<group>hybridtrace_\d+_\d+)/(?P<name>\w+
                    r"(?P<where>\S+) (?P<args>.*)$")
 
 
-def check_invariants(defs: List[probes.ProbeDef]) -> None:
+def _fields(pdef: probes.ProbeDef) -> List[str]:
+    """Field names and types, without how they are fetched: ["k:x64", ...]."""
+    return [a.split("=", 1)[0] + ":" + a.rsplit(":", 1)[1]
+            for a in pdef.line.split(" ")[2:]]
+
+
+def check_invariants(defs: List[probes.ProbeDef], shared: bool = False) -> None:
     names = [d.name for d in defs]
-    assert len(names) == len(set(names))  # unique within the group
+    if not shared:
+        assert len(names) == len(set(names))  # unique within the group
+    by_name: Dict[str, probes.ProbeDef] = {}
     for pdef in defs:
+        # probes sharing an event: one kind of role, identical fields (the kernel insists)
+        first = by_name.setdefault(pdef.name, pdef)
+        assert first.role.what == pdef.role.what and _fields(first) == _fields(pdef)
+        if first.role != pdef.role:  # argv slots in one event: the i field tells them apart
+            assert pdef.role.what == probes.ARG and f" i=\\{pdef.role.index}:u16 " in pdef.line
         match = _LINE.match(pdef.line)
         assert match is not None, pdef.line
         assert match.group("name") == pdef.name and match.group("group") == pdef.group
@@ -39,11 +52,21 @@ def check_invariants(defs: List[probes.ProbeDef]) -> None:
 
 @pytest.mark.skipif(ARCH not in probes.ARG_REGS or not os.path.exists(LIBC),
                     reason="needs this machine's glibc on a known architecture")
+@pytest.mark.parametrize("shared,indexed", [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("kind", ["exec", "open"])
-def test_uprobes_on_libc(kind: str) -> None:
+def test_uprobes_on_libc(kind: str, shared: bool, indexed: bool) -> None:
     deref = probes.Deref("+", "ustring")
-    defs = probes.uprobe_defs("hybridtrace_1_0", [LIBC], ARCH, kind, 4, deref)
-    check_invariants(defs)
+    defs = probes.uprobe_defs("hybridtrace_1_0", [LIBC], ARCH, kind, 4, deref, shared,
+                              indexed)
+    check_invariants(defs, shared)
+    names = {d.name for d in defs}
+    roles = {d.role for d in defs}
+    if indexed:  # every argv slot in one event
+        assert len(names) == len({d.role.what for d in defs})
+    elif shared:  # one event per role, however many call sites
+        assert len(names) == len(roles)
+    else:  # one per role and call site
+        assert len(names) == len(defs)
     table = probes.LIBC_EXEC if kind == "exec" else probes.LIBC_OPEN
     offsets = find_symbols(LIBC, table)
     if kind == "open":  # hidden ones too, when debug symbols are installed
@@ -93,3 +116,8 @@ def test_debug_symbols_agree_with_the_exported_ones() -> None:
     assert exported and internal["__open64_nocancel"] == exported["__open64_nocancel"]
     assert "__openat64_nocancel" in internal
     assert internal["__openat64_nocancel"] not in exported.values()
+
+
+def test_shared_events_from_5_5() -> None:
+    assert not probes.shared_events("5.4.0-150-generic")
+    assert probes.shared_events("5.10.0-30-amd64") and probes.shared_events("6.18.44-fc")

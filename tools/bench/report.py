@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from tools.bench import plot as plotter
+from tools.bench.compare import render_section
 from tools.bench.summary import render_summary
 from tools.bench.table import cell, render_table
 from tools.bench.targets import judge
@@ -84,7 +85,9 @@ def _profiles(profiles: List[Dict[str, Any]]) -> List[str]:
     return parts
 
 
-def render(doc: Dict[str, Any]) -> str:
+def render(doc: Dict[str, Any], second: Optional[Dict[str, Any]] = None,
+           second_link: str = "second/README.md") -> str:
+    """The page of one run; with ``second``, a Reproduction section comparing the two."""
     runs = doc["runs"]
     parts = [
         "# Benchmarks: hybridtrace beside libbpf-tools and BCC\n",
@@ -94,6 +97,13 @@ def render(doc: Dict[str, Any]) -> str:
         + (" (**quick smoke run**: short and noisy)" if doc.get("quick") else "")
         + (" (**interrupted**: not every run was made)" if doc.get("interrupted") else "")
         + ".\n",
+        *(["This is the second run, made by `python -m tools.bench --reproduce` to check that"
+           f" the run started {doc['reproduces']} reproduces; the comparison is in the"
+           " *Reproduction* section of [the first run's page](../README.md#reproduction).\n"]
+          if doc.get("reproduces") else []),
+        *([f"A second run of the same command, [{second_link}]({second_link}), is compared"
+           " with this one under [*Reproduction*](#reproduction).\n"]
+          if second is not None else []),
         "Raw numbers: [results.json](results.json). Plot:"
         " [captured_vs_offered.png](captured_vs_offered.png).\n",
         "![captured and missed rate against offered rate](captured_vs_offered.png)\n",
@@ -115,6 +125,8 @@ def render(doc: Dict[str, Any]) -> str:
     cannot = _cannot(runs)
     if cannot:
         parts += ["## Cannot run here, or failed\n", "\n".join(cannot) + "\n"]
+    if second is not None:
+        parts.append(render_section(doc, second, second_link))
     if os.path.exists(NOTES):
         with open(NOTES) as f:
             parts.append(f.read())

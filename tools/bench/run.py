@@ -1,8 +1,11 @@
 """The benchmark command: every tracer in turn under every workload.
 
     sudo .venv/bin/python -m tools.bench [--quick] [--tracers ebpf-core,libbpf-tools]
+    sudo .venv/bin/python -m tools.bench --reproduce   # the same run again, compared
 
-Writes docs/benchmarks/results.json, README.md and captured_vs_offered.png.
+Writes docs/benchmarks/results.json, README.md and captured_vs_offered.png; with
+--reproduce the second run goes to docs/benchmarks/second/ and README.md gains a
+Reproduction section comparing the two (tools/bench/compare.py).
 """
 
 from __future__ import annotations
@@ -11,16 +14,17 @@ import argparse
 import datetime
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, Union
 
 if __package__ in (None, ""):  # run as a script: python tools/bench/run.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from hybridtrace.cli.common import positive_float
-from tools.bench import machine, report, workloads
+from tools.bench import compare, machine, report, workloads
 from tools.bench.plan import KINDS, build_plan
 from tools.bench.profiling import profile
 from tools.bench.session import (
@@ -36,9 +40,7 @@ from tools.bench.workloads import Workload
 PROFILED = ("hybridtrace ebpf-core", "hybridtrace ftrace/uprobe", "hybridtrace ftrace/tracepoint")
 PROFILE_WORKLOAD = Workload(name="open-loop", kind="open", rate=0, duration=5.0)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-
+SECOND = "second"  # subdirectory of --out holding the --reproduce run
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not a usage dump
@@ -64,7 +66,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help="cProfile our CLI at flat out (default: on, off with --quick)")
     p.add_argument("--no-profile", dest="profile", action="store_const", const=False)
     p.add_argument("--render-only", metavar="RESULTS_JSON",
-                   help="only rewrite README.md and the plot in --out from a results.json")
+                   help="only rewrite README.md and the plot in --out from a results.json"
+                        " (and those of --out/second/ with the comparison, if it exists)")
+    p.add_argument("--reproduce", action="store_true",
+                   help="run again with the options of --out/results.json into --out/second/"
+                        " and compare the two runs in --out/README.md")
     p.add_argument("--ready-timeout", type=positive_float, default=60.0,
                    help="seconds a tracer gets to show its first event")
     return p.parse_args(argv)
@@ -92,24 +98,71 @@ def _brief(r: Dict[str, Any]) -> str:
             f" first {r['first_event_s']}s cpu {r['cpu_s']}s")
 
 
-def write_docs(doc: Dict[str, Any], out: str) -> None:
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "README.md"), "w") as f:
-        f.write(report.render(doc))
-    plotted = report.plot(doc, os.path.join(out, "captured_vs_offered.png"))
-    _say(f"wrote {out}/README.md" + (", captured_vs_offered.png" if plotted
-                                      else " (no plot: no open/exec runs, or no matplotlib)"))
-
-
-def render_only(path: str, out: str) -> int:
+def _load(path: str) -> Optional[Dict[str, Any]]:
     try:
         with open(path) as f:
             doc = json.load(f)
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"bench: cannot read {path}: {exc}\n")
-        return 2
-    write_docs(doc, out)
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
+        sys.stderr.write(f"bench: {path} is not a bench results document\n")
+        return None
+    return doc
+
+
+def _write_page(doc: Dict[str, Any], out: str, second: Optional[Dict[str, Any]]) -> None:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write(report.render(doc, second, f"{SECOND}/README.md"))
+    plotted = report.plot(doc, os.path.join(out, "captured_vs_offered.png"))
+    _say(f"wrote {out}/README.md" + (", captured_vs_offered.png" if plotted
+                                      else " (no plot: no open/exec runs, or no matplotlib)"))
+
+
+def write_docs(doc: Dict[str, Any], out: str) -> int:
+    """README.md and plot in out; with a second run in out/second/, its page and the comparison."""
+    second_json = os.path.join(out, SECOND, "results.json")
+    second = None
+    if os.path.exists(second_json):
+        second = _load(second_json)
+        if second is None:
+            return 2
+        problem = compare.check(doc, second)
+        if problem:
+            sys.stderr.write(f"bench: cannot compare with {second_json}: {problem}\n")
+            return 2
+        _write_page(second, os.path.join(out, SECOND), None)
+    _write_page(doc, out, second)
     return 0
+
+
+def render_only(path: str, out: str) -> int:
+    doc = _load(path)
+    return 2 if doc is None else write_docs(doc, out)
+
+
+def _first_run(out: str, given: List[str]) -> Union[int, Tuple[Dict[str, Any], List[str]]]:
+    """The first run's document and its options, for --reproduce to repeat exactly."""
+    extra = [a for a in given if a.startswith("-") and a.split("=")[0] not in
+             ("--reproduce", "--out")]
+    if extra:
+        sys.stderr.write(f"bench: --reproduce repeats the first run's options; {extra[0]} is"
+                         " not allowed with it (only --out)\n")
+        return 2
+    path = os.path.join(out, "results.json")
+    if not os.path.exists(path):
+        sys.stderr.write(f"bench: --reproduce needs a first run: no {path}"
+                         " (run python -m tools.bench first)\n")
+        return 2
+    doc = _load(path)
+    if doc is None:
+        return 2
+    words = shlex.split(str(doc.get("command", "")))
+    if words[:3] != ["python", "-m", "tools.bench"] or doc.get("reproduces"):
+        sys.stderr.write(f"bench: {path} does not record a first run's command\n")
+        return 2
+    return doc, words[3:]
 
 
 def _guarded(run: Callable[[], Dict[str, Any]], tracer: Optional[Tracer],
@@ -167,12 +220,39 @@ def measure(plan: List[Workload], ctx: Context, args: argparse.Namespace
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(given)
     if args.render_only:
         return render_only(args.render_only, args.out)
     if os.geteuid() != 0:
         sys.stderr.write("bench: must run as root (tracers need it)\n")
         return 2
+    first: Optional[Dict[str, Any]] = None
+    if args.reproduce:
+        found = _first_run(args.out, given)
+        if isinstance(found, int):
+            return found
+        first, given = found
+        out = args.out
+        args = parse_args(given)  # the first run's own options, with its --out replaced
+        args.out, args.record_fixtures = os.path.join(out, SECOND), None
+    doc = bench(args, given)
+    if isinstance(doc, int):
+        return doc
+    if first is not None:
+        doc["reproduces"] = first["started"]
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    _say(f"wrote {args.out}/results.json")
+    if first is not None:
+        return write_docs(first, os.path.dirname(args.out))
+    return write_docs(doc, args.out)
+
+
+def bench(args: argparse.Namespace, given: List[str]) -> Union[int, Dict[str, Any]]:
+    """Measure as the options say: the results document, or an exit code."""
     wanted = args.workloads.split(",") if args.workloads else None
     unknown = sorted(set(wanted or ()) - set(KINDS))
     if unknown:
@@ -206,21 +286,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     info["loadavg_start"] = [round(x, 2) for x in load_before]
     info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     info["bcc_headers"] = args.bcc_headers or "none"
-    doc = {
+    return {
         "schema": "hybridtrace.bench/1",
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python -m tools.bench" + (" " + " ".join(argv or sys.argv[1:])).rstrip(),
+        "command": " ".join(["python -m tools.bench", *map(shlex.quote, given)]),
         "quick": args.quick, "interrupted": interrupted, "machine": info, "runs": runs,
         "profiles": profiles,
     }
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
-    _say(f"wrote {args.out}/results.json")
-    write_docs(doc, args.out)
-    return 0
 
 
 if __name__ == "__main__":

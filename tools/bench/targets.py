@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 Run = Dict[str, Any]
+
+
+class Verdict(NamedTuple):
+    """One target: a key stable across runs (to pair two runs), met or not, the text."""
+
+    key: str
+    met: Optional[bool]  # None: not measured
+    text: str
 OURS_FIRST_EVENT = ("hybridtrace ebpf-core", "hybridtrace ftrace/uprobe",
                     "hybridtrace ftrace/tracepoint")
 
@@ -17,9 +25,8 @@ def _ok(runs: List[Run], tracer: Optional[str] = None, workload: Optional[str] =
             and (rate is None or r["rate_offered"] == rate)]
 
 
-def _verdict(met: Optional[bool], text: str) -> str:
-    mark = "not measured" if met is None else ("met" if met else "**missed**")
-    return f"- {mark}: {text}"
+def mark(met: Optional[bool]) -> str:
+    return "not measured" if met is None else ("met" if met else "**missed**")
 
 
 def lossless_rate(runs: List[Run], tracer: str) -> Optional[float]:
@@ -42,49 +49,58 @@ def slowdown(runs: List[Run], tracer: str, workload: str) -> Optional[float]:
     return None if not rel else 1.0 / rel
 
 
-def judge(runs: List[Run]) -> List[str]:
-    lines = []
+def verdicts(runs: List[Run]) -> List[Verdict]:
+    found: List[Verdict] = []
     ours = [r for r in _ok(runs) if r["family"] == "hybridtrace"]
     bad = [f"{r['tracer']} {r['workload']}@{r['rate_offered'] or 'max'}: {r['unaccounted']}"
            for r in ours if r["unaccounted"] != 0]
-    lines.append(_verdict(None if not ours else not bad,
-                          "every event of ours accounted for (captured + reported lost ="
-                          " produced) at every rate" + (f"; unaccounted: {', '.join(bad)}"
-                                                        if bad else f" ({len(ours)} runs)")))
+    found.append(Verdict("accounted", None if not ours else not bad,
+                         "every event of ours accounted for (captured + reported lost ="
+                         " produced) at every rate" + (f"; unaccounted: {', '.join(bad)}"
+                                                       if bad else f" ({len(ours)} runs)")))
     core = "hybridtrace ebpf-core"
     execs = _ok(runs, core, "exec-loop")
     shares = [r["correct"] / r["produced"] for r in execs if r["produced"]]
-    lines.append(_verdict(None if not shares else min(shares) >= 0.99,
-                          "argv complete and correct for >= 99% of fork()+execv() execs with"
-                          f" ebpf-core (lowest: {min(shares):.2%})" if shares else
-                          "argv >= 99% with ebpf-core"))
+    found.append(Verdict("argv ebpf-core", None if not shares else min(shares) >= 0.99,
+                         "argv complete and correct for >= 99% of fork()+execv() execs with"
+                         f" ebpf-core (lowest: {min(shares):.2%})" if shares else
+                         "argv >= 99% with ebpf-core"))
     for tracer in (core, "hybridtrace ftrace/uprobe"):
         sus = _ok(runs, tracer, "open-loop", 50000)
         met = None if not sus else all(r["missed"] == 0 and r["lost_reported"] == 0
                                        for r in sus)
         span = f"{sus[0]['duration_s']:.0f} s" if sus else "30 s"
-        lines.append(_verdict(met, f"no loss at 50k opens/s for {span} with {tracer}"))
+        found.append(Verdict(f"sustained 50k {tracer}", met,
+                             f"no loss at 50k opens/s for {span} with {tracer}"))
     ref = lossless_rate(runs, "libbpf-tools")
     mine = lossless_rate(runs, core)
     tiers = [lossless_rate(runs, f"hybridtrace ftrace/{t}") for t in ("uprobe", "tracepoint")]
     known = [t for t in tiers if t is not None]
     ftrace = max(known) if known else None
-    lines.append(_verdict(None if ref is None or mine is None else mine >= ref,
-                          f"highest lossless open rate: ebpf-core {_r(mine)} vs libbpf-tools"
-                          f" opensnoop {_r(ref)}"))
-    lines.append(_verdict(None if mine is None or ftrace is None else ftrace >= mine / 2,
-                          f"ftrace at least half of ebpf-core's: {_r(ftrace)}"))
+    found.append(Verdict("lossless rate vs libbpf-tools",
+                         None if ref is None or mine is None else mine >= ref,
+                         f"highest lossless open rate: ebpf-core {_r(mine)} vs libbpf-tools"
+                         f" opensnoop {_r(ref)}"))
+    found.append(Verdict("ftrace half of ebpf-core",
+                         None if mine is None or ftrace is None else ftrace >= mine / 2,
+                         f"ftrace at least half of ebpf-core's: {_r(ftrace)}"))
     for workload in ("open-loop", "exec-loop"):
         a, b = slowdown(runs, core, workload), slowdown(runs, "libbpf-tools", workload)
-        lines.append(_verdict(None if a is None or b is None else a <= 1.2 * b,
-                              f"{workload} flat-out slowdown: ebpf-core {_x(a)} vs"
-                              f" libbpf-tools {_x(b)} (target <= 1.2 times)"))
+        found.append(Verdict(f"{workload} slowdown",
+                             None if a is None or b is None else a <= 1.2 * b,
+                             f"{workload} flat-out slowdown: ebpf-core {_x(a)} vs"
+                             f" libbpf-tools {_x(b)} (target <= 1.2 times)"))
     for tracer in OURS_FIRST_EVENT:
         firsts = [r["first_event_s"] for r in _ok(runs, tracer)]
-        lines.append(_verdict(None if not firsts else max(firsts) <= 0.5,
-                              f"first event within 0.5 s with {tracer}"
-                              + (f" (worst {max(firsts):.2f} s)" if firsts else "")))
-    return lines
+        found.append(Verdict(f"first event {tracer}",
+                             None if not firsts else max(firsts) <= 0.5,
+                             f"first event within 0.5 s with {tracer}"
+                             + (f" (worst {max(firsts):.2f} s)" if firsts else "")))
+    return found
+
+
+def judge(runs: List[Run]) -> List[str]:
+    return [f"- {mark(v.met)}: {v.text}" for v in verdicts(runs)]
 
 
 def _r(value: Optional[float]) -> str:

@@ -131,11 +131,11 @@ class CoreStream:
     def _open_reader(self, fd: int, size: int) -> Reader:
         max_args = self._request.max_args
 
-        def decode_exec(view: memoryview, off: int, _len: int) -> Optional[Decoded]:
+        def decode_exec(view: records.Buffer, off: int, _len: int) -> Optional[Decoded]:
             return records.decode_exec(view, off, max_args)
 
         # Opens are the high-rate kind: hand the decoder over without a wrapper call.
-        decode: Callable[[memoryview, int, int], Optional[Decoded]] = (
+        decode: Callable[[records.Buffer, int, int], Optional[Decoded]] = (
             decode_exec if self._request.kind is Kind.EXEC else records.decode_open)
         if self._transport == "perf":
             page = os.sysconf("SC_PAGE_SIZE")

@@ -12,13 +12,13 @@ never arrives is emitted with an unknown result when it ages out.
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 import attrs
 
 from hybridtrace import procfs
-from hybridtrace.backends.ftrace.pipe import ENTER, EXIT, LOST, TraceLine
-from hybridtrace.backends.ftrace.probes import ARG, FN, MORE, PATH, Role
+from hybridtrace.backends.ftrace.pipe import ENTER, EXIT, LOST, ArgValue, TraceLine
+from hybridtrace.backends.ftrace.probes import ARG, FN, INDEX, MORE, PATH, Role
 from hybridtrace.events import Event, ExecEvent, OpenEvent, Source
 from hybridtrace.request import Kind
 
@@ -29,20 +29,20 @@ EXEC_SYSCALLS = ("sys_execve", "sys_execveat")
 OPEN_SYSCALLS = ("sys_open", "sys_openat", "sys_openat2", "sys_creat")
 
 
-def parse_int(value: Optional[bytes]) -> Optional[int]:
-    """A decimal number as printed for %d fields (pids)."""
-    if value is None:
-        return None
+def parse_int(value: Optional[ArgValue]) -> Optional[int]:
+    """A decimal number as printed for %d fields (pids), or as decoded."""
+    if value is None or isinstance(value, int):
+        return value
     try:
         return int(value.strip(), 10)
     except ValueError:
         return None
 
 
-def parse_hex(value: Optional[bytes]) -> Optional[int]:
+def parse_hex(value: Optional[ArgValue]) -> Optional[int]:
     """A hex number: x64 probe fields and syscall fields print it with or without 0x."""
-    if value is None:
-        return None
+    if value is None or isinstance(value, int):
+        return value
     try:
         return int(value.strip(), 16)
     except ValueError:
@@ -91,6 +91,15 @@ class Pending:
     dfd: Optional[int] = None
     flags: Optional[int] = None
     mode: Optional[int] = None
+    uid: Optional[int] = None  # as the record says (raw reader), else from /proc
+
+
+@attrs.frozen
+class Later:
+    """Results read but not yet correlated: (tid, fd) of successful opens, exec'd tids."""
+
+    fds: FrozenSet[Tuple[int, int]] = frozenset()
+    execs: FrozenSet[int] = frozenset()
 
 
 @attrs.frozen
@@ -160,13 +169,13 @@ class Correlator:
             return self._exit(line)
         return []
 
-    def feed_all(self, lines: Iterable[TraceLine]) -> List[Event]:
+    def feed_all(self, lines: Iterable[TraceLine], later: Optional[Later] = None) -> List[Event]:
         """Feed a batch, then fill from /proc what no record gave (see ``fill``)."""
         out: List[Event] = []
         self._uids.clear()  # /proc is read once per pid per batch, after the fact anyway
         for line in lines:
             out += self.feed(line)
-        return self.fill(out)
+        return self.fill(out, later)
 
     def flush(self) -> List[Event]:
         """Emit calls still waiting for their exit (end of session)."""
@@ -178,20 +187,26 @@ class Correlator:
         self.probes.clear()
         return self.fill(out)
 
-    def fill(self, events: List[Event]) -> List[Event]:
+    def fill(self, events: List[Event], later: Optional[Later] = None) -> List[Event]:
         """argv and paths from /proc, for events whose strings no record gave.
 
         Only the last exec of a pid and the last open of a (pid, fd) in the
         batch may look: an earlier one's fd was closed and reused, or its
-        image replaced, by the time we read.
+        image replaced, by the time we read. ``later`` names the (tid, fd)
+        opens and tids' execs already read but not yet due (the reader holds
+        them back): they count as later too.
         """
         later_fds: Set[Tuple[int, int]] = set()
         later_execs: Set[int] = set()
+        if later is not None:
+            later_fds.update(later.fds)
+            later_execs.update(later.execs)
         out: List[Event] = []
         for event in reversed(events):
             if isinstance(event, OpenEvent) and event.fd is not None:
                 key = (event.pid, event.fd)
-                if event.path is None and key not in later_fds:
+                if (event.path is None and key not in later_fds
+                        and (event.tid, event.fd) not in later_fds):
                     path = self._fd_path(event.pid, event.fd, event.flags)
                     if path is not None:
                         event = attrs.evolve(event, path=path, path_source=Source.PROCFS)
@@ -227,7 +242,14 @@ class Correlator:
         if data is None:
             data = per_tid[key] = ProbeData()
         value = line.args.get("s")
+        if not isinstance(value, bytes):
+            value = None
         fault = "s" in line.faults or value is None
+        if role.what == ARG and INDEX in line.args:  # one event for every argv slot
+            index = parse_int(line.args.get(INDEX))
+            if index is None or index >= self.max_args:
+                return
+            role = Role(ARG, index)
         if role.what == PATH:
             data.path, data.path_fault = (None, True) if fault else (value, False)
         elif role.what == FN:
@@ -262,7 +284,8 @@ class Correlator:
         args = line.args
         if self.kind is Kind.EXEC:
             key = parse_hex(args.get("argv"))
-            pend = Pending(line.event[4:], line.timestamp_ns, self._comm(line), key)
+            pend = Pending(line.event[4:], line.timestamp_ns, self._comm(line), key,
+                           uid=line.uid)
         else:
             key = parse_hex(args.get("filename", args.get("pathname")))
             dfd = signed(parse_hex(args.get("dfd")), 32)
@@ -274,7 +297,7 @@ class Correlator:
             mode = parse_hex(args.get("mode"))
             pend = Pending(line.event[4:], line.timestamp_ns, self._comm(line), key,
                            dfd=dfd if line.event in ("sys_openat", "sys_openat2") else None,
-                           flags=flags, mode=mode)
+                           flags=flags, mode=mode, uid=line.uid)
         self.pending[line.pid] = pend
         while len(self.pending) > MAX_THREADS:
             tid = next(iter(self.pending))
@@ -297,7 +320,8 @@ class Correlator:
             if self.kind is Kind.EXEC and ret == 0:
                 return out  # the success was already reported at sched_process_exec
             self.orphans += 1
-            pend = Pending(line.event[4:], line.timestamp_ns, self._comm(line), None)
+            pend = Pending(line.event[4:], line.timestamp_ns, self._comm(line), None,
+                           uid=line.uid)
         out.append(self._emit(line.pid, line.pid, pend, ret, line.timestamp_ns))
         return out
 
@@ -310,10 +334,13 @@ class Correlator:
         if pend is None:
             pend = Pending("execve", line.timestamp_ns, None, None)
         comm = self._comm(line)
-        filename = line.args.get("filename")
+        name = line.args.get("filename")
+        filename = name if isinstance(name, bytes) else None
         if filename is not None and not filename.startswith(b"/dev/fd/"):
             comm = os.path.basename(filename)[:15]
         pend.comm = comm
+        if line.uid is not None:
+            pend.uid = line.uid
         return [self._emit(old, pid, pend, 0, line.timestamp_ns, filename)]
 
     # -- building events ---------------------------------------------------
@@ -382,7 +409,8 @@ class Correlator:
             argv, truncated = probe.argv(self.max_args)
             argv_source = self.probe_source if argv is not None else None
         return ExecEvent(
-            timestamp_ns=ts, pid=pid, tid=pid, ppid=self._ppid(pid), uid=self._uid(pid),
+            timestamp_ns=ts, pid=pid, tid=pid, ppid=self._ppid(pid),
+            uid=pend.uid if pend.uid is not None else self._uid(pid),
             comm=pend.comm, filename=filename, argv=argv, retval=ret,
             argv_truncated=truncated, filename_source=filename_source,
             argv_source=argv_source, syscall=pend.syscall,
@@ -398,7 +426,8 @@ class Correlator:
         if probe is not None and probe.path is not None:
             path, source = probe.path, self.probe_source
         return OpenEvent(
-            timestamp_ns=ts, pid=pid, tid=tid, uid=self._uid(pid), comm=pend.comm,
+            timestamp_ns=ts, pid=pid, tid=tid,
+            uid=pend.uid if pend.uid is not None else self._uid(pid), comm=pend.comm,
             path=path, flags=pend.flags, mode=pend.mode, fd=fd, errno=err,
             path_source=source, syscall=pend.syscall, dfd=pend.dfd,
         )

@@ -90,7 +90,8 @@ class Instance:
             write_file(path, "1")
         except OSError as exc:
             raise BackendError(f"cannot enable {system}/{event}: {exc.strerror}") from None
-        self.enabled.append(f"{system}/{event}")
+        if f"{system}/{event}" not in self.enabled:  # shared events come once per probe
+            self.enabled.append(f"{system}/{event}")
 
     def disable_all(self) -> None:
         """Stop recording: tracing_on off first, then each event we enabled."""

@@ -48,7 +48,7 @@ show only in per_cpu stats (see buffer_stats).
 from __future__ import annotations
 
 import re
-from typing import Dict, FrozenSet, Iterable, List, Optional, Pattern, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Pattern, Tuple, Union
 
 import attrs
 
@@ -61,6 +61,8 @@ LOST = "lost"
 # Event name of the record the kernel inserts when a CPU buffer overran:
 # "CPU:1 [LOST 42 EVENTS]"; its args are {"count": b"42"}.
 LOST_EVENT = "<lost>"
+# A field's value: the bytes printed (trace_pipe) or the decoded int or string (raw).
+ArgValue = Union[bytes, int]
 
 _MAX_RECORD = 1 << 20  # a record longer than this is cut off (flagged incomplete)
 _NO_FAULTS: FrozenSet[str] = frozenset()
@@ -105,7 +107,8 @@ class TraceLine:
     (``openat``), or ``sys_openat`` for both syscall entry and exit; ``style``
     tells them apart (FIELDS, ENTER, EXIT, or LOST for ``LOST_EVENT``).
     ``args`` maps field names (syscall argument names, or ``ret`` on exit) to
-    the exact bytes printed, quotes removed. ``complete`` is False when the
+    the exact bytes printed, quotes removed (or, from the binary reader, to
+    ints and the strings' bytes). ``complete`` is False when the
     record did not match its event's format (cut short or malformed); ``raw``
     holds the whole record, embedded newlines included.
 
@@ -122,13 +125,14 @@ class TraceLine:
     cpu: int
     timestamp_ns: int
     event: str
-    args: Dict[str, bytes]
+    args: Mapping[str, ArgValue]
     raw: bytes
     style: str = FIELDS
     faults: FrozenSet[str] = frozenset()
     flags: Optional[bytes] = None
     complete: bool = True
     tgid: Optional[int] = None
+    uid: Optional[int] = None  # the raw reader's (see tasks.py); trace_pipe prints none
 
     @property
     def is_exit(self) -> bool:

@@ -10,6 +10,12 @@ pairs a probe record with its syscall exactly rather than by guesswork, and
 Definitions are appended to the control file (O_APPEND: opening it for
 writing without it would delete every probe on the system) and removed with
 ``-:GROUP/EVENT`` after their events are disabled (a busy probe can't go).
+
+uprobes on different call sites that play the same role share one event
+(kernels from 5.5 take several probes under one name when the fields agree).
+Disabling an uprobe event waits for RCU grace periods once per event (6.12+:
+uprobe_unregister_sync, ~40 ms), so one event per role instead of one per
+role and call site is what keeps closing a session from taking seconds.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import attrs
 from hybridtrace.backends.base import BackendError
 from hybridtrace.backends.ftrace.debuginfo import internal_functions
 from hybridtrace.backends.ftrace.instance import write_file
+from hybridtrace.capabilities.kernel import parse_version
 from hybridtrace.elf import ElfError, find_symbols
 
 # Syscall argument registers for uprobes (function entry) and direct kprobes.
@@ -64,10 +71,14 @@ LIBC_OPEN = {
 # separately installed debug symbols (see debuginfo.py).
 INTERNAL_OPEN = {"__open64_nocancel": (0, None), "__openat64_nocancel": (1, None)}
 
+# First kernel whose uprobe events take more than one probe (same name, same fields).
+SHARED_EVENTS_KERNEL = (5, 5, 0)
+
 FN = "fn"  # the exec'd file name
 ARG = "arg"  # argv[index]
 MORE = "more"  # argv[max_args]: non-zero means argv was cut
 PATH = "path"  # an open's path
+INDEX = "i"  # field of indexed argv slot records: the slot's index
 
 
 @attrs.frozen(slots=True)
@@ -101,15 +112,21 @@ def _ptr(base: str, offset: int, deref: Deref) -> str:
     return f"{deref.user}{offset}({base})"
 
 
-def _slot_args(argv: str, index: int, deref: Deref, with_string: bool) -> str:
+def _slot_args(argv: str, index: int, deref: Deref, with_string: bool,
+               indexed: bool = False) -> str:
     slot = _ptr(argv, 8 * index, deref)
-    text = f"k={argv}:x64 p={slot}:x64"
+    text = f"k={argv}:x64" + (f" {INDEX}=\\{index}:u16" if indexed else "") + f" p={slot}:x64"
     return text + (f" s=+0({slot}):{deref.string}" if with_string else "")
 
 
 def fetch_sets(path: Optional[str], argv: Optional[str], max_args: int,
-               deref: Deref) -> List[Tuple[str, Role]]:
-    """(fetchargs, role) for each event one call site needs."""
+               deref: Deref, indexed: bool = False) -> List[Tuple[str, Role]]:
+    """(fetchargs, role) for each event one call site needs.
+
+    ``indexed``: argv slot records carry their index in an immediate field
+    ``i`` (kernels whose README lists ``\\imm-value``, 5.7+), so that every
+    slot can share one event.
+    """
     out: List[Tuple[str, Role]] = []
     if argv is None:
         assert path is not None
@@ -117,22 +134,39 @@ def fetch_sets(path: Optional[str], argv: Optional[str], max_args: int,
     if path is not None:
         out.append((f"k={argv}:x64 p={path}:x64 s=+0({path}):{deref.string}", Role(FN)))
     for i in range(max_args):
-        out.append((_slot_args(argv, i, deref, True), Role(ARG, i)))
+        out.append((_slot_args(argv, i, deref, True, indexed), Role(ARG, i)))
     out.append((_slot_args(argv, max_args, deref, False), Role(MORE, max_args)))
     return out
 
 
-def _event_name(prefix: str, role: Role) -> str:
+def _event_name(prefix: str, role: Role, indexed: bool = False) -> str:
     if role.what == ARG:
-        return f"{prefix}_a{role.index}"
+        return f"{prefix}_argv" if indexed else f"{prefix}_a{role.index}"
     if role.what == PATH:
         return prefix
     return f"{prefix}_{role.what}"
 
 
+def shared_events(release: Optional[str] = None) -> bool:
+    """Can call sites share an uprobe event on this kernel (default: the running one)?"""
+    return parse_version(release or os.uname().release) >= SHARED_EVENTS_KERNEL
+
+
 def uprobe_defs(group: str, libraries: Sequence[str], arch: str, kind: str, max_args: int,
-                deref: Deref) -> List[ProbeDef]:
-    """uprobes on each library's exec or open entry points, one per address."""
+                deref: Deref, shared: Optional[bool] = None,
+                indexed: bool = False) -> List[ProbeDef]:
+    """uprobes on each library's exec or open entry points, one per address.
+
+    With ``shared`` (default: when the running kernel allows it) every call
+    site's probe of one role joins that role's event (``ht_exec_a0`` ...): fewer
+    events, each disabled with one wait (see the module docstring). Records
+    still name their call site by address; the ``k`` pointer pairs them.
+    ``indexed`` puts every argv slot in one event (``ht_exec_argv``), its
+    records' ``i`` field giving the slot (see fetch_sets): the role of those
+    events then says ARG, and its index is to be read from ``i``.
+    """
+    if shared is None:
+        shared = shared_events()
     regs = ARG_REGS.get(arch)
     if regs is None:
         raise BackendError(f"uprobe tier: no register map for {arch}")
@@ -155,9 +189,9 @@ def uprobe_defs(group: str, libraries: Sequence[str], arch: str, kind: str, max_
             path_i, argv_i = table[func]
             path = None if path_i is None else regs[path_i]
             argv = None if argv_i is None else regs[argv_i]
-            prefix = f"ht{lib_index}_{func.strip('_')}"
-            for args, role in fetch_sets(path, argv, max_args, deref):
-                name = _event_name(prefix, role)
+            prefix = f"ht_{kind}" if shared else f"ht{lib_index}_{func.strip('_')}"
+            for args, role in fetch_sets(path, argv, max_args, deref, indexed):
+                name = _event_name(prefix, role, indexed)
                 line = f"p:{group}/{name} {lib}:{offset:#x} {args}"
                 defs.append(ProbeDef("uprobe_events", group, name, line, role))
     if not defs:

@@ -8,13 +8,12 @@ disabled before probes are removed: the kernel refuses to delete a busy probe).
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import select
 import time
 import weakref
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from hybridtrace import tracefs
 from hybridtrace.backends.base import BackendError, StreamStats
@@ -24,14 +23,23 @@ from hybridtrace.backends.ftrace.correlate import Correlator
 from hybridtrace.backends.ftrace.debuginfo import dynamic_loaders
 from hybridtrace.backends.ftrace.format import EventFormat, FormatError, read_format
 from hybridtrace.backends.ftrace.instance import DEFAULT_BUFFER_KB, Instance, session_name
-from hybridtrace.backends.ftrace.pipe import PipeParser, TraceLine
+from hybridtrace.backends.ftrace.pipe import TraceLine
+from hybridtrace.backends.ftrace.raw_reader import RawReader
+from hybridtrace.backends.ftrace.ring_page import PageFormatError
+from hybridtrace.backends.ftrace.text_reader import TextReader
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, LostEvent, Source
 from hybridtrace.filtering import matches
 from hybridtrace.request import Kind, TraceRequest
 
-READ_SIZE = 1 << 16
 MAX_READ_PER_POLL = 1 << 20  # bytes decoded per poll: ~10k records, so poll returns promptly
+HELD_BACK_WAIT = 0.005  # s: how soon to look again while the raw reader holds records back
+READER_ENV = "HYBRIDTRACE_FTRACE_READER"  # "raw" (default) or "text"
+# Comm and uid changes, for the raw reader (records carry neither; see tasks.py).
+TASK_EVENTS = [("task", "task_newtask"), ("task", "task_rename"),
+               ("syscalls", "sys_exit_setuid"), ("syscalls", "sys_exit_setreuid"),
+               ("syscalls", "sys_exit_setresuid")]
+Reader = Union[RawReader, TextReader]
 _SAFE_COMM = re.compile(rb"^[A-Za-z0-9_.:+@%,/-]{1,15}$")
 
 
@@ -47,16 +55,16 @@ class _Resources:
         self.tracefs_path = tracefs_path
         self.instance: Optional[Instance] = None
         self.probes: List[probes.ProbeDef] = []
-        self.fd: Optional[int] = None
+        self.reader: Optional[Reader] = None
 
     def release(self) -> List[str]:
         problems: List[str] = []
         inst, self.instance = self.instance, None
         if inst is not None:
             inst.disable_all()
-        fd, self.fd = self.fd, None
-        if fd is not None:
-            os.close(fd)
+        reader, self.reader = self.reader, None
+        if reader is not None:
+            reader.close()
         if inst is not None:
             try:
                 inst.remove()
@@ -71,6 +79,16 @@ class _Resources:
             time.sleep(0.01)  # an in-flight probe hit holds a reference briefly
         problems += [f"probe {d.group}/{d.name}" for d in defs]
         return problems
+
+
+def _has_immediates(tracefs_path: str) -> bool:
+    """Constant probe fields (``\\imm``, 5.7+): one uprobe event then holds every argv slot."""
+    try:
+        with open(os.path.join(tracefs_path, "README"), encoding="ascii",
+                  errors="replace") as handle:
+            return "\\imm-value" in handle.read()
+    except OSError:
+        return False
 
 
 def _user_deref(tracefs_path: str, uprobe: bool) -> probes.Deref:
@@ -97,7 +115,7 @@ def _probe_defs(tier: str, request: TraceRequest, caps: Capabilities, group: str
         if request.kind is Kind.OPEN:
             libs += [ld for ld in dynamic_loaders(libs) if ld not in libs]
         return probes.uprobe_defs(group, libs, arch, kind, request.max_args,
-                                  _user_deref(path, True))
+                                  _user_deref(path, True), indexed=_has_immediates(path))
     if tier == "kprobe":
         return probes.kprobe_defs(group, arch, kind, request.max_args,
                                   _user_deref(path, False), probes.kernel_symbols())
@@ -145,6 +163,7 @@ class FtraceStream:
         notes = [f"tracefs instance {self._res.instance.name}"]
         if self._res.probes:
             notes.append(f"{len(self._res.probes)} probes in group {self._group}")
+        notes.append("per-CPU binary buffers" if self.reader_kind == "raw" else "trace_pipe text")
         if mounted:
             notes.append(f"tracefs mounted at {path} by hybridtrace")
         if stale:
@@ -152,8 +171,6 @@ class FtraceStream:
         self.description = f"ftrace/{tier} ({'; '.join(notes)})"
         self._captured = 0
         self._lost = 0
-        # Called with each raw trace_pipe chunk (tools/record_ftrace_stream.py).
-        self.tap: Optional[Callable[[bytes], None]] = None
 
     def _open(self, caps: Capabilities, path: str, buffer_kb: int) -> None:
         request = self.request
@@ -166,30 +183,48 @@ class FtraceStream:
                                "(CONFIG_FTRACE_SYSCALLS off?)")
         defs = _probe_defs(self.tier, request, caps, name, path, present)
         inst = self._res.instance = Instance(path, name)
-        inst.configure(buffer_kb, _mono_clock(inst.path))
+        clock = _mono_clock(inst.path)
+        inst.configure(buffer_kb, clock)
         probes.add(path, defs, self._res.probes)
         events = [("syscalls", e) for e in present]
         if request.kind is Kind.EXEC:
             events += [("sched", "sched_process_exec"), ("sched", "sched_process_fork")]
-        events += [(name, d.name) for d in defs]
+        events += [(name, n) for n in dict.fromkeys(d.name for d in defs)]  # shared names
+        raw = _reader_choice() == "raw"
+        if raw:
+            events += [e for e in TASK_EVENTS if inst.has_event(*e)]
         formats = self._formats(inst, events)
         self._set_filters(inst, events)
         if request.filters.pid is not None:
             self._follow_pid(inst, request.filters.pid)
+        self._res.reader = self._reader(inst, formats, raw, clock == "mono")
         for system, event in events:
             inst.enable(system, event)
-        self._res.fd = os.open(os.path.join(inst.path, "trace_pipe"),
-                               os.O_RDONLY | os.O_NONBLOCK)
+        self.reader_kind = "raw" if isinstance(self._res.reader, RawReader) else "text"
         self.formats = formats  # of every enabled event, as this kernel describes them
         self.roles = {d.name: d.role for d in defs}
-        self._parser = PipeParser(formats)
         source = {"uprobe": Source.LIBC_PROBE, "tracepoint": None}.get(
             self.tier, Source.SYSCALL_ENTRY)
         self.probe_source = source
         self._correlator = Correlator(request.kind, self.roles, source, request.max_args)
         self._stats = buffer_stats.read_stats(inst.path)
         self._poller = select.poll()
-        self._poller.register(self._res.fd, select.POLLIN)
+        for fd in self._res.reader.fds.values():
+            self._poller.register(fd, select.POLLIN)
+
+    @staticmethod
+    def _reader(inst: Instance, formats: Sequence[EventFormat], raw: bool,
+                monotonic: bool) -> Reader:
+        """The binary per-CPU reader, or trace_pipe where the pages can't be read."""
+        if raw:
+            try:
+                return RawReader(inst.path, formats, monotonic)
+            except (OSError, PageFormatError, ValueError):
+                pass
+        try:
+            return TextReader(inst.path, formats)
+        except OSError as exc:
+            raise BackendError(f"cannot open {inst.path}/trace_pipe: {exc.strerror}") from None
 
     @staticmethod
     def _formats(inst: Instance, events: Sequence[Tuple[str, str]]) -> List[EventFormat]:
@@ -204,12 +239,14 @@ class FtraceStream:
         with_comm = (comm is not None and self.request.kind is Kind.OPEN
                      and _SAFE_COMM.match(comm) is not None)
         for system, event in events:
-            if event == "sched_process_fork":
+            if event in ("sched_process_fork", "task_newtask"):
                 continue  # our own forks name our children's parent: keep them all
+            # A rename *to* the comm asked for is written under the old comm.
+            comm_here = with_comm and (system, event) not in TASK_EVENTS
             try:
-                inst.set_filter(system, event, _filter_expr(self.request, with_comm))
+                inst.set_filter(system, event, _filter_expr(self.request, comm_here))
             except BackendError:
-                if not with_comm:
+                if not comm_here:
                     raise
                 with_comm = False  # an old kernel without the comm filter field
                 inst.set_filter(system, event, _filter_expr(self.request, False))
@@ -227,6 +264,10 @@ class FtraceStream:
     # -- EventStream -------------------------------------------------------
 
     @property
+    def reader(self) -> Optional[Reader]:
+        return self._res.reader
+
+    @property
     def instance_path(self) -> Optional[str]:
         inst = self._res.instance
         return inst.path if inst is not None else None
@@ -237,41 +278,28 @@ class FtraceStream:
         return self._correlator.records
 
     def poll(self, timeout: Optional[float]) -> Sequence[Event]:
-        fd = self._res.fd
-        if fd is None:
+        reader = self._res.reader
+        if reader is None:
             return []
-        out: List[Event] = []
-        if self._read_available(fd, out) == 0:
-            wait_ms = None if timeout is None else max(0, int(timeout * 1000))
-            if self._poller.poll(wait_ms):
-                self._read_available(fd, out)
+        out = self._read(reader)
+        if not out:
+            wait = timeout
+            if reader.pending:
+                wait = HELD_BACK_WAIT if wait is None else min(wait, HELD_BACK_WAIT)
+            wait_ms = None if wait is None else max(0, int(wait * 1000))
+            if self._poller.poll(wait_ms) or reader.pending:
+                out = self._read(reader)
         out += self._losses()
         kept = [e for e in out if matches(e, self.request.filters)]
         self._captured += sum(1 for e in kept if not isinstance(e, LostEvent))
         return kept
 
-    def _read_available(self, fd: int, out: List[Event]) -> int:
-        """Read until trace_pipe is empty (or a cap); /proc is consulted after."""
-        total = 0
-        lines: List[TraceLine] = []
-        while total < MAX_READ_PER_POLL:
-            try:
-                chunk = os.read(fd, READ_SIZE)
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno == errno.EINTR:
-                    continue
-                raise
-            if not chunk:
-                break
-            total += len(chunk)
-            if self.tap is not None:
-                self.tap(chunk)
-            lines += self._parser.feed(chunk)
-            lines += self._parser.flush()
-        out += self._correlator.feed_all(lines)
-        return total
+    def _read(self, reader: Reader) -> List[Event]:
+        """Decode what is due; /proc is consulted after the whole batch."""
+        lines: List[TraceLine] = reader.read(MAX_READ_PER_POLL)
+        if reader.stopped:
+            lines += reader.flush()
+        return self._correlator.feed_all(lines, reader.later()) if lines else []
 
     def _losses(self) -> List[Event]:
         inst = self._res.instance
@@ -295,6 +323,8 @@ class FtraceStream:
         inst = self._res.instance
         if inst is not None:
             inst.set_option("tracing_on", "0")
+        if self._res.reader is not None:
+            self._res.reader.stopped = True
 
     def unread(self) -> int:
         """Records still in the instance's buffer, that the session will never read."""
@@ -331,6 +361,14 @@ def _mount() -> Tuple[str, bool]:
 
 
 BUFFER_ENV = "HYBRIDTRACE_FTRACE_BUFFER_KB"
+
+
+def _reader_choice() -> str:
+    """$HYBRIDTRACE_FTRACE_READER: "raw" (default) or "text" (trace_pipe)."""
+    raw = os.environ.get(READER_ENV, "raw")
+    if raw not in ("raw", "text"):
+        raise BackendError(f"{READER_ENV}={raw!r}: expected raw or text")
+    return raw
 
 
 def _buffer_kb() -> int:

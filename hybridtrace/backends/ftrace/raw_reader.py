@@ -1,0 +1,205 @@
+"""Reading an instance's per-CPU binary buffers, merged into one timeline.
+
+trace_pipe formats every record as text in the kernel and we parse it back;
+reading ``per_cpu/cpuN/trace_pipe_raw`` hands out the pages themselves and
+costs a fraction of that per record. Each CPU's buffer is in time order but
+the CPUs are not in step: a thread can enter a syscall on one CPU and leave
+it on another, and a page read from CPU 1 can hold records newer than ones
+CPU 0 has not yet committed when we read it. So records are held back until
+they are older than a horizon: the clock reading taken before the round
+(less a margin for records reserved but not yet committed), and no newer
+than the last record of a CPU whose reading was cut short. With a clock that
+is not CLOCK_MONOTONIC, or after recording stopped, each round is released
+whole (ordered within itself).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+from hybridtrace.backends.ftrace.correlate import OPEN_SYSCALLS, Later
+from hybridtrace.backends.ftrace.format import EventFormat
+from hybridtrace.backends.ftrace.pipe import EXIT, FIELDS, TraceLine
+from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
+from hybridtrace.backends.ftrace.ring_page import read_page_layout
+from hybridtrace.backends.ftrace.tasks import NEWTASK, RENAME, SETUID_SYSCALLS, TaskTracker
+
+EXEC_DONE = "sched_process_exec"
+COMMIT_MARGIN_NS = 2_000_000  # a record is committed within this of its timestamp
+_CPU_DIR = re.compile(r"^cpu(\d+)$")
+
+
+def _ts(record: RawRecord) -> int:
+    return record[0]
+
+
+class Timeline:
+    """Decoded records of all CPUs in, correlator-ready lines out, in time order.
+
+    Pure (no files): ``add`` takes a round's records and the horizon up to
+    which they are due (None: all), keeps the rest pending, and turns what is
+    due into TraceLines with each thread's comm and uid at that moment.
+    """
+
+    def __init__(self, tasks: Optional[TaskTracker] = None) -> None:
+        self.tasks = tasks if tasks is not None else TaskTracker()
+        self.pending: List[RawRecord] = []
+        self.records = 0
+
+    def add(self, fresh: List[RawRecord], horizon: Optional[int]) -> List[TraceLine]:
+        if not fresh and not self.pending:
+            return []
+        merged = self.pending + fresh
+        merged.sort(key=_ts)
+        if horizon is None:
+            due, self.pending = merged, []
+        else:
+            cut = _first_after(merged, horizon)
+            due, self.pending = merged[:cut], merged[cut:]
+        return self._lines(due)
+
+    def flush(self) -> List[TraceLine]:
+        """Everything still held back (the session ends)."""
+        due, self.pending = self.pending, []
+        return self._lines(due)
+
+    def later(self) -> Later:
+        """What the records held back will say (see Correlator.fill)."""
+        fds = set()
+        execs = set()
+        for _ts, _cpu, tid, event, style, args, _faults in self.pending:
+            if style == EXIT and event in OPEN_SYSCALLS:
+                ret = args.get("ret")
+                if isinstance(ret, int) and ret >= 0:
+                    fds.add((tid, ret))
+            elif event == EXEC_DONE:
+                execs.add(_int(args.get("pid"), tid))
+        return Later(frozenset(fds), frozenset(execs))
+
+    def _lines(self, records: List[RawRecord]) -> List[TraceLine]:
+        self.records += len(records)
+        tasks = self.tasks
+        lines: List[TraceLine] = []
+        append = lines.append
+        for ts, cpu, tid, event, style, args, faults in records:
+            uid: Optional[int] = None
+            if style == FIELDS:
+                if event == RENAME:
+                    tasks.renamed(_int(args.get("pid"), tid), _bytes(args.get("newcomm")))
+                elif event == NEWTASK:
+                    tasks.created(_int(args.get("pid"), tid), _bytes(args.get("comm")), tid)
+                elif event == EXEC_DONE:
+                    uid = tasks.uid(tid)
+            elif style == EXIT and event in SETUID_SYSCALLS:
+                if args.get("ret") == 0:
+                    tasks.uid_changed(tid)
+            else:
+                uid = tasks.uid(tid)
+            append(TraceLine(tasks.comm(tid) or b"", tid, cpu, ts, event, args, b"",
+                             style, faults, uid=uid))
+        return lines
+
+
+class RawReader:
+    """The trace_pipe_raw files of one instance (see module docstring)."""
+
+    def __init__(self, inst_path: str, formats: Sequence[EventFormat], monotonic: bool,
+                 tasks: Optional[TaskTracker] = None) -> None:
+        self.decoder = RecordDecoder(formats, read_page_layout(os.path.join(inst_path,
+                                                                            "events")))
+        self.page_size = self.decoder.layout.page_size
+        self.monotonic = monotonic
+        self.timeline = Timeline(tasks)
+        self.stopped = False  # recording is off: nothing older can still arrive
+        # Called with (cpu, page) for each page read (tools/record_ftrace_stream.py).
+        self.tap: Optional[Callable[[int, bytes], None]] = None
+        self.fds: Dict[int, int] = {}
+        per_cpu = os.path.join(inst_path, "per_cpu")
+        try:
+            for name in sorted(os.listdir(per_cpu)):
+                match = _CPU_DIR.match(name)
+                if match:
+                    path = os.path.join(per_cpu, name, "trace_pipe_raw")
+                    self.fds[int(match.group(1))] = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        fds, self.fds = self.fds, {}
+        for fd in fds.values():
+            os.close(fd)
+
+    def read(self, max_bytes: int) -> List[TraceLine]:
+        """Read what the buffers hold (up to about ``max_bytes``); return what is due."""
+        horizon: Optional[int] = None
+        if self.monotonic and not self.stopped:
+            horizon = time.monotonic_ns() - COMMIT_MARGIN_NS
+        cut: Optional[int] = None
+        fresh: List[RawRecord] = []
+        budget = max(self.page_size, max_bytes // max(1, len(self.fds)))
+        for cpu, fd in self.fds.items():
+            got = 0
+            start = len(fresh)
+            while got < budget:
+                page = self._read_page(fd)
+                if not page:
+                    break
+                got += len(page)
+                if self.tap is not None:
+                    self.tap(cpu, page)
+                self.decoder.decode_page(page, cpu, fresh)
+            if got >= budget and len(fresh) > start:
+                # This CPU has more: nothing newer than what we got from it is due yet.
+                last = fresh[-1][0]
+                cut = last if cut is None else min(cut, last)
+        if cut is not None:
+            horizon = cut if horizon is None else min(horizon, cut)
+        return self.timeline.add(fresh, horizon)
+
+    @property
+    def pending(self) -> List[RawRecord]:
+        return self.timeline.pending
+
+    def later(self) -> Later:
+        return self.timeline.later()
+
+    def flush(self) -> List[TraceLine]:
+        return self.timeline.flush()
+
+    def _read_page(self, fd: int) -> bytes:
+        while True:
+            try:
+                return os.read(fd, self.page_size)
+            except BlockingIOError:
+                return b""
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                if exc.errno in (errno.ENODEV, errno.EBUSY):
+                    return b""  # the instance is going away
+                raise
+
+
+def _bytes(value: object) -> Optional[bytes]:
+    return value if isinstance(value, bytes) else None
+
+
+def _int(value: object, default: int) -> int:
+    return value if isinstance(value, int) else default
+
+
+def _first_after(records: List[RawRecord], horizon: int) -> int:
+    """Index of the first record newer than ``horizon`` (records sorted by time)."""
+    lo, hi = 0, len(records)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if records[mid][0] <= horizon:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo

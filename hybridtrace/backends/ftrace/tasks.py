@@ -1,0 +1,73 @@
+"""Each thread's comm and uid at each moment, from task and syscall records.
+
+Binary records carry neither, and what trace_pipe prints is no better: its
+comm comes from a cache the kernel refreshes only when a task is scheduled
+(a process that opens right after exec prints its parent's name), and /proc
+read after the fact has nothing for a process that already exited.
+``task_newtask`` gives a new thread's comm and its creator (whose uid it
+inherits), ``task_rename`` every comm change (exec and prctl both go
+through it), and a successful setuid/setreuid/setresuid makes the uid
+unknown again (whether the real uid changed depends on privileges no record
+shows), so it is read from /proc when next needed. Fed in timestamp order,
+they give the comm and uid a thread had when each of its records was
+written. Threads that existed before the session are read from /proc once,
+at first sight.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Tuple
+
+from hybridtrace import procfs
+
+NEWTASK = "task_newtask"
+RENAME = "task_rename"
+SETUID_SYSCALLS = ("sys_setuid", "sys_setreuid", "sys_setresuid")
+MAX_THREADS = 65536  # remembered threads; the oldest entry goes first
+_UNKNOWN = -1  # uid still to be read from /proc
+
+
+class TaskTracker:
+    """tid -> (comm, uid), updated by records in the order they happened."""
+
+    def __init__(self, comm: Callable[[int], Optional[bytes]] = procfs.comm,
+                 uid: Callable[[int], Optional[int]] = procfs.uid,
+                 limit: int = MAX_THREADS) -> None:
+        self._read_comm = comm
+        self._read_uid = uid
+        self._limit = limit
+        self._tasks: Dict[int, Tuple[Optional[bytes], Optional[int]]] = {}
+
+    def _set(self, tid: int, comm: Optional[bytes], uid: Optional[int]) -> None:
+        tasks = self._tasks
+        tasks.pop(tid, None)  # re-insert: the entry becomes the newest
+        tasks[tid] = (comm, uid)
+        if len(tasks) > self._limit:
+            del tasks[next(iter(tasks))]
+
+    def _get(self, tid: int) -> Tuple[Optional[bytes], Optional[int]]:
+        task = self._tasks.get(tid)
+        if task is None:
+            task = (self._read_comm(tid), _UNKNOWN)
+            self._set(tid, *task)
+        return task
+
+    def created(self, tid: int, comm: Optional[bytes], creator: int) -> None:
+        """``creator`` made thread ``tid`` (task_newtask): same uid, comm as recorded."""
+        self._set(tid, comm, self.uid(creator))
+
+    def renamed(self, tid: int, comm: Optional[bytes]) -> None:
+        self._set(tid, comm, self._get(tid)[1])
+
+    def uid_changed(self, tid: int) -> None:
+        self._set(tid, self._get(tid)[0], _UNKNOWN)
+
+    def comm(self, tid: int) -> Optional[bytes]:
+        return self._get(tid)[0]
+
+    def uid(self, tid: int) -> Optional[int]:
+        comm, uid = self._get(tid)
+        if uid == _UNKNOWN:
+            uid = self._read_uid(tid)
+            self._set(tid, comm, uid)
+        return uid
