@@ -211,12 +211,13 @@ def main() -> int:
     parser.add_argument("--tier", default="uprobe")
     parser.add_argument("--name", default=os.uname().release)
     parser.add_argument("--readers", choices=sorted(READERS), default="both")
+    parser.add_argument("--out", default=OUT, help="directory of recordings (default: %(default)s)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("record_ftrace_stream: run as root", file=sys.stderr)
         return 2
     for reader, suffix in READERS[args.readers]:
-        dest = os.path.join(OUT, f"{args.name}-{args.tier}{suffix}")
+        dest = os.path.join(args.out, f"{args.name}-{args.tier}{suffix}")
         os.makedirs(dest, exist_ok=True)
         for kind in (Kind.EXEC, Kind.OPEN):
             record(kind, args.tier, dest, reader)

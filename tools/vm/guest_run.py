@@ -103,6 +103,12 @@ def main(config_path: str) -> int:
         steps.append(("record_trace_pipe", [*wrap, py, "tools/record_trace_pipe.py",
                       "--name", config["trace_pipe"], "--out", os.path.join(out, "trace_pipe")],
                       600))
+    if config.get("ftrace_stream"):
+        for tier in ("kprobe", "eprobe"):
+            steps.append((f"record_ftrace_stream_{tier}", [
+                *wrap, py, "tools/record_ftrace_stream.py", "--tier", tier,
+                "--name", config["ftrace_stream"], "--out", os.path.join(out, "ftrace_stream")],
+                600))
     tests = config["pytest"]
     # -v: one line per finished test, readable even when the wall clock cuts pytest short.
     argv = [*wrap, py, "-u", "-m", "pytest", *tests["paths"], "-v", "-rA", "-p", "no:cacheprovider",

@@ -42,6 +42,9 @@ def guest_config(run_dir: str, kernel: Optional[Kernel], variant: Variant, name:
         "tree": f"vm-{name}" if record else None,
         "trace_pipe": f"debian-{kernel.name}-vm" if kernel and record and variant.name == "default"
         else None,
+        # What the ftrace stream itself reads, text and binary, per probe tier.
+        "ftrace_stream": f"debian-{kernel.name}-vm"
+        if kernel and record and variant.name == "default" else None,
         "pytest": {"suite": suite, "paths": list(paths), "k": select,
                    "timeout": test_timeout, "wall": test_wall},
     }

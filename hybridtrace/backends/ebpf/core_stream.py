@@ -18,7 +18,7 @@ from hybridtrace.backends.base import BackendError, EventStream, StreamStats
 from hybridtrace.backends.ebpf import libbpf, records
 from hybridtrace.backends.ebpf.callback_readers import LibbpfRingReader, PerfReader
 from hybridtrace.backends.ebpf.loader import BpfObject, read_percpu_u64_sum
-from hybridtrace.backends.ebpf.ringbuf import ORDERED_LOADS, RingReader
+from hybridtrace.backends.ebpf.ringbuf import ORDERED_LOADS, RingReader, Scan, scanner
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
 from hybridtrace.request import Kind, TraceRequest
@@ -134,7 +134,6 @@ class CoreStream:
         def decode_exec(view: records.Buffer, off: int, _len: int) -> Optional[Decoded]:
             return records.decode_exec(view, off, max_args)
 
-        # Opens are the high-rate kind: hand the decoder over without a wrapper call.
         decode: Callable[[records.Buffer, int, int], Optional[Decoded]] = (
             decode_exec if self._request.kind is Kind.EXEC else records.decode_open)
         if self._transport == "perf":
@@ -143,7 +142,10 @@ class CoreStream:
             return PerfReader(self._lib, fd, pages, decode)
         if self._transport == "ring-libbpf":
             return LibbpfRingReader(self._lib, fd, decode)
-        return RingReader(fd, size, decode, batch=16384)
+        # Opens are the high-rate kind: their scan decodes without a call per record.
+        scan: Scan[Decoded] = (scanner(decode_exec) if self._request.kind is Kind.EXEC
+                               else records.scan_opens)  # type: ignore[assignment]
+        return RingReader(fd, size, scan, batch=16384)
 
     def poll(self, timeout: Optional[float]) -> Sequence[Event]:
         reader = self._reader

@@ -21,11 +21,15 @@ import platform
 import select
 import struct
 import time
-from typing import Callable, Generic, List, Optional, TypeVar
+from typing import Callable, Generic, List, Optional, Tuple, TypeVar
 
 T = TypeVar("T")
-# decode(buffer, offset, length): the buffer is the mapping itself here.
+# decode(buffer, offset, length): one record's body, read in place.
 Decode = Callable[[mmap.mmap, int, int], Optional[T]]
+# scan(buffer, base, mask, cons, prod, limit, out) -> (cons, records consumed):
+# decode committed records from position cons on into out, stopping at prod, at
+# a record still being written (BUSY) or after limit records.
+Scan = Callable[[mmap.mmap, int, int, int, int, int, List[T]], Tuple[int, int]]
 
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
@@ -45,15 +49,45 @@ GATHER_BYTES = 64 << 10
 GATHER_S = 0.004
 
 ORDERED_LOADS = platform.machine() in ("x86_64", "i686", "i386", "AMD64")
+# Records between publishing the consumer position, so a long drain hands
+# space back to the kernel as it goes.
+PUBLISH_EVERY = 1024
+
+
+def scanner(decode: Decode[T]) -> Scan[T]:
+    """The generic scan: one ``decode(buffer, offset, length)`` call per record.
+
+    The buffer is the mapping itself (slices are bytes: one copy per string);
+    decode must copy what it keeps, as the space goes back to the kernel.
+    """
+    header = _U32.unpack_from
+
+    def scan(data: mmap.mmap, base: int, mask: int, cons: int, prod: int, limit: int,
+             out: List[T]) -> Tuple[int, int]:
+        append, count = out.append, 0
+        while cons < prod and count < limit:
+            off = base + (cons & mask)
+            length = header(data, off)[0]
+            if length & BUSY_BIT:
+                break
+            cons += (HDR_SIZE + 7 + (length & ~DISCARD_BIT)) & ~7
+            count += 1
+            if not length & DISCARD_BIT:
+                item = decode(data, off + HDR_SIZE, length)
+                if item is not None:
+                    append(item)
+        return cons, count
+
+    return scan
 
 
 class RingReader(Generic[T]):
     """The consumer side of one ring buffer map of ``size`` data bytes."""
 
-    def __init__(self, map_fd: int, size: int, decode: Decode[T],
+    def __init__(self, map_fd: int, size: int, scan: Scan[T],
                  batch: int = 65536, gather: float = GATHER_S) -> None:
         page = mmap.PAGESIZE
-        self._decode = decode
+        self._scan = scan
         self._gather = gather
         self._gather_bytes = min(GATHER_BYTES, size // 4)
         self._batch = batch  # records per read, so one read never holds the ring long
@@ -112,33 +146,20 @@ class RingReader(Generic[T]):
             self.wait(left)
 
     def _drain(self, out: List[T]) -> int:
-        """Decode committed records into ``out``; returns how many records were consumed.
-
-        ``decode(buffer, offset, length)`` gets each record in place (the
-        mapping itself, whose slices are bytes: one copy per string) and must
-        copy what it keeps: the space goes back to the kernel afterwards.
-        """
-        decode, limit, append = self._decode, self._batch, out.append
+        """Decode committed records into ``out``; returns how many records were consumed."""
+        scan, left = self._scan, self._batch
         cons = self._cons_pos.value
         prod = _U64.unpack_from(self._prod, 0)[0]
-        data, mask, base = self._prod, self._mask, self._base
-        header = _U32.unpack_from
-        count = 0
-        while cons < prod and count < limit:
-            off = base + (cons & mask)
-            length = header(data, off)[0]
-            if length & BUSY_BIT:
+        total = 0
+        while left > 0:
+            step = min(left, PUBLISH_EVERY)
+            cons, count = scan(self._prod, self._base, self._mask, cons, prod, step, out)
+            self._cons_pos.value = cons
+            total += count
+            left -= count
+            if count < step:
                 break
-            cons += (HDR_SIZE + 7 + (length & ~DISCARD_BIT)) & ~7
-            if not length & DISCARD_BIT:
-                item = decode(data, off + HDR_SIZE, length)
-                if item is not None:
-                    append(item)
-            count += 1
-            if count & 1023 == 0:  # hand space back during long drains
-                self._cons_pos.value = cons
-        self._cons_pos.value = cons
-        return count
+        return total
 
     def close(self) -> None:
         if self._closed:

@@ -87,6 +87,7 @@ class Timeline:
         append = lines.append
         for ts, cpu, tid, event, style, args, faults in records:
             uid: Optional[int] = None
+            comm = b""  # probe records: the correlator takes comm from the syscall's
             if style == FIELDS:
                 if event == RENAME:
                     tasks.renamed(_int(args.get("pid"), tid), _bytes(args.get("newcomm")))
@@ -94,13 +95,14 @@ class Timeline:
                     tasks.created(_int(args.get("pid"), tid), _bytes(args.get("comm")), tid)
                 elif event == EXEC_DONE:
                     uid = tasks.uid(tid)
+                    comm = tasks.comm(tid) or b""
             elif style == EXIT and event in SETUID_SYSCALLS:
                 if args.get("ret") == 0:
                     tasks.uid_changed(tid)
             else:
                 uid = tasks.uid(tid)
-            append(TraceLine(tasks.comm(tid) or b"", tid, cpu, ts, event, args, b"",
-                             style, faults, uid=uid))
+                comm = tasks.comm(tid) or b""
+            append(TraceLine(comm, tid, cpu, ts, event, args, b"", style, faults, uid=uid))
         return lines
 
 

@@ -115,6 +115,9 @@ class RecordDecoder:
         type_of = self._type.unpack_from
         append = out.append
         for ts, start, end in spans:
+            if end - start < 8:  # not even the common fields: a damaged page
+                self.short += 1
+                continue
             dec = decoders.get(type_of(page, start)[0])
             if dec is None:
                 self.unknown += 1

@@ -85,8 +85,8 @@ def page_records(page: bytes, layout: PageLayout,
 
     Returns the page's ``missed`` flag bits (non-zero: the kernel dropped or
     overwrote events just before this page; the per-CPU stats count them).
-    A page whose commit runs past its end is cut at the end: a corrupt
-    length never reads outside the page.
+    A damaged page (a commit past its end, a record running past the data)
+    ends where the damage starts: nothing outside the page is ever read.
     """
     ts, commit = layout.header_struct.unpack_from(page, 0)
     start = layout.data_offset
@@ -99,19 +99,20 @@ def page_records(page: bytes, layout: PageLayout,
         type_len = word & 0x1F
         delta = word >> 5
         if 0 < type_len <= MAX_DATA_TYPE_LEN:
-            ts += delta
             nxt = pos + 4 + type_len * 4
-            append((ts, pos + 4, nxt if nxt < end else end))
+            if nxt > end:
+                break  # damaged: runs past the data
+            ts += delta
+            append((ts, pos + 4, nxt))
             pos = nxt
         elif type_len == 0:
             if pos + 8 > end:
                 break
-            length = unpack(page, pos + 4)[0]
-            if length < 4:
-                break  # corrupt: a data record can't be that short
+            nxt = pos + 4 + unpack(page, pos + 4)[0]
+            if nxt <= pos + 8 or nxt > end:
+                break  # damaged: empty, or runs past the data
             ts += delta
-            nxt = pos + 4 + length
-            append((ts, pos + 8, nxt if nxt < end else end))
+            append((ts, pos + 8, nxt))
             pos = nxt
         elif type_len == TIME_EXTEND:
             if pos + 8 > end:

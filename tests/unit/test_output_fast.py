@@ -1,0 +1,263 @@
+"""The fast output paths give exactly the bytes of the per-character / json.dumps definitions."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import time
+import unicodedata
+from typing import Any, Callable, List, Optional
+
+import pytest
+
+from hybridtrace.cli.common import write_batch
+from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
+from hybridtrace.output.columns import ExecFormat, OpenFormat, TimeColumn
+from hybridtrace.output.escape import escape_bytes, escape_bytes_slow, quote_arg
+from hybridtrace.output.jsonl import event_to_json, event_to_json_slow
+
+# Characters that each take a different branch: printable ASCII, controls, DEL,
+# backslash, quote, C1, NBSP (Zs: safe but not isprintable), bidi override and
+# zero-width (Cf), line/paragraph separators, private use, unassigned, BOM, CJK, emoji.
+CHARS = ("a Z~/-._\"'\\\t\n\r\x00\x07\x1b\x7f\x80\x9b\xa0\xe9\u00ad\u0378\u2028\u2029"
+         "\u202e\u200b\ue000\ufeff\u65e5\u3000\U0001f600\U000e0001")
+UNSAFE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+RAW = [b"\xff", b"\xfe", b"\xc3", b"\xe2\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf"]
+
+
+def _hostile(rng: random.Random, size: int) -> bytes:
+    out = bytearray()
+    while len(out) < size:
+        pick = rng.random()
+        if pick < 0.5:
+            out += rng.choice(CHARS).encode("utf-8")
+        elif pick < 0.7:
+            out += rng.choice(RAW)
+        elif pick < 0.85:
+            out.append(rng.randrange(256))
+        else:
+            out += chr(rng.randrange(0x110000)).encode("utf-8", "surrogatepass")
+    return bytes(out)
+
+
+def _samples() -> List[bytes]:
+    rng = random.Random(5)
+    out = [b"", b"/usr/lib/libc.so.6", b"back\\slash", b"\x1b[2J", b"nbsp\xc2\xa0here"]
+    out += [bytes([b]) for b in range(256)]
+    out += [_hostile(rng, rng.randrange(1, 64)) for _ in range(3000)]
+    out += [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))) for _ in range(1000)]
+    out += [b"A" * 1_000_000, b"A" * 500_000 + b"\n", "\u65e5" .encode() * 100_000 + b"\xff",
+            "\u00e9".encode() * 200_000 + "\u202e".encode(), _hostile(rng, 200_000)]
+    return out
+
+
+SAMPLES = _samples()
+
+
+def test_escape_fast_path_equals_definition() -> None:
+    for data in SAMPLES:
+        fast = escape_bytes(data)
+        assert fast == escape_bytes_slow(data), data[:80]
+        unsafe = {ch for ch in set(fast) if unicodedata.category(ch) in UNSAFE}
+        assert not unsafe, data[:80]
+
+
+def test_escape_takes_the_fast_path_only_when_nothing_needs_escaping() -> None:
+    assert escape_bytes(b"plain/path") == "plain/path"
+    assert escape_bytes(b"a\\b\tc\x7f") == "a\\\\b\\tc\\x7f"  # ASCII translate path
+    assert escape_bytes("\u00a0".encode()) == "\u00a0"  # Zs kept, though not isprintable
+    assert escape_bytes("x\u202e".encode()) == "x\\xe2\\x80\\xae"
+    assert quote_arg(b'"\n"') == '"\\"\\n\\""'
+
+
+def _rand_int(rng: random.Random, nullable: bool = True) -> Optional[int]:
+    pick = rng.random()
+    if nullable and pick < 0.2:
+        return None
+    if pick < 0.3:
+        return -rng.randrange(1 << 40)
+    if pick < 0.35:
+        return 1 << rng.randrange(60, 130)  # beyond 64 bits: still exact
+    return rng.randrange(100_000)
+
+
+def _rand_bytes(rng: random.Random) -> Optional[bytes]:
+    return None if rng.random() < 0.1 else rng.choice(SAMPLES[:4000])
+
+
+def _rand_source(rng: random.Random) -> Optional[Source]:
+    return None if rng.random() < 0.3 else rng.choice(list(Source))
+
+
+def _open(rng: random.Random) -> OpenEvent:
+    return OpenEvent(
+        timestamp_ns=rng.randrange(1 << 63), pid=rng.randrange(1 << 22),
+        tid=rng.randrange(1 << 22), uid=_rand_int(rng), comm=_rand_bytes(rng),
+        path=_rand_bytes(rng), flags=_rand_int(rng), mode=_rand_int(rng), fd=_rand_int(rng),
+        errno=_rand_int(rng), path_source=_rand_source(rng),
+        syscall=rng.choice(["openat", "openat2", "open", "creat", "s\u00e9\n\""]),
+        dfd=_rand_int(rng), path_truncated=rng.random() < 0.5)
+
+
+def _exec(rng: random.Random) -> ExecEvent:
+    argv = None if rng.random() < 0.2 else tuple(
+        rng.choice(SAMPLES[:4000]) for _ in range(rng.randrange(0, 6)))
+    return ExecEvent(
+        timestamp_ns=rng.randrange(1 << 63), pid=rng.randrange(1 << 22),
+        tid=rng.randrange(1 << 22), ppid=_rand_int(rng), uid=_rand_int(rng),
+        comm=_rand_bytes(rng), filename=_rand_bytes(rng), argv=argv, retval=_rand_int(rng),
+        argv_truncated=rng.random() < 0.5, filename_source=_rand_source(rng),
+        argv_source=_rand_source(rng), syscall=rng.choice(["execve", "execveat"]))
+
+
+def test_json_fast_path_equals_json_dumps() -> None:
+    rng = random.Random(7)
+    events: List[Event] = [_open(rng) for _ in range(3000)] + [_exec(rng) for _ in range(2000)]
+    events.append(LostEvent(timestamp_ns=3, count=9, where="ring\nbuffer \u202e", cpu=None))
+    for event in events:
+        line = event_to_json(event)
+        assert line == event_to_json_slow(event)
+        assert line.isascii() and "\n" not in line
+        json.loads(line)
+
+
+@pytest.mark.parametrize("change", [
+    {"pid": True},  # bool is an int, but JSON says true
+    {"uid": False},
+    {"flags": 1.5},
+    {"path_truncated": 1},
+    {"syscall": None},
+    {"path_source": None, "comm": bytearray(b"x\xff")},
+])
+def test_json_unexpected_types_match_json_dumps(change: Any) -> None:
+    base = OpenEvent(timestamp_ns=1, pid=2, tid=2, uid=0, comm=b"c", path=b"/p", flags=0,
+                     mode=0, fd=3, errno=None, path_source=Source.TRACEPOINT)
+    fields = {**{f: getattr(base, f) for f in base.__slots__ if not f.startswith("__")},
+              **change}
+    event = OpenEvent(**fields)
+    assert event_to_json(event) == event_to_json_slow(event)
+
+
+def test_exec_json_argv_as_list_matches_json_dumps() -> None:
+    event = ExecEvent(timestamp_ns=1, pid=2, tid=2, ppid=1, uid=0, comm=b"c", filename=b"/x",
+                      argv=[b"a", b"\xff"], retval=0)  # type: ignore[arg-type]
+    assert event_to_json(event) == event_to_json_slow(event)
+
+
+# The column formats as first written (a list of cells joined by spaces), as the definition.
+def _ref_cells(clock: TimeColumn, ts: int) -> List[str]:
+    if clock.mode == "wall":
+        wall = (ts + clock.wall_offset_ns) / 1e9
+        return [time.strftime("%H:%M:%S", time.localtime(wall))]
+    if clock.mode == "relative":
+        return [f"{(ts - clock.start_ns) / 1e9:<8.3f}"]
+    return []
+
+
+def _t(value: Optional[bytes], missing: str = "?") -> str:
+    return missing if value is None else escape_bytes_slow(value)
+
+
+def _ref_open(fmt: OpenFormat, ev: OpenEvent, path: Optional[bytes]) -> str:
+    cols = [f"{c:<8}" for c in _ref_cells(fmt.clock, ev.timestamp_ns)]
+    if fmt.show_uid:
+        cols.append(f"{'?' if ev.uid is None else ev.uid:<6}")
+    cols += [f"{ev.pid:<7}", f"{_t(ev.comm):<16}", f"{-1 if ev.fd is None else ev.fd:>4}",
+             f"{0 if ev.errno is None else ev.errno:>3}"]
+    if fmt.extended:
+        cols.append("?" * 8 if ev.flags is None else f"{ev.flags:08o}")
+        cols.append(f"{'?':<6}" if ev.mode is None else f"{ev.mode:04o}  ")
+    cols.append(_t(path, "[path unavailable]"))
+    return " ".join(cols)
+
+
+def _ref_exec(fmt: ExecFormat, ev: ExecEvent) -> str:
+    cols = [f"{c:<8}" for c in _ref_cells(fmt.clock, ev.timestamp_ns)]
+    if fmt.show_uid:
+        cols.append(f"{'?' if ev.uid is None else ev.uid:<6}")
+    render: Callable[[bytes], str] = (
+        (lambda a: '"' + escape_bytes_slow(a).replace('"', '\\"') + '"') if fmt.quote
+        else escape_bytes_slow)
+    if ev.argv is None:
+        args = f"{_t(ev.filename)} [argv unavailable]"
+    else:
+        args = " ".join(render(a) for a in ev.argv) + (" ..." if ev.argv_truncated else "")
+    cols += [f"{_t(ev.comm):<16}", f"{ev.pid:<7}", f"{'?' if ev.ppid is None else ev.ppid:<7}",
+             f"{'?' if ev.retval is None else ev.retval:>3}", args]
+    return " ".join(cols)
+
+
+def _clocks() -> List[TimeColumn]:
+    base = 1_700_000_000 * 10**9
+    return [TimeColumn(None), TimeColumn("relative", start_ns=5 * 10**9),
+            TimeColumn("wall", start_ns=0, wall_offset_ns=base),
+            TimeColumn("wall", start_ns=0, wall_offset_ns=base + 999_999_999)]
+
+
+@pytest.mark.parametrize("clock", _clocks(), ids=["none", "relative", "wall", "wall-edge"])
+def test_columns_equal_the_cell_by_cell_definition(clock: TimeColumn) -> None:
+    rng = random.Random(11)
+    opens = [_open(rng) for _ in range(400)]
+    execs = [_exec(rng) for _ in range(400)]
+    # Timestamps crossing second boundaries, to exercise the wall-clock second cache.
+    stamps = [s * 10**9 + d for s in range(5, 9) for d in (0, 1, 999_999_999, 500_000_000)]
+    for uid in (False, True):
+        for extended in (False, True):
+            fmt = OpenFormat(clock, show_uid=uid, extended=extended)
+            for i, ev in enumerate(opens):
+                ev = OpenEvent(**{**{f: getattr(ev, f) for f in ev.__slots__
+                                     if not f.startswith("__")},
+                                  "timestamp_ns": stamps[i % len(stamps)]})
+                assert fmt.line(ev, ev.path) == _ref_open(fmt, ev, ev.path)
+        for quote in (False, True):
+            xfmt = ExecFormat(clock, show_uid=uid, quote=quote)
+            for i, xev in enumerate(execs):
+                xev = ExecEvent(**{**{f: getattr(xev, f) for f in xev.__slots__
+                                      if not f.startswith("__")},
+                                   "timestamp_ns": stamps[-1 - i % len(stamps)]})
+                assert xfmt.line(xev) == _ref_exec(xfmt, xev)
+
+
+class _Recorder(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.flushes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def test_write_batch_one_write_and_flush_per_batch(capsys: pytest.CaptureFixture[str]) -> None:
+    rng = random.Random(3)
+    events: List[Event] = [_open(rng) for _ in range(50)]
+    lost = LostEvent(timestamp_ns=1, count=4, where="ring buffer reserve", cpu=1)
+    batch = events[:20] + [lost] + events[20:]
+    fmt = OpenFormat(TimeColumn(None))
+
+    def keep(event: Event) -> bool:
+        return isinstance(event, OpenEvent) and event.pid % 2 == 0
+
+    def render(event: Event) -> str:
+        assert isinstance(event, OpenEvent)
+        return fmt.line(event, event.path)
+
+    kept = [e for e in events if keep(e)]
+    assert 0 < len(kept) < len(events)
+    for as_json in (False, True):
+        out = _Recorder()
+        shown = write_batch(out, as_json, batch, keep, render)
+        assert shown == len(kept)
+        assert (out.writes, out.flushes) == (1, 1)
+        expected = [event_to_json_slow(e) if as_json else _ref_open(fmt, e, e.path)
+                    for e in batch if e is lost and as_json or e in kept]
+        assert out.getvalue() == "".join(line + "\n" for line in expected)
+    assert capsys.readouterr().err == "LOST 4 events (ring buffer reserve on cpu 1)\n"
+    empty = _Recorder()
+    assert write_batch(empty, True, [], keep, render) == 0
+    assert (empty.writes, empty.flushes, empty.getvalue()) == (0, 0, "")
