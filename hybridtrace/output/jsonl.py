@@ -106,6 +106,7 @@ def event_to_json(event: Event) -> str:
     return event_to_json_slow(event) if text is None else text
 
 
+_SCHEMA_JSON = encode_basestring_ascii(EVENT_SCHEMA)
 _Int = (int, type(None))  # exactly these types: bool and int subclasses go the slow way
 
 
@@ -167,7 +168,7 @@ def _open_json(ev: OpenEvent) -> Optional[str]:
     if source is None:
         return None
     n = "null"
-    return (f'{{"schema":"{EVENT_SCHEMA}","type":"open","timestamp_ns":{ts},"pid":{pid},'
+    return (f'{{"schema":{_SCHEMA_JSON},"type":"open","timestamp_ns":{ts},"pid":{pid},'
             f'"tid":{tid},"uid":{n if uid is None else uid},"comm":{_json_comm(ev.comm)},'
             f'"syscall":{_json_str(syscall)},"dfd":{n if dfd is None else dfd},'
             f'"path":{_json_bytes(ev.path)},"path_source":{source},'
@@ -190,7 +191,7 @@ def _exec_json(ev: ExecEvent) -> Optional[str]:
         return None
     n = "null"
     args = n if argv is None else "[" + ",".join(map(_json_bytes, argv)) + "]"
-    return (f'{{"schema":"{EVENT_SCHEMA}","type":"exec","timestamp_ns":{ts},"pid":{pid},'
+    return (f'{{"schema":{_SCHEMA_JSON},"type":"exec","timestamp_ns":{ts},"pid":{pid},'
             f'"tid":{tid},"ppid":{n if ppid is None else ppid},"uid":{n if uid is None else uid},'
             f'"comm":{_json_comm(ev.comm)},"syscall":{_json_str(syscall)},'
             f'"filename":{_json_bytes(ev.filename)},"filename_source":{filename_source},'

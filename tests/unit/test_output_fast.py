@@ -113,7 +113,8 @@ def _exec(rng: random.Random) -> ExecEvent:
 
 def test_json_fast_path_equals_json_dumps() -> None:
     rng = random.Random(7)
-    events: List[Event] = [_open(rng) for _ in range(3000)] + [_exec(rng) for _ in range(2000)]
+    events: List[Event] = [_open(rng) for _ in range(3000)]
+    events += [_exec(rng) for _ in range(2000)]
     events.append(LostEvent(timestamp_ns=3, count=9, where="ring\nbuffer \u202e", cpu=None))
     for event in events:
         line = event_to_json(event)
@@ -235,9 +236,9 @@ class _Recorder(io.StringIO):
 
 def test_write_batch_one_write_and_flush_per_batch(capsys: pytest.CaptureFixture[str]) -> None:
     rng = random.Random(3)
-    events: List[Event] = [_open(rng) for _ in range(50)]
+    events = [_open(rng) for _ in range(50)]
     lost = LostEvent(timestamp_ns=1, count=4, where="ring buffer reserve", cpu=1)
-    batch = events[:20] + [lost] + events[20:]
+    batch: List[Event] = [*events[:20], lost, *events[20:]]
     fmt = OpenFormat(TimeColumn(None))
 
     def keep(event: Event) -> bool:
@@ -254,8 +255,8 @@ def test_write_batch_one_write_and_flush_per_batch(capsys: pytest.CaptureFixture
         shown = write_batch(out, as_json, batch, keep, render)
         assert shown == len(kept)
         assert (out.writes, out.flushes) == (1, 1)
-        expected = [event_to_json_slow(e) if as_json else _ref_open(fmt, e, e.path)
-                    for e in batch if e is lost and as_json or e in kept]
+        expected = [event_to_json_slow(e) for e in batch if e in kept or e is lost] if as_json \
+            else [_ref_open(fmt, e, e.path) for e in kept]
         assert out.getvalue() == "".join(line + "\n" for line in expected)
     assert capsys.readouterr().err == "LOST 4 events (ring buffer reserve on cpu 1)\n"
     empty = _Recorder()
