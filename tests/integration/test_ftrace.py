@@ -21,7 +21,7 @@ import pytest
 
 import hybridtrace
 from hybridtrace.backends.ftrace import debuginfo
-from hybridtrace.backends.ftrace.stream import FtraceStream, open_ftrace_stream
+from hybridtrace.backends.ftrace.stream import READER_ENV, FtraceStream, open_ftrace_stream
 from hybridtrace.capabilities import probe
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
@@ -50,6 +50,13 @@ def tier(request: pytest.FixtureRequest, caps: Capabilities) -> str:
     return name
 
 
+@pytest.fixture(params=["raw", "text"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both readers: per-CPU binary pages (the default) and trace_pipe text."""
+    monkeypatch.setenv(READER_ENV, str(request.param))
+    return str(request.param)
+
+
 def open_stream(caps: Capabilities, tier: str, kind: Kind, buffer_kb: Optional[int] = None,
                 **filters: object) -> FtraceStream:
     request = TraceRequest(kind, Filters(**filters))  # type: ignore[arg-type]
@@ -75,9 +82,10 @@ def opens(events: Sequence[Event], pid: int) -> List[OpenEvent]:
     return [e for e in events if isinstance(e, OpenEvent) and e.pid == pid]
 
 
-def test_exec_hostile_argv_and_failed_exec(caps: Capabilities, tier: str) -> None:
+def test_exec_hostile_argv_and_failed_exec(caps: Capabilities, tier: str, reader: str) -> None:
     missing = f"/nonexistent-{os.getpid()}/prog".encode()
     with open_stream(caps, tier, Kind.EXEC) as stream:
+        assert stream.reader_kind == reader
         assert f"ftrace/{tier}" in stream.description
         assert stream.instance_path is not None and os.path.isdir(stream.instance_path)
         child = subprocess.Popen([b"/bin/sh", b"-c", b"sleep 0.5", b"sh", *HOSTILE])
@@ -116,10 +124,11 @@ OPENER = (
 )
 
 
-def test_open_paths_fd_and_errno(caps: Capabilities, tier: str) -> None:
+def test_open_paths_fd_and_errno(caps: Capabilities, tier: str, reader: str) -> None:
     with tempfile.NamedTemporaryFile(prefix="ht-ftrace-\n\"x=y\xff-".encode()) as tmp:
         missing = tmp.name + b".dir/missing"
         with open_stream(caps, tier, Kind.OPEN) as stream:
+            assert stream.reader_kind == reader
             child = subprocess.Popen([sys.executable, "-c", OPENER, tmp.name, missing],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             assert child.stdout is not None and child.stdin is not None
@@ -413,3 +422,32 @@ def test_ending_behind_loses_nothing_silently(caps: Capabilities, tier: str,
 def _no_stray_children() -> Iterator[None]:
     yield
     gc.collect()
+
+
+def test_short_lived_process_gets_its_own_comm_and_uid(caps: Capabilities, tier: str) -> None:
+    """Read after the process is gone: comm and uid come from the task records.
+
+    trace_pipe's comm cache showed such a process under its parent's name, and
+    /proc has no uid for it any more; the binary reader tracks both, setuid included.
+    """
+    uid = 4321
+    with tempfile.NamedTemporaryFile(prefix="ht-comm-") as tmp:
+        os.chmod(tmp.name, 0o644)
+        with open_stream(caps, tier, Kind.OPEN) as stream:
+            assert stream.reader_kind == "raw"
+            # python drops to uid 4321, execs cat, which opens the file and exits at once
+            child = subprocess.Popen(
+                [sys.executable, "-c",
+                 f"import os, sys; os.setgid({uid}); os.setuid({uid});"
+                 " os.execv('/bin/cat', ['cat', sys.argv[1]])", tmp.name],
+                stdout=subprocess.DEVNULL)
+            assert child.wait() == 0
+            time.sleep(0.2)  # gone before we read
+            events = collect(stream, lambda ev: any(e.comm == b"cat"
+                                                    for e in opens(ev, child.pid)))
+    got = [e for e in opens(events, child.pid) if e.comm == b"cat"]
+    assert got and all(e.uid == uid for e in got)
+    before = [e for e in opens(events, child.pid) if e.comm != b"cat"]
+    assert before and all(e.uid == 0 for e in before)  # python's opens, before setuid
+    if tier in EXACT:
+        assert got[-1].path == tmp.name.encode() and got[-1].fd is not None

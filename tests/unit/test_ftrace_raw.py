@@ -193,5 +193,39 @@ def test_task_tracker_is_bounded() -> None:
     assert tracker.comm(0) is None  # forgotten, read again (and gone)
 
 
-def _unused(*_: object) -> Optional[int]:
-    return None
+
+
+def test_setuid_family_sets_the_real_uid_it_can() -> None:
+    line = Timeline(TaskTracker(comm=lambda tid: b"x", uid={1: 0, 2: 1000, 3: 0}.get))
+    got = line.add([
+        _rec(1, 1, "sys_setuid", ENTER, uid=7),  # root: setuid sets the real uid
+        _rec(2, 1, "sys_setuid", EXIT, ret=0),
+        _rec(3, 1, "sys_openat", ENTER, filename=1),
+        _rec(4, 2, "sys_setresuid", ENTER, ruid=0xFFFFFFFF, euid=5, suid=5),  # -1: unchanged
+        _rec(5, 2, "sys_setresuid", EXIT, ret=0),
+        _rec(6, 2, "sys_openat", ENTER, filename=1),
+        _rec(7, 2, "sys_setreuid", ENTER, ruid=9, euid=9),
+        _rec(8, 2, "sys_setreuid", EXIT, ret=-1),  # refused: nothing changes
+        _rec(9, 2, "sys_openat", ENTER, filename=1),
+        _rec(10, 3, "sys_setreuid", ENTER, ruid=11, euid=11),
+        _rec(11, 3, "sys_setreuid", EXIT, ret=0),
+        _rec(12, 3, "sys_openat", ENTER, filename=1),
+    ], horizon=None)
+    assert [(g.pid, g.uid) for g in got if g.event == "sys_openat"] == [(1, 7), (2, 1000),
+                                                                        (2, 1000), (3, 11)]
+
+
+def test_setuid_without_privilege_makes_the_uid_unknown() -> None:
+    reads: List[int] = []
+
+    def uid(tid: int) -> Optional[int]:
+        reads.append(tid)
+        return 1000 if len(reads) == 1 else 5
+
+    line = Timeline(TaskTracker(comm=lambda tid: b"x", uid=uid))
+    got = line.add([_rec(1, 4, "sys_openat", ENTER, filename=1),
+                    _rec(2, 4, "sys_setuid", ENTER, uid=5),
+                    _rec(3, 4, "sys_setuid", EXIT, ret=0),
+                    _rec(4, 4, "sys_openat", ENTER, filename=1)], horizon=None)
+    assert [g.uid for g in got if g.event == "sys_openat"] == [1000, 5]
+    assert reads == [4, 4]  # read again from /proc: no record says which uid changed

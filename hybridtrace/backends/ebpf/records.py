@@ -144,7 +144,9 @@ def scan_opens(data: mmap.mmap, base: int, mask: int, cons: int, prod: int, limi
     The highest-rate path there is: one unpack covers the record header and
     the fixed fields, and no call per record but the OpenEvent itself. Every
     record of the open object is a struct ht_open, so reading its fixed part
-    before looking at the header's bits is safe (a BUSY one is not used).
+    before looking at the header's bits is safe (a BUSY one is not used), and
+    struct reads the header field first, so x86's in-order loads still see a
+    committed record whole (ringbuf.ORDERED_LOADS).
     Must decode exactly as decode_open does (a unit test compares them).
     """
     unpack, append, comms, count = OPEN_RECORD.unpack_from, out.append, _COMMS, 0

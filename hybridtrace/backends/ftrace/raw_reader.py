@@ -19,11 +19,11 @@ import errno
 import os
 import re
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from hybridtrace.backends.ftrace.correlate import OPEN_SYSCALLS, Later
 from hybridtrace.backends.ftrace.format import EventFormat
-from hybridtrace.backends.ftrace.pipe import EXIT, FIELDS, TraceLine
+from hybridtrace.backends.ftrace.pipe import EXIT, FIELDS, ArgValue, TraceLine
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
 from hybridtrace.backends.ftrace.ring_page import read_page_layout
 from hybridtrace.backends.ftrace.tasks import NEWTASK, RENAME, SETUID_SYSCALLS, TaskTracker
@@ -96,9 +96,11 @@ class Timeline:
                 elif event == EXEC_DONE:
                     uid = tasks.uid(tid)
                     comm = tasks.comm(tid) or b""
-            elif style == EXIT and event in SETUID_SYSCALLS:
-                if args.get("ret") == 0:
-                    tasks.uid_changed(tid)
+            elif event in SETUID_SYSCALLS:
+                if style == EXIT:
+                    tasks.setuid_returned(tid, args.get("ret") == 0)
+                else:
+                    tasks.setuid_entered(tid, event, _real_uid(args))
             else:
                 uid = tasks.uid(tid)
                 comm = tasks.comm(tid) or b""
@@ -185,6 +187,14 @@ class RawReader:
                 if exc.errno in (errno.ENODEV, errno.EBUSY):
                     return b""  # the instance is going away
                 raise
+
+
+def _real_uid(args: Mapping[str, ArgValue]) -> Optional[int]:
+    """The real uid a setuid-family call asks for; None for -1 (unchanged)."""
+    value = args.get("ruid", args.get("uid"))
+    if not isinstance(value, int) or value & 0xFFFFFFFF == 0xFFFFFFFF:
+        return None
+    return value & 0xFFFFFFFF
 
 
 def _bytes(value: object) -> Optional[bytes]:

@@ -37,8 +37,8 @@ HELD_BACK_WAIT = 0.005  # s: how soon to look again while the raw reader holds r
 READER_ENV = "HYBRIDTRACE_FTRACE_READER"  # "raw" (default) or "text"
 # Comm and uid changes, for the raw reader (records carry neither; see tasks.py).
 TASK_EVENTS = [("task", "task_newtask"), ("task", "task_rename"),
-               ("syscalls", "sys_exit_setuid"), ("syscalls", "sys_exit_setreuid"),
-               ("syscalls", "sys_exit_setresuid")]
+               *[("syscalls", f"sys_{side}_{name}") for name in ("setuid", "setreuid", "setresuid")
+                 for side in ("enter", "exit")]]
 Reader = Union[RawReader, TextReader]
 _SAFE_COMM = re.compile(rb"^[A-Za-z0-9_.:+@%,/-]{1,15}$")
 

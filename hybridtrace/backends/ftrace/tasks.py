@@ -6,9 +6,10 @@ comm comes from a cache the kernel refreshes only when a task is scheduled
 read after the fact has nothing for a process that already exited.
 ``task_newtask`` gives a new thread's comm and its creator (whose uid it
 inherits), ``task_rename`` every comm change (exec and prctl both go
-through it), and a successful setuid/setreuid/setresuid makes the uid
-unknown again (whether the real uid changed depends on privileges no record
-shows), so it is read from /proc when next needed. Fed in timestamp order,
+through it), and a successful setreuid/setresuid sets the real uid it names.
+A successful setuid(x) sets it only with CAP_SETUID, which no record shows:
+a thread whose real uid is 0 is taken to have it; any other makes the uid
+unknown again, to be read from /proc when next needed. Fed in timestamp order,
 they give the comm and uid a thread had when each of its records was
 written. Threads that existed before the session are read from /proc once,
 at first sight.
@@ -22,7 +23,8 @@ from hybridtrace import procfs
 
 NEWTASK = "task_newtask"
 RENAME = "task_rename"
-SETUID_SYSCALLS = ("sys_setuid", "sys_setreuid", "sys_setresuid")
+SETUID = "sys_setuid"
+SETUID_SYSCALLS = (SETUID, "sys_setreuid", "sys_setresuid")
 MAX_THREADS = 65536  # remembered threads; the oldest entry goes first
 _UNKNOWN = -1  # uid still to be read from /proc
 
@@ -37,6 +39,7 @@ class TaskTracker:
         self._read_uid = uid
         self._limit = limit
         self._tasks: Dict[int, Tuple[Optional[bytes], Optional[int]]] = {}
+        self._asked: Dict[int, Tuple[str, Optional[int]]] = {}  # tid -> (syscall, uid)
 
     def _set(self, tid: int, comm: Optional[bytes], uid: Optional[int]) -> None:
         tasks = self._tasks
@@ -59,8 +62,24 @@ class TaskTracker:
     def renamed(self, tid: int, comm: Optional[bytes]) -> None:
         self._set(tid, comm, self._get(tid)[1])
 
-    def uid_changed(self, tid: int) -> None:
-        self._set(tid, self._get(tid)[0], _UNKNOWN)
+    def setuid_entered(self, tid: int, syscall: str, uid: Optional[int]) -> None:
+        """A setuid-family call asks for real uid ``uid`` (None: leave it, -1)."""
+        self._asked[tid] = (syscall, uid)
+        if len(self._asked) > self._limit:
+            del self._asked[next(iter(self._asked))]
+
+    def setuid_returned(self, tid: int, ok: bool) -> None:
+        syscall, uid = self._asked.pop(tid, ("", None))
+        if not ok:
+            return
+        now = self.uid(tid) if syscall == SETUID else None
+        comm = self._get(tid)[0]
+        if syscall == SETUID:
+            uid = uid if now == 0 else None if now == uid else _UNKNOWN
+        elif syscall not in SETUID_SYSCALLS:
+            uid = _UNKNOWN  # its entry was not seen
+        if uid is not None:
+            self._set(tid, comm, uid)
 
     def comm(self, tid: int) -> Optional[bytes]:
         return self._get(tid)[0]
