@@ -99,9 +99,9 @@ _PROBE_PREFIX_RE = re.compile(r"\(%l?[xu](?: <- %l?[xu])?\)")
 _ARG_FIELD_RE = re.compile(r"REC->(\w+)|__get_(?:str|dynamic_array|bitmask|rel_str)\((\w+)\)")
 
 
-@attrs.frozen(slots=True)
+@attrs.define(slots=True)  # not frozen: built per record, and frozen init costs 3x
 class TraceLine:
-    """One trace_pipe record.
+    """One trace_pipe record (or binary record); treat as read-only.
 
     ``event`` is the name as printed: ``sched_process_exec``, a probe's name
     (``openat``), or ``sys_openat`` for both syscall entry and exit; ``style``
