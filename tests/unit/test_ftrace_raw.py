@@ -147,7 +147,7 @@ def test_decoder_skips_arrays_and_reads_rel_loc() -> None:
         "\tfield:s64 v;\toffset:60;\tsize:8;\tsigned:1;\n\n"
         'print fmt: "%s", __get_rel_str(s)\n', "demo")
     dec = compile_decoder(fmt)
-    assert [f[0] for f in dec.fields] == ["s", "v"]
+    assert dec.names == ("s", "v") and [s[0] for s in dec.strings] == ["s"]
     assert dec.event == "demo" and dec.style == FIELDS
 
 

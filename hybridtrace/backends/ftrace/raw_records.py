@@ -14,7 +14,7 @@ a printed ``(fault)`` does. Records carry no comm: the reader adds it.
 from __future__ import annotations
 
 import struct
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import attrs
 
@@ -36,11 +36,10 @@ _INT, _DYN, _REL, _CHARS = range(4)
 class _Decoder:
     event: str
     style: str
-    unpack: struct.Struct
+    unpack: struct.Struct  # the event's own fields, from the record's start
     min_size: int
-    pid_index: int
-    # (name, kind, index into the unpacked tuple, field offset)
-    fields: Tuple[Tuple[str, int, int, int], ...]
+    names: Tuple[str, ...]  # of the unpacked values, in order
+    strings: Tuple[Tuple[str, int, int], ...]  # (name, kind, field offset) to finish
 
 
 def _names(fmt: EventFormat) -> Tuple[str, str]:
@@ -62,15 +61,22 @@ def _kind(fld: Field) -> Optional[int]:
     return _INT
 
 
+def _header(fmt: EventFormat) -> None:
+    """Our records' common fields sit where every kernel since 4.x puts them."""
+    where = {f.name: (f.offset, f.size) for f in fmt.common_fields}
+    if where.get("common_type") != (0, 2) or where.get("common_pid") != (4, 4):
+        raise ValueError(f"event {fmt.system}/{fmt.name}: unexpected common fields {where}")
+
+
 def compile_decoder(fmt: EventFormat, order: str = "<") -> _Decoder:
     """One event's decoder (``order``: struct byte order of the traced kernel)."""
+    _header(fmt)
     event, style = _names(fmt)
     parts: List[str] = []
     pos = 0
-    index = 0
-    pid_index = -1
-    fields: List[Tuple[str, int, int, int]] = []
-    for fld in sorted(fmt.fields, key=lambda f: f.offset):
+    names: List[str] = []
+    strings: List[Tuple[str, int, int]] = []
+    for fld in sorted(fmt.own_fields, key=lambda f: f.offset):
         if fld.name in _SKIPPED:
             continue
         kind = _kind(fld)
@@ -84,16 +90,12 @@ def compile_decoder(fmt: EventFormat, order: str = "<") -> _Decoder:
         else:
             parts.append(_INT_CODES[(fld.size, fld.signed)])
         pos = fld.offset + (4 if kind in (_DYN, _REL) else fld.size)
-        if fld.name == "common_pid":
-            pid_index = index
-        else:
-            name = "ret" if style == EXIT else fld.name
-            fields.append((name, kind, index, fld.offset))
-        index += 1
-    if pid_index < 0:
-        raise ValueError(f"event {fmt.system}/{fmt.name} has no common_pid field")
+        name = "ret" if style == EXIT else fld.name
+        names.append(name)
+        if kind != _INT:
+            strings.append((name, kind, fld.offset))
     unpack = struct.Struct(order + "".join(parts))
-    return _Decoder(event, style, unpack, unpack.size, pid_index, tuple(fields))
+    return _Decoder(event, style, unpack, max(8, unpack.size), tuple(names), tuple(strings))
 
 
 class RecordDecoder:
@@ -102,7 +104,7 @@ class RecordDecoder:
     def __init__(self, formats: Sequence[EventFormat], layout: PageLayout) -> None:
         order = layout.order
         self.layout = layout
-        self._type = struct.Struct(order + "H")
+        self._head = struct.Struct(order + "H2xi")  # common_type, common_pid
         self._decoders: Dict[int, _Decoder] = {f.id: compile_decoder(f, order) for f in formats}
         self.unknown = 0  # records of events we did not enable (should stay 0)
         self.short = 0  # records shorter than their format (should stay 0)
@@ -112,37 +114,36 @@ class RecordDecoder:
         spans: List[Tuple[int, int, int]] = []
         missed = page_records(page, self.layout, spans)
         decoders = self._decoders
-        type_of = self._type.unpack_from
+        head = self._head.unpack_from
         append = out.append
         for ts, start, end in spans:
             if end - start < 8:  # not even the common fields: a damaged page
                 self.short += 1
                 continue
-            dec = decoders.get(type_of(page, start)[0])
+            event_id, tid = head(page, start)
+            dec = decoders.get(event_id)
             if dec is None:
                 self.unknown += 1
                 continue
             if end - start < dec.min_size:
                 self.short += 1
                 continue
-            values = dec.unpack.unpack_from(page, start)
-            args: Dict[str, ArgValue] = {}
+            args: Dict[str, ArgValue] = dict(zip(dec.names, dec.unpack.unpack_from(page, start)))
             faults = _NO_FAULTS
-            for name, kind, index, offset in dec.fields:
-                value = values[index]
-                if kind == _INT:
-                    args[name] = value
-                elif kind == _CHARS:
+            for name, kind, offset in dec.strings:
+                value: Any = args[name]  # bytes for _CHARS, the u32 location otherwise
+                if kind == _CHARS:
                     nul = value.find(b"\0")
-                    args[name] = value if nul < 0 else value[:nul]
-                else:
-                    length = value >> 16
-                    if length == 0:
-                        faults = faults | {name}
-                        continue
-                    first = start + (value & 0xFFFF) + (offset + 4 if kind == _REL else 0)
-                    last = min(first + length, end)
-                    text = page[first:last]
-                    args[name] = text[:-1] if text.endswith(b"\0") else text
-            append((ts, cpu, values[dec.pid_index], dec.event, dec.style, args, faults))
+                    if nul >= 0:
+                        args[name] = value[:nul]
+                    continue
+                length = value >> 16
+                if length == 0:
+                    faults = faults | {name}
+                    del args[name]
+                    continue
+                first = start + (value & 0xFFFF) + (offset + 4 if kind == _REL else 0)
+                text = page[first:min(first + length, end)]
+                args[name] = text[:-1] if text.endswith(b"\0") else text
+            append((ts, cpu, tid, dec.event, dec.style, args, faults))
         return missed
