@@ -28,6 +28,7 @@ from hybridtrace.events import Event, ExecEvent, OpenEvent, Source
 from hybridtrace.request import Kind
 from tests.unit.ftrace_fixtures import O_LARGEFILE, Recording, workload_params
 
+EMPTY_IS_FAULT = ("kprobe", "eprobe")
 STREAM_ROOT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures",
                            "ftrace_stream")
 
@@ -189,7 +190,11 @@ def _check_execs(meta: Dict[str, Any], events: List[Event], exact: bool,
         ev = got[0]
         assert ev.ppid == want["ppid"]
         assert ev.syscall == want.get("syscall", "execve")
-        if exact:
+        if exact and b"" in argv and meta["tier"] in EMPTY_IS_FAULT:
+            # kprobe/eprobe fetches store "" as a fault (5.10-6.12, see pipe.py): an argv
+            # with an empty argument is not invented from the slots around it
+            assert ev.argv is None and ev.argv_source is None
+        elif exact:
             assert ev.argv == argv and ev.argv_source is source and not ev.argv_truncated
         else:
             assert ev.argv is None

@@ -43,6 +43,9 @@ SUITES: Dict[str, Tuple[Tuple[str, ...], Optional[str]]] = {
     "full": (("tests/integration",), None),
     "contract": (("tests/integration/test_contract.py",),
                  "hostile_argv or open_success_and_failure"),
+    # The ftrace tiers the host lacks, with both readers (binary pages and text).
+    "ftrace": (("tests/integration/test_ftrace.py", "tests/integration/test_contract.py"),
+               "kprobe or eprobe"),
     # The CI entry: what the 6.18 host cannot run (kprobes, eprobes, BCC). Each
     # BCC session compiles for 1-3 min under TCG, so BCC gets its contract and
     # four of its own tests.
