@@ -122,3 +122,48 @@ def test_unprivileged_variant_runs_no_tests_and_wraps_the_tracer() -> None:
     assert config["unprivileged"] and config["pytest"]["paths"] == []
     assert runs.guest_config("/tmp/r", None, BY_NAME["lockdown-confidentiality"], "n",
                              "contract", 60, 60, False)["raw_tp_probe"]
+
+
+def _btf(types: List[bytes], names: List[bytes]) -> bytes:
+    strings = b"\0" + b"".join(n + b"\0" for n in names)
+    body = b"".join(types)
+    return struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(body), len(body),
+                       len(strings)) + body + strings
+
+
+def test_btf_lookup_finds_the_typedef_id_and_member_offset() -> None:
+    names = [b"int", b"pt_regs", b"si", b"di", b"btf_trace_sys_enter"]
+    off = {n: 1 + sum(len(m) + 1 for m in names[:i]) for i, n in enumerate(names)}
+    types = [
+        struct.pack("<III", off[b"int"], 1 << 24, 8) + struct.pack("<I", 64),  # id 1, INT
+        struct.pack("<III", 0, 13 << 24 | 1, 0) + struct.pack("<II", 0, 1),  # id 2, FUNC_PROTO
+        struct.pack("<III", off[b"pt_regs"], 4 << 24 | 2, 16)  # id 3, STRUCT, 2 members
+        + struct.pack("<III", off[b"si"], 1, 0) + struct.pack("<III", off[b"di"], 1, 64),
+        struct.pack("<III", off[b"btf_trace_sys_enter"], 8 << 24, 2),  # id 4, TYPEDEF
+    ]
+    blob = _btf(types, names)
+    assert raw_tp_probe.btf_lookup(blob, "btf_trace_sys_enter", "pt_regs", "di") == (4, 8)
+    assert raw_tp_probe.btf_lookup(blob, "btf_trace_nothing", "pt_regs", "ax") == (None, None)
+    with pytest.raises(ValueError):
+        raw_tp_probe.btf_lookup(b"\0" * 24, "x", "y", "z")
+
+
+def test_btf_program_filters_on_pid_and_syscall_then_loads_regs_di() -> None:
+    insns = decode(raw_tp_probe.btf_program(3, 77, 39, 112))
+    jumps = [(i, ins) for i, ins in enumerate(insns) if ins[0] in (0x15, 0x55)]
+    assert all(i + 1 + ins[3] == len(insns) - 2 for i, ins in jumps)
+    assert {ins[4] for _, ins in jumps} >= {77, 39}
+    assert (0x79, 3, 1, 112) in [ins[:4] for ins in insns]  # r3 = regs->di, a plain load
+    assert [ins[4] for ins in insns if ins[0] == 0x85][-1] == 112  # then probe_read_user
+
+
+def test_btf_trial_result_shapes_the_conclusion() -> None:
+    data = _trials("load")
+    data["trials"].append({"tracepoint": "sys_enter", "helper": "probe_read_user", "btf": True,
+                           "stage": "ran", "hits": 1, "helper_ret": 0,
+                           "regs_di_matches": True, "data_matches": True})
+    assert "reads the syscall's arguments from pt_regs" in raw_tp_probe.conclusion(data)
+    assert "attached by its BTF id" in raw_tp_probe.summarise(data)[-1]
+    data["trials"][-1] = {"tracepoint": "sys_enter", "helper": "probe_read_user", "btf": True,
+                          "stage": "load", "error": "EACCES"}
+    assert "did not work: load EACCES" in raw_tp_probe.conclusion(data)

@@ -27,6 +27,10 @@ BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}
 CMD_MAP_CREATE, CMD_MAP_LOOKUP, CMD_PROG_LOAD, CMD_RAW_TP_OPEN = 0, 1, 5, 17
 MAP_ARRAY = 2
 PROG_RAW_TRACEPOINT = 17
+PROG_TRACING = 26
+TRACE_RAW_TP = 23  # expected_attach_type of a tp_btf program
+SYS_GETPID = {"x86_64": 39, "aarch64": 172}
+VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
 PSEUDO_MAP_FD = 1
 ATTR_SIZE = 128
 VALUE_SIZE = 32  # u64 hits, u64 helper return, u64 ctx args[1], u8 data[8]
@@ -88,6 +92,64 @@ def program(map_fd: int, tgid: Optional[int], helper: Optional[int],
     return assemble(parts)
 
 
+# Bytes after each BTF type record by kind, fixed and per vlen entry.
+BTF_EXTRA = {1: (4, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8), 13: (0, 8),
+             14: (4, 0), 15: (0, 12), 17: (4, 0), 19: (0, 12)}
+BTF_STRUCT, BTF_TYPEDEF = 4, 8
+
+
+def btf_lookup(blob: bytes, typedef: str, struct_name: str,
+               member: str) -> Tuple[Optional[int], Optional[int]]:
+    """(id of typedef ``typedef``, byte offset of ``struct_name.member``) in raw BTF."""
+    magic, _ver, _flags, hdr_len, type_off, type_len, str_off, _str_len = \
+        struct.unpack_from("<HBBIIIII", blob, 0)
+    if magic != 0xEB9F:
+        raise ValueError("not BTF")
+    strings = hdr_len + str_off
+
+    def name(off: int) -> bytes:
+        return blob[strings + off:blob.index(b"\0", strings + off)]
+
+    pos, end, type_id = hdr_len + type_off, hdr_len + type_off + type_len, 0
+    found_id: Optional[int] = None
+    offset: Optional[int] = None
+    while pos < end:
+        type_id += 1
+        name_off, info, _size = struct.unpack_from("<III", blob, pos)
+        kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+        fixed, each = BTF_EXTRA.get(kind, (0, 0))
+        if kind == BTF_TYPEDEF and found_id is None and name(name_off) == typedef.encode():
+            found_id = type_id
+        if kind == BTF_STRUCT and offset is None and name(name_off) == struct_name.encode():
+            for i in range(vlen):
+                m_name, _m_type, m_off = struct.unpack_from("<III", blob, pos + 12 + 12 * i)
+                if name(m_name) == member.encode():
+                    offset = (m_off & 0xFFFFFF if info >> 31 else m_off) // 8
+        pos += 12 + fixed + each * vlen
+    return found_id, offset
+
+
+def btf_program(map_fd: int, tgid: int, syscall_nr: int, di_off: int) -> bytes:
+    """tp_btf sys_enter: for this process's ``syscall_nr``, read regs->di with a
+    plain load through the BTF-typed pt_regs pointer (kernel memory, no helper),
+    keep it, and bpf_probe_read_user 8 bytes at that address."""
+    return assemble([
+        insn(0xBF, 6, 1),
+        insn(0x85, imm=HELPERS["get_current_pid_tgid"]), insn(0x77, 0, imm=32),
+        (0x55, 0, tgid, EXIT),
+        insn(0x79, 1, 6, 8), (0x55, 1, syscall_nr, EXIT),  # ctx[1]: the syscall id
+        insn(0x62, 10, off=-4, imm=0), ld_imm64(1, map_fd, PSEUDO_MAP_FD),
+        insn(0xBF, 2, 10), insn(0x07, 2, imm=-4), insn(0x85, imm=HELPERS["map_lookup_elem"]),
+        (0x15, 0, 0, EXIT), insn(0xBF, 7, 0),
+        insn(0x79, 1, 7, 0), insn(0x07, 1, imm=1), insn(0x7B, 7, 1, 0),  # hits++
+        insn(0x79, 1, 6, 0),  # r1 = ctx[0], struct pt_regs * (BTF)
+        insn(0x79, 3, 1, di_off),  # r3 = regs->di
+        insn(0x7B, 7, 3, 16),
+        insn(0xBF, 1, 7), insn(0x07, 1, imm=24), insn(0xB7, 2, imm=8),
+        insn(0x85, imm=HELPERS["probe_read_user"]), insn(0x7B, 7, 0, 8),
+    ])
+
+
 class Bpf:
     """bpf(2) through ctypes: each call returns (fd or 0, errno or 0)."""
 
@@ -115,22 +177,28 @@ class Bpf:
         _fd, err = self.call(CMD_MAP_LOOKUP, attr)
         return value.raw if err == 0 else None
 
-    def prog_load(self, code: bytes) -> Tuple[int, int, str]:
+    def prog_load(self, code: bytes, btf_id: int = 0) -> Tuple[int, int, str]:
+        """A raw tracepoint program, or (btf_id: the btf_trace_<tp> typedef) a
+        BTF-typed one: BPF_PROG_TYPE_TRACING, expected attach BPF_TRACE_RAW_TP."""
         insns = ctypes.create_string_buffer(code, len(code))
         license_ = ctypes.create_string_buffer(b"GPL")
         log = ctypes.create_string_buffer(1 << 16)
         attr = ctypes.create_string_buffer(ATTR_SIZE)
-        struct.pack_into("IIQQIIQ", attr, 0, PROG_RAW_TRACEPOINT, len(code) // 8,
-                         ctypes.addressof(insns), ctypes.addressof(license_), 1, len(log),
-                         ctypes.addressof(log))
+        struct.pack_into("IIQQIIQ", attr, 0, PROG_TRACING if btf_id else PROG_RAW_TRACEPOINT,
+                         len(code) // 8, ctypes.addressof(insns), ctypes.addressof(license_),
+                         1, len(log), ctypes.addressof(log))
         struct.pack_into("16s", attr, 48, b"ht_rawtp")
+        if btf_id:
+            struct.pack_into("I", attr, 68, TRACE_RAW_TP)  # expected_attach_type
+            struct.pack_into("I", attr, 108, btf_id)  # attach_btf_id
         fd, err = self.call(CMD_PROG_LOAD, attr)
         return fd, err, log.value.decode(errors="replace")
 
-    def raw_tp_open(self, name: str, prog_fd: int) -> Tuple[int, int]:
-        cname = ctypes.create_string_buffer(name.encode())
+    def raw_tp_open(self, name: Optional[str], prog_fd: int) -> Tuple[int, int]:
+        """Attach by name; None for a BTF-typed program (it names its tracepoint)."""
+        cname = ctypes.create_string_buffer((name or "").encode())
         attr = ctypes.create_string_buffer(ATTR_SIZE)
-        struct.pack_into("QI", attr, 0, ctypes.addressof(cname), prog_fd)
+        struct.pack_into("QI", attr, 0, ctypes.addressof(cname) if name else 0, prog_fd)
         return self.call(CMD_RAW_TP_OPEN, attr)
 
 
@@ -182,6 +250,47 @@ def trial(bpf: Bpf, tracepoint: str, helper: Optional[str], user_source: bool) -
             os.close(fd)
 
 
+def btf_trial(bpf: Bpf) -> Dict[str, Any]:
+    """The BTF-typed variant: can a program read syscall arguments from pt_regs
+    without bpf_probe_read_kernel, and then user memory they point to?"""
+    out: Dict[str, Any] = {"tracepoint": "sys_enter", "helper": "probe_read_user",
+                           "btf": True}
+    try:
+        with open(VMLINUX_BTF, "rb") as f:
+            btf_id, di_off = btf_lookup(f.read(), "btf_trace_sys_enter", "pt_regs", "di")
+    except (OSError, ValueError) as exc:
+        return {**out, "stage": "btf", "error": str(exc)}
+    nr = SYS_GETPID.get(os.uname().machine)
+    if btf_id is None or di_off is None or nr is None:
+        return {**out, "stage": "btf", "error": "btf_trace_sys_enter or pt_regs.di not found"}
+    buf = ctypes.create_string_buffer(MARKER, len(MARKER))
+    map_fd, err = bpf.map_create()
+    if err:
+        return {**out, "stage": "map", "error": _err(err)}
+    fds = [map_fd]
+    try:
+        prog_fd, err, log = bpf.prog_load(btf_program(map_fd, os.getpid(), nr, di_off), btf_id)
+        if err:
+            return {**out, "stage": "load", "error": _err(err), "verifier": _log_tail(log)}
+        fds.append(prog_fd)
+        link_fd, err = bpf.raw_tp_open(None, prog_fd)
+        if err:
+            return {**out, "stage": "attach", "error": _err(err)}
+        fds.append(link_fd)
+        # getpid ignores its arguments, but they are in pt_regs all the same.
+        bpf.libc.syscall(ctypes.c_long(nr), ctypes.c_void_p(ctypes.addressof(buf)))
+        raw = bpf.lookup(map_fd)
+        if raw is None:
+            return {**out, "stage": "read", "error": "map lookup failed"}
+        hits, ret, di = struct.unpack_from("<QqQ", raw, 0)
+        return {**out, "stage": "ran", "hits": hits, "helper_ret": ret,
+                "regs_di_matches": di == ctypes.addressof(buf),
+                "data_matches": raw[24:32] == MARKER}
+    finally:
+        for fd in reversed(fds):
+            os.close(fd)
+
+
 def facts() -> Dict[str, Any]:
     def read(path: str) -> Optional[str]:
         try:
@@ -203,14 +312,20 @@ def summarise(data: Dict[str, Any]) -> List[str]:
     """One evidence line per trial, for the report."""
     lines = []
     for t in data.get("trials", []):
-        what = f"raw_tp {t['tracepoint']}" + (f" + bpf_{t['helper']}" if t.get("helper") else "")
+        what = (f"tp_btf {t['tracepoint']} + plain load of pt_regs->di" if t.get("btf")
+                else f"raw_tp {t['tracepoint']}") + (f" + bpf_{t['helper']}" if t.get("helper")
+                                                     else "")
         if t.get("stage") != "ran":
             why = f": {t['verifier']}" if t.get("verifier") else ""
             lines.append(f"{what}: {t.get('stage')} failed, {t.get('error')}{why}")
             continue
-        line = f"{what}: loaded, attached by name, {t['hits']} hit(s)"
+        how = "attached by its BTF id" if t.get("btf") else "attached by name"
+        line = f"{what}: loaded, {how}, {t['hits']} hit(s)"
         if t.get("helper"):
             line += f", helper returned {t['helper_ret']}"
+            if t.get("regs_di_matches") is not None:
+                line += (", pt_regs->di is the argument passed" if t["regs_di_matches"]
+                         else ", pt_regs->di NOT the argument passed")
             if t.get("data_matches") is not None:
                 line += ", read the marker" if t["data_matches"] else ", marker NOT read"
         lines.append(line)
@@ -219,7 +334,9 @@ def summarise(data: Dict[str, Any]) -> List[str]:
 
 def conclusion(data: Dict[str, Any]) -> str:
     """What the trials say about raw tracepoints as a tracefs-free ebpf tier."""
-    by = {(t["tracepoint"], t.get("helper")): t for t in data.get("trials", [])}
+    trials = data.get("trials", [])
+    by = {(t["tracepoint"], t.get("helper")): t for t in trials if not t.get("btf")}
+    btf = next((t for t in trials if t.get("btf")), None)
     ran = {k for k, t in by.items() if t.get("stage") == "ran"}
     user = by.get(("sys_enter", "probe_read_user"), {})
     user_ok = ("sys_enter", "probe_read_user") in ran and bool(user.get("data_matches"))
@@ -243,6 +360,14 @@ def conclusion(data: Dict[str, Any]) -> str:
         text += "; bpf_probe_read_kernel and bpf_probe_read work too."
     else:
         text += "; kernel reads: mixed results (see the lines above)."
+    if btf is not None:
+        if btf.get("stage") == "ran" and btf.get("regs_di_matches") and btf.get("data_matches"):
+            text += (" A BTF-typed program (tp_btf sys_enter) reads the syscall's arguments "
+                     "from pt_regs with plain loads and then the user memory they point to, "
+                     "with no tracefs and no bpf_probe_read_kernel.")
+        else:
+            text += (" A BTF-typed program (tp_btf sys_enter) reading pt_regs did not work: "
+                     f"{btf.get('stage')} {btf.get('error') or 'gave wrong data'}.")
     return text
 
 
@@ -253,7 +378,8 @@ def main() -> int:
         print(f"raw_tp_probe: cannot call bpf(): {exc}", file=sys.stderr)
         return 2
     data = {"facts": facts(),
-            "trials": [trial(bpf, tp, helper, user) for tp, helper, user in TRIALS]}
+            "trials": [*(trial(bpf, tp, helper, user) for tp, helper, user in TRIALS),
+                       btf_trial(bpf)]}
     json.dump(data, sys.stdout, indent=1)
     print()
     return 0
