@@ -137,10 +137,14 @@ def _findings(results: List[Dict[str, Any]]) -> List[str]:
             traced = [label for label in LABELS
                       if all((forced.get(label) or {}).get(k, {}).get("outcome") == "traced"
                              for k in ("exec", "open"))]
+            wrong = [f"{label} ({(forced.get(label) or {}).get('exec', {}).get('error')})"
+                     for label in LABELS if judge(r, label)["agree"] is False]
             out += [f"- **Unprivileged user with tracefs access** ({_row_name(r)}): doctor "
                     f"chooses exec {doctor_choice(r.get('doctor'), 'exec') or '?'}, open "
                     f"{doctor_choice(r.get('doctor'), 'open') or '?'}; forced open traced "
-                    f"both kinds with: {', '.join(traced) or 'none'}. Setup: {setup or '?'}. "
+                    f"both kinds with: {', '.join(traced) or 'none'}. "
+                    + (f"Doctor says usable but it fails: {'; '.join(wrong)}. " if wrong else "")
+                    + f"Setup: {setup or '?'}. "
                     "The integration tests require root, so this row has none: the verdicts "
                     "rest on force_open (per-backend errors under Details)."]
         probe = r.get("raw_tp_probe")

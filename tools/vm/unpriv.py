@@ -8,6 +8,7 @@ to 1; the wrapper then drops to UID/GID, with no capabilities left.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -65,6 +66,25 @@ def bpf_errno() -> Optional[int]:
     return None
 
 
+def new_instance() -> str:
+    """Who owns the files of an instance this user creates (tracefs makes them new)."""
+    path = os.path.join(TRACEFS, "instances", f"ht_unpriv_check_{os.getpid()}")
+    try:
+        os.mkdir(path)
+    except OSError as exc:
+        return f"mkdir of an instance fails: {exc.strerror}"
+    try:
+        st = os.stat(os.path.join(path, "buffer_size_kb"))
+        writable = os.access(os.path.join(path, "buffer_size_kb"), os.W_OK)
+        return (f"a new instance's buffer_size_kb is uid {st.st_uid} gid {st.st_gid} mode "
+                f"{stat.S_IMODE(st.st_mode):04o}, writable by us: {writable}")
+    except OSError as exc:
+        return f"a new instance's buffer_size_kb: {exc.strerror}"
+    finally:
+        with contextlib.suppress(OSError):  # the guest is thrown away after the run
+            os.rmdir(path)
+
+
 def check_as_user() -> str:
     """What bpf() and tracefs look like to UID/GID (in a forked child)."""
     read, write = os.pipe()
@@ -77,7 +97,8 @@ def check_as_user() -> str:
             result = "succeeded" if err is None else f"fails with {errno.errorcode.get(err, err)}"
             line = (f"as uid {UID}: bpf(BPF_MAP_CREATE) {result}"
                     + f"; write access to {TRACEFS}/instances: "
-                    + str(os.access(os.path.join(TRACEFS, "instances"), os.W_OK)))
+                    + str(os.access(os.path.join(TRACEFS, "instances"), os.W_OK))
+                    + "; " + new_instance())
         except Exception as exc:  # the line is the evidence, whatever it is
             line = f"as uid {UID}: check failed: {type(exc).__name__}: {exc}"
         os.write(write, line.encode())
