@@ -352,17 +352,17 @@ def conclusion(data: Dict[str, Any]) -> str:
             + ("reads user memory" if user_ok else "did NOT read user memory"))
     if kernel_refused:
         text += ("; bpf_probe_read_kernel and bpf_probe_read are refused by the verifier, so "
-                 "sys_enter's arguments (behind its pt_regs pointer, kernel memory) and "
-                 "sched_process_exec's task/bprm fields are out of reach: only the syscall "
-                 "number, helpers such as pid/comm, and user memory at an address already "
-                 "known are available.")
+                 "a plain raw_tp program cannot reach sys_enter's arguments (behind its "
+                 "pt_regs pointer, kernel memory) nor sched_process_exec's task/bprm fields: "
+                 "it has the syscall number, helpers such as pid/comm, and user memory at an "
+                 "address it already knows.")
     elif kernel_ok:
         text += "; bpf_probe_read_kernel and bpf_probe_read work too."
     else:
         text += "; kernel reads: mixed results (see the lines above)."
     if btf is not None:
         if btf.get("stage") == "ran" and btf.get("regs_di_matches") and btf.get("data_matches"):
-            text += (" A BTF-typed program (tp_btf sys_enter) reads the syscall's arguments "
+            text += (" But a BTF-typed program (tp_btf sys_enter) reads the syscall's arguments "
                      "from pt_regs with plain loads and then the user memory they point to, "
                      "with no tracefs and no bpf_probe_read_kernel.")
         else:
