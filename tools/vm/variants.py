@@ -72,5 +72,6 @@ FULL: List[Tuple[str, str, str]] = [
     ("6.1", "bpf-denied", "contract"), ("6.1", "unprivileged", "none"),
     ("6.1", "tracefs-unmounted", "contract"),
     ("5.10", "headers", "contract"), ("6.12", "headers", "contract"),
+    ("6.12", "unprivileged", "none"),
 ]
 CI: List[Tuple[str, str, str]] = [("6.1", "headers", "ci")]
