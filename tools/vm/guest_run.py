@@ -73,10 +73,14 @@ def main(config_path: str) -> int:
     py = sys.executable
     env = {k: v for k, v in os.environ.items() if k != "HYBRIDTRACE_REQUIRE_BACKENDS"}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # This checkout's package, not whatever the venv's editable install points at.
+    env["PYTHONPATH"] = repo
     if config.get("require"):  # the CI entry: a skip of these backends is a failure
         env["HYBRIDTRACE_REQUIRE_BACKENDS"] = config["require"]
     env["PATH"] = os.path.dirname(py) + ":/usr/sbin:/usr/bin:/sbin:/bin"
     wrap = [py, "-m", "tools.vm.nobpf"] if config["deny_bpf"] else []
+    if config.get("unprivileged"):
+        wrap = [py, "-m", "tools.vm.unpriv", *wrap]
     status: Dict[str, Any] = {"setup": {}, "steps": {}}
 
     def save() -> None:
@@ -109,13 +113,16 @@ def main(config_path: str) -> int:
                 *wrap, py, "tools/record_ftrace_stream.py", "--tier", tier,
                 "--name", config["ftrace_stream"], "--out", os.path.join(out, "ftrace_stream")],
                 600))
+    if config.get("raw_tp_probe"):  # as root: the question is what the kernel allows
+        steps.append(("raw_tp_probe", [py, "-m", "tools.vm.raw_tp_probe"], 300))
     tests = config["pytest"]
     # -v: one line per finished test, readable even when the wall clock cuts pytest short.
     argv = [*wrap, py, "-u", "-m", "pytest", *tests["paths"], "-v", "-rA", "-p", "no:cacheprovider",
             f"--junitxml={os.path.join(out, 'junit.xml')}", f"--timeout={tests['timeout']}"]
     if tests.get("k"):
         argv += ["-k", tests["k"]]
-    steps.append(("pytest", argv, tests["wall"]))
+    if tests["paths"]:
+        steps.append(("pytest", argv, tests["wall"]))
     for name, argv, limit in steps:
         if name == "pytest" and config.get("vm_wall"):
             # Whatever the host's wall clock leaves after the steps before, less a

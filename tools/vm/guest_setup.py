@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from typing import Any, Callable, Dict
 
+from tools.vm import unpriv
+
 
 def headers(config: Dict[str, Any]) -> str:
     """Expose the kernel's exact headers as /lib/modules/R/build and source.
@@ -61,8 +63,22 @@ def boot_files(config: Dict[str, Any]) -> str:
     return "/boot: " + ", ".join(names)
 
 
+def unprivileged(config: Dict[str, Any]) -> str:
+    """tracefs for group unpriv.GID, bpf() off for users: the unprivileged variant.
+
+    kernel.unprivileged_bpf_disabled=1 cannot be undone until reboot, which is
+    why it is set here, in a throwaway guest, and never on a host.
+    """
+    with open("/proc/sys/kernel/unprivileged_bpf_disabled", "w") as f:
+        f.write("1\n")
+    changed = unpriv.grant_tracefs()
+    return (f"kernel.unprivileged_bpf_disabled=1; {changed} tracefs entries chgrp {unpriv.GID}"
+            f" g+rw; {unpriv.check_as_user()}")
+
+
 STEPS: Dict[str, Callable[[Dict[str, Any]], str]] = {
     "boot_files": boot_files,
     "headers": headers,
     "unmount_tracefs": unmount_tracefs,
+    "unprivileged": unprivileged,
 }

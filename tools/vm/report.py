@@ -7,6 +7,7 @@ import datetime
 import json
 from typing import Any, Dict, List, Optional
 
+from tools.vm import raw_tp_probe
 from tools.vm.junit import GENERAL, LABELS, summarise
 from tools.vm.variants import FULL, VARIANTS
 from tools.vm.verdict import doctor_choice, judge
@@ -100,6 +101,7 @@ def render(data: Dict[str, Any]) -> str:
     if missing:
         out += ["", "Not in this report (planned by the full matrix, not run or not yet "
                 "re-run): " + ", ".join(missing) + "."]
+    out += _findings(results)
     out += ["", "## Kernels", "", "| kernel | release | Debian packages | run |",
             "|---|---|---|---|"]
     seen = set()
@@ -122,6 +124,38 @@ def render(data: Dict[str, Any]) -> str:
     for r in results:
         out += _details(r)
     return "\n".join(out) + "\n"
+
+
+def _findings(results: List[Dict[str, Any]]) -> List[str]:
+    """Experiments beyond the matrix, from the evidence their rows recorded."""
+    out: List[str] = []
+    for r in results:
+        if r.get("variant") == "unprivileged" and (r.get("doctor") or r.get("force_open")):
+            setup = "; ".join(s["detail"] for s in (r.get("setup") or {}).values()
+                              if s.get("detail") and not s["detail"].startswith("/boot"))
+            forced = (r.get("force_open") or {}).get("results", {})
+            traced = [label for label in LABELS
+                      if all((forced.get(label) or {}).get(k, {}).get("outcome") == "traced"
+                             for k in ("exec", "open"))]
+            wrong = [f"{label} ({(forced.get(label) or {}).get('exec', {}).get('error')})"
+                     for label in LABELS if judge(r, label)["agree"] is False]
+            out += [f"- **Unprivileged user with tracefs access** ({_row_name(r)}): doctor "
+                    f"chooses exec {doctor_choice(r.get('doctor'), 'exec') or '?'}, open "
+                    f"{doctor_choice(r.get('doctor'), 'open') or '?'}; forced open traced "
+                    f"both kinds with: {', '.join(traced) or 'none'}. "
+                    + (f"Doctor says usable but it fails: {'; '.join(wrong)}. " if wrong else "")
+                    + f"Setup: {setup or '?'}. "
+                    "The integration tests require root, so this row has none: the verdicts "
+                    "rest on force_open (per-backend errors under Details)."]
+        probe = r.get("raw_tp_probe")
+        if probe:
+            f = probe.get("facts", {})
+            lockdown = (f.get("lockdown") or "?").replace("[", "`[").replace("]", "]`")
+            out += [f"- **BPF raw tracepoints without tracefs** ({_row_name(r)}; lockdown "
+                    f"{lockdown}, tracefs events present {f.get('tracefs_events')}; "
+                    "tools/vm/raw_tp_probe.py as root): " + raw_tp_probe.conclusion(probe),
+                    *(f"  - {line}" for line in raw_tp_probe.summarise(probe))]
+    return ["", "## Findings", "", *out] if out else []
 
 
 def _fidelity(results: List[Dict[str, Any]], kind: str) -> List[str]:

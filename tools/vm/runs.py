@@ -37,6 +37,8 @@ def guest_config(run_dir: str, kernel: Optional[Kernel], variant: Variant, name:
         # Every VM first gets an installed kernel's /boot, then the variant's setup.
         "setup": (["boot_files"] if kernel else []) + list(variant.setup),
         "deny_bpf": variant.deny_bpf,
+        "unprivileged": variant.unprivileged,
+        "raw_tp_probe": variant.raw_tp_probe,
         # Kernel trees for every VM cell; trace_pipe once per kernel (it does
         # not depend on the variant, and lockdown=confidentiality has no tracefs).
         "tree": f"vm-{name}" if record else None,
@@ -97,6 +99,7 @@ def collect(run_dir: str, name: str, kernel: Optional[Kernel], variant: Variant,
     result["completed"] = bool(status.get("done"))
     result["doctor"] = _json(os.path.join(run_dir, "doctor.out"))
     result["force_open"] = _json(os.path.join(run_dir, "force_open.out"))
+    result["raw_tp_probe"] = _json(os.path.join(run_dir, "raw_tp_probe.out"))
     junit_path = os.path.join(run_dir, "junit.xml")
     if os.path.exists(junit_path):
         cases = junit.parse(junit_path)

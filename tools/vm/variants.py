@@ -17,6 +17,8 @@ class Variant:
     append: Tuple[str, ...] = ()  # extra kernel command line
     setup: Tuple[str, ...] = ()  # guest_setup step names, run as root before anything else
     deny_bpf: bool = False  # run doctor, the recorders and the tests under tools.vm.nobpf
+    unprivileged: bool = False  # run them as tools.vm.unpriv's user, not root
+    raw_tp_probe: bool = False  # also run the raw tracepoint experiment (tools/vm/raw_tp_probe.py)
 
 
 VARIANTS: List[Variant] = [
@@ -25,10 +27,16 @@ VARIANTS: List[Variant] = [
             "/lib/modules/R/build and source (BCC compiles)", setup=("headers",)),
     Variant("lockdown-integrity", "booted with lockdown=integrity",
             append=("lockdown=integrity",)),
-    Variant("lockdown-confidentiality", "booted with lockdown=confidentiality",
-            append=("lockdown=confidentiality",)),
+    Variant("lockdown-confidentiality", "booted with lockdown=confidentiality; also runs "
+            "the raw tracepoint experiment (tools/vm/raw_tp_probe.py)",
+            append=("lockdown=confidentiality",), raw_tp_probe=True),
     Variant("bpf-denied", "root, but bpf(2) fails with EPERM under a seccomp filter "
             "(tools/vm/nobpf.py) for the tracer and the tests", deny_bpf=True),
+    Variant("unprivileged", "doctor and force_open as an unprivileged user (uid/gid 4321, no "
+            "capabilities) whose group may read and write every tracefs file, with "
+            "kernel.unprivileged_bpf_disabled=1 so bpf() fails for it (tools/vm/unpriv.py); "
+            "no integration tests: they require root and skip otherwise",
+            setup=("unprivileged",), unprivileged=True),
     Variant("tracefs-unmounted", "tracefs and debugfs unmounted before the run "
             "(as after a boot without systemd)", setup=("unmount_tracefs",)),
 ]
@@ -41,6 +49,7 @@ BY_NAME: Dict[str, Variant] = {v.name: v for v in VARIANTS}
 # checks every backend too); 6.1 with headers runs what the host cannot.
 SUITES: Dict[str, Tuple[Tuple[str, ...], Optional[str]]] = {
     "full": (("tests/integration",), None),
+    "none": ((), None),  # doctor and force_open only (the integration tests need root)
     "contract": (("tests/integration/test_contract.py",),
                  "hostile_argv or open_success_and_failure"),
     # The ftrace tiers the host lacks, with both readers (binary pages and text).
@@ -63,7 +72,9 @@ FULL: List[Tuple[str, str, str]] = [
     ("6.1", "default", "contract"), ("5.10", "default", "contract"),
     ("6.12", "default", "contract"),
     ("6.1", "lockdown-integrity", "contract"), ("6.1", "lockdown-confidentiality", "contract"),
-    ("6.1", "bpf-denied", "contract"), ("6.1", "tracefs-unmounted", "contract"),
+    ("6.1", "bpf-denied", "contract"), ("6.1", "unprivileged", "none"),
+    ("6.1", "tracefs-unmounted", "contract"),
     ("5.10", "headers", "contract"), ("6.12", "headers", "contract"),
+    ("6.12", "unprivileged", "none"),
 ]
 CI: List[Tuple[str, str, str]] = [("6.1", "headers", "ci")]
