@@ -69,7 +69,42 @@ class SystemLive:
         """Can we create instances and probes there (mode bits, read-only mounts)?"""
         targets = [path] + [os.path.join(path, n) for n in ("instances", "uprobe_events")
                             if os.path.exists(os.path.join(path, n))]
-        return all(os.access(t, os.W_OK) for t in targets)
+        if not all(os.access(t, os.W_OK) for t in targets):
+            return False
+        return instance_files_writable(path)
+
+
+def instance_files_writable(path: str) -> bool:
+    """Make a throwaway instance and open its settings for writing, then remove it.
+
+    Mode bits on instances/ are not enough: a user who may create an instance
+    (tracefs mounted with a gid) gets files inside it only root may write.
+    """
+    instances = os.path.join(path, "instances")
+    if not os.path.isdir(instances):
+        return True  # nothing to try; opening a session will tell
+    trial = os.path.join(instances, f"hybridtrace_{os.getpid()}_doctor")
+    try:
+        os.mkdir(trial)
+    except FileExistsError:
+        pass
+    except OSError:
+        return False
+    try:
+        fd = os.open(os.path.join(trial, "buffer_size_kb"), os.O_WRONLY)
+        os.close(fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        for _ in range(50):
+            try:
+                os.rmdir(trial)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                os.sched_yield()
 
 
 class RecordedLive:

@@ -62,3 +62,20 @@ def test_probe_never_mounts_tracefs() -> None:
     assert path is None
     assert mountable is True
     assert mounts == 0
+
+
+def test_tracefs_writable_is_tried_in_a_throwaway_instance() -> None:
+    """Root may write a new instance's files; a user who may only enter tracefs may not."""
+    path = find()
+    assert path is not None
+    assert SystemLive().tracefs_writable(path) is True
+    assert not [n for n in os.listdir(os.path.join(path, "instances")) if "doctor" in n]
+    script = ("import sys; from hybridtrace.capabilities.live import SystemLive;"
+              f" print(SystemLive().tracefs_writable({path!r}))")
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.fail("setpriv (util-linux) missing")
+    result = subprocess.run([setpriv, "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                             sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, cwd="/")
+    assert result.stdout.strip() == "False", result.stderr
