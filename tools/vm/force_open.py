@@ -15,13 +15,13 @@ import tempfile
 import time
 from typing import Any, Dict, List
 
+from hybridtrace import kernel_state
 from hybridtrace.backends import open_stream
 from hybridtrace.capabilities import probe
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import ExecEvent, OpenEvent
 from hybridtrace.request import Kind, TraceRequest
 from hybridtrace.selector import candidates
-from tests.integration.conftest import leftovers
 
 WAIT_S = 15.0
 
@@ -77,7 +77,7 @@ def main() -> int:
     for kind in ("exec", "open"):
         for label in labels:
             out.setdefault(label, {})[kind] = attempt(caps, label, kind)
-    left = leftovers(os.getpid())
+    left = [str(item) for item in kernel_state.leftovers(os.getpid())]
     json.dump({"pid": os.getpid(), "results": out, "left_behind": left}, sys.stdout, indent=1)
     return 0
 
