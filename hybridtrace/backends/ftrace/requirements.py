@@ -28,7 +28,12 @@ def _fields(kind: str, tier: str) -> Dict[str, str]:
         quality = _LIBC_ONLY + "; others from /proc while the process lives"
     else:
         quality = "partial: from /proc while the process lives (racy)"
-    fields = {string_field: quality, "uid": "from /proc (racy for short-lived processes)"}
+    # What the binary reader gives (tasks.py); with HYBRIDTRACE_FTRACE_READER=text,
+    # comm is trace_pipe's cache and uid /proc's (racy for short-lived processes).
+    fields = {string_field: quality,
+              "uid": "complete for processes started while tracing (task records); "
+                     "/proc for older ones",
+              "comm": "complete (task records; /proc for threads older than the session)"}
     if kind == "exec":
         fields.update(filename="complete (sched_process_exec)", retval="complete",
                       ppid="complete (sched_process_fork) or /proc")
