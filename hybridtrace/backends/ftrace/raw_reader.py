@@ -121,6 +121,8 @@ class RawReader:
         self.stopped = False  # recording is off: nothing older can still arrive
         # Called with (cpu, page) for each page read (tools/record_ftrace_stream.py).
         self.tap: Optional[Callable[[int, bytes], None]] = None
+        # Called with each round's records as soon as they are decoded (proc_snapshots.py).
+        self.on_decoded: Optional[Callable[[List[RawRecord]], None]] = None
         self.fds: Dict[int, int] = {}
         per_cpu = os.path.join(inst_path, "per_cpu")
         try:
@@ -163,6 +165,8 @@ class RawReader:
                 cut = last if cut is None else min(cut, last)
         if cut is not None:
             horizon = cut if horizon is None else min(horizon, cut)
+        if fresh and self.on_decoded is not None:
+            self.on_decoded(fresh)
         return self.timeline.add(fresh, horizon)
 
     @property

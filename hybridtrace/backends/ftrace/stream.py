@@ -19,11 +19,12 @@ from hybridtrace import tracefs
 from hybridtrace.backends.base import BackendError, StreamStats
 from hybridtrace.backends.ftrace import buffer_stats, probes
 from hybridtrace.backends.ftrace.cleanup import remove_stale
-from hybridtrace.backends.ftrace.correlate import Correlator
+from hybridtrace.backends.ftrace.correlate import Correlator, ProcLookup
 from hybridtrace.backends.ftrace.debuginfo import dynamic_loaders
 from hybridtrace.backends.ftrace.format import EventFormat, FormatError, read_format
 from hybridtrace.backends.ftrace.instance import DEFAULT_BUFFER_KB, Instance, session_name
 from hybridtrace.backends.ftrace.pipe import TraceLine
+from hybridtrace.backends.ftrace.proc_snapshots import ProcSnapshots
 from hybridtrace.backends.ftrace.raw_reader import RawReader
 from hybridtrace.backends.ftrace.ring_page import PageFormatError
 from hybridtrace.backends.ftrace.text_reader import TextReader
@@ -206,7 +207,15 @@ class FtraceStream:
         source = {"uprobe": Source.LIBC_PROBE, "tracepoint": None}.get(
             self.tier, Source.SYSCALL_ENTRY)
         self.probe_source = source
-        self._correlator = Correlator(request.kind, self.roles, source, request.max_args)
+        proc = ProcLookup()
+        reader = self._res.reader
+        if self.tier == "tracepoint" and isinstance(reader, RawReader):
+            # Its strings all come from /proc: read it the moment a record is decoded.
+            snaps = ProcSnapshots(execs=request.kind is Kind.EXEC,
+                                  opens=request.kind is Kind.OPEN)
+            reader.on_decoded = snaps.take
+            proc = snaps.lookup()
+        self._correlator = Correlator(request.kind, self.roles, source, request.max_args, proc)
         self._stats = buffer_stats.read_stats(inst.path)
         self._poller = select.poll()
         for fd in self._res.reader.fds.values():

@@ -1,0 +1,81 @@
+"""/proc read the moment a record is decoded, for tiers whose strings come from it.
+
+The tracepoint tier (and any call no probe covered) fills argv and paths
+from /proc while the process lives. A short-lived process is often gone by
+the time its batch is correlated: the binary reader holds records back a few
+milliseconds to merge CPUs in time order. So, as soon as a successful exec
+or open is decoded, what the correlator will ask about it is read and kept;
+the correlator's usual checks (same executable, fd not reused, only the last
+exec or open of a pid/fd in a batch) apply to the snapshot as to live /proc.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple, TypeVar
+
+from hybridtrace import procfs
+from hybridtrace.backends.ftrace.correlate import ProcLookup
+from hybridtrace.backends.ftrace.pipe import EXIT
+from hybridtrace.backends.ftrace.raw_records import RawRecord
+
+MAX_ENTRIES = 16384  # snapshots kept; the oldest goes first
+EXEC_DONE = "sched_process_exec"
+OPENS = ("sys_open", "sys_openat", "sys_openat2", "sys_creat")
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _put(table: Dict[K, V], key: K, value: V) -> None:
+    table.pop(key, None)
+    table[key] = value
+    if len(table) > MAX_ENTRIES:
+        del table[next(iter(table))]
+
+
+class ProcSnapshots:
+    """Snapshots of /proc taken at decode time, served through a ProcLookup."""
+
+    def __init__(self, execs: bool, opens: bool) -> None:
+        self.execs = execs
+        self.opens = opens
+        self._image: Dict[int, Tuple[Optional[bytes], Optional[bytes],
+                                     Optional[Tuple[bytes, ...]]]] = {}
+        self._fds: Dict[Tuple[int, int], Tuple[Optional[bytes], Optional[int]]] = {}
+
+    def take(self, records: List[RawRecord]) -> None:
+        """Read /proc for the successful execs and opens among freshly decoded records."""
+        for _ts, _cpu, tid, event, style, args, _faults in records:
+            if self.execs and event == EXEC_DONE:
+                pid = args.get("pid")
+                pid = pid if isinstance(pid, int) else tid
+                _put(self._image, pid, (procfs.exe(pid), procfs.cwd(pid), procfs.cmdline(pid)))
+            elif self.opens and style == EXIT and event in OPENS:
+                fd = args.get("ret")
+                if isinstance(fd, int) and fd >= 0:
+                    _put(self._fds, (tid, fd), (procfs.fd_path(tid, fd), procfs.fd_flags(tid, fd)))
+
+    def lookup(self) -> ProcLookup:
+        """Live /proc, except where a snapshot was taken."""
+        return ProcLookup(cmdline=self._cmdline, exe=self._exe, cwd=self._cwd,
+                          fd_path=self._fd_path, fd_flags=self._fd_flags)
+
+    def _exe(self, pid: int) -> Optional[bytes]:
+        got = self._image.get(pid)
+        return got[0] if got is not None else procfs.exe(pid)
+
+    def _cwd(self, pid: int) -> Optional[bytes]:
+        got = self._image.get(pid)
+        return got[1] if got is not None else procfs.cwd(pid)
+
+    def _cmdline(self, pid: int) -> Optional[Tuple[bytes, ...]]:
+        got = self._image.get(pid)
+        return got[2] if got is not None else procfs.cmdline(pid)
+
+    def _fd_path(self, pid: int, fd: int) -> Optional[bytes]:
+        got = self._fds.get((pid, fd))
+        return got[0] if got is not None else procfs.fd_path(pid, fd)
+
+    def _fd_flags(self, pid: int, fd: int) -> Optional[int]:
+        got = self._fds.get((pid, fd))
+        return got[1] if got is not None else procfs.fd_flags(pid, fd)
