@@ -22,7 +22,7 @@ from hybridtrace.backends.ftrace.pipe import PipeParser, TraceLine
 from hybridtrace.backends.ftrace.probes import Role
 from hybridtrace.backends.ftrace.raw_reader import Timeline
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
-from hybridtrace.backends.ftrace.ring_page import parse_header_page
+from hybridtrace.backends.ftrace.ring_page import read_page_files
 from hybridtrace.backends.ftrace.tasks import TaskTracker
 from hybridtrace.events import Event, ExecEvent, OpenEvent, Source
 from hybridtrace.request import Kind
@@ -124,16 +124,11 @@ def load_stream(name: str, kind: str) -> Tuple[Dict[str, Any], List[TraceLine]]:
 
 def decode_pages(pages: str, formats: List[EventFormat], recorder: int) -> List[TraceLine]:
     """What the raw reader hands the correlator; /proc knows only the recorder (uid 0)."""
-    with open(os.path.join(pages, "header_page"), encoding="ascii") as handle:
-        decoder = RecordDecoder(formats, parse_header_page(handle.read()))
+    layout, cpu_pages = read_page_files(pages)
+    decoder = RecordDecoder(formats, layout)
     records: List[RawRecord] = []
-    for name in sorted(os.listdir(pages)):
-        if name.startswith("cpu"):
-            with open(os.path.join(pages, name), "rb") as handle:
-                data = handle.read()
-            size = decoder.layout.page_size
-            for pos in range(0, len(data), size):
-                decoder.decode_page(data[pos:pos + size], int(name[3:-4]), records)
+    for cpu, page in cpu_pages:
+        decoder.decode_page(page, cpu, records)
     assert decoder.unknown == 0 and decoder.short == 0
 
     def uid(tid: int) -> Optional[int]:

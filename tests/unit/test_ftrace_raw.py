@@ -22,6 +22,7 @@ from hybridtrace.backends.ftrace.ring_page import (
     PageLayout,
     page_records,
     parse_header_page,
+    read_page_files,
 )
 from hybridtrace.backends.ftrace.tasks import TaskTracker
 
@@ -42,17 +43,8 @@ def load(name: str, kind: str) -> Tuple[PageLayout, List[EventFormat], List[Tupl
         meta = json.load(handle)
     formats = [read_format(os.path.join(base, f"{kind}.formats"), s, n)
                for s, n in meta["formats"]]
-    pages_dir = os.path.join(base, f"{kind}.pages")
-    with open(os.path.join(pages_dir, "header_page"), encoding="ascii") as handle:
-        layout = parse_header_page(handle.read())
-    pages: List[Tuple[int, bytes]] = []
-    for entry in sorted(os.listdir(pages_dir)):
-        if entry.startswith("cpu"):
-            with open(os.path.join(pages_dir, entry), "rb") as handle:
-                data = handle.read()
-            assert len(data) % layout.page_size == 0
-            pages += [(int(entry[3:-4]), data[p:p + layout.page_size])
-                      for p in range(0, len(data), layout.page_size)]
+    layout, pages = read_page_files(os.path.join(base, f"{kind}.pages"))
+    assert all(len(page) == layout.page_size for _, page in pages)
     return layout, formats, pages
 
 

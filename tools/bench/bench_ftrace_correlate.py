@@ -27,7 +27,7 @@ from hybridtrace.backends.ftrace.pipe import PipeParser  # noqa: E402
 from hybridtrace.backends.ftrace.probes import Role  # noqa: E402
 from hybridtrace.backends.ftrace.raw_reader import Timeline  # noqa: E402
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder  # noqa: E402
-from hybridtrace.backends.ftrace.ring_page import PageLayout, parse_header_page  # noqa: E402
+from hybridtrace.backends.ftrace.ring_page import PageLayout, read_page_files  # noqa: E402
 from hybridtrace.backends.ftrace.tasks import TaskTracker  # noqa: E402
 from hybridtrace.events import Source  # noqa: E402
 from hybridtrace.request import Kind  # noqa: E402
@@ -42,16 +42,7 @@ def _none(*_args: object) -> None:
 
 
 def _pages(base: str, kind: str) -> Tuple[PageLayout, List[Tuple[int, bytes]]]:
-    pages_dir = os.path.join(base, f"{kind}.pages")
-    with open(os.path.join(pages_dir, "header_page"), encoding="ascii") as handle:
-        layout = parse_header_page(handle.read())
-    pages: List[Tuple[int, bytes]] = []
-    for name in sorted(os.listdir(pages_dir)):
-        if name.startswith("cpu"):
-            with open(os.path.join(pages_dir, name), "rb") as handle:
-                data = handle.read()
-            pages += [(int(name[3:-4]), data[pos:pos + layout.page_size])
-                      for pos in range(0, len(data), layout.page_size)]
+    layout, pages = read_page_files(os.path.join(base, f"{kind}.pages"))
     # One timeline, as the reader sees it: pages in the order their first records happened.
     pages.sort(key=lambda item: int.from_bytes(item[1][:8], "little"))
     return layout, pages

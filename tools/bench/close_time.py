@@ -109,6 +109,11 @@ def v_current(res: _Resources, t: Timer) -> None:
             if not name.startswith(group + "/"):
                 _write0(os.path.join(inst.events_dir(), name, "enable"))
     inst.enabled = []
+    _close_rmdir_remove(res, inst, t)
+
+
+def _close_rmdir_remove(res: _Resources, inst: Instance, t: Timer) -> None:
+    """The common end of a variant: close the reader, rmdir, remove each probe."""
     with t.step("close trace_pipe"):
         _close_fd(res)
     with t.step("rmdir instance"):
@@ -130,12 +135,7 @@ def v_group_enable(res: _Resources, t: Timer) -> None:
             if not name.startswith(group + "/"):
                 _write0(os.path.join(inst.events_dir(), name, "enable"))
     inst.enabled = []
-    with t.step("close trace_pipe"):
-        _close_fd(res)
-    with t.step("rmdir instance"):
-        inst.remove()
-    with t.step("remove probes (each)"):
-        _remove_each(res)
+    _close_rmdir_remove(res, inst, t)
 
 
 def v_rmdir_only(res: _Resources, t: Timer) -> None:

@@ -129,3 +129,22 @@ def page_records(page: bytes, layout: PageLayout,
                 break
             pos += 4 + unpack(page, pos + 4)[0]
     return int(commit) & _MISSED_FLAGS
+
+
+def read_page_files(pages_dir: str) -> Tuple[PageLayout, List[Tuple[int, bytes]]]:
+    """Pages saved by tools/record_ftrace_stream.py: header_page and cpuN.bin files.
+
+    Returns the layout and (cpu, page) pairs, each CPU's pages in read order.
+    """
+    with open(os.path.join(pages_dir, "header_page"), encoding="ascii") as handle:
+        layout = parse_header_page(handle.read())
+    pages: List[Tuple[int, bytes]] = []
+    for name in sorted(os.listdir(pages_dir)):
+        match = re.match(r"^cpu(\d+)\.bin$", name)
+        if match is None:
+            continue
+        with open(os.path.join(pages_dir, name), "rb") as handle:
+            data = handle.read()
+        size = layout.page_size
+        pages += [(int(match.group(1)), data[pos:pos + size]) for pos in range(0, len(data), size)]
+    return layout, pages
