@@ -137,21 +137,21 @@ def _json_comm(comm: Optional[bytes]) -> str:
     """_json_bytes for the few process names that recur in every event."""
     if type(comm) is not bytes:
         return _json_bytes(comm)
-    text = _comm_json.get(comm)
-    if text is None:
-        if len(_comm_json) >= _COMM_CACHE_MAX:
-            _comm_json.clear()
-        text = _comm_json[comm] = _json_bytes(comm)
-    return text
+    return _cached(_comm_json, comm, _json_bytes)
 
 
 def _json_str(value: str) -> str:
     """JSON of a str field drawn from a handful of names (the syscall)."""
-    text = _str_json.get(value)
+    return _cached(_str_json, value, encode_basestring_ascii)
+
+
+def _cached(table: Dict[Any, str], key: Any, make: Callable[[Any], str]) -> str:
+    """``make(key)``, remembered in ``table`` (emptied when it grows too big)."""
+    text = table.get(key)
     if text is None:
-        if len(_str_json) >= _COMM_CACHE_MAX:
-            _str_json.clear()
-        text = _str_json[value] = encode_basestring_ascii(value)
+        if len(table) >= _COMM_CACHE_MAX:
+            table.clear()
+        text = table[key] = make(key)
     return text
 
 

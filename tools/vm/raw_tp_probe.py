@@ -292,12 +292,8 @@ def btf_trial(bpf: Bpf) -> Dict[str, Any]:
 
 
 def facts() -> Dict[str, Any]:
-    def read(path: str) -> Optional[str]:
-        try:
-            with open(path) as f:
-                return f.read().strip()
-        except OSError:
-            return None
+    from tools.vm.guest_run import read
+
     return {"release": os.uname().release, "euid": os.geteuid(),
             "lockdown": read("/sys/kernel/security/lockdown"),
             "tracefs_events": os.path.isdir("/sys/kernel/tracing/events")
