@@ -14,7 +14,7 @@ import os
 import platform
 import struct
 import sys
-from typing import List
+from typing import Callable, List
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
@@ -67,16 +67,21 @@ def deny_bpf() -> None:
         raise OSError(err, f"seccomp filter not installed: {os.strerror(err)}")
 
 
-def main(argv: List[str]) -> int:
+def run_wrapped(tool: str, prepare: Callable[[], None], argv: List[str]) -> int:
+    """``python -m tools.vm.TOOL COMMAND [ARG...]``: prepare this process, exec COMMAND."""
     if not argv:
-        print("usage: python -m tools.vm.nobpf COMMAND [ARG...]", file=sys.stderr)
+        print(f"usage: python -m tools.vm.{tool} COMMAND [ARG...]", file=sys.stderr)
         return 2
     try:
-        deny_bpf()
+        prepare()
         os.execvp(argv[0], argv)
     except OSError as exc:
-        print(f"nobpf: {exc}", file=sys.stderr)
+        print(f"{tool}: {exc}", file=sys.stderr)
     return 127
+
+
+def main(argv: List[str]) -> int:
+    return run_wrapped("nobpf", deny_bpf, argv)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import os
 import struct
 import subprocess
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}
 CMD_MAP_CREATE, CMD_MAP_LOOKUP, CMD_PROG_LOAD, CMD_RAW_TP_OPEN = 0, 1, 5, 17
@@ -212,42 +212,57 @@ def _log_tail(log: str) -> str:
     return " | ".join((picked or lines)[-2:])[:300]
 
 
-def trial(bpf: Bpf, tracepoint: str, helper: Optional[str], user_source: bool) -> Dict[str, Any]:
-    """Load, attach, trigger and read back one program."""
-    out: Dict[str, Any] = {"tracepoint": tracepoint, "helper": helper}
-    buf = ctypes.create_string_buffer(MARKER, len(MARKER))
+def _run(bpf: Bpf, out: Dict[str, Any], code_for: Callable[[int], bytes], btf_id: int,
+         name: Optional[str], trigger: Callable[[], object]) -> Union[bytes, Dict[str, Any]]:
+    """Make the result map, load ``code_for(map_fd)``, attach, trigger once.
+
+    Returns the map's bytes, or ``out`` with the stage that failed.
+    """
     map_fd, err = bpf.map_create()
     if err:
         return {**out, "stage": "map", "error": _err(err)}
     fds = [map_fd]
     try:
-        tgid = os.getpid() if tracepoint == "sys_enter" else None
-        source = ctypes.addressof(buf) if user_source else None
-        code = program(map_fd, tgid, HELPERS[helper] if helper else None, source)
-        prog_fd, err, log = bpf.prog_load(code)
+        prog_fd, err, log = bpf.prog_load(code_for(map_fd), btf_id)
         if err:
             return {**out, "stage": "load", "error": _err(err), "verifier": _log_tail(log)}
         fds.append(prog_fd)
-        link_fd, err = bpf.raw_tp_open(tracepoint, prog_fd)
+        link_fd, err = bpf.raw_tp_open(name, prog_fd)
         if err:
             return {**out, "stage": "attach", "error": _err(err)}
         fds.append(link_fd)
-        if tracepoint == "sched_process_exec":
-            subprocess.run(["/bin/true"], check=False)
-        else:
-            os.getppid()
+        trigger()
         raw = bpf.lookup(map_fd)
         if raw is None:
             return {**out, "stage": "read", "error": "map lookup failed"}
-        hits, ret, arg1 = struct.unpack_from("<QqQ", raw, 0)
-        out.update(stage="ran", hits=hits, ctx_arg1=arg1)
-        if helper:
-            out.update(helper_ret=ret, data_matches=raw[24:32] == MARKER
-                       if user_source else None, data_nonzero=raw[24:32] != bytes(8))
-        return out
+        return raw
     finally:
         for fd in reversed(fds):
             os.close(fd)
+
+
+def trial(bpf: Bpf, tracepoint: str, helper: Optional[str], user_source: bool) -> Dict[str, Any]:
+    """Load, attach, trigger and read back one program."""
+    out: Dict[str, Any] = {"tracepoint": tracepoint, "helper": helper}
+    buf = ctypes.create_string_buffer(MARKER, len(MARKER))
+    tgid = os.getpid() if tracepoint == "sys_enter" else None
+    source = ctypes.addressof(buf) if user_source else None
+
+    def trigger() -> object:
+        if tracepoint == "sched_process_exec":
+            return subprocess.run(["/bin/true"], check=False)
+        return os.getppid()
+
+    raw = _run(bpf, out, lambda map_fd: program(map_fd, tgid, HELPERS[helper] if helper
+                                                else None, source), 0, tracepoint, trigger)
+    if isinstance(raw, dict):
+        return raw
+    hits, ret, arg1 = struct.unpack_from("<QqQ", raw, 0)
+    out.update(stage="ran", hits=hits, ctx_arg1=arg1)
+    if helper:
+        out.update(helper_ret=ret, data_matches=raw[24:32] == MARKER
+                   if user_source else None, data_nonzero=raw[24:32] != bytes(8))
+    return out
 
 
 def btf_trial(bpf: Bpf) -> Dict[str, Any]:
@@ -264,31 +279,17 @@ def btf_trial(bpf: Bpf) -> Dict[str, Any]:
     if btf_id is None or di_off is None or nr is None:
         return {**out, "stage": "btf", "error": "btf_trace_sys_enter or pt_regs.di not found"}
     buf = ctypes.create_string_buffer(MARKER, len(MARKER))
-    map_fd, err = bpf.map_create()
-    if err:
-        return {**out, "stage": "map", "error": _err(err)}
-    fds = [map_fd]
-    try:
-        prog_fd, err, log = bpf.prog_load(btf_program(map_fd, os.getpid(), nr, di_off), btf_id)
-        if err:
-            return {**out, "stage": "load", "error": _err(err), "verifier": _log_tail(log)}
-        fds.append(prog_fd)
-        link_fd, err = bpf.raw_tp_open(None, prog_fd)
-        if err:
-            return {**out, "stage": "attach", "error": _err(err)}
-        fds.append(link_fd)
-        # getpid ignores its arguments, but they are in pt_regs all the same.
-        bpf.libc.syscall(ctypes.c_long(nr), ctypes.c_void_p(ctypes.addressof(buf)))
-        raw = bpf.lookup(map_fd)
-        if raw is None:
-            return {**out, "stage": "read", "error": "map lookup failed"}
-        hits, ret, di = struct.unpack_from("<QqQ", raw, 0)
-        return {**out, "stage": "ran", "hits": hits, "helper_ret": ret,
-                "regs_di_matches": di == ctypes.addressof(buf),
-                "data_matches": raw[24:32] == MARKER}
-    finally:
-        for fd in reversed(fds):
-            os.close(fd)
+    pid = os.getpid()
+    # getpid ignores its arguments, but they are in pt_regs all the same.
+    raw = _run(bpf, out, lambda map_fd: btf_program(map_fd, pid, nr, di_off), btf_id, None,
+               lambda: bpf.libc.syscall(ctypes.c_long(nr),
+                                        ctypes.c_void_p(ctypes.addressof(buf))))
+    if isinstance(raw, dict):
+        return raw
+    hits, ret, di = struct.unpack_from("<QqQ", raw, 0)
+    return {**out, "stage": "ran", "hits": hits, "helper_ret": ret,
+            "regs_di_matches": di == ctypes.addressof(buf),
+            "data_matches": raw[24:32] == MARKER}
 
 
 def facts() -> Dict[str, Any]:

@@ -17,6 +17,8 @@ import struct
 import sys
 from typing import List, Optional
 
+from tools.vm.nobpf import run_wrapped
+
 UID = 4321  # no passwd entry needed: the guest's /etc is the host's, left alone
 GID = 4321
 TRACEFS = "/sys/kernel/tracing"
@@ -111,15 +113,7 @@ def check_as_user() -> str:
 
 
 def main(argv: List[str]) -> int:
-    if not argv:
-        print("usage: python -m tools.vm.unpriv COMMAND [ARG...]", file=sys.stderr)
-        return 2
-    try:
-        drop()
-        os.execvp(argv[0], argv)
-    except OSError as exc:
-        print(f"unpriv: {exc}", file=sys.stderr)
-    return 127
+    return run_wrapped("unpriv", drop, argv)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ MAX_FORKS = 65536  # child -> parent entries remembered
 UNKNOWN_COMM = b"<...>"
 EXEC_SYSCALLS = ("sys_execve", "sys_execveat")
 OPEN_SYSCALLS = ("sys_open", "sys_openat", "sys_openat2", "sys_creat")
+EXEC_DONE = "sched_process_exec"  # the authority that an exec succeeded
 
 
 def parse_int(value: Optional[ArgValue]) -> Optional[int]:
@@ -102,6 +103,12 @@ class Later:
     execs: FrozenSet[int] = frozenset()
 
 
+def _needs_proc(event: Event) -> bool:
+    if isinstance(event, OpenEvent):
+        return event.fd is not None and event.path is None
+    return isinstance(event, ExecEvent) and event.retval == 0 and event.argv is None
+
+
 @attrs.frozen
 class ProcLookup:
     """The /proc readers the correlator uses (a seam for unit tests)."""
@@ -158,7 +165,7 @@ class Correlator:
         if role is not None:
             self._probe(line, role)
             return []
-        if line.event == "sched_process_exec":
+        if line.event == EXEC_DONE:
             return self._exec_done(line)
         if line.event == "sched_process_fork":
             self._fork(line)
@@ -169,7 +176,8 @@ class Correlator:
             return self._exit(line)
         return []
 
-    def feed_all(self, lines: Iterable[TraceLine], later: Optional[Later] = None) -> List[Event]:
+    def feed_all(self, lines: Iterable[TraceLine],
+                 later: Optional[Callable[[], Later]] = None) -> List[Event]:
         """Feed a batch, then fill from /proc what no record gave (see ``fill``)."""
         out: List[Event] = []
         self._uids.clear()  # /proc is read once per pid per batch, after the fact anyway
@@ -187,20 +195,22 @@ class Correlator:
         self.probes.clear()
         return self.fill(out)
 
-    def fill(self, events: List[Event], later: Optional[Later] = None) -> List[Event]:
+    def fill(self, events: List[Event],
+             later: Optional[Callable[[], Later]] = None) -> List[Event]:
         """argv and paths from /proc, for events whose strings no record gave.
 
         Only the last exec of a pid and the last open of a (pid, fd) in the
         batch may look: an earlier one's fd was closed and reused, or its
-        image replaced, by the time we read. ``later`` names the (tid, fd)
+        image replaced, by the time we read. ``later()`` names the (tid, fd)
         opens and tids' execs already read but not yet due (the reader holds
-        them back): they count as later too.
+        them back): they count as later too. It is asked only when some event
+        needs /proc.
         """
-        later_fds: Set[Tuple[int, int]] = set()
-        later_execs: Set[int] = set()
-        if later is not None:
-            later_fds.update(later.fds)
-            later_execs.update(later.execs)
+        if not any(_needs_proc(e) for e in events):
+            return events
+        held = later() if later is not None else Later()
+        later_fds: Set[Tuple[int, int]] = set(held.fds)
+        later_execs: Set[int] = set(held.execs)
         out: List[Event] = []
         for event in reversed(events):
             if isinstance(event, OpenEvent) and event.fd is not None:
@@ -379,6 +389,10 @@ class Correlator:
             self._uids[pid] = self.proc.uid(pid)
         return self._uids[pid]
 
+    def _pend_uid(self, pend: Pending, pid: int) -> Optional[int]:
+        """The uid the records gave (raw reader), else /proc's."""
+        return pend.uid if pend.uid is not None else self._uid(pid)
+
     def _ppid(self, pid: int) -> Optional[int]:
         parent = self.parents.get(pid)
         if parent is not None:
@@ -410,8 +424,7 @@ class Correlator:
             argv_source = self.probe_source if argv is not None else None
         return ExecEvent(
             timestamp_ns=ts, pid=pid, tid=pid, ppid=self._ppid(pid),
-            uid=pend.uid if pend.uid is not None else self._uid(pid),
-            comm=pend.comm, filename=filename, argv=argv, retval=ret,
+            uid=self._pend_uid(pend, pid), comm=pend.comm, filename=filename, argv=argv, retval=ret,
             argv_truncated=truncated, filename_source=filename_source,
             argv_source=argv_source, syscall=pend.syscall,
         )
@@ -427,7 +440,7 @@ class Correlator:
             path, source = probe.path, self.probe_source
         return OpenEvent(
             timestamp_ns=ts, pid=pid, tid=tid,
-            uid=pend.uid if pend.uid is not None else self._uid(pid), comm=pend.comm,
+            uid=self._pend_uid(pend, pid), comm=pend.comm,
             path=path, flags=pend.flags, mode=pend.mode, fd=fd, errno=err,
             path_source=source, syscall=pend.syscall, dfd=pend.dfd,
         )

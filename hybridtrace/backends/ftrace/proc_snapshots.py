@@ -14,13 +14,11 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple, TypeVar
 
 from hybridtrace import procfs
-from hybridtrace.backends.ftrace.correlate import ProcLookup
+from hybridtrace.backends.ftrace.correlate import EXEC_DONE, OPEN_SYSCALLS, ProcLookup
 from hybridtrace.backends.ftrace.pipe import EXIT
 from hybridtrace.backends.ftrace.raw_records import RawRecord
 
 MAX_ENTRIES = 16384  # snapshots kept; the oldest goes first
-EXEC_DONE = "sched_process_exec"
-OPENS = ("sys_open", "sys_openat", "sys_openat2", "sys_creat")
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -50,7 +48,7 @@ class ProcSnapshots:
                 pid = args.get("pid")
                 pid = pid if isinstance(pid, int) else tid
                 _put(self._image, pid, (procfs.exe(pid), procfs.cwd(pid), procfs.cmdline(pid)))
-            elif self.opens and style == EXIT and event in OPENS:
+            elif self.opens and style == EXIT and event in OPEN_SYSCALLS:
                 fd = args.get("ret")
                 if isinstance(fd, int) and fd >= 0:
                     _put(self._fds, (tid, fd), (procfs.fd_path(tid, fd), procfs.fd_flags(tid, fd)))

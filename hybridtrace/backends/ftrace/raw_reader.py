@@ -21,14 +21,13 @@ import re
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
-from hybridtrace.backends.ftrace.correlate import OPEN_SYSCALLS, Later
+from hybridtrace.backends.ftrace.correlate import EXEC_DONE, OPEN_SYSCALLS, Later
 from hybridtrace.backends.ftrace.format import EventFormat
 from hybridtrace.backends.ftrace.pipe import EXIT, FIELDS, ArgValue, TraceLine
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
 from hybridtrace.backends.ftrace.ring_page import read_page_layout
 from hybridtrace.backends.ftrace.tasks import NEWTASK, RENAME, SETUID_SYSCALLS, TaskTracker
 
-EXEC_DONE = "sched_process_exec"
 COMMIT_MARGIN_NS = 2_000_000  # a record is committed within this of its timestamp
 _CPU_DIR = re.compile(r"^cpu(\d+)$")
 
@@ -94,16 +93,16 @@ class Timeline:
                 elif event == NEWTASK:
                     tasks.created(_int(args.get("pid"), tid), _bytes(args.get("comm")), tid)
                 elif event == EXEC_DONE:
-                    uid = tasks.uid(tid)
-                    comm = tasks.comm(tid) or b""
+                    known, uid = tasks.get(tid)
+                    comm = known or b""
             elif event in SETUID_SYSCALLS:
                 if style == EXIT:
                     tasks.setuid_returned(tid, args.get("ret") == 0)
                 else:
                     tasks.setuid_entered(tid, event, _real_uid(args))
             else:
-                uid = tasks.uid(tid)
-                comm = tasks.comm(tid) or b""
+                known, uid = tasks.get(tid)
+                comm = known or b""
             append(TraceLine(comm, tid, cpu, ts, event, args, b"", style, faults, uid=uid))
         return lines
 

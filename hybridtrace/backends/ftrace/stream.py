@@ -82,24 +82,18 @@ class _Resources:
         return problems
 
 
-def _has_immediates(tracefs_path: str) -> bool:
-    """Constant probe fields (``\\imm``, 5.7+): one uprobe event then holds every argv slot."""
+def _readme(tracefs_path: str) -> str:
+    """tracefs's README: which fetch syntax this kernel's probes accept."""
     try:
         with open(os.path.join(tracefs_path, "README"), encoding="ascii",
                   errors="replace") as handle:
-            return "\\imm-value" in handle.read()
+            return handle.read()
     except OSError:
-        return False
+        return ""
 
 
-def _user_deref(tracefs_path: str, uprobe: bool) -> probes.Deref:
+def _user_deref(readme: str, uprobe: bool) -> probes.Deref:
     """``+u``/``ustring`` when this kernel's README lists them (5.3+)."""
-    try:
-        with open(os.path.join(tracefs_path, "README"), encoding="ascii",
-                  errors="replace") as handle:
-            readme = handle.read()
-    except OSError:
-        readme = ""
     has_u = "[u]<offset>" in readme
     string = "ustring" if "ustring" in readme else "string"
     return probes.Deref("+" if uprobe or not has_u else "+u", string)
@@ -115,11 +109,13 @@ def _probe_defs(tier: str, request: TraceRequest, caps: Capabilities, group: str
             raise BackendError("uprobe tier: no C library found to probe")
         if request.kind is Kind.OPEN:
             libs += [ld for ld in dynamic_loaders(libs) if ld not in libs]
+        readme = _readme(path)
+        # Constant fields (\imm, 5.7+): then one uprobe event holds every argv slot.
         return probes.uprobe_defs(group, libs, arch, kind, request.max_args,
-                                  _user_deref(path, True), indexed=_has_immediates(path))
+                                  _user_deref(readme, True), indexed="\\imm-value" in readme)
     if tier == "kprobe":
         return probes.kprobe_defs(group, arch, kind, request.max_args,
-                                  _user_deref(path, False), probes.kernel_symbols())
+                                  _user_deref(_readme(path), False), probes.kernel_symbols())
     if tier == "eprobe":
         fields: Dict[str, str] = {}
         for name in probes.OPEN_SYSCALLS:
@@ -201,7 +197,6 @@ class FtraceStream:
         self._res.reader = self._reader(inst, formats, raw, clock == "mono")
         for system, event in events:
             inst.enable(system, event)
-        self.reader_kind = "raw" if isinstance(self._res.reader, RawReader) else "text"
         self.formats = formats  # of every enabled event, as this kernel describes them
         self.roles = {d.name: d.role for d in defs}
         source = {"uprobe": Source.LIBC_PROBE, "tracepoint": None}.get(
@@ -277,6 +272,11 @@ class FtraceStream:
         return self._res.reader
 
     @property
+    def reader_kind(self) -> str:
+        """"raw" (per-CPU binary buffers) or "text" (trace_pipe)."""
+        return "raw" if isinstance(self._res.reader, RawReader) else "text"
+
+    @property
     def instance_path(self) -> Optional[str]:
         inst = self._res.instance
         return inst.path if inst is not None else None
@@ -308,7 +308,7 @@ class FtraceStream:
         lines: List[TraceLine] = reader.read(MAX_READ_PER_POLL)
         if reader.stopped:
             lines += reader.flush()
-        return self._correlator.feed_all(lines, reader.later()) if lines else []
+        return self._correlator.feed_all(lines, reader.later) if lines else []
 
     def _losses(self) -> List[Event]:
         inst = self._res.instance

@@ -85,8 +85,12 @@ class TaskTracker:
         return self._get(tid)[0]
 
     def uid(self, tid: int) -> Optional[int]:
+        return self.get(tid)[1]
+
+    def get(self, tid: int) -> Tuple[Optional[bytes], Optional[int]]:
+        """(comm, uid) of ``tid`` now, reading /proc for what is not known."""
         comm, uid = self._get(tid)
         if uid == _UNKNOWN:
             uid = self._read_uid(tid)
             self._set(tid, comm, uid)
-        return uid
+        return comm, uid
