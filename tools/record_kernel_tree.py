@@ -34,8 +34,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import attrs
+
 from hybridtrace import tracefs
-from hybridtrace.capabilities import probe_tree
+from hybridtrace.capabilities import eprobe_selftest, probe_tree
 from hybridtrace.capabilities.files import Tree
 from hybridtrace.capabilities.live import SystemLive
 from hybridtrace.capabilities.model import Bcc, Library
@@ -122,6 +124,15 @@ class CachingLive:
     def tracefs_writable(self, path: str) -> bool:
         value = self.system.tracefs_writable(path)
         self.answers["tracefs_writable"][path] = value
+        return value
+
+    def eprobe_strings(self, path: str) -> Optional[bool]:
+        """The verdict, and the trace it came from (unit tests replay the judgement)."""
+        test = eprobe_selftest.run(path)
+        value = None if test is None else test.reads_strings
+        self.answers.setdefault("eprobe_strings", {})[path] = value
+        if test is not None:
+            self.answers["eprobe_selftest"] = attrs.asdict(test)
         return value
 
 

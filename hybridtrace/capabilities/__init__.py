@@ -109,6 +109,9 @@ def probe_tree(tree: Tree, live: Live) -> Capabilities:
     if tracefs.path is not None:
         writable = _ask(tree, "tracefs writable", lambda: live.tracefs_writable(tracefs.path or ""))
         tracefs = attrs.evolve(tracefs, writable=writable)
+        if tracefs.eprobes and writable:
+            strings = _ask(tree, "eprobe strings", lambda: live.eprobe_strings(tracefs.path or ""))
+            tracefs = attrs.evolve(tracefs, eprobe_strings=strings)
     bcc = _ask(tree, "bcc", live.bcc) or Bcc(None, None, "could not be checked")
     return Capabilities(
         root=root,

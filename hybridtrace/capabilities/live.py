@@ -18,6 +18,7 @@ from hybridtrace.capabilities.bpf_probes import (
     load_trivial_prog,
 )
 from hybridtrace.capabilities.engines import find_bcc, load_libbpf
+from hybridtrace.capabilities.eprobe_selftest import eprobe_reads_strings
 from hybridtrace.capabilities.model import Bcc, Library
 
 
@@ -39,6 +40,8 @@ class Live(Protocol):
     def bcc(self) -> Bcc: ...
 
     def tracefs_writable(self, path: str) -> bool: ...
+
+    def eprobe_strings(self, path: str) -> Optional[bool]: ...
 
 
 class SystemLive:
@@ -72,6 +75,9 @@ class SystemLive:
         if not all(os.access(t, os.W_OK) for t in targets):
             return False
         return instance_files_writable(path)
+
+    def eprobe_strings(self, path: str) -> Optional[bool]:
+        return eprobe_reads_strings(path)
 
 
 def instance_files_writable(path: str) -> bool:
@@ -144,6 +150,10 @@ class RecordedLive:
     def tracefs_writable(self, path: str) -> bool:
         return bool(self._get("tracefs_writable")[path])
 
+    def eprobe_strings(self, path: str) -> Optional[bool]:
+        value = self._get("eprobe_strings")[path]
+        return None if value is None else bool(value)
+
 
 def record(live: Live, tracefs_path: Optional[str]) -> Dict[str, Any]:
     """What a RecordedLive needs to answer like ``live`` does."""
@@ -159,6 +169,8 @@ def record(live: Live, tracefs_path: Optional[str]) -> Dict[str, Any]:
         "bcc": {"version": bcc.version, "location": bcc.location, "error": bcc.error},
         "tracefs_writable": {} if tracefs_path is None
         else {tracefs_path: live.tracefs_writable(tracefs_path)},
+        "eprobe_strings": {} if tracefs_path is None
+        else {tracefs_path: live.eprobe_strings(tracefs_path)},
     }
 
 

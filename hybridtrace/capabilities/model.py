@@ -129,6 +129,9 @@ class Tracefs:
     user_deref: Optional[bool]  # "+u" fetcharg offset (5.3+)
     tracepoints: Dict[str, bool]  # TRACEPOINTS name -> present; empty when unreadable
     trace_clocks: Tuple[str, ...]
+    # A throwaway eprobe read a syscall's string argument (eprobe_selftest);
+    # None when not tried (no eprobes, tracefs not writable) or inconclusive.
+    eprobe_strings: Optional[bool] = None
 
 
 @attrs.frozen(slots=True)

@@ -98,6 +98,19 @@ def _probe_kind_check(cid: str, title: str, present: Optional[bool],
     return Check(cid, title, value, present, why, {"present": present, "from": source})
 
 
+def _eprobe_strings_check(eprobes: Optional[bool], reads: Optional[bool]) -> Check:
+    """Listing eprobes is not enough: Debian's 6.12 lists them but they read no paths."""
+    if not eprobes:
+        value = "not tried (no eprobes)"
+    elif reads is None:
+        value = "unknown (the test eprobe could not run)"
+    else:
+        value = _yes_no(reads, "yes", "no (the test eprobe read a fault)")
+    return Check("eprobe_strings", "eprobe strings", value, reads,
+                 "ftrace tier 2 needs it for open paths: a test eprobe on sys_enter_openat"
+                 " watched us open a marker path", {"reads_strings": reads})
+
+
 def _checks(caps: Capabilities) -> List[Check]:
     k, tfs, cfg = caps.kernel, caps.tracefs, caps.config
     checks = [
@@ -186,6 +199,7 @@ def _checks(caps: Capabilities) -> List[Check]:
         if cid == "eprobes" and cfg.items.get(option) is None and k.version >= (5, 15, 0):
             configured = None  # 5.15 to 6.1: eprobes come without this symbol
         checks.append(_probe_kind_check(cid, title, value, configured, option, why))
+    checks.append(_eprobe_strings_check(tfs.eprobes, tfs.eprobe_strings))
     checks.append(Check(
         "fetch_types", "probe string types",
         ", ".join(tfs.fetch_types) or "unknown", None,

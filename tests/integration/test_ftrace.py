@@ -59,6 +59,9 @@ def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
 
 def open_stream(caps: Capabilities, tier: str, kind: Kind, buffer_kb: Optional[int] = None,
                 **filters: object) -> FtraceStream:
+    decision = decide(caps, kind.value, "ftrace", tier)  # the tier fixture judged exec
+    if decision.chosen is None:
+        require_backend(f"ftrace/{tier}", decision.failure())
     request = TraceRequest(kind, Filters(**filters))  # type: ignore[arg-type]
     return open_ftrace_stream(request, caps, tier, buffer_kb)
 

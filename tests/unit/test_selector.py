@@ -37,7 +37,7 @@ STABLE_CODES = {
     "tracefs-will-mount", "tracefs-missing", "tracefs-readonly", "tracepoints-missing",
     "no-btf", "no-libbpf", "no-ringbuf", "no-bcc", "no-headers", "lockdown-kprobes",
     "no-kprobe-events", "no-eprobes", "no-uprobe-events", "no-libc", "tier-not-implemented",
-    "perf-buffer", "borrowed-headers", "bpf-kernel-read-denied",
+    "perf-buffer", "borrowed-headers", "bpf-kernel-read-denied", "eprobe-string-fault",
 }
 
 

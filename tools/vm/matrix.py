@@ -82,6 +82,8 @@ def arguments(argv: Optional[List[str]]) -> argparse.Namespace:
                    help="do not copy recorded trees/trace_pipe into tests/fixtures")
     p.add_argument("--no-record", action="store_true",
                    help="skip the kernel-tree and trace_pipe recorders (faster)")
+    p.add_argument("--trees-only", action="store_true",
+                   help="record kernel trees (doctor's input) but not trace_pipe/ftrace streams")
     p.add_argument("--md", help="report path (default docs/compatibility.md; "
                    "CI: RUNS/ci/compatibility.md)")
     p.add_argument("--report-only", action="store_true",
@@ -147,7 +149,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.test_timeout, wall,
             record=kernel is not None and not args.ci and not args.no_record,
             cpus=args.cpus, memory=args.memory,
-            require="ftrace/kprobe,ebpf-bcc" if args.ci else None, force_open=not args.ci)
+            require="ftrace/kprobe,ebpf-bcc" if args.ci else None, force_open=not args.ci,
+            streams=not args.trees_only)
         if kernel is not None and not args.no_fixtures and not args.ci:
             result["fixtures"] = fixtures.install(os.path.join(args.runs, name), result)
         results = [r for r in results if r["name"] != name] + [result]

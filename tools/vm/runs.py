@@ -26,7 +26,7 @@ def cell_name(kernel: str, variant: str) -> str:
 
 def guest_config(run_dir: str, kernel: Optional[Kernel], variant: Variant, name: str,
                  suite: str, test_timeout: int, test_wall: int,
-                 record: bool) -> Dict[str, Any]:
+                 record: bool, streams: bool = True) -> Dict[str, Any]:
     paths, select = SUITES[suite]
     return {
         "name": name, "variant": variant.name, "out": run_dir, "repo": REPO,
@@ -42,11 +42,11 @@ def guest_config(run_dir: str, kernel: Optional[Kernel], variant: Variant, name:
         # Kernel trees for every VM cell; trace_pipe once per kernel (it does
         # not depend on the variant, and lockdown=confidentiality has no tracefs).
         "tree": f"vm-{name}" if record else None,
-        "trace_pipe": f"debian-{kernel.name}-vm" if kernel and record and variant.name == "default"
-        else None,
+        "trace_pipe": f"debian-{kernel.name}-vm"
+        if kernel and record and streams and variant.name == "default" else None,
         # What the ftrace stream itself reads, text and binary, per probe tier.
         "ftrace_stream": f"debian-{kernel.name}-vm"
-        if kernel and record and variant.name == "default" else None,
+        if kernel and record and streams and variant.name == "default" else None,
         "pytest": {"suite": suite, "paths": list(paths), "k": select,
                    "timeout": test_timeout, "wall": test_wall},
     }
@@ -55,14 +55,14 @@ def guest_config(run_dir: str, kernel: Optional[Kernel], variant: Variant, name:
 def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
              suite: str, test_timeout: int, wall: int, record: bool,
              cpus: int, memory: str, require: Optional[str] = None,
-             force_open: bool = True) -> Dict[str, Any]:
+             force_open: bool = True, streams: bool = True) -> Dict[str, Any]:
     """Run one kernel x variant (kernel None: this host, no VM) and collect its results."""
     run_dir = os.path.join(runs, name)
     shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
     # The tests get what is left of the wall clock after boot and the recorders.
     config = guest_config(run_dir, kernel, variant, name, suite, test_timeout,
-                          max(60, wall - 240), record)
+                          max(60, wall - 240), record, streams)
     config["require"] = require
     config["force_open"] = force_open
     config["vm_wall"] = wall

@@ -26,8 +26,10 @@ from hybridtrace.backends.ftrace.instance import DEFAULT_BUFFER_KB, Instance, se
 from hybridtrace.backends.ftrace.pipe import TraceLine
 from hybridtrace.backends.ftrace.proc_snapshots import ProcSnapshots
 from hybridtrace.backends.ftrace.raw_reader import RawReader
+from hybridtrace.backends.ftrace.requirements import EPROBE_STRING_FAULT
 from hybridtrace.backends.ftrace.ring_page import PageFormatError
 from hybridtrace.backends.ftrace.text_reader import TextReader
+from hybridtrace.capabilities.eprobe_selftest import eprobe_reads_strings
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, LostEvent, Source
 from hybridtrace.filtering import matches
@@ -140,6 +142,15 @@ def _filter_expr(request: TraceRequest, with_comm: bool) -> str:
     return " && ".join(parts)
 
 
+def _check_eprobe_strings(caps: Capabilities, path: str) -> None:
+    """Refuse an eprobe open session where eprobes read no paths (see eprobe_selftest)."""
+    strings = caps.tracefs.eprobe_strings
+    if strings is None:
+        strings = eprobe_reads_strings(path)
+    if strings is False:
+        raise BackendError(EPROBE_STRING_FAULT)
+
+
 class FtraceStream:
     """An open ftrace session (see module docstring)."""
 
@@ -178,6 +189,8 @@ class FtraceStream:
         if not present:
             raise BackendError("no syscall tracepoints for this kind in tracefs "
                                "(CONFIG_FTRACE_SYSCALLS off?)")
+        if self.tier == "eprobe" and request.kind is Kind.OPEN:
+            _check_eprobe_strings(caps, path)
         defs = _probe_defs(self.tier, request, caps, name, path, present)
         inst = self._res.instance = Instance(path, name)
         clock = _mono_clock(inst.path)
