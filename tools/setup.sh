@@ -18,6 +18,9 @@ APT_PACKAGES=(
   # the venv is built on Debian's python3 so an unprivileged user can run it
   # (tests drop to uid 65534), and Debian's python3-bpfcc matches it
   python3 python3-venv
+  # the CI's VM kernel (tools/vm --ci): qemu under TCG via virtme-ng, a busybox
+  # init, depmod for the unpacked modules
+  qemu-system-x86 busybox-static kmod file
 )
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -39,6 +42,6 @@ fi
 
 PYTHON=${PYTHON:-/usr/bin/python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test,vm]'
 
 exec .venv/bin/hybridtrace doctor
