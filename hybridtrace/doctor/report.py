@@ -107,7 +107,7 @@ def _eprobe_strings_check(eprobes: Optional[bool], reads: Optional[bool]) -> Che
     else:
         value = _yes_no(reads, "yes", "no (the test eprobe read a fault)")
     return Check("eprobe_strings", "eprobe strings", value, reads,
-                 "ftrace tier 2 needs it for open paths: a test eprobe on sys_enter_openat"
+                 "ftrace tier 2 needs it for paths: a test eprobe on sys_enter_openat"
                  " watched us open a marker path", {"reads_strings": reads})
 
 

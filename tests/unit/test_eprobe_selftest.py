@@ -45,17 +45,17 @@ def test_silence_is_not_a_verdict() -> None:
     assert verdict(other, "ht_selftest", "/x") is None
 
 
-def test_eprobes_that_read_no_strings_cannot_trace_opens() -> None:
-    """The open tier is refused with a stable code; exec keeps eprobes (argv is not a char *)."""
+def test_eprobes_that_read_no_strings_are_refused() -> None:
+    """Both kinds need a path read (opens' path, failed execs' filename): refused, stable code."""
     caps = probe_tree("vm-debian-6.1-default")
     assert caps.tracefs.eprobes is True
     broken = attrs.evolve(caps, tracefs=attrs.evolve(caps.tracefs, eprobe_strings=False))
-    opens = assess_tier(broken, "open", "eprobe")
-    assert [r.code for r in opens.reasons] == ["eprobe-string-fault"]
-    execs = assess_tier(broken, "exec", "eprobe")
-    assert execs.reasons == [] and "missing for failed ones" in execs.fields["filename"]
-    assert decide(broken, "open", "ftrace", "eprobe").chosen is None
-    assert decide(broken, "exec", "ftrace", "eprobe").chosen is not None
+    for kind in ("exec", "open"):
+        assert [r.code for r in assess_tier(broken, kind, "eprobe").reasons] == [
+            "eprobe-string-fault"]
+        assert decide(broken, kind, "ftrace", "eprobe").chosen is None
+        assert decide(broken, kind, "ftrace", "kprobe").chosen is not None
     for strings in (True, None):  # working, or not known: judged as before
         fine = attrs.evolve(caps, tracefs=attrs.evolve(caps.tracefs, eprobe_strings=strings))
         assert assess_tier(fine, "open", "eprobe").reasons == []
+        assert assess_tier(fine, "exec", "eprobe").reasons == []

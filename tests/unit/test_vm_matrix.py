@@ -154,3 +154,17 @@ def test_verbose_lines_stand_in_for_junit() -> None:
     cases = junit.parse_verbose(text)
     assert [(c["label"], c["outcome"]) for c in cases] == [("ftrace/eprobe", "pass"),
                                                           ("ebpf-bcc", "fail")]
+
+
+def test_a_guest_that_stopped_early_says_so_in_one_safe_line() -> None:
+    stopped = dict(_result(True, "traced", 2, 0), completed=False, wall_clock_exceeded=False,
+                   console_tail=["[ 9.1] Out of memory: Killed process 7 `x` | y", "\x1b[31mred"])
+    text = report.render({"results": [stopped], "generated_by": "python -m tools.vm",
+                          "generated_at": "now"})
+    lines = [ln for ln in text.splitlines() if "guest stopped before" in ln]
+    assert len(lines) == 1
+    assert "Out of memory: Killed process 7 ?x? | y / ?[31mred" in lines[0]
+    assert "\x1b" not in text
+    finished = dict(stopped, completed=True)
+    assert "guest stopped before" not in report.render(
+        {"results": [finished], "generated_by": "python -m tools.vm", "generated_at": "now"})

@@ -19,7 +19,9 @@ VENV_BIN = os.path.dirname(sys.executable)
 
 def vng_argv(kimg: str, run_dir: str, ro_dirs: Sequence[str], append: Sequence[str],
              guest_cmd: str, cpus: int, memory: str, kvm: bool) -> List[str]:
-    argv = [os.path.join(VENV_BIN, "vng"), "--run", kimg, "--user", "root", "--force-9p",
+    # --verbose: kernel messages reach console.log, so a guest that dies says why.
+    argv = [os.path.join(VENV_BIN, "vng"), "--verbose", "--run", kimg, "--user", "root",
+            "--force-9p",
             "--cpus", str(cpus), "--memory", memory, "--rwdir", run_dir]
     if not kvm:
         argv.append("--disable-kvm")

@@ -172,6 +172,12 @@ def _fidelity(results: List[Dict[str, Any]], kind: str) -> List[str]:
     return lines
 
 
+def _code(text: str, limit: int = 400) -> str:
+    """Guest output as one inline code span: printable, no backticks, bounded."""
+    clean = "".join(c if c.isprintable() and c != "`" else "?" for c in text)
+    return f"`{clean[:limit]}`"
+
+
 def _details(r: Dict[str, Any]) -> List[str]:
     lines = [f"### {_row_name(r)}", ""]
     facts = r.get("facts") or {}
@@ -191,6 +197,10 @@ def _details(r: Dict[str, Any]) -> List[str]:
                       + f" in {s.get('seconds')} s" for n, s in (r.get("steps") or {}).items())
     lines.append(f"- steps: {steps or 'none ran'}; total {r['seconds']} s"
                  + ("; **wall clock exceeded**" if r.get("wall_clock_exceeded") else ""))
+    if not r.get("completed") and not r.get("wall_clock_exceeded"):
+        tail = " / ".join(r.get("console_tail") or []) or "nothing"
+        lines.append(f"- **the guest stopped before the run finished**; console's last lines:"
+                     f" {_code(tail)}")
     forced = (r.get("force_open") or {})
     if forced.get("left_behind"):
         lines.append(f"- **kernel state left behind by forced opens**: {forced['left_behind']}")

@@ -97,6 +97,10 @@ def collect(run_dir: str, name: str, kernel: Optional[Kernel], variant: Variant,
     result["facts"] = status.get("facts")
     result["steps"] = status.get("steps", {})
     result["completed"] = bool(status.get("done"))
+    if not result["completed"]:  # why the guest stopped, if the kernel said
+        lines = [ln for ln in _text(os.path.join(run_dir, "console.log")).splitlines()
+                 if ln.strip()]
+        result["console_tail"] = lines[-5:]
     result["doctor"] = _json(os.path.join(run_dir, "doctor.out"))
     result["force_open"] = _json(os.path.join(run_dir, "force_open.out"))
     result["raw_tp_probe"] = _json(os.path.join(run_dir, "raw_tp_probe.out"))

@@ -17,10 +17,12 @@ TIERS: Tuple[str, ...] = ("kprobe", "eprobe", "uprobe", "tracepoint")
 # Tiers whose code exists; the others are reported but never chosen.
 IMPLEMENTED: Tuple[str, ...] = ("kprobe", "eprobe", "uprobe", "tracepoint")
 
-# The open path is the syscall's "const char *" argument, which eprobes on some
-# kernels (Debian 6.12) cannot dereference; exec keeps argv ("const char *const *").
-EPROBE_STRING_FAULT = ("eprobes here cannot read a syscall's string argument (a test eprobe on"
-                       " sys_enter_openat read a fault), so open paths would be missing")
+# Paths are the syscalls' "const char *" arguments, of which eprobes on some kernels
+# (Debian 6.12) get one byte, not the pointer: opens would have no path and failed
+# execs no filename (argv, a "const char *const *", still reads).
+EPROBE_STRING_FAULT = ("eprobes here cannot read a syscall's path argument (a test eprobe on"
+                       " sys_enter_openat read a fault): open paths and failed execs' filenames"
+                       " would be missing")
 _LIBC_ONLY = "partial: only programs that exec/open through the C library"
 
 
@@ -70,7 +72,7 @@ def _tier_reasons(caps: Capabilities, kind: str, tier: str) -> List[Reason]:
             "CONFIG_EPROBE_EVENTS") == "n"
         if tfs.eprobes is False or (tfs.eprobes is None and known_off):
             out.append(Reason("no-eprobes", "no eprobes (needs 5.15+ with CONFIG_EPROBE_EVENTS)"))
-        elif tfs.eprobe_strings is False and kind == "open":
+        elif tfs.eprobe_strings is False:
             out.append(Reason("eprobe-string-fault", EPROBE_STRING_FAULT))
     elif tier == "uprobe":
         if _absent(tfs.uprobe_events, caps, "CONFIG_UPROBE_EVENTS"):
@@ -84,11 +86,7 @@ def _tier_reasons(caps: Capabilities, kind: str, tier: str) -> List[Reason]:
 
 def assess_tier(caps: Capabilities, kind: str, tier: str) -> Assessment:
     reasons = tracefs_reasons(caps, kind, "ftrace") + _tier_reasons(caps, kind, tier)
-    fields = _fields(kind, tier)
-    if tier == "eprobe" and kind == "exec" and caps.tracefs.eprobe_strings is False:
-        fields["filename"] = ("complete for successful execs (sched_process_exec); missing for"
-                              " failed ones (eprobes read no strings here)")
-    return Assessment("ftrace", tier, kind, reasons, fields)
+    return Assessment("ftrace", tier, kind, reasons, _fields(kind, tier))
 
 
 def assess_all(caps: Capabilities, kind: str) -> List[Assessment]:

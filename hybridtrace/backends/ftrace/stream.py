@@ -143,7 +143,7 @@ def _filter_expr(request: TraceRequest, with_comm: bool) -> str:
 
 
 def _check_eprobe_strings(caps: Capabilities, path: str) -> None:
-    """Refuse an eprobe open session where eprobes read no paths (see eprobe_selftest)."""
+    """Refuse the eprobe tier where eprobes read no paths (see eprobe_selftest)."""
     strings = caps.tracefs.eprobe_strings
     if strings is None:
         strings = eprobe_reads_strings(path)
@@ -189,7 +189,7 @@ class FtraceStream:
         if not present:
             raise BackendError("no syscall tracepoints for this kind in tracefs "
                                "(CONFIG_FTRACE_SYSCALLS off?)")
-        if self.tier == "eprobe" and request.kind is Kind.OPEN:
+        if self.tier == "eprobe":
             _check_eprobe_strings(caps, path)
         defs = _probe_defs(self.tier, request, caps, name, path, present)
         inst = self._res.instance = Instance(path, name)
