@@ -12,7 +12,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from tools.vm import junit, report, verdict
+from tools.vm import guest_run, junit, report, verdict
 from tools.vm.nobpf import program
 from tools.vm.variants import BY_NAME, CI, FULL, SUITES
 
@@ -168,3 +168,12 @@ def test_a_guest_that_stopped_early_says_so_in_one_safe_line() -> None:
     finished = dict(stopped, completed=True)
     assert "guest stopped before" not in report.render(
         {"results": [finished], "generated_by": "python -m tools.vm", "generated_at": "now"})
+
+
+def test_a_step_that_times_out_leaves_where_its_processes_waited(tmp_path: Any) -> None:
+    step = guest_run.run_step(str(tmp_path), "nap", ["sh", "-c", "sleep 60 & sleep 61"], 1.0,
+                              str(tmp_path), dict(os.environ))
+    assert step["timed_out"] and step["rc"] is None and not step["unkillable"]
+    hang = (tmp_path / "nap.hang").read_text()
+    naps = [ln for ln in hang.splitlines() if ln.startswith("pid ") and " sleep " in ln]
+    assert len(naps) == 2 and all("State:" in ln and "wchan" in ln for ln in naps)

@@ -47,22 +47,57 @@ def facts() -> Dict[str, Any]:
 
 
 def run_step(out: str, name: str, argv: List[str], timeout: float, cwd: str,
-             env: Dict[str, str]) -> Dict[str, Any]:
+             env: Dict[str, str], in_vm: bool = False) -> Dict[str, Any]:
     """Run one command in its own process group; kill that group on timeout."""
     start = time.monotonic()
     with open(os.path.join(out, f"{name}.out"), "wb") as o, \
             open(os.path.join(out, f"{name}.err"), "wb") as e:
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=o, stderr=e,
                                 start_new_session=True)
+        unkillable = False
         try:
             rc: Optional[int] = proc.wait(timeout=timeout)
             timed_out = False
         except subprocess.TimeoutExpired:
+            dump_hang(os.path.join(out, f"{name}.hang"), proc.pid, in_vm)
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                unkillable = True  # stuck in the kernel: go on, the .hang file says where
             rc, timed_out = None, True
-    return {"argv": argv, "rc": rc, "timed_out": timed_out,
+    return {"argv": argv, "rc": rc, "timed_out": timed_out, "unkillable": unkillable,
             "seconds": round(time.monotonic() - start, 1)}
+
+
+def dump_hang(path: str, pgid: int, sysrq: bool) -> None:
+    """Where a timed-out step's processes wait in the kernel: their state, wchan and
+    kernel stacks, and in a VM the blocked-task dump (sysrq w) from the kernel log."""
+    lines: List[str] = []
+    for pid in sorted((p for p in os.listdir("/proc") if p.isdigit()), key=int):
+        try:
+            if os.getpgid(int(pid)) != pgid:
+                continue
+        except OSError:
+            continue
+        for tid in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else []:
+            base = f"/proc/{pid}/task/{tid}"
+            state = next((ln for ln in (read(base + "/status") or "").splitlines()
+                          if ln.startswith("State:")), "State: ?")
+            lines.append(f"pid {pid} tid {tid} {read(base + '/comm')} {state}"
+                         f" wchan {read(base + '/wchan')}")
+            lines += ["    " + ln for ln in (read(base + "/stack") or "").splitlines()]
+    try:
+        if sysrq:  # only a guest's kernel log; the host's is not ours to write to
+            with open("/proc/sysrq-trigger", "w") as f:
+                f.write("w")
+            time.sleep(1)
+        log = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=30).stdout
+        lines += ["--- dmesg (last 200 lines)", *log.splitlines()[-200:]]
+    except (OSError, subprocess.SubprocessError) as exc:
+        lines.append(f"--- no kernel log: {exc}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def main(config_path: str) -> int:
@@ -99,7 +134,7 @@ def main(config_path: str) -> int:
         ("doctor", [*wrap, py, "-m", "hybridtrace", "doctor", "--json"], 300),
     ]
     if config.get("force_open", True):
-        steps.append(("force_open", [*wrap, py, "-m", "tools.vm.force_open"], 900))
+        steps.append(("force_open", [*wrap, py, "-m", "tools.vm.force_open"], 420))
     if config.get("tree"):
         steps.append(("record_kernel_tree", [*wrap, py, "tools/record_kernel_tree.py",
                       "--name", config["tree"], "--out", os.path.join(out, "kernels")], 300))
@@ -131,7 +166,8 @@ def main(config_path: str) -> int:
             limit = max(60.0, min(limit, left))
         status["steps"][name] = {"running": True}
         save()
-        status["steps"][name] = run_step(out, name, argv, limit, repo, env)
+        status["steps"][name] = run_step(out, name, argv, limit, repo, env,
+                                         in_vm=bool(config.get("boot_dir")))
         save()
     status["done"] = True
     save()

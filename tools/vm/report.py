@@ -193,7 +193,9 @@ def _details(r: Dict[str, Any]) -> List[str]:
         lines.append(f"- tests: `pytest {' '.join(suite['paths'])}`"
                      + (f" `-k \"{suite['k']}\"`" if suite.get("k") else "")
                      + (f" (read from {r['tests_from']})" if r.get("tests_from") else ""))
-    steps = ", ".join(f"{n} " + ("timed out" if s.get("timed_out") else f"rc {s.get('rc')}")
+    steps = ", ".join(f"{n} " + (("timed out, **unkillable** (stuck in the kernel; see its"
+                                  " .hang file)" if s.get("unkillable") else "timed out")
+                                 if s.get("timed_out") else f"rc {s.get('rc')}")
                       + f" in {s.get('seconds')} s" for n, s in (r.get("steps") or {}).items())
     lines.append(f"- steps: {steps or 'none ran'}; total {r['seconds']} s"
                  + ("; **wall clock exceeded**" if r.get("wall_clock_exceeded") else ""))
