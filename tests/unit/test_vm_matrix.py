@@ -165,6 +165,7 @@ def test_a_guest_that_stopped_early_says_so_in_one_safe_line() -> None:
     assert len(lines) == 1
     assert "Out of memory: Killed process 7 ?x? | y / ?[31mred" in lines[0]
     assert "\x1b" not in text
+    assert "default (**run cut short**: see details) |" in text
     finished = dict(stopped, completed=True)
     assert "guest stopped before" not in report.render(
         {"results": [finished], "generated_by": "python -m tools.vm", "generated_at": "now"})

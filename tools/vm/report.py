@@ -54,7 +54,8 @@ def _cell(v: Dict[str, Any]) -> str:
 
 def _row_name(r: Dict[str, Any]) -> str:
     where = "VM" if r["vm"] else "host, no VM"
-    return f"{r['kernel']} ({r['release']}, {where}) {r['variant']}"
+    cut = "" if r.get("completed", True) else " (**run cut short**: see details)"
+    return f"{r['kernel']} ({r['release']}, {where}) {r['variant']}{cut}"
 
 
 def render(data: Dict[str, Any]) -> str:
