@@ -178,3 +178,19 @@ def test_a_step_that_times_out_leaves_where_its_processes_waited(tmp_path: Any) 
     hang = (tmp_path / "nap.hang").read_text()
     naps = [ln for ln in hang.splitlines() if ln.startswith("pid ") and " sleep " in ln]
     assert len(naps) == 2 and all("State:" in ln and "wchan" in ln for ln in naps)
+
+
+def test_eprobe_self_test_results_become_one_finding() -> None:
+    rows = []
+    for kernel, reads in (("6.1", True), ("6.12", False), ("5.10", None)):
+        row = dict(_result(True, "traced", 2, 0), kernel=kernel, release=f"{kernel}-r",
+                   completed=True)
+        row["doctor"] = dict(row["doctor"], checks=[
+            {"id": "eprobe_strings", "data": {"reads_strings": reads}}])
+        rows.append(row)
+    text = report.render({"results": rows, "generated_by": "python -m tools.vm",
+                          "generated_at": "now"})
+    found = [ln for ln in text.splitlines() if "eprobes and syscall paths" in ln]
+    assert len(found) == 1
+    assert "6.1 (6.1-r): reads the path; 6.12 (6.12-r): reads a fault." in found[0]
+    assert "5.10" not in found[0]

@@ -156,7 +156,28 @@ def _findings(results: List[Dict[str, Any]]) -> List[str]:
                     f"{lockdown}, tracefs events present {f.get('tracefs_events')}; "
                     "tools/vm/raw_tp_probe.py as root): " + raw_tp_probe.conclusion(probe),
                     *(f"  - {line}" for line in raw_tp_probe.summarise(probe))]
+    out += _eprobe_strings(results)
     return ["", "## Findings", "", *out] if out else []
+
+
+def _eprobe_strings(results: List[Dict[str, Any]]) -> List[str]:
+    """Which kernels' eprobes read syscall paths, as doctor's self-test found."""
+    seen: Dict[str, bool] = {}
+    for r in results:
+        for check in (r.get("doctor") or {}).get("checks", []):
+            reads = check.get("data", {}).get("reads_strings")
+            if check.get("id") == "eprobe_strings" and reads is not None:
+                seen.setdefault(f"{r['kernel']} ({r['release']})", bool(reads))
+    if not seen:
+        return []
+    verdicts = "; ".join(f"{k}: {'reads the path' if v else 'reads a fault'}"
+                         for k, v in sorted(seen.items()))
+    return [f"- **eprobes and syscall paths** (doctor's self-test: a throwaway eprobe on "
+            f"sys_enter_openat with `+0($filename):ustring` watches doctor open a marker path; "
+            f"the trace it read is kept in each recorded kernel tree's live.json): {verdicts}. "
+            "Where it reads a fault, doctor calls the eprobe tier not usable for either kind "
+            "(code eprobe-string-fault: no open paths, no filename for failed execs) and the "
+            "tier refuses to open; kprobes, uprobes and tracepoints are unaffected."]
 
 
 def _fidelity(results: List[Dict[str, Any]], kind: str) -> List[str]:
