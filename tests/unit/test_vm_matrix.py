@@ -12,7 +12,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from tools.vm import guest_run, junit, report, verdict
+from tools.vm import guest_run, junit, report, runs, verdict
 from tools.vm.nobpf import program
 from tools.vm.variants import BY_NAME, CI, FULL, SUITES
 
@@ -194,3 +194,13 @@ def test_eprobe_self_test_results_become_one_finding() -> None:
     assert len(found) == 1
     assert "6.1 (6.1-r): reads the path; 6.12 (6.12-r): reads a fault." in found[0]
     assert "5.10" not in found[0]
+
+
+def test_rows_name_the_commit_they_ran() -> None:
+    code = runs.code_version()
+    assert code["commit"] is not None and len(code["commit"]) == 40
+    assert isinstance(code["uncommitted"], int)
+    row = dict(_result(True, "traced", 2, 0), completed=True,
+               code={"commit": code["commit"], "uncommitted": 2})
+    text = report.render({"results": [row], "generated_by": "x", "generated_at": "now"})
+    assert f"- code: commit {code['commit'][:12]} with 2 uncommitted file(s)" in text

@@ -219,6 +219,13 @@ def _details(r: Dict[str, Any]) -> List[str]:
                                   " .hang file)" if s.get("unkillable") else "timed out")
                                  if s.get("timed_out") else f"rc {s.get('rc')}")
                       + f" in {s.get('seconds')} s" for n, s in (r.get("steps") or {}).items())
+    code = r.get("code") or {}
+    if code.get("commit"):
+        dirty = code.get("uncommitted")
+        lines.append(f"- code: commit {code['commit'][:12]}"
+                     + (f" with {dirty} uncommitted file(s)" if dirty else ""))
+    else:
+        lines.append("- code: commit not recorded (a run before rows recorded it)")
     lines.append(f"- steps: {steps or 'none ran'}; total {r['seconds']} s"
                  + ("; **wall clock exceeded**" if r.get("wall_clock_exceeded") else ""))
     if not r.get("completed") and not r.get("wall_clock_exceeded"):
