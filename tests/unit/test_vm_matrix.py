@@ -12,7 +12,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from tools.vm import guest_run, junit, report, verdict
+from tools.vm import guest_run, junit, report, runs, verdict
 from tools.vm.nobpf import program
 from tools.vm.variants import BY_NAME, CI, FULL, SUITES
 
@@ -165,6 +165,7 @@ def test_a_guest_that_stopped_early_says_so_in_one_safe_line() -> None:
     assert len(lines) == 1
     assert "Out of memory: Killed process 7 ?x? | y / ?[31mred" in lines[0]
     assert "\x1b" not in text
+    assert "default (**run cut short**: see details) |" in text
     finished = dict(stopped, completed=True)
     assert "guest stopped before" not in report.render(
         {"results": [finished], "generated_by": "python -m tools.vm", "generated_at": "now"})
@@ -177,3 +178,29 @@ def test_a_step_that_times_out_leaves_where_its_processes_waited(tmp_path: Any) 
     hang = (tmp_path / "nap.hang").read_text()
     naps = [ln for ln in hang.splitlines() if ln.startswith("pid ") and " sleep " in ln]
     assert len(naps) == 2 and all("State:" in ln and "wchan" in ln for ln in naps)
+
+
+def test_eprobe_self_test_results_become_one_finding() -> None:
+    rows = []
+    for kernel, reads in (("6.1", True), ("6.12", False), ("5.10", None)):
+        row = dict(_result(True, "traced", 2, 0), kernel=kernel, release=f"{kernel}-r",
+                   completed=True)
+        row["doctor"] = dict(row["doctor"], checks=[
+            {"id": "eprobe_strings", "data": {"reads_strings": reads}}])
+        rows.append(row)
+    text = report.render({"results": rows, "generated_by": "python -m tools.vm",
+                          "generated_at": "now"})
+    found = [ln for ln in text.splitlines() if "eprobes and syscall paths" in ln]
+    assert len(found) == 1
+    assert "6.1 (6.1-r): reads the path; 6.12 (6.12-r): reads a fault." in found[0]
+    assert "5.10" not in found[0]
+
+
+def test_rows_name_the_commit_they_ran() -> None:
+    code = runs.code_version()
+    assert code["commit"] is not None and len(code["commit"]) == 40
+    assert isinstance(code["uncommitted"], int)
+    row = dict(_result(True, "traced", 2, 0), completed=True,
+               code={"commit": code["commit"], "uncommitted": 2})
+    text = report.render({"results": [row], "generated_by": "x", "generated_at": "now"})
+    assert f"- code: commit {code['commit'][:12]} with 2 uncommitted file(s)" in text

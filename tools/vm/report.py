@@ -54,7 +54,8 @@ def _cell(v: Dict[str, Any]) -> str:
 
 def _row_name(r: Dict[str, Any]) -> str:
     where = "VM" if r["vm"] else "host, no VM"
-    return f"{r['kernel']} ({r['release']}, {where}) {r['variant']}"
+    cut = "" if r.get("completed", True) else " (**run cut short**: see details)"
+    return f"{r['kernel']} ({r['release']}, {where}) {r['variant']}{cut}"
 
 
 def render(data: Dict[str, Any]) -> str:
@@ -155,7 +156,28 @@ def _findings(results: List[Dict[str, Any]]) -> List[str]:
                     f"{lockdown}, tracefs events present {f.get('tracefs_events')}; "
                     "tools/vm/raw_tp_probe.py as root): " + raw_tp_probe.conclusion(probe),
                     *(f"  - {line}" for line in raw_tp_probe.summarise(probe))]
+    out += _eprobe_strings(results)
     return ["", "## Findings", "", *out] if out else []
+
+
+def _eprobe_strings(results: List[Dict[str, Any]]) -> List[str]:
+    """Which kernels' eprobes read syscall paths, as doctor's self-test found."""
+    seen: Dict[str, bool] = {}
+    for r in results:
+        for check in (r.get("doctor") or {}).get("checks", []):
+            reads = check.get("data", {}).get("reads_strings")
+            if check.get("id") == "eprobe_strings" and reads is not None:
+                seen.setdefault(f"{r['kernel']} ({r['release']})", bool(reads))
+    if not seen:
+        return []
+    verdicts = "; ".join(f"{k}: {'reads the path' if v else 'reads a fault'}"
+                         for k, v in sorted(seen.items()))
+    return [f"- **eprobes and syscall paths** (doctor's self-test: a throwaway eprobe on "
+            f"sys_enter_openat with `+0($filename):ustring` watches doctor open a marker path; "
+            f"the trace it read is kept in each recorded kernel tree's live.json): {verdicts}. "
+            "Where it reads a fault, doctor calls the eprobe tier not usable for either kind "
+            "(code eprobe-string-fault: no open paths, no filename for failed execs) and the "
+            "tier refuses to open; kprobes, uprobes and tracepoints are unaffected."]
 
 
 def _fidelity(results: List[Dict[str, Any]], kind: str) -> List[str]:
@@ -197,6 +219,13 @@ def _details(r: Dict[str, Any]) -> List[str]:
                                   " .hang file)" if s.get("unkillable") else "timed out")
                                  if s.get("timed_out") else f"rc {s.get('rc')}")
                       + f" in {s.get('seconds')} s" for n, s in (r.get("steps") or {}).items())
+    code = r.get("code") or {}
+    if code.get("commit"):
+        dirty = code.get("uncommitted")
+        lines.append(f"- code: commit {code['commit'][:12]}"
+                     + (f" with {dirty} uncommitted file(s)" if dirty else ""))
+    else:
+        lines.append("- code: commit not recorded (a run before rows recorded it)")
     lines.append(f"- steps: {steps or 'none ran'}; total {r['seconds']} s"
                  + ("; **wall clock exceeded**" if r.get("wall_clock_exceeded") else ""))
     if not r.get("completed") and not r.get("wall_clock_exceeded"):

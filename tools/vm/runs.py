@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from typing import Any, Dict, Optional
@@ -79,8 +80,29 @@ def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
                              cpus, memory, kvm=False)
         vm_rc = boot.run_vm(argv, os.path.join(run_dir, "console.log"), wall, REPO)
     result = collect(run_dir, name, kernel, variant, vm_rc, time.monotonic() - start)
+    result["code"] = code_version()
     result["suite"] = {"name": suite, "paths": list(SUITES[suite][0]), "k": SUITES[suite][1]}
     return result
+
+
+# What the matrix itself writes into the checkout while it runs.
+_OWN_OUTPUT = ("docs/compatibility.", "tests/fixtures/")
+
+
+def code_version() -> Dict[str, Any]:
+    """The commit the row ran, and whether other files differed from it."""
+    def git(*args: str) -> Optional[str]:
+        try:
+            return subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True,
+                                  timeout=30, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+    head = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain")
+    changed = None if status is None else [
+        ln[3:] for ln in status.splitlines() if not ln[3:].startswith(_OWN_OUTPUT)]
+    return {"commit": head.strip() if head else None,
+            "uncommitted": None if changed is None else len(changed)}
 
 
 def collect(run_dir: str, name: str, kernel: Optional[Kernel], variant: Variant,
