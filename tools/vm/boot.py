@@ -25,6 +25,12 @@ def vng_argv(kimg: str, run_dir: str, ro_dirs: Sequence[str], append: Sequence[s
             "--cpus", str(cpus), "--memory", memory, "--rwdir", run_dir]
     if not kvm:
         argv.append("--disable-kvm")
+        if cpus > 1:
+            # One TCG thread for all vCPUs: with a thread per vCPU, the kernel patching
+            # its own text (int3 + sync IPIs when tracepoints are switched on and off)
+            # left a vCPU spinning on a stale int3 in syscall_trace_enter ("soft lockup",
+            # RCU stalls) in about one VM in seven. Real CPUs and KVM don't do this.
+            argv.append("--qemu-opts=-accel tcg,thread=single")  # "=": the value starts with -
     for d in ro_dirs:
         argv += ["--rodir", d]
     for a in append:

@@ -75,7 +75,8 @@ def arguments(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--wall", type=int, help="wall clock per VM, seconds "
                    "(default: contract suite 900, others 3600)")
     p.add_argument("--test-timeout", type=int, default=240, help="per test, seconds")
-    p.add_argument("--cpus", type=int, default=2)
+    p.add_argument("--cpus", type=int, help="vCPUs per VM (default 2; --ci: 1, the CI "
+                   "cell needs no second CPU and one vCPU rules out the TCG lockup in boot.py)")
     p.add_argument("--memory", default="2G")
     p.add_argument("--runs", default=runs.RUNS, help="run directories (logs, raw output)")
     p.add_argument("--no-fixtures", action="store_true",
@@ -148,7 +149,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             kernel, variant, name, args.runs, suite,
             args.test_timeout, wall,
             record=kernel is not None and not args.ci and not args.no_record,
-            cpus=args.cpus, memory=args.memory,
+            cpus=args.cpus or (1 if args.ci else 2), memory=args.memory,
             require="ftrace/kprobe,ebpf-bcc" if args.ci else None, force_open=not args.ci,
             streams=not args.trees_only)
         if kernel is not None and not args.no_fixtures and not args.ci:
