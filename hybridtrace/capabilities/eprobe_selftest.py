@@ -14,7 +14,7 @@ import contextlib
 import errno
 import os
 import threading
-from typing import List, Optional
+from typing import Optional
 
 import attrs
 
@@ -45,7 +45,8 @@ def _remove_probe(tracefs: str, group: str, name: str) -> None:
             os.sched_yield()
 
 
-def _remove_instance(path: str) -> None:
+def remove_instance(path: str) -> None:
+    """rmdir a throwaway instance, retrying while the kernel still holds it busy."""
     for _ in range(50):
         try:
             os.rmdir(path)
@@ -94,11 +95,9 @@ def run(tracefs: str) -> Optional[SelfTest]:
                f"e:{group}/{name} {SOURCE} path=+0($filename):ustring\n", append=True)
     except OSError:
         return None
-    made: List[str] = []
     root_fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.mkdir(instance)
-        made.append(instance)
         event = os.path.join(instance, "events", group, name)
         _write(os.path.join(event, "filter"), f"common_pid == {threading.get_native_id()}\n")
         _write(os.path.join(event, "enable"), "1\n")
@@ -113,6 +112,5 @@ def run(tracefs: str) -> Optional[SelfTest]:
         return None
     finally:
         os.close(root_fd)
-        for path in made:
-            _remove_instance(path)
+        remove_instance(instance)  # gone already, or never made: returns at once
         _remove_probe(tracefs, group, name)

@@ -18,7 +18,7 @@ from hybridtrace.capabilities.bpf_probes import (
     load_trivial_prog,
 )
 from hybridtrace.capabilities.engines import find_bcc, load_libbpf
-from hybridtrace.capabilities.eprobe_selftest import eprobe_reads_strings
+from hybridtrace.capabilities.eprobe_selftest import eprobe_reads_strings, remove_instance
 from hybridtrace.capabilities.model import Bcc, Library
 
 
@@ -103,14 +103,7 @@ def instance_files_writable(path: str) -> bool:
     except OSError:
         return False
     finally:
-        for _ in range(50):
-            try:
-                os.rmdir(trial)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                os.sched_yield()
+        remove_instance(trial)
 
 
 class RecordedLive:

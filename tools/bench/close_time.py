@@ -152,8 +152,8 @@ def v_rmdir_only(res: _Resources, t: Timer) -> None:
         _remove_group(res, "")
 
 
-def v_remove_first(res: _Resources, t: Timer) -> None:
-    """Disable each, remove probes while the instance still exists, then rmdir."""
+def _stop_and_disable_each(res: _Resources, t: Timer) -> Instance:
+    """The shared start of two variants: stop tracing, then disable event by event."""
     inst = _take_instance(res)
     with t.step("tracing_on=0"):
         inst.set_option("tracing_on", "0")
@@ -161,6 +161,12 @@ def v_remove_first(res: _Resources, t: Timer) -> None:
         for name in reversed(inst.enabled):
             _write0(os.path.join(inst.events_dir(), name, "enable"))
     inst.enabled = []
+    return inst
+
+
+def v_remove_first(res: _Resources, t: Timer) -> None:
+    """Disable each, remove probes while the instance still exists, then rmdir."""
+    inst = _stop_and_disable_each(res, t)
     with t.step("remove probes (each, instance alive)"):
         _remove_each(res)
     with t.step("close trace_pipe"):
@@ -171,13 +177,7 @@ def v_remove_first(res: _Resources, t: Timer) -> None:
 
 def v_group_remove(res: _Resources, t: Timer, event: str = "") -> None:
     """Disable each, rmdir, then one ``-:group/<event>`` write."""
-    inst = _take_instance(res)
-    with t.step("tracing_on=0"):
-        inst.set_option("tracing_on", "0")
-    with t.step("disable all events (each)"):
-        for name in reversed(inst.enabled):
-            _write0(os.path.join(inst.events_dir(), name, "enable"))
-    inst.enabled = []
+    inst = _stop_and_disable_each(res, t)
     with t.step("close trace_pipe"):
         _close_fd(res)
     with t.step("rmdir instance"):
