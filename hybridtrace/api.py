@@ -130,9 +130,14 @@ def trace(
     failed_only: bool = False,
     max_args: int = DEFAULT_MAX_ARGS,
     tier: Optional[str] = None,
+    ebpf_attach: Optional[str] = None,
     capabilities: Optional[Capabilities] = None,
 ) -> Session:
     """Open a tracing session for ``kind`` ("exec" or "open").
+
+    ``tier`` forces one ftrace tier; ``ebpf_attach`` forces how ebpf-core
+    attaches: "tracepoint" (classic tracepoints, whose ids need a mounted
+    tracefs) or "tp_btf" (raw tracepoints by BTF name, no tracefs at all).
 
     Raises BackendError (SelectionError when nothing can run) with one line
     that says what is missing and how to fix it.
@@ -150,7 +155,7 @@ def trace(
     except ValueError as exc:
         raise BackendError(str(exc)) from None
     caps = capabilities if capabilities is not None else probe()
-    decision = require(caps, kind_value, backend, tier)
+    decision = require(caps, kind_value, backend, tier, ebpf_attach)
     fallbacks: List[str] = []
     # Probe by doing: if the chosen backend fails to open, the next usable
     # candidate the user's choice allows gets its turn, and the reason is kept.

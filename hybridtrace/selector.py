@@ -1,4 +1,4 @@
-"""Choose a backend (and ftrace tier) for one kind of tracing on one kernel."""
+"""Choose a backend (and its tier: ftrace tier, ebpf-core attach mode) for one kind of tracing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Tuple
 import attrs
 
 from hybridtrace.backends.base import Assessment, BackendError
-from hybridtrace.backends.ebpf.requirements import assess_bcc, assess_core
+from hybridtrace.backends.ebpf.requirements import CORE_TIERS, assess_bcc, assess_cores
 from hybridtrace.backends.ftrace.requirements import TIERS, assess_all
 from hybridtrace.capabilities.model import Capabilities
 
@@ -35,11 +35,13 @@ class Decision:
     tier_request: Optional[str]
     candidates: List[Assessment]
     chosen: Optional[Assessment]
+    attach_request: Optional[str] = None  # ebpf-core: "tracepoint" or "tp_btf"; None = best
 
     def allows(self, cand: Assessment) -> bool:
-        return cand.backend in _ALLOWED[self.choice] and (
-            self.tier_request is None or cand.tier == self.tier_request
-        )
+        if cand.backend not in _ALLOWED[self.choice]:
+            return False
+        wanted = {"ftrace": self.tier_request, "ebpf-core": self.attach_request}.get(cand.backend)
+        return wanted is None or cand.tier == wanted
 
     def usable(self) -> List[Assessment]:
         """Usable candidates the user's choice allows, best first."""
@@ -64,14 +66,17 @@ class Decision:
 
     def failure(self) -> str:
         """One line naming what is missing for each allowed candidate, then the fixes."""
-        parts: List[str] = []
+        labels: Dict[str, List[str]] = {}  # each distinct reason once, with its candidates
         fixes: List[str] = []
         for cand in filter(self.allows, self.candidates):
             first = next(r for r in cand.reasons if r.blocking)
-            parts.append(f"{cand.label}: {first.message}")
+            labels.setdefault(first.message, []).append(cand.label)
             if first.remedy and first.remedy not in fixes:
                 fixes.append(first.remedy)
-        what = self.choice if self.tier_request is None else f"{self.choice}/{self.tier_request}"
+        parts = [f"{', '.join(names)}: {message}" for message, names in labels.items()]
+        what = self.choice
+        if self.tier_request or self.attach_request:
+            what += f"/{self.tier_request or self.attach_request}"
         line = f"no usable backend for {self.kind} tracing with --backend {what}: " + "; ".join(
             parts
         )
@@ -80,11 +85,12 @@ class Decision:
 
 def candidates(caps: Capabilities, kind: str) -> List[Assessment]:
     """Every backend and tier, best first."""
-    return [assess_core(caps, kind), assess_bcc(caps, kind), *assess_all(caps, kind)]
+    return [*assess_cores(caps, kind), assess_bcc(caps, kind), *assess_all(caps, kind)]
 
 
 def decide(
-    caps: Capabilities, kind: str, choice: str = "auto", tier: Optional[str] = None
+    caps: Capabilities, kind: str, choice: str = "auto", tier: Optional[str] = None,
+    attach: Optional[str] = None,
 ) -> Decision:
     if kind not in KINDS:
         raise SelectionError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
@@ -100,18 +106,26 @@ def decide(
         if choice not in ("auto", "ftrace"):
             raise SelectionError("--tier applies to the ftrace backend only")
         choice = "ftrace"
+    if attach is not None:
+        if attach not in CORE_TIERS:
+            raise SelectionError(
+                f"unknown eBPF attach mode {attach!r}: expected one of {', '.join(CORE_TIERS)}"
+            )
+        if choice not in ("auto", "ebpf", "ebpf-core"):
+            raise SelectionError("--ebpf-attach applies to the ebpf-core backend only")
+        choice = "ebpf-core"
     cands = candidates(caps, kind)
     if tier is not None:
         cands = [c for c in cands if c.backend != "ftrace" or c.tier == tier]
-    undecided = Decision(kind, choice, tier, cands, None)
+    undecided = Decision(kind, choice, tier, cands, None, attach)
     usable = undecided.usable()
     return attrs.evolve(undecided, chosen=usable[0] if usable else None)
 
 
 def require(caps: Capabilities, kind: str, choice: str = "auto",
-            tier: Optional[str] = None) -> Decision:
+            tier: Optional[str] = None, attach: Optional[str] = None) -> Decision:
     """Like decide, but a choice that cannot work raises SelectionError (one line)."""
-    decision = decide(caps, kind, choice, tier)
+    decision = decide(caps, kind, choice, tier, attach)
     if decision.chosen is None:
         raise SelectionError(decision.failure())
     return decision

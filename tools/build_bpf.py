@@ -24,9 +24,15 @@ from typing import List, Optional
 BPF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hybridtrace",
                        "backends", "ebpf", "bpf")
 SOURCES = ("exec.bpf.c", "open.bpf.c")
-# Each source is built twice: with the BPF ring buffer (5.8+), and with per-CPU
-# perf buffers for older kernels.
-FLAVOURS = ((".bpf.o", []), (".perf.bpf.o", ["-DHT_PERF_BUFFER"]))
+# Each source is built four times: classic tracepoints (ids from tracefs) or raw
+# tracepoints by BTF name (tp_btf: no tracefs), each with the BPF ring buffer
+# (5.8+) or with per-CPU perf buffers for older kernels.
+FLAVOURS = (
+    (".bpf.o", []),
+    (".perf.bpf.o", ["-DHT_PERF_BUFFER"]),
+    (".tp_btf.bpf.o", ["-DHT_TP_BTF"]),
+    (".tp_btf.perf.bpf.o", ["-DHT_TP_BTF", "-DHT_PERF_BUFFER"]),
+)
 HEADERS = ("common.h", "vmlinux.h")
 ARCH = {"x86_64": "x86", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "powerpc",
         "s390x": "s390", "riscv64": "riscv"}

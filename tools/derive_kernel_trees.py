@@ -131,22 +131,26 @@ def no_uprobes(v: Variant) -> None:
                  "CONFIG_UPROBE_EVENTS off")
 
 
-def container_no_caps(v: Variant) -> None:
-    v.status_field("CapEff", DOCKER_CAPEFF, "Docker's default capabilities")
-    v.set_live("bpf_prog_load_errno", 1, "EPERM without CAP_BPF/CAP_SYS_ADMIN")
-    v.live.pop("ringbuf_errno", None)
-    v.live.pop("kernel_read_errno", None)
-    v.remove("/sys/kernel/tracing", "no tracefs inside the container")
+def no_tracefs(v: Variant) -> None:
+    v.remove("/sys/kernel/tracing", "no tracefs in this mount namespace")
     v.set_live("tracefs_writable", {}, "no tracefs")
     mountinfo = "\n".join(line for line in v.read("/proc/self/mountinfo").splitlines()
                           if " - tracefs " not in line) + "\n"
     v.write("/proc/self/mountinfo", mountinfo, "tracefs not mounted")
 
 
+def container_no_caps(v: Variant) -> None:
+    v.status_field("CapEff", DOCKER_CAPEFF, "Docker's default capabilities")
+    v.set_live("bpf_prog_load_errno", 1, "EPERM without CAP_BPF/CAP_SYS_ADMIN")
+    v.live.pop("ringbuf_errno", None)
+    v.live.pop("kernel_read_errno", None)
+    no_tracefs(v)
+
+
 def unprivileged_with_bpf_caps(v: Variant) -> None:
     v.status_field("CapEff", BPF_PERFMON_CAPEFF, "CAP_BPF+CAP_PERFMON granted to a user")
     v.set_live("euid", 1000, "an ordinary user")
-    v.set_live("tracefs_writable", {"/sys/kernel/tracing": False}, "tracefs is root-only")
+    no_tracefs(v)
 
 
 def debugfs_only(v: Variant) -> None:

@@ -15,7 +15,7 @@ def open_stream(assessment: Assessment, request: TraceRequest, caps: Capabilitie
     if assessment.backend == "ebpf-core":
         from hybridtrace.backends.ebpf.core_stream import open_core_stream
 
-        return open_core_stream(request, caps)
+        return open_core_stream(request, caps, attach=assessment.tier or "tracepoint")
     if assessment.backend == "ebpf-bcc":
         from hybridtrace.backends.ebpf.bcc.bcc_stream import open_bcc_stream
 

@@ -63,6 +63,15 @@ def bpf_reasons(caps: Capabilities) -> List[Reason]:
             )
         else:
             out.append(Reason("bpf-failed", f"loading a trivial BPF program failed ({name})"))
+    return out
+
+
+def kernel_read_reasons(caps: Capabilities, blocking: bool = True) -> List[Reason]:
+    """May our programs read kernel memory (bpf_probe_read_kernel)?
+
+    BCC's programs cannot do without; ebpf-core's can (``blocking`` False): its
+    fields then come from the syscall's user memory and BTF walks only.
+    """
     read_err = caps.bpf.kernel_read_errno
     if read_err:  # measured: a program reading kernel memory was refused
         name = errno.errorcode.get(read_err, str(read_err))
@@ -71,17 +80,13 @@ def bpf_reasons(caps: Capabilities) -> List[Reason]:
             why += ": kernel lockdown=confidentiality"
         elif caps.lockdown is None:
             why += "; kernel lockdown=confidentiality is the usual cause"
-        out.append(Reason("bpf-kernel-read-denied", why, remedy=LOCKDOWN_REMEDY))
-    elif (read_err is None and caps.lockdown == "confidentiality"
-          and not any(r.code == "bpf-denied" for r in out)):
-        out.append(
-            Reason(
-                "lockdown-confidentiality",
-                "kernel lockdown=confidentiality denies the kernel-memory reads our programs need",
-                remedy=LOCKDOWN_REMEDY,
-            )
-        )
-    return out
+        return [Reason("bpf-kernel-read-denied", why, blocking=blocking,
+                       remedy=LOCKDOWN_REMEDY if blocking else None)]
+    if read_err is None and caps.lockdown == "confidentiality" and not caps.bpf.prog_load_errno:
+        return [Reason("lockdown-confidentiality",
+                       "kernel lockdown=confidentiality denies BPF reads of kernel memory",
+                       blocking=blocking, remedy=LOCKDOWN_REMEDY if blocking else None)]
+    return []
 
 
 def tracefs_reasons(caps: Capabilities, kind: str, purpose: str) -> List[Reason]:

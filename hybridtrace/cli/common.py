@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, List, Optional, Pattern
 
 from hybridtrace.api import Session, trace
 from hybridtrace.backends.base import BackendError
+from hybridtrace.backends.ebpf.requirements import CORE_TIERS
 from hybridtrace.backends.ftrace.requirements import TIERS
 from hybridtrace.events import Event, LostEvent
 from hybridtrace.output.columns import lost_line
@@ -52,6 +53,10 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help="auto (default) picks the best this kernel allows")
     parser.add_argument("--tier", choices=TIERS,
                         help="force one ftrace tier (implies --backend ftrace)")
+    parser.add_argument("--ebpf-attach", choices=CORE_TIERS,
+                        help="force how ebpf-core attaches (implies --backend ebpf-core):"
+                        " tracepoint (classic, needs a mounted tracefs) or tp_btf (raw"
+                        " tracepoints by BTF name, no tracefs)")
     parser.add_argument("--json", action="store_true",
                         help="JSON Lines, one event per line (schema hybridtrace.event/1)")
     parser.add_argument("-Q", "--quiet", action="store_true",
@@ -97,7 +102,8 @@ def compile_regex(text: Optional[str], option: str) -> Optional[Pattern[bytes]]:
 
 def open_session(kind: str, args: argparse.Namespace, **filters: Any) -> Session:
     try:
-        return trace(kind, args.backend, tier=args.tier, **filters)
+        return trace(kind, args.backend, tier=args.tier, ebpf_attach=args.ebpf_attach,
+                     **filters)
     except BackendError as exc:
         raise UsageError(f"{PROG}: {exc} (run `hybridtrace doctor` for details)") from None
 

@@ -24,7 +24,7 @@ def add_parser(sub: Any) -> None:
         " usable backend, 1 when one of them has none, 2 on a usage error.",
     )
     parser.add_argument("--json", action="store_true", help="one JSON document (schema"
-                        " hybridtrace.doctor/1) for comparing a fleet")
+                        " hybridtrace.doctor/2) for comparing a fleet")
     parser.add_argument("--root", default="/", help="probe a recorded kernel tree (its directory"
                         " or its root/) instead of this machine; live checks come from its"
                         " live.json")

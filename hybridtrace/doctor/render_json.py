@@ -10,7 +10,7 @@ from hybridtrace.backends.base import Assessment
 from hybridtrace.doctor.report import Report
 from hybridtrace.selector import Decision
 
-DOCTOR_SCHEMA = "hybridtrace.doctor/1"
+DOCTOR_SCHEMA = "hybridtrace.doctor/2"
 
 
 def assessment_to_dict(cand: Assessment) -> Dict[str, Any]:

@@ -130,8 +130,9 @@ def _checks(caps: Capabilities) -> List[Check]:
               _yes_no(caps.bpf.kernel_read, "yes",
                       f"no ({_errno_name(caps.bpf.kernel_read_errno)})"),
               caps.bpf.kernel_read,
-              "a program calling bpf_probe_read_kernel was loaded to find out; our programs"
-              " read task_struct (lockdown=confidentiality refuses it)",
+              "a program calling bpf_probe_read_kernel was loaded to find out (lockdown="
+              "confidentiality refuses it): BCC needs it; ebpf-core does without, with the"
+              " fields its candidates list",
               {"kernel_read_errno": caps.bpf.kernel_read_errno}),
         Check("ringbuf", "BPF ring buffer",
               _yes_no(caps.bpf.ringbuf, "yes", f"no ({_errno_name(caps.bpf.ringbuf_errno)})"),
@@ -184,7 +185,8 @@ def _checks(caps: Capabilities) -> List[Check]:
     checks.append(Check(
         "tracefs", "tracefs", tracefs_value,
         None if tfs.path is None and tfs.mountable else tfs.path is not None,
-        "the ftrace backend lives in it; libbpf finds tracepoint ids in it",
+        "the ftrace backend lives in it; ebpf-core's classic tracepoints take their ids from"
+        " it (its tp_btf mode needs no tracefs)",
         {"path": tfs.path, "via": tfs.via, "mountable": tfs.mountable,
          "writable": tfs.writable}))
     for cid, title, value, option, why in (

@@ -7,8 +7,17 @@ from typing import Iterator, List
 
 import pytest
 
-from hybridtrace import kernel_state
+from hybridtrace import kernel_state, tracefs
 from tests.conftest import require_root
+
+# ebpf-core's classic tracepoints, like libbpf-tools, need a mounted tracefs, which
+# hybridtrace never mounts for eBPF; a fresh boot here has none. The tests ask for it.
+EBPF_ATTACH = ["tracepoint", "tp_btf"]
+
+
+def mount_tracefs_for(attach: str) -> None:
+    if attach == "tracepoint":
+        tracefs.ensure_mounted()
 
 
 def leftovers(owner: int) -> List[str]:

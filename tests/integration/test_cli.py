@@ -16,18 +16,25 @@ from hybridtrace.capabilities import probe
 from hybridtrace.output.jsonl import decode_bytes
 from hybridtrace.selector import decide
 from tests.conftest import require_backend
-from tests.integration.conftest import leftovers
+from tests.integration.conftest import leftovers, mount_tracefs_for
 
-BACKENDS = ["ebpf-core", "ebpf-bcc", "ftrace/uprobe", "ftrace/tracepoint"]
-EXACT = {"ebpf-core", "ebpf-bcc", "ftrace/uprobe"}
+BACKENDS = ["ebpf-core/tracepoint", "ebpf-core/tp_btf", "ebpf-bcc", "ftrace/uprobe",
+            "ftrace/tracepoint"]
+EXACT = {"ebpf-core/tracepoint", "ebpf-core/tp_btf", "ebpf-bcc", "ftrace/uprobe"}
 
 
 def backend_args(label: str) -> List[str]:
+    """Command-line options for ``label`` (for ebpf-core the tier is its attach mode)."""
     backend, _, tier = label.partition("/")
-    decision = decide(probe(), "exec", backend, tier or None)
+    core = backend == "ebpf-core"
+    if core:
+        mount_tracefs_for(tier)
+    decision = decide(probe(), "exec", backend, None if core else tier or None,
+                      tier if core else None)
     if decision.chosen is None:
         require_backend(label, decision.failure())
-    return ["--backend", backend] + (["--tier", tier] if tier else [])
+    option = "--ebpf-attach" if core else "--tier"
+    return ["--backend", backend] + ([option, tier] if tier else [])
 
 
 class Tracer:

@@ -24,12 +24,14 @@ from hybridtrace.capabilities import probe
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
 from hybridtrace.selector import decide
 from tests.conftest import require_backend
+from tests.integration.conftest import mount_tracefs_for
 
-BACKENDS = ["ebpf-core", "ebpf-bcc", "ftrace/kprobe", "ftrace/eprobe", "ftrace/uprobe",
-            "ftrace/tracepoint"]
+BACKENDS = ["ebpf-core/tracepoint", "ebpf-core/tp_btf", "ebpf-bcc", "ftrace/kprobe",
+            "ftrace/eprobe", "ftrace/uprobe", "ftrace/tracepoint"]
 # Backends whose strings are read in the kernel and must be exact; the others
 # may fall back to /proc and may say "unknown" (None), but never be wrong.
-EXACT = {"ebpf-core", "ebpf-bcc", "ftrace/kprobe", "ftrace/eprobe", "ftrace/uprobe"}
+EXACT = {"ebpf-core/tracepoint", "ebpf-core/tp_btf", "ebpf-bcc", "ftrace/kprobe",
+         "ftrace/eprobe", "ftrace/uprobe"}
 
 HOSTILE_ARGS = [b"with space", b"quote\"'s", b"new\nline", b"\xff\xfe not utf-8", b"\x1b[31mred"]
 
@@ -37,11 +39,16 @@ E = TypeVar("E", bound=Event)
 
 
 def open_backend(label: str, kind: str, **filters: object) -> Session:
+    """The backend and tier ``label`` names (for ebpf-core the tier is its attach mode)."""
     backend, _, tier = label.partition("/")
-    decision = decide(probe(), kind, backend, tier or None)
+    modes = {"tier": None, "ebpf_attach": None}
+    modes["ebpf_attach" if backend == "ebpf-core" else "tier"] = tier or None
+    if modes["ebpf_attach"]:
+        mount_tracefs_for(tier)
+    decision = decide(probe(), kind, backend, modes["tier"], modes["ebpf_attach"])
     if decision.chosen is None:
         require_backend(label, decision.failure())
-    return hybridtrace.trace(kind, backend, tier=tier or None, **filters)  # type: ignore[arg-type]
+    return hybridtrace.trace(kind, backend, **modes, **filters)  # type: ignore[arg-type]
 
 
 def wait_for(session: Session, want: Callable[[Event], bool], timeout: float = 8.0) -> List[Event]:

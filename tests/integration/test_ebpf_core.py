@@ -28,6 +28,7 @@ from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
 from hybridtrace.request import ARG_SIZE, Filters, Kind, TraceRequest
 from hybridtrace.selector import decide
 from tests.conftest import require_backend
+from tests.integration.conftest import EBPF_ATTACH, mount_tracefs_for
 from tests.integration.ebpf_checks import (
     check_every_open_syscall,
     held_ids,
@@ -41,17 +42,23 @@ LABEL = "ebpf-core"
 TRANSPORTS = ["ring", "ring-libbpf", "perf"]
 
 
-@pytest.fixture(scope="module")
-def caps() -> Iterator[object]:
+# Every test runs once per attach mode: classic tracepoints, and raw ones by BTF name.
+_attach = ["tracepoint"]
+
+
+@pytest.fixture(scope="module", params=EBPF_ATTACH)
+def caps(request: pytest.FixtureRequest) -> Iterator[object]:
+    mount_tracefs_for(request.param)
     found = probe()
-    decision = decide(found, "exec", LABEL, None)
+    decision = decide(found, "exec", LABEL, None, request.param)
     if decision.chosen is None:
-        require_backend(LABEL, decision.failure())
+        require_backend(f"{LABEL}/{request.param}", decision.failure())
+    _attach[0] = request.param
     yield found
 
 
 def trace(kind: str, **filters: object) -> Session:
-    return hybridtrace.trace(kind, LABEL, **filters)  # type: ignore[arg-type]
+    return hybridtrace.trace(kind, LABEL, ebpf_attach=_attach[0], **filters)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +260,8 @@ def test_open_creat_openat2_and_errors(caps: object, tmp_path: os.PathLike[str])
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_every_transport_carries_exec_and_open(caps: object, transport: str) -> None:
-    streams = [open_core_stream(TraceRequest(kind), None, transport=transport)
+    streams = [open_core_stream(TraceRequest(kind), None, transport=transport,
+                                attach=_attach[0])
                for kind in (Kind.EXEC, Kind.OPEN)]
     try:
         child = subprocess.Popen([b"/bin/cat", b"/etc/hostname", b"x\xff y"],
@@ -429,7 +437,8 @@ def test_overload_reports_every_loss(caps: object, cbin: Dict[str, str], transpo
     loop = subprocess.Popen([cbin["openloop"], str(produced)], stdin=subprocess.PIPE)
     try:
         request = TraceRequest(Kind.OPEN, Filters(pid=loop.pid))
-        stream = open_core_stream(request, None, buffer_bytes=4096, transport=transport)
+        stream = open_core_stream(request, None, buffer_bytes=4096, transport=transport,
+                                  attach=_attach[0])
         try:
             assert loop.stdin is not None
             loop.stdin.write(b"go\n")
@@ -470,6 +479,10 @@ def test_nothing_left_loaded_after_close(caps: object) -> None:
         session.close()
         session.close()  # idempotent
         assert _held() - before == set()
+        # A raw tracepoint's program is freed after an RCU grace period, not at close.
+        deadline = time.monotonic() + 5
+        while progs & loaded_ids("prog") and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert not progs & loaded_ids("prog")
 
 
@@ -477,7 +490,8 @@ def test_dropped_stream_is_released_by_gc(caps: object) -> None:
     import gc
 
     before = _held()
-    stream: Optional[object] = open_core_stream(TraceRequest(Kind.OPEN), probe())
+    stream: Optional[object] = open_core_stream(TraceRequest(Kind.OPEN), probe(),
+                                                attach=_attach[0])
     assert _held() - before
     del stream
     gc.collect()
@@ -552,11 +566,14 @@ def test_same_workload_as_libbpf_tools(caps: object) -> None:
 def test_programs_for_missing_tracepoints_are_not_loaded(caps: object) -> None:
     """As on kernels without openat2 (< 5.6) or open/creat (arm64): skipped, not fatal."""
     from hybridtrace.backends.ebpf import libbpf
-    from hybridtrace.backends.ebpf.core_stream import _object_image, config_bytes
+    from hybridtrace.backends.ebpf.core_stream import _object_image, config_bytes, object_name
     from hybridtrace.backends.ebpf.loader import BpfObject
 
+    if _attach[0] != "tracepoint":
+        pytest.skip("raw tracepoints serve every syscall: nothing is missing by name")
     before, progs_before = _held(), held_ids("prog")
-    obj = BpfObject(libbpf.get(), _object_image(Kind.OPEN, "ring"), "ht_open")
+    image = _object_image(object_name(Kind.OPEN, "ring", "tracepoint"))
+    obj = BpfObject(libbpf.get(), image, "ht_open")
     try:
         obj.set_rodata(config_bytes(TraceRequest(Kind.OPEN), os.getpid()))
         obj.skip_missing(lambda tp: not tp.endswith(("openat2", "creat")))

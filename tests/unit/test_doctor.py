@@ -95,7 +95,7 @@ def test_host_text_says_what_the_issue_asks() -> None:
     assert rows["uprobes"] == ("ok", "yes")
     assert rows["bpf permitted"] == ("ok", "yes")
     assert rows["kernel headers"] == ("NO", "no")
-    assert "exec: ebpf-core\n" in text and "open: ebpf-core\n" in text
+    assert "exec: ebpf-core/tracepoint\n" in text and "open: ebpf-core/tracepoint\n" in text
     assert "ebpf-bcc            not usable" in text  # the alternatives, explained
 
 
@@ -116,7 +116,10 @@ def test_fresh_boot_text_falls_back_to_the_kernel_config() -> None:
     assert rows["tracefs"] == ("--", "not mounted, mountable")
     assert rows["kprobes"][0] == "NO" and rows["kprobes"][1].startswith("no (CONFIG_KPROBE_")
     assert rows["uprobes"][0] == "ok" and rows["uprobes"][1].startswith("yes (CONFIG_UPROBE_")
-    assert "exec: ebpf-core\n" in text and "open: ebpf-core\n" in text
+    # eBPF no longer mounts tracefs: raw tracepoints by BTF name need none; only the
+    # ftrace backend would mount it, and says so.
+    assert "exec: ebpf-core/tp_btf\n" in text and "open: ebpf-core/tp_btf\n" in text
+    assert "tracefs is not mounted (hybridtrace does not mount it for eBPF)" in text
     assert "hybridtrace will mount it" in text
 
 

@@ -16,19 +16,21 @@ __all__ = ["hermetic_env"]
 
 # Situation -> what auto must choose (same for exec and open), and why.
 EXPECTED_AUTO: Dict[str, Optional[str]] = {
-    "host-6.18-root": "ebpf-core",  # BTF + bpf() permitted
-    "host-6.18-securityfs": "ebpf-core",  # lockdown=integrity does not stop us
-    "host-6.18-tracefs-unmounted": "ebpf-core",  # tracefs gets mounted on demand
+    "host-6.18-root": "ebpf-core/tracepoint",  # BTF + bpf() permitted, tracefs readable
+    "host-6.18-securityfs": "ebpf-core/tracepoint",  # lockdown=integrity does not stop us
+    "host-6.18-tracefs-unmounted": "ebpf-core/tp_btf",  # we never mount tracefs for eBPF
     "host-6.18-nobody": None,  # no privilege at all
     "derived-no-btf-headers": "ebpf-bcc",  # headers, no BTF
     "derived-no-btf": "ftrace/uprobe",  # neither BTF nor headers; no kprobes here
     "derived-debugfs-only-no-btf": "ftrace/uprobe",  # tracefs under debugfs works the same
     "derived-no-btf-no-uprobes": "ftrace/tracepoint",  # the last tier
     "derived-kernel-4.19": "ftrace/kprobe" if "kprobe" in IMPLEMENTED else "ftrace/uprobe",
-    "derived-lockdown-confidentiality": None,  # denies kernel reads from BPF and tracefs
-    "derived-kernel-reads-refused-no-securityfs": "ftrace/uprobe",  # measured refusal
+    # denies tracefs and kernel reads from BPF; BTF raw tracepoints still attach
+    "derived-lockdown-confidentiality": "ebpf-core/tp_btf",
+    # a measured refusal costs fields, not the backend
+    "derived-kernel-reads-refused-no-securityfs": "ebpf-core/tracepoint",
     "derived-container-no-caps": None,  # bpf() EPERM, no tracefs, cannot mount it
-    "derived-user-cap-bpf-perfmon": "ebpf-core",  # CAP_BPF+CAP_PERFMON are enough
+    "derived-user-cap-bpf-perfmon": "ebpf-core/tp_btf",  # CAP_BPF+CAP_PERFMON, no tracefs
 }
 
 # Reason codes are part of doctor --json: changing one breaks fleets comparing reports.
@@ -38,6 +40,7 @@ STABLE_CODES = {
     "no-btf", "no-libbpf", "no-ringbuf", "no-bcc", "no-headers", "lockdown-kprobes",
     "no-kprobe-events", "no-eprobes", "no-uprobe-events", "no-libc", "tier-not-implemented",
     "perf-buffer", "borrowed-headers", "bpf-kernel-read-denied", "eprobe-string-fault",
+    "tp-btf", "no-tp-btf", "tracefs-not-mounted", "tracefs-unreadable",
 }
 
 
@@ -60,8 +63,8 @@ def test_every_candidate_explains_itself(name: str) -> None:
     for kind in KINDS:
         decision = decide(caps, kind)
         labels = [c.label for c in decision.candidates]
-        assert labels[:2] == ["ebpf-core", "ebpf-bcc"]
-        assert labels[2:] == ["ftrace/kprobe", "ftrace/eprobe", "ftrace/uprobe",
+        assert labels[:3] == ["ebpf-core/tracepoint", "ebpf-core/tp_btf", "ebpf-bcc"]
+        assert labels[3:] == ["ftrace/kprobe", "ftrace/eprobe", "ftrace/uprobe",
                               "ftrace/tracepoint"]
         for cand in decision.candidates:
             for reason in cand.reasons:
@@ -77,17 +80,49 @@ def test_every_candidate_explains_itself(name: str) -> None:
 
 
 def test_measured_kernel_reads_beat_the_lockdown_guess() -> None:
-    """A measured refusal blocks eBPF even when lockdown is unknown; a measured success wins."""
+    """A measured refusal is said even when lockdown is unknown: it blocks BCC, whose
+    programs read task_struct, and costs ebpf-core fields, not the backend."""
     refused = decide(probe_tree("derived-kernel-reads-refused-no-securityfs"), "exec")
-    core = refused.candidates[0]
-    assert [r.code for r in core.reasons if r.blocking] == ["bpf-kernel-read-denied"]
-    assert "lockdown=confidentiality is the usual cause" in core.reasons[0].message
+    core, _tp_btf, bcc = refused.candidates[:3]
+    note = next(r for r in core.reasons if r.code == "bpf-kernel-read-denied")
+    assert not note.blocking and "lockdown=confidentiality is the usual cause" in note.message
+    assert core.usable and core.fields["filename"].startswith("partial")
+    assert "bpf-kernel-read-denied" in [r.code for r in bcc.reasons if r.blocking]
     caps = probe_tree("derived-lockdown-confidentiality")
     measured_ok = attrs.evolve(caps, bpf=attrs.evolve(caps.bpf, kernel_read_errno=0))
-    assert decide(measured_ok, "exec").chosen.label == "ebpf-core"  # type: ignore[union-attr]
+    tp_btf = decide(measured_ok, "exec").chosen
+    assert tp_btf is not None and tp_btf.label == "ebpf-core/tp_btf"
+    assert tp_btf.fields["filename"] == "complete"
     unmeasured = attrs.evolve(caps, bpf=attrs.evolve(caps.bpf, kernel_read_errno=None))
-    codes = [r.code for r in decide(unmeasured, "exec").candidates[0].reasons]
-    assert codes == ["lockdown-confidentiality"]
+    codes = [r.code for r in decide(unmeasured, "exec").candidates[1].reasons]
+    assert codes == ["lockdown-confidentiality", "tp-btf"]
+
+
+def test_tracefs_free_mode_under_confidentiality() -> None:
+    """Kernel reads refused: BTF walks still give ppid and argv; the kernel's copy of a
+    filename is what is lost, and doctor says so."""
+    decision = decide(probe_tree("derived-lockdown-confidentiality"), "exec")
+    chosen = decision.chosen
+    assert chosen is not None and chosen.label == "ebpf-core/tp_btf"
+    assert chosen.fields["ppid"] == "complete" and chosen.fields["argv"].startswith("complete")
+    assert "kernel's copy needs kernel reads" in chosen.fields["filename"]
+    assert "not ebpf-core/tracepoint: kernel lockdown=confidentiality denies tracefs" in (
+        decision.why)
+
+
+def test_forced_attach_mode() -> None:
+    caps = probe_tree("host-6.18-root")
+    assert decide(caps, "open", attach="tp_btf").chosen.label == (  # type: ignore[union-attr]
+        "ebpf-core/tp_btf")
+    assert decide(caps, "open", "ebpf", attach="tracepoint").chosen.label == (  # type: ignore[union-attr]
+        "ebpf-core/tracepoint")
+    unmounted = probe_tree("host-6.18-tracefs-unmounted")
+    with pytest.raises(SelectionError, match=r"tracefs is not mounted.*mount -t tracefs"):
+        require(unmounted, "exec", attach="tracepoint")
+    with pytest.raises(SelectionError, match="unknown eBPF attach mode 'kprobe'"):
+        decide(caps, "exec", attach="kprobe")
+    with pytest.raises(SelectionError, match="applies to the ebpf-core backend only"):
+        decide(caps, "exec", "ftrace", attach="tp_btf")
 
 
 def test_privileged_bpf_refusal_is_not_blamed_on_capabilities() -> None:
@@ -103,7 +138,8 @@ def test_privileged_bpf_refusal_is_not_blamed_on_capabilities() -> None:
 def test_why_names_the_better_candidates_that_were_skipped() -> None:
     decision = decide(probe_tree("derived-no-btf"), "exec")
     assert decision.why.startswith("ftrace/uprobe chosen for exec")
-    assert "ebpf-core: no kernel BTF" in decision.why
+    assert "ebpf-core/tracepoint: no kernel BTF" in decision.why
+    assert "ebpf-core/tp_btf: no kernel BTF" in decision.why
     assert "ebpf-bcc: no kernel headers" in decision.why
 
 
@@ -112,7 +148,7 @@ def test_why_names_the_better_candidates_that_were_skipped() -> None:
     ("host-6.18-root", "ebpf-bcc", "no kernel headers", "apt-get install linux-headers-"),
     ("host-6.18-nobody", "ebpf", "bpf() denied (EPERM)", "CAP_BPF and CAP_PERFMON"),
     ("derived-container-no-caps", "ftrace", "tracefs is not mounted", "mount -t tracefs"),
-    ("derived-lockdown-confidentiality", "ebpf-core", "lockdown=confidentiality",
+    ("derived-lockdown-confidentiality", "ebpf-bcc", "lockdown=confidentiality",
      "boot with lockdown=integrity"),
 ])
 def test_impossible_explicit_choice_is_one_line(name: str, choice: str, missing: str,
@@ -152,7 +188,7 @@ def test_unknown_bpf_does_not_block_but_is_said() -> None:
     caps = probe_tree("host-6.18-root")
     unknown = attrs.evolve(caps, bpf=attrs.evolve(caps.bpf, prog_load_errno=None))
     decision = decide(unknown, "exec")
-    assert decision.chosen is not None and decision.chosen.label == "ebpf-core"
+    assert decision.chosen is not None and decision.chosen.label == "ebpf-core/tracepoint"
     assert any(r.code == "bpf-unchecked" and not r.blocking for r in decision.chosen.reasons)
 
 

@@ -31,7 +31,7 @@ def test_record_this_machine_reproduces_it(tmp_path: Any) -> None:
     assert (tree / "root" / "proc" / "sys" / "kernel" / "osrelease").read_text().strip() == \
         os.uname().release
     doctor = json.loads((tree / "doctor.json").read_text())
-    assert doctor["schema"] == "hybridtrace.doctor/1"
+    assert doctor["schema"] == "hybridtrace.doctor/2"
     total = sum(f.stat().st_size for f in (tree / "root").rglob("*") if f.is_file())
     assert total < 1 << 20  # only what probe reads, truncated
 

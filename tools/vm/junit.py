@@ -19,7 +19,7 @@ def label_of(classname: str, name: str) -> str:
     match = re.search(r"\[(.*)\]$", name)
     param = match.group(1) if match else ""
     for label in LABELS:
-        if re.search(rf"(^|[-_\[]){re.escape(label)}($|[-_\]])", param):
+        if re.search(rf"(^|[-_\[]){re.escape(label)}($|[-_\]/])", param):
             return label
     owner = MODULES.get(module)
     if owner == "ftrace":

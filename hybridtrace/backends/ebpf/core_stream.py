@@ -1,7 +1,9 @@
 """The ebpf-core stream: shipped CO-RE objects, loaded by libbpf, read in bulk.
 
 No compiler and no headers at run time: the objects in bpf/ were built once
-from vmlinux.h and libbpf relocates them against this kernel's BTF. Events
+from vmlinux.h and libbpf relocates them against this kernel's BTF. Programs
+attach to classic tracepoints (ids from an already mounted tracefs) or, with
+no tracefs at all, to raw tracepoints by BTF name (tp_btf). Events
 come through the BPF ring buffer (read directly via mmap where the CPU orders
 loads, through libbpf otherwise) or, before 5.8, per-CPU perf buffers.
 """
@@ -31,6 +33,7 @@ REQUIRED = {
 # Biggest record (struct ht_exec) must fit a per-CPU perf buffer.
 MIN_PERF_PAGES = {Kind.EXEC: 16, Kind.OPEN: 1}
 TRANSPORTS = ("ring", "ring-libbpf", "perf")
+ATTACH_MODES = ("tracepoint", "tp_btf")  # requirements.CORE_TIERS
 
 Decoded = Union[ExecEvent, OpenEvent]
 Reader = Union["RingReader[Decoded]", LibbpfRingReader, PerfReader]
@@ -48,7 +51,7 @@ def ring_size(requested: Optional[int]) -> int:
     return _pow2(max(requested or DEFAULT_BUFFER_SIZE, os.sysconf("SC_PAGE_SIZE")))
 
 
-def config_bytes(request: TraceRequest, self_tgid: int) -> bytes:
+def config_bytes(request: TraceRequest, self_tgid: int, kernel_reads: bool = True) -> bytes:
     f = request.filters
     comm = (f.comm or b"")[:16]
     # ppid filters execs only (filtering.matches): opens must not be narrowed by it.
@@ -56,7 +59,7 @@ def config_bytes(request: TraceRequest, self_tgid: int) -> bytes:
     return records.CONFIG.pack(
         self_tgid, f.pid or 0, f.tid or 0, f.uid or 0, ppid or 0, request.max_args,
         f.pid is not None, f.tid is not None, f.uid is not None, ppid is not None,
-        f.comm is not None, f.failed_only, comm,
+        f.comm is not None, f.failed_only, kernel_reads, comm,
     )
 
 
@@ -66,24 +69,32 @@ def choose_transport(caps: Optional[Capabilities]) -> str:
     return "ring" if ORDERED_LOADS else "ring-libbpf"
 
 
-def _object_image(kind: Kind, transport: str) -> bytes:
-    name = f"{kind.value}{'.perf' if transport == 'perf' else ''}.bpf.o"
+def object_name(kind: Kind, transport: str, attach: str) -> str:
+    """The shipped object (tools/build_bpf.py FLAVOURS) for one kind, transport and attach."""
+    return (f"{kind.value}{'.tp_btf' if attach == 'tp_btf' else ''}"
+            f"{'.perf' if transport == 'perf' else ''}.bpf.o")
+
+
+def _object_image(name: str) -> bytes:
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpf", name)
     try:
         with open(path, "rb") as f:
             return f.read()
     except OSError as exc:
-        raise BackendError(f"shipped BPF object {name} is missing ({exc.strerror});"
-                           " rebuild with tools/build_bpf.py") from None
+        raise BackendError(f"the installed hybridtrace lacks its BPF object {name}"
+                           f" ({exc.strerror}): reinstall the package") from None
 
 
 class CoreStream:
     """One loaded object, its buffer reader and its loss counter."""
 
     def __init__(self, request: TraceRequest, transport: str,
-                 buffer_bytes: Optional[int] = None) -> None:
+                 buffer_bytes: Optional[int] = None, attach: str = "tracepoint",
+                 kernel_reads: bool = True) -> None:
         if transport not in TRANSPORTS:
             raise BackendError(f"unknown transport {transport!r}; one of {TRANSPORTS}")
+        if attach not in ATTACH_MODES:
+            raise BackendError(f"unknown attach mode {attach!r}; one of {ATTACH_MODES}")
         self._request = request
         self._transport = transport
         self._stats = StreamStats()
@@ -92,20 +103,23 @@ class CoreStream:
         lib = libbpf.get()
         self._lib = lib
         self._ncpus = max(1, int(lib.lib.libbpf_num_possible_cpus()))
-        path = self._tracefs()
+        path = self._tracefs() if attach == "tracepoint" else None
         size = ring_size(buffer_bytes)
-        obj = BpfObject(lib, _object_image(request.kind, transport), f"ht_{request.kind.value}")
+        name = object_name(request.kind, transport, attach)
+        obj = BpfObject(lib, _object_image(name), f"ht_{request.kind.value}")
         self._obj: Optional[BpfObject] = obj
         holder: List[Optional[Reader]] = [None]
         self._finalizer = weakref.finalize(self, _release, obj, holder)
         try:
-            obj.set_rodata(config_bytes(request, os.getpid()))
+            obj.set_rodata(config_bytes(request, os.getpid(), kernel_reads))
             if transport != "perf":
                 obj.set_max_entries("ht_events", size)
             if request.kind is Kind.EXEC:
                 obj.set_max_entries("ht_exec_buf", self._ncpus)
                 obj.set_max_entries("ht_skip_buf", self._ncpus)
-            obj.skip_missing(lambda tp: os.path.isdir(os.path.join(path, "events", tp)))
+            if path is not None:
+                events = os.path.join(path, "events")
+                obj.skip_missing(lambda tp: os.path.isdir(os.path.join(events, tp)))
             obj.load()
             obj.attach_all()
             self._lost_fd = obj.map_fd("ht_lost")
@@ -116,13 +130,17 @@ class CoreStream:
         skipped = f"; not loaded (no tracepoint): {', '.join(obj.skipped)}" if obj.skipped else ""
         buffer = (f"perf buffers {size >> 10} KiB" if transport == "perf"
                   else f"ring buffer {size >> 10} KiB")
-        self.description = f"ebpf-core: libbpf {lib.path}, {buffer}{skipped}"
+        how = ("classic tracepoints" if attach == "tracepoint"
+               else "raw tracepoints by BTF name (tp_btf), no tracefs")
+        reads = "" if kernel_reads else "; no kernel-memory reads"
+        self.description = f"ebpf-core: {how}, libbpf {lib.path}, {buffer}{reads}{skipped}"
 
     def _tracefs(self) -> str:
-        try:
-            path, _ = tracefs.ensure_mounted()
-        except tracefs.TracefsUnavailable as exc:
-            raise BackendError(str(exc)) from None
+        """Where tracepoint ids are; never mounted here (tp_btf needs no tracefs)."""
+        path = tracefs.find()
+        if path is None:
+            raise BackendError("tracefs is not mounted, and classic tracepoints need it"
+                               " (attach mode tp_btf does not)")
         for tp in REQUIRED[self._request.kind]:
             if not os.path.isdir(os.path.join(path, "events", tp)):
                 raise BackendError(f"tracepoint {tp} is missing from this kernel")
@@ -193,10 +211,15 @@ def _release(obj: BpfObject, readers: List[Optional[Reader]]) -> None:
 
 def open_core_stream(request: TraceRequest, caps: Optional[Capabilities],
                      buffer_bytes: Optional[int] = None,
-                     transport: Optional[str] = None) -> EventStream:
+                     transport: Optional[str] = None,
+                     attach: str = "tracepoint") -> EventStream:
     """Load and attach the engine for ``request``; BackendError says why it can't.
 
     ``buffer_bytes`` sizes the ring buffer (or all perf buffers together);
-    ``transport`` forces "ring", "ring-libbpf" or "perf" (tests, benchmarks).
+    ``transport`` forces "ring", "ring-libbpf" or "perf" (tests, benchmarks);
+    ``attach`` is "tracepoint" (classic, ids from tracefs) or "tp_btf".
+    Kernel-memory reads are left out of the programs where probe saw them refused.
     """
-    return CoreStream(request, transport or choose_transport(caps), buffer_bytes)
+    kernel_reads = caps is None or caps.bpf.kernel_read is not False
+    return CoreStream(request, transport or choose_transport(caps), buffer_bytes, attach,
+                      kernel_reads)

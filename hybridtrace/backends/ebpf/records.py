@@ -21,6 +21,7 @@ from hybridtrace.request import ARG_SIZE, PATH_SIZE
 F_ARGV_TRUNC = 1
 F_ARGV_FAULT = 2
 F_NAME_FAULT = 4
+F_PPID_UNKNOWN = 8
 
 SOURCES = {1: Source.SYSCALL_ENTRY, 2: Source.NEW_IMAGE, 3: Source.TRACEPOINT}
 EXEC_SYSCALLS = ("execve", "execveat")
@@ -34,7 +35,7 @@ EXEC = struct.Struct("@QIIIIII16siHHIBB2x")
 # struct ht_open: the header, then ret, dfd, flags, mode, syscall, path_len
 OPEN = struct.Struct("@QIIIIII16siiQIHH")
 # struct ht_config (the object's whole .rodata)
-CONFIG = struct.Struct("@6I6B2x16s")
+CONFIG = struct.Struct("@6I7Bx16s")
 
 # Where records are read from: the ring's own mapping (slices are bytes, one
 # copy) or a memoryview (libbpf's callbacks, tests).
@@ -104,7 +105,8 @@ def decode_exec(view: Buffer, off: int, max_args: int) -> ExecEvent:
         argv, cut = split_argv(bytes(view[start:start + args_len]), max_args)
         truncated = truncated or cut or bool(flags & F_ARGV_FAULT)
     return ExecEvent(
-        ts, pid, tid, ppid, uid, _comm(comm), filename, argv, retval, truncated,
+        ts, pid, tid, None if flags & F_PPID_UNKNOWN else ppid, uid, _comm(comm), filename,
+        argv, retval, truncated,
         SOURCES.get(name_src) if filename is not None else None,
         SOURCES.get(argv_src) if argv is not None else None,
         EXEC_SYSCALLS[sysno] if sysno < len(EXEC_SYSCALLS) else "execve",

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from hybridtrace.backends.base import Assessment, Reason
 from hybridtrace.backends.ebpf.bcc import headers as bcc_headers
-from hybridtrace.backends.requirements_common import bpf_reasons, headers_path, tracefs_reasons
+from hybridtrace.backends.requirements_common import (
+    bpf_reasons,
+    headers_path,
+    kernel_read_reasons,
+    tracefs_reasons,
+)
 from hybridtrace.capabilities.model import Capabilities
+
+# How ebpf-core attaches: classic syscall tracepoints (their ids are read from
+# tracefs; only the traced syscalls run a program) or raw tracepoints by BTF name
+# (tp_btf: no tracefs at all, but sys_enter/sys_exit run on every syscall).
+CORE_TIERS: Tuple[str, ...] = ("tracepoint", "tp_btf")
+TP_BTF_SINCE = (5, 5, 0)
+TASK_BTF_SINCE = (5, 11, 0)  # bpf_get_current_task_btf: the caller's task by plain loads
 
 
 def _fields(kind: str) -> Dict[str, str]:
@@ -23,20 +35,53 @@ def _fields(kind: str) -> Dict[str, str]:
             "uid": "complete"}
 
 
-def _buffer_reasons(caps: Capabilities) -> List[Reason]:
-    if caps.bpf.ringbuf is False:
-        return [
-            Reason(
-                "no-ringbuf",
-                "the kernel has no BPF ring buffer (5.8+); the perf-buffer fallback is not"
-                " implemented yet",
-                remedy="use --backend ftrace, or a 5.8+ kernel",
-            )
-        ]
-    return []
+def _core_fields(caps: Capabilities, kind: str, tier: str) -> Dict[str, str]:
+    """Without kernel reads, what the syscall's user memory and BTF walks still give."""
+    fields = _fields(kind)
+    if kind != "exec" or caps.bpf.kernel_read is not False:
+        return fields
+    why = "bpf_probe_read_kernel is refused"
+    fields["filename"] = ("partial: from the caller's memory; None where it was not paged in"
+                          f" (the kernel's copy needs kernel reads: {why})")
+    btf_task = tier == "tp_btf" and caps.kernel.version >= TASK_BTF_SINCE
+    if not btf_task:
+        fields["ppid"] = f"none: {why} and no BTF task walk here"
+    if tier != "tp_btf":
+        fields["argv"] = ("partial: from the caller's memory only (the new image's copy needs"
+                          f" kernel reads: {why})")
+    return fields
 
 
-def assess_core(caps: Capabilities, kind: str) -> Assessment:
+def _tier_reasons(caps: Capabilities, kind: str, tier: str) -> List[Reason]:
+    if tier == "tp_btf":
+        if caps.kernel.version < TP_BTF_SINCE:
+            return [Reason("no-tp-btf", "BTF raw tracepoints (tp_btf) need kernel 5.5+",
+                           remedy="mount tracefs for the classic tracepoints")]
+        return [Reason("tp-btf", "attached by name to the raw sys_enter/sys_exit and"
+                       " sched_process_exec tracepoints: no tracefs needed, but a program runs"
+                       " on every syscall", blocking=False)]
+    return _classic_tracefs_reasons(caps, kind)
+
+
+def _classic_tracefs_reasons(caps: Capabilities, kind: str) -> List[Reason]:
+    """Classic tracepoints need their ids from tracefs, which we never mount for eBPF."""
+    tfs = caps.tracefs
+    if caps.lockdown == "confidentiality":
+        return [Reason("lockdown-confidentiality", "kernel lockdown=confidentiality denies"
+                       " tracefs, where classic tracepoint ids are read")]
+    if tfs.path is None:
+        return [Reason("tracefs-not-mounted",
+                       "tracefs is not mounted (hybridtrace does not mount it for eBPF)",
+                       remedy="mount -t tracefs nodev /sys/kernel/tracing to attach to the"
+                       " classic tracepoints, which run only for the traced syscalls")]
+    if not tfs.tracepoints:
+        return [Reason("tracefs-unreadable",
+                       f"{tfs.path} is not readable by us (tracefs is root-only by default)",
+                       remedy="run as root to attach to the classic tracepoints")]
+    return tracefs_reasons(caps, kind, "ebpf")
+
+
+def assess_core(caps: Capabilities, kind: str, tier: str = "tracepoint") -> Assessment:
     reasons = bpf_reasons(caps)
     if caps.btf.path is None:
         reasons.append(
@@ -57,8 +102,14 @@ def assess_core(caps: Capabilities, kind: str) -> Assessment:
             "no BPF ring buffer (5.8+): events go through per-CPU perf buffers",
             blocking=False,
         ))
-    reasons += tracefs_reasons(caps, kind, "ebpf")
-    return Assessment("ebpf-core", None, kind, reasons, _fields(kind))
+    reasons += kernel_read_reasons(caps, blocking=False)
+    reasons += _tier_reasons(caps, kind, tier)
+    return Assessment("ebpf-core", tier, kind, reasons, _core_fields(caps, kind, tier))
+
+
+def assess_cores(caps: Capabilities, kind: str) -> List[Assessment]:
+    """ebpf-core's attach tiers, best first."""
+    return [assess_core(caps, kind, tier) for tier in CORE_TIERS]
 
 
 def _bcc_headers(caps: Capabilities, fields: Dict[str, str]) -> List[Reason]:
@@ -92,7 +143,7 @@ def _bcc_headers(caps: Capabilities, fields: Dict[str, str]) -> List[Reason]:
 
 
 def assess_bcc(caps: Capabilities, kind: str) -> Assessment:
-    reasons = bpf_reasons(caps)
+    reasons = bpf_reasons(caps) + kernel_read_reasons(caps)
     fields = _fields(kind)
     if caps.bcc.version is None:
         reasons.append(

@@ -7,6 +7,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 
 #define HT_ARG_SIZE 256   /* request.ARG_SIZE: bytes kept per argv element */
 #define HT_PATH_SIZE 512  /* request.PATH_SIZE: bytes kept per path */
@@ -26,6 +27,7 @@ enum ht_flags {
 	HT_F_ARGV_TRUNC = 1,   /* more args than max_args, or the area filled */
 	HT_F_ARGV_FAULT = 2,   /* the caller's argv could not be read */
 	HT_F_NAME_FAULT = 4,   /* the filename/path could not be read */
+	HT_F_PPID_UNKNOWN = 8, /* the parent could not be read (kernel reads refused) */
 };
 
 enum ht_source { HT_SRC_NONE = 0, HT_SRC_SYSCALL = 1, HT_SRC_NEW_IMAGE = 2, HT_SRC_TRACEPOINT = 3 };
@@ -85,7 +87,10 @@ struct ht_config {
 	__u8 has_ppid;
 	__u8 has_comm;
 	__u8 failed_only;
-	__u8 pad[2];
+	/* 0 where bpf_probe_read_kernel is refused (lockdown=confidentiality):
+	 * the verifier then never sees the branches that call it. */
+	__u8 kernel_reads;
+	__u8 pad;
 	char comm[HT_COMM_LEN];
 };
 
@@ -130,10 +135,32 @@ static __always_inline void ht_emit(void *ctx, void *rec, __u64 size)
 	}
 }
 
-static __always_inline __u32 ht_ppid(void)
+/* The calling task as a BTF pointer (5.11+), which tp_btf programs walk with
+ * plain loads where bpf_probe_read_kernel may be refused; NULL where the helper
+ * is missing (the branch is dead code once libbpf has relocated the check). */
+static __always_inline struct task_struct *ht_task_btf(void)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	return BPF_CORE_READ(task, real_parent, tgid);
+#ifdef HT_TP_BTF
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf))
+		return bpf_get_current_task_btf();
+#endif
+	return NULL;
+}
+
+/* The caller's parent tgid; false when nothing may read it. 0 is a real
+ * ppid (init's), so the answer comes with a flag, never as 0 for unknown. */
+static __always_inline bool ht_ppid(__u32 *ppid)
+{
+	struct task_struct *task = ht_task_btf();
+
+	if (task) {
+		*ppid = task->real_parent->tgid;
+		return true;
+	}
+	if (!ht_cfg.kernel_reads)
+		return false;
+	task = (struct task_struct *)bpf_get_current_task();
+	return BPF_CORE_READ_INTO(ppid, task, real_parent, tgid) == 0;
 }
 
 /* Filters known at syscall entry: ourselves, pid, tid, uid, ppid. */
@@ -150,8 +177,12 @@ static __always_inline bool ht_wanted(void)
 		return false;
 	if (ht_cfg.has_uid && (__u32)bpf_get_current_uid_gid() != ht_cfg.uid)
 		return false;
-	if (ht_cfg.has_ppid && ht_ppid() != ht_cfg.ppid)
-		return false;
+	if (ht_cfg.has_ppid) {
+		__u32 ppid;
+
+		if (!ht_ppid(&ppid) || ppid != ht_cfg.ppid)
+			return false;
+	}
 	return true;
 }
 
@@ -168,18 +199,61 @@ static __always_inline bool ht_comm_ok(const char *comm)
 	return true;
 }
 
+/* Fills every header field, flags included (HT_F_PPID_UNKNOWN or 0). */
 static __always_inline void ht_fill_hdr(struct ht_hdr *h, __u32 type)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	__u32 ppid = 0;
 
 	h->ts = bpf_ktime_get_ns();
 	h->type = type;
 	h->pid = id >> 32;
 	h->tid = (__u32)id;
-	h->ppid = ht_ppid();
+	h->flags = ht_ppid(&ppid) ? 0 : HT_F_PPID_UNKNOWN;
+	h->ppid = ppid;
 	h->uid = (__u32)bpf_get_current_uid_gid();
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
+
+#ifdef HT_TP_BTF
+/* Raw syscall tracepoints (tp_btf/sys_enter, sys_exit): attached by name, so no
+ * tracefs; they fire on every syscall, the number says which, and the BTF-typed
+ * pt_regs gives the arguments with plain loads. */
+#if defined(__TARGET_ARCH_x86)
+#define HT_NR_OPEN 2
+#define HT_NR_CREAT 85
+#define HT_NR_EXECVE 59
+#define HT_NR_OPENAT 257
+#define HT_NR_EXECVEAT 322
+#define HT_NR_OPENAT2 437
+#define HT_SC_NR(regs) ((long)(regs)->orig_ax)
+#define HT_SC_ARG0(regs) ((regs)->di)
+#define HT_SC_ARG1(regs) ((regs)->si)
+#define HT_SC_ARG2(regs) ((regs)->dx)
+#define HT_SC_ARG3(regs) ((regs)->r10)
+#define HT_TS_COMPAT 0x0002 /* arch/x86/include/asm/thread_info.h */
+#else
+#error "tp_btf syscall numbers and argument registers are defined for x86 only"
+#endif
+
+/* A 32-bit (ia32) syscall: its numbers mean other calls (11 is execve there,
+ * munmap here). Classic syscall tracepoints skip them on x86; so do we. Where
+ * the task cannot be read at all, only 64-bit callers are assumed. */
+static __always_inline bool ht_compat_syscall(void)
+{
+	struct task_struct *task = ht_task_btf();
+	__u32 status = 0;
+
+	if (task)
+		return task->thread_info.status & HT_TS_COMPAT;
+	if (!ht_cfg.kernel_reads)
+		return false;
+	task = (struct task_struct *)bpf_get_current_task();
+	if (BPF_CORE_READ_INTO(&status, task, thread_info.status))
+		return false;
+	return status & HT_TS_COMPAT;
+}
+#endif
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

@@ -4,7 +4,11 @@
  * sys_exit emits failed execs from that; sched_process_exec emits successful
  * ones, re-reading argv from the new image (mm->arg_start..arg_end, just
  * written by the kernel) when the caller's pages could not be read, which is
- * the fork()+execv() case other tools print empty. */
+ * the fork()+execv() case other tools print empty.
+ *
+ * Built twice over: classic tracepoints (syscalls/sys_enter_execve, ...: only
+ * the traced syscalls run a program, but tracefs gives their ids), and with
+ * HT_TP_BTF the raw tracepoints by name (no tracefs at all). */
 #include "common.h"
 
 /* Per-thread pending execs; entries are large, so allocated on demand. */
@@ -79,7 +83,6 @@ static __always_inline int on_enter(const char *filename, const char *const *arg
 	if (!e)
 		return 0;
 	ht_fill_hdr(&e->h, HT_REC_EXEC);
-	e->h.flags = 0;
 	e->retval = 0;
 	e->syscall = sys;
 	e->args_len = 0;
@@ -97,20 +100,6 @@ static __always_inline int on_enter(const char *filename, const char *const *arg
 	tid = e->h.tid;
 	bpf_map_update_elem(&ht_execs, &tid, e, BPF_ANY);
 	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_execve")
-int ht_exec_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter((const char *)ctx->args[0], (const char *const *)ctx->args[1],
-			HT_SYS_EXECVE);
-}
-
-SEC("tracepoint/syscalls/sys_enter_execveat")
-int ht_execat_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter((const char *)ctx->args[1], (const char *const *)ctx->args[2],
-			HT_SYS_EXECVEAT);
 }
 
 static __always_inline __u64 exec_size(struct ht_exec *e)
@@ -139,18 +128,6 @@ static __always_inline int on_exit(void *ctx, long ret)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_execve")
-int ht_exec_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_exit(ctx, ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_exit_execveat")
-int ht_execat_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_exit(ctx, ctx->ret);
-}
-
 /* Where a long argument is read whole, only to find where the next one starts;
  * one slot per CPU (sized by user space), MAX_ARG_STRLEN bytes each. */
 #define HT_MAX_ARG_STRLEN (32 * 4096)
@@ -164,11 +141,9 @@ struct {
 /* Read argv back from the new image (mm->arg_start..arg_end, NUL-separated
  * strings the kernel has just written), one argument at a time like the
  * caller's, so a long argument is cut without losing the ones after it. */
-static __always_inline void read_new_argv(struct ht_exec *e)
+static __always_inline void read_new_argv(struct ht_exec *e, unsigned long p,
+					  unsigned long end)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	unsigned long p = BPF_CORE_READ(task, mm, arg_start);
-	unsigned long end = BPF_CORE_READ(task, mm, arg_end);
 	__u32 base = e->name_len, off = 0, cpu = bpf_get_smp_processor_id();
 	char *skip = bpf_map_lookup_elem(&ht_skip_buf, &cpu);
 	long n;
@@ -206,21 +181,43 @@ static __always_inline void read_new_argv(struct ht_exec *e)
 	e->args_len = off;
 }
 
-SEC("tracepoint/sched/sched_process_exec")
-int ht_exec_done(struct trace_event_raw_sched_process_exec *ctx)
+/* Where the new image's argv lies: [*start, *end). False when nothing may read
+ * the mm (kernel reads refused and no BTF task to walk). */
+static __always_inline bool new_argv_area(struct task_struct *btf_task, unsigned long *start,
+					  unsigned long *end)
 {
-	__u32 cpu = bpf_get_smp_processor_id(), old_tid = ctx->old_pid;
+	struct task_struct *task;
+
+	if (btf_task) {
+		*start = btf_task->mm->arg_start;
+		*end = btf_task->mm->arg_end;
+		return true;
+	}
+	if (!ht_cfg.kernel_reads)
+		return false;
+	task = (struct task_struct *)bpf_get_current_task();
+	return !BPF_CORE_READ_INTO(start, task, mm, arg_start) &&
+	       !BPF_CORE_READ_INTO(end, task, mm, arg_end);
+}
+
+/* sched_process_exec: ``kname`` is the kernel's copy of the filename, read only
+ * where kernel reads are allowed; ``task`` the new image's task as a BTF
+ * pointer (tp_btf) or NULL. */
+static __always_inline int exec_done(void *ctx, __u32 old_tid, const char *kname,
+				     struct task_struct *task)
+{
+	__u32 cpu = bpf_get_smp_processor_id(), flags = 0;
 	struct ht_exec *e = bpf_map_lookup_elem(&ht_execs, &old_tid);
 	bool pending = e != NULL, reread = true;
+	unsigned long start, end;
 	__u16 sys = HT_SYS_EXECVE;
-	__u32 flags = 0;
-	long n;
+	long n = -1;
 
 	if (e && !(e->h.flags & HT_F_NAME_FAULT)) {
 		/* Caller's filename is good; keep it, fix argv if the caller's was bad. */
-		flags = e->h.flags;
+		flags = e->h.flags & ~HT_F_PPID_UNKNOWN;
 		ht_fill_hdr(&e->h, HT_REC_EXEC);
-		e->h.flags = flags;
+		e->h.flags |= flags;
 		reread = flags & HT_F_ARGV_FAULT;
 	} else {
 		if (e)
@@ -231,18 +228,25 @@ int ht_exec_done(struct trace_event_raw_sched_process_exec *ctx)
 		if (!e)
 			goto out;
 		ht_fill_hdr(&e->h, HT_REC_EXEC);
-		e->h.flags = 0;
 		e->syscall = sys;
-		n = bpf_probe_read_kernel_str(e->data, HT_PATH_READ,
-					      (void *)ctx + (ctx->__data_loc_filename & 0xFFFF));
+		if (ht_cfg.kernel_reads)
+			n = bpf_probe_read_kernel_str(e->data, HT_PATH_READ, kname);
 		e->name_len = n > 0 ? n : 0;
 		e->name_source = n > 0 ? HT_SRC_TRACEPOINT : HT_SRC_NONE;
 		if (n <= 0)
 			e->h.flags |= HT_F_NAME_FAULT;
 	}
 	/* One call site: the loop is verified once, which older verifiers need. */
-	if (reread)
-		read_new_argv(e);
+	if (reread) {
+		if (new_argv_area(task ? task : ht_task_btf(), &start, &end)) {
+			read_new_argv(e, start, end);
+		} else {
+			e->h.flags |= HT_F_ARGV_FAULT;
+			e->h.flags &= ~HT_F_ARGV_TRUNC;
+			e->args_len = 0;
+			e->argv_source = HT_SRC_NONE;
+		}
+	}
 	e->retval = 0;
 	if (!ht_cfg.failed_only && ht_comm_ok(e->h.comm))
 		ht_emit(ctx, e, exec_size(e));
@@ -251,3 +255,67 @@ out:
 		bpf_map_delete_elem(&ht_execs, &old_tid);
 	return 0;
 }
+
+#ifndef HT_TP_BTF
+SEC("tracepoint/syscalls/sys_enter_execve")
+int ht_exec_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter((const char *)ctx->args[0], (const char *const *)ctx->args[1],
+			HT_SYS_EXECVE);
+}
+
+SEC("tracepoint/syscalls/sys_enter_execveat")
+int ht_execat_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter((const char *)ctx->args[1], (const char *const *)ctx->args[2],
+			HT_SYS_EXECVEAT);
+}
+
+SEC("tracepoint/syscalls/sys_exit_execve")
+int ht_exec_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_execveat")
+int ht_execat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx, ctx->ret);
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int ht_exec_done(struct trace_event_raw_sched_process_exec *ctx)
+{
+	return exec_done(ctx, ctx->old_pid, (void *)ctx + (ctx->__data_loc_filename & 0xFFFF),
+			 NULL);
+}
+#else
+SEC("tp_btf/sys_enter")
+int BPF_PROG(ht_exec_enter, struct pt_regs *regs, long id)
+{
+	if (id == HT_NR_EXECVE && !ht_compat_syscall())
+		return on_enter((const char *)HT_SC_ARG0(regs),
+				(const char *const *)HT_SC_ARG1(regs), HT_SYS_EXECVE);
+	if (id == HT_NR_EXECVEAT && !ht_compat_syscall())
+		return on_enter((const char *)HT_SC_ARG1(regs),
+				(const char *const *)HT_SC_ARG2(regs), HT_SYS_EXECVEAT);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(ht_exec_exit, struct pt_regs *regs, long ret)
+{
+	long id = HT_SC_NR(regs);
+
+	/* A pending entry exists only for a call on_enter kept, so no compat check. */
+	if (id == HT_NR_EXECVE || id == HT_NR_EXECVEAT)
+		return on_exit(ctx, ret);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(ht_exec_done, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return exec_done(ctx, old_pid, bprm->filename, p);
+}
+#endif

@@ -1,6 +1,7 @@
 /* open/openat/openat2/creat tracing: arguments are kept per thread at
  * sys_enter, the path is read at sys_exit (the kernel has copied it by then, so
- * its page is present) and one record per call goes to the ring buffer. */
+ * its page is present) and one record per call goes to the ring buffer.
+ * Classic syscall tracepoints, or with HT_TP_BTF the raw ones (see exec.bpf.c). */
 #include "common.h"
 
 #define O_WRONLY 01
@@ -55,35 +56,12 @@ static __always_inline int on_enter(const char *path, __u64 flags, __u32 mode, _
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_open")
-int ht_open_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter((const char *)ctx->args[0], ctx->args[1], ctx->args[2], AT_FDCWD,
-			HT_SYS_OPEN);
-}
-
-SEC("tracepoint/syscalls/sys_enter_openat")
-int ht_openat_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter((const char *)ctx->args[1], ctx->args[2], ctx->args[3], ctx->args[0],
-			HT_SYS_OPENAT);
-}
-
-SEC("tracepoint/syscalls/sys_enter_openat2")
-int ht_opnat2_enter(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int on_enter_openat2(__s32 dfd, const char *path, const void *uhow)
 {
 	struct open_how how = {};
 
-	bpf_probe_read_user(&how, sizeof(how), (const void *)ctx->args[2]);
-	return on_enter((const char *)ctx->args[1], how.flags, how.mode, ctx->args[0],
-			HT_SYS_OPENAT2);
-}
-
-SEC("tracepoint/syscalls/sys_enter_creat")
-int ht_creat_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter((const char *)ctx->args[0], O_CREAT | O_WRONLY | O_TRUNC, ctx->args[1],
-			AT_FDCWD, HT_SYS_CREAT);
+	bpf_probe_read_user(&how, sizeof(how), uhow);
+	return on_enter(path, how.flags, how.mode, dfd, HT_SYS_OPENAT2);
 }
 
 static __always_inline int on_exit(void *ctx, long ret)
@@ -102,7 +80,6 @@ static __always_inline int on_exit(void *ctx, long ret)
 	if (!e)
 		goto out;
 	ht_fill_hdr(&e->h, HT_REC_OPEN);
-	e->h.flags = 0;
 	e->ret = ret;
 	e->dfd = a->dfd;
 	e->flags = a->flags;
@@ -122,6 +99,35 @@ static __always_inline int on_exit(void *ctx, long ret)
 out:
 	bpf_map_delete_elem(&ht_opens, &tid);
 	return 0;
+}
+
+#ifndef HT_TP_BTF
+SEC("tracepoint/syscalls/sys_enter_open")
+int ht_open_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter((const char *)ctx->args[0], ctx->args[1], ctx->args[2], AT_FDCWD,
+			HT_SYS_OPEN);
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat")
+int ht_openat_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter((const char *)ctx->args[1], ctx->args[2], ctx->args[3], ctx->args[0],
+			HT_SYS_OPENAT);
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat2")
+int ht_opnat2_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter_openat2(ctx->args[0], (const char *)ctx->args[1],
+				(const void *)ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_creat")
+int ht_creat_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter((const char *)ctx->args[0], O_CREAT | O_WRONLY | O_TRUNC, ctx->args[1],
+			AT_FDCWD, HT_SYS_CREAT);
 }
 
 SEC("tracepoint/syscalls/sys_exit_open")
@@ -147,3 +153,47 @@ int ht_creat_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	return on_exit(ctx, ctx->ret);
 }
+#else
+SEC("tp_btf/sys_enter")
+int BPF_PROG(ht_open_enter, struct pt_regs *regs, long id)
+{
+	if (id != HT_NR_OPENAT && id != HT_NR_OPENAT2
+#ifdef HT_NR_OPEN
+	    && id != HT_NR_OPEN && id != HT_NR_CREAT
+#endif
+	)
+		return 0;
+	if (ht_compat_syscall())
+		return 0;
+	if (id == HT_NR_OPENAT)
+		return on_enter((const char *)HT_SC_ARG1(regs), HT_SC_ARG2(regs), HT_SC_ARG3(regs),
+				HT_SC_ARG0(regs), HT_SYS_OPENAT);
+	if (id == HT_NR_OPENAT2)
+		return on_enter_openat2(HT_SC_ARG0(regs), (const char *)HT_SC_ARG1(regs),
+					(const void *)HT_SC_ARG2(regs));
+#ifdef HT_NR_OPEN
+	if (id == HT_NR_OPEN)
+		return on_enter((const char *)HT_SC_ARG0(regs), HT_SC_ARG1(regs), HT_SC_ARG2(regs),
+				AT_FDCWD, HT_SYS_OPEN);
+	return on_enter((const char *)HT_SC_ARG0(regs), O_CREAT | O_WRONLY | O_TRUNC,
+			HT_SC_ARG1(regs), AT_FDCWD, HT_SYS_CREAT);
+#else
+	return 0;
+#endif
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(ht_open_exit, struct pt_regs *regs, long ret)
+{
+	long id = HT_SC_NR(regs);
+
+	/* A pending entry exists only for a call on_enter kept, so no compat check. */
+	if (id == HT_NR_OPENAT || id == HT_NR_OPENAT2
+#ifdef HT_NR_OPEN
+	    || id == HT_NR_OPEN || id == HT_NR_CREAT
+#endif
+	)
+		return on_exit(ctx, ret);
+	return 0;
+}
+#endif
