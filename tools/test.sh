@@ -18,6 +18,14 @@ mypy
 python tools/build_bpf.py --check
 pytest -q -p no:cacheprovider tests "$@"
 
+# Least privilege: the contract suite once more as uid 65534 holding only CAP_BPF and
+# CAP_PERFMON, with no tracefs in its mount namespace; ebpf-core (tp_btf) must run there.
+if [ "$#" -eq 0 ]; then
+  HYBRIDTRACE_LEAST_PRIVILEGE=1 HYBRIDTRACE_REQUIRE_BACKENDS=ebpf-core/tp_btf \
+    tools/least_privilege.sh "$PWD/.venv/bin/pytest" -q -p no:cacheprovider \
+    tests/integration/test_contract.py tests/integration/test_least_privilege.py
+fi
+
 # One VM kernel covers what this host cannot (kprobes, eprobes, BCC with the
 # kernel's exact headers): Debian 6.1 under qemu TCG, about 20 minutes; it fails
 # unless ftrace/kprobe and ebpf-bcc really pass there. HYBRIDTRACE_VM_CI=0 skips it
