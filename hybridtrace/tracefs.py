@@ -1,8 +1,10 @@
-"""Finding and mounting tracefs, which both backends need.
+"""Finding tracefs, and mounting it for the sessions that need it.
 
-The ftrace backend lives in it; the eBPF engines need it too, because libbpf
-looks up tracepoint ids under events/. A lazily automounted debugfs may not
-show in mountinfo, so a location counts when its events/ directory is there.
+The ftrace backend lives in it and BCC's tracepoints take their ids from it, so
+those mount it when it is missing (and say so). ebpf-core only looks: its
+classic tracepoints need tracefs already mounted, its tp_btf mode none at all.
+A lazily automounted debugfs may not show in mountinfo, so a location counts
+when its events/ directory is there.
 """
 
 from __future__ import annotations

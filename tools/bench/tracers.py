@@ -14,7 +14,8 @@ import attrs
 
 # (name, CLI options) for each hybridtrace backend and ftrace tier, best first.
 OURS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
-    ("ebpf-core", ("--backend", "ebpf-core")),
+    ("ebpf-core", ("--backend", "ebpf-core", "--ebpf-attach", "tracepoint")),
+    ("ebpf-core/tp_btf", ("--backend", "ebpf-core", "--ebpf-attach", "tp_btf")),
     ("ebpf-bcc", ("--backend", "ebpf-bcc")),
     ("ftrace/kprobe", ("--backend", "ftrace", "--tier", "kprobe")),
     ("ftrace/eprobe", ("--backend", "ftrace", "--tier", "eprobe")),
