@@ -137,7 +137,8 @@ def trace(
 
     ``tier`` forces one ftrace tier; ``ebpf_attach`` forces how ebpf-core
     attaches: "tracepoint" (classic tracepoints, whose ids need a mounted
-    tracefs) or "tp_btf" (raw tracepoints by BTF name, no tracefs at all).
+    tracefs), "tp_btf" (raw tracepoints by BTF name, no tracefs at all) or
+    "raw_tp" (raw tracepoints on kernels without BTF; fewer fields).
 
     Raises BackendError (SelectionError when nothing can run) with one line
     that says what is missing and how to fix it.

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Tuple
 import attrs
 
 from hybridtrace.backends.base import Assessment, BackendError
-from hybridtrace.backends.ebpf.requirements import CORE_TIERS, assess_bcc, assess_cores
+from hybridtrace.backends.ebpf.requirements import CORE_TIERS, assess_bcc, assess_core
 from hybridtrace.backends.ftrace.requirements import TIERS, assess_all
 from hybridtrace.capabilities.model import Capabilities
 
@@ -35,7 +35,7 @@ class Decision:
     tier_request: Optional[str]
     candidates: List[Assessment]
     chosen: Optional[Assessment]
-    attach_request: Optional[str] = None  # ebpf-core: "tracepoint" or "tp_btf"; None = best
+    attach_request: Optional[str] = None  # ebpf-core: one of CORE_TIERS; None = best
 
     def allows(self, cand: Assessment) -> bool:
         if cand.backend not in _ALLOWED[self.choice]:
@@ -85,7 +85,10 @@ class Decision:
 
 def candidates(caps: Capabilities, kind: str) -> List[Assessment]:
     """Every backend and tier, best first."""
-    return [*assess_cores(caps, kind), assess_bcc(caps, kind), *assess_all(caps, kind)]
+    # raw_tp (no BTF) reads less than BCC with the kernel's headers: it comes after it.
+    return [assess_core(caps, kind, "tracepoint"), assess_core(caps, kind, "tp_btf"),
+            assess_bcc(caps, kind), assess_core(caps, kind, "raw_tp"),
+            *assess_all(caps, kind)]
 
 
 def decide(

@@ -24,14 +24,15 @@ from typing import List, Optional
 BPF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hybridtrace",
                        "backends", "ebpf", "bpf")
 SOURCES = ("exec.bpf.c", "open.bpf.c")
-# Each source is built four times: classic tracepoints (ids from tracefs) or raw
-# tracepoints by BTF name (tp_btf: no tracefs), each with the BPF ring buffer
-# (5.8+) or with per-CPU perf buffers for older kernels.
-FLAVOURS = (
-    (".bpf.o", []),
-    (".perf.bpf.o", ["-DHT_PERF_BUFFER"]),
-    (".tp_btf.bpf.o", ["-DHT_TP_BTF"]),
-    (".tp_btf.perf.bpf.o", ["-DHT_TP_BTF", "-DHT_PERF_BUFFER"]),
+# Each source is built for three attach modes: classic tracepoints (ids from
+# tracefs), raw tracepoints by BTF name (tp_btf: no tracefs), raw tracepoints
+# without BTF (raw_tp: no task_struct reads); each with the BPF ring buffer (5.8+)
+# or with per-CPU perf buffers for older kernels. core_stream.object_name names them.
+ATTACH_DEFINES = (("", []), (".tp_btf", ["-DHT_TP_BTF"]), (".raw_tp", ["-DHT_RAW_TP"]))
+FLAVOURS = tuple(
+    (f"{attach}{buffer}.bpf.o", [*a_defs, *b_defs])
+    for attach, a_defs in ATTACH_DEFINES
+    for buffer, b_defs in (("", []), (".perf", ["-DHT_PERF_BUFFER"]))
 )
 HEADERS = ("common.h", "vmlinux.h")
 ARCH = {"x86_64": "x86", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "powerpc",

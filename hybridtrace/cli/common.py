@@ -55,8 +55,8 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help="force one ftrace tier (implies --backend ftrace)")
     parser.add_argument("--ebpf-attach", choices=CORE_TIERS,
                         help="force how ebpf-core attaches (implies --backend ebpf-core):"
-                        " tracepoint (classic, needs a mounted tracefs) or tp_btf (raw"
-                        " tracepoints by BTF name, no tracefs)")
+                        " tracepoint (classic, needs a mounted tracefs), tp_btf (raw"
+                        " tracepoints by BTF name, no tracefs) or raw_tp (no BTF either)")
     parser.add_argument("--json", action="store_true",
                         help="JSON Lines, one event per line (schema hybridtrace.event/1)")
     parser.add_argument("-Q", "--quiet", action="store_true",

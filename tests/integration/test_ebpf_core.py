@@ -192,7 +192,7 @@ int main(void) {
       syscall(SYS_execve, slots[i].path, slots[i].argv, environ);
       _exit(127);
     }
-    if (pid > 0) waitpid(pid, 0, 0);
+    if (pid > 0) { printf("%d\n", (int)pid); fflush(stdout); waitpid(pid, 0, 0); }
   }
   return 0;
 }

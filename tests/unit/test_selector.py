@@ -8,7 +8,6 @@ from typing import Dict, Optional, Tuple
 import attrs
 import pytest
 
-from hybridtrace.backends.ftrace.requirements import IMPLEMENTED
 from hybridtrace.selector import KINDS, SelectionError, decide, require
 from tests.unit.kernel_trees import hermetic_env, probe_tree, tree_names
 
@@ -21,10 +20,10 @@ EXPECTED_AUTO: Dict[str, Optional[str]] = {
     "host-6.18-tracefs-unmounted": "ebpf-core/tp_btf",  # we never mount tracefs for eBPF
     "host-6.18-nobody": None,  # no privilege at all
     "derived-no-btf-headers": "ebpf-bcc",  # headers, no BTF
-    "derived-no-btf": "ftrace/uprobe",  # neither BTF nor headers; no kprobes here
-    "derived-debugfs-only-no-btf": "ftrace/uprobe",  # tracefs under debugfs works the same
-    "derived-no-btf-no-uprobes": "ftrace/tracepoint",  # the last tier
-    "derived-kernel-4.19": "ftrace/kprobe" if "kprobe" in IMPLEMENTED else "ftrace/uprobe",
+    "derived-no-btf": "ebpf-core/raw_tp",  # neither BTF nor headers: raw tracepoints
+    "derived-debugfs-only-no-btf": "ebpf-core/raw_tp",  # no tracefs needed either
+    "derived-no-btf-no-uprobes": "ebpf-core/raw_tp",
+    "derived-kernel-4.19": "ebpf-core/raw_tp",  # 4.17+: raw tracepoints, perf buffers
     # denies tracefs and kernel reads from BPF; BTF raw tracepoints still attach
     "derived-lockdown-confidentiality": "ebpf-core/tp_btf",
     # a measured refusal costs fields, not the backend
@@ -40,7 +39,8 @@ STABLE_CODES = {
     "no-btf", "no-libbpf", "no-ringbuf", "no-bcc", "no-headers", "lockdown-kprobes",
     "no-kprobe-events", "no-eprobes", "no-uprobe-events", "no-libc", "tier-not-implemented",
     "perf-buffer", "borrowed-headers", "bpf-kernel-read-denied", "eprobe-string-fault",
-    "tp-btf", "no-tp-btf", "tracefs-not-mounted", "tracefs-unreadable",
+    "tp-btf", "no-tp-btf", "tracefs-not-mounted", "tracefs-unreadable", "no-raw-tp",
+    "raw-tp-arch", "raw-tp",
 }
 
 
@@ -63,8 +63,9 @@ def test_every_candidate_explains_itself(name: str) -> None:
     for kind in KINDS:
         decision = decide(caps, kind)
         labels = [c.label for c in decision.candidates]
-        assert labels[:3] == ["ebpf-core/tracepoint", "ebpf-core/tp_btf", "ebpf-bcc"]
-        assert labels[3:] == ["ftrace/kprobe", "ftrace/eprobe", "ftrace/uprobe",
+        assert labels[:4] == ["ebpf-core/tracepoint", "ebpf-core/tp_btf", "ebpf-bcc",
+                              "ebpf-core/raw_tp"]
+        assert labels[4:] == ["ftrace/kprobe", "ftrace/eprobe", "ftrace/uprobe",
                               "ftrace/tracepoint"]
         for cand in decision.candidates:
             for reason in cand.reasons:
@@ -137,14 +138,13 @@ def test_privileged_bpf_refusal_is_not_blamed_on_capabilities() -> None:
 
 def test_why_names_the_better_candidates_that_were_skipped() -> None:
     decision = decide(probe_tree("derived-no-btf"), "exec")
-    assert decision.why.startswith("ftrace/uprobe chosen for exec")
+    assert decision.why.startswith("ebpf-core/raw_tp chosen for exec")
     assert "ebpf-core/tracepoint: no kernel BTF" in decision.why
     assert "ebpf-core/tp_btf: no kernel BTF" in decision.why
     assert "ebpf-bcc: no kernel headers" in decision.why
 
 
 @pytest.mark.parametrize(("name", "choice", "missing", "remedy"), [
-    ("derived-no-btf", "ebpf-core", "no kernel BTF", "CONFIG_DEBUG_INFO_BTF"),
     ("host-6.18-root", "ebpf-bcc", "no kernel headers", "apt-get install linux-headers-"),
     ("host-6.18-nobody", "ebpf", "bpf() denied (EPERM)", "CAP_BPF and CAP_PERFMON"),
     ("derived-container-no-caps", "ftrace", "tracefs is not mounted", "mount -t tracefs"),
@@ -161,6 +161,17 @@ def test_impossible_explicit_choice_is_one_line(name: str, choice: str, missing:
         assert "\n" not in text
         assert text.startswith(f"no usable backend for {kind} tracing with --backend {choice}")
         assert missing in text and remedy in text, text
+
+
+def test_without_btf_only_raw_tp_is_left_to_ebpf_core() -> None:
+    caps = probe_tree("derived-no-btf")
+    for attach in ("tracepoint", "tp_btf"):
+        with pytest.raises(SelectionError, match=r"no kernel BTF.*CONFIG_DEBUG_INFO_BTF"):
+            require(caps, "exec", "ebpf-core", attach=attach)
+    chosen = require(caps, "exec", "ebpf-core").chosen
+    assert chosen is not None and chosen.label == "ebpf-core/raw_tp"
+    assert chosen.fields["ppid"].startswith("none") and chosen.fields["argv"].startswith(
+        "partial")
 
 
 def test_explicit_choice_that_works() -> None:

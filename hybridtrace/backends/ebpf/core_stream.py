@@ -20,6 +20,7 @@ from hybridtrace.backends.base import BackendError, EventStream, StreamStats
 from hybridtrace.backends.ebpf import libbpf, records
 from hybridtrace.backends.ebpf.callback_readers import LibbpfRingReader, PerfReader
 from hybridtrace.backends.ebpf.loader import BpfObject, read_percpu_u64_sum
+from hybridtrace.backends.ebpf.requirements import TASK_BTF_SINCE
 from hybridtrace.backends.ebpf.ringbuf import ORDERED_LOADS, RingReader, Scan, scanner
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
@@ -33,7 +34,7 @@ REQUIRED = {
 # Biggest record (struct ht_exec) must fit a per-CPU perf buffer.
 MIN_PERF_PAGES = {Kind.EXEC: 16, Kind.OPEN: 1}
 TRANSPORTS = ("ring", "ring-libbpf", "perf")
-ATTACH_MODES = ("tracepoint", "tp_btf")  # requirements.CORE_TIERS
+ATTACH_MODES = ("tracepoint", "tp_btf", "raw_tp")  # requirements.CORE_TIERS
 
 Decoded = Union[ExecEvent, OpenEvent]
 Reader = Union["RingReader[Decoded]", LibbpfRingReader, PerfReader]
@@ -71,7 +72,7 @@ def choose_transport(caps: Optional[Capabilities]) -> str:
 
 def object_name(kind: Kind, transport: str, attach: str) -> str:
     """The shipped object (tools/build_bpf.py FLAVOURS) for one kind, transport and attach."""
-    return (f"{kind.value}{'.tp_btf' if attach == 'tp_btf' else ''}"
+    return (f"{kind.value}{'' if attach == 'tracepoint' else '.' + attach}"
             f"{'.perf' if transport == 'perf' else ''}.bpf.o")
 
 
@@ -130,8 +131,9 @@ class CoreStream:
         skipped = f"; not loaded (no tracepoint): {', '.join(obj.skipped)}" if obj.skipped else ""
         buffer = (f"perf buffers {size >> 10} KiB" if transport == "perf"
                   else f"ring buffer {size >> 10} KiB")
-        how = ("classic tracepoints" if attach == "tracepoint"
-               else "raw tracepoints by BTF name (tp_btf), no tracefs")
+        how = {"tracepoint": "classic tracepoints",
+               "tp_btf": "raw tracepoints by BTF name (tp_btf), no tracefs",
+               "raw_tp": "raw tracepoints without BTF (raw_tp), no tracefs"}[attach]
         reads = "" if kernel_reads else "; no kernel-memory reads"
         self.description = f"ebpf-core: {how}, libbpf {lib.path}, {buffer}{reads}{skipped}"
 
@@ -217,9 +219,22 @@ def open_core_stream(request: TraceRequest, caps: Optional[Capabilities],
 
     ``buffer_bytes`` sizes the ring buffer (or all perf buffers together);
     ``transport`` forces "ring", "ring-libbpf" or "perf" (tests, benchmarks);
-    ``attach`` is "tracepoint" (classic, ids from tracefs) or "tp_btf".
+    ``attach`` is "tracepoint" (classic, ids from tracefs), "tp_btf" or "raw_tp".
     Kernel-memory reads are left out of the programs where probe saw them refused.
     """
     kernel_reads = caps is None or caps.bpf.kernel_read is not False
+    if request.kind is Kind.EXEC and request.filters.ppid is not None and not knows_ppid(
+            attach, kernel_reads, caps):
+        # The in-kernel filter would drop every exec: let the next backend do it.
+        raise BackendError(f"ebpf-core/{attach} cannot read the parent here, so it cannot"
+                           " filter by ppid")
     return CoreStream(request, transport or choose_transport(caps), buffer_bytes, attach,
                       kernel_reads)
+
+
+def knows_ppid(attach: str, kernel_reads: bool, caps: Optional[Capabilities]) -> bool:
+    """Mirrors ht_ppid() in bpf/common.h: a BTF task walk, else a kernel read."""
+    if attach == "raw_tp":
+        return False
+    btf_task = attach == "tp_btf" and (caps is None or caps.kernel.version >= TASK_BTF_SINCE)
+    return btf_task or kernel_reads

@@ -15,11 +15,15 @@ from hybridtrace.backends.requirements_common import (
 from hybridtrace.capabilities.model import Capabilities
 
 # How ebpf-core attaches: classic syscall tracepoints (their ids are read from
-# tracefs; only the traced syscalls run a program) or raw tracepoints by BTF name
-# (tp_btf: no tracefs at all, but sys_enter/sys_exit run on every syscall).
-CORE_TIERS: Tuple[str, ...] = ("tracepoint", "tp_btf")
+# tracefs; only the traced syscalls run a program), raw tracepoints by BTF name
+# (tp_btf: no tracefs at all, but sys_enter/sys_exit run on every syscall), or
+# the same raw tracepoints on kernels without BTF (raw_tp: no task_struct reads).
+CORE_TIERS: Tuple[str, ...] = ("tracepoint", "tp_btf", "raw_tp")
 TP_BTF_SINCE = (5, 5, 0)
+RAW_TP_SINCE = (4, 17, 0)
 TASK_BTF_SINCE = (5, 11, 0)  # bpf_get_current_task_btf: the caller's task by plain loads
+RAW_TP_ARCHES = ("x86_64",)  # bpf/common.h knows their syscall numbers and pt_regs offsets
+_NO_LAYOUT = "no BTF, so task_struct's layout is unknown"
 
 
 def _fields(kind: str) -> Dict[str, str]:
@@ -38,6 +42,13 @@ def _fields(kind: str) -> Dict[str, str]:
 def _core_fields(caps: Capabilities, kind: str, tier: str) -> Dict[str, str]:
     """Without kernel reads, what the syscall's user memory and BTF walks still give."""
     fields = _fields(kind)
+    if kind == "exec" and tier == "raw_tp":
+        fields["filename"] = ("partial: from the caller's memory; None where it was not paged"
+                              f" in (the kernel's copy needs struct layouts: {_NO_LAYOUT})")
+        fields["argv"] = ("partial: from the caller's memory only; None for fork()+execv()"
+                          f" children whose pages were out ({_NO_LAYOUT})")
+        fields["ppid"] = f"none: {_NO_LAYOUT}"
+        return fields
     if kind != "exec" or caps.bpf.kernel_read is not False:
         return fields
     why = "bpf_probe_read_kernel is refused"
@@ -53,6 +64,8 @@ def _core_fields(caps: Capabilities, kind: str, tier: str) -> Dict[str, str]:
 
 
 def _tier_reasons(caps: Capabilities, kind: str, tier: str) -> List[Reason]:
+    if tier == "raw_tp":
+        return _raw_tp_reasons(caps)
     if tier == "tp_btf":
         if caps.kernel.version < TP_BTF_SINCE:
             return [Reason("no-tp-btf", "BTF raw tracepoints (tp_btf) need kernel 5.5+",
@@ -61,6 +74,20 @@ def _tier_reasons(caps: Capabilities, kind: str, tier: str) -> List[Reason]:
                        " sched_process_exec tracepoints: no tracefs needed, but a program runs"
                        " on every syscall", blocking=False)]
     return _classic_tracefs_reasons(caps, kind)
+
+
+def _raw_tp_reasons(caps: Capabilities) -> List[Reason]:
+    out: List[Reason] = []
+    if caps.kernel.version < RAW_TP_SINCE:
+        out.append(Reason("no-raw-tp", "raw tracepoints need kernel 4.17+"))
+    if caps.kernel.arch not in RAW_TP_ARCHES:
+        out.append(Reason("raw-tp-arch", f"raw_tp programs know the syscall registers of"
+                          f" {', '.join(RAW_TP_ARCHES)} only, not {caps.kernel.arch}"))
+    out += kernel_read_reasons(caps)  # pt_regs is read with bpf_probe_read
+    out.append(Reason("raw-tp", "raw tracepoints by name without BTF: no tracefs needed, a"
+                      " program runs on every syscall, and what needs task_struct (ppid, the"
+                      " new image's argv) is left out", blocking=False))
+    return out
 
 
 def _classic_tracefs_reasons(caps: Capabilities, kind: str) -> List[Reason]:
@@ -83,7 +110,7 @@ def _classic_tracefs_reasons(caps: Capabilities, kind: str) -> List[Reason]:
 
 def assess_core(caps: Capabilities, kind: str, tier: str = "tracepoint") -> Assessment:
     reasons = bpf_reasons(caps)
-    if caps.btf.path is None:
+    if caps.btf.path is None and tier != "raw_tp":
         reasons.append(
             Reason(
                 "no-btf",
@@ -102,14 +129,10 @@ def assess_core(caps: Capabilities, kind: str, tier: str = "tracepoint") -> Asse
             "no BPF ring buffer (5.8+): events go through per-CPU perf buffers",
             blocking=False,
         ))
-    reasons += kernel_read_reasons(caps, blocking=False)
+    if tier != "raw_tp":  # raw_tp cannot do without kernel reads: _raw_tp_reasons says so
+        reasons += kernel_read_reasons(caps, blocking=False)
     reasons += _tier_reasons(caps, kind, tier)
     return Assessment("ebpf-core", tier, kind, reasons, _core_fields(caps, kind, tier))
-
-
-def assess_cores(caps: Capabilities, kind: str) -> List[Assessment]:
-    """ebpf-core's attach tiers, best first."""
-    return [assess_core(caps, kind, tier) for tier in CORE_TIERS]
 
 
 def _bcc_headers(caps: Capabilities, fields: Dict[str, str]) -> List[Reason]:

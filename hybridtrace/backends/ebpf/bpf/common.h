@@ -135,6 +135,14 @@ static __always_inline void ht_emit(void *ctx, void *rec, __u64 size)
 	}
 }
 
+/* HT_RAW_TP builds for kernels without BTF: no struct layout is known there, so
+ * nothing may touch task_struct (and libbpf then needs no kernel BTF at all). */
+#ifdef HT_RAW_TP
+#define HT_TASK_LAYOUT 0
+#else
+#define HT_TASK_LAYOUT 1
+#endif
+
 /* The calling task as a BTF pointer (5.11+), which tp_btf programs walk with
  * plain loads where bpf_probe_read_kernel may be refused; NULL where the helper
  * is missing (the branch is dead code once libbpf has relocated the check). */
@@ -157,7 +165,7 @@ static __always_inline bool ht_ppid(__u32 *ppid)
 		*ppid = task->real_parent->tgid;
 		return true;
 	}
-	if (!ht_cfg.kernel_reads)
+	if (!HT_TASK_LAYOUT || !ht_cfg.kernel_reads)
 		return false;
 	task = (struct task_struct *)bpf_get_current_task();
 	return BPF_CORE_READ_INTO(ppid, task, real_parent, tgid) == 0;
@@ -215,10 +223,12 @@ static __always_inline void ht_fill_hdr(struct ht_hdr *h, __u32 type)
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
-#ifdef HT_TP_BTF
-/* Raw syscall tracepoints (tp_btf/sys_enter, sys_exit): attached by name, so no
- * tracefs; they fire on every syscall, the number says which, and the BTF-typed
- * pt_regs gives the arguments with plain loads. */
+#if defined(HT_TP_BTF) || defined(HT_RAW_TP)
+/* Raw syscall tracepoints (sys_enter, sys_exit): attached by name, so no tracefs;
+ * they fire on every syscall and the number says which. tp_btf programs read the
+ * BTF-typed pt_regs with plain loads; raw_tp ones (no BTF) read it at the
+ * architecture's fixed offsets, those of the ptrace register ABI. */
+#define HT_RAW_SYSCALLS
 #if defined(__TARGET_ARCH_x86)
 #define HT_NR_OPEN 2
 #define HT_NR_CREAT 85
@@ -226,34 +236,71 @@ static __always_inline void ht_fill_hdr(struct ht_hdr *h, __u32 type)
 #define HT_NR_OPENAT 257
 #define HT_NR_EXECVEAT 322
 #define HT_NR_OPENAT2 437
-#define HT_SC_NR(regs) ((long)(regs)->orig_ax)
-#define HT_SC_ARG0(regs) ((regs)->di)
-#define HT_SC_ARG1(regs) ((regs)->si)
-#define HT_SC_ARG2(regs) ((regs)->dx)
-#define HT_SC_ARG3(regs) ((regs)->r10)
 #define HT_TS_COMPAT 0x0002 /* arch/x86/include/asm/thread_info.h */
+#define HT_USER32_CS 0x23   /* arch/x86/include/asm/segment.h: 32-bit user code */
+#ifdef HT_TP_BTF
+#define HT_REG(regs, field, off) ((regs)->field)
 #else
-#error "tp_btf syscall numbers and argument registers are defined for x86 only"
+static __always_inline unsigned long ht_reg_at(const void *regs, __u32 off)
+{
+	unsigned long v = 0;
+
+	bpf_probe_read(&v, sizeof(v), (const char *)regs + off);
+	return v;
+}
+#define HT_REG(regs, field, off) ht_reg_at(regs, off)
+#endif
+#define HT_SC_NR(regs) ((long)HT_REG(regs, orig_ax, 120))
+#define HT_SC_ARG0(regs) HT_REG(regs, di, 112)
+#define HT_SC_ARG1(regs) HT_REG(regs, si, 104)
+#define HT_SC_ARG2(regs) HT_REG(regs, dx, 96)
+#define HT_SC_ARG3(regs) HT_REG(regs, r10, 56)
+#define HT_SC_CS(regs) (HT_REG(regs, cs, 136) & 0xffff)
+#else
+#error "raw syscall numbers and argument registers are defined for x86 only"
 #endif
 
 /* A 32-bit (ia32) syscall: its numbers mean other calls (11 is execve there,
- * munmap here). Classic syscall tracepoints skip them on x86; so do we. Where
- * the task cannot be read at all, only 64-bit callers are assumed. */
-static __always_inline bool ht_compat_syscall(void)
+ * munmap here). Classic syscall tracepoints skip them on x86; so do we: by the
+ * caller's code segment (32-bit programs), and where the task can be read by
+ * TS_COMPAT (int 0x80 from 64-bit code too). */
+static __always_inline bool ht_compat_syscall(struct pt_regs *regs)
 {
 	struct task_struct *task = ht_task_btf();
 	__u32 status = 0;
 
+	if (HT_SC_CS(regs) == HT_USER32_CS)
+		return true;
 	if (task)
 		return task->thread_info.status & HT_TS_COMPAT;
-	if (!ht_cfg.kernel_reads)
+	if (!HT_TASK_LAYOUT || !ht_cfg.kernel_reads)
 		return false;
 	task = (struct task_struct *)bpf_get_current_task();
 	if (BPF_CORE_READ_INTO(&status, task, thread_info.status))
 		return false;
 	return status & HT_TS_COMPAT;
 }
+
+#ifdef HT_TP_BTF
+#define HT_SYS_ENTER(name) SEC("tp_btf/sys_enter") int BPF_PROG(name, struct pt_regs *regs, long id)
+#define HT_SYS_EXIT(name) SEC("tp_btf/sys_exit") int BPF_PROG(name, struct pt_regs *regs, long ret)
+#define HT_EXEC_DONE(name) SEC("tp_btf/sched_process_exec") \
+	int BPF_PROG(name, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+#else
+#define HT_SYS_ENTER(name) SEC("raw_tp/sys_enter") int BPF_PROG(name, struct pt_regs *regs, long id)
+#define HT_SYS_EXIT(name) SEC("raw_tp/sys_exit") int BPF_PROG(name, struct pt_regs *regs, long ret)
+#define HT_EXEC_DONE(name) SEC("raw_tp/sched_process_exec") \
+	int BPF_PROG(name, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 #endif
+#endif
+
+/* struct open_how as the syscall ABI fixes it (include/uapi/linux/openat2.h):
+ * user memory, so no relocation against the kernel's BTF. */
+struct ht_open_how {
+	__u64 flags;
+	__u64 mode;
+	__u64 resolve;
+};
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

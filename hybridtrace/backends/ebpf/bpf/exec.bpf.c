@@ -6,9 +6,10 @@
  * written by the kernel) when the caller's pages could not be read, which is
  * the fork()+execv() case other tools print empty.
  *
- * Built twice over: classic tracepoints (syscalls/sys_enter_execve, ...: only
- * the traced syscalls run a program, but tracefs gives their ids), and with
- * HT_TP_BTF the raw tracepoints by name (no tracefs at all). */
+ * Built three ways: classic tracepoints (syscalls/sys_enter_execve, ...: only
+ * the traced syscalls run a program, but tracefs gives their ids); with
+ * HT_TP_BTF the raw tracepoints by BTF name (no tracefs at all); with HT_RAW_TP
+ * the same raw tracepoints on kernels without BTF (no task_struct reads). */
 #include "common.h"
 
 /* Per-thread pending execs; entries are large, so allocated on demand. */
@@ -193,7 +194,7 @@ static __always_inline bool new_argv_area(struct task_struct *btf_task, unsigned
 		*end = btf_task->mm->arg_end;
 		return true;
 	}
-	if (!ht_cfg.kernel_reads)
+	if (!HT_TASK_LAYOUT || !ht_cfg.kernel_reads)
 		return false;
 	task = (struct task_struct *)bpf_get_current_task();
 	return !BPF_CORE_READ_INTO(start, task, mm, arg_start) &&
@@ -229,7 +230,7 @@ static __always_inline int exec_done(void *ctx, __u32 old_tid, const char *kname
 			goto out;
 		ht_fill_hdr(&e->h, HT_REC_EXEC);
 		e->syscall = sys;
-		if (ht_cfg.kernel_reads)
+		if (kname && ht_cfg.kernel_reads)
 			n = bpf_probe_read_kernel_str(e->data, HT_PATH_READ, kname);
 		e->name_len = n > 0 ? n : 0;
 		e->name_source = n > 0 ? HT_SRC_TRACEPOINT : HT_SRC_NONE;
@@ -256,7 +257,7 @@ out:
 	return 0;
 }
 
-#ifndef HT_TP_BTF
+#ifndef HT_RAW_SYSCALLS
 SEC("tracepoint/syscalls/sys_enter_execve")
 int ht_exec_enter(struct trace_event_raw_sys_enter *ctx)
 {
@@ -290,20 +291,18 @@ int ht_exec_done(struct trace_event_raw_sched_process_exec *ctx)
 			 NULL);
 }
 #else
-SEC("tp_btf/sys_enter")
-int BPF_PROG(ht_exec_enter, struct pt_regs *regs, long id)
+HT_SYS_ENTER(ht_exec_enter)
 {
-	if (id == HT_NR_EXECVE && !ht_compat_syscall())
+	if (id == HT_NR_EXECVE && !ht_compat_syscall(regs))
 		return on_enter((const char *)HT_SC_ARG0(regs),
 				(const char *const *)HT_SC_ARG1(regs), HT_SYS_EXECVE);
-	if (id == HT_NR_EXECVEAT && !ht_compat_syscall())
+	if (id == HT_NR_EXECVEAT && !ht_compat_syscall(regs))
 		return on_enter((const char *)HT_SC_ARG1(regs),
 				(const char *const *)HT_SC_ARG2(regs), HT_SYS_EXECVEAT);
 	return 0;
 }
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(ht_exec_exit, struct pt_regs *regs, long ret)
+HT_SYS_EXIT(ht_exec_exit)
 {
 	long id = HT_SC_NR(regs);
 
@@ -313,9 +312,13 @@ int BPF_PROG(ht_exec_exit, struct pt_regs *regs, long ret)
 	return 0;
 }
 
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(ht_exec_done, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+HT_EXEC_DONE(ht_exec_done)
 {
+#ifdef HT_TP_BTF
 	return exec_done(ctx, old_pid, bprm->filename, p);
+#else
+	/* Without BTF neither linux_binprm nor task_struct has a known layout. */
+	return exec_done(ctx, old_pid, NULL, NULL);
+#endif
 }
 #endif

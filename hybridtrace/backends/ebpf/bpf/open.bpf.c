@@ -1,7 +1,8 @@
 /* open/openat/openat2/creat tracing: arguments are kept per thread at
  * sys_enter, the path is read at sys_exit (the kernel has copied it by then, so
  * its page is present) and one record per call goes to the ring buffer.
- * Classic syscall tracepoints, or with HT_TP_BTF the raw ones (see exec.bpf.c). */
+ * Classic syscall tracepoints, or with HT_TP_BTF / HT_RAW_TP the raw ones (see
+ * exec.bpf.c). */
 #include "common.h"
 
 #define O_WRONLY 01
@@ -58,7 +59,7 @@ static __always_inline int on_enter(const char *path, __u64 flags, __u32 mode, _
 
 static __always_inline int on_enter_openat2(__s32 dfd, const char *path, const void *uhow)
 {
-	struct open_how how = {};
+	struct ht_open_how how = {};
 
 	bpf_probe_read_user(&how, sizeof(how), uhow);
 	return on_enter(path, how.flags, how.mode, dfd, HT_SYS_OPENAT2);
@@ -101,7 +102,7 @@ out:
 	return 0;
 }
 
-#ifndef HT_TP_BTF
+#ifndef HT_RAW_SYSCALLS
 SEC("tracepoint/syscalls/sys_enter_open")
 int ht_open_enter(struct trace_event_raw_sys_enter *ctx)
 {
@@ -154,8 +155,7 @@ int ht_creat_exit(struct trace_event_raw_sys_exit *ctx)
 	return on_exit(ctx, ctx->ret);
 }
 #else
-SEC("tp_btf/sys_enter")
-int BPF_PROG(ht_open_enter, struct pt_regs *regs, long id)
+HT_SYS_ENTER(ht_open_enter)
 {
 	if (id != HT_NR_OPENAT && id != HT_NR_OPENAT2
 #ifdef HT_NR_OPEN
@@ -163,7 +163,7 @@ int BPF_PROG(ht_open_enter, struct pt_regs *regs, long id)
 #endif
 	)
 		return 0;
-	if (ht_compat_syscall())
+	if (ht_compat_syscall(regs))
 		return 0;
 	if (id == HT_NR_OPENAT)
 		return on_enter((const char *)HT_SC_ARG1(regs), HT_SC_ARG2(regs), HT_SC_ARG3(regs),
@@ -182,8 +182,7 @@ int BPF_PROG(ht_open_enter, struct pt_regs *regs, long id)
 #endif
 }
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(ht_open_exit, struct pt_regs *regs, long ret)
+HT_SYS_EXIT(ht_open_exit)
 {
 	long id = HT_SC_NR(regs);
 
