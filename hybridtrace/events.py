@@ -57,10 +57,11 @@ class OpenEvent:
 
     Exactly one of ``fd`` and ``errno`` is set when the result was seen.
     ``dfd`` is the directory fd of a relative path (AT_FDCWD is -100).
+    ``pid`` (the process) is None when it could not be proven: ``tid`` never stands in.
     """
 
     timestamp_ns: int
-    pid: int
+    pid: Optional[int]
     tid: int
     uid: Optional[int]
     comm: Optional[bytes]

@@ -9,7 +9,7 @@ helper returns None rather than a guess, and callers mark what they got as
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 PROC = "/proc"
 
@@ -77,6 +77,50 @@ def ppid(pid: int) -> Optional[int]:
         return int(rest[1])
     except (IndexError, ValueError):
         return None
+
+
+def start_ticks(pid: Union[int, str]) -> Optional[int]:
+    """When a task started, in clock ticks since boot (CLOCK_BOOTTIME; /proc/PID/stat)."""
+    data = _read(f"{PROC}/{pid}/stat", 4096)
+    if not data:
+        return None
+    rest = data[data.rfind(b")") + 2:].split()
+    try:
+        return int(rest[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def thread_starts() -> Dict[int, Tuple[int, int]]:
+    """tid -> (start ticks, tgid) of every thread now: /proc/PID/task/TID names its process."""
+    out: Dict[int, Tuple[int, int]] = {}
+    try:
+        pids = [int(name) for name in os.listdir(PROC) if name.isdigit()]
+    except OSError:
+        return out
+    for pid in pids:
+        try:
+            tids = [int(name) for name in os.listdir(f"{PROC}/{pid}/task") if name.isdigit()]
+        except OSError:
+            continue
+        for tid in tids:
+            start = start_ticks(f"{pid}/task/{tid}")
+            if start is not None:
+                out[tid] = (start, pid)
+    return out
+
+
+def thread_identity(tid: int) -> Optional[Tuple[int, int]]:
+    """(start ticks, tgid) of the task with this id now, both read from one task.
+
+    The start time is read before and after the Tgid: a task that exits and
+    whose id is reused in between shows a different start.
+    """
+    before = start_ticks(tid)
+    group = tgid(tid)
+    if before is None or group is None or start_ticks(tid) != before:
+        return None
+    return before, group
 
 
 def comm(pid: int) -> Optional[bytes]:

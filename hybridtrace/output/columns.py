@@ -135,7 +135,8 @@ class OpenFormat:
     def line(self, ev: OpenEvent, path: Optional[bytes]) -> str:
         fd = ev.fd
         errno = ev.errno
-        text = (f"{ev.pid:<7} {_comm16(ev.comm)} {-1 if fd is None else fd:>4}"
+        pid = "?" if ev.pid is None else ev.pid
+        text = (f"{pid:<7} {_comm16(ev.comm)} {-1 if fd is None else fd:>4}"
                 f" {0 if errno is None else errno:>3} ")
         if self.clock.mode is not None or self.show_uid:
             head = self.clock.prefix(ev.timestamp_ns)

@@ -12,8 +12,9 @@ from typing import Optional
 AT_FDCWD = -100
 
 
-def full_path(pid: int, dfd: Optional[int], path: Optional[bytes]) -> Optional[bytes]:
-    if path is None or path.startswith(b"/"):
+def full_path(pid: Optional[int], dfd: Optional[int],
+              path: Optional[bytes]) -> Optional[bytes]:
+    if path is None or path.startswith(b"/") or pid is None:
         return path
     base = f"/proc/{pid}/cwd" if dfd in (None, AT_FDCWD) else f"/proc/{pid}/fd/{dfd}"
     try:

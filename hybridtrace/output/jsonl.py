@@ -159,7 +159,7 @@ def _open_json(ev: OpenEvent) -> Optional[str]:
     ts, pid, tid, uid, dfd = ev.timestamp_ns, ev.pid, ev.tid, ev.uid, ev.dfd
     flags, mode, fd, errno = ev.flags, ev.mode, ev.fd, ev.errno
     truncated, syscall = ev.path_truncated, ev.syscall
-    if not (type(ts) is int and type(pid) is int and type(tid) is int
+    if not (type(ts) is int and type(pid) in _Int and type(tid) is int
             and type(uid) in _Int and type(dfd) in _Int and type(flags) in _Int
             and type(mode) in _Int and type(fd) in _Int and type(errno) in _Int
             and type(truncated) is bool and type(syscall) is str):
@@ -168,7 +168,8 @@ def _open_json(ev: OpenEvent) -> Optional[str]:
     if source is None:
         return None
     n = "null"
-    return (f'{{"schema":{_SCHEMA_JSON},"type":"open","timestamp_ns":{ts},"pid":{pid},'
+    return (f'{{"schema":{_SCHEMA_JSON},"type":"open","timestamp_ns":{ts},'
+            f'"pid":{n if pid is None else pid},'
             f'"tid":{tid},"uid":{n if uid is None else uid},"comm":{_json_comm(ev.comm)},'
             f'"syscall":{_json_str(syscall)},"dfd":{n if dfd is None else dfd},'
             f'"path":{_json_bytes(ev.path)},"path_source":{source},'

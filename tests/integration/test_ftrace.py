@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Callable, Iterator, List, Optional, Sequence
 
@@ -371,8 +372,9 @@ def test_overrun_is_counted_exactly(caps: Capabilities, tier: str,
     assert child.stdin is not None
     # Only the child's records reach this instance (pid filter), so the number
     # the kernel produced is known: per open one probe record (exact tiers),
-    # one entry and one exit record.
-    per_open = 3 if tier in EXACT else 2
+    # one entry and one exit record, and the close after it (entry and exit:
+    # they prove /proc fd links, see fd_ledger.py).
+    per_open = (3 if tier in EXACT else 2) + 2
     with open_stream(caps, tier, Kind.OPEN, buffer_kb=16, pid=child.pid) as stream:
         child.stdin.write(b"g")
         child.stdin.close()
@@ -388,7 +390,7 @@ def test_overrun_is_counted_exactly(caps: Capabilities, tier: str,
     losses = [e for e in events if isinstance(e, LostEvent)]
     assert losses and all(e.count > 0 and e.cpu is not None for e in losses)
     assert sum(e.count for e in losses) == lost > 0
-    assert records + lost == per_open * count
+    assert records + lost == per_open * count + 1  # and its sched_process_exit
     got = opens(events, child.pid)
     assert 0 < len(got) < count
     assert len(got) + lost >= count
@@ -401,7 +403,7 @@ def test_ending_behind_loses_nothing_silently(caps: Capabilities, tier: str,
     """Session.drain: what the kernel recorded before the end is read, or counted lost."""
     exe = build_burst(tmp_path)
     count = 3000
-    per_open = 3 if tier in EXACT else 2
+    per_open = (3 if tier in EXACT else 2) + 2  # with the close after each open
     child = subprocess.Popen([exe, "/etc/hostname", str(count)], stdin=subprocess.PIPE)
     assert child.stdin is not None
     with hybridtrace.trace("open", "ftrace", tier=tier, pid=child.pid) as session:
@@ -415,7 +417,7 @@ def test_ending_behind_loses_nothing_silently(caps: Capabilities, tier: str,
         assert not got
         assert [e.where for e in events if isinstance(e, LostEvent)] == [
             "unread when the session ended"]
-        assert lost == per_open * count
+        assert lost == per_open * count + 1  # and its sched_process_exit
     else:
         assert len(got) == count and lost == 0
         assert session.stats.captured == count
@@ -454,3 +456,181 @@ def test_short_lived_process_gets_its_own_comm_and_uid(caps: Capabilities, tier:
     assert before and all(e.uid == 0 for e in before)  # python's opens, before setuid
     if tier in EXACT:
         assert got[-1].path == tmp.name.encode() and got[-1].fd is not None
+
+
+FD_REUSE_C = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+/* Every open it makes is O_NOCTTY (nothing else here uses it) and logged as
+   "tid fd path": the ground truth. Phase 1: the main thread opens a, keeps it
+   open a while, closes it; a second thread then opens b at the same fd and
+   keeps it. Phase 2: threads open and close many files at the same few fds. */
+static const char *dir;
+static int rounds;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static int logged_open(const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDONLY | O_NOCTTY);
+    pthread_mutex_lock(&lock);
+    printf("%ld %d %s\n", (long)syscall(SYS_gettid), fd, path);
+    pthread_mutex_unlock(&lock);
+    return fd;
+}
+static void *keep_b(void *arg) {
+    int fd = logged_open("b");
+    usleep(1000000);
+    close(fd);
+    return NULL;
+}
+static void *churn(void *arg) {
+    long who = (long)arg;
+    char name[32];
+    for (int i = 0; i < rounds; i++) {
+        snprintf(name, sizeof name, "f%ld-%d", who, i % 16);
+        int fd = logged_open(name);
+        if (i % 7 == 0) usleep(200);
+        close(fd);
+    }
+    return NULL;
+}
+int main(int argc, char **argv) {
+    pthread_t t[3];
+    dir = argv[1];
+    rounds = atoi(argv[2]);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    int fd = logged_open("a");
+    usleep(300000);
+    close(fd);
+    pthread_create(&t[0], NULL, keep_b, NULL);
+    pthread_join(t[0], NULL);
+    for (long i = 1; i < 3; i++) pthread_create(&t[i], NULL, churn, (void *)i);
+    for (int i = 1; i < 3; i++) pthread_join(t[i], NULL);
+    printf("done\n");
+    return 0;
+}
+"""
+
+
+def build_c(tmp_path: os.PathLike, name: str, source: str) -> str:
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.fail("needs a C compiler (tools/setup.sh installs gcc)")
+    src = os.path.join(str(tmp_path), f"{name}.c")
+    exe = os.path.join(str(tmp_path), name)
+    with open(src, "w") as handle:
+        handle.write(source)
+    subprocess.run([gcc, "-O2", "-pthread", "-o", exe, src], check=True)
+    return exe
+
+
+def test_reused_fds_never_get_another_files_path(caps: Capabilities, tier: str, reader: str,
+                                                 tmp_path: os.PathLike) -> None:
+    """A /proc fd link is kept only when proven to be the file this very open made.
+
+    It used to be looked up per process, not per thread: a thread's open at fd 3
+    got the path of a file the main thread had opened (and closed) at fd 3.
+    """
+    exe = build_c(tmp_path, "htfdreuse", FD_REUSE_C)
+    files = os.path.join(str(tmp_path), "files")
+    os.mkdir(files)
+    names = ["a", "b"] + [f"f{w}-{i}" for w in (1, 2) for i in range(16)]
+    for name in names:
+        with open(os.path.join(files, name), "w") as handle:
+            handle.write(name)
+    rounds = 300
+    with open_stream(caps, tier, Kind.OPEN) as stream:
+        child = subprocess.Popen([exe, files, str(rounds)], stdout=subprocess.PIPE)
+        assert child.stdout is not None
+        lines: List[bytes] = []
+        out = threading.Thread(target=lambda: lines.extend(child.stdout or ()))
+        out.start()
+        events: List[Event] = []
+        while out.is_alive():  # the trace is read all the while the workload runs
+            events += stream.poll(0.01)
+        out.join()
+        assert child.wait() == 0 and lines[-1] == b"done\n"
+        child.stdout.close()
+        truth = []
+        for raw in lines[:-1]:
+            tid, fd, path = raw.rstrip(b"\n").split(b" ", 2)
+            truth.append((int(tid), int(fd), path))
+
+        def mine(ev: List[Event]) -> List[OpenEvent]:
+            return [e for e in ev if isinstance(e, OpenEvent) and e.tid in tids
+                    and e.flags is not None and e.flags & os.O_NOCTTY]
+
+        tids = {t for t, _fd, _path in truth}
+        events = collect(stream, lambda ev: len(mine(events + ev)) >= len(truth)) + events
+    assert len(truth) == 2 + 2 * rounds
+    got = mine(sorted(events, key=lambda e: e.timestamp_ns))
+    assert not [e for e in events if isinstance(e, LostEvent)]
+    assert len(got) == len(truth)
+    wrong = []
+    for tid in tids:
+        want = [(fd, path) for t, fd, path in truth if t == tid]
+        have = [e for e in got if e.tid == tid]
+        assert [e.fd for e in have] == [fd for fd, _path in want]
+        wrong += [(e, path) for e, (_fd, path) in zip(have, want)
+                  if e.path is not None and e.path != path]
+    assert not wrong, wrong[:5]
+    assert all(e.pid == child.pid for e in got)  # threads that exited before we read too
+    # The two kept open long enough to be read, untouched meanwhile: right, not None.
+    a, b = got[0], got[1]
+    assert (a.tid, a.fd, a.path) == (child.pid, 3, truth[0][2])
+    assert b.tid != child.pid and (b.fd, b.path) == (3, truth[1][2])
+    if tier in EXACT:
+        assert b.path_source in (Source.LIBC_PROBE, Source.SYSCALL_ENTRY)
+    else:
+        assert b.path_source is Source.PROCFS
+
+
+THREAD_EXIT_C = r"""
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static const char *path;
+static void *run(void *arg) {
+    int fd = open(path, O_RDONLY | O_NOCTTY);
+    printf("%ld %d\n", (long)syscall(SYS_gettid), fd);
+    fflush(stdout);
+    return NULL;
+}
+int main(int argc, char **argv) {
+    pthread_t t;
+    path = argv[1];
+    pthread_create(&t, NULL, run, NULL);
+    pthread_join(t, NULL);
+    return 0;
+}
+"""
+
+
+def test_thread_of_exited_process_keeps_its_pid(caps: Capabilities, tier: str, reader: str,
+                                                tmp_path: os.PathLike) -> None:
+    """pid is the process's even when it is gone before the records are read, never the tid.
+
+    /proc/TID/status of a dead thread has no Tgid: the tid used to stand in.
+    """
+    exe = build_c(tmp_path, "htthrexit", THREAD_EXIT_C)
+    with open_stream(caps, tier, Kind.OPEN) as stream:
+        child = subprocess.Popen([exe, "/etc/hostname"], stdout=subprocess.PIPE)
+        out, _err = child.communicate()
+        assert child.returncode == 0
+        tid, fd = (int(v) for v in out.split())
+        time.sleep(0.2)  # gone, its threads too, before anything is read
+        events = collect(stream, lambda ev: any(isinstance(e, OpenEvent) and e.tid == tid
+                                                for e in ev))
+    got = [e for e in events if isinstance(e, OpenEvent) and e.tid == tid]
+    assert tid != child.pid and len(got) == 1 and got[0].fd == fd
+    assert got[0].pid == child.pid  # from its task_newtask record
+    assert all(e.pid == child.pid for e in events if isinstance(e, OpenEvent)
+               and e.tid in (tid, child.pid))

@@ -7,18 +7,29 @@ eprobe) only add strings; they are paired with their syscall by the pointer
 both show (``k``). What no record gives comes from /proc while the process
 lives, or stays None. Per-thread state is bounded: a thread whose exit record
 never arrives is emitted with an unknown result when it ages out.
+
+A record names its thread; the process (``pid``) comes from the task records
+(threads.py), or from /proc only where the live task provably wrote the
+record; else None. A path read from /proc/TID/fd/N is kept only when the
+records prove fd N still held the file this open made when it was read
+(fd_ledger.py): such an open waits, with every event after it, until the
+records up to the reading have been fed (``complete``).
 """
 
 from __future__ import annotations
 
+import collections
 import os
-from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+import time
+from typing import Callable, Deque, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 import attrs
 
 from hybridtrace import procfs
+from hybridtrace.backends.ftrace.fd_ledger import ALL_FDS, INF, FdLedger, Span
 from hybridtrace.backends.ftrace.pipe import ENTER, EXIT, LOST, ArgValue, TraceLine
 from hybridtrace.backends.ftrace.probes import ARG, FN, INDEX, MORE, PATH, Role
+from hybridtrace.backends.ftrace.threads import ThreadGroups
 from hybridtrace.events import Event, ExecEvent, OpenEvent, Source
 from hybridtrace.request import Kind
 
@@ -28,6 +39,12 @@ UNKNOWN_COMM = b"<...>"
 EXEC_SYSCALLS = ("sys_execve", "sys_execveat")
 OPEN_SYSCALLS = ("sys_open", "sys_openat", "sys_openat2", "sys_creat")
 EXEC_DONE = "sched_process_exec"  # the authority that an exec succeeded
+NEWTASK = "task_newtask"
+TASK_EXIT = "sched_process_exit"
+# Calls that free or replace fds (and io_uring, which can without a syscall): fd_ledger.py.
+FD_SYSCALLS = ("sys_close", "sys_close_range", "sys_dup2", "sys_dup3", "sys_io_uring_enter")
+CLOSE_RANGE_CLOEXEC = 1 << 2  # close_range() that only sets close-on-exec
+FdReading = Tuple[Optional[bytes], Optional[int], int]  # (path, flags, monotonic ns after)
 
 
 def parse_int(value: Optional[ArgValue]) -> Optional[int]:
@@ -93,6 +110,7 @@ class Pending:
     flags: Optional[int] = None
     mode: Optional[int] = None
     uid: Optional[int] = None  # as the record says (raw reader), else from /proc
+    entered: bool = True  # False: made up at the exit, the entry record was never seen
 
 
 @attrs.frozen
@@ -122,6 +140,20 @@ class ProcLookup:
     fd_path: Callable[[int, int], Optional[bytes]] = procfs.fd_path
     fd_flags: Callable[[int, int], Optional[int]] = procfs.fd_flags
     comm: Callable[[int], Optional[bytes]] = procfs.comm
+    thread_identity: Callable[[int], Optional[Tuple[int, int]]] = procfs.thread_identity
+    # (path, flags, when read) of /proc/TID/fd/N; None: fd_path and fd_flags, read now.
+    fd_read: Optional[Callable[[int, int], FdReading]] = None
+
+
+@attrs.frozen
+class FdProof:
+    """A reading of /proc/TID/fd/N waiting to be proven the open's own file."""
+
+    table: Optional[int]
+    start: int  # the open's entry
+    own: Span  # the open's own record in the ledger
+    path: bytes
+    read_ns: int
 
 
 def _same_file(filename: bytes, exe: bytes, cwd: Optional[bytes]) -> bool:
@@ -140,7 +172,13 @@ class Correlator:
     """Feeds TraceLines, yields events; one per session."""
 
     def __init__(self, kind: Kind, roles: Dict[str, Role], probe_source: Optional[Source],
-                 max_args: int, proc: ProcLookup = ProcLookup()) -> None:
+                 max_args: int, proc: ProcLookup = ProcLookup(),
+                 boot_offset: Optional[int] = None, fd_proof: bool = False,
+                 threads: Optional[Dict[int, Tuple[int, int]]] = None) -> None:
+        """``boot_offset``: see ThreadGroups (None: records' clock is not CLOCK_MONOTONIC).
+        ``fd_proof``: the records of fd_ledger.py are traced, so /proc fd links can be proven.
+        ``threads``: tid -> (start ticks, tgid) of the threads alive once recording began.
+        """
         self.kind = kind
         self.roles = roles
         self.probe_source = probe_source
@@ -152,6 +190,12 @@ class Correlator:
         self.parents: Dict[int, int] = {}
         self._tgids: Dict[int, Optional[int]] = {}
         self._uids: Dict[int, Optional[int]] = {}
+        self.threads = ThreadGroups(proc.thread_identity, boot_offset, seed=threads)
+        self.fd_proof = fd_proof
+        self.ledger = FdLedger()
+        self._fd_calls: Dict[int, Span] = {}  # tid -> its close/dup call in flight
+        self._opened: Dict[int, Tuple[Optional[int], Optional[int], Span]] = {}
+        self.awaiting: Deque[Tuple[Event, Optional[FdProof]]] = collections.deque()
         self.records = 0  # records fed
         self.orphans = 0  # exits whose entry was never seen
 
@@ -170,6 +214,15 @@ class Correlator:
         if line.event == "sched_process_fork":
             self._fork(line)
             return []
+        if line.event == NEWTASK:
+            self._newtask(line)
+            return []
+        if line.event == TASK_EXIT:
+            self.threads.exited(parse_int(line.args.get("pid")) or line.pid)
+            return []
+        if line.event in FD_SYSCALLS:
+            self._fd_call(line)
+            return []
         if line.style == ENTER:
             return self._enter(line)
         if line.style == EXIT:
@@ -177,56 +230,107 @@ class Correlator:
         return []
 
     def feed_all(self, lines: Iterable[TraceLine],
-                 later: Optional[Callable[[], Later]] = None) -> List[Event]:
-        """Feed a batch, then fill from /proc what no record gave (see ``fill``)."""
+                 later: Optional[Callable[[], Later]] = None,
+                 complete: Optional[int] = None) -> List[Event]:
+        """Feed a batch, then fill from /proc what no record gave (see ``fill``).
+
+        ``complete``: every record up to this time has now been fed (None: unknown).
+        """
         out: List[Event] = []
         self._uids.clear()  # /proc is read once per pid per batch, after the fact anyway
         for line in lines:
             out += self.feed(line)
-        return self.fill(out, later)
+        return self.fill(out, later, complete)
 
     def flush(self) -> List[Event]:
-        """Emit calls still waiting for their exit (end of session)."""
+        """Emit calls still waiting for their exit (end of input: every record was fed)."""
         out: List[Event] = []
         while self.pending:
             tid = next(iter(self.pending))
             pend = self.pending.pop(tid)
             out.append(self._emit(tid, tid, pend, None, pend.timestamp_ns))
         self.probes.clear()
-        return self.fill(out)
+        return self.fill(out, complete=INF)
 
-    def fill(self, events: List[Event],
-             later: Optional[Callable[[], Later]] = None) -> List[Event]:
+    def gap(self, start: int, end: int = INF) -> None:
+        """Records between ``start`` and ``end`` may be missing (lost, or recording stopped)."""
+        self.ledger.gap(start, end)
+
+    def fill(self, events: List[Event], later: Optional[Callable[[], Later]] = None,
+             complete: Optional[int] = None) -> List[Event]:
         """argv and paths from /proc, for events whose strings no record gave.
 
-        Only the last exec of a pid and the last open of a (pid, fd) in the
-        batch may look: an earlier one's fd was closed and reused, or its
-        image replaced, by the time we read. ``later()`` names the (tid, fd)
+        Only the last exec of a pid in the batch may look: an earlier one's
+        image was replaced by the time we read. ``later()`` names the (tid, fd)
         opens and tids' execs already read but not yet due (the reader holds
         them back): they count as later too. It is asked only when some event
-        needs /proc.
+        needs /proc. An open's path read from /proc waits for its proof (see
+        the module docstring), and every event after it waits with it.
         """
-        if not any(_needs_proc(e) for e in events):
+        if not self.awaiting and not any(_needs_proc(e) for e in events):
+            self._opened.clear()
             return events
         held = later() if later is not None else Later()
         later_fds: Set[Tuple[int, int]] = set(held.fds)
         later_execs: Set[int] = set(held.execs)
-        out: List[Event] = []
+        filled: List[Tuple[Event, Optional[FdProof]]] = []
         for event in reversed(events):
+            proof: Optional[FdProof] = None
             if isinstance(event, OpenEvent) and event.fd is not None:
-                key = (event.pid, event.fd)
-                if (event.path is None and key not in later_fds
-                        and (event.tid, event.fd) not in later_fds):
-                    path = self._fd_path(event.pid, event.fd, event.flags)
-                    if path is not None:
-                        event = attrs.evolve(event, path=path, path_source=Source.PROCFS)
+                opened = self._opened.get(id(event))
+                key = (event.tid, event.fd)
+                if (event.path is None and opened is not None and complete is not None
+                        and key not in later_fds):
+                    proof = self._read_fd(event, *opened)
                 later_fds.add(key)
             elif isinstance(event, ExecEvent) and event.retval == 0:
                 if event.argv is None and event.pid not in later_execs:
                     event = self._fill_argv(event)
                 later_execs.add(event.pid)
+            filled.append((event, proof))
+        self._opened.clear()
+        filled.reverse()
+        self.awaiting.extend(filled)
+        return self._release(complete)
+
+    def _read_fd(self, event: OpenEvent, start: Optional[int], table: Optional[int],
+                 own: Span) -> Optional[FdProof]:
+        """/proc/TID/fd/N (the thread's own table), unless its access mode shows a reuse."""
+        assert event.fd is not None
+        if start is None:
+            return None  # the open's entry was not seen: no time to prove from
+        if self.proc.fd_read is not None:
+            path, flags, read_ns = self.proc.fd_read(event.tid, event.fd)
+        else:
+            path = self.proc.fd_path(event.tid, event.fd)
+            flags = self.proc.fd_flags(event.tid, event.fd) if path is not None else None
+            read_ns = time.monotonic_ns()
+        if path is None:
+            return None
+        if event.flags is not None and (
+                flags is None or flags & os.O_ACCMODE != event.flags & os.O_ACCMODE):
+            return None
+        return FdProof(table, start, own, path, read_ns)
+
+    def _release(self, complete: Optional[int]) -> List[Event]:
+        """Events in order, up to the first whose /proc reading can't be judged yet."""
+        out: List[Event] = []
+        awaiting = self.awaiting
+        while awaiting:
+            event, proof = awaiting[0]
+            if proof is not None and isinstance(event, OpenEvent) and event.fd is not None:
+                if complete is not None and proof.read_ns > complete:
+                    break
+                if complete is not None and self.ledger.proven(
+                        proof.table, event.tid, event.fd, proof.start, proof.read_ns,
+                        proof.own):
+                    event = attrs.evolve(event, path=proof.path, path_source=Source.PROCFS)
+            awaiting.popleft()
             out.append(event)
-        out.reverse()
+        if self.fd_proof and complete is not None:
+            floor = min([complete] + [p.start for _e, p in awaiting if p is not None]
+                        + [p.timestamp_ns for p in self.pending.values()])
+            self.ledger.prune(floor)
         return out
 
     def _fill_argv(self, event: ExecEvent) -> ExecEvent:
@@ -283,6 +387,53 @@ class Correlator:
         while len(self.parents) > MAX_FORKS:
             del self.parents[next(iter(self.parents))]
 
+    def _newtask(self, line: TraceLine) -> None:
+        child = parse_int(line.args.get("pid"))
+        flags = parse_hex(line.args.get("clone_flags"))
+        if child is None or flags is None:
+            return
+        self.threads.created(child, line.pid, flags, line.timestamp_ns)
+        if self.fd_proof:
+            self.ledger.tid_reused(child, line.timestamp_ns)
+            comm = line.args.get("comm")
+            if isinstance(comm, bytes) and comm.startswith(b"iou-"):  # io_uring's own threads
+                self.ledger.changed(self.threads.files(child, line.timestamp_ns), 0, ALL_FDS,
+                                    line.timestamp_ns)
+
+    def _fd_call(self, line: TraceLine) -> None:
+        """close, close_range, dup2, dup3: fds of the caller's table may change meanwhile."""
+        if not self.fd_proof:
+            return
+        ts = line.timestamp_ns
+        if line.style == EXIT:
+            span = self._fd_calls.pop(line.pid, None)
+            if span is not None:
+                span[3] = ts
+            elif line.event != "sys_io_uring_enter":  # its entry was not seen: any fd, until now
+                self.ledger.changed(self.threads.files(line.pid, ts), 0, ALL_FDS, 0, ts)
+            return
+        table = self.threads.files(line.pid, ts)
+        args = line.args
+        if line.event == "sys_io_uring_enter":
+            self.ledger.changed(table, 0, ALL_FDS, ts)  # from now on, never proven
+            return
+        if line.event == "sys_close_range":
+            lo = parse_hex(args.get("fd"))
+            hi = parse_hex(args.get("max_fd"))
+            flags = parse_hex(args.get("flags"))
+            if flags is not None and flags == CLOSE_RANGE_CLOEXEC:
+                return
+            lo, hi = (0, ALL_FDS) if lo is None or hi is None else (lo, min(hi, ALL_FDS))
+        else:
+            fd = parse_hex(args.get("fd", args.get("newfd")))
+            lo, hi = (0, ALL_FDS) if fd is None else (fd & 0xFFFFFFFF, fd & 0xFFFFFFFF)
+        old = self._fd_calls.pop(line.pid, None)
+        if old is not None:
+            old[3] = ts  # its exit was lost: it ended before this call began
+        self._fd_calls[line.pid] = self.ledger.changed(table, lo, hi, ts)
+        while len(self._fd_calls) > MAX_THREADS:
+            del self._fd_calls[next(iter(self._fd_calls))]
+
     def _enter(self, line: TraceLine) -> List[Event]:
         names = EXEC_SYSCALLS if self.kind is Kind.EXEC else OPEN_SYSCALLS
         if line.event not in names:
@@ -331,15 +482,19 @@ class Correlator:
                 return out  # the success was already reported at sched_process_exec
             self.orphans += 1
             pend = Pending(line.event[4:], line.timestamp_ns, self._comm(line), None,
-                           uid=line.uid)
+                           uid=line.uid, entered=False)
         out.append(self._emit(line.pid, line.pid, pend, ret, line.timestamp_ns))
         return out
 
     def _exec_done(self, line: TraceLine) -> List[Event]:
-        if self.kind is not Kind.EXEC:
-            return []
         pid = parse_int(line.args.get("pid")) or line.pid
         old = parse_int(line.args.get("old_pid")) or pid
+        if self.fd_proof:  # close-on-exec fds go; the table may be unshared
+            self.ledger.changed(self.threads.files(old, line.timestamp_ns), 0, ALL_FDS,
+                                line.timestamp_ns, line.timestamp_ns)
+        self.threads.execed(old, pid)
+        if self.kind is not Kind.EXEC:
+            return []
         pend = self.pending.pop(old, None)
         if pend is None:
             pend = Pending("execve", line.timestamp_ns, None, None)
@@ -433,24 +588,19 @@ class Correlator:
                     probe: Optional[ProbeData]) -> OpenEvent:
         fd = ret if ret is not None and ret >= 0 else None
         err = -ret if ret is not None and ret < 0 else None
-        pid = self._tgid(tid) or tid
+        pid = self.threads.tgid(tid, ts)  # never the tid unless it is proven the process's
         path: Optional[bytes] = None
         source: Optional[Source] = None
         if probe is not None and probe.path is not None:
             path, source = probe.path, self.probe_source
-        return OpenEvent(
+        event = OpenEvent(
             timestamp_ns=ts, pid=pid, tid=tid,
-            uid=self._pend_uid(pend, pid), comm=pend.comm,
+            uid=self._pend_uid(pend, tid if pid is None else pid), comm=pend.comm,
             path=path, flags=pend.flags, mode=pend.mode, fd=fd, errno=err,
             path_source=source, syscall=pend.syscall, dfd=pend.dfd,
         )
-
-    def _fd_path(self, pid: int, fd: int, flags: Optional[int]) -> Optional[bytes]:
-        """/proc/PID/fd/N, unless its access mode shows the fd was reused."""
-        path = self.proc.fd_path(pid, fd)
-        if path is None or flags is None:
-            return path
-        now = self.proc.fd_flags(pid, fd)
-        if now is None or now & os.O_ACCMODE != flags & os.O_ACCMODE:
-            return None
-        return path
+        if fd is not None and self.fd_proof and ret is not None:
+            table = self.threads.files(tid, ts)
+            own = self.ledger.changed(table, fd, fd, ts, ts)  # fd N was free before this
+            self._opened[id(event)] = (pend.timestamp_ns if pend.entered else None, table, own)
+        return event

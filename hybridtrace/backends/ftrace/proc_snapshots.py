@@ -5,16 +5,20 @@ from /proc while the process lives. A short-lived process is often gone by
 the time its batch is correlated: the binary reader holds records back a few
 milliseconds to merge CPUs in time order. So, as soon as a successful exec
 or open is decoded, what the correlator will ask about it is read and kept;
-the correlator's usual checks (same executable, fd not reused, only the last
-exec or open of a pid/fd in a batch) apply to the snapshot as to live /proc.
+the correlator's usual checks (same executable, only the last exec of a pid
+in a batch, and for an fd the proof that it was not freed or replaced before
+the moment of the reading, which each snapshot keeps) apply to the snapshot as
+to live /proc. Fds are read per thread (/proc/TID/fd/N): a thread's table may
+be its own, and the snapshot belongs to the thread whose open it was.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Dict, List, Optional, Tuple, TypeVar
 
 from hybridtrace import procfs
-from hybridtrace.backends.ftrace.correlate import EXEC_DONE, OPEN_SYSCALLS, ProcLookup
+from hybridtrace.backends.ftrace.correlate import EXEC_DONE, OPEN_SYSCALLS, FdReading, ProcLookup
 from hybridtrace.backends.ftrace.pipe import EXIT
 from hybridtrace.backends.ftrace.raw_records import RawRecord
 
@@ -39,7 +43,7 @@ class ProcSnapshots:
         self.opens = opens
         self._image: Dict[int, Tuple[Optional[bytes], Optional[bytes],
                                      Optional[Tuple[bytes, ...]]]] = {}
-        self._fds: Dict[Tuple[int, int], Tuple[Optional[bytes], Optional[int]]] = {}
+        self._fds: Dict[Tuple[int, int], FdReading] = {}  # (tid, fd) -> reading
 
     def take(self, records: List[RawRecord]) -> None:
         """Read /proc for the successful execs and opens among freshly decoded records."""
@@ -51,12 +55,12 @@ class ProcSnapshots:
             elif self.opens and style == EXIT and event in OPEN_SYSCALLS:
                 fd = args.get("ret")
                 if isinstance(fd, int) and fd >= 0:
-                    _put(self._fds, (tid, fd), (procfs.fd_path(tid, fd), procfs.fd_flags(tid, fd)))
+                    _put(self._fds, (tid, fd), _read_fd(tid, fd))
 
     def lookup(self) -> ProcLookup:
         """Live /proc, except where a snapshot was taken."""
         return ProcLookup(cmdline=self._cmdline, exe=self._exe, cwd=self._cwd,
-                          fd_path=self._fd_path, fd_flags=self._fd_flags)
+                          fd_path=self._fd_path, fd_flags=self._fd_flags, fd_read=self._fd_read)
 
     def _exe(self, pid: int) -> Optional[bytes]:
         got = self._image.get(pid)
@@ -70,6 +74,10 @@ class ProcSnapshots:
         got = self._image.get(pid)
         return got[2] if got is not None else procfs.cmdline(pid)
 
+    def _fd_read(self, tid: int, fd: int) -> FdReading:
+        got = self._fds.get((tid, fd))
+        return got if got is not None else _read_fd(tid, fd)
+
     def _fd_path(self, pid: int, fd: int) -> Optional[bytes]:
         got = self._fds.get((pid, fd))
         return got[0] if got is not None else procfs.fd_path(pid, fd)
@@ -77,3 +85,10 @@ class ProcSnapshots:
     def _fd_flags(self, pid: int, fd: int) -> Optional[int]:
         got = self._fds.get((pid, fd))
         return got[1] if got is not None else procfs.fd_flags(pid, fd)
+
+
+def _read_fd(tid: int, fd: int) -> FdReading:
+    """(path, flags, the monotonic time once both were read) of fd N of thread ``tid``."""
+    path = procfs.fd_path(tid, fd)
+    flags = procfs.fd_flags(tid, fd) if path is not None else None
+    return path, flags, time.monotonic_ns()

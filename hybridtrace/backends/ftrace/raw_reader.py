@@ -22,6 +22,7 @@ import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from hybridtrace.backends.ftrace.correlate import EXEC_DONE, OPEN_SYSCALLS, Later
+from hybridtrace.backends.ftrace.fd_ledger import INF
 from hybridtrace.backends.ftrace.format import EventFormat
 from hybridtrace.backends.ftrace.pipe import EXIT, FIELDS, ArgValue, TraceLine
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
@@ -118,6 +119,8 @@ class RawReader:
         self.monotonic = monotonic
         self.timeline = Timeline(tasks)
         self.stopped = False  # recording is off: nothing older can still arrive
+        # After read(): every record up to this time has been returned (None: unknown).
+        self.complete: Optional[int] = None
         # Called with (cpu, page) for each page read (tools/record_ftrace_stream.py).
         self.tap: Optional[Callable[[int, bytes], None]] = None
         # Called with each round's records as soon as they are decoded (proc_snapshots.py).
@@ -166,6 +169,8 @@ class RawReader:
             horizon = cut if horizon is None else min(horizon, cut)
         if fresh and self.on_decoded is not None:
             self.on_decoded(fresh)
+        if self.monotonic:
+            self.complete = INF if horizon is None else horizon
         return self.timeline.add(fresh, horizon)
 
     @property

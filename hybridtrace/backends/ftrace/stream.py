@@ -15,12 +15,13 @@ import time
 import weakref
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from hybridtrace import tracefs
+from hybridtrace import procfs, tracefs
 from hybridtrace.backends.base import BackendError, StreamStats
 from hybridtrace.backends.ftrace import buffer_stats, probes
 from hybridtrace.backends.ftrace.cleanup import remove_stale
 from hybridtrace.backends.ftrace.correlate import Correlator, ProcLookup
 from hybridtrace.backends.ftrace.debuginfo import dynamic_loaders
+from hybridtrace.backends.ftrace.fd_ledger import INF
 from hybridtrace.backends.ftrace.format import EventFormat, FormatError, read_format
 from hybridtrace.backends.ftrace.instance import DEFAULT_BUFFER_KB, Instance, session_name
 from hybridtrace.backends.ftrace.pipe import TraceLine
@@ -29,6 +30,7 @@ from hybridtrace.backends.ftrace.raw_reader import RawReader
 from hybridtrace.backends.ftrace.requirements import EPROBE_STRING_FAULT
 from hybridtrace.backends.ftrace.ring_page import PageFormatError
 from hybridtrace.backends.ftrace.text_reader import TextReader
+from hybridtrace.backends.ftrace.threads import boot_offset_ns
 from hybridtrace.capabilities.eprobe_selftest import eprobe_reads_strings
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, LostEvent, Source
@@ -42,6 +44,16 @@ READER_ENV = "HYBRIDTRACE_FTRACE_READER"  # "raw" (default) or "text"
 TASK_EVENTS = [("task", "task_newtask"), ("task", "task_rename"),
                *[("syscalls", f"sys_{side}_{name}") for name in ("setuid", "setreuid", "setresuid")
                  for side in ("enter", "exit")]]
+# Open sessions, both readers: which process each thread is in, and what may free or
+# replace an fd before /proc is read (threads.py, fd_ledger.py). The first ones are needed
+# to prove any /proc fd link; the others exist only on some kernels and architectures.
+FD_PROOF_EVENTS = [("task", "task_newtask"), ("sched", "sched_process_exec"),
+                   ("sched", "sched_process_exit"),
+                   ("syscalls", "sys_enter_close"), ("syscalls", "sys_exit_close"),
+                   ("syscalls", "sys_enter_dup3"), ("syscalls", "sys_exit_dup3")]
+FD_OPTIONAL_EVENTS = [("syscalls", "sys_enter_dup2"), ("syscalls", "sys_exit_dup2"),
+                      ("syscalls", "sys_enter_close_range"), ("syscalls", "sys_exit_close_range"),
+                      ("syscalls", "sys_enter_io_uring_enter")]
 Reader = Union[RawReader, TextReader]
 _SAFE_COMM = re.compile(rb"^[A-Za-z0-9_.:+@%,/-]{1,15}$")
 
@@ -203,6 +215,11 @@ class FtraceStream:
         raw = _reader_choice() == "raw"
         if raw:
             events += [e for e in TASK_EVENTS if inst.has_event(*e)]
+        fd_proof = False
+        if request.kind is Kind.OPEN:
+            fd_proof = clock == "mono" and all(inst.has_event(*e) for e in FD_PROOF_EVENTS)
+            events += [e for e in FD_PROOF_EVENTS + FD_OPTIONAL_EVENTS
+                       if inst.has_event(*e) and e not in events]
         formats = self._formats(inst, events)
         self._set_filters(inst, events)
         if request.filters.pid is not None:
@@ -210,6 +227,8 @@ class FtraceStream:
         self._res.reader = self._reader(inst, formats, raw, clock == "mono")
         for system, event in events:
             inst.enable(system, event)
+        # Every thread now: its exit, or a new task taking its id, will be recorded.
+        seed = procfs.thread_starts() if fd_proof else None
         self.formats = formats  # of every enabled event, as this kernel describes them
         self.roles = {d.name: d.role for d in defs}
         source = {"uprobe": Source.LIBC_PROBE, "tracepoint": None}.get(
@@ -223,7 +242,9 @@ class FtraceStream:
                                   opens=request.kind is Kind.OPEN)
             reader.on_decoded = snaps.take
             proc = snaps.lookup()
-        self._correlator = Correlator(request.kind, self.roles, source, request.max_args, proc)
+        self._correlator = Correlator(request.kind, self.roles, source, request.max_args, proc,
+                                      boot_offset_ns() if clock == "mono" else None, fd_proof,
+                                      seed)
         self._stats = buffer_stats.read_stats(inst.path)
         self._poller = select.poll()
         for fd in self._res.reader.fds.values():
@@ -239,7 +260,7 @@ class FtraceStream:
             except (OSError, PageFormatError, ValueError):
                 pass
         try:
-            return TextReader(inst.path, formats)
+            return TextReader(inst.path, formats, monotonic)
         except OSError as exc:
             raise BackendError(f"cannot open {inst.path}/trace_pipe: {exc.strerror}") from None
 
@@ -258,6 +279,10 @@ class FtraceStream:
         for system, event in events:
             if event in ("sched_process_fork", "task_newtask"):
                 continue  # our own forks name our children's parent: keep them all
+            if (system, event) in FD_PROOF_EVENTS + FD_OPTIONAL_EVENTS:
+                # Any thread of a process may close what another opened: no comm, no tid.
+                inst.set_filter(system, event, f"common_pid != {os.getpid()}")
+                continue
             # A rename *to* the comm asked for is written under the old comm.
             comm_here = with_comm and (system, event) not in TASK_EVENTS
             try:
@@ -306,10 +331,11 @@ class FtraceStream:
         out = self._read(reader)
         if not out:
             wait = timeout
-            if reader.pending:
+            held = bool(reader.pending or self._correlator.awaiting)
+            if held:
                 wait = HELD_BACK_WAIT if wait is None else min(wait, HELD_BACK_WAIT)
             wait_ms = None if wait is None else max(0, int(wait * 1000))
-            if self._poller.poll(wait_ms) or reader.pending:
+            if self._poller.poll(wait_ms) or held:
                 out = self._read(reader)
         out += self._losses()
         kept = [e for e in out if matches(e, self.request.filters)]
@@ -317,11 +343,19 @@ class FtraceStream:
         return kept
 
     def _read(self, reader: Reader) -> List[Event]:
-        """Decode what is due; /proc is consulted after the whole batch."""
+        """Decode what is due; /proc is consulted after the whole batch.
+
+        Losses are looked for between reading and correlating: a record lost
+        before this read may have been one that proves (or disproves) an fd.
+        """
         lines: List[TraceLine] = reader.read(MAX_READ_PER_POLL)
         if reader.stopped:
             lines += reader.flush()
-        return self._correlator.feed_all(lines, reader.later) if lines else []
+        lost = self._losses()
+        corr = self._correlator
+        if not lines and not corr.awaiting:
+            return lost
+        return corr.feed_all(lines, reader.later, reader.complete) + lost
 
     def _losses(self) -> List[Event]:
         inst = self._res.instance
@@ -334,6 +368,8 @@ class FtraceStream:
                 self._lost += count
                 out.append(LostEvent(time.monotonic_ns(), count,
                                      f"trace buffer overrun (cpu {cpu})", cpu))
+        if out:
+            self._correlator.gap(-INF, time.monotonic_ns())  # lost: anything before now
         self._stats = now
         return out
 
@@ -344,6 +380,7 @@ class FtraceStream:
         """Stop recording (the buffer stays readable): Session.drain reads the rest."""
         inst = self._res.instance
         if inst is not None:
+            self._correlator.gap(time.monotonic_ns())  # nothing after this is recorded
             inst.set_option("tracing_on", "0")
         if self._res.reader is not None:
             self._res.reader.stopped = True
