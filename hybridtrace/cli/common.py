@@ -58,7 +58,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         " tracepoint (classic, needs a mounted tracefs), tp_btf (raw"
                         " tracepoints by BTF name, no tracefs) or raw_tp (no BTF either)")
     parser.add_argument("--json", action="store_true",
-                        help="JSON Lines, one event per line (schema hybridtrace.event/1)")
+                        help="JSON Lines, one event per line (schema hybridtrace.event/2)")
     parser.add_argument("-Q", "--quiet", action="store_true",
                         help="no start line and no summary on stderr")
     parser.add_argument("-d", "--duration", type=positive_float, metavar="SECONDS",

@@ -1,4 +1,4 @@
-"""Parse hybridtrace's ``--json`` output (schema hybridtrace.event/1)."""
+"""Parse hybridtrace's ``--json`` output (schema hybridtrace.event/2)."""
 
 from __future__ import annotations
 
