@@ -548,10 +548,10 @@ class Correlator:
         """The uid the records gave (raw reader), else /proc's."""
         return pend.uid if pend.uid is not None else self._uid(pid)
 
-    def _ppid(self, pid: int) -> Optional[int]:
+    def _ppid(self, pid: int, ts: int) -> Optional[int]:
         parent = self.parents.get(pid)
-        if parent is not None:
-            return self._tgid(parent) or parent
+        if parent is not None:  # the forking thread: its process, proven, or None
+            return self.threads.tgid(parent, ts)
         return self.proc.ppid(pid)
 
     def _cmdline(self, pid: int, filename: Optional[bytes]) -> Optional[Tuple[bytes, ...]]:
@@ -578,7 +578,7 @@ class Correlator:
             argv, truncated = probe.argv(self.max_args)
             argv_source = self.probe_source if argv is not None else None
         return ExecEvent(
-            timestamp_ns=ts, pid=pid, tid=pid, ppid=self._ppid(pid),
+            timestamp_ns=ts, pid=pid, tid=pid, ppid=self._ppid(pid, ts),
             uid=self._pend_uid(pend, pid), comm=pend.comm, filename=filename, argv=argv, retval=ret,
             argv_truncated=truncated, filename_source=filename_source,
             argv_source=argv_source, syscall=pend.syscall,

@@ -77,10 +77,11 @@ class ThreadGroups:
         self._seed.pop(tid, None)
 
     def execed(self, old_tid: int, pid: int) -> None:
-        """A thread ``old_tid`` exec'd and now leads ``pid`` (de_thread)."""
-        if old_tid != pid:
-            thread = self._known.pop(old_tid, None)
-            self._set(pid, thread if thread is not None else (pid, pid))
+        """A thread ``old_tid`` exec'd and now leads ``pid`` (de_thread): whatever was
+        known or not before, the task ``pid`` is its process's leader from here on."""
+        thread = self._known.pop(old_tid, None)
+        files = thread[1] if thread is not None and thread[1] is not None else pid
+        self._set(pid, (pid, files))
 
     def tgid(self, tid: int, ts: int) -> Optional[int]:
         return self.get(tid, ts)[0]
