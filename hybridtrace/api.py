@@ -2,12 +2,18 @@
 
 A Session is a context manager and an iterator of events; ``poll`` gives a
 non-blocking (or time-bounded) read for embedding in other event loops.
+
+Errors: every failure is a BackendError (hybridtrace.errors). RequestError
+(also a ValueError): the arguments are wrong, raised before anything is
+probed or loaded. SelectionError: nothing here can trace that (what to
+change is in the message). StartError (a SelectionError): every backend that
+should have worked failed to open.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator, List, Optional, Union
+from typing import Callable, Dict, Iterator, List, Optional, Union
 
 import attrs
 
@@ -18,7 +24,11 @@ from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, LostEvent
 from hybridtrace.filtering import matches
 from hybridtrace.request import DEFAULT_MAX_ARGS, Filters, Kind, TraceRequest
-from hybridtrace.selector import Decision, SelectionError, require
+from hybridtrace.selector import Decision, SelectionError, check_choice, require
+
+
+class StartError(SelectionError):
+    """Every usable backend failed to open: a failure at run time, not in the request."""
 
 
 @attrs.frozen(slots=True)
@@ -134,24 +144,23 @@ def trace(
 ) -> Session:
     """Open a tracing session for ``kind`` ("exec" or "open").
 
-    Raises BackendError (SelectionError when nothing can run) with one line
-    that says what is missing and how to fix it.
+    Raises a BackendError with one line that says what is wrong: RequestError
+    for bad arguments (before anything is probed or loaded), SelectionError
+    when nothing here can run (and how to fix it), StartError when every
+    backend that should work failed to open.
     """
-    kind_value = Kind(kind).value if not isinstance(kind, Kind) else kind.value
-    if isinstance(comm, str):
-        comm = comm.encode()
-    try:
-        request = TraceRequest(
-            Kind(kind_value),
-            Filters(pid=pid, tid=tid, uid=uid, ppid=ppid, comm=comm, failed_only=failed_only),
-            max_args=max_args,
-            tier=tier,
-        )
-    except ValueError as exc:
-        raise BackendError(str(exc)) from None
+    request = TraceRequest(
+        kind,
+        Filters(pid=pid, tid=tid, uid=uid, ppid=ppid, comm=comm, failed_only=failed_only),
+        max_args=max_args,
+        tier=tier,
+    )
+    kind_value = request.kind.value
+    check_choice(kind_value, backend, tier)
     caps = capabilities if capabilities is not None else probe()
     decision = require(caps, kind_value, backend, tier)
     fallbacks: List[str] = []
+    failures: Dict[str, str] = {}
     # Probe by doing: if the chosen backend fails to open, the next usable
     # candidate the user's choice allows gets its turn, and the reason is kept.
     for cand in decision.usable():
@@ -159,6 +168,8 @@ def trace(
             stream = open_stream(cand, request, caps)
         except BackendError as exc:
             fallbacks.append(f"{cand.label}: {exc}")
+            failures[cand.label] = str(exc)
             continue
-        return Session(attrs.evolve(decision, chosen=cand), stream, request, fallbacks)
-    raise SelectionError("every usable backend failed to start: " + "; ".join(fallbacks))
+        return Session(attrs.evolve(decision, chosen=cand, open_failures=failures), stream,
+                       request, fallbacks)
+    raise StartError("every usable backend failed to start: " + "; ".join(fallbacks))

@@ -12,9 +12,10 @@ import time
 from types import FrameType
 from typing import Any, Callable, Iterable, List, Optional, Pattern
 
-from hybridtrace.api import Session, trace
+from hybridtrace.api import Session, StartError, trace
 from hybridtrace.backends.base import BackendError
 from hybridtrace.backends.ftrace.requirements import TIERS
+from hybridtrace.errors import RequestError
 from hybridtrace.events import Event, LostEvent
 from hybridtrace.output.columns import lost_line
 from hybridtrace.output.escape import escape_bytes
@@ -25,7 +26,11 @@ PROG = "hybridtrace"
 
 
 class UsageError(Exception):
-    """A mistake in the command line; one line, exit 2."""
+    """A mistake in the command line, or nothing here can trace it; one line, exit 2."""
+
+
+class Failure(Exception):
+    """A failure while running (the kernel refused, output cannot be written); one line, exit 1."""
 
 
 class _Stop:
@@ -98,6 +103,10 @@ def compile_regex(text: Optional[str], option: str) -> Optional[Pattern[bytes]]:
 def open_session(kind: str, args: argparse.Namespace, **filters: Any) -> Session:
     try:
         return trace(kind, args.backend, tier=args.tier, **filters)
+    except RequestError as exc:
+        raise UsageError(f"{PROG}: {exc}") from None
+    except StartError as exc:
+        raise Failure(f"{PROG}: {exc}") from None
     except BackendError as exc:
         raise UsageError(f"{PROG}: {exc} (run `hybridtrace doctor` for details)") from None
 
@@ -111,16 +120,14 @@ def run_session(
 ) -> int:
     """Print events until -d, Ctrl-C, SIGTERM or a closed stdout; always release the kernel."""
     out = sys.stdout
-    if not args.quiet:
-        sys.stderr.write(f"{PROG}: tracing {session.decision.kind} with {session.description}"
-                         f" ({session.decision.why})\n")
-        for note in session.fallbacks:
-            sys.stderr.write(f"{PROG}: fell back: {note}\n")
     _Stop.requested = False
     previous = {sig: signal.signal(sig, _Stop.handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     deadline = None if args.duration is None else time.monotonic() + args.duration
     shown = 0
     try:
+        if not args.quiet:  # why names the better candidates that failed to open, if any
+            sys.stderr.write(f"{PROG}: tracing {session.decision.kind} with"
+                             f" {session.description} ({session.decision.why})\n")
         if header and not args.json:
             out.write(header + "\n")
             out.flush()

@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 from hybridtrace.backends.ftrace.requirements import IMPLEMENTED
+from hybridtrace.errors import RequestError
 from hybridtrace.selector import KINDS, SelectionError, decide, require
 from tests.unit.kernel_trees import hermetic_env, probe_tree, tree_names
 
@@ -144,7 +145,7 @@ def test_explicit_choice_that_works() -> None:
     (("exec", "ebpf-core", "uprobe"), "--tier applies to the ftrace backend only"),
 ])
 def test_bad_requests(args: Tuple[str, str, Optional[str]], message: str) -> None:
-    with pytest.raises(SelectionError, match=re.escape(message)):
+    with pytest.raises(RequestError, match=re.escape(message)):
         decide(probe_tree("host-6.18-root"), *args)
 
 
