@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pwd
 import re
@@ -31,6 +32,13 @@ class UsageError(Exception):
 
 class Failure(Exception):
     """A failure while running (the kernel refused, output cannot be written); one line, exit 1."""
+
+
+class OutputError(Exception):
+    """Writing the events to stdout failed (not a closed pipe: that ends quietly)."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(f"cannot write output: {cause.strerror or cause}")
 
 
 class _Stop:
@@ -118,19 +126,22 @@ def run_session(
     keep: Callable[[Event], bool],
     render: Callable[[Event], str],
 ) -> int:
-    """Print events until -d, Ctrl-C, SIGTERM or a closed stdout; always release the kernel."""
+    """Print events until -d, Ctrl-C, SIGTERM or a closed stdout; always release the kernel.
+
+    0 when it ends as asked (or stdout was closed: `| head`), 1 when the output
+    cannot be written or the backend fails while running: one line, then the summary.
+    """
     out = sys.stdout
     _Stop.requested = False
     previous = {sig: signal.signal(sig, _Stop.handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     deadline = None if args.duration is None else time.monotonic() + args.duration
-    shown = 0
+    shown = status = 0
     try:
         if not args.quiet:  # why names the better candidates that failed to open, if any
             sys.stderr.write(f"{PROG}: tracing {session.decision.kind} with"
                              f" {session.description} ({session.decision.why})\n")
         if header and not args.json:
-            out.write(header + "\n")
-            out.flush()
+            _write(out, header + "\n")
         while not _Stop.requested:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -143,9 +154,13 @@ def run_session(
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:
-        # `| head` closed the pipe: stop quietly, and keep Python from
-        # complaining when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        # `| head` closed the pipe: stop quietly, as other tools do.
+        _discard(out)
+    except OutputError as exc:  # a full disk, a vanished device: say so, still summarize
+        _discard(out)
+        status = fail(f"{PROG}: {exc}", 1)
+    except BackendError as exc:  # the backend failed while running
+        status = fail(f"{PROG}: {exc}", 1)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -154,7 +169,25 @@ def run_session(
     if not args.quiet:
         sys.stderr.write(f"{PROG}: {shown} events shown, {stats.lost} lost,"
                          f" {stats.duration:.1f} s ({session.backend.label})\n")
-    return 0
+    return status
+
+
+def _discard(out: Any) -> None:
+    """Point stdout at /dev/null: what Python still holds for it is flushed there at exit,
+    without a second error."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+
+
+def _write(out: Any, text: str) -> None:
+    """Write and flush; a failure other than a closed pipe becomes OutputError."""
+    try:
+        out.write(text)
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(exc) from exc
 
 
 def write_batch(out: Any, as_json: bool, batch: Iterable[Event], keep: Callable[[Event], bool],
@@ -180,6 +213,5 @@ def write_batch(out: Any, as_json: bool, batch: Iterable[Event], keep: Callable[
             append(encode(event))
     if lines:
         append("")  # the final newline, without copying the text again
-        out.write("\n".join(lines))
-        out.flush()
+        _write(out, "\n".join(lines))
     return len(lines) - 1 - losses if lines else 0
