@@ -12,8 +12,9 @@ should have worked failed to open.
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import attrs
 
@@ -25,6 +26,9 @@ from hybridtrace.events import Event, LostEvent
 from hybridtrace.filtering import matches
 from hybridtrace.request import DEFAULT_MAX_ARGS, Filters, Kind, TraceRequest
 from hybridtrace.selector import Decision, SelectionError, check_choice, require
+
+# Longest a poll holds the stream before looking again (close from another thread).
+POLL_SLICE = 0.25
 
 
 class StartError(SelectionError):
@@ -39,7 +43,12 @@ class SessionStats:
 
 
 class Session:
-    """An open trace; close it (or leave the ``with`` block) to release the kernel."""
+    """An open trace; close it (or leave the ``with`` block) to release the kernel.
+
+    Safe to share between threads: polls take turns, and ``close()`` from
+    another thread ends a waiting poll or an iteration cleanly (within
+    POLL_SLICE seconds), after which polls return nothing.
+    """
 
     def __init__(self, decision: Decision, stream: EventStream, request: TraceRequest,
                  fallbacks: List[str]) -> None:
@@ -51,6 +60,8 @@ class Session:
         self._started = time.monotonic()
         self._captured = 0
         self._lost = 0
+        self._lock = threading.RLock()  # one poll (or drain, close) at a time
+        self._closing = False
 
     @property
     def backend(self) -> Assessment:
@@ -62,11 +73,25 @@ class Session:
         return SessionStats(self._captured, self._lost, time.monotonic() - self._started)
 
     def poll(self, timeout: Optional[float] = 0.0) -> List[Event]:
-        """Events ready within ``timeout`` seconds (0: don't wait; None: wait for some)."""
-        if self._stream is None:
-            return []
+        """Events ready within ``timeout`` seconds (0: don't wait; None: wait for some).
+
+        Returns nothing once the session is closed (or closing).
+        """
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while not self._closing:
+            left = POLL_SLICE if deadline is None else deadline - time.monotonic()
+            with self._lock:
+                stream = self._stream
+                if stream is None or self._closing:
+                    break
+                out = self._accept(stream.poll(max(0.0, min(POLL_SLICE, left))))
+            if out or (deadline is not None and time.monotonic() >= deadline):
+                return out
+        return []
+
+    def _accept(self, batch: Sequence[Event]) -> List[Event]:
         out: List[Event] = []
-        for event in self._stream.poll(timeout):
+        for event in batch:
             if isinstance(event, LostEvent):
                 self._lost += event.count
                 out.append(event)
@@ -76,13 +101,13 @@ class Session:
         return out
 
     def __iter__(self) -> Iterator[Event]:
-        while self._stream is not None:
-            yield from self.poll(0.25)
+        while not self._closing and self._stream is not None:
+            yield from self.poll(POLL_SLICE)
 
     def run(self, callback: Callable[[Event], object], duration: Optional[float] = None) -> None:
         """Call ``callback`` for each event until ``duration`` seconds pass (or forever)."""
         deadline = None if duration is None else time.monotonic() + duration
-        while self._stream is not None:
+        while not self._closing and self._stream is not None:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return
@@ -96,30 +121,34 @@ class Session:
         Whatever cannot be read in time is returned as a LostEvent, so captured +
         lost still accounts for every event recorded while the session ran.
         """
-        stream = self._stream
-        if stream is None:
-            return []
-        stop = getattr(stream, "stop", None)
-        if stop is not None:
-            stop()
-        out: List[Event] = []
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            batch = self.poll(0)
-            if not batch:
-                break
-            out += batch
-        unread = getattr(stream, "unread", None)
-        left = unread() if unread is not None else 0
-        if left > 0:
-            self._lost += left
-            out.append(LostEvent(time.monotonic_ns(), left, "unread when the session ended"))
-        return out
+        with self._lock:
+            stream = self._stream
+            if stream is None:
+                return []
+            stop = getattr(stream, "stop", None)
+            if stop is not None:
+                stop()
+            out: List[Event] = []
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                batch = self.poll(0)
+                if not batch:
+                    break
+                out += batch
+            unread = getattr(stream, "unread", None)
+            left = unread() if unread is not None else 0
+            if left > 0:
+                self._lost += left
+                out.append(LostEvent(time.monotonic_ns(), left, "unread when the session ended"))
+            return out
 
     def close(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.close()
+        """Release every kernel resource; from any thread, any number of times."""
+        self._closing = True  # a poll in another thread stops at its next slice
+        with self._lock:
+            stream, self._stream = self._stream, None
+            if stream is not None:
+                stream.close()
 
     def __enter__(self) -> Session:
         return self
