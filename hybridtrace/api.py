@@ -2,12 +2,19 @@
 
 A Session is a context manager and an iterator of events; ``poll`` gives a
 non-blocking (or time-bounded) read for embedding in other event loops.
+
+Errors: every failure is a BackendError (hybridtrace.errors). RequestError
+(also a ValueError): the arguments are wrong, raised before anything is
+probed or loaded. SelectionError: nothing here can trace that (what to
+change is in the message). StartError (a SelectionError): every backend that
+should have worked failed to open.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import Callable, Iterator, List, Optional, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import attrs
 
@@ -18,7 +25,14 @@ from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, LostEvent
 from hybridtrace.filtering import matches
 from hybridtrace.request import DEFAULT_MAX_ARGS, Filters, Kind, TraceRequest
-from hybridtrace.selector import Decision, SelectionError, require
+from hybridtrace.selector import Decision, SelectionError, check_choice, require
+
+# Longest a poll holds the stream before looking again (close from another thread).
+POLL_SLICE = 0.25
+
+
+class StartError(SelectionError):
+    """Every usable backend failed to open: a failure at run time, not in the request."""
 
 
 @attrs.frozen(slots=True)
@@ -29,7 +43,12 @@ class SessionStats:
 
 
 class Session:
-    """An open trace; close it (or leave the ``with`` block) to release the kernel."""
+    """An open trace; close it (or leave the ``with`` block) to release the kernel.
+
+    Safe to share between threads: polls take turns, and ``close()`` from
+    another thread ends a waiting poll or an iteration cleanly (within
+    POLL_SLICE seconds), after which polls return nothing.
+    """
 
     def __init__(self, decision: Decision, stream: EventStream, request: TraceRequest,
                  fallbacks: List[str]) -> None:
@@ -41,6 +60,8 @@ class Session:
         self._started = time.monotonic()
         self._captured = 0
         self._lost = 0
+        self._lock = threading.RLock()  # one poll (or drain, close) at a time
+        self._closing = False
 
     @property
     def backend(self) -> Assessment:
@@ -52,11 +73,25 @@ class Session:
         return SessionStats(self._captured, self._lost, time.monotonic() - self._started)
 
     def poll(self, timeout: Optional[float] = 0.0) -> List[Event]:
-        """Events ready within ``timeout`` seconds (0: don't wait; None: wait for some)."""
-        if self._stream is None:
-            return []
+        """Events ready within ``timeout`` seconds (0: don't wait; None: wait for some).
+
+        Returns nothing once the session is closed (or closing).
+        """
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while not self._closing:
+            left = POLL_SLICE if deadline is None else deadline - time.monotonic()
+            with self._lock:
+                stream = self._stream
+                if stream is None or self._closing:
+                    break
+                out = self._accept(stream.poll(max(0.0, min(POLL_SLICE, left))))
+            if out or (deadline is not None and time.monotonic() >= deadline):
+                return out
+        return []
+
+    def _accept(self, batch: Sequence[Event]) -> List[Event]:
         out: List[Event] = []
-        for event in self._stream.poll(timeout):
+        for event in batch:
             if isinstance(event, LostEvent):
                 self._lost += event.count
                 out.append(event)
@@ -66,13 +101,13 @@ class Session:
         return out
 
     def __iter__(self) -> Iterator[Event]:
-        while self._stream is not None:
-            yield from self.poll(0.25)
+        while not self._closing and self._stream is not None:
+            yield from self.poll(POLL_SLICE)
 
     def run(self, callback: Callable[[Event], object], duration: Optional[float] = None) -> None:
         """Call ``callback`` for each event until ``duration`` seconds pass (or forever)."""
         deadline = None if duration is None else time.monotonic() + duration
-        while self._stream is not None:
+        while not self._closing and self._stream is not None:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return
@@ -86,30 +121,34 @@ class Session:
         Whatever cannot be read in time is returned as a LostEvent, so captured +
         lost still accounts for every event recorded while the session ran.
         """
-        stream = self._stream
-        if stream is None:
-            return []
-        stop = getattr(stream, "stop", None)
-        if stop is not None:
-            stop()
-        out: List[Event] = []
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            batch = self.poll(0)
-            if not batch:
-                break
-            out += batch
-        unread = getattr(stream, "unread", None)
-        left = unread() if unread is not None else 0
-        if left > 0:
-            self._lost += left
-            out.append(LostEvent(time.monotonic_ns(), left, "unread when the session ended"))
-        return out
+        with self._lock:
+            stream = self._stream
+            if stream is None:
+                return []
+            stop = getattr(stream, "stop", None)
+            if stop is not None:
+                stop()
+            out: List[Event] = []
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                batch = self.poll(0)
+                if not batch:
+                    break
+                out += batch
+            unread = getattr(stream, "unread", None)
+            left = unread() if unread is not None else 0
+            if left > 0:
+                self._lost += left
+                out.append(LostEvent(time.monotonic_ns(), left, "unread when the session ended"))
+            return out
 
     def close(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.close()
+        """Release every kernel resource; from any thread, any number of times."""
+        self._closing = True  # a poll in another thread stops at its next slice
+        with self._lock:
+            stream, self._stream = self._stream, None
+            if stream is not None:
+                stream.close()
 
     def __enter__(self) -> Session:
         return self
@@ -140,24 +179,23 @@ def trace(
     tracefs), "tp_btf" (raw tracepoints by BTF name, no tracefs at all) or
     "raw_tp" (raw tracepoints on kernels without BTF; fewer fields).
 
-    Raises BackendError (SelectionError when nothing can run) with one line
-    that says what is missing and how to fix it.
+    Raises a BackendError with one line that says what is wrong: RequestError
+    for bad arguments (before anything is probed or loaded), SelectionError
+    when nothing here can run (and how to fix it), StartError when every
+    backend that should work failed to open.
     """
-    kind_value = Kind(kind).value if not isinstance(kind, Kind) else kind.value
-    if isinstance(comm, str):
-        comm = comm.encode()
-    try:
-        request = TraceRequest(
-            Kind(kind_value),
-            Filters(pid=pid, tid=tid, uid=uid, ppid=ppid, comm=comm, failed_only=failed_only),
-            max_args=max_args,
-            tier=tier,
-        )
-    except ValueError as exc:
-        raise BackendError(str(exc)) from None
+    request = TraceRequest(
+        kind,
+        Filters(pid=pid, tid=tid, uid=uid, ppid=ppid, comm=comm, failed_only=failed_only),
+        max_args=max_args,
+        tier=tier,
+    )
+    kind_value = request.kind.value
+    check_choice(kind_value, backend, tier, ebpf_attach)
     caps = capabilities if capabilities is not None else probe()
     decision = require(caps, kind_value, backend, tier, ebpf_attach)
     fallbacks: List[str] = []
+    failures: Dict[str, str] = {}
     # Probe by doing: if the chosen backend fails to open, the next usable
     # candidate the user's choice allows gets its turn, and the reason is kept.
     for cand in decision.usable():
@@ -165,6 +203,8 @@ def trace(
             stream = open_stream(cand, request, caps)
         except BackendError as exc:
             fallbacks.append(f"{cand.label}: {exc}")
+            failures[cand.label] = str(exc)
             continue
-        return Session(attrs.evolve(decision, chosen=cand), stream, request, fallbacks)
-    raise SelectionError("every usable backend failed to start: " + "; ".join(fallbacks))
+        return Session(attrs.evolve(decision, chosen=cand, open_failures=failures), stream,
+                       request, fallbacks)
+    raise StartError("every usable backend failed to start: " + "; ".join(fallbacks))

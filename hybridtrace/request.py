@@ -1,11 +1,17 @@
-"""What a user asks a backend to trace, independent of how it is traced."""
+"""What a user asks a backend to trace, independent of how it is traced.
+
+Every value is checked here, once, when the request is built: a bad one
+raises RequestError before anything is probed or loaded into the kernel.
+"""
 
 from __future__ import annotations
 
 import enum
-from typing import Optional
+from typing import Any, Callable, Optional, Union
 
 import attrs
+
+from hybridtrace.errors import RequestError
 
 DEFAULT_MAX_ARGS = 20
 # Each argv element and path is captured up to this many bytes (longer ones are
@@ -14,9 +20,68 @@ ARG_SIZE = 256
 PATH_SIZE = 512
 
 
+# Linux never assigns a pid (or tid) of PID_MAX_LIMIT or more: pid_max is at most
+# 4194304 (64-bit). Pid 0 is the idle task, which neither execs nor opens, but
+# it is the parent of init and kthreadd, so a ppid filter of 0 can match.
+PID_MAX_LIMIT = 1 << 22
+# (uid_t)-1 is not a uid: setresuid() reads it as "unchanged".
+UID_MAX = (1 << 32) - 2
+TASK_COMM_LEN = 16  # a task's comm: up to 15 bytes and a NUL
+
+
 class Kind(str, enum.Enum):
     EXEC = "exec"
     OPEN = "open"
+
+
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+def _integer(low: int, high: int, note: str = "") -> Validator:
+    """None, or an int (not a bool) from ``low`` to ``high``."""
+
+    def check(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RequestError(f"{attr.name} must be an integer, not {type(value).__name__}"
+                               f" {value!r}")
+        if not low <= value <= high:
+            raise RequestError(f"{attr.name} must be between {low} and {high}{note},"
+                               f" not {value}")
+
+    return check
+
+
+def _comm(value: Union[str, bytes, None]) -> Optional[bytes]:
+    """A task name as the kernel keeps it: bytes, at most 15 of them, no NUL."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
+    elif isinstance(value, (bytearray, memoryview)):
+        value = bytes(value)
+    if not isinstance(value, bytes):
+        raise RequestError(f"comm must be str or bytes, not {type(value).__name__} {value!r}")
+    if b"\0" in value:
+        raise RequestError(f"comm must not contain a NUL byte: {value!r}")
+    if len(value) >= TASK_COMM_LEN:
+        raise RequestError(f"comm must be at most {TASK_COMM_LEN - 1} bytes (the kernel keeps"
+                           f" no more of a task's name), not {len(value)}: {value!r}")
+    return value
+
+
+def _boolean(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise RequestError(f"{attr.name} must be True or False, not {value!r}")
+
+
+def _kind(value: Union[str, Kind]) -> Kind:
+    try:
+        return Kind(value)
+    except ValueError:
+        raise RequestError(f"unknown kind {value!r}: expected one of"
+                           f" {', '.join(k.value for k in Kind)}") from None
 
 
 @attrs.frozen(slots=True)
@@ -26,23 +91,26 @@ class Filters:
     The tracer's own process is always excluded.
     """
 
-    pid: Optional[int] = None
-    tid: Optional[int] = None
-    uid: Optional[int] = None
-    ppid: Optional[int] = None
-    comm: Optional[bytes] = None  # exact match on the 16-byte task comm
-    failed_only: bool = False
+    pid: Optional[int] = attrs.field(default=None, validator=_integer(1, PID_MAX_LIMIT - 1))
+    tid: Optional[int] = attrs.field(default=None, validator=_integer(1, PID_MAX_LIMIT - 1))
+    uid: Optional[int] = attrs.field(default=None, validator=_integer(0, UID_MAX))
+    ppid: Optional[int] = attrs.field(default=None, validator=_integer(
+        0, PID_MAX_LIMIT - 1, " (0: children of the kernel, such as init)"))
+    # Exact match on the task comm (a str is encoded as UTF-8).
+    comm: Optional[bytes] = attrs.field(default=None, converter=_comm)
+    failed_only: bool = attrs.field(default=False, validator=_boolean)
 
 
 @attrs.frozen(slots=True)
 class TraceRequest:
-    kind: Kind
+    kind: Kind = attrs.field(converter=_kind)
     filters: Filters = Filters()
     max_args: int = attrs.field(default=DEFAULT_MAX_ARGS)
     # Force one ftrace tier ("kprobe", "eprobe", "uprobe", "tracepoint"); None = best.
     tier: Optional[str] = None
 
     @max_args.validator
-    def _check_max_args(self, _attr: object, value: int) -> None:
-        if not 1 <= value <= 128:
-            raise ValueError("max_args must be between 1 and 128")
+    def _check_max_args(self, attr: attrs.Attribute[Any], value: int) -> None:
+        _integer(1, 128)(self, attr, value)
+        if value is None:
+            raise RequestError("max_args must be an integer, not None")

@@ -10,6 +10,7 @@ from hybridtrace.backends.base import Assessment, BackendError
 from hybridtrace.backends.ebpf.requirements import CORE_TIERS, assess_bcc, assess_core
 from hybridtrace.backends.ftrace.requirements import TIERS, assess_all
 from hybridtrace.capabilities.model import Capabilities
+from hybridtrace.errors import RequestError
 
 CHOICES: Tuple[str, ...] = ("auto", "ebpf", "ebpf-core", "ebpf-bcc", "ftrace")
 KINDS: Tuple[str, ...] = ("exec", "open")
@@ -36,6 +37,8 @@ class Decision:
     candidates: List[Assessment]
     chosen: Optional[Assessment]
     attach_request: Optional[str] = None  # ebpf-core: one of CORE_TIERS; None = best
+    # Label -> why that usable candidate failed to open (the API's fallbacks).
+    open_failures: Dict[str, str] = attrs.field(factory=dict)
 
     def allows(self, cand: Assessment) -> bool:
         if cand.backend not in _ALLOWED[self.choice]:
@@ -57,12 +60,18 @@ class Decision:
             if cand is self.chosen:
                 break
             if self.allows(cand):
-                blocking = next(r for r in cand.reasons if r.blocking)
-                skipped.append(f"{cand.label}: {blocking.message}")
+                skipped.append(f"{cand.label}: {self._why_not(cand)}")
         head = f"{self.chosen.label} chosen for {self.kind}"
         if self.choice != "auto":
             head += f" (--backend {self.choice})"
         return head + ("; not " + "; not ".join(skipped) if skipped else "")
+
+    def _why_not(self, cand: Assessment) -> str:
+        failed = self.open_failures.get(cand.label)
+        if failed is not None:
+            return f"failed to open: {failed}"
+        blocking = next((r for r in cand.reasons if r.blocking), None)
+        return blocking.message if blocking is not None else "not tried"
 
     def failure(self) -> str:
         """One line naming what is missing for each allowed candidate, then the fixes."""
@@ -91,32 +100,40 @@ def candidates(caps: Capabilities, kind: str) -> List[Assessment]:
             *assess_all(caps, kind)]
 
 
-def decide(
-    caps: Capabilities, kind: str, choice: str = "auto", tier: Optional[str] = None,
-    attach: Optional[str] = None,
-) -> Decision:
+def check_choice(kind: str, choice: str, tier: Optional[str],
+                 attach: Optional[str] = None) -> str:
+    """The backend choice ``tier`` or ``attach`` implies, or RequestError; judges no
+    kernel (nothing probed)."""
     if kind not in KINDS:
-        raise SelectionError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
+        raise RequestError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
     if choice not in CHOICES:
-        raise SelectionError(
+        raise RequestError(
             f"unknown backend {choice!r}: expected one of {', '.join(CHOICES)}"
         )
     if tier is not None:
         if tier not in TIERS:
-            raise SelectionError(
+            raise RequestError(
                 f"unknown ftrace tier {tier!r}: expected one of {', '.join(TIERS)}"
             )
         if choice not in ("auto", "ftrace"):
-            raise SelectionError("--tier applies to the ftrace backend only")
+            raise RequestError("--tier applies to the ftrace backend only")
         choice = "ftrace"
     if attach is not None:
         if attach not in CORE_TIERS:
-            raise SelectionError(
+            raise RequestError(
                 f"unknown eBPF attach mode {attach!r}: expected one of {', '.join(CORE_TIERS)}"
             )
         if choice not in ("auto", "ebpf", "ebpf-core"):
-            raise SelectionError("--ebpf-attach applies to the ebpf-core backend only")
+            raise RequestError("--ebpf-attach applies to the ebpf-core backend only")
         choice = "ebpf-core"
+    return choice
+
+
+def decide(
+    caps: Capabilities, kind: str, choice: str = "auto", tier: Optional[str] = None,
+    attach: Optional[str] = None,
+) -> Decision:
+    choice = check_choice(kind, choice, tier, attach)
     cands = candidates(caps, kind)
     if tier is not None:
         cands = [c for c in cands if c.backend != "ftrace" or c.tier == tier]

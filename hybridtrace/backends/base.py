@@ -11,11 +11,8 @@ from typing import Dict, List, Optional, Protocol, Sequence
 
 import attrs
 
+from hybridtrace.errors import BackendError as BackendError  # here for the backends
 from hybridtrace.events import Event
-
-
-class BackendError(Exception):
-    """A failure a user can cause or fix; shown as one line, never a traceback."""
 
 
 @attrs.frozen(slots=True)

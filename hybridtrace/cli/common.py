@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pwd
 import re
@@ -12,10 +13,11 @@ import time
 from types import FrameType
 from typing import Any, Callable, Iterable, List, Optional, Pattern
 
-from hybridtrace.api import Session, trace
+from hybridtrace.api import Session, StartError, trace
 from hybridtrace.backends.base import BackendError
 from hybridtrace.backends.ebpf.requirements import CORE_TIERS
 from hybridtrace.backends.ftrace.requirements import TIERS
+from hybridtrace.errors import RequestError
 from hybridtrace.events import Event, LostEvent
 from hybridtrace.output.columns import lost_line
 from hybridtrace.output.escape import escape_bytes
@@ -26,7 +28,18 @@ PROG = "hybridtrace"
 
 
 class UsageError(Exception):
-    """A mistake in the command line; one line, exit 2."""
+    """A mistake in the command line, or nothing here can trace it; one line, exit 2."""
+
+
+class Failure(Exception):
+    """A failure while running (the kernel refused, output cannot be written); one line, exit 1."""
+
+
+class OutputError(Exception):
+    """Writing the events to stdout failed (not a closed pipe: that ends quietly)."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(f"cannot write output: {cause.strerror or cause}")
 
 
 class _Stop:
@@ -104,6 +117,10 @@ def open_session(kind: str, args: argparse.Namespace, **filters: Any) -> Session
     try:
         return trace(kind, args.backend, tier=args.tier, ebpf_attach=args.ebpf_attach,
                      **filters)
+    except RequestError as exc:
+        raise UsageError(f"{PROG}: {exc}") from None
+    except StartError as exc:
+        raise Failure(f"{PROG}: {exc}") from None
     except BackendError as exc:
         raise UsageError(f"{PROG}: {exc} (run `hybridtrace doctor` for details)") from None
 
@@ -115,21 +132,22 @@ def run_session(
     keep: Callable[[Event], bool],
     render: Callable[[Event], str],
 ) -> int:
-    """Print events until -d, Ctrl-C, SIGTERM or a closed stdout; always release the kernel."""
+    """Print events until -d, Ctrl-C, SIGTERM or a closed stdout; always release the kernel.
+
+    0 when it ends as asked (or stdout was closed: `| head`), 1 when the output
+    cannot be written or the backend fails while running: one line, then the summary.
+    """
     out = sys.stdout
-    if not args.quiet:
-        sys.stderr.write(f"{PROG}: tracing {session.decision.kind} with {session.description}"
-                         f" ({session.decision.why})\n")
-        for note in session.fallbacks:
-            sys.stderr.write(f"{PROG}: fell back: {note}\n")
     _Stop.requested = False
     previous = {sig: signal.signal(sig, _Stop.handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     deadline = None if args.duration is None else time.monotonic() + args.duration
-    shown = 0
+    shown = status = 0
     try:
+        if not args.quiet:  # why names the better candidates that failed to open, if any
+            sys.stderr.write(f"{PROG}: tracing {session.decision.kind} with"
+                             f" {session.description} ({session.decision.why})\n")
         if header and not args.json:
-            out.write(header + "\n")
-            out.flush()
+            _write(out, header + "\n")
         while not _Stop.requested:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -142,9 +160,13 @@ def run_session(
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:
-        # `| head` closed the pipe: stop quietly, and keep Python from
-        # complaining when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        # `| head` closed the pipe: stop quietly, as other tools do.
+        _discard(out)
+    except OutputError as exc:  # a full disk, a vanished device: say so, still summarize
+        _discard(out)
+        status = fail(f"{PROG}: {exc}", 1)
+    except BackendError as exc:  # the backend failed while running
+        status = fail(f"{PROG}: {exc}", 1)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -153,7 +175,25 @@ def run_session(
     if not args.quiet:
         sys.stderr.write(f"{PROG}: {shown} events shown, {stats.lost} lost,"
                          f" {stats.duration:.1f} s ({session.backend.label})\n")
-    return 0
+    return status
+
+
+def _discard(out: Any) -> None:
+    """Point stdout at /dev/null: what Python still holds for it is flushed there at exit,
+    without a second error."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+
+
+def _write(out: Any, text: str) -> None:
+    """Write and flush; a failure other than a closed pipe becomes OutputError."""
+    try:
+        out.write(text)
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(exc) from exc
 
 
 def write_batch(out: Any, as_json: bool, batch: Iterable[Event], keep: Callable[[Event], bool],
@@ -179,6 +219,5 @@ def write_batch(out: Any, as_json: bool, batch: Iterable[Event], keep: Callable[
             append(encode(event))
     if lines:
         append("")  # the final newline, without copying the text again
-        out.write("\n".join(lines))
-        out.flush()
+        _write(out, "\n".join(lines))
     return len(lines) - 1 - losses if lines else 0

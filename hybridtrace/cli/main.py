@@ -1,7 +1,9 @@
 """Entry point: dispatch to execsnoop, opensnoop, doctor and cleanup.
 
-Anything a user can cause ends in one line on stderr and exit status 2;
-nothing they can cause ends in a traceback.
+Anything a user can cause ends in one line on stderr, never a traceback: exit
+status 2 for a mistake in the command line (or nothing here can trace what
+was asked), 1 for a failure while running (no backend would open, output
+cannot be written).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import List, Optional
 
 from hybridtrace import __version__
 from hybridtrace.cli import cleanup, doctor, execsnoop, opensnoop
-from hybridtrace.cli.common import UsageError, fail
+from hybridtrace.cli.common import Failure, UsageError, fail
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,3 +46,5 @@ def main(argv: Optional[List[str]] = None) -> int:
         return status
     except UsageError as exc:
         return fail(str(exc))
+    except Failure as exc:
+        return fail(str(exc), 1)

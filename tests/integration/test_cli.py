@@ -30,7 +30,7 @@ def backend_args(label: str) -> List[str]:
     if core:
         mount_tracefs_for(tier)
     decision = decide(probe(), "exec", backend, None if core else tier or None,
-                      tier if core else None)
+                      tier or None if core else None)
     if decision.chosen is None:
         require_backend(label, decision.failure())
     option = "--ebpf-attach" if core else "--tier"

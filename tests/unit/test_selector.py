@@ -8,6 +8,7 @@ from typing import Dict, Optional, Tuple
 import attrs
 import pytest
 
+from hybridtrace.errors import RequestError
 from hybridtrace.selector import KINDS, SelectionError, decide, require
 from tests.unit.kernel_trees import hermetic_env, probe_tree, tree_names
 
@@ -120,9 +121,9 @@ def test_forced_attach_mode() -> None:
     unmounted = probe_tree("host-6.18-tracefs-unmounted")
     with pytest.raises(SelectionError, match=r"tracefs is not mounted.*mount -t tracefs"):
         require(unmounted, "exec", attach="tracepoint")
-    with pytest.raises(SelectionError, match="unknown eBPF attach mode 'kprobe'"):
+    with pytest.raises(RequestError, match="unknown eBPF attach mode 'kprobe'"):
         decide(caps, "exec", attach="kprobe")
-    with pytest.raises(SelectionError, match="applies to the ebpf-core backend only"):
+    with pytest.raises(RequestError, match="applies to the ebpf-core backend only"):
         decide(caps, "exec", "ftrace", attach="tp_btf")
 
 
@@ -191,7 +192,7 @@ def test_explicit_choice_that_works() -> None:
     (("exec", "ebpf-core", "uprobe"), "--tier applies to the ftrace backend only"),
 ])
 def test_bad_requests(args: Tuple[str, str, Optional[str]], message: str) -> None:
-    with pytest.raises(SelectionError, match=re.escape(message)):
+    with pytest.raises(RequestError, match=re.escape(message)):
         decide(probe_tree("host-6.18-root"), *args)
 
 
