@@ -18,7 +18,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import attrs
 
-from hybridtrace.backends import open_stream
+from hybridtrace.backends import open_stream, remove_dead_sessions_leftovers
 from hybridtrace.backends.base import Assessment, BackendError, EventStream
 from hybridtrace.capabilities import probe
 from hybridtrace.capabilities.model import Capabilities
@@ -205,6 +205,10 @@ def trace(
             fallbacks.append(f"{cand.label}: {exc}")
             failures[cand.label] = str(exc)
             continue
+        if cand.backend != "ftrace":  # an ftrace stream did this as it opened
+            removed = remove_dead_sessions_leftovers()
+            if removed:
+                stream.description += f"; removed {len(removed)} leftover(s) of dead sessions"
         return Session(attrs.evolve(decision, chosen=cand, open_failures=failures), stream,
                        request, fallbacks)
     raise StartError("every usable backend failed to start: " + "; ".join(fallbacks))

@@ -6,6 +6,8 @@ selector) never pays for ctypes, libbpf or BCC.
 
 from __future__ import annotations
 
+from typing import List
+
 from hybridtrace.backends.base import Assessment, BackendError, EventStream
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.request import TraceRequest
@@ -25,3 +27,18 @@ def open_stream(assessment: Assessment, request: TraceRequest, caps: Capabilitie
 
         return open_ftrace_stream(request, caps, assessment.tier)
     raise BackendError(f"no stream for {assessment.label}")
+
+
+def remove_dead_sessions_leftovers() -> List[str]:
+    """What killed ftrace sessions left in tracefs, removed by whichever session starts next.
+
+    ftrace sessions do this themselves when they open; the others call this. It never
+    mounts tracefs, and where tracefs is not ours to write (least privilege) it does
+    nothing.
+    """
+    from hybridtrace.backends.ftrace.cleanup import remove_stale
+
+    try:
+        return remove_stale()
+    except OSError:
+        return []

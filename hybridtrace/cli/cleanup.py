@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import subprocess
 import sys
 from typing import Any
 
@@ -19,13 +22,33 @@ def add_parser(sub: Any) -> None:
     parser.set_defaults(run=run)
 
 
+# Set in the private mount namespace cleanup re-runs itself in: never recurse.
+_PRIVATE = "HYBRIDTRACE_CLEANUP_PRIVATE_MOUNT"
+
+
+def _in_private_mount() -> int:
+    """tracefs is not mounted here, yet instances live on in the kernel: look through a
+    mount of our own in a private mount namespace, leaving the user's mounts as they are."""
+    print("hybridtrace: tracefs is not mounted here; looking through a private mount of it"
+          " (your mounts are unchanged)", file=sys.stderr)
+    script = 'mount -t tracefs nodev /sys/kernel/tracing && exec "$@"'
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                           "sh", sys.executable, "-m", "hybridtrace", "cleanup"],
+                          env=dict(os.environ, **{_PRIVATE: "1"}))
+    return done.returncode
+
+
 def run(args: argparse.Namespace) -> int:
     from hybridtrace.backends.ftrace.cleanup import remove_stale
 
     path = tracefs.find()
     if path is None:
-        print("tracefs is not mounted: nothing of ours can be left there", file=sys.stderr)
-        return 0
+        if os.geteuid() == 0 and not os.environ.get(_PRIVATE) and shutil.which("unshare"):
+            return _in_private_mount()
+        print("hybridtrace: tracefs is not mounted here and cannot be mounted by us, so what"
+              " killed sessions left cannot be seen; run hybridtrace cleanup as root",
+              file=sys.stderr)
+        return 1
     try:
         removed = remove_stale(path)
     except PermissionError:

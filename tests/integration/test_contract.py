@@ -82,7 +82,9 @@ def check_types(event: Event) -> None:
     if isinstance(event, LostEvent):
         assert event.count > 0
         return
-    assert isinstance(event.pid, int) and isinstance(event.tid, int)
+    assert isinstance(event.tid, int)
+    # An open's process may be unprovable (ftrace: a thread no record tied to one): None.
+    assert isinstance(event.pid, int) or (isinstance(event, OpenEvent) and event.pid is None)
     assert event.comm is None or isinstance(event.comm, bytes)
     if isinstance(event, ExecEvent):
         assert event.argv is None or all(isinstance(a, bytes) for a in event.argv)

@@ -258,27 +258,98 @@ KEEPER = (
 )
 
 
-def _killed_session(tier: str, kind: str) -> int:
+def _reaper_of(owner: int) -> int:
+    """The pid of the watcher our session started (hybridtrace.backends.ftrace.reaper)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"hybridtrace.backends.ftrace.reaper" in args and str(owner).encode() in args:
+            return int(entry)
+    raise AssertionError(f"no reaper for {owner}")
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "X"
+
+
+def _killed_session(tier: str, kind: str, reaper_too: bool = False) -> int:
     proc = subprocess.Popen([sys.executable, "-c", KEEPER, tier, kind], stdout=subprocess.PIPE)
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"ready\n"
     assert leftovers(proc.pid)
+    if reaper_too:  # started by the session we started: ended by its pid
+        reaper = _reaper_of(proc.pid)
+        os.kill(reaper, signal.SIGKILL)
+        while _state(reaper) not in ("Z", "X"):
+            time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stdout.close()
     return proc.pid
 
 
-def test_sigkilled_session_is_cleaned_up(caps: Capabilities, tier: str) -> None:
-    dead = _killed_session(tier, "exec")
+def test_sigkilled_session_stops_recording_within_a_second(caps: Capabilities,
+                                                           tier: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", KEEPER, tier, "open"], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    reaper = _reaper_of(proc.pid)
+    assert leftovers(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    proc.wait()
+    proc.stdout.close()
+    while leftovers(proc.pid) and time.monotonic() < killed + 5:
+        time.sleep(0.02)
+    took = time.monotonic() - killed
+    assert not leftovers(proc.pid)
+    assert took < 1.0, f"the killed session's instance and probes lasted {took:.2f} s"
+    while _state(reaper) not in ("Z", "X") and time.monotonic() < killed + 5:
+        time.sleep(0.02)
+    assert _state(reaper) in ("Z", "X")  # the watcher does its job and goes
+
+
+def test_clean_close_leaves_no_watcher(caps: Capabilities, tier: str) -> None:
+    with open_stream(caps, tier, Kind.EXEC):
+        reaper = _reaper_of(os.getpid())
+    assert _state(reaper) == "X"  # waited for: gone, not left a zombie
+
+
+def test_sigkilled_session_without_its_reaper_is_cleaned_up_later(caps: Capabilities,
+                                                                 tier: str) -> None:
+    dead = _killed_session(tier, "exec", reaper_too=True)
     assert leftovers(dead)  # nothing of a SIGKILLed process cleans itself
     with open_stream(caps, tier, Kind.OPEN) as stream:
         assert "leftover" in stream.description
         assert not leftovers(dead)
-    dead = _killed_session(tier, "open")
+    dead = _killed_session(tier, "open", reaper_too=True)
     done = subprocess.run([sys.executable, "-m", "hybridtrace", "cleanup"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+    assert f"hybridtrace_{dead}_" in done.stdout
+    assert not leftovers(dead)
+
+
+def test_cleanup_sees_leftovers_where_tracefs_is_not_mounted(caps: Capabilities,
+                                                              tier: str) -> None:
+    """Instances outlive a tracefs unmount; cleanup looks through a private mount of it."""
+    dead = _killed_session(tier, "exec", reaper_too=True)
+    hide = ('umount /sys/kernel/tracing 2>/dev/null; umount -l /sys/kernel/debug 2>/dev/null;'
+            ' exec "$@"')
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", hide,
+                           "sh", sys.executable, "-m", "hybridtrace", "cleanup"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "private mount" in done.stderr
     assert f"hybridtrace_{dead}_" in done.stdout
     assert not leftovers(dead)
 

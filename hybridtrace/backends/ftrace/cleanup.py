@@ -24,17 +24,22 @@ def _dead_owner(name: str) -> bool:
     return owner is not None and not procfs.alive(owner)
 
 
-def remove_stale(path: Optional[str] = None) -> List[str]:
+def remove_stale(path: Optional[str] = None, owner: Optional[int] = None) -> List[str]:
     """Remove dead sessions' instances and probes under tracefs ``path``.
 
-    Returns one line per removed item. Raises PermissionError when tracefs
-    is not writable by us.
+    With ``owner``, that session's, whether or not its process is still there
+    (the reaper knows it died). Returns one line per removed item. Raises
+    PermissionError when tracefs is not writable by us.
     """
     path = path or tracefs.find()
     if path is None:
         return []
     removed: List[str] = []
-    for name in filter(_dead_owner, kernel_state.instances(path)):
+
+    def gone(name: str) -> bool:
+        return kernel_state.owner_of(name) == owner if owner is not None else _dead_owner(name)
+
+    for name in filter(gone, kernel_state.instances(path)):
         try:
             os.rmdir(os.path.join(path, "instances", name))
         except PermissionError:
@@ -44,7 +49,7 @@ def remove_stale(path: Optional[str] = None) -> List[str]:
             continue
         removed.append(f"instance {name}")
     for file, group, event in kernel_state.probes(path):
-        if not _dead_owner(group):
+        if not gone(group):
             continue
         enable = os.path.join(path, "events", group, event, "enable")
         with contextlib.suppress(OSError):

@@ -27,6 +27,7 @@ from hybridtrace.backends.ftrace.instance import DEFAULT_BUFFER_KB, Instance, se
 from hybridtrace.backends.ftrace.pipe import TraceLine
 from hybridtrace.backends.ftrace.proc_snapshots import ProcSnapshots
 from hybridtrace.backends.ftrace.raw_reader import RawReader
+from hybridtrace.backends.ftrace.reaper import Reaper
 from hybridtrace.backends.ftrace.requirements import EPROBE_STRING_FAULT
 from hybridtrace.backends.ftrace.ring_page import PageFormatError
 from hybridtrace.backends.ftrace.text_reader import TextReader
@@ -71,8 +72,18 @@ class _Resources:
         self.instance: Optional[Instance] = None
         self.probes: List[probes.ProbeDef] = []
         self.reader: Optional[Reader] = None
+        # Started before anything exists in the kernel: a kill at any later point is seen.
+        self.reaper: Optional[Reaper] = Reaper(tracefs_path)
 
     def release(self) -> List[str]:
+        problems = self._remove()
+        reaper, self.reaper = self.reaper, None
+        if reaper is not None and not problems:
+            reaper.release()
+        # With problems left, the reaper is not told goodbye: it retries when we exit.
+        return problems
+
+    def _remove(self) -> List[str]:
         problems: List[str] = []
         inst, self.instance = self.instance, None
         if inst is not None:
