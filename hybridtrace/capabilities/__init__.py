@@ -106,6 +106,13 @@ def probe_tree(tree: Tree, live: Live) -> Capabilities:
     cfg = kernel.config(tree, rel)
     mounted = system.mounts(tree)
     tracefs = probe_tracefs(tree, mounted, privileges.has(CAP_SYS_ADMIN), cfg)
+    if tracefs.path is None and tracefs.mountable:
+        # CAP_SYS_ADMIN is not enough in a container or a user namespace: ask the kernel.
+        err = _ask(tree, "tracefs mount", live.tracefs_mount_errno)
+        if err:
+            tree.note(f"tracefs: mounting it failed ({errno.errorcode.get(err, err)}) in a"
+                      " private mount namespace: it cannot be mounted here")
+            tracefs = attrs.evolve(tracefs, mountable=False)
     if tracefs.path is not None:
         writable = _ask(tree, "tracefs writable", lambda: live.tracefs_writable(tracefs.path or ""))
         tracefs = attrs.evolve(tracefs, writable=writable)

@@ -8,8 +8,11 @@ library search (engines).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import subprocess
+import sys
 from typing import Any, Dict, Optional, Protocol
 
 from hybridtrace.capabilities.bpf_probes import (
@@ -42,6 +45,39 @@ class Live(Protocol):
     def tracefs_writable(self, path: str) -> bool: ...
 
     def eprobe_strings(self, path: str) -> Optional[bool]: ...
+
+    def tracefs_mount_errno(self) -> Optional[int]: ...
+
+
+# Run in a child process: mount tracefs in a private mount namespace of its own, so the
+# answer comes from the kernel (a container's seccomp or LSM, a user namespace) and the
+# user's mounts are never touched. unshare(2) and mount(2) through ctypes: no util-linux.
+_MOUNT_TRIAL = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def fail():
+    os._exit(ctypes.get_errno() or 255)
+if libc.unshare(0x20000):  # CLONE_NEWNS
+    fail()
+if libc.mount(b"none", b"/", None, (1 << 14) | (1 << 18), None):  # MS_REC | MS_PRIVATE
+    fail()
+if libc.mount(b"nodev", sys.argv[1].encode(), b"tracefs", 0, None):
+    fail()
+os._exit(0)
+"""
+TRACEFS_TARGET = "/sys/kernel/tracing"
+
+
+def tracefs_mount_trial() -> Optional[int]:
+    """0 when tracefs mounts here, else the errno; None when the trial itself could not run."""
+    if not os.path.isdir(TRACEFS_TARGET):
+        return errno.ENOENT
+    try:
+        done = subprocess.run([sys.executable, "-c", _MOUNT_TRIAL, TRACEFS_TARGET],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.returncode if 0 <= done.returncode < 255 else None
 
 
 class SystemLive:
@@ -78,6 +114,9 @@ class SystemLive:
 
     def eprobe_strings(self, path: str) -> Optional[bool]:
         return eprobe_reads_strings(path)
+
+    def tracefs_mount_errno(self) -> Optional[int]:
+        return tracefs_mount_trial()
 
 
 def instance_files_writable(path: str) -> bool:
@@ -147,6 +186,10 @@ class RecordedLive:
         value = self._get("eprobe_strings")[path]
         return None if value is None else bool(value)
 
+    def tracefs_mount_errno(self) -> Optional[int]:
+        value = self.data.get("tracefs_mount_errno")  # older recordings: not tried
+        return None if value is None else int(value)
+
 
 def record(live: Live, tracefs_path: Optional[str]) -> Dict[str, Any]:
     """What a RecordedLive needs to answer like ``live`` does."""
@@ -164,6 +207,7 @@ def record(live: Live, tracefs_path: Optional[str]) -> Dict[str, Any]:
         else {tracefs_path: live.tracefs_writable(tracefs_path)},
         "eprobe_strings": {} if tracefs_path is None
         else {tracefs_path: live.eprobe_strings(tracefs_path)},
+        "tracefs_mount_errno": live.tracefs_mount_errno() if tracefs_path is None else None,
     }
 
 

@@ -79,3 +79,19 @@ def test_tracefs_writable_is_tried_in_a_throwaway_instance() -> None:
                              sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60, cwd="/")
     assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.skipif(UNSHARE is None, reason="unshare (util-linux) is needed")
+def test_tracefs_that_will_not_mount_is_said_so() -> None:
+    """In a user namespace CapEff shows CAP_SYS_ADMIN, yet tracefs will not mount there:
+    the trial mount (in a private mount namespace of a child) finds out; ours stay as is."""
+    hide = ("mount -t tmpfs none /sys/kernel/tracing && mount -t tmpfs none /sys/kernel/debug"
+            ' && exec "$@"')
+    done = subprocess.run([str(UNSHARE), "--user", "--map-root-user", "--mount", "sh", "-c", hide,
+                           "sh", sys.executable, "-m", "hybridtrace", "doctor", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    data = json.loads(done.stdout)
+    tracefs = next(c for c in data["checks"] if c["id"] == "tracefs")
+    assert tracefs["data"]["path"] is None and tracefs["data"]["mountable"] is False
+    assert any("mounting it failed (EPERM)" in note for note in data["unchecked"])
+    assert find() is None or os.path.isdir(os.path.join(find() or "", "events"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -11,6 +12,8 @@ from typing import Any, Dict, List
 import jsonschema
 import pytest
 
+from hybridtrace.capabilities import probe
+from hybridtrace.capabilities.live import RecordedLive
 from hybridtrace.doctor import build_report
 from hybridtrace.doctor.render_json import report_to_dict
 from hybridtrace.doctor.render_text import render_text
@@ -19,6 +22,7 @@ from tests.unit.kernel_trees import (
     TREES_DIR,
     hermetic_env,
     probe_tree,
+    tree_json,
     tree_names,
     tree_root,
 )
@@ -186,3 +190,19 @@ def test_unprivileged_run_reports_and_exits_with_its_status() -> None:
     assert text.returncode == data["exit_status"]
     if data["unchecked"]:
         assert "could not check" in text.stdout
+
+
+def test_tracefs_that_will_not_mount_is_not_called_mountable() -> None:
+    """CAP_SYS_ADMIN is not enough in a container or user namespace: the trial mount in a
+    private mount namespace decides, and ftrace is then blocked with the real reason."""
+    live = tree_json("host-6.18-tracefs-unmounted", "live.json")
+    refused = probe(tree_root("host-6.18-tracefs-unmounted"),
+                    RecordedLive(dict(live, tracefs_mount_errno=errno.EPERM)))
+    assert refused.tracefs.mountable is False
+    assert any("mounting it failed (EPERM)" in note for note in refused.unchecked)
+    text = render_text(build_report(refused))
+    assert "not mounted, mountable" not in text
+    assert "tracefs is not mounted and cannot be mounted by us" in text
+    mounts = probe(tree_root("host-6.18-tracefs-unmounted"),
+                   RecordedLive(dict(live, tracefs_mount_errno=0)))
+    assert mounts.tracefs.mountable is True
