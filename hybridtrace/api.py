@@ -40,6 +40,8 @@ class SessionStats:
     captured: int  # events delivered (after filtering)
     lost: int  # events the kernel produced that we could not deliver
     duration: float  # seconds since the session opened
+    # False when some loss was counted in ring-buffer records: ``lost`` is then an upper bound.
+    lost_exact: bool = True
 
 
 class Session:
@@ -60,6 +62,7 @@ class Session:
         self._started = time.monotonic()
         self._captured = 0
         self._lost = 0
+        self._lost_exact = True
         self._lock = threading.RLock()  # one poll (or drain, close) at a time
         self._closing = False
 
@@ -70,7 +73,8 @@ class Session:
 
     @property
     def stats(self) -> SessionStats:
-        return SessionStats(self._captured, self._lost, time.monotonic() - self._started)
+        return SessionStats(self._captured, self._lost, time.monotonic() - self._started,
+                            self._lost_exact)
 
     def poll(self, timeout: Optional[float] = 0.0) -> List[Event]:
         """Events ready within ``timeout`` seconds (0: don't wait; None: wait for some).
@@ -94,6 +98,7 @@ class Session:
         for event in batch:
             if isinstance(event, LostEvent):
                 self._lost += event.count
+                self._lost_exact = self._lost_exact and event.exact
                 out.append(event)
             elif matches(event, self.request.filters):
                 self._captured += 1
@@ -138,8 +143,11 @@ class Session:
             unread = getattr(stream, "unread", None)
             left = unread() if unread is not None else 0
             if left > 0:
+                exact = bool(getattr(stream, "unread_exact", True))
                 self._lost += left
-                out.append(LostEvent(time.monotonic_ns(), left, "unread when the session ended"))
+                self._lost_exact = self._lost_exact and exact
+                out.append(LostEvent(time.monotonic_ns(), left, "unread when the session ended",
+                                     exact=exact))
             return out
 
     def close(self) -> None:

@@ -82,12 +82,18 @@ class OpenEvent:
 
 @attrs.frozen(slots=True)
 class LostEvent:
-    """Events the kernel produced that we could not deliver, as soon as we learn of them."""
+    """Events the kernel produced that we could not deliver, as soon as we learn of them.
+
+    ``exact`` is False where the kernel counts ring-buffer records, not events
+    (ftrace: one event is several records, and some records belong to none): then
+    at most ``count`` events were lost, and maybe fewer.
+    """
 
     timestamp_ns: int
     count: int
     where: str  # e.g. "ring buffer reserve", "trace buffer overrun (cpu 1)"
     cpu: Optional[int] = None
+    exact: bool = True
 
 
 Event = Union[ExecEvent, OpenEvent, LostEvent]

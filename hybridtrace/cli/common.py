@@ -173,7 +173,9 @@ def run_session(
         stats = session.stats
         session.close()
     if not args.quiet:
-        sys.stderr.write(f"{PROG}: {shown} events shown, {stats.lost} lost,"
+        lost = (f"{stats.lost} lost" if stats.lost_exact
+                else f"up to {stats.lost} lost (counted in ring-buffer records)")
+        sys.stderr.write(f"{PROG}: {shown} events shown, {lost},"
                          f" {stats.duration:.1f} s ({session.backend.label})\n")
     return status
 

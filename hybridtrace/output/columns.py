@@ -82,6 +82,9 @@ class TimeColumn:
 
 def lost_line(event: LostEvent) -> str:
     cpu = "" if event.cpu is None else f" on cpu {event.cpu}"
+    if not event.exact:
+        return (f"LOST up to {event.count} events ({event.count} ring-buffer records,"
+                f" {event.where}{cpu})")
     return f"LOST {event.count} events ({event.where}{cpu})"
 
 

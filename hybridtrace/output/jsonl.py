@@ -90,6 +90,7 @@ def event_to_dict(event: Event) -> Dict[str, Any]:
             "count": event.count,
             "where": event.where,
             "cpu": event.cpu,
+            "exact": event.exact,
         }
     raise TypeError(f"not an event: {event!r}")
 

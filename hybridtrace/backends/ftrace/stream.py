@@ -378,7 +378,7 @@ class FtraceStream:
             if count > 0:
                 self._lost += count
                 out.append(LostEvent(time.monotonic_ns(), count,
-                                     f"trace buffer overrun (cpu {cpu})", cpu))
+                                     f"trace buffer overrun (cpu {cpu})", cpu, exact=False))
         if out:
             self._correlator.gap(-INF, time.monotonic_ns())  # lost: anything before now
         self._stats = now
@@ -395,6 +395,8 @@ class FtraceStream:
             inst.set_option("tracing_on", "0")
         if self._res.reader is not None:
             self._res.reader.stopped = True
+
+    unread_exact = False  # unread() counts records: at most that many events
 
     def unread(self) -> int:
         """Records still in the instance's buffer, that the session will never read."""
