@@ -42,6 +42,8 @@ class SessionStats:
     duration: float  # seconds since the session opened
     # False when some loss was counted in ring-buffer records: ``lost`` is then an upper bound.
     lost_exact: bool = True
+    # Losses nobody could count (recording switched off by someone else): not in ``lost``.
+    lost_unknown: int = 0
 
 
 class Session:
@@ -63,6 +65,7 @@ class Session:
         self._captured = 0
         self._lost = 0
         self._lost_exact = True
+        self._lost_unknown = 0
         self._lock = threading.RLock()  # one poll (or drain, close) at a time
         self._closing = False
 
@@ -74,7 +77,7 @@ class Session:
     @property
     def stats(self) -> SessionStats:
         return SessionStats(self._captured, self._lost, time.monotonic() - self._started,
-                            self._lost_exact)
+                            self._lost_exact, self._lost_unknown)
 
     def poll(self, timeout: Optional[float] = 0.0) -> List[Event]:
         """Events ready within ``timeout`` seconds (0: don't wait; None: wait for some).
@@ -97,8 +100,11 @@ class Session:
         out: List[Event] = []
         for event in batch:
             if isinstance(event, LostEvent):
-                self._lost += event.count
-                self._lost_exact = self._lost_exact and event.exact
+                if event.count is None:
+                    self._lost_unknown += 1
+                else:
+                    self._lost += event.count
+                    self._lost_exact = self._lost_exact and event.exact
                 out.append(event)
             elif matches(event, self.request.filters):
                 self._captured += 1

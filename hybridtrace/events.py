@@ -86,11 +86,12 @@ class LostEvent:
 
     ``exact`` is False where the kernel counts ring-buffer records, not events
     (ftrace: one event is several records, and some records belong to none): then
-    at most ``count`` events were lost, and maybe fewer.
+    at most ``count`` events were lost, and maybe fewer. ``count`` is None when
+    nobody can know (someone else switched recording off for a while).
     """
 
     timestamp_ns: int
-    count: int
+    count: Optional[int]
     where: str  # e.g. "ring buffer reserve", "trace buffer overrun (cpu 1)"
     cpu: Optional[int] = None
     exact: bool = True

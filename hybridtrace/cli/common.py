@@ -175,6 +175,8 @@ def run_session(
     if not args.quiet:
         lost = (f"{stats.lost} lost" if stats.lost_exact
                 else f"up to {stats.lost} lost (counted in ring-buffer records)")
+        if stats.lost_unknown:
+            lost += f" and an unknown number in {stats.lost_unknown} gap(s) of recording"
         sys.stderr.write(f"{PROG}: {shown} events shown, {lost},"
                          f" {stats.duration:.1f} s ({session.backend.label})\n")
     return status

@@ -82,6 +82,8 @@ class TimeColumn:
 
 def lost_line(event: LostEvent) -> str:
     cpu = "" if event.cpu is None else f" on cpu {event.cpu}"
+    if event.count is None:
+        return f"LOST an unknown number of events ({event.where}{cpu})"
     if not event.exact:
         return (f"LOST up to {event.count} events ({event.count} ring-buffer records,"
                 f" {event.where}{cpu})")

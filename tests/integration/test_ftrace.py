@@ -21,6 +21,7 @@ from typing import Callable, Iterator, List, Optional, Sequence
 import pytest
 
 import hybridtrace
+from hybridtrace import kernel_state, tracefs
 from hybridtrace.backends.ftrace import debuginfo
 from hybridtrace.backends.ftrace.stream import READER_ENV, FtraceStream, open_ftrace_stream
 from hybridtrace.capabilities import probe
@@ -708,3 +709,32 @@ def test_thread_of_exited_process_keeps_its_pid(caps: Capabilities, tier: str, r
     assert got[0].pid == child.pid  # from its task_newtask record
     assert all(e.pid == child.pid for e in events if isinstance(e, OpenEvent)
                and e.tid in (tid, child.pid))
+
+
+@pytest.mark.parametrize("setting,value", [("tracing_on", "0"), ("buffer_size_kb", "64")])
+def test_tampering_with_our_instance_is_reported_and_undone(caps: Capabilities, tier: str,
+                                                            setting: str, value: str) -> None:
+    """The kernel counts nothing lost when someone switches our recording off or shrinks our
+    buffer: the session notices within a second, says so, and puts it back."""
+    with hybridtrace.trace("open", "ftrace", tier=tier) as session:
+        path = tracefs.find()
+        assert path is not None
+        (name,) = kernel_state.instances(path, owner=os.getpid())
+        inst = os.path.join(path, "instances", name)
+        with open(os.path.join(inst, "buffer_size_kb")) as f:
+            size = f.read().strip()
+        with open(os.path.join(inst, setting), "w") as f:
+            f.write(value)
+        changed = time.monotonic()
+        gaps: List[LostEvent] = []
+        while not gaps and time.monotonic() < changed + 5:
+            gaps = [e for e in session.poll(0.1) if isinstance(e, LostEvent) and e.count is None]
+        took = time.monotonic() - changed
+        assert gaps, f"{setting}={value} went unnoticed"
+        assert took < 1.5, f"noticed after {took:.2f} s"
+        assert f"{setting} was" in gaps[0].where and "restored" in gaps[0].where
+        assert not gaps[0].exact and session.stats.lost_unknown == 1
+        with open(os.path.join(inst, "tracing_on")) as f:
+            assert f.read().strip() == "1"
+        with open(os.path.join(inst, "buffer_size_kb")) as f:
+            assert f.read().strip() == size

@@ -23,7 +23,12 @@ from hybridtrace.backends.ftrace.correlate import Correlator, ProcLookup
 from hybridtrace.backends.ftrace.debuginfo import dynamic_loaders
 from hybridtrace.backends.ftrace.fd_ledger import INF
 from hybridtrace.backends.ftrace.format import EventFormat, FormatError, read_format
-from hybridtrace.backends.ftrace.instance import DEFAULT_BUFFER_KB, Instance, session_name
+from hybridtrace.backends.ftrace.instance import (
+    DEFAULT_BUFFER_KB,
+    Instance,
+    read_file,
+    session_name,
+)
 from hybridtrace.backends.ftrace.pipe import TraceLine
 from hybridtrace.backends.ftrace.proc_snapshots import ProcSnapshots
 from hybridtrace.backends.ftrace.raw_reader import RawReader
@@ -38,6 +43,7 @@ from hybridtrace.events import Event, LostEvent, Source
 from hybridtrace.filtering import matches
 from hybridtrace.request import Kind, TraceRequest
 
+TAMPER_CHECK_S = 0.5  # how often a session checks that its instance still records as set up
 MAX_READ_PER_POLL = 1 << 20  # bytes decoded per poll: ~10k records, so poll returns promptly
 HELD_BACK_WAIT = 0.005  # s: how soon to look again while the raw reader holds records back
 READER_ENV = "HYBRIDTRACE_FTRACE_READER"  # "raw" (default) or "text"
@@ -202,6 +208,9 @@ class FtraceStream:
         self.description = f"ftrace/{tier} ({'; '.join(notes)})"
         self._captured = 0
         self._lost = 0
+        self._buffer_kb = buffer_kb
+        self._stopped = False
+        self._next_check = 0.0
 
     def _open(self, caps: Capabilities, path: str, buffer_kb: int) -> None:
         request = self.request
@@ -349,6 +358,7 @@ class FtraceStream:
             if self._poller.poll(wait_ms) or held:
                 out = self._read(reader)
         out += self._losses()
+        out += self._tampering()
         kept = [e for e in out if matches(e, self.request.filters)]
         self._captured += sum(1 for e in kept if not isinstance(e, LostEvent))
         return kept
@@ -384,6 +394,32 @@ class FtraceStream:
         self._stats = now
         return out
 
+    def _tampering(self) -> List[Event]:
+        """Someone else switched our recording off or resized our buffer: the kernel counts
+        nothing lost for either, so we look (twice a second), say so, and restore it."""
+        now = time.monotonic()
+        inst = self._res.instance
+        if inst is None or self._stopped or now < self._next_check:
+            return []
+        self._next_check = now + TAMPER_CHECK_S
+        if not os.path.isdir(inst.path):
+            raise BackendError(f"tracefs instance {inst.name} was removed by someone else:"
+                               " recording ended")
+        changed: List[str] = []
+        if _setting(inst, "tracing_on") != "1":
+            changed.append("tracing_on was switched off")
+            inst.set_option("tracing_on", "1")
+        size = _setting(inst, "buffer_size_kb")
+        if size != str(self._buffer_kb):
+            changed.append(f"buffer_size_kb was changed to {size}")
+            inst.set_option("buffer_size_kb", str(self._buffer_kb))
+        if not changed:
+            return []
+        self._correlator.gap(-INF, time.monotonic_ns())  # records may be missing: before now
+        return [LostEvent(time.monotonic_ns(), None, f"{' and '.join(changed)} by someone else"
+                          " (restored); how many events went unrecorded is unknown",
+                          exact=False)]
+
     def stats(self) -> StreamStats:
         return StreamStats(self._captured, self._lost)
 
@@ -392,6 +428,7 @@ class FtraceStream:
         inst = self._res.instance
         if inst is not None:
             self._correlator.gap(time.monotonic_ns())  # nothing after this is recorded
+            self._stopped = True
             inst.set_option("tracing_on", "0")
         if self._res.reader is not None:
             self._res.reader.stopped = True
@@ -413,6 +450,13 @@ class FtraceStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _setting(inst: Instance, name: str) -> Optional[str]:
+    try:
+        return read_file(os.path.join(inst.path, name)).strip()
+    except OSError:
+        return None
 
 
 def _mono_clock(inst_path: str) -> Optional[str]:
