@@ -17,12 +17,10 @@ import argparse
 import datetime
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Any, Dict, List, Optional, Tuple
 
 if __package__ in (None, ""):
@@ -31,11 +29,11 @@ if __package__ in (None, ""):
 from hybridtrace import tracefs
 from hybridtrace.cli.common import positive_float
 from tools.bench import machine
+from tools.bench.running import Running
 from tools.bench.tracers import LIBBPF_TOOLS, hybridtrace_cli
 from tools.bench.workloads import SOURCES, WorkloadError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-READY_TIMEOUT = 60.0
 
 
 def tracers() -> List[Tuple[str, List[str]]]:
@@ -66,41 +64,14 @@ def loop_rate(exe: str, duration: float) -> float:
         int(fields[fields.index("elapsed_ns") + 1]) / 1e9)
 
 
-class Running:
-    """A tracer started and attached: its header line (text output) is on stdout."""
-
-    def __init__(self, argv: List[str], workdir: str) -> None:
-        self.out_path = os.path.join(workdir, "tracer.out")
-        with open(self.out_path, "wb") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if os.path.getsize(self.out_path) > 0:  # both print their header once attached
-                time.sleep(0.5)
-                return
-            time.sleep(0.05)
-        err = self.stop()
-        raise RuntimeError(f"{argv[0]} did not start: {err.strip()[:200]}")
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            _, err = self.proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return (err or b"").decode(errors="replace")
-
-
-def measure(exe: str, duration: float, rounds: int, workdir: str) -> Dict[str, Any]:
+def measure(exe: str, duration: float, rounds: int) -> Dict[str, Any]:
     rows: Dict[str, Dict[str, List[float]]] = {}
     for _ in range(rounds):
         for name, argv in tracers():
             row = rows.setdefault(name, {"traced": [], "untraced": [], "slowdown": []})
             before = loop_rate(exe, duration)
             try:
-                tracer = Running(argv, workdir)
+                tracer = Running(argv)
             except (OSError, RuntimeError) as exc:
                 row.setdefault("error", [str(exc)])  # type: ignore[arg-type]
                 continue
@@ -173,7 +144,7 @@ def main(argv: Optional[List[str]] = None) -> int:
               file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="ht-syscall-cost-") as work:
         exe = build(work)
-        rows = measure(exe, args.duration, args.rounds, work)
+        rows = measure(exe, args.duration, args.rounds)
     result = {"date": datetime.date.today().isoformat(), "machine": machine.describe(REPO),
               "duration": args.duration, "rounds": args.rounds, "tracers": rows}
     os.makedirs(args.out, exist_ok=True)
