@@ -72,8 +72,18 @@ class Mismatch:
 
     def __str__(self) -> str:
         extra = f" ({self.detail})" if self.detail else ""
-        return (f"seq {self.seq} {self.kind} {self.field}: expected {self.expected!r}, "
-                f"got {self.got!r}{extra}")
+        return (f"seq {self.seq} {self.kind} {self.field}: expected {_show(self.expected)}, "
+                f"got {_show(self.got)}{extra}")
+
+
+def _show(value: object, room: int = 120) -> str:
+    """A value short enough to read: long bytes as length plus both ends."""
+    if isinstance(value, bytes) and len(value) > room:
+        return f"<{len(value)} bytes {value[:50]!r}...{value[-50:]!r}>"
+    if isinstance(value, tuple) and sum(len(v) for v in value if isinstance(v, bytes)) > room:
+        return "(" + ", ".join(_show(v, 60) for v in value) + ")"
+    text = repr(value)
+    return text if len(text) <= 4 * room else text[:4 * room] + "..."
 
 
 @attrs.define
@@ -118,10 +128,6 @@ class Result:
 
 
 # ---- expected values ----
-
-def _cut(value: bytes, keep: int) -> Tuple[bytes, bool]:
-    return (value[:keep], True) if len(value) > keep else (value, False)
-
 
 def judge_argv(got: Optional[Tuple[bytes, ...]], flag: bool, want: Tuple[bytes, ...],
                max_args: int = DEFAULT_MAX_ARGS) -> Tuple[str, str]:
@@ -177,13 +183,9 @@ def judge_exec(op: ExecOp, ev: ExecEvent) -> Judged:
     if ev.filename is None:
         put("filename", NONE, op.path, None)
     else:
+        # ExecEvent has no flag for a cut filename: only the whole one is right.
         want_name = op.path if ev.filename_source in _CALLER else op.kernel_filename
-        want_cut, _ = _cut(want_name, PATH_SIZE)
-        verdict = CORRECT if ev.filename == want_name else WRONG
-        detail = want_name
-        if verdict == WRONG and ev.filename == want_cut:
-            detail = b"cut at %d bytes, unflagged: " % PATH_SIZE + want_name[:40]
-        put("filename", verdict, detail, ev.filename)
+        put("filename", _same(ev.filename, want_name), want_name, ev.filename)
     # argv: the caller's, or the new image's
     if ev.argv_source in _CALLER or ev.argv is None:
         want_argv: Optional[Tuple[bytes, ...]] = op.argv
@@ -220,12 +222,13 @@ def judge_open(op: OpenOp, ev: OpenEvent) -> Judged:
         put("path_truncated", CORRECT if not ev.path_truncated else WRONG, False,
             ev.path_truncated)
     else:
-        want, cut = _cut(op.path, PATH_SIZE)
-        if ev.path == want:
-            put("path", CORRECT if ev.path_truncated == cut else WRONG, want, ev.path)
-        else:
-            put("path", WRONG, want, ev.path)
-        put("path_truncated", CORRECT if ev.path_truncated == cut else WRONG, cut,
+        # The whole path unflagged (a probe may read more than PATH_SIZE), or a
+        # flagged cut of at most PATH_SIZE bytes.
+        whole = ev.path == op.path
+        cut = not whole and len(ev.path) <= PATH_SIZE and op.path.startswith(ev.path)
+        ok = (whole and not ev.path_truncated) or (cut and ev.path_truncated)
+        put("path", CORRECT if ok else WRONG, op.path, ev.path)
+        put("path_truncated", CORRECT if ok or not (whole or cut) else WRONG, not whole,
             ev.path_truncated)
     put("flags", _same(ev.flags, op.flags), op.flags, ev.flags)
     put("mode", _same(ev.mode, op.mode), op.mode, ev.mode)
@@ -294,8 +297,9 @@ def compare(result: Result, ops: Sequence[object], events: Sequence[Event], nonc
         for field, (verdict, want, got) in judged.items():
             result.count(kind, field, verdict)
             if verdict == WRONG:
-                result.wrong.append(Mismatch(op.seq, kind, field, want, got,
-                                             getattr(op, "method", "")))
+                result.wrong.append(Mismatch(
+                    op.seq, kind, field, want, got,
+                    f"{getattr(op, 'method', '')}, pid {op.pid} tid {op.tid}"))  # type: ignore
     # Strays: events with one of our markers that no operation claimed.
     open_mark = re.compile(b"o" + nonce.encode() + rb"-(\d+)")
     exec_mark = re.compile(b"[ax]" + nonce.encode() + rb"-(\d+)")
