@@ -15,6 +15,7 @@ count as WRONG too. LostEvents are counted, never turned into values.
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno as errno_mod
 import os
 import re
@@ -48,7 +49,7 @@ class Target:
     def label(self) -> str:
         return f"{self.backend}/{self.mode}" if self.mode else self.backend
 
-    def open(self, kind: str) -> "object":
+    def open(self, kind: str) -> object:
         import hybridtrace
 
         if self.backend == "ebpf-core":
@@ -109,6 +110,14 @@ class Result:
     def wrong_total(self) -> int:
         return sum(c[WRONG] for c in self.fields.values()) + self.strays
 
+    @property
+    def passed(self) -> bool:
+        """No WRONG value, no stray or ambiguous event, nothing missing unless lost."""
+        missing = sum(self.missing.values()) + len(
+            [m for m in self.missing_ops if "no result" in m])
+        return (self.wrong_total == 0 and not sum(self.ambiguous.values())
+                and (missing == 0 or self.lost > 0))
+
     def summary(self) -> str:
         lines = [f"{self.target}: seed {self.seed}, {self.ops} ops, rate "
                  f"{self.rate or 'max'}/s, lost {self.lost}, strays {self.strays}, "
@@ -138,7 +147,7 @@ def judge_argv(got: Optional[Tuple[bytes, ...]], flag: bool, want: Tuple[bytes, 
     an area limit may cut sooner), none beyond max_args.
     """
     if got is None:
-        return NONE, CORRECT if not flag else CORRECT  # no argv: the flag says nothing
+        return NONE, CORRECT  # no argv: the flag says nothing
     if got == want:
         return CORRECT, CORRECT if not flag else WRONG
     ok = len(got) <= min(len(want), max_args) and all(
@@ -246,12 +255,12 @@ def judge_open(op: OpenOp, ev: OpenEvent) -> Judged:
 
 # ---- matching ----
 
-def _markers(ev: Union[ExecEvent, OpenEvent], pattern: "re.Pattern[bytes]") -> List[int]:
+def _markers(ev: Union[ExecEvent, OpenEvent], pattern: re.Pattern[bytes]) -> List[int]:
     strings: List[bytes] = []
     if isinstance(ev, OpenEvent):
         strings = [ev.path or b""]
     else:
-        strings = [ev.filename or b""] + list(ev.argv or ())
+        strings = [ev.filename or b"", *list(ev.argv or ())]
     return [int(m.group(1)) for s in strings for m in pattern.finditer(s)]
 
 
@@ -345,7 +354,7 @@ def run(target: Target, seed: int, ops: int, rate: float = 0.0,
         def drive() -> None:
             try:
                 work.run(rate)
-            except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            except BaseException as exc:
                 failure.append(exc)
 
         runner = threading.Thread(target=drive, daemon=True)
@@ -391,7 +400,7 @@ def available(target: Target) -> Tuple[bool, str]:
                 require(caps, kind, target.backend, None, target.mode)
             else:
                 require(caps, kind, target.backend, target.mode, None)
-    except Exception as exc:  # noqa: BLE001 - the reason is the answer
+    except Exception as exc:
         return False, str(exc)
     return True, ""
 
@@ -400,10 +409,8 @@ def environment() -> None:
     """Mount tracefs (ebpf-core/tracepoint ids, ftrace); borrow BCC headers if needed."""
     from hybridtrace import tracefs
 
-    try:
+    with contextlib.suppress(tracefs.TracefsUnavailable):
         tracefs.ensure_mounted()
-    except tracefs.TracefsUnavailable:
-        pass
     if not os.path.exists(f"/lib/modules/{os.uname().release}/build") \
             and "HYBRIDTRACE_BCC_HEADERS" not in os.environ:
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
