@@ -1,7 +1,7 @@
 """Ground-truth differential run of every backend this machine has (root).
 
     sudo .venv/bin/python -m tools.groundtruth [--ops N] [--seed S] [--rate R]
-                                               [--backend LABEL ...] [--write-doc]
+                                               [--jobs J] [--backend LABEL ...] [--write-doc]
 
 Prints each backend's per-field counts and every WRONG value; exits 1 when any
 backend reported a WRONG value (or a stray event), or missed an event without
@@ -32,6 +32,7 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--seed", type=int, default=None, help="default: random (printed)")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="operations per second (0: flat out)")
+    parser.add_argument("--jobs", type=int, default=1, help="scenarios (processes) at once")
     parser.add_argument("--backend", action="append", default=[],
                         help="only these labels, e.g. ebpf-core/tp_btf, ftrace/uprobe")
     parser.add_argument("--write-doc", action="store_true", help=f"write {DOC}")
@@ -52,7 +53,7 @@ def main(argv: List[str]) -> int:
             skipped.append((target.label, why))
             print(f"{target.label}: skipped: {why}", flush=True)
             continue
-        result = check.run(target, seed, args.ops, args.rate)
+        result = check.run(target, seed, args.ops, args.rate, args.jobs)
         print(result.summary(), flush=True)
         results.append(result)
     bad = [r.target for r in results if not r.passed]
@@ -60,6 +61,7 @@ def main(argv: List[str]) -> int:
         command = "sudo .venv/bin/python -m tools.groundtruth " + " ".join(
             [f"--ops {args.ops}", f"--seed {seed}"]
             + ([f"--rate {args.rate:g}"] if args.rate else [])
+            + ([f"--jobs {args.jobs}"] if args.jobs != 1 else [])
             + [f"--backend {b}" for b in args.backend] + ["--write-doc"])
         with open(DOC, "w") as f:
             f.write(render(results, skipped, command, _machine()))

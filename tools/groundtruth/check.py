@@ -93,6 +93,7 @@ class Result:
     seed: int
     ops: int
     rate: float
+    jobs: int = 1
     fields: Dict[Tuple[str, str], collections.Counter] = attrs.field(factory=dict)
     matched: collections.Counter = attrs.field(factory=collections.Counter)
     missing: collections.Counter = attrs.field(factory=collections.Counter)
@@ -120,7 +121,8 @@ class Result:
 
     def summary(self) -> str:
         lines = [f"{self.target}: seed {self.seed}, {self.ops} ops, rate "
-                 f"{self.rate or 'max'}/s, lost {self.lost}, strays {self.strays}, "
+                 f"{self.rate or 'max'}/s, {self.jobs} at once, lost {self.lost}, "
+                 f"strays {self.strays}, "
                  f"{self.elapsed:.1f}s"]
         for kind in ("exec", "open"):
             lines.append(f"  {kind}: matched {self.matched[kind]}, missing "
@@ -337,12 +339,12 @@ def _ours(ev: Event, nonce: bytes) -> bool:
         or comm.isdigit() or nonce in comm
 
 
-def run(target: Target, seed: int, ops: int, rate: float = 0.0,
+def run(target: Target, seed: int, ops: int, rate: float = 0.0, jobs: int = 1,
         progress: Optional[Callable[[str], None]] = None) -> Result:
     """Trace one workload run with ``target`` (exec and open at once) and judge it."""
     started = time.monotonic()
     work = Workload(seed, ops)
-    result = Result(target.label, seed, work.plan.ops, rate)
+    result = Result(target.label, seed, work.plan.ops, rate, jobs)
     nonce = work.plan.nonce.encode()
     events: List[Event] = []
     sessions: List[object] = []
@@ -353,7 +355,7 @@ def run(target: Target, seed: int, ops: int, rate: float = 0.0,
 
         def drive() -> None:
             try:
-                work.run(rate)
+                work.run(rate, jobs)
             except BaseException as exc:
                 failure.append(exc)
 

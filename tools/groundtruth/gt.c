@@ -4,8 +4,8 @@
  * Built twice by tools/groundtruth/workload.py: dynamic (gt) and static
  * (gt-static). Two modes:
  *   runner  gt PLANFILE RATE LOGFILE WORKDIR GT_STATIC
- *                            one scenario per line; each runs in a forked child
- *                            (a process that exits right after), waited for;
+ *                            [JOBS]: one scenario per line; each runs in a forked
+ *                            child (a process that exits right after), JOBS at once;
  *                            RATE paces the operations (per second, 0: flat out)
  *   image   GT_SEQ=N gt ...  started by an exec op of the plan: logs what the
  *                            new image got (pid, tid, ppid, uid, comm, argv),
@@ -15,6 +15,8 @@
  * order given, each by its thread (a turn counter hands over), so an fd a
  * thread closes is the next thread's fd. Op syntax (fields split by ':'):
  *   O:t:seq:method:dirkind:pathhex:flags:mode     open, closed at once if it succeeded
+ *   P:t:seq:method:dirkind:pathhex:flags:mode     the same, left open (until exit or exec)
+ *   S:t:ms         sleep: the process lingers, so /proc can be read (and be stale)
  *   U:t            setuid(65534) through libc (every thread)
  *   R:t            raw setuid(65534) syscall: this thread only
  *   E:t:seq:method:pathhex:argv:jobhex            exec; argv: x<hex>,x<hex>,...
@@ -226,7 +228,7 @@ static int split(char *s, char sep, char **fields, int max)
 
 /* ---- operations ---- */
 
-static void do_open(char **f)
+static void do_open(char **f, int keep)
 {
 	long seq = atol(f[2]);
 	const char *method = f[3];
@@ -294,7 +296,7 @@ static void do_open(char **f)
 	if (rn >= 0)
 		rec_hex(&r, "resolved", resolved, rn);
 	rec_end(&r);
-	if (ret >= 0)
+	if (ret >= 0 && !keep)
 		close((int)ret);
 	free(path);
 }
@@ -437,10 +439,16 @@ static void run_op(char *op)
 
 	switch (op[0]) {
 	case 'O':
+	case 'P':
 		if (n != 8)
 			die("bad open op");
-		do_open(f);
+		do_open(f, op[0] == 'P');
 		break;
+	case 'S': {
+		struct timespec ts = {0, atol(f[2]) * 1000000L};
+		nanosleep(&ts, NULL);
+		break;
+	}
 	case 'E':
 		if (n != 7)
 			die("bad exec op");
@@ -564,8 +572,9 @@ int main(int argc, char **argv)
 		}
 		return 0;
 	}
-	if (argc != 6) {
-		fprintf(stderr, "usage: gt PLANFILE RATE LOGFILE WORKDIR GT_STATIC (rate: ops/s, 0 = flat out)\n");
+	if (argc != 6 && argc != 7) {
+		fprintf(stderr, "usage: gt PLANFILE RATE LOGFILE WORKDIR GT_STATIC [JOBS]\n"
+				"(rate: ops/s, 0 = flat out; jobs: scenarios at once, default 1)\n");
 		return 2;
 	}
 	{
@@ -583,7 +592,7 @@ int main(int argc, char **argv)
 		struct timespec start;
 		char *line = NULL;
 		size_t cap = 0;
-		long done = 0, failed = 0;
+		long done = 0, failed = 0, jobs = argc == 7 ? atol(argv[6]) : 1, running = 0;
 		int status;
 
 		if (!plan)
@@ -601,12 +610,21 @@ int main(int argc, char **argv)
 				run_job(rest);
 				_exit(0);
 			}
-			if (waitpid(child, &status, 0) < 0)
-				die("waitpid");
-			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-				failed++;
+			running++;
+			while (running >= (jobs < 1 ? 1 : jobs)) {
+				if (wait(&status) < 0)
+					die("wait");
+				running--;
+				if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+					failed++;
+			}
 			done += count;
 			pace(rate, done, &start);
+		}
+		while (running > 0 && wait(&status) > 0) {
+			running--;
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				failed++;
 		}
 		fclose(plan);
 		if (failed) {

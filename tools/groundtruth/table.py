@@ -28,7 +28,7 @@ the kernel's copy of the filename, the new image's argv, /proc). A field is
 strings are correct only when flagged (`argv_truncated`, `path_truncated`).
 
 Seed {seed}, {ops} operations per backend ({execs} execs, {opens} opens), rate
-{rate}.
+{rate}, {jobs} scenario process(es) at once.
 
 | backend | lost | missing exec / open | ambiguous | strays | WRONG |
 |---|---|---|---|---|---|
@@ -56,6 +56,7 @@ def render(results: Sequence[Result], skipped: Sequence[Tuple[str, str]], comman
         execs=first.matched["exec"] + first.missing["exec"] if first else 0,
         opens=first.matched["open"] + first.missing["open"] if first else 0,
         rate=f"{first.rate:g}/s" if first and first.rate else "flat out (0)",
+        jobs=first.jobs if first else 1,
         summary=summary)
     lines: List[str] = [out]
     for kind, fields in (("exec", EXEC_FIELDS), ("open", OPEN_FIELDS)):

@@ -222,7 +222,7 @@ class _Gen:
         argv0 = path if r.random() < 0.7 else r.choice([b"", b"argv0-" + name, b"-sh"])
         job = ""
         if target in ("dynamic", "static", "script") and depth < 2:
-            kind = r.choices(["none", "opens", "exec", "threads"], [4, 3, 1, 1])[0]
+            kind = r.choices(["none", "opens", "exec", "threads", "linger"], [4, 3, 1, 1, 2])[0]
             if kind == "opens":
                 ops = [self.open_op(0) for _ in range(r.randint(1, 3))]
                 count += len(ops)
@@ -235,6 +235,10 @@ class _Gen:
                 ops = [self.open_op(r.randint(0, 1)) for _ in range(r.randint(2, 4))]
                 count += len(ops)
                 job = "2 " + " ".join(ops)
+            elif kind == "linger":
+                ops = ["P" + self.open_op(0)[1:] for _ in range(r.randint(0, 2))]
+                count += len(ops)
+                job = "1 " + " ".join([*ops, f"S:0:{r.randint(5, 40)}"])
         argv_text = ",".join("x" + _hex(a) for a in self.argv(seq, argv0))
         return f"E:{thread}:{seq}:{method}:{_hex(path)}:{argv_text}:{_hex(job.encode())}", count
 
@@ -243,7 +247,7 @@ class _Gen:
     def scenario(self) -> Tuple[str, int]:
         r = self.rnd
         kind = r.choices(["opens", "threads", "setuid", "exec", "thread-exec", "fail-exec",
-                          "fork"], [3, 3, 1, 4, 2, 1, 1])[0]
+                          "fork", "linger"], [3, 3, 1, 4, 2, 1, 1, 2])[0]
         ops: List[str] = []
         count = 0
         nthreads = 1
@@ -276,9 +280,17 @@ class _Gen:
             op, n = self.exec_op(r.randrange(1, nthreads))
             ops.append(op)
             count += n - 1
+        elif kind == "linger":
+            # fds kept open, closed and reused by other threads, then a pause: /proc is
+            # readable while the process lives, and what it shows may be a later file.
+            nthreads = r.randint(1, 3)
+            for _ in range(r.randint(2, 6)):
+                op = self.open_op(r.randrange(nthreads))
+                ops.append(("P" if r.random() < 0.4 else "O") + op[1:])
+            ops.append(f"S:0:{r.randint(5, 40)}")
         else:
             ops = ["K:0", self.open_op(0)]
-        count += sum(1 for op in ops if op[0] in "OE")
+        count += sum(1 for op in ops if op[0] in "OPE")
         return f"{count} {nthreads} " + " ".join(ops), count
 
 
@@ -353,7 +365,9 @@ class Workload:
     def plan_text(self) -> str:
         return "\n".join(self.plan.lines) + "\n"
 
-    def run(self, rate: float = 0.0, timeout: float = 3600.0) -> None:
+    def run(self, rate: float = 0.0, jobs: int = 1, timeout: float = 3600.0) -> None:
+        """Run the plan: ``rate`` operations per second (0: flat out), ``jobs``
+        scenarios at once."""
         plan_path = os.path.join(self.dir, "plan.txt")
         with open(plan_path, "w") as f:
             f.write(self.plan_text())
@@ -361,7 +375,7 @@ class Workload:
             pass
         os.chmod(self.log_path, 0o666)  # uid 65534 appends through the inherited fd anyway
         done = subprocess.run([self.gt, plan_path, str(rate), self.log_path, self.dir,
-                               self.gt_static], cwd=self.dir, capture_output=True,
+                               self.gt_static, str(jobs)], cwd=self.dir, capture_output=True,
                               timeout=timeout, env={"PATH": "/usr/bin:/bin"})
         if done.returncode != 0:
             raise WorkloadError(f"gt exited {done.returncode}: {done.stderr.decode()[-800:]}")
