@@ -417,10 +417,20 @@ struct worker {
 	int index;
 };
 
+static pid_t fork_retry(void)
+{
+	int tries = 0;
+	pid_t child;
+
+	while ((child = fork()) < 0 && errno == EAGAIN && tries++ < 500)
+		usleep(10000);
+	return child;
+}
+
 static void do_fork(void)
 {
 	struct rec r = {0};
-	pid_t child = fork();
+	pid_t child = fork_retry();
 
 	if (child < 0)
 		die("fork");
@@ -528,9 +538,17 @@ static void run_job(char *text)
 		workers[t].job = &j;
 		workers[t].index = t;
 	}
-	for (t = 1; t < j.nthreads; t++)
-		if (pthread_create(&threads[t], NULL, work, &workers[t]))
+	for (t = 1; t < j.nthreads; t++) {
+		int tries = 0, err;
+		/* EAGAIN: the machine (or uid 65534's RLIMIT_NPROC) is briefly full */
+		while ((err = pthread_create(&threads[t], NULL, work, &workers[t])) == EAGAIN &&
+		       tries++ < 500)
+			usleep(10000);
+		if (err) {
+			errno = err;
 			die("pthread_create");
+		}
+	}
 	work(&workers[0]);
 	for (t = 1; t < j.nthreads; t++)
 		pthread_join(threads[t], NULL);
@@ -602,7 +620,7 @@ int main(int argc, char **argv)
 			/* first token: how many ops the line holds, for pacing */
 			char *rest;
 			long count = strtol(line, &rest, 10);
-			pid_t child = fork();
+			pid_t child = fork_retry();
 
 			if (child < 0)
 				die("fork");
