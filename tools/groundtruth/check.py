@@ -377,13 +377,13 @@ def run(target: Target, seed: int, ops: int, rate: float = 0.0, jobs: int = 1,
                 events.extend(batch)
         for s in sessions:
             events.extend(e for e in s.drain(2.0) if _ours(e, nonce))  # type: ignore
+        operations = work.operations()
     finally:
         for s in sessions:
             s.close()  # type: ignore[attr-defined]
+        work.cleanup()
     result.lost = sum(e.count for e in events if isinstance(e, LostEvent))
-    operations = work.operations()
     compare(result, operations, events, work.plan.nonce)
-    work.cleanup()
     result.elapsed = time.monotonic() - started
     if progress is not None:
         progress(result.summary())
