@@ -137,6 +137,14 @@ def test_exec_record_flags() -> None:
     assert missed.argv is None
 
 
+def test_exec_record_cut_filename_is_none() -> None:
+    # The kernel side flags a filename longer than its slot; the value must not be used.
+    cut = bcc_records.decode_exec(exec_record(
+        flags=bcc_records.F_FILENAME_TRUNCATED, filename=b"/" + b"f" * (PATH_SIZE - 1),
+        argv=b"a\0"), 20)
+    assert cut.filename is None and cut.filename_source is None and cut.argv == (b"a",)
+
+
 def test_exec_record_image_argv_is_cut_to_limits() -> None:
     long_arg = b"L" * (ARG_SIZE + 10)
     ev = bcc_records.decode_exec(exec_record(

@@ -48,6 +48,17 @@ def test_exec_record_fault_means_none_not_empty() -> None:
     assert partial.argv == (b"/x",) and partial.argv_truncated
 
 
+def test_exec_filename_longer_than_path_size_is_none_not_cut() -> None:
+    # Ground truth (tools/groundtruth): a 600-byte execve path came out as its first
+    # PATH_SIZE bytes with nothing to say so. ExecEvent has no flag for it: None.
+    exact = b"/" + b"e" * (PATH_SIZE - 1)
+    ok = records.decode_exec(_exec_record(exact, b"x\0"), 0, 20)
+    assert ok.filename == exact and ok.filename_source is Source.SYSCALL_ENTRY
+    over = records.decode_exec(_exec_record(exact + b"e", b"x\0"), 0, 20)
+    assert over.filename is None and over.filename_source is None
+    assert over.argv == (b"x",)
+
+
 def test_new_image_argv_is_capped_by_max_args() -> None:
     args = b"".join(b"a%d\0" % i for i in range(30))
     ev = records.decode_exec(_exec_record(b"/bin/true", args, argv_src=2), 0, 20)

@@ -260,3 +260,25 @@ def test_lost_records_are_not_counted_as_records() -> None:
     corr = Correlator(Kind.OPEN, {}, None, 20, GONE)
     assert [corr.feed(line) for line in lines] == [[]]
     assert corr.records == 0
+
+
+def test_failed_exec_of_a_non_leader_thread_names_its_process() -> None:
+    # Ground truth (tools/groundtruth): a thread (tid 201 of process 200, forked by
+    # 100) whose execve failed came out as pid 201 with ppid 200, its own process.
+    def line(ts: int, tid: int, event: str, style: str, args: Dict[str, int]) -> TraceLine:
+        return TraceLine(b"gt", tid, 0, ts, event, args, b"", style)
+
+    lines = [
+        line(1, 1, "task_newtask", "fields", {"pid": 100, "clone_flags": 0x11}),
+        line(2, 100, "sched_process_fork", "fields", {"parent_pid": 100, "child_pid": 200}),
+        line(2, 100, "task_newtask", "fields", {"pid": 200, "clone_flags": 0x11}),
+        line(3, 200, "task_newtask", "fields", {"pid": 201, "clone_flags": 0x3d0f00}),
+        line(4, 201, "sys_execve", "enter", {"filename": 0x10, "argv": 0x20, "envp": 0x30}),
+        line(5, 201, "sys_execve", "exit", {"ret": -2}),
+    ]
+    (ev,) = correlate(Kind.EXEC, lines)
+    assert isinstance(ev, ExecEvent) and ev.retval == -2
+    assert (ev.pid, ev.tid, ev.ppid) == (200, 201, 100)
+    # Its process unproven (no task records, as with the text reader): the tid stands in.
+    (ev,) = correlate(Kind.EXEC, lines[4:])
+    assert isinstance(ev, ExecEvent) and (ev.pid, ev.tid) == (201, 201)

@@ -177,6 +177,25 @@ def test_timeline_comm_and_uid_follow_the_task_records() -> None:
     assert seen[-1] == ("sys_openat", b"cat", None)
 
 
+def test_exec_from_a_non_leader_thread_keeps_that_threads_uid() -> None:
+    # Ground truth (tools/groundtruth): thread 11 of process 10 set its own uid (raw
+    # setuid syscall) and exec'd; the new image (pid 10) was reported with the old
+    # leader's uid 0 instead of 65534.
+    line = Timeline(TaskTracker(comm=lambda tid: b"gt", uid={10: 0}.get))
+    got = line.add([
+        _rec(1, 10, "task_newtask", pid=11, comm=b"gt"),
+        _rec(2, 11, "sys_setuid", ENTER, uid=65534),
+        _rec(3, 11, "sys_setuid", EXIT, ret=0),
+        _rec(4, 11, "sys_execve", ENTER, argv=1),
+        _rec(5, 10, "task_rename", pid=10, oldcomm=b"gt", newcomm=b"new"),
+        _rec(6, 10, "sched_process_exec", filename=b"/bin/new", pid=10, old_pid=11),
+        _rec(7, 10, "sys_openat", ENTER, filename=1),
+    ], horizon=None)
+    seen = [(g.event, g.pid, g.comm, g.uid) for g in got if not g.event.startswith("task_")]
+    assert seen[-2:] == [("sched_process_exec", 10, b"new", 65534),
+                         ("sys_openat", 10, b"new", 65534)]
+
+
 def test_task_tracker_is_bounded() -> None:
     tracker = TaskTracker(comm=lambda tid: None, uid=lambda tid: None, limit=3)
     for tid in range(10):

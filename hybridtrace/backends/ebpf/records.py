@@ -97,7 +97,9 @@ def decode_exec(view: Buffer, off: int, max_args: int) -> ExecEvent:
     data = off + EXEC_DATA
     filename: Optional[bytes] = None
     if name_len:
-        filename, _ = _string(bytes(view[data:data + name_len]), PATH_SIZE)
+        filename, cut = _string(bytes(view[data:data + name_len]), PATH_SIZE)
+        if cut:  # longer than PATH_SIZE: ExecEvent has no flag for a cut filename
+            filename = None
     argv: Optional[Tuple[bytes, ...]] = None
     truncated = bool(flags & F_ARGV_TRUNC)
     if argv_src and not (flags & F_ARGV_FAULT and args_len == 0):

@@ -529,7 +529,16 @@ class Correlator:
               filename: Optional[bytes] = None) -> Event:
         probe = self._take_probe(tid, pend.key)
         if self.kind is Kind.EXEC:
-            return self._exec_event(pid, pend, ret, ts, filename, probe)
+            if ret == 0:  # exec'd: the task now leads its process
+                return self._exec_event(pid, pid, pend, ret, ts, filename, probe)
+            # Not (known to be) exec'd: the calling thread, of its process as the task
+            # records prove it; a non-leader thread's tid is no pid, nor its process a
+            # parent. Unproven (the text reader has no task records; the process is
+            # gone), the tid stands in, as ExecEvent.pid cannot be None: right for a
+            # single-threaded caller, the only case the text reader can prove nothing of.
+            tgid = self.threads.tgid(tid, ts)
+            return self._exec_event(tid, tid if tgid is None else tgid, pend, ret, ts,
+                                    filename, probe)
         return self._open_event(tid, pend, ret, ts, probe)
 
     def _tgid(self, tid: int) -> Optional[int]:
@@ -566,7 +575,7 @@ class Correlator:
             return None
         return argv
 
-    def _exec_event(self, pid: int, pend: Pending, ret: Optional[int], ts: int,
+    def _exec_event(self, tid: int, pid: int, pend: Pending, ret: Optional[int], ts: int,
                     filename: Optional[bytes], probe: Optional[ProbeData]) -> ExecEvent:
         filename_source: Optional[Source] = Source.TRACEPOINT if filename is not None else None
         argv: Optional[Tuple[bytes, ...]] = None
@@ -578,7 +587,7 @@ class Correlator:
             argv, truncated = probe.argv(self.max_args)
             argv_source = self.probe_source if argv is not None else None
         return ExecEvent(
-            timestamp_ns=ts, pid=pid, tid=pid, ppid=self._ppid(pid, ts),
+            timestamp_ns=ts, pid=pid, tid=tid, ppid=self._ppid(pid, ts),
             uid=self._pend_uid(pend, pid), comm=pend.comm, filename=filename, argv=argv, retval=ret,
             argv_truncated=truncated, filename_source=filename_source,
             argv_source=argv_source, syscall=pend.syscall,

@@ -94,6 +94,7 @@ class Timeline:
                 elif event == NEWTASK:
                     tasks.created(_int(args.get("pid"), tid), _bytes(args.get("comm")), tid)
                 elif event == EXEC_DONE:
+                    tasks.execed(_int(args.get("old_pid"), tid), tid)
                     known, uid = tasks.get(tid)
                     comm = known or b""
             elif event in SETUID_SYSCALLS:

@@ -6,7 +6,8 @@ comm comes from a cache the kernel refreshes only when a task is scheduled
 read after the fact has nothing for a process that already exited.
 ``task_newtask`` gives a new thread's comm and its creator (whose uid it
 inherits), ``task_rename`` every comm change (exec and prctl both go
-through it), and a successful setreuid/setresuid sets the real uid it names.
+through it), ``sched_process_exec`` a thread that exec'd taking over its
+leader's id (with its own uid), and a successful setreuid/setresuid sets the real uid it names.
 A successful setuid(x) sets it only with CAP_SETUID, which no record shows:
 a thread whose real uid is 0 is taken to have it; any other makes the uid
 unknown again, to be read from /proc when next needed. Fed in timestamp order,
@@ -80,6 +81,17 @@ class TaskTracker:
             uid = _UNKNOWN  # its entry was not seen
         if uid is not None:
             self._set(tid, comm, uid)
+
+    def execed(self, old_tid: int, pid: int) -> None:
+        """Thread ``old_tid`` exec'd and now leads ``pid`` (sched_process_exec; de_thread):
+        its credentials came with it, not the old leader's; its comm was renamed under
+        ``pid`` already (task_rename comes first)."""
+        if old_tid == pid:
+            return
+        uid = self.uid(old_tid)
+        comm = self._get(pid)[0]
+        self._tasks.pop(old_tid, None)
+        self._set(pid, comm, uid)
 
     def comm(self, tid: int) -> Optional[bytes]:
         return self._get(tid)[0]

@@ -63,6 +63,8 @@ def decode_exec(raw: bytes, max_args: int) -> ExecEvent:
     (ts, pid, tid, ppid, uid, retval, flags, argv_len, name_len, sysno,
      comm) = EXEC_HDR.unpack_from(raw, 0)
     filename = _read_string(raw, EXEC_HDR.size, min(name_len, path_slot()))
+    if flags & F_FILENAME_TRUNCATED:  # ExecEvent has no flag for a cut filename
+        filename = None
     name_src = Source.TRACEPOINT if flags & F_FILENAME_FROM_TP else Source.SYSCALL_ENTRY
     from_image = bool(flags & F_ARGV_FROM_IMAGE)
     failed = bool(flags & F_ARGV_READ_FAILED) or (

@@ -95,8 +95,8 @@ static __always_inline void ht_read_filename(struct exec_rec *rec, u64 filename)
     rec->filename_len = n;
     if (n == HT_PATH_SLOT) {
         char next = 0;
-        bpf_probe_read_user(&next, 1, (void *)(filename + HT_PATH_SIZE));
-        if (next)
+        /* a byte past the slot that cannot be read may be the string's: cut too */
+        if (bpf_probe_read_user(&next, 1, (void *)(filename + HT_PATH_SIZE)) || next)
             rec->flags |= HT_F_FILENAME_TRUNCATED;
     }
 }

@@ -1,0 +1,424 @@
+"""Differential check: run the ground-truth workload under one backend and judge every field.
+
+Each logged operation is matched to the events of its kind whose tid is the
+caller's (for a successful exec also the process's: the exec'd task is its
+leader) and whose timestamp lies within the call's logged CLOCK_MONOTONIC
+window. No event: *missing*; more than one: *ambiguous*. Each field of a
+matched event is then *correct*, *None* or *WRONG* against what the
+operation really did; which truth a string is judged against depends on the
+source the event names (the caller's arguments, the kernel's copy of the
+filename, the new image's argv, /proc). Events carrying one of this run's
+markers that match no operation are *strays* (a wrong tid or time); they
+count as WRONG too. LostEvents are counted, never turned into values.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno as errno_mod
+import os
+import re
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import attrs
+
+from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
+from hybridtrace.request import ARG_SIZE, DEFAULT_MAX_ARGS, PATH_SIZE
+from tools.groundtruth.workload import ExecOp, OpenOp, Workload
+
+CORRECT, NONE, WRONG = "correct", "None", "WRONG"
+EXEC_FIELDS = ("pid", "tid", "ppid", "uid", "comm", "filename", "argv", "argv_truncated",
+               "retval", "syscall")
+OPEN_FIELDS = ("pid", "tid", "uid", "comm", "path", "path_truncated", "flags", "mode", "fd",
+               "errno", "dfd", "syscall")
+SLACK_NS = 0  # the windows are taken around the calls themselves
+_CALLER = (Source.SYSCALL_ENTRY, Source.LIBC_PROBE)
+
+
+@attrs.frozen(slots=True)
+class Target:
+    """One backend as the API opens it."""
+
+    backend: str  # "ebpf-core", "ebpf-bcc", "ftrace"
+    mode: Optional[str] = None  # ebpf-core attach mode or ftrace tier
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}/{self.mode}" if self.mode else self.backend
+
+    def open(self, kind: str) -> object:
+        import hybridtrace
+
+        if self.backend == "ebpf-core":
+            return hybridtrace.trace(kind, self.backend, ebpf_attach=self.mode)
+        return hybridtrace.trace(kind, self.backend, tier=self.mode)
+
+
+TARGETS = (Target("ebpf-core", "tracepoint"), Target("ebpf-core", "tp_btf"),
+           Target("ebpf-core", "raw_tp"), Target("ebpf-bcc"), Target("ftrace", "uprobe"),
+           Target("ftrace", "tracepoint"))
+
+
+@attrs.define
+class Mismatch:
+    seq: int
+    kind: str
+    field: str
+    expected: object
+    got: object
+    detail: str = ""
+
+    def __str__(self) -> str:
+        extra = f" ({self.detail})" if self.detail else ""
+        return (f"seq {self.seq} {self.kind} {self.field}: expected {_show(self.expected)}, "
+                f"got {_show(self.got)}{extra}")
+
+
+def _show(value: object, room: int = 120) -> str:
+    """A value short enough to read: long bytes as length plus both ends."""
+    if isinstance(value, bytes) and len(value) > room:
+        return f"<{len(value)} bytes {value[:50]!r}...{value[-50:]!r}>"
+    if isinstance(value, tuple) and sum(len(v) for v in value if isinstance(v, bytes)) > room:
+        return "(" + ", ".join(_show(v, 60) for v in value) + ")"
+    text = repr(value)
+    return text if len(text) <= 4 * room else text[:4 * room] + "..."
+
+
+@attrs.define
+class Result:
+    target: str
+    seed: int
+    ops: int
+    rate: float
+    jobs: int = 1
+    fields: Dict[Tuple[str, str], collections.Counter] = attrs.field(factory=dict)
+    matched: collections.Counter = attrs.field(factory=collections.Counter)
+    missing: collections.Counter = attrs.field(factory=collections.Counter)
+    ambiguous: collections.Counter = attrs.field(factory=collections.Counter)
+    strays: int = 0
+    lost: int = 0
+    wrong: List[Mismatch] = attrs.field(factory=list)
+    missing_ops: List[str] = attrs.field(factory=list)
+    elapsed: float = 0.0
+
+    def count(self, kind: str, field: str, verdict: str) -> None:
+        self.fields.setdefault((kind, field), collections.Counter())[verdict] += 1
+
+    @property
+    def wrong_total(self) -> int:
+        return sum(c[WRONG] for c in self.fields.values()) + self.strays
+
+    @property
+    def passed(self) -> bool:
+        """No WRONG value, no stray or ambiguous event, nothing missing unless lost."""
+        missing = sum(self.missing.values()) + len(
+            [m for m in self.missing_ops if "no result" in m])
+        return (self.wrong_total == 0 and not sum(self.ambiguous.values())
+                and (missing == 0 or self.lost > 0))
+
+    def summary(self) -> str:
+        lines = [f"{self.target}: seed {self.seed}, {self.ops} ops, rate "
+                 f"{self.rate or 'max'}/s, {self.jobs} at once, lost {self.lost}, "
+                 f"strays {self.strays}, "
+                 f"{self.elapsed:.1f}s"]
+        for kind in ("exec", "open"):
+            lines.append(f"  {kind}: matched {self.matched[kind]}, missing "
+                         f"{self.missing[kind]}, ambiguous {self.ambiguous[kind]}")
+            for field in EXEC_FIELDS if kind == "exec" else OPEN_FIELDS:
+                c = self.fields.get((kind, field), collections.Counter())
+                lines.append(f"    {field:15} correct {c[CORRECT]:6}  None {c[NONE]:6}  "
+                             f"WRONG {c[WRONG]:4}")
+        for m in self.wrong[:40]:
+            lines.append(f"  WRONG {m}")
+        for m in self.missing_ops[:20]:
+            lines.append(f"  missing {m}")
+        return "\n".join(lines)
+
+
+# ---- expected values ----
+
+def judge_argv(got: Optional[Tuple[bytes, ...]], flag: bool, want: Tuple[bytes, ...],
+               max_args: int = DEFAULT_MAX_ARGS) -> Tuple[str, str]:
+    """(verdict for argv, verdict for argv_truncated).
+
+    Correct: the whole argv unflagged, or a flagged cut of it: the first
+    arguments in order, each whole or cut short (backends keep ARG_SIZE bytes;
+    an area limit may cut sooner), none beyond max_args.
+    """
+    if got is None:
+        return NONE, CORRECT  # no argv: the flag says nothing
+    if got == want:
+        return CORRECT, CORRECT if not flag else WRONG
+    ok = len(got) <= min(len(want), max_args) and all(
+        g == w or (len(g) < len(w) and w.startswith(g) and len(g) <= ARG_SIZE)
+        for g, w in zip(got, want))
+    if ok:
+        return (CORRECT, CORRECT) if flag else (WRONG, WRONG)
+    return WRONG, CORRECT
+
+
+def _same(got: object, want: object) -> str:
+    if got is None:
+        return NONE
+    return CORRECT if got == want else WRONG
+
+
+def _in(got: object, wants: Sequence[object]) -> str:
+    if got is None:
+        return NONE
+    return CORRECT if got in wants else WRONG
+
+
+Judged = Dict[str, Tuple[str, object, object]]  # field -> (verdict, expected, got)
+
+
+def judge_exec(op: ExecOp, ev: ExecEvent) -> Judged:
+    out: Judged = {}
+    ok = op.retval == 0
+    image = op.image
+
+    def put(field: str, verdict: str, want: object, got: object) -> None:
+        out[field] = (verdict, want, got)
+
+    put("pid", _same(ev.pid, op.pid), op.pid, ev.pid)
+    tids = (op.tid, op.pid) if ok else (op.tid,)
+    put("tid", _in(ev.tid, tids), tids, ev.tid)
+    put("ppid", _same(ev.ppid, op.ppid), op.ppid, ev.ppid)
+    put("uid", _same(ev.uid, op.uid), op.uid, ev.uid)
+    comm = image.comm if image is not None else op.comm
+    put("comm", _same(ev.comm, comm), comm, ev.comm)
+    # filename: the caller's argument, or the kernel's copy (bprm->filename)
+    if ev.filename is None:
+        put("filename", NONE, op.path, None)
+    else:
+        # ExecEvent has no flag for a cut filename: only the whole one is right.
+        want_name = op.path if ev.filename_source in _CALLER else op.kernel_filename
+        put("filename", _same(ev.filename, want_name), want_name, ev.filename)
+    # argv: the caller's, or the new image's
+    if ev.argv_source in _CALLER or ev.argv is None:
+        want_argv: Optional[Tuple[bytes, ...]] = op.argv
+    else:
+        want_argv = image.argv if image is not None else None
+    if want_argv is None:
+        put("argv", WRONG, "no new image (the exec failed)", ev.argv)
+        put("argv_truncated", CORRECT, None, ev.argv_truncated)
+    else:
+        a, t = judge_argv(ev.argv, ev.argv_truncated, want_argv)
+        put("argv", a, want_argv, ev.argv)
+        put("argv_truncated", t, "argv differs" if ev.argv != want_argv else False,
+            ev.argv_truncated)
+    put("retval", _same(ev.retval, op.retval), op.retval, ev.retval)
+    put("syscall", _same(ev.syscall, op.syscall), op.syscall, ev.syscall)
+    return out
+
+
+def judge_open(op: OpenOp, ev: OpenEvent) -> Judged:
+    out: Judged = {}
+
+    def put(field: str, verdict: str, want: object, got: object) -> None:
+        out[field] = (verdict, want, got)
+
+    put("pid", _same(ev.pid, op.pid), op.pid, ev.pid)
+    put("tid", _same(ev.tid, op.tid), op.tid, ev.tid)
+    put("uid", _same(ev.uid, op.uid), op.uid, ev.uid)
+    put("comm", _same(ev.comm, op.comm), op.comm, ev.comm)
+    if ev.path is None:
+        put("path", NONE, op.path, None)
+        put("path_truncated", CORRECT, None, ev.path_truncated)
+    elif ev.path_source == Source.PROCFS:
+        put("path", _same(ev.path, op.resolved), op.resolved, ev.path)
+        put("path_truncated", CORRECT if not ev.path_truncated else WRONG, False,
+            ev.path_truncated)
+    else:
+        # The whole path unflagged (a probe may read more than PATH_SIZE), or a
+        # flagged cut of at most PATH_SIZE bytes.
+        whole = ev.path == op.path
+        cut = not whole and len(ev.path) <= PATH_SIZE and op.path.startswith(ev.path)
+        ok = (whole and not ev.path_truncated) or (cut and ev.path_truncated)
+        put("path", CORRECT if ok else WRONG, op.path, ev.path)
+        put("path_truncated", CORRECT if ok or not (whole or cut) else WRONG, not whole,
+            ev.path_truncated)
+    put("flags", _same(ev.flags, op.flags), op.flags, ev.flags)
+    put("mode", _same(ev.mode, op.mode), op.mode, ev.mode)
+    if ev.fd is None and ev.errno is None:
+        put("fd", NONE, op.fd, None)
+        put("errno", NONE, op.errno, None)
+    else:
+        put("fd", CORRECT if ev.fd == op.fd else WRONG, op.fd, ev.fd)
+        put("errno", CORRECT if ev.errno == op.errno else WRONG,
+            errno_mod.errorcode.get(op.errno or 0, op.errno), ev.errno)
+    put("dfd", _same(ev.dfd, op.dfd), op.dfd, ev.dfd)
+    put("syscall", _same(ev.syscall, op.syscall), op.syscall, ev.syscall)
+    return out
+
+
+# ---- matching ----
+
+def _markers(ev: Union[ExecEvent, OpenEvent], pattern: re.Pattern[bytes]) -> List[int]:
+    strings: List[bytes] = []
+    if isinstance(ev, OpenEvent):
+        strings = [ev.path or b""]
+    else:
+        strings = [ev.filename or b"", *list(ev.argv or ())]
+    return [int(m.group(1)) for s in strings for m in pattern.finditer(s)]
+
+
+def compare(result: Result, ops: Sequence[object], events: Sequence[Event], nonce: str) -> None:
+    """Match ``events`` to ``ops`` and count every field into ``result``."""
+    by_tid: Dict[Tuple[str, int], List[Union[ExecEvent, OpenEvent]]] = {}
+    for ev in events:
+        if isinstance(ev, LostEvent):
+            continue
+        kind = "exec" if isinstance(ev, ExecEvent) else "open"
+        by_tid.setdefault((kind, ev.tid), []).append(ev)
+    for evs in by_tid.values():
+        evs.sort(key=lambda e: e.timestamp_ns)
+    used: set = set()
+    for op in ops:
+        if isinstance(op, OpenOp):
+            kind, tids, t0, t1 = "open", (op.tid,), op.t0, op.t1
+        else:
+            assert isinstance(op, ExecOp)
+            if op.t1 is None:
+                result.missing_ops.append(f"seq {op.seq}: the workload logged no result")
+                continue
+            kind, t0, t1 = "exec", op.t0, op.t1
+            tids = (op.tid, op.pid) if op.retval == 0 else (op.tid,)
+        found = [e for tid in set(tids) for e in by_tid.get((kind, tid), ())
+                 if t0 - SLACK_NS <= e.timestamp_ns <= t1 + SLACK_NS]
+        if not found:
+            result.missing[kind] += 1
+            result.missing_ops.append(f"seq {op.seq} {kind} {getattr(op, 'method', '')} "
+                                      f"tid {op.tid}")
+            continue
+        if len(found) > 1:
+            result.ambiguous[kind] += 1
+            result.wrong.append(Mismatch(op.seq, kind, "(event)", "one event",
+                                         f"{len(found)} events"))
+            used.update(id(e) for e in found)
+            continue
+        ev = found[0]
+        used.add(id(ev))
+        result.matched[kind] += 1
+        judged = judge_exec(op, ev) if isinstance(ev, ExecEvent) else \
+            judge_open(op, ev)  # type: ignore[arg-type]
+        for field, (verdict, want, got) in judged.items():
+            result.count(kind, field, verdict)
+            if verdict == WRONG:
+                result.wrong.append(Mismatch(
+                    op.seq, kind, field, want, got,
+                    f"{getattr(op, 'method', '')}, pid {op.pid} tid {op.tid}"))  # type: ignore
+    # Strays: events with one of our markers that no operation claimed.
+    open_mark = re.compile(b"o" + nonce.encode() + rb"-(\d+)")
+    exec_mark = re.compile(b"[ax]" + nonce.encode() + rb"-(\d+)")
+    for (kind, _tid), evs in by_tid.items():
+        for ev in evs:
+            if id(ev) in used:
+                continue
+            marks = _markers(ev, open_mark if kind == "open" else exec_mark)
+            if marks:
+                result.strays += 1
+                result.wrong.append(Mismatch(marks[0], kind, "(stray event)", "no event",
+                                             ev))
+
+
+# ---- running ----
+
+def _ours(ev: Event, nonce: bytes) -> bool:
+    """Keep what may be the workload's: drops other processes' events early."""
+    if isinstance(ev, LostEvent):
+        return True
+    strings = [ev.path] if isinstance(ev, OpenEvent) else [ev.filename, *(ev.argv or ())]
+    if any(s is not None and nonce in s for s in strings):
+        return True
+    comm = ev.comm
+    return comm is None or comm.startswith((b"gt", b"x", b"memfd:", b"mfd-")) \
+        or comm.isdigit() or nonce in comm
+
+
+def run(target: Target, seed: int, ops: int, rate: float = 0.0, jobs: int = 1,
+        progress: Optional[Callable[[str], None]] = None) -> Result:
+    """Trace one workload run with ``target`` (exec and open at once) and judge it."""
+    started = time.monotonic()
+    work = Workload(seed, ops)
+    result = Result(target.label, seed, work.plan.ops, rate, jobs)
+    nonce = work.plan.nonce.encode()
+    events: List[Event] = []
+    sessions: List[object] = []
+    try:
+        for kind in ("exec", "open"):
+            sessions.append(target.open(kind))
+        failure: List[BaseException] = []
+
+        def drive() -> None:
+            try:
+                work.run(rate, jobs)
+            except BaseException as exc:
+                failure.append(exc)
+
+        runner = threading.Thread(target=drive, daemon=True)
+        runner.start()
+        while runner.is_alive():
+            for s in sessions:
+                events.extend(e for e in s.poll(0.05) if _ours(e, nonce))  # type: ignore
+        if failure:
+            raise failure[0]
+        # The tail: ftrace holds records back until no CPU can deliver older ones.
+        quiet_since = time.monotonic()
+        deadline = time.monotonic() + 30
+        while time.monotonic() - quiet_since < 2.0 and time.monotonic() < deadline:
+            for s in sessions:
+                batch = [e for e in s.poll(0.1) if _ours(e, nonce)]  # type: ignore
+                if batch:
+                    quiet_since = time.monotonic()
+                events.extend(batch)
+        for s in sessions:
+            events.extend(e for e in s.drain(2.0) if _ours(e, nonce))  # type: ignore
+        operations = work.operations()
+    finally:
+        for s in sessions:
+            s.close()  # type: ignore[attr-defined]
+        work.cleanup()
+    result.lost = sum(e.count for e in events if isinstance(e, LostEvent))
+    compare(result, operations, events, work.plan.nonce)
+    result.elapsed = time.monotonic() - started
+    if progress is not None:
+        progress(result.summary())
+    return result
+
+
+def available(target: Target) -> Tuple[bool, str]:
+    """Whether ``target`` can open here (both kinds), and why not."""
+    from hybridtrace.capabilities import probe
+    from hybridtrace.selector import require
+
+    caps = probe()
+    try:
+        for kind in ("exec", "open"):
+            if target.backend == "ebpf-core":
+                require(caps, kind, target.backend, None, target.mode)
+            else:
+                require(caps, kind, target.backend, target.mode, None)
+    except Exception as exc:
+        return False, str(exc)
+    return True, ""
+
+
+def environment() -> None:
+    """Mount tracefs (ebpf-core/tracepoint ids, ftrace); borrow BCC headers if needed."""
+    from hybridtrace import tracefs
+
+    with contextlib.suppress(tracefs.TracefsUnavailable):
+        tracefs.ensure_mounted()
+    if not os.path.exists(f"/lib/modules/{os.uname().release}/build") \
+            and "HYBRIDTRACE_BCC_HEADERS" not in os.environ:
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        import subprocess
+
+        done = subprocess.run([os.path.join(here, "fetch_bcc_headers.sh")],
+                              capture_output=True, text=True)
+        if done.returncode == 0 and done.stdout.strip():
+            os.environ["HYBRIDTRACE_BCC_HEADERS"] = done.stdout.strip()
