@@ -21,8 +21,8 @@ def _decision_lines(decision: Decision) -> List[str]:
             lines.append(f"      {'x' if reason.blocking else 'i'} {reason.message}")
             if reason.blocking and reason.remedy:
                 lines.append(f"        fix: {reason.remedy}")
-    if chosen:
-        lines.append("    fields: " + "; ".join(f"{k} {v}" for k, v in chosen.fields.items()))
+        if cand.usable:  # what forcing it would give, not only the chosen one
+            lines.append("      fields: " + "; ".join(f"{k} {v}" for k, v in cand.fields.items()))
     return lines
 
 

@@ -206,3 +206,18 @@ def test_tracefs_that_will_not_mount_is_not_called_mountable() -> None:
     mounts = probe(tree_root("host-6.18-tracefs-unmounted"),
                    RecordedLive(dict(live, tracefs_mount_errno=0)))
     assert mounts.tracefs.mountable is True
+
+
+def test_text_shows_the_fields_of_every_usable_candidate() -> None:
+    report = build_report(probe_tree("host-6.18-root"))
+    text = render_text(report)
+    for decision in report.decisions.values():
+        for cand in decision.candidates:
+            block = text.split(f"  {'*' if cand is decision.chosen else '+'} {cand.label:<19}",
+                               1)
+            if not cand.usable:
+                continue
+            assert len(block) == 2, cand.label
+            listed = block[1].split("\n  ", 1)[0] + block[1]
+            first_field = next(iter(cand.fields))
+            assert f"fields: {first_field} {cand.fields[first_field]}" in listed
