@@ -210,14 +210,15 @@ def test_tracefs_that_will_not_mount_is_not_called_mountable() -> None:
 
 def test_text_shows_the_fields_of_every_usable_candidate() -> None:
     report = build_report(probe_tree("host-6.18-root"))
-    text = render_text(report)
+    lines = render_text(report).splitlines()
     for decision in report.decisions.values():
-        for cand in decision.candidates:
-            block = text.split(f"  {'*' if cand is decision.chosen else '+'} {cand.label:<19}",
-                               1)
-            if not cand.usable:
-                continue
-            assert len(block) == 2, cand.label
-            listed = block[1].split("\n  ", 1)[0] + block[1]
-            first_field = next(iter(cand.fields))
-            assert f"fields: {first_field} {cand.fields[first_field]}" in listed
+        start = lines.index(f"{decision.kind}: {decision.chosen.label}")  # type: ignore[union-attr]
+        block = lines[start + 1:start + 1 + next(
+            i for i, ln in enumerate(lines[start + 1:] + [""]) if not ln.startswith("  "))]
+        for cand in decision.usable():
+            mine = [i for i, ln in enumerate(block) if ln[4:].startswith(f"{cand.label} ")]
+            assert len(mine) == 1, cand.label
+            rest = block[mine[0] + 1:]
+            own = rest[:next((i for i, ln in enumerate(rest) if ln[2] in "*+-"), len(rest))]
+            want = "; ".join(f"{k} {v}" for k, v in cand.fields.items())
+            assert f"      fields: {want}" in own, cand.label
