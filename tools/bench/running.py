@@ -1,17 +1,25 @@
-"""A tracer run as a user runs it: started, known to be attached, read, stopped.
+"""What the side benchmarks (syscall_cost, soak) share: running a tracer as a user
+runs it, and publishing a result beside the main benchmark's.
 
-Its stdout is drained by a thread (nothing is kept but a byte count), so a long
-run never fills a pipe or a disk; both our CLI and the reference tools print
-their header once attached, which is how readiness is told.
+A tracer's stdout is drained by a thread (nothing is kept but a byte count), so
+a long run never fills a pipe or a disk; both our CLI and the reference tools
+print their header once attached, which is how readiness is told.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
+import os
 import signal
 import subprocess
 import threading
 import time
-from typing import List, Optional
+from typing import Any, Callable, Dict, List, Optional
+
+from tools.bench import machine
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 READY_TIMEOUT = 60.0
 
@@ -57,3 +65,18 @@ class Running:
 
     def returncode(self) -> Optional[int]:
         return self.proc.returncode
+
+
+def publish(out: str, stem: str, settings: Dict[str, Any], rows: Dict[str, Any],
+            render: Callable[[Dict[str, Any]], str]) -> str:
+    """Write ``stem``.json (everything measured) and ``stem``.md (its page); return the page."""
+    result = {"date": datetime.date.today().isoformat(), "machine": machine.describe(REPO),
+              **settings, "tracers": rows}
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, f"{stem}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
+    text = render(result)
+    with open(os.path.join(out, f"{stem}.md"), "w") as f:
+        f.write(text)
+    return text

@@ -15,8 +15,6 @@ docs/benchmarks/ (the main benchmark is not touched).
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import subprocess
 import sys
@@ -29,28 +27,20 @@ if __package__ in (None, ""):
 
 from hybridtrace import tracefs
 from hybridtrace.cli.common import positive_float
-from tools.bench import machine, procstat, workloads
-from tools.bench.running import Running
-from tools.bench.tracers import LIBBPF_TOOLS, find_headers, hybridtrace_cli
+from tools.bench import procstat, workloads
+from tools.bench.running import REPO, Running, publish
+from tools.bench.tracers import LIBBPF_TOOLS, OURS, find_headers, hybridtrace_cli
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OPEN_RATE = 10_000
 EXEC_RATE = 100
 SAMPLE_EVERY = 5.0
-BACKENDS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
-    ("ebpf-core/tracepoint", ("--backend", "ebpf-core", "--ebpf-attach", "tracepoint")),
-    ("ebpf-core/tp_btf", ("--backend", "ebpf-core", "--ebpf-attach", "tp_btf")),
-    ("ebpf-bcc", ("--backend", "ebpf-bcc")),
-    ("ftrace/uprobe", ("--backend", "ftrace", "--tier", "uprobe")),
-    ("ftrace/tracepoint", ("--backend", "ftrace", "--tier", "tracepoint")),
-)
 
 
 def tracers() -> List[Tuple[str, List[str], Dict[str, str]]]:
     cli = hybridtrace_cli(REPO)
     headers = find_headers()
     out = []
-    for name, options in BACKENDS:
+    for name, options in OURS:
         env = {"HYBRIDTRACE_BCC_HEADERS": headers} if headers and name == "ebpf-bcc" else {}
         out.append((f"hybridtrace {name}", [cli, "opensnoop", "--json", "-Q", *options], env))
     out.append(("libbpf-tools", [LIBBPF_TOOLS["open"]], {}))
@@ -214,16 +204,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 continue
             print(f"soak: {name} for {args.minutes} min", file=sys.stderr)
             rows[name] = soak_one(cmd, env, args.minutes * 60, Load(bins, work))
-    result = {"date": datetime.date.today().isoformat(), "machine": machine.describe(REPO),
-              "minutes": args.minutes, "tracers": rows}
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "soak.json"), "w") as f:
-        json.dump(result, f, indent=1)
-        f.write("\n")
-    text = render(result)
-    with open(os.path.join(args.out, "soak.md"), "w") as f:
-        f.write(text)
-    print(text)
+    print(publish(args.out, "soak", {"minutes": args.minutes}, rows, render))
     return 0
 
 

@@ -14,8 +14,6 @@ docs/benchmarks/. The main benchmark (python -m tools.bench) is unaffected.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import statistics
 import subprocess
@@ -28,12 +26,9 @@ if __package__ in (None, ""):
 
 from hybridtrace import tracefs
 from hybridtrace.cli.common import positive_float
-from tools.bench import machine
-from tools.bench.running import Running
+from tools.bench.running import REPO, Running, publish
 from tools.bench.tracers import LIBBPF_TOOLS, hybridtrace_cli
 from tools.bench.workloads import SOURCES, WorkloadError
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def tracers() -> List[Tuple[str, List[str]]]:
@@ -145,16 +140,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ht-syscall-cost-") as work:
         exe = build(work)
         rows = measure(exe, args.duration, args.rounds)
-    result = {"date": datetime.date.today().isoformat(), "machine": machine.describe(REPO),
-              "duration": args.duration, "rounds": args.rounds, "tracers": rows}
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "syscall_cost.json"), "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    text = render(result)
-    with open(os.path.join(args.out, "syscall_cost.md"), "w") as f:
-        f.write(text)
-    print(text)
+    print(publish(args.out, "syscall_cost", {"duration": args.duration, "rounds": args.rounds},
+                  rows, render))
     return 0
 
 
