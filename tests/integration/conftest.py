@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Iterator, List
 
@@ -17,10 +18,9 @@ EBPF_ATTACH = ["tracepoint", "tp_btf"]
 
 def mount_tracefs_for(attach: str) -> None:
     if attach == "tracepoint":
-        try:
+        # not ours to mount (least privilege): the selector says why it skips
+        with contextlib.suppress(tracefs.TracefsUnavailable):
             tracefs.ensure_mounted()
-        except tracefs.TracefsUnavailable:
-            pass  # not ours to mount (least privilege): the selector says why it skips
 
 
 def leftovers(owner: int) -> List[str]:

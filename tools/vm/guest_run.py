@@ -116,6 +116,10 @@ def main(config_path: str) -> int:
     wrap = [py, "-m", "tools.vm.nobpf"] if config["deny_bpf"] else []
     if config.get("unprivileged"):
         wrap = [py, "-m", "tools.vm.unpriv", *wrap]
+    if config.get("least_privilege"):  # uid 65534, CAP_BPF+CAP_PERFMON, tracefs hidden
+        wrap = ["sh", os.path.join(repo, "tools", "least_privilege.sh"), *wrap]
+        env["HYBRIDTRACE_LEAST_PRIVILEGE"] = "1"
+        env["HOME"] = "/tmp"
     status: Dict[str, Any] = {"setup": {}, "steps": {}}
 
     def save() -> None:
