@@ -145,8 +145,19 @@ def _only_lockdown(data: bytes) -> bytes:
 
 
 def _only_our_mounts(data: bytes) -> bytes:
+    """tracefs, debugfs and securityfs mounts, and whatever is mounted over them (a mount
+    at or above one hides it: probe drops what a later mount covers)."""
     keep = (b" - tracefs ", b" - debugfs ", b" - securityfs ")
-    return b"".join(line for line in data.splitlines(True) if any(k in line for k in keep))
+
+    def covers(line: bytes) -> bool:
+        fields = line.split(b" - ")[0].split()
+        point = fields[4] if len(fields) >= 5 else b""
+        return point in (b"/", b"/sys", b"/sys/kernel") or point.startswith(b"/sys/kernel/")
+
+    lines = data.splitlines(True)
+    first = next((i for i, line in enumerate(lines) if any(k in line for k in keep)), len(lines))
+    return b"".join(line for i, line in enumerate(lines)
+                    if any(k in line for k in keep) or (i > first and covers(line)))
 
 
 # Files of which probe uses only a part: the rest (other mounts, boot options)
