@@ -31,6 +31,8 @@ EXPECTED_AUTO: Dict[str, Optional[str]] = {
     "derived-kernel-reads-refused-no-securityfs": "ebpf-core/tracepoint",
     "derived-container-no-caps": None,  # bpf() EPERM, no tracefs, cannot mount it
     "derived-user-cap-bpf-perfmon": "ebpf-core/tp_btf",  # CAP_BPF+CAP_PERFMON, no tracefs
+    # recorded in VMs (tools/vm): tracefs denied, no bpf_probe_read_kernel; BTF walks instead
+    "vm-debian-6.12-lockdown-confidentiality": "ebpf-core/tp_btf",
 }
 
 # Reason codes are part of doctor --json: changing one breaks fleets comparing reports.
