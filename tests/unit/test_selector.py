@@ -33,6 +33,8 @@ EXPECTED_AUTO: Dict[str, Optional[str]] = {
     "derived-user-cap-bpf-perfmon": "ebpf-core/tp_btf",  # CAP_BPF+CAP_PERFMON, no tracefs
     # recorded in VMs (tools/vm): tracefs denied, no bpf_probe_read_kernel; BTF walks instead
     "vm-debian-6.12-lockdown-confidentiality": "ebpf-core/tp_btf",
+    # uid 65534 with CAP_BPF+CAP_PERFMON, tracefs and debugfs under empty tmpfs
+    "vm-debian-6.1-least-privilege": "ebpf-core/tp_btf",
 }
 
 # Reason codes are part of doctor --json: changing one breaks fleets comparing reports.
