@@ -35,6 +35,7 @@ EXPECTED_AUTO: Dict[str, Optional[str]] = {
     "vm-debian-6.12-lockdown-confidentiality": "ebpf-core/tp_btf",
     # uid 65534 with CAP_BPF+CAP_PERFMON, tracefs and debugfs under empty tmpfs
     "vm-debian-6.1-least-privilege": "ebpf-core/tp_btf",
+    "vm-debian-6.12-least-privilege": "ebpf-core/tp_btf",
 }
 
 # Reason codes are part of doctor --json: changing one breaks fleets comparing reports.
