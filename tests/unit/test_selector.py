@@ -36,6 +36,7 @@ EXPECTED_AUTO: Dict[str, Optional[str]] = {
     # uid 65534 with CAP_BPF+CAP_PERFMON, tracefs and debugfs under empty tmpfs
     "vm-debian-6.1-least-privilege": "ebpf-core/tp_btf",
     "vm-debian-6.12-least-privilege": "ebpf-core/tp_btf",
+    "vm-debian-5.10-no-btf": "ftrace/kprobe",  # BTF hidden, no headers: kprobes next
 }
 
 # Reason codes are part of doctor --json: changing one breaks fleets comparing reports.
