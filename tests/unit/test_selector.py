@@ -32,6 +32,7 @@ EXPECTED_AUTO: Dict[str, Optional[str]] = {
     "derived-container-no-caps": None,  # bpf() EPERM, no tracefs, cannot mount it
     "derived-user-cap-bpf-perfmon": "ebpf-core/tp_btf",  # CAP_BPF+CAP_PERFMON, no tracefs
     # recorded in VMs (tools/vm): tracefs denied, no bpf_probe_read_kernel; BTF walks instead
+    "vm-debian-6.1-lockdown-confidentiality": "ebpf-core/tp_btf",
     "vm-debian-6.12-lockdown-confidentiality": "ebpf-core/tp_btf",
     # uid 65534 with CAP_BPF+CAP_PERFMON, tracefs and debugfs under empty tmpfs
     "vm-debian-6.1-least-privilege": "ebpf-core/tp_btf",
