@@ -38,7 +38,7 @@ import attrs
 
 from hybridtrace import tracefs
 from hybridtrace.capabilities import eprobe_selftest, probe_tree
-from hybridtrace.capabilities.files import Tree
+from hybridtrace.capabilities.files import LISTED_EMPTY, Tree
 from hybridtrace.capabilities.live import SystemLive
 from hybridtrace.capabilities.model import Bcc, Library
 from tools.kernel_tree import differences, replay, write_doctor, write_json
@@ -83,7 +83,10 @@ class LoggingTree(Tree):
 
     def listdir(self, path: str) -> Optional[List[str]]:
         self.log.append(("stat", self._resolved(path), 0))
-        return super().listdir(path)
+        listed = super().listdir(path)
+        if listed is not None:
+            self.log.append(("listed", self._resolved(path), 0))
+        return listed
 
 
 class CachingLive:
@@ -145,8 +148,19 @@ def _only_lockdown(data: bytes) -> bytes:
 
 
 def _only_our_mounts(data: bytes) -> bytes:
+    """tracefs, debugfs and securityfs mounts, and whatever is mounted over them (a mount
+    at or above one hides it: probe drops what a later mount covers)."""
     keep = (b" - tracefs ", b" - debugfs ", b" - securityfs ")
-    return b"".join(line for line in data.splitlines(True) if any(k in line for k in keep))
+
+    def covers(line: bytes) -> bool:
+        fields = line.split(b" - ")[0].split()
+        point = fields[4] if len(fields) >= 5 else b""
+        return point in (b"/", b"/sys", b"/sys/kernel") or point.startswith(b"/sys/kernel/")
+
+    lines = data.splitlines(True)
+    first = next((i for i, line in enumerate(lines) if any(k in line for k in keep)), len(lines))
+    return b"".join(line for i, line in enumerate(lines)
+                    if any(k in line for k in keep) or (i > first and covers(line)))
 
 
 # Files of which probe uses only a part: the rest (other mounts, boot options)
@@ -193,6 +207,17 @@ def copy_accessed(log: List[Tuple[str, str, int]], out_root: str) -> None:
         elif os.path.exists(path):
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             open(dest, "wb").close()
+
+
+def keep_listed_dirs(log: List[Tuple[str, str, int]], out_root: str) -> None:
+    """A directory probe could list stays listable in the recording (an empty one, or
+    one none of whose entries was read, would otherwise be pruned: "absent")."""
+    for kind, path, _ in log:
+        dest = _dest(out_root, path)
+        if kind == "listed" and not os.path.islink(dest):
+            os.makedirs(dest, exist_ok=True)
+            if not os.listdir(dest):
+                open(os.path.join(dest, LISTED_EMPTY), "wb").close()
 
 
 def prune_empty_dirs(out_root: str) -> None:
@@ -244,6 +269,7 @@ def record(name: str, out: str, mounts: Dict[str, bool]) -> int:
     if "uname_machine" not in live.answers:  # so derived trees may drop /proc/sys/kernel/arch
         live.uname_machine()
     copy_accessed(log_tree.log, os.path.join(tree_dir, "root"))
+    keep_listed_dirs(log_tree.log, os.path.join(tree_dir, "root"))
     prune_empty_dirs(os.path.join(tree_dir, "root"))
     live.answers["recorded"] = {
         "by": "tools/record_kernel_tree.py",

@@ -17,6 +17,10 @@ from typing import List, Optional
 
 _MAX_LINKS = 40
 
+# In a recorded kernel tree, a directory probe listed, kept by this file where nothing
+# else of it was recorded (git keeps no empty directories); listdir leaves it out.
+LISTED_EMPTY = ".hybridtrace-listed"
+
 
 class Tree:
     """A read-only view of one machine's files, plus the notes of what failed."""
@@ -126,6 +130,6 @@ class Tree:
         if real is None:
             return None
         try:
-            return sorted(os.listdir(real))
+            return sorted(n for n in os.listdir(real) if n != LISTED_EMPTY)
         except OSError:
             return None

@@ -50,7 +50,10 @@ def sysctls(tree: Tree) -> Tuple[Optional[int], Optional[int]]:
 
 
 def mounts(tree: Tree) -> List[Tuple[str, str]]:
-    """(mount point, filesystem type) pairs from /proc/self/mountinfo."""
+    """(mount point, filesystem type) pairs from /proc/self/mountinfo, without the mounts
+    that later ones hide: mountinfo lists mounts in the order they were made, and a mount
+    at or above an earlier mount point covers it (as an empty tmpfs over /sys/kernel/debug
+    hides debugfs and its tracing/ in a container or tools/least_privilege.sh)."""
     text = tree.read_text("/proc/self/mountinfo")
     if text is None:
         tree.note("mounts: /proc/self/mountinfo unreadable")
@@ -60,7 +63,10 @@ def mounts(tree: Tree) -> List[Tuple[str, str]]:
         left, sep, right = line.partition(" - ")
         fields, rfields = left.split(), right.split()
         if sep and len(fields) >= 5 and rfields:
-            out.append((fields[4].replace("\\040", " "), rfields[0]))
+            point = fields[4].replace("\\040", " ")
+            under = point.rstrip("/") + "/"
+            out = [(mp, fs) for mp, fs in out if mp != point and not mp.startswith(under)]
+            out.append((point, rfields[0]))
     return out
 
 

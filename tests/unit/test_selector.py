@@ -28,9 +28,16 @@ EXPECTED_AUTO: Dict[str, Optional[str]] = {
     # denies tracefs and kernel reads from BPF; BTF raw tracepoints still attach
     "derived-lockdown-confidentiality": "ebpf-core/tp_btf",
     # a measured refusal costs fields, not the backend
-    "derived-kernel-reads-refused-no-securityfs": "ebpf-core/tracepoint",
+    "derived-kernel-reads-refused-no-securityfs": "ebpf-core/tp_btf",
     "derived-container-no-caps": None,  # bpf() EPERM, no tracefs, cannot mount it
     "derived-user-cap-bpf-perfmon": "ebpf-core/tp_btf",  # CAP_BPF+CAP_PERFMON, no tracefs
+    # recorded in VMs (tools/vm): tracefs denied, no bpf_probe_read_kernel; BTF walks instead
+    "vm-debian-6.1-lockdown-confidentiality": "ebpf-core/tp_btf",
+    "vm-debian-6.12-lockdown-confidentiality": "ebpf-core/tp_btf",
+    # uid 65534 with CAP_BPF+CAP_PERFMON, tracefs and debugfs under empty tmpfs
+    "vm-debian-6.1-least-privilege": "ebpf-core/tp_btf",
+    "vm-debian-6.12-least-privilege": "ebpf-core/tp_btf",
+    "vm-debian-5.10-no-btf": "ebpf-core/raw_tp",  # raw tracepoints need no BTF
 }
 
 # Reason codes are part of doctor --json: changing one breaks fleets comparing reports.
@@ -85,10 +92,12 @@ def test_measured_kernel_reads_beat_the_lockdown_guess() -> None:
     """A measured refusal is said even when lockdown is unknown: it blocks BCC, whose
     programs read task_struct, and costs ebpf-core fields, not the backend."""
     refused = decide(probe_tree("derived-kernel-reads-refused-no-securityfs"), "exec")
-    core, _tp_btf, bcc = refused.candidates[:3]
+    classic, core, bcc = refused.candidates[:3]
     note = next(r for r in core.reasons if r.code == "bpf-kernel-read-denied")
     assert not note.blocking and "lockdown=confidentiality is the usual cause" in note.message
     assert core.usable and core.fields["filename"].startswith("partial")
+    assert refused.chosen is core  # classic programs' user reads would be rewritten
+    assert "bpf-kernel-read-denied" in [r.code for r in classic.reasons if r.blocking]
     assert "bpf-kernel-read-denied" in [r.code for r in bcc.reasons if r.blocking]
     caps = probe_tree("derived-lockdown-confidentiality")
     measured_ok = attrs.evolve(caps, bpf=attrs.evolve(caps.bpf, kernel_read_errno=0))

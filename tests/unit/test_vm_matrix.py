@@ -33,11 +33,13 @@ def test_every_integration_test_maps_to_its_backend() -> None:
         path, _, name = test_id.partition("::")
         module = path.replace("/", ".")[: -len(".py")]
         label = junit.label_of(module, name)
-        assert label in [*junit.LABELS, "ftrace", junit.GENERAL], test_id
+        assert label in [*junit.LABELS, junit.EBPF_CORE, "ftrace", junit.GENERAL], test_id
         if "test_ebpf_bcc" in path:
             assert label == "ebpf-bcc"
         elif "test_ebpf_core" in path:
-            assert label == "ebpf-core"
+            assert label in ("ebpf-core/tracepoint", "ebpf-core/tp_btf"), test_id
+        elif "test_least_privilege" in path:
+            assert label == "ebpf-core/tp_btf"
         for candidate in junit.LABELS:
             if name.endswith(f"[{candidate}]"):
                 assert label == candidate, test_id
@@ -48,6 +50,12 @@ def test_every_integration_test_maps_to_its_backend() -> None:
     ("tests.integration.test_ftrace", "test_x[tracepoint-exec]", "ftrace/tracepoint"),
     ("tests.integration.test_contract", "test_x[ftrace/eprobe]", "ftrace/eprobe"),
     ("tests.integration.test_contract", "test_x[ebpf-bcc]", "ebpf-bcc"),
+    ("tests.integration.test_contract", "test_x[ebpf-core/tracepoint]", "ebpf-core/tracepoint"),
+    ("tests.integration.test_contract", "test_x[ebpf-core/tp_btf]", "ebpf-core/tp_btf"),
+    ("tests.integration.test_cli_flags", "test_x[ebpf-core]", "ebpf-core"),
+    ("tests.integration.test_ebpf_core", "test_x[tracepoint]", "ebpf-core/tracepoint"),
+    ("tests.integration.test_ebpf_core", "test_x[tp_btf-ring]", "ebpf-core/tp_btf"),
+    ("tests.integration.test_ftrace", "test_x[tracepoint-raw]", "ftrace/tracepoint"),
     ("tests.integration.test_readme", "test_readme_example_runs", junit.GENERAL),
 ])
 def test_label_of_parameters(module: str, name: str, want: str) -> None:
@@ -204,3 +212,42 @@ def test_rows_name_the_commit_they_ran() -> None:
                code={"commit": code["commit"], "uncommitted": 2})
     text = report.render({"results": [row], "generated_by": "x", "generated_at": "now"})
     assert f"- code: commit {code['commit'][:12]} with 2 uncommitted file(s)" in text
+
+
+def _core_row(legacy: bool) -> Dict[str, Any]:
+    """ebpf-core where tracefs is denied: only tp_btf usable (or, legacy, one ebpf-core)."""
+    def cand(label: str, usable: bool) -> Dict[str, Any]:
+        return {"label": label, "usable": usable, "fields": {},
+                "reasons": [] if usable else [{"code": "lockdown-confidentiality",
+                                               "blocking": True}]}
+    labels = [("ebpf-core", True)] if legacy else [("ebpf-core/tracepoint", False),
+                                                    ("ebpf-core/tp_btf", True)]
+    decision = {"chosen": labels[-1][0], "candidates": [cand(n, u) for n, u in labels]}
+    forced = {n: {k: {"outcome": "traced" if u else "open failed"} for k in ("exec", "open")}
+              for n, u in labels}
+    tests = [{"id": f"t::x[{p}]", "label": p, "outcome": "pass", "message": None}
+             for p in (["ebpf-core"] if legacy else ["ebpf-core/tp_btf", "ebpf-core"])]
+    return {**_result(True, "traced", 0, 0), "doctor": {"decisions": {
+        "exec": decision, "open": decision}}, "force_open": {"results": forced},
+        "tests": tests, "groups": junit.summarise(tests)}
+
+
+def test_ebpf_core_attach_modes_are_two_columns() -> None:
+    row = _core_row(legacy=False)
+    tp_btf = verdict.judge(row, "ebpf-core/tp_btf")
+    assert tp_btf["agree"] is True and tp_btf["tests"]["pass"] == 2  # mode-less test counted
+    classic = verdict.judge(row, "ebpf-core/tracepoint")
+    assert classic["agree"] is True and classic["tests"]["pass"] == 0
+    assert classic["blocking"] == ["lockdown-confidentiality"]
+    text = report.render({"results": [row], "generated_by": "x", "generated_at": "now"})
+    assert "| ebpf-core/tracepoint | ebpf-core/tp_btf | ebpf-bcc |" in text
+    assert "| no tests; not usable; agrees | pass 2; usable; agrees |" in text
+
+
+def test_rows_from_before_the_attach_modes_show_as_classic_tracepoints() -> None:
+    row = _core_row(legacy=True)
+    classic = verdict.judge(row, "ebpf-core/tracepoint")
+    assert classic["agree"] is True and classic["tests"]["pass"] == 1
+    assert verdict.judge(row, "ebpf-core/tp_btf").get("absent")
+    text = report.render({"results": [row], "generated_by": "x", "generated_at": "now"})
+    assert "| pass 1; usable; agrees | - |" in text

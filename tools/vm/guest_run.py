@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -116,6 +118,10 @@ def main(config_path: str) -> int:
     wrap = [py, "-m", "tools.vm.nobpf"] if config["deny_bpf"] else []
     if config.get("unprivileged"):
         wrap = [py, "-m", "tools.vm.unpriv", *wrap]
+    if config.get("least_privilege"):  # uid 65534, CAP_BPF+CAP_PERFMON, tracefs hidden
+        wrap = ["sh", os.path.join(repo, "tools", "least_privilege.sh"), *wrap]
+        env["HYBRIDTRACE_LEAST_PRIVILEGE"] = "1"
+        env["HOME"] = "/tmp"
     status: Dict[str, Any] = {"setup": {}, "steps": {}}
 
     def save() -> None:
@@ -135,9 +141,15 @@ def main(config_path: str) -> int:
     ]
     if config.get("force_open", True):
         steps.append(("force_open", [*wrap, py, "-m", "tools.vm.force_open"], 420))
+    trees = os.path.join(out, "kernels")
+    if config.get("tree") and config.get("least_privilege"):
+        # The run directory is 9p: what uid 65534 creates there is root's, 0755, so its
+        # nested tree goes to the guest's own /tmp first and is copied back as root.
+        trees = tempfile.mkdtemp(prefix="ht-trees-")
+        os.chmod(trees, 0o1777)
     if config.get("tree"):
         steps.append(("record_kernel_tree", [*wrap, py, "tools/record_kernel_tree.py",
-                      "--name", config["tree"], "--out", os.path.join(out, "kernels")], 300))
+                      "--name", config["tree"], "--out", trees], 300))
     if config.get("trace_pipe"):
         steps.append(("record_trace_pipe", [*wrap, py, "tools/record_trace_pipe.py",
                       "--name", config["trace_pipe"], "--out", os.path.join(out, "trace_pipe")],
@@ -168,6 +180,8 @@ def main(config_path: str) -> int:
         save()
         status["steps"][name] = run_step(out, name, argv, limit, repo, env,
                                          in_vm=bool(config.get("boot_dir")))
+        if name == "record_kernel_tree" and trees != os.path.join(out, "kernels"):
+            shutil.copytree(trees, os.path.join(out, "kernels"), symlinks=True)
         save()
     status["done"] = True
     save()

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from typing import Any, Callable, Dict
 
+from hybridtrace.capabilities.kernel import btf_search_order
 from tools.vm import unpriv
 
 
@@ -76,9 +77,45 @@ def unprivileged(config: Dict[str, Any]) -> str:
             f" g+rw; {unpriv.check_as_user()}")
 
 
+def least_privilege(config: Dict[str, Any]) -> str:
+    """Check tools/least_privilege.sh works in this guest (it needs unshare and setpriv
+    from the host's util-linux) and let its uid 65534 write the run directory."""
+    missing = [tool for tool in ("unshare", "setpriv", "mount") if shutil.which(tool) is None]
+    if missing:
+        raise RuntimeError(f"no {', '.join(missing)} in the guest")
+    os.chmod(config["out"], 0o1777)
+    check = ("echo uid $(id -u) gid $(id -g) $(grep CapEff /proc/self/status);"
+             " for d in /sys/kernel/tracing/events /sys/kernel/debug/tracing; do"
+             " [ -d $d ] && echo $d visible || echo no $d; done;"
+             f" [ -w {config['out']} ] && echo run dir writable || echo run dir NOT writable")
+    script = os.path.join(config["repo"], "tools", "least_privilege.sh")
+    proc = subprocess.run(["sh", script, "sh", "-c", check], capture_output=True,
+                          text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"tools/least_privilege.sh: rc {proc.returncode}: "
+                           f"{proc.stderr.strip()[-300:]}")
+    return "as tools/least_privilege.sh: " + "; ".join(proc.stdout.split("\n")).strip("; ")
+
+
+def hide_btf(config: Dict[str, Any]) -> str:
+    """Hide the kernel's BTF: an empty tmpfs over /sys/kernel/btf (so no vmlinux there,
+    as on kernels before CONFIG_DEBUG_INFO_BTF was common), and check that none of
+    libbpf's other places for it (/boot/vmlinux-R, /lib/modules/R/vmlinux-R, ...) exists."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=4k,mode=0755", "hybridtrace-no-btf",
+                    "/sys/kernel/btf"], check=True)
+    searched = btf_search_order(config["release"])
+    present = [path for path in searched if os.path.exists(path)]
+    if present:
+        raise RuntimeError(f"BTF still reachable at {present}")
+    return (f"/sys/kernel/btf is an empty tmpfs; none of {len(searched)} places libbpf "
+            f"searches exists ({', '.join(searched[1:3])}, ...)")
+
+
 STEPS: Dict[str, Callable[[Dict[str, Any]], str]] = {
     "boot_files": boot_files,
     "headers": headers,
     "unmount_tracefs": unmount_tracefs,
     "unprivileged": unprivileged,
+    "least_privilege": least_privilege,
+    "hide_btf": hide_btf,
 }

@@ -6,26 +6,38 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any, Dict, List, Optional
 
-LABELS = ["ebpf-core", "ebpf-bcc", "ftrace/kprobe", "ftrace/eprobe", "ftrace/uprobe",
-          "ftrace/tracepoint"]
+from hybridtrace.backends.ebpf.requirements import CORE_TIERS
+
+# ebpf-core's attach modes are each their own candidate (and column): classic
+# tracepoints (tracefs ids), raw tracepoints by BTF name (tp_btf, no tracefs) and
+# raw tracepoints without BTF (raw_tp).
+EBPF_CORE = "ebpf-core"
+EBPF_ATTACH = list(CORE_TIERS)
+LABELS = [*(f"{EBPF_CORE}/{mode}" for mode in EBPF_ATTACH), "ebpf-bcc", "ftrace/kprobe",
+          "ftrace/eprobe", "ftrace/uprobe", "ftrace/tracepoint"]
 TIERS = ["kprobe", "eprobe", "uprobe", "tracepoint"]
-MODULES = {"test_ebpf_core": "ebpf-core", "test_ebpf_bcc": "ebpf-bcc", "test_ftrace": "ftrace"}
+# test_least_privilege asserts doctor's choice of tp_btf and traces with it.
+MODULES = {"test_ebpf_core": EBPF_CORE, "test_ebpf_bcc": "ebpf-bcc", "test_ftrace": "ftrace",
+           "test_least_privilege": f"{EBPF_CORE}/tp_btf"}
 GENERAL = "general"
 
 
 def label_of(classname: str, name: str) -> str:
-    """The backend a test exercises: from its parameter, else from its module."""
+    """The backend a test exercises: from its parameter, else from its module.
+
+    A bare ``ebpf-core`` (a test that lets ebpf-core pick its attach mode) stays
+    ``ebpf-core``; verdict.py counts it for the mode doctor picks."""
     module = classname.rsplit(".", 1)[-1]
     match = re.search(r"\[(.*)\]$", name)
     param = match.group(1) if match else ""
-    for label in LABELS:
-        if re.search(rf"(^|[-_\[]){re.escape(label)}($|[-_\]/])", param):
+    for label in [*LABELS, EBPF_CORE]:
+        if re.search(rf"(^|[-_\[]){re.escape(label)}($|[-_\]])", param):
             return label
     owner = MODULES.get(module)
-    if owner == "ftrace":
-        for tier in TIERS:
+    if owner in ("ftrace", EBPF_CORE):
+        for tier in TIERS if owner == "ftrace" else EBPF_ATTACH:
             if re.search(rf"(^|[-_]){tier}($|[-_])", param):
-                return f"ftrace/{tier}"
+                return f"{owner}/{tier}"
     return owner or GENERAL
 
 

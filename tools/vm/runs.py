@@ -39,6 +39,7 @@ def guest_config(run_dir: str, kernel: Optional[Kernel], variant: Variant, name:
         "setup": (["boot_files"] if kernel else []) + list(variant.setup),
         "deny_bpf": variant.deny_bpf,
         "unprivileged": variant.unprivileged,
+        "least_privilege": variant.least_privilege,
         "raw_tp_probe": variant.raw_tp_probe,
         # Kernel trees for every VM cell; trace_pipe once per kernel (it does
         # not depend on the variant, and lockdown=confidentiality has no tracefs).
@@ -64,7 +65,7 @@ def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
     # The tests get what is left of the wall clock after boot and the recorders.
     config = guest_config(run_dir, kernel, variant, name, suite, test_timeout,
                           max(60, wall - 240), record, streams)
-    config["require"] = require
+    config["require"] = require or variant.require
     config["force_open"] = force_open
     config["vm_wall"] = wall
     config_path = os.path.join(run_dir, "config.json")

@@ -19,6 +19,10 @@ class Variant:
     deny_bpf: bool = False  # run doctor, the recorders and the tests under tools.vm.nobpf
     unprivileged: bool = False  # run them as tools.vm.unpriv's user, not root
     raw_tp_probe: bool = False  # also run the raw tracepoint experiment (tools/vm/raw_tp_probe.py)
+    # run them under tools/least_privilege.sh (uid 65534, CAP_BPF+CAP_PERFMON, no tracefs)
+    least_privilege: bool = False
+    # HYBRIDTRACE_REQUIRE_BACKENDS for the tests: a skip of these is a failure
+    require: Optional[str] = None
 
 
 VARIANTS: List[Variant] = [
@@ -29,7 +33,8 @@ VARIANTS: List[Variant] = [
             append=("lockdown=integrity",)),
     Variant("lockdown-confidentiality", "booted with lockdown=confidentiality; also runs "
             "the raw tracepoint experiment (tools/vm/raw_tp_probe.py)",
-            append=("lockdown=confidentiality",), raw_tp_probe=True),
+            append=("lockdown=confidentiality",), raw_tp_probe=True,
+            require="ebpf-core/tp_btf"),
     Variant("bpf-denied", "root, but bpf(2) fails with EPERM under a seccomp filter "
             "(tools/vm/nobpf.py) for the tracer and the tests", deny_bpf=True),
     Variant("unprivileged", "doctor and force_open as an unprivileged user (uid/gid 4321, no "
@@ -39,6 +44,15 @@ VARIANTS: List[Variant] = [
             setup=("unprivileged",), unprivileged=True),
     Variant("tracefs-unmounted", "tracefs and debugfs unmounted before the run "
             "(as after a boot without systemd)", setup=("unmount_tracefs",)),
+    Variant("least-privilege", "doctor, force_open, the recorder and the tests as uid 65534 "
+            "holding only CAP_BPF+CAP_PERFMON (ambient) in a private mount namespace where "
+            "empty tmpfs hide tracefs and debugfs (tools/least_privilege.sh); "
+            "HYBRIDTRACE_REQUIRE_BACKENDS=ebpf-core/tp_btf",
+            setup=("least_privilege",), least_privilege=True, require="ebpf-core/tp_btf"),
+    Variant("no-btf", "kernel BTF hidden, as before BTF was common: an empty tmpfs over "
+            "/sys/kernel/btf, and none of libbpf's other vmlinux paths present;"
+            " HYBRIDTRACE_REQUIRE_BACKENDS=ebpf-core/raw_tp",
+            setup=("hide_btf",), require="ebpf-core/raw_tp"),
 ]
 
 BY_NAME: Dict[str, Variant] = {v.name: v for v in VARIANTS}
@@ -55,6 +69,13 @@ SUITES: Dict[str, Tuple[Tuple[str, ...], Optional[str]]] = {
     # Every contract test (exec, failed exec, open, uid filter, two sessions, the
     # decision) for every backend: the default row of each kernel, ~15-25 min.
     "contract-all": (("tests/integration/test_contract.py",), None),
+    # Where ebpf-core/tp_btf is the one backend: every contract test, and the
+    # least-privilege checks (they skip unless run under tools/least_privilege.sh).
+    "tp-btf": (("tests/integration/test_contract.py",
+                "tests/integration/test_least_privilege.py"), None),
+    # Where BTF is hidden: every contract test, and raw_tp's own (Right-or-None fields).
+    "raw-tp": (("tests/integration/test_contract.py",
+                "tests/integration/test_ebpf_raw_tp.py"), None),
     # The ftrace tiers the host lacks, with both readers (binary pages and text).
     "ftrace": (("tests/integration/test_ftrace.py", "tests/integration/test_contract.py"),
                "kprobe or eprobe"),
@@ -74,10 +95,13 @@ FULL: List[Tuple[str, str, str]] = [
     ("6.1", "headers", "ci"),
     ("6.1", "default", "contract-all"), ("5.10", "default", "contract-all"),
     ("6.12", "default", "contract-all"),
-    ("6.1", "lockdown-integrity", "contract"), ("6.1", "lockdown-confidentiality", "contract"),
+    ("6.1", "lockdown-integrity", "contract"), ("6.1", "lockdown-confidentiality", "tp-btf"),
     ("6.1", "bpf-denied", "contract"), ("6.1", "unprivileged", "none"),
     ("6.1", "tracefs-unmounted", "contract"),
     ("5.10", "headers", "contract"), ("6.12", "headers", "contract"),
     ("6.12", "unprivileged", "none"),
+    ("6.12", "lockdown-confidentiality", "tp-btf"),
+    ("6.1", "least-privilege", "tp-btf"), ("6.12", "least-privilege", "tp-btf"),
+    ("5.10", "no-btf", "raw-tp"),
 ]
 CI: List[Tuple[str, str, str]] = [("6.1", "headers", "ci")]

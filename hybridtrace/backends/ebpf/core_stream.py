@@ -107,7 +107,8 @@ class CoreStream:
         path = self._tracefs() if attach == "tracepoint" else None
         size = ring_size(buffer_bytes)
         name = object_name(request.kind, transport, attach)
-        obj = BpfObject(lib, _object_image(name), f"ht_{request.kind.value}")
+        obj = BpfObject(lib, _object_image(name), f"ht_{request.kind.value}",
+                        keep_user_reads=attach == "tp_btf" and not kernel_reads)
         self._obj: Optional[BpfObject] = obj
         holder: List[Optional[Reader]] = [None]
         self._finalizer = weakref.finalize(self, _release, obj, holder)

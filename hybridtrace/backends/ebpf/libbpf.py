@@ -12,9 +12,12 @@ import ctypes
 import ctypes.util
 import os
 import threading
-from typing import Deque, List, Optional
+from typing import TYPE_CHECKING, Deque, List, Optional
 
 from hybridtrace.backends.base import BackendError
+
+if TYPE_CHECKING:
+    from hybridtrace.backends.ebpf.user_reads import TpBtfHandler
 
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 
@@ -52,6 +55,18 @@ class Libbpf:
         proto("bpf_map_lookup_elem", ci, ci, vp, vp)
         proto("libbpf_num_possible_cpus", ci)
         proto("libbpf_set_print", vp, _PRINT_FN)
+        # For user_reads.TpBtfHandler (libbpf 1.0+); absent from older libbpf.
+        for name, restype, *argtypes in (
+                ("libbpf_register_prog_handler", ci, cs, ci, ci, vp),
+                ("bpf_program__insns", vp, vp),
+                ("bpf_program__insn_cnt", ctypes.c_size_t, vp),
+                ("bpf_program__set_insns", ci, vp, vp, ctypes.c_size_t),
+                ("bpf_program__set_attach_target", ci, vp, ci, cs),
+                ("bpf_program__attach_trace", vp, vp)):
+            if hasattr(lib, name):
+                proto(name, restype, *argtypes)
+        self._tp_btf_handler: Optional[TpBtfHandler] = None
+        self._handler_lock = threading.Lock()
         self.lib = lib
         self.path = path
         self.log: Deque[str] = collections.deque(maxlen=64)
@@ -61,6 +76,24 @@ class Libbpf:
         self._print_lock = threading.Lock()
         self._printer = _PRINT_FN(self._print)  # kept alive as long as we are
         lib.libbpf_set_print(self._printer)
+
+    def tp_btf_handler(self, create: bool) -> Optional[TpBtfHandler]:
+        """The process's "tp_btf/" handler that keeps user-memory reads (user_reads.py);
+        with ``create``, registered now if it is not yet (before the object is opened)."""
+        from hybridtrace.backends.ebpf.user_reads import REQUIRED, TpBtfHandler
+
+        with self._handler_lock:  # not the print lock: registering may print
+            if self._tp_btf_handler is None and create:
+                missing = [name for name in REQUIRED if not hasattr(self.lib, name)]
+                if missing:
+                    raise BackendError(f"libbpf {self.path} lacks {', '.join(missing)}: "
+                                       "cannot keep user-memory reads where kernel reads are "
+                                       "refused (needs libbpf 1.0+)")
+                handler = TpBtfHandler(self.lib)
+                if handler.id < 0:
+                    raise BackendError(f"libbpf_register_prog_handler: {os.strerror(-handler.id)}")
+                self._tp_btf_handler = handler
+            return self._tp_btf_handler
 
     def _print(self, level: int, fmt: Optional[bytes], args: Optional[int]) -> int:
         # Big enough for a whole verifier log, which libbpf prints in one call

@@ -15,13 +15,18 @@ from hybridtrace.backends.base import BackendError
 from hybridtrace.backends.ebpf.libbpf import Libbpf, open_opts
 
 SECTION_PREFIX = "tracepoint/"
+TP_BTF_PREFIX = "tp_btf/"
 
 
 class BpfObject:
     """One opened BPF object: configure while ``loaded`` is False, then load()."""
 
-    def __init__(self, lib: Libbpf, image: bytes, name: str) -> None:
+    def __init__(self, lib: Libbpf, image: bytes, name: str,
+                 keep_user_reads: bool = False) -> None:
+        """``keep_user_reads``: where kernel reads are refused, libbpf would turn the
+        tp_btf programs' user-memory reads into refused helpers (user_reads.py)."""
         self._lib = lib
+        handler = lib.tp_btf_handler(create=keep_user_reads)  # before open, or not at all
         self._image = ctypes.create_string_buffer(image, len(image))  # libbpf keeps a pointer
         self._opts = open_opts(name.encode())
         ctypes.set_errno(0)
@@ -32,6 +37,15 @@ class BpfObject:
         self._links: List[int] = []
         self.name = name
         self.skipped: List[str] = []  # tracepoints this kernel lacks, programs not loaded
+        self._adopted: List[int] = []
+        if handler is not None:  # every tp_btf program now goes through it
+            for prog in self.programs():
+                sec = self.section(prog)
+                if sec.startswith(TP_BTF_PREFIX):
+                    self._adopted.append(prog)
+                    if handler.adopt(prog, sec) != 0:
+                        self.close()
+                        raise lib.errno_error(f"cannot find the attach target of {sec}")
 
     def _need(self) -> int:
         if self._obj is None:
@@ -106,6 +120,11 @@ class BpfObject:
         links, self._links = self._links, []
         for link in links:
             self._lib.lib.bpf_link__destroy(link)
+        adopted, self._adopted = self._adopted, []
+        handler = self._lib.tp_btf_handler(create=False)
+        for prog in adopted:
+            if handler is not None:
+                handler.forget(prog)
         obj, self._obj = self._obj, None
         if obj is not None:
             self._lib.lib.bpf_object__close(obj)

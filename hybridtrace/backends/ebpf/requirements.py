@@ -129,8 +129,14 @@ def assess_core(caps: Capabilities, kind: str, tier: str = "tracepoint") -> Asse
             "no BPF ring buffer (5.8+): events go through per-CPU perf buffers",
             blocking=False,
         ))
-    if tier != "raw_tp":  # raw_tp cannot do without kernel reads: _raw_tp_reasons says so
+    if tier == "tp_btf":  # raw_tp cannot do without kernel reads: _raw_tp_reasons says so
         reasons += kernel_read_reasons(caps, blocking=False)
+    elif tier == "tracepoint" and kernel_read_reasons(caps):
+        # libbpf then rewrites user-memory reads into helpers the kernel refuses too;
+        # only the tp_btf loader undoes that (user_reads.py).
+        reasons.append(Reason("bpf-kernel-read-denied", "BPF kernel reads are refused, and"
+                              " libbpf then turns classic programs' user-memory reads into"
+                              " refused helpers (ebpf-core/tp_btf keeps them)"))
     reasons += _tier_reasons(caps, kind, tier)
     return Assessment("ebpf-core", tier, kind, reasons, _core_fields(caps, kind, tier))
 
