@@ -240,7 +240,7 @@ def test_ebpf_core_attach_modes_are_two_columns() -> None:
     assert classic["agree"] is True and classic["tests"]["pass"] == 0
     assert classic["blocking"] == ["lockdown-confidentiality"]
     text = report.render({"results": [row], "generated_by": "x", "generated_at": "now"})
-    assert "| ebpf-core/tracepoint | ebpf-core/tp_btf | ebpf-bcc |" in text
+    assert "| ebpf-core/tracepoint | ebpf-core/tp_btf | ebpf-core/raw_tp | ebpf-bcc |" in text
     assert "| no tests; not usable; agrees | pass 2; usable; agrees |" in text
 
 

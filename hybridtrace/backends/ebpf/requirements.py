@@ -131,13 +131,13 @@ def assess_core(caps: Capabilities, kind: str, tier: str = "tracepoint") -> Asse
         ))
     if tier == "tp_btf":  # raw_tp cannot do without kernel reads: _raw_tp_reasons says so
         reasons += kernel_read_reasons(caps, blocking=False)
-    elif tier == "tracepoint" and kernel_read_reasons(caps):
+    reasons += _tier_reasons(caps, kind, tier)
+    if tier == "tracepoint" and kernel_read_reasons(caps):
         # libbpf then rewrites user-memory reads into helpers the kernel refuses too;
         # only the tp_btf loader undoes that (user_reads.py).
         reasons.append(Reason("bpf-kernel-read-denied", "BPF kernel reads are refused, and"
                               " libbpf then turns classic programs' user-memory reads into"
                               " refused helpers (ebpf-core/tp_btf keeps them)"))
-    reasons += _tier_reasons(caps, kind, tier)
     return Assessment("ebpf-core", tier, kind, reasons, _core_fields(caps, kind, tier))
 
 
