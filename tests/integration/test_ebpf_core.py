@@ -20,7 +20,7 @@ from typing import Dict, Iterator, List, Optional, Set
 import pytest
 
 import hybridtrace
-from hybridtrace import kernel_state
+from hybridtrace import kernel_state, tracefs
 from hybridtrace.api import Session
 from hybridtrace.backends.ebpf.core_stream import open_core_stream
 from hybridtrace.capabilities import probe
@@ -467,6 +467,24 @@ def test_overload_reports_every_loss(caps: object, cbin: Dict[str, str], transpo
 
 def _held() -> Set[kernel_state.Item]:
     return set(kernel_state.bpf_held(os.getpid()))
+
+
+def test_a_session_removes_what_dead_ftrace_sessions_left(caps: object) -> None:
+    """Not only ftrace sessions: whichever session starts next cleans up after the dead."""
+    path = tracefs.find()
+    if path is None:
+        pytest.skip("no tracefs mounted here: nothing can be left in it to find")
+    gone = subprocess.Popen(["/bin/true"])
+    gone.wait()  # a pid whose process is surely dead (ours, reaped)
+    leftover = os.path.join(path, "instances", f"hybridtrace_{gone.pid}_0")
+    os.mkdir(leftover)
+    try:
+        with trace("exec") as session:
+            assert not os.path.exists(leftover)
+            assert "removed 1 leftover(s) of dead sessions" in session.description
+    finally:
+        if os.path.exists(leftover):
+            os.rmdir(leftover)
 
 
 def test_nothing_left_loaded_after_close(caps: object) -> None:

@@ -69,10 +69,15 @@ SUITES: Dict[str, Tuple[Tuple[str, ...], Optional[str]]] = {
     # Every contract test (exec, failed exec, open, uid filter, two sessions, the
     # decision) for every backend: the default row of each kernel, ~15-25 min.
     "contract-all": (("tests/integration/test_contract.py",), None),
-    # Where ebpf-core/tp_btf is the one backend: every contract test, and the
-    # least-privilege checks (they skip unless run under tools/least_privilege.sh).
+    # Where ebpf-core/tp_btf is the one backend: every contract test, the
+    # least-privilege checks (they skip unless run under tools/least_privilege.sh),
+    # and the fields only BTF walks give where kernel reads are refused (the parent,
+    # the new image's argv of a fork()+execv() child whose pages were out).
     "tp-btf": (("tests/integration/test_contract.py",
-                "tests/integration/test_least_privilege.py"), None),
+                "tests/integration/test_least_privilege.py",
+                "tests/integration/test_ebpf_core.py"),
+               "test_contract or test_least_privilege or untouched_argv"
+               " or ppid_is_the_real_parent or failed_exec_enoent"),
     # Where BTF is hidden: every contract test, and raw_tp's own (Right-or-None fields).
     "raw-tp": (("tests/integration/test_contract.py",
                 "tests/integration/test_ebpf_raw_tp.py"), None),
