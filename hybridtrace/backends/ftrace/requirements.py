@@ -1,6 +1,6 @@
 """Which ftrace tiers can run on a kernel? Pure judgement of a Capabilities value.
 
-Tiers, best first (see DESIGN.md): kprobe, eprobe, uprobe, tracepoint. In every
+Tiers, best first: kprobe, eprobe, uprobe, tracepoint. In every
 tier the static tracepoints decide that an event happened; the tier only
 decides where strings come from.
 """
