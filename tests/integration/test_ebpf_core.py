@@ -9,6 +9,7 @@ under overload, and nothing left loaded after close.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import platform
 import shutil
@@ -282,6 +283,36 @@ def test_every_transport_carries_exec_and_open(caps: object, transport: str) -> 
     bad = [e for e in opens_of(seen, child.pid) if e.path == b"x\xff y"]
     assert len(bad) == 1 and bad[0].errno == errno.ENOENT
     assert streams[0].description.startswith("ebpf-core")
+
+
+def test_preallocated_pending_table_as_before_6_1(caps: object) -> None:
+    """Kernels before 6.1 warn (and taint themselves) when a tracing program uses a map
+    allocated at run time: there the pending-exec table is preallocated, and smaller."""
+    from hybridtrace.backends.ebpf.core_stream import PREALLOC_PENDING, CoreStream
+
+    stream = CoreStream(TraceRequest(Kind.EXEC), "ring", attach=_attach[0],
+                        prealloc_pending=True)
+    try:
+        mine = [m for m in json.loads(subprocess.run(
+            ["bpftool", "map", "show", "-j"], capture_output=True, text=True,
+            check=True).stdout) if m.get("name") == "ht_execs" and m["id"] in _map_ids(stream)]
+        assert len(mine) == 1
+        assert mine[0]["flags"] == 0 and mine[0]["max_entries"] == PREALLOC_PENDING
+        child = subprocess.Popen([b"/bin/true", b"prealloc"])
+        child.wait()
+        seen: List[Event] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not execs_of(seen, child.pid):
+            seen += stream.poll(0.1)
+    finally:
+        stream.close()
+    (ev,) = execs_of(seen, child.pid)
+    assert ev.argv == (b"/bin/true", b"prealloc")
+
+
+def _map_ids(stream: object) -> Set[int]:
+    return {int(item.name) for item in kernel_state.bpf_held(os.getpid())
+            if item.kind == "bpf-map"}
 
 
 # --- filters ------------------------------------------------------------------------------

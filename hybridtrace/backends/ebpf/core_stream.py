@@ -34,6 +34,8 @@ REQUIRED = {
 # Biggest record (struct ht_exec) must fit a per-CPU perf buffer.
 MIN_PERF_PAGES = {Kind.EXEC: 16, Kind.OPEN: 1}
 TRANSPORTS = ("ring", "ring-libbpf", "perf")
+NO_PREALLOC_SINCE = (6, 1, 0)
+PREALLOC_PENDING = 256  # execs in flight at once (~35 KB each, allocated at load)
 ATTACH_MODES = ("tracepoint", "tp_btf", "raw_tp")  # requirements.CORE_TIERS
 
 Decoded = Union[ExecEvent, OpenEvent]
@@ -91,7 +93,7 @@ class CoreStream:
 
     def __init__(self, request: TraceRequest, transport: str,
                  buffer_bytes: Optional[int] = None, attach: str = "tracepoint",
-                 kernel_reads: bool = True) -> None:
+                 kernel_reads: bool = True, prealloc_pending: bool = False) -> None:
         if transport not in TRANSPORTS:
             raise BackendError(f"unknown transport {transport!r}; one of {TRANSPORTS}")
         if attach not in ATTACH_MODES:
@@ -99,7 +101,7 @@ class CoreStream:
         self._request = request
         self._transport = transport
         self._stats = StreamStats()
-        self._lost_seen = 0
+        self._lost_seen = [0, 0]  # per ht_lost slot
         self._reader: Optional[Reader] = None
         lib = libbpf.get()
         self._lib = lib
@@ -117,6 +119,9 @@ class CoreStream:
             if transport != "perf":
                 obj.set_max_entries("ht_events", size)
             if request.kind is Kind.EXEC:
+                if prealloc_pending:
+                    obj.set_map_flags("ht_execs", 0)
+                    obj.set_max_entries("ht_execs", PREALLOC_PENDING)
                 obj.set_max_entries("ht_exec_buf", self._ncpus)
                 obj.set_max_entries("ht_skip_buf", self._ncpus)
             if path is not None:
@@ -179,17 +184,21 @@ class CoreStream:
         return out
 
     def _losses(self, out: List[Event]) -> None:
-        """Append a LostEvent for output failures counted in the kernel since the last look."""
-        try:
-            total = read_percpu_u64_sum(self._lib, self._lost_fd, self._ncpus)
-        except OSError:
-            return
-        delta = total - self._lost_seen
-        if delta > 0:
-            self._lost_seen = total
-            self._stats.lost += delta
-            where = "perf buffer output" if self._transport == "perf" else "ring buffer reserve"
-            out.append(LostEvent(time.monotonic_ns(), delta, where))
+        """Append a LostEvent for each loss counter that moved since the last look."""
+        buffer = "perf buffer output" if self._transport == "perf" else "ring buffer reserve"
+        for slot, where, exact in (
+                (records.LOST_EVENT, buffer, True),
+                (records.LOST_PENDING, "pending-exec table full: failed execs may be missing",
+                 False)):
+            try:
+                total = read_percpu_u64_sum(self._lib, self._lost_fd, self._ncpus, slot)
+            except OSError:
+                continue
+            delta = total - self._lost_seen[slot]
+            if delta > 0:
+                self._lost_seen[slot] = total
+                self._stats.lost += delta
+                out.append(LostEvent(time.monotonic_ns(), delta, where, exact=exact))
 
     def stats(self) -> StreamStats:
         return StreamStats(self._stats.captured, self._stats.lost)
@@ -229,8 +238,11 @@ def open_core_stream(request: TraceRequest, caps: Optional[Capabilities],
         # The in-kernel filter would drop every exec: let the next backend do it.
         raise BackendError(f"ebpf-core/{attach} cannot read the parent here, so it cannot"
                            " filter by ppid")
+    # Before 6.1 a tracing program with a map allocated at run time makes the kernel warn
+    # (WARN_ONCE, tainting it): a smaller table, preallocated, leaves it as it was.
+    prealloc = caps is not None and caps.kernel.version < NO_PREALLOC_SINCE
     return CoreStream(request, transport or choose_transport(caps), buffer_bytes, attach,
-                      kernel_reads)
+                      kernel_reads, prealloc)
 
 
 def knows_ppid(attach: str, kernel_reads: bool, caps: Optional[Capabilities]) -> bool:

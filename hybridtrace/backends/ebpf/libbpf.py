@@ -51,6 +51,7 @@ class Libbpf:
         proto("bpf_link__destroy", ci, vp)
         proto("bpf_map__fd", ci, vp)
         proto("bpf_map__set_max_entries", ci, vp, ctypes.c_uint32)
+        proto("bpf_map__set_map_flags", ci, vp, ctypes.c_uint32)
         proto("bpf_map__initial_value", vp, vp, ctypes.POINTER(ctypes.c_size_t))
         proto("bpf_map_lookup_elem", ci, ci, vp, vp)
         proto("libbpf_num_possible_cpus", ci)

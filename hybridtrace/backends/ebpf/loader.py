@@ -73,6 +73,10 @@ class BpfObject:
         if self._lib.lib.bpf_map__set_max_entries(self.map(map_name), entries) != 0:
             raise BackendError(f"cannot size map {map_name} to {entries}")
 
+    def set_map_flags(self, map_name: str, flags: int) -> None:
+        if self._lib.lib.bpf_map__set_map_flags(self.map(map_name), flags) != 0:
+            raise BackendError(f"cannot set the flags of map {map_name}")
+
     def programs(self) -> List[int]:
         out: List[int] = []
         prog = self._lib.lib.bpf_object__next_program(self._need(), None)
@@ -130,9 +134,9 @@ class BpfObject:
             self._lib.lib.bpf_object__close(obj)
 
 
-def read_percpu_u64_sum(lib: Libbpf, map_fd: int, ncpus: int) -> int:
-    """Sum of a per-CPU u64 array's slot 0 (the loss counter)."""
-    key = ctypes.c_uint32(0)
+def read_percpu_u64_sum(lib: Libbpf, map_fd: int, ncpus: int, slot: int = 0) -> int:
+    """Sum over the CPUs of a per-CPU u64 array's ``slot`` (a loss counter)."""
+    key = ctypes.c_uint32(slot)
     values = (ctypes.c_uint64 * ncpus)()
     if lib.lib.bpf_map_lookup_elem(map_fd, ctypes.byref(key), values) != 0:
         raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))

@@ -22,6 +22,9 @@ F_ARGV_TRUNC = 1
 F_ARGV_FAULT = 2
 F_NAME_FAULT = 4
 F_PPID_UNKNOWN = 8
+# Slots of the ht_lost per-CPU counters (enum ht_lost_slot).
+LOST_EVENT = 0  # events that could not be output or kept: exact
+LOST_PENDING = 1  # execs with no room to wait for their result: failed ones may be missing
 
 SOURCES = {1: Source.SYSCALL_ENTRY, 2: Source.NEW_IMAGE, 3: Source.TRACEPOINT}
 EXEC_SYSCALLS = ("execve", "execveat")

@@ -112,13 +112,25 @@ struct {
 } ht_events SEC(".maps");
 #endif
 
-/* Output failures (buffer full), so that every loss is reported at once. */
+/* Losses, so that every one is reported at once; records.LOST_* name the slots. */
+enum ht_lost_slot {
+	HT_LOST_EVENT = 0,   /* an event that could not be output or kept: exactly one */
+	HT_LOST_PENDING = 1, /* an exec with no room to wait for its result: at most one */
+};
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
 } ht_lost SEC(".maps");
+
+static __always_inline void ht_count_lost(__u32 slot)
+{
+	__u64 *n = bpf_map_lookup_elem(&ht_lost, &slot);
+
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
 
 static __always_inline void ht_emit(void *ctx, void *rec, __u64 size)
 {
@@ -127,12 +139,8 @@ static __always_inline void ht_emit(void *ctx, void *rec, __u64 size)
 #else
 	long err = bpf_ringbuf_output(&ht_events, rec, size, 0);
 #endif
-	if (err) {
-		__u32 zero = 0;
-		__u64 *n = bpf_map_lookup_elem(&ht_lost, &zero);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-	}
+	if (err)
+		ht_count_lost(HT_LOST_EVENT);
 }
 
 /* HT_RAW_TP builds for kernels without BTF: no struct layout is known there, so

@@ -12,7 +12,9 @@
  * the same raw tracepoints on kernels without BTF (no task_struct reads). */
 #include "common.h"
 
-/* Per-thread pending execs; entries are large, so allocated on demand. */
+/* Per-thread pending execs; entries are large, so allocated on demand. Before 6.1 a
+ * tracing program using such a map makes the kernel warn (and taint itself), so
+ * there user space preallocates a smaller table instead (core_stream.py). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 2048);
@@ -99,7 +101,10 @@ static __always_inline int on_enter(const char *filename, const char *const *arg
 	}
 	read_caller_argv(e, argv);
 	tid = e->h.tid;
-	bpf_map_update_elem(&ht_execs, &tid, e, BPF_ANY);
+	/* Full (a preallocated table, before 6.1): a success is still reported from the new
+	 * image, a failure would not be, so it is counted as a possible loss. */
+	if (bpf_map_update_elem(&ht_execs, &tid, e, BPF_ANY))
+		ht_count_lost(HT_LOST_PENDING);
 	return 0;
 }
 

@@ -53,7 +53,8 @@ static __always_inline int on_enter(const char *path, __u64 flags, __u32 mode, _
 	a.dfd = dfd;
 	a.syscall = sys;
 	tid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&ht_opens, &tid, &a, BPF_ANY);
+	if (bpf_map_update_elem(&ht_opens, &tid, &a, BPF_ANY))
+		ht_count_lost(HT_LOST_EVENT); /* its result would find nothing to report */
 	return 0;
 }
 
