@@ -18,7 +18,7 @@ LABELS = [*(f"{EBPF_CORE}/{mode}" for mode in EBPF_ATTACH), "ebpf-bcc", "ftrace/
 TIERS = ["kprobe", "eprobe", "uprobe", "tracepoint"]
 # test_least_privilege asserts doctor's choice of tp_btf and traces with it.
 MODULES = {"test_ebpf_core": EBPF_CORE, "test_ebpf_bcc": "ebpf-bcc", "test_ftrace": "ftrace",
-           "test_least_privilege": f"{EBPF_CORE}/tp_btf"}
+           "test_least_privilege": f"{EBPF_CORE}/tp_btf", "test_ebpf_raw_tp": f"{EBPF_CORE}/raw_tp"}
 GENERAL = "general"
 
 
