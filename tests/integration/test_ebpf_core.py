@@ -215,10 +215,40 @@ def test_fork_execv_untouched_argv_pages_come_out_complete(
              long_arg, b"tail-%d" % i) for i in range(40)}
     assert {k.argv for k in kids} == want
     assert all(k.filename == b"/bin/true" and k.argv_truncated for k in kids)
-    # The workload really hit the case: the callers' pages were out, so argv
-    # came from the new image and the filename from the tracepoint.
+    # The workload really hit the case: the callers' pages were out, so argv came from
+    # the new image and the filename from the kernel's copy, or where kernel reads are
+    # refused (lockdown=confidentiality) from the copy on the new image's stack.
+    name_from = Source.TRACEPOINT if caps.bpf.kernel_read is not False else Source.NEW_IMAGE  # type: ignore[attr-defined]
     sources = sorted({(str(k.filename_source), str(k.argv_source)) for k in kids})
-    assert sources == [(str(Source.TRACEPOINT), str(Source.NEW_IMAGE))], sources
+    assert sources == [(str(name_from), str(Source.NEW_IMAGE))], sources
+
+
+def test_without_kernel_reads_btf_walks_and_user_memory_give_every_field(
+        caps: object, cbin: Dict[str, str]) -> None:
+    """What lockdown=confidentiality leaves (no bpf_probe_read_kernel), run here: the parent
+    and the new image's argv by BTF walks, the filename from the new image's stack."""
+    from hybridtrace.backends.ebpf.core_stream import CoreStream
+
+    if _attach[0] != "tp_btf":
+        pytest.skip("only tp_btf programs walk BTF pointers instead of reading the kernel")
+    stream = CoreStream(TraceRequest(Kind.EXEC), "ring", attach="tp_btf", kernel_reads=False)
+    try:
+        parent = subprocess.Popen([cbin["forkexec"]], stdout=subprocess.DEVNULL)
+        parent.wait()
+        kids: List[ExecEvent] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(kids) < 40:
+            kids += [e for e in stream.poll(0.1)
+                     if isinstance(e, ExecEvent) and e.ppid == parent.pid]
+    finally:
+        stream.close()
+    assert len(kids) == 40
+    long_arg = LONG_ARG.encode()[:ARG_SIZE]
+    assert {k.argv for k in kids} == {
+        (b"/bin/true", b"slot-%d" % i, b"with space", b"untouched\nnewline %d" % i, long_arg,
+         b"tail-%d" % i) for i in range(40)}
+    assert all(k.filename == b"/bin/true" and k.filename_source is Source.NEW_IMAGE
+               and k.argv_source is Source.NEW_IMAGE for k in kids)
 
 
 # --- open ---------------------------------------------------------------------------------

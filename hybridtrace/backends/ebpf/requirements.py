@@ -52,8 +52,12 @@ def _core_fields(caps: Capabilities, kind: str, tier: str) -> Dict[str, str]:
     if kind != "exec" or caps.bpf.kernel_read is not False:
         return fields
     why = "bpf_probe_read_kernel is refused"
-    fields["filename"] = ("partial: from the caller's memory; None where it was not paged in"
-                          f" (the kernel's copy needs kernel reads: {why})")
+    if tier == "tp_btf":  # what the kernel put on the new image's stack stands in for its copy
+        fields["filename"] = ("complete (from the new image's stack where the caller's pages"
+                              " were out)")
+    else:
+        fields["filename"] = ("partial: from the caller's memory; None where it was not paged"
+                              f" in (the kernel's copy needs kernel reads: {why})")
     btf_task = tier == "tp_btf" and caps.kernel.version >= TASK_BTF_SINCE
     if not btf_task:
         fields["ppid"] = f"none: {why} and no BTF task walk here"

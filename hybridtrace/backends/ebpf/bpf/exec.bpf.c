@@ -207,11 +207,14 @@ static __always_inline bool new_argv_area(struct task_struct *btf_task, unsigned
 }
 
 /* sched_process_exec: ``kname`` is the kernel's copy of the filename, read only
- * where kernel reads are allowed; ``task`` the new image's task as a BTF
+ * where kernel reads are allowed; ``uname`` the copy the kernel has just put on the
+ * new image's stack (AT_EXECFN: the same bytes, and user memory, so readable where
+ * kernel reads are refused) or NULL; ``task`` the new image's task as a BTF
  * pointer (tp_btf) or NULL. */
 static __always_inline int exec_done(void *ctx, __u32 old_tid, const char *kname,
-				     struct task_struct *task)
+				     const char *uname, struct task_struct *task)
 {
+	__u8 source = HT_SRC_TRACEPOINT;
 	__u32 cpu = bpf_get_smp_processor_id(), flags = 0;
 	struct ht_exec *e = bpf_map_lookup_elem(&ht_execs, &old_tid);
 	bool pending = e != NULL, reread = true;
@@ -235,10 +238,14 @@ static __always_inline int exec_done(void *ctx, __u32 old_tid, const char *kname
 			goto out;
 		ht_fill_hdr(&e->h, HT_REC_EXEC);
 		e->syscall = sys;
-		if (kname && ht_cfg.kernel_reads)
+		if (kname && ht_cfg.kernel_reads) {
 			n = bpf_probe_read_kernel_str(e->data, HT_PATH_READ, kname);
+		} else if (uname) {
+			n = bpf_probe_read_user_str(e->data, HT_PATH_READ, uname);
+			source = HT_SRC_NEW_IMAGE;
+		}
 		e->name_len = n > 0 ? n : 0;
-		e->name_source = n > 0 ? HT_SRC_TRACEPOINT : HT_SRC_NONE;
+		e->name_source = n > 0 ? source : HT_SRC_NONE;
 		if (n <= 0)
 			e->h.flags |= HT_F_NAME_FAULT;
 	}
@@ -293,7 +300,7 @@ SEC("tracepoint/sched/sched_process_exec")
 int ht_exec_done(struct trace_event_raw_sched_process_exec *ctx)
 {
 	return exec_done(ctx, ctx->old_pid, (void *)ctx + (ctx->__data_loc_filename & 0xFFFF),
-			 NULL);
+			 NULL, NULL);
 }
 #else
 HT_SYS_ENTER(ht_exec_enter)
@@ -320,10 +327,10 @@ HT_SYS_EXIT(ht_exec_exit)
 HT_EXEC_DONE(ht_exec_done)
 {
 #ifdef HT_TP_BTF
-	return exec_done(ctx, old_pid, bprm->filename, p);
+	return exec_done(ctx, old_pid, bprm->filename, (const char *)bprm->exec, p);
 #else
 	/* Without BTF neither linux_binprm nor task_struct has a known layout. */
-	return exec_done(ctx, old_pid, NULL, NULL);
+	return exec_done(ctx, old_pid, NULL, NULL, NULL);
 #endif
 }
 #endif
