@@ -20,7 +20,7 @@ from hybridtrace.backends.base import BackendError, EventStream, StreamStats
 from hybridtrace.backends.ebpf import libbpf, records
 from hybridtrace.backends.ebpf.callback_readers import LibbpfRingReader, PerfReader
 from hybridtrace.backends.ebpf.loader import BpfObject, read_percpu_u64_sum
-from hybridtrace.backends.ebpf.requirements import TASK_BTF_SINCE
+from hybridtrace.backends.ebpf.requirements import CORE_TIERS, TASK_BTF_SINCE
 from hybridtrace.backends.ebpf.ringbuf import ORDERED_LOADS, RingReader, Scan, scanner
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
@@ -36,7 +36,6 @@ MIN_PERF_PAGES = {Kind.EXEC: 16, Kind.OPEN: 1}
 TRANSPORTS = ("ring", "ring-libbpf", "perf")
 NO_PREALLOC_SINCE = (6, 1, 0)
 PREALLOC_PENDING = 256  # execs in flight at once (~35 KB each, allocated at load)
-ATTACH_MODES = ("tracepoint", "tp_btf", "raw_tp")  # requirements.CORE_TIERS
 
 Decoded = Union[ExecEvent, OpenEvent]
 Reader = Union["RingReader[Decoded]", LibbpfRingReader, PerfReader]
@@ -96,8 +95,8 @@ class CoreStream:
                  kernel_reads: bool = True, prealloc_pending: bool = False) -> None:
         if transport not in TRANSPORTS:
             raise BackendError(f"unknown transport {transport!r}; one of {TRANSPORTS}")
-        if attach not in ATTACH_MODES:
-            raise BackendError(f"unknown attach mode {attach!r}; one of {ATTACH_MODES}")
+        if attach not in CORE_TIERS:
+            raise BackendError(f"unknown attach mode {attach!r}; one of {CORE_TIERS}")
         self._request = request
         self._transport = transport
         self._stats = StreamStats()
