@@ -27,6 +27,9 @@ def require_backend(name: str, why_unavailable: str = "") -> None:
     pytest.skip(message)
 
 
+# Wall-clock bounds in tests are for this host; a VM under TCG (tools/vm sets this) is slower.
+TIME_SCALE = float(os.environ.get("HYBRIDTRACE_TEST_TIME_SCALE", "1"))
+
 # Set by tools/test.sh for its run under tools/least_privilege.sh: not root, on purpose.
 LEAST_PRIVILEGE = os.environ.get("HYBRIDTRACE_LEAST_PRIVILEGE") == "1"
 

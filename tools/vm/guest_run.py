@@ -110,6 +110,7 @@ def main(config_path: str) -> int:
     py = sys.executable
     env = {k: v for k, v in os.environ.items() if k != "HYBRIDTRACE_REQUIRE_BACKENDS"}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["HYBRIDTRACE_TEST_TIME_SCALE"] = "5"  # TCG: tests' wall-clock bounds stretch
     # This checkout's package, not whatever the venv's editable install points at.
     env["PYTHONPATH"] = repo
     if config.get("require"):  # the CI entry: a skip of these backends is a failure

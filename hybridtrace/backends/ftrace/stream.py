@@ -208,8 +208,13 @@ class FtraceStream:
         self.description = f"ftrace/{tier} ({'; '.join(notes)})"
         self._captured = 0
         self._lost = 0
+        # What the kernel reports once configured (6.1 shows 8195 for 8192): the size
+        # tampering is judged against, never a value it would round again.
         self._buffer_kb = buffer_kb
+        self._buffer_setting = _setting(self._res.instance, "buffer_size_kb")
         self._stopped = False
+        if self._res.reaper is not None:
+            self._res.reaper.wait_ready()  # a kill from now on is seen at once
         self._next_check = 0.0
 
     def _open(self, caps: Capabilities, path: str, buffer_kb: int) -> None:
@@ -410,9 +415,10 @@ class FtraceStream:
             changed.append("tracing_on was switched off")
             inst.set_option("tracing_on", "1")
         size = _setting(inst, "buffer_size_kb")
-        if size != str(self._buffer_kb):
+        if self._buffer_setting is not None and size != self._buffer_setting:
             changed.append(f"buffer_size_kb was changed to {size}")
-            inst.set_option("buffer_size_kb", str(self._buffer_kb))
+            inst.set_option("buffer_size_kb", str(self._buffer_kb))  # as configured
+            self._buffer_setting = _setting(inst, "buffer_size_kb")
         if not changed:
             return []
         self._correlator.gap(-INF, time.monotonic_ns())  # records may be missing: before now
