@@ -15,13 +15,11 @@ terminal's Ctrl-C reaches only the tracer; it exits as soon as the pipe closes.
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import sys
 from typing import List, Optional
 
 BYE = b"bye\n"
-READY = b"ready\n"
 
 
 class Reaper:
@@ -30,18 +28,8 @@ class Reaper:
     def __init__(self, tracefs_path: str) -> None:
         self._proc: Optional[subprocess.Popen[bytes]] = subprocess.Popen(
             [sys.executable, "-m", __name__, str(os.getpid()), tracefs_path],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True)
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until the watcher is reading (its start-up overlaps the session's own)."""
-        proc = self._proc
-        if proc is None or proc.stdout is None:
-            return
-        ready, _, _ = select.select([proc.stdout], [], [], timeout)
-        if ready:
-            proc.stdout.read(len(READY))
-        proc.stdout.close()
 
     @property
     def pid(self) -> Optional[int]:
@@ -68,8 +56,6 @@ def watch(owner: int, path: str) -> List[str]:
     """Block until the owner's end of the pipe closes; clean up unless it said goodbye."""
     from hybridtrace.backends.ftrace.cleanup import remove_stale  # now, not when it is urgent
 
-    os.write(1, READY)  # the session waits for this: from here a kill is seen at once
-    os.close(1)
     said = b""
     while True:
         chunk = os.read(0, 64)

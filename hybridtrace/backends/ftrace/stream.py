@@ -213,8 +213,6 @@ class FtraceStream:
         self._buffer_kb = buffer_kb
         self._buffer_setting = _setting(self._res.instance, "buffer_size_kb")
         self._stopped = False
-        if self._res.reaper is not None:
-            self._res.reaper.wait_ready()  # a kill from now on is seen at once
         self._next_check = 0.0
 
     def _open(self, caps: Capabilities, path: str, buffer_kb: int) -> None:
