@@ -43,7 +43,8 @@ def tracers() -> List[Tuple[str, List[str], Dict[str, str]]]:
     for name, options in OURS:
         env = {"HYBRIDTRACE_BCC_HEADERS": headers} if headers and name == "ebpf-bcc" else {}
         out.append((f"hybridtrace {name}", [cli, "opensnoop", "--json", "-Q", *options], env))
-    out.append(("libbpf-tools", [LIBBPF_TOOLS["open"]], {}))
+    # Its stdio buffers a pipe: line buffering shows its header (readiness) at once.
+    out.append(("libbpf-tools", ["stdbuf", "-oL", LIBBPF_TOOLS["open"]], {}))
     return out
 
 

@@ -39,7 +39,8 @@ def tracers() -> List[Tuple[str, List[str]]]:
         for attach in ("tracepoint", "tp_btf"):
             out.append((f"hybridtrace ebpf-core/{attach} {snoop}",
                         [cli, snoop, "-Q", "--backend", "ebpf-core", "--ebpf-attach", attach]))
-        out.append((f"libbpf-tools {snoop}", [LIBBPF_TOOLS[kind]]))
+        # Its stdio buffers a pipe: line buffering shows its header (readiness) at once.
+        out.append((f"libbpf-tools {snoop}", ["stdbuf", "-oL", LIBBPF_TOOLS[kind]]))
     return out
 
 
