@@ -128,7 +128,7 @@ class Session:
     def drain(self, grace: float = 2.0) -> List[Event]:
         """Stop recording and return what the kernel still holds, within ``grace`` seconds.
 
-        Streams that implement backends.base.Drainable stop the kernel recording first.
+        The stream stops the kernel recording first (EventStream.stop).
         Whatever cannot be read in time is returned as a LostEvent, so captured +
         lost still accounts for every event recorded while the session ran.
         """
@@ -136,9 +136,7 @@ class Session:
             stream = self._stream
             if stream is None:
                 return []
-            stop = getattr(stream, "stop", None)
-            if stop is not None:
-                stop()
+            stream.stop()
             out: List[Event] = []
             deadline = time.monotonic() + grace
             while time.monotonic() < deadline:
@@ -146,14 +144,12 @@ class Session:
                 if not batch:
                     break
                 out += batch
-            unread = getattr(stream, "unread", None)
-            left = unread() if unread is not None else 0
-            if left > 0:
-                exact = bool(getattr(stream, "unread_exact", True))
-                self._lost += left
-                self._lost_exact = self._lost_exact and exact
-                out.append(LostEvent(time.monotonic_ns(), left, "unread when the session ended",
-                                     exact=exact))
+            left = stream.unread()
+            if left.count > 0:
+                self._lost += left.count
+                self._lost_exact = self._lost_exact and left.exact
+                out.append(LostEvent(time.monotonic_ns(), left.count,
+                                     "unread when the session ended", exact=left.exact))
             return out
 
     def close(self) -> None:

@@ -44,7 +44,7 @@ class ExecEvent:
     argv_truncated: bool = False
     filename_source: Optional[Source] = None
     argv_source: Optional[Source] = None
-    syscall: str = "execve"
+    syscall: Optional[str] = "execve"  # None: a record naming a syscall we do not know
 
     @property
     def failed(self) -> bool:
@@ -71,7 +71,7 @@ class OpenEvent:
     fd: Optional[int]
     errno: Optional[int]
     path_source: Optional[Source] = None
-    syscall: str = "openat"
+    syscall: Optional[str] = "openat"
     dfd: Optional[int] = None
     path_truncated: bool = False
 

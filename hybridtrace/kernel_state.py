@@ -19,11 +19,10 @@ from typing import Dict, List, Optional, Set, Tuple
 import attrs
 
 from hybridtrace import tracefs
+from hybridtrace.vocabulary import owner_of
 
-PREFIX = "hybridtrace_"
 # Every file a dynamic event can be listed in (dynamic_events repeats the others).
 PROBE_FILES = ("uprobe_events", "kprobe_events", "dynamic_events")
-_OWNED = re.compile(r"^hybridtrace_(\d+)_\w+$")
 # "p:GROUP/EVENT ...", "r10:GROUP/EVENT ...", "e:GROUP/EVENT ..."
 _PROBE_LINE = re.compile(r"^[a-z]\w*:(?P<group>[^/\s]+)/(?P<event>\S+)")
 # The key naming what a BPF fd is, most specific first (a link's fdinfo has prog_id too).
@@ -40,12 +39,6 @@ class Item:
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name}" + (f" ({self.where})" if self.where else "")
-
-
-def owner_of(name: str) -> Optional[int]:
-    """The pid in one of our names (instance or event group); None if not ours."""
-    match = _OWNED.match(name)
-    return int(match.group(1)) if match else None
 
 
 def _ours(name: str, owner: Optional[int]) -> bool:

@@ -7,10 +7,11 @@ from typing import Dict, List, Optional, Tuple
 import attrs
 
 from hybridtrace.backends.base import Assessment, BackendError
-from hybridtrace.backends.ebpf.requirements import CORE_TIERS, assess_bcc, assess_core
-from hybridtrace.backends.ftrace.requirements import TIERS, assess_all
+from hybridtrace.backends.ebpf.requirements import assess_bcc, assess_core
+from hybridtrace.backends.ftrace.requirements import assess_all
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.errors import RequestError
+from hybridtrace.vocabulary import CORE_ATTACH_MODES, FTRACE_TIERS
 
 CHOICES: Tuple[str, ...] = ("auto", "ebpf", "ebpf-core", "ebpf-bcc", "ftrace")
 KINDS: Tuple[str, ...] = ("exec", "open")
@@ -36,7 +37,7 @@ class Decision:
     tier_request: Optional[str]
     candidates: List[Assessment]
     chosen: Optional[Assessment]
-    attach_request: Optional[str] = None  # ebpf-core: one of CORE_TIERS; None = best
+    attach_request: Optional[str] = None  # ebpf-core: one of CORE_ATTACH_MODES; None = best
     # Label -> why that usable candidate failed to open (the API's fallbacks).
     open_failures: Dict[str, str] = attrs.field(factory=dict)
 
@@ -111,17 +112,18 @@ def check_choice(kind: str, choice: str, tier: Optional[str],
             f"unknown backend {choice!r}: expected one of {', '.join(CHOICES)}"
         )
     if tier is not None:
-        if tier not in TIERS:
+        if tier not in FTRACE_TIERS:
             raise RequestError(
-                f"unknown ftrace tier {tier!r}: expected one of {', '.join(TIERS)}"
+                f"unknown ftrace tier {tier!r}: expected one of {', '.join(FTRACE_TIERS)}"
             )
         if choice not in ("auto", "ftrace"):
             raise RequestError("--tier applies to the ftrace backend only")
         choice = "ftrace"
     if attach is not None:
-        if attach not in CORE_TIERS:
+        if attach not in CORE_ATTACH_MODES:
             raise RequestError(
-                f"unknown eBPF attach mode {attach!r}: expected one of {', '.join(CORE_TIERS)}"
+                f"unknown eBPF attach mode {attach!r}:"
+                f" expected one of {', '.join(CORE_ATTACH_MODES)}"
             )
         if choice not in ("auto", "ebpf", "ebpf-core"):
             raise RequestError("--ebpf-attach applies to the ebpf-core backend only")

@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import hybridtrace
 from hybridtrace import tracefs
+from hybridtrace.vocabulary import owner_of
 
 FTRACE_TIERS = ("uprobe", "eprobe", "kprobe")  # tiers that add a probe group
 
@@ -62,8 +63,7 @@ def record(out: str) -> int:
         for name in ("uprobe_events", "kprobe_events", "dynamic_events", "set_event"):
             _copy(os.path.join(path, name), os.path.join(out, name))
         inst_dir = os.path.join(path, "instances")
-        mine = f"hybridtrace_{os.getpid()}_"
-        names = sorted(n for n in os.listdir(inst_dir) if n.startswith(mine))
+        names = sorted(n for n in os.listdir(inst_dir) if owner_of(n) == os.getpid())
         for name in names[:1]:
             _copy(os.path.join(inst_dir, name, "set_event"),
                   os.path.join(out, "instance_set_event"))
@@ -76,7 +76,7 @@ def record(out: str) -> int:
             # Only the kernel's own labels matter; a file's path would be noise.
             fds[fd] = target if target.startswith("anon_inode:") else "(not anonymous)"
             _copy(f"/proc/self/fdinfo/{fd}", os.path.join(out, "fdinfo", fd))
-    leftover: List[str] = [n for n in os.listdir(inst_dir) if n.startswith(mine)]
+    leftover: List[str] = [n for n in os.listdir(inst_dir) if owner_of(n) == os.getpid()]
     manifest = {
         "recorded": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ"),
         "kernel": platform.release(),

@@ -44,6 +44,7 @@ from hybridtrace import tracefs
 from hybridtrace.backends.ftrace.instance import read_file as read_text
 from hybridtrace.backends.ftrace.instance import write_file
 from hybridtrace.elf import find_symbols
+from hybridtrace.vocabulary import owned_name
 
 WORKLOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "trace_pipe_workload.py")
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -74,7 +75,7 @@ class Recorder:
 
     def __init__(self, out_dir: str) -> None:
         self.pid = os.getpid()
-        self.group = f"hybridtrace_{self.pid}_record"
+        self.group = owned_name("record")
         self.out_dir = out_dir
         self.undo: List[Tuple[str, Callable[[], None]]] = []
         self.notes: List[str] = []

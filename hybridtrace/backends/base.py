@@ -44,6 +44,15 @@ class Assessment:
         return self.backend if self.tier is None else f"{self.backend}/{self.tier}"
 
 
+@attrs.frozen(slots=True)
+class Unread:
+    """What the kernel still held when a session ended: ``count`` events, or at
+    most ``count`` when not ``exact`` (a buffer that counts records, not events)."""
+
+    count: int = 0
+    exact: bool = True
+
+
 @attrs.define
 class StreamStats:
     captured: int = 0
@@ -57,6 +66,11 @@ class EventStream(Protocol):
     seconds (None blocks until something arrives); a LostEvent is returned as
     soon as a loss is known. ``close`` is idempotent and removes every kernel
     resource the stream created.
+
+    Ending without losing anything silently (Session.drain): ``stop`` keeps
+    the kernel from recording new events while what it holds stays readable;
+    after draining, ``unread`` says what the kernel still holds for us, which
+    is reported as lost.
     """
 
     description: str
@@ -65,16 +79,8 @@ class EventStream(Protocol):
 
     def stats(self) -> StreamStats: ...
 
-    def close(self) -> None: ...
-
-
-class Drainable(Protocol):
-    """A stream that can stop recording yet stay readable, so an ending loses nothing silently.
-
-    ``stop`` keeps the kernel from recording new events; ``unread`` counts what the
-    kernel still holds for us (called after draining: it is reported as lost).
-    """
-
     def stop(self) -> None: ...
 
-    def unread(self) -> int: ...
+    def unread(self) -> Unread: ...
+
+    def close(self) -> None: ...

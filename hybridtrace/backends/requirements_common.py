@@ -7,27 +7,17 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import List, Tuple
+from typing import List
 
 from hybridtrace.backends.base import Reason
 from hybridtrace.capabilities.model import Capabilities
-
-EXEC_TRACEPOINTS: Tuple[str, ...] = (
-    "sched/sched_process_exec",
-    "syscalls/sys_enter_execve",
-    "syscalls/sys_exit_execve",
-)
-OPEN_TRACEPOINTS: Tuple[str, ...] = ("syscalls/sys_enter_openat", "syscalls/sys_exit_openat")
+from hybridtrace.vocabulary import required_tracepoints
 
 LOCKDOWN_REMEDY = "boot with lockdown=integrity or none (or disable Secure Boot enforcement)"
 PRIVILEGE_REMEDY = (
     "run as root, or grant CAP_BPF and CAP_PERFMON (kernel 5.8+) or CAP_SYS_ADMIN"
     " (containers: --cap-add BPF --cap-add PERFMON, or --privileged)"
 )
-
-
-def tracepoints_for(kind: str) -> Tuple[str, ...]:
-    return EXEC_TRACEPOINTS if kind == "exec" else OPEN_TRACEPOINTS
 
 
 def bpf_reasons(caps: Capabilities) -> List[Reason]:
@@ -129,7 +119,7 @@ def tracefs_reasons(caps: Capabilities, kind: str, purpose: str) -> List[Reason]
             )
         )
     if tfs.tracepoints:
-        missing = [tp for tp in tracepoints_for(kind) if not tfs.tracepoints.get(tp)]
+        missing = [tp for tp in required_tracepoints(kind) if not tfs.tracepoints.get(tp)]
         if missing:
             out.append(
                 Reason(

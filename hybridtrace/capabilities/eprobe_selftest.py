@@ -18,6 +18,8 @@ from typing import Optional
 
 import attrs
 
+from hybridtrace.vocabulary import owned_name
+
 SOURCE = "syscalls.sys_enter_openat"
 
 
@@ -87,8 +89,8 @@ def eprobe_reads_strings(tracefs: str) -> Optional[bool]:
 def run(tracefs: str) -> Optional[SelfTest]:
     """Run the test; None when it could not (no eprobes, no openat event, denied)."""
     pid = os.getpid()
-    group, name = f"hybridtrace_{pid}_doctor", "ht_selftest"
-    instance = os.path.join(tracefs, "instances", f"hybridtrace_{pid}_selftest")
+    group, name = owned_name("doctor"), "ht_selftest"
+    instance = os.path.join(tracefs, "instances", owned_name("selftest"))
     marker = f"/nonexistent/hybridtrace-eprobe-selftest-{pid}"
     try:
         _write(os.path.join(tracefs, "dynamic_events"),

@@ -23,6 +23,7 @@ from hybridtrace.capabilities.bpf_probes import (
 from hybridtrace.capabilities.engines import find_bcc, load_libbpf
 from hybridtrace.capabilities.eprobe_selftest import eprobe_reads_strings, remove_instance
 from hybridtrace.capabilities.model import Bcc, Library
+from hybridtrace.vocabulary import owned_name
 
 
 class Live(Protocol):
@@ -128,7 +129,7 @@ def instance_files_writable(path: str) -> bool:
     instances = os.path.join(path, "instances")
     if not os.path.isdir(instances):
         return True  # nothing to try; opening a session will tell
-    trial = os.path.join(instances, f"hybridtrace_{os.getpid()}_doctor")
+    trial = os.path.join(instances, owned_name("doctor"))
     try:
         os.mkdir(trial)
     except FileExistsError:

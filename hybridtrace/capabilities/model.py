@@ -16,22 +16,6 @@ CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
 
-TRACEPOINTS = (
-    "syscalls/sys_enter_execve",
-    "syscalls/sys_exit_execve",
-    "syscalls/sys_enter_execveat",
-    "syscalls/sys_exit_execveat",
-    "syscalls/sys_enter_open",
-    "syscalls/sys_exit_open",
-    "syscalls/sys_enter_openat",
-    "syscalls/sys_exit_openat",
-    "syscalls/sys_enter_openat2",
-    "syscalls/sys_exit_openat2",
-    "syscalls/sys_enter_creat",
-    "syscalls/sys_exit_creat",
-    "sched/sched_process_exec",
-    "sched/sched_process_fork",
-)
 
 KCONFIG_ITEMS = (
     "CONFIG_KPROBES",
@@ -127,7 +111,7 @@ class Tracefs:
     eprobes: Optional[bool]  # "e[:[snap-group/]snap-event]" in the README
     fetch_types: Tuple[str, ...]  # e.g. ("string", "ustring", ...)
     user_deref: Optional[bool]  # "+u" fetcharg offset (5.3+)
-    tracepoints: Dict[str, bool]  # TRACEPOINTS name -> present; empty when unreadable
+    tracepoints: Dict[str, bool]  # vocabulary.TRACEPOINTS name -> present; empty when unreadable
     trace_clocks: Tuple[str, ...]
     # A throwaway eprobe read a syscall's string argument (eprobe_selftest);
     # None when not tried (no eprobes, tracefs not writable) or inconclusive.

@@ -11,7 +11,8 @@ import re
 from typing import Dict, List, Optional, Tuple
 
 from hybridtrace.capabilities.files import Tree
-from hybridtrace.capabilities.model import TRACEPOINTS, KernelConfig, Tracefs
+from hybridtrace.capabilities.model import KernelConfig, Tracefs
+from hybridtrace.vocabulary import TRACEPOINTS
 
 LOCATIONS = (("/sys/kernel/tracing", "tracefs"), ("/sys/kernel/debug/tracing", "debugfs"))
 

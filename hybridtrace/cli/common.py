@@ -15,14 +15,13 @@ from typing import Any, Callable, Iterable, List, Optional, Pattern
 
 from hybridtrace.api import Session, StartError, trace
 from hybridtrace.backends.base import BackendError
-from hybridtrace.backends.ebpf.requirements import CORE_TIERS
-from hybridtrace.backends.ftrace.requirements import TIERS
 from hybridtrace.errors import RequestError
 from hybridtrace.events import Event, LostEvent
 from hybridtrace.output.columns import lost_line
 from hybridtrace.output.escape import escape_bytes
-from hybridtrace.output.jsonl import event_to_json
+from hybridtrace.output.jsonl import EVENT_SCHEMA, event_to_json
 from hybridtrace.selector import CHOICES
+from hybridtrace.vocabulary import CORE_ATTACH_MODES, FTRACE_TIERS
 
 PROG = "hybridtrace"
 
@@ -64,14 +63,14 @@ def fail(message: str, status: int = 2) -> int:
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=CHOICES, default="auto",
                         help="auto (default) picks the best this kernel allows")
-    parser.add_argument("--tier", choices=TIERS,
+    parser.add_argument("--tier", choices=FTRACE_TIERS,
                         help="force one ftrace tier (implies --backend ftrace)")
-    parser.add_argument("--ebpf-attach", choices=CORE_TIERS,
+    parser.add_argument("--ebpf-attach", choices=CORE_ATTACH_MODES,
                         help="force how ebpf-core attaches (implies --backend ebpf-core):"
                         " tracepoint (classic, needs a mounted tracefs), tp_btf (raw"
                         " tracepoints by BTF name, no tracefs) or raw_tp (no BTF either)")
     parser.add_argument("--json", action="store_true",
-                        help="JSON Lines, one event per line (schema hybridtrace.event/2)")
+                        help=f"JSON Lines, one event per line (schema {EVENT_SCHEMA})")
     parser.add_argument("-Q", "--quiet", action="store_true",
                         help="no start line and no summary on stderr")
     parser.add_argument("-d", "--duration", type=positive_float, metavar="SECONDS",

@@ -14,10 +14,10 @@ from hybridtrace.capabilities.model import (
     CAP_BPF,
     CAP_PERFMON,
     CAP_SYS_ADMIN,
-    TRACEPOINTS,
     Capabilities,
 )
 from hybridtrace.selector import KINDS, Decision, decide
+from hybridtrace.vocabulary import FTRACE_TIER_STRINGS, TRACEPOINTS
 
 # kernel/bpf/syscall.c: what unprivileged_bpf_disabled means.
 _UBD_MEANING: Dict[Optional[int], str] = {
@@ -107,7 +107,7 @@ def _eprobe_strings_check(eprobes: Optional[bool], reads: Optional[bool]) -> Che
     else:
         value = _yes_no(reads, "yes", "no (the test eprobe read a fault)")
     return Check("eprobe_strings", "eprobe strings", value, reads,
-                 "ftrace tier 2 needs it for paths: a test eprobe on sys_enter_openat"
+                 "ftrace/eprobe needs it for paths: a test eprobe on sys_enter_openat"
                  " watched us open a marker path", {"reads_strings": reads})
 
 
@@ -191,11 +191,11 @@ def _checks(caps: Capabilities) -> List[Check]:
          "writable": tfs.writable}))
     for cid, title, value, option, why in (
         ("kprobes", "kprobes", tfs.kprobe_events, "CONFIG_KPROBE_EVENTS",
-         "ftrace tier 1: strings read at syscall entry"),
+         f"ftrace/kprobe: {FTRACE_TIER_STRINGS['kprobe']}"),
         ("eprobes", "eprobes", tfs.eprobes, "CONFIG_EPROBE_EVENTS",
-         "ftrace tier 2: strings from syscall tracepoints"),
+         f"ftrace/eprobe: {FTRACE_TIER_STRINGS['eprobe']}"),
         ("uprobes", "uprobes", tfs.uprobe_events, "CONFIG_UPROBE_EVENTS",
-         "ftrace tier 3: strings from C library probes"),
+         f"ftrace/uprobe: {FTRACE_TIER_STRINGS['uprobe']}"),
     ):
         configured = cfg.enabled(option)
         if cid == "eprobes" and cfg.items.get(option) is None and k.version >= (5, 15, 0):
@@ -234,7 +234,7 @@ def _checks(caps: Capabilities) -> List[Check]:
     checks.append(Check(
         "libc", "C libraries",
         ", ".join(f"{lib.path} ({lib.version or '?'})" for lib in caps.c_libraries) or "none",
-        bool(caps.c_libraries), "ftrace tier 3 puts uprobes on them",
+        bool(caps.c_libraries), "ftrace/uprobe puts uprobes on them",
         {"libraries": [{"path": lib.path, "version": lib.version} for lib in caps.c_libraries]}))
     cont = caps.container
     checks.append(Check(

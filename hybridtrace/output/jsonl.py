@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Optional, Union
 
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
 
-EVENT_SCHEMA = "hybridtrace.event/2"
+EVENT_SCHEMA = "hybridtrace.event/3"
 
 JsonBytes = Union[str, Dict[str, str], None]
 

@@ -29,10 +29,11 @@ from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
 from hybridtrace.request import Filters, Kind, TraceRequest
 from hybridtrace.selector import decide
+from hybridtrace.vocabulary import FTRACE_TIERS
 from tests.conftest import TIME_SCALE, require_backend
 from tests.integration.conftest import leftovers
 
-TIERS = ["kprobe", "eprobe", "uprobe", "tracepoint"]
+TIERS = list(FTRACE_TIERS)
 EXACT = {"kprobe", "eprobe", "uprobe"}  # strings read at the call, not from /proc
 HOSTILE = [b"with space", b"quote\"'s", b"new\nline", b"\xff\xfe not utf-8", b"\x1b[31mred",
            b'k=v s="x"', b"-12345 [000] ....  1.0: sys_openat -> 0x3"]

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import attrs
 import pytest
 
+from hybridtrace import vocabulary
 from hybridtrace.backends.base import BackendError
 from hybridtrace.backends.ebpf.bcc import bcc_import, bcc_program, bcc_records, headers
 from hybridtrace.backends.ebpf.bcc.btf_offsets import Btf, BtfError
@@ -220,7 +221,7 @@ def test_cflags_compile_filters_and_features_in() -> None:
 def test_program_text_has_every_tracepoint_it_attaches() -> None:
     for kind in Kind:
         text = bcc_program.source(kind)
-        for tp in bcc_program.REQUIRED_TRACEPOINTS[kind] + list(
+        for tp in list(vocabulary.required_tracepoints(kind.value)) + list(
                 bcc_program.OPTIONAL_TRACEPOINTS[kind].values()):
             category, event = tp.split("/")
             assert f"TRACEPOINT_PROBE({category}, {event})" in text
@@ -257,8 +258,9 @@ def test_headers_lookup(tmp_path: os.PathLike[str]) -> None:
     with pytest.raises(headers.HeadersError, match=r"linux-headers-6\.18\.0"):
         headers.locate("6.18.0", None, False, {})
     broken = make_tree(os.path.join(base, "x"), None, complete=False)
-    with pytest.raises(headers.HeadersError, match="fetch_bcc_headers"):
+    with pytest.raises(headers.HeadersError, match="linux-headers-R-common") as info:
         headers.locate("6.18.0", None, False, {headers.ENV_VAR: broken})
+    assert "tools/" not in str(info.value)  # a user of the wheel has no repository
 
 
 def test_assessment_with_borrowed_headers(tmp_path: os.PathLike[str],

@@ -23,7 +23,7 @@ import pytest
 
 import hybridtrace
 from hybridtrace import api
-from hybridtrace.backends.base import Assessment, BackendError, StreamStats
+from hybridtrace.backends.base import Assessment, BackendError, StreamStats, Unread
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.cli.common import OutputError, run_session, write_batch
 from hybridtrace.events import Event, ExecEvent
@@ -163,6 +163,12 @@ class FakeStream:
 
     def stats(self) -> StreamStats:
         return StreamStats(self.count, 0)
+
+    def stop(self) -> None:
+        pass
+
+    def unread(self) -> Unread:
+        return Unread()
 
     def close(self) -> None:
         if self.polling:

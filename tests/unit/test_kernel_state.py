@@ -15,6 +15,7 @@ from typing import Any, Dict
 import pytest
 
 from hybridtrace import kernel_state
+from hybridtrace.vocabulary import owner_of
 
 RECORDINGS = Path(__file__).resolve().parents[1] / "fixtures" / "kernel_state"
 NAMES = sorted(p.name for p in RECORDINGS.iterdir() if (p / "manifest.json").exists())
@@ -85,7 +86,7 @@ def test_probe_lines_name_the_recording_process(rec: Path) -> None:
     text = (rec / "dynamic_events").read_text()
     parsed = kernel_state.parse_probes(text)
     assert len(parsed) == len([line for line in text.splitlines() if line.strip()])
-    assert parsed and {kernel_state.owner_of(g) for g, _e in parsed} == {pid}
+    assert parsed and {owner_of(g) for g, _e in parsed} == {pid}
     # uprobes show in both files, in the same order
     assert kernel_state.parse_probes((rec / "uprobe_events").read_text()) == parsed
 
@@ -113,9 +114,9 @@ def test_instances_are_ours_by_name_and_owner(rec: Path, tmp_path: Path) -> None
 def test_enabled_events_of_the_instance_are_its_probes(rec: Path) -> None:
     pid = manifest(rec)["pid"]
     pairs = kernel_state.parse_enabled((rec / "instance_set_event").read_text())
-    ours = {(g, e) for g, e in pairs if kernel_state.owner_of(g) == pid}
+    ours = {(g, e) for g, e in pairs if owner_of(g) == pid}
     assert ours == set(kernel_state.parse_probes((rec / "dynamic_events").read_text()))
-    others = {g for g, _e in pairs if kernel_state.owner_of(g) is None}
+    others = {g for g, _e in pairs if owner_of(g) is None}
     assert "syscalls" in others
 
 
@@ -141,7 +142,7 @@ def test_leftovers_cover_tracefs_and_bpf(rec: Path, tmp_path: Path) -> None:
     ("hybridtrace_12", None), ("syscalls", None), ("xhybridtrace_1_0", None),
 ])
 def test_owner_of(name: str, owner: object) -> None:
-    assert kernel_state.owner_of(name) == owner
+    assert owner_of(name) == owner
 
 
 def test_parsers_skip_what_is_not_theirs() -> None:

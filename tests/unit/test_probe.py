@@ -13,9 +13,10 @@ import pytest
 from hybridtrace.capabilities import probe
 from hybridtrace.capabilities.files import Tree
 from hybridtrace.capabilities.live import RecordedLive, SystemLive
-from hybridtrace.capabilities.model import TRACEPOINTS, Bcc, Library
+from hybridtrace.capabilities.model import Bcc, Library
 from hybridtrace.doctor import build_report
 from hybridtrace.doctor.render_json import report_to_dict
+from hybridtrace.vocabulary import TRACEPOINTS
 from tests.unit.kernel_trees import (
     hermetic_env,
     probe_tree,

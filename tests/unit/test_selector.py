@@ -155,7 +155,7 @@ def test_why_names_the_better_candidates_that_were_skipped() -> None:
 
 
 @pytest.mark.parametrize(("name", "choice", "missing", "remedy"), [
-    ("host-6.18-root", "ebpf-bcc", "no kernel headers", "apt-get install linux-headers-"),
+    ("host-6.18-root", "ebpf-bcc", "no kernel headers", "Debian/Ubuntu: linux-headers-"),
     ("host-6.18-nobody", "ebpf", "bpf() denied (EPERM)", "CAP_BPF and CAP_PERFMON"),
     ("derived-container-no-caps", "ftrace", "tracefs is not mounted", "mount -t tracefs"),
     ("derived-lockdown-confidentiality", "ebpf-bcc", "lockdown=confidentiality",

@@ -1,4 +1,4 @@
-"""Parse hybridtrace's ``--json`` output (schema hybridtrace.event/2)."""
+"""Parse hybridtrace's ``--json`` output (schema hybridtrace.event/3)."""
 
 from __future__ import annotations
 

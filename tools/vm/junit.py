@@ -6,16 +6,16 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any, Dict, List, Optional
 
-from hybridtrace.backends.ebpf.requirements import CORE_TIERS
+from hybridtrace.vocabulary import CORE_ATTACH_MODES, FTRACE_TIERS
 
 # ebpf-core's attach modes are each their own candidate (and column): classic
 # tracepoints (tracefs ids), raw tracepoints by BTF name (tp_btf, no tracefs) and
 # raw tracepoints without BTF (raw_tp).
 EBPF_CORE = "ebpf-core"
-EBPF_ATTACH = list(CORE_TIERS)
+EBPF_ATTACH = list(CORE_ATTACH_MODES)
 LABELS = [*(f"{EBPF_CORE}/{mode}" for mode in EBPF_ATTACH), "ebpf-bcc", "ftrace/kprobe",
           "ftrace/eprobe", "ftrace/uprobe", "ftrace/tracepoint"]
-TIERS = ["kprobe", "eprobe", "uprobe", "tracepoint"]
+TIERS = list(FTRACE_TIERS)
 # test_least_privilege asserts doctor's choice of tp_btf and traces with it.
 MODULES = {"test_ebpf_core": EBPF_CORE, "test_ebpf_bcc": "ebpf-bcc", "test_ftrace": "ftrace",
            "test_least_privilege": f"{EBPF_CORE}/tp_btf", "test_ebpf_raw_tp": f"{EBPF_CORE}/raw_tp"}

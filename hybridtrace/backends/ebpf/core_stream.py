@@ -16,21 +16,18 @@ import weakref
 from typing import Callable, List, Optional, Sequence, Union
 
 from hybridtrace import tracefs
-from hybridtrace.backends.base import BackendError, EventStream, StreamStats
+from hybridtrace.backends.base import BackendError, EventStream, StreamStats, Unread
 from hybridtrace.backends.ebpf import libbpf, records
 from hybridtrace.backends.ebpf.callback_readers import LibbpfRingReader, PerfReader
 from hybridtrace.backends.ebpf.loader import BpfObject, read_percpu_u64_sum
-from hybridtrace.backends.ebpf.requirements import CORE_TIERS, TASK_BTF_SINCE
+from hybridtrace.backends.ebpf.requirements import TASK_BTF_SINCE
 from hybridtrace.backends.ebpf.ringbuf import ORDERED_LOADS, RingReader, Scan, scanner
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
 from hybridtrace.request import Kind, TraceRequest
+from hybridtrace.vocabulary import CORE_ATTACH_MODES, required_tracepoints
 
 DEFAULT_BUFFER_SIZE = 8 << 20
-REQUIRED = {
-    Kind.EXEC: ("sched/sched_process_exec",),
-    Kind.OPEN: ("syscalls/sys_enter_openat", "syscalls/sys_exit_openat"),
-}
 # Biggest record (struct ht_exec) must fit a per-CPU perf buffer.
 MIN_PERF_PAGES = {Kind.EXEC: 16, Kind.OPEN: 1}
 TRANSPORTS = ("ring", "ring-libbpf", "perf")
@@ -95,8 +92,8 @@ class CoreStream:
                  kernel_reads: bool = True, prealloc_pending: bool = False) -> None:
         if transport not in TRANSPORTS:
             raise BackendError(f"unknown transport {transport!r}; one of {TRANSPORTS}")
-        if attach not in CORE_TIERS:
-            raise BackendError(f"unknown attach mode {attach!r}; one of {CORE_TIERS}")
+        if attach not in CORE_ATTACH_MODES:
+            raise BackendError(f"unknown attach mode {attach!r}; one of {CORE_ATTACH_MODES}")
         self._request = request
         self._transport = transport
         self._stats = StreamStats()
@@ -148,7 +145,7 @@ class CoreStream:
         if path is None:
             raise BackendError("tracefs is not mounted, and classic tracepoints need it"
                                " (attach mode tp_btf does not)")
-        for tp in REQUIRED[self._request.kind]:
+        for tp in required_tracepoints(self._request.kind.value):
             if not os.path.isdir(os.path.join(path, "events", tp)):
                 raise BackendError(f"tracepoint {tp} is missing from this kernel")
         return path
@@ -201,6 +198,18 @@ class CoreStream:
 
     def stats(self) -> StreamStats:
         return StreamStats(self._stats.captured, self._stats.lost)
+
+    def stop(self) -> None:
+        """Detach the programs: nothing new is recorded, the ring stays readable."""
+        if self._obj is not None:
+            self._obj.detach()
+
+    def unread(self) -> Unread:
+        # The ring (or perf buffer) is the only place the kernel holds our
+        # events, and once stop() detached the programs nothing refills it:
+        # Session.drain reads it empty (a few MB, read at over 100k records/s)
+        # well inside its grace.
+        return Unread()
 
     def close(self) -> None:
         reader, self._reader = self._reader, None

@@ -120,10 +120,14 @@ class BpfObject:
             raise BackendError(f"map {name} has no fd")
         return fd
 
-    def close(self) -> None:
+    def detach(self) -> None:
+        """Stop the programs running; maps (and what the ring holds) stay readable."""
         links, self._links = self._links, []
         for link in links:
             self._lib.lib.bpf_link__destroy(link)
+
+    def close(self) -> None:
+        self.detach()
         adopted, self._adopted = self._adopted, []
         handler = self._lib.tp_btf_handler(create=False)
         for prog in adopted:

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Tuple, Union
 from hybridtrace.backends.ebpf.ringbuf import BUSY_BIT, DISCARD_BIT, HDR_SIZE
 from hybridtrace.events import ExecEvent, OpenEvent, Source
 from hybridtrace.request import ARG_SIZE, PATH_SIZE
+from hybridtrace.vocabulary import OPEN_SYSCALLS, syscall_at
 
 F_ARGV_TRUNC = 1
 F_ARGV_FAULT = 2
@@ -27,9 +28,7 @@ LOST_EVENT = 0  # events that could not be output or kept: exact
 LOST_PENDING = 1  # execs with no room to wait for their result: failed ones may be missing
 
 SOURCES = {1: Source.SYSCALL_ENTRY, 2: Source.NEW_IMAGE, 3: Source.TRACEPOINT}
-EXEC_SYSCALLS = ("execve", "execveat")
-OPEN_SYSCALLS = ("open", "openat", "openat2", "creat")
-_OPEN_SYSCALL = dict(enumerate(OPEN_SYSCALLS))
+_OPEN_SYSCALL: Dict[int, Optional[str]] = dict(enumerate(OPEN_SYSCALLS))
 _PATH_KEEP = PATH_SIZE + 1  # path_len counts the NUL
 
 # struct ht_exec: the header (ts, type, pid, tid, ppid, uid, flags, comm[16]),
@@ -114,7 +113,7 @@ def decode_exec(view: Buffer, off: int, max_args: int) -> ExecEvent:
         argv, retval, truncated,
         SOURCES.get(name_src) if filename is not None else None,
         SOURCES.get(argv_src) if argv is not None else None,
-        EXEC_SYSCALLS[sysno] if sysno < len(EXEC_SYSCALLS) else "execve",
+        syscall_at("exec", sysno),
     )
 
 
@@ -139,9 +138,9 @@ def decode_open(view: Buffer, off: int, _length: int = 0) -> OpenEvent:
         path, cut, source = None, False, None
     if ret >= 0:
         return OpenEvent(ts, pid, tid, uid, comm, path, oflags, mode, ret, None, source,
-                         _OPEN_SYSCALL.get(sysno, "openat"), dfd, cut)
+                         _OPEN_SYSCALL.get(sysno), dfd, cut)
     return OpenEvent(ts, pid, tid, uid, comm, path, oflags, mode, None, -ret, source,
-                     _OPEN_SYSCALL.get(sysno, "openat"), dfd, cut)
+                     _OPEN_SYSCALL.get(sysno), dfd, cut)
 
 
 def scan_opens(data: mmap.mmap, base: int, mask: int, cons: int, prod: int, limit: int,
@@ -183,8 +182,8 @@ def scan_opens(data: mmap.mmap, base: int, mask: int, cons: int, prod: int, limi
             path, cut, source = None, False, None
         if ret >= 0:
             append(OpenEvent(ts, pid, tid, uid, comm, path, oflags, mode, ret, None, source,
-                             syscalls.get(sysno, "openat"), dfd, cut))
+                             syscalls.get(sysno), dfd, cut))
         else:
             append(OpenEvent(ts, pid, tid, uid, comm, path, oflags, mode, None, -ret, source,
-                             syscalls.get(sysno, "openat"), dfd, cut))
+                             syscalls.get(sysno), dfd, cut))
     return cons, count

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 from hybridtrace.backends.base import Assessment, Reason
 from hybridtrace.backends.ebpf.bcc import headers as bcc_headers
@@ -14,11 +14,11 @@ from hybridtrace.backends.requirements_common import (
 )
 from hybridtrace.capabilities.model import Capabilities
 
-# How ebpf-core attaches: classic syscall tracepoints (their ids are read from
-# tracefs; only the traced syscalls run a program), raw tracepoints by BTF name
-# (tp_btf: no tracefs at all, but sys_enter/sys_exit run on every syscall), or
-# the same raw tracepoints on kernels without BTF (raw_tp: no task_struct reads).
-CORE_TIERS: Tuple[str, ...] = ("tracepoint", "tp_btf", "raw_tp")
+# How ebpf-core attaches (vocabulary.CORE_ATTACH_MODES): classic syscall
+# tracepoints (their ids are read from tracefs; only the traced syscalls run a
+# program), raw tracepoints by BTF name (tp_btf: no tracefs at all, but
+# sys_enter/sys_exit run on every syscall), or the same raw tracepoints on
+# kernels without BTF (raw_tp: no task_struct reads).
 TP_BTF_SINCE = (5, 5, 0)
 RAW_TP_SINCE = (4, 17, 0)
 TASK_BTF_SINCE = (5, 11, 0)  # bpf_get_current_task_btf: the caller's task by plain loads
@@ -156,8 +156,7 @@ def _bcc_headers(caps: Capabilities, fields: Dict[str, str]) -> List[Reason]:
                 "no-headers",
                 f"no kernel headers at {headers_path(caps)} (BCC compiles against them)"
                 if "no kernel headers" in str(exc) else str(exc),
-                remedy=f"apt-get install linux-headers-{caps.kernel.release}, or set"
-                f" ${bcc_headers.ENV_VAR} to a tree from tools/fetch_bcc_headers.sh",
+                remedy=bcc_headers.install_hint(caps.kernel.release),
             )
         ]
     if tree.exact:

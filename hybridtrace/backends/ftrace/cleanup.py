@@ -17,10 +17,11 @@ from typing import List, Optional
 from hybridtrace import kernel_state, procfs, tracefs
 from hybridtrace.backends.ftrace.instance import write_file
 from hybridtrace.backends.ftrace.probes import remove_one
+from hybridtrace.vocabulary import owner_of
 
 
 def _dead_owner(name: str) -> bool:
-    owner = kernel_state.owner_of(name)
+    owner = owner_of(name)
     return owner is not None and not procfs.alive(owner)
 
 
@@ -37,7 +38,7 @@ def remove_stale(path: Optional[str] = None, owner: Optional[int] = None) -> Lis
     removed: List[str] = []
 
     def gone(name: str) -> bool:
-        return kernel_state.owner_of(name) == owner if owner is not None else _dead_owner(name)
+        return owner_of(name) == owner if owner is not None else _dead_owner(name)
 
     for name in filter(gone, kernel_state.instances(path)):
         try:

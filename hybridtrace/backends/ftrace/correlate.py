@@ -25,7 +25,7 @@ from typing import Callable, Deque, Dict, FrozenSet, Iterable, List, Optional, S
 
 import attrs
 
-from hybridtrace import procfs
+from hybridtrace import procfs, vocabulary
 from hybridtrace.backends.ftrace.fd_ledger import ALL_FDS, INF, FdLedger, Span
 from hybridtrace.backends.ftrace.pipe import ENTER, EXIT, LOST, ArgValue, TraceLine
 from hybridtrace.backends.ftrace.probes import ARG, FN, INDEX, MORE, PATH, Role
@@ -36,9 +36,10 @@ from hybridtrace.request import Kind
 MAX_THREADS = 4096  # threads with state in flight before the oldest is aged out
 MAX_FORKS = 65536  # child -> parent entries remembered
 UNKNOWN_COMM = b"<...>"
-EXEC_SYSCALLS = ("sys_execve", "sys_execveat")
-OPEN_SYSCALLS = ("sys_open", "sys_openat", "sys_openat2", "sys_creat")
-EXEC_DONE = "sched_process_exec"  # the authority that an exec succeeded
+# Syscall events as trace output names them.
+EXEC_SYSCALLS = tuple(vocabulary.printed(s) for s in vocabulary.EXEC_SYSCALLS)
+OPEN_SYSCALLS = tuple(vocabulary.printed(s) for s in vocabulary.OPEN_SYSCALLS)
+EXEC_DONE = vocabulary.event_name(vocabulary.SCHED_EXEC)  # the authority that an exec succeeded
 NEWTASK = "task_newtask"
 TASK_EXIT = "sched_process_exit"
 # Calls that free or replace fds (and io_uring, which can without a syscall): fd_ledger.py.

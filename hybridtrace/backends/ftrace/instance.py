@@ -15,6 +15,7 @@ import os
 from typing import List, Optional
 
 from hybridtrace.backends.base import BackendError
+from hybridtrace.vocabulary import owned_name
 
 DEFAULT_BUFFER_KB = 8192  # per CPU: bursts of tens of thousands of records fit
 _counter = itertools.count()
@@ -22,7 +23,7 @@ _counter = itertools.count()
 
 def session_name() -> str:
     """A name that carries our pid, unique within this process."""
-    return f"hybridtrace_{os.getpid()}_{next(_counter)}"
+    return owned_name(str(next(_counter)))
 
 
 def write_file(path: str, text: str, append: bool = False) -> None:

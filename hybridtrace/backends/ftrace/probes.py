@@ -31,6 +31,7 @@ from hybridtrace.backends.ftrace.debuginfo import internal_functions
 from hybridtrace.backends.ftrace.instance import write_file
 from hybridtrace.capabilities.kernel import parse_version
 from hybridtrace.elf import ElfError, find_symbols
+from hybridtrace.vocabulary import EXEC_SYSCALLS, SYSCALL_ARGS, syscalls_for
 
 # Syscall argument registers for uprobes (function entry) and direct kprobes.
 ARG_REGS: Dict[str, Tuple[str, ...]] = {
@@ -46,17 +47,6 @@ PT_REGS_ARG_OFFSETS: Dict[str, Tuple[int, ...]] = {
 }
 WRAPPER_PREFIX = {"x86_64": "__x64_sys_", "aarch64": "__arm64_sys_"}
 
-# Syscall -> (index of the path argument or None, index of argv or None).
-SYSCALL_ARGS: Dict[str, Tuple[Optional[int], Optional[int]]] = {
-    "execve": (0, 1),
-    "execveat": (1, 2),
-    "open": (0, None),
-    "openat": (1, None),
-    "openat2": (1, None),
-    "creat": (0, None),
-}
-EXEC_SYSCALLS = ("execve", "execveat")
-OPEN_SYSCALLS = ("open", "openat", "openat2", "creat")
 
 # C library functions -> (path argument index or None, argv index or None).
 # glibc routes execv/execvp/posix_spawn through execve, fopen through open64;
@@ -226,7 +216,7 @@ def kprobe_defs(group: str, arch: str, kind: str, max_args: int, deref: Deref,
     if regs is None or offsets is None:
         raise BackendError(f"kprobe tier: no register map for {arch}")
     defs: List[ProbeDef] = []
-    for syscall in EXEC_SYSCALLS if kind == "exec" else OPEN_SYSCALLS:
+    for syscall in syscalls_for(kind):
         wrapped = WRAPPER_PREFIX[arch] + syscall
         if wrapped in symbols:
             target = wrapped
@@ -257,7 +247,7 @@ def eprobe_defs(group: str, kind: str, max_args: int, field_names: Dict[str, str
     """
     deref = Deref("+u", "ustring")  # eprobes (5.15+) always have both
     defs: List[ProbeDef] = []
-    for syscall in EXEC_SYSCALLS if kind == "exec" else OPEN_SYSCALLS:
+    for syscall in syscalls_for(kind):
         if f"sys_enter_{syscall}" not in available:
             continue
         path = f"${field_names.get(syscall, 'filename')}"

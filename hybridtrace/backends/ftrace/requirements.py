@@ -7,15 +7,12 @@ decides where strings come from.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from hybridtrace.backends.base import Assessment, Reason
 from hybridtrace.backends.requirements_common import tracefs_reasons
 from hybridtrace.capabilities.model import Capabilities
-
-TIERS: Tuple[str, ...] = ("kprobe", "eprobe", "uprobe", "tracepoint")
-# Tiers whose code exists; the others are reported but never chosen.
-IMPLEMENTED: Tuple[str, ...] = ("kprobe", "eprobe", "uprobe", "tracepoint")
+from hybridtrace.vocabulary import FTRACE_TIERS
 
 # Paths are the syscalls' "const char *" arguments, of which eprobes on some kernels
 # (Debian 6.12) get one byte, not the pointer: opens would have no path and failed
@@ -79,8 +76,6 @@ def _tier_reasons(caps: Capabilities, kind: str, tier: str) -> List[Reason]:
             out.append(Reason("no-uprobe-events", "no uprobe_events (CONFIG_UPROBE_EVENTS off)"))
         if not caps.c_libraries:
             out.append(Reason("no-libc", "no glibc or musl C library found to probe"))
-    if tier not in IMPLEMENTED and not out:
-        out.append(Reason("tier-not-implemented", f"the {tier} tier is not implemented yet"))
     return out
 
 
@@ -90,4 +85,4 @@ def assess_tier(caps: Capabilities, kind: str, tier: str) -> Assessment:
 
 
 def assess_all(caps: Capabilities, kind: str) -> List[Assessment]:
-    return [assess_tier(caps, kind, tier) for tier in TIERS]
+    return [assess_tier(caps, kind, tier) for tier in FTRACE_TIERS]

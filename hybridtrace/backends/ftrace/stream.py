@@ -15,8 +15,8 @@ import time
 import weakref
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from hybridtrace import procfs, tracefs
-from hybridtrace.backends.base import BackendError, StreamStats
+from hybridtrace import procfs, tracefs, vocabulary
+from hybridtrace.backends.base import BackendError, StreamStats, Unread
 from hybridtrace.backends.ftrace import buffer_stats, probes
 from hybridtrace.backends.ftrace.cleanup import remove_stale
 from hybridtrace.backends.ftrace.correlate import Correlator, ProcLookup
@@ -66,8 +66,8 @@ _SAFE_COMM = re.compile(rb"^[A-Za-z0-9_.:+@%,/-]{1,15}$")
 
 
 def _syscall_events(kind: Kind) -> List[str]:
-    names = probes.EXEC_SYSCALLS if kind is Kind.EXEC else probes.OPEN_SYSCALLS
-    return [f"sys_{side}_{name}" for name in names for side in ("enter", "exit")]
+    return [vocabulary.event_name(tp) for name in vocabulary.syscalls_for(kind.value)
+            for tp in (vocabulary.enter(name), vocabulary.exit_of(name))]
 
 
 class _Resources:
@@ -149,7 +149,7 @@ def _probe_defs(tier: str, request: TraceRequest, caps: Capabilities, group: str
                                   _user_deref(_readme(path), False), probes.kernel_symbols())
     if tier == "eprobe":
         fields: Dict[str, str] = {}
-        for name in probes.OPEN_SYSCALLS:
+        for name in vocabulary.OPEN_SYSCALLS:
             try:
                 fmt = read_format(os.path.join(path, "events"), "syscalls", f"sys_enter_{name}")
             except FormatError:
@@ -437,14 +437,14 @@ class FtraceStream:
         if self._res.reader is not None:
             self._res.reader.stopped = True
 
-    unread_exact = False  # unread() counts records: at most that many events
-
-    def unread(self) -> int:
-        """Records still in the instance's buffer, that the session will never read."""
+    def unread(self) -> Unread:
+        """Records still in the instance's buffer, that the session will never read:
+        at most that many events (several records make one)."""
         inst = self._res.instance
         if inst is None:
-            return 0
-        return sum(cpu.entries for cpu in buffer_stats.read_stats(inst.path).values())
+            return Unread()
+        records = sum(cpu.entries for cpu in buffer_stats.read_stats(inst.path).values())
+        return Unread(records, exact=False)
 
     def close(self) -> None:
         self._finalizer()

@@ -12,23 +12,17 @@ from typing import Dict, List, Optional
 
 import attrs
 
+from hybridtrace import vocabulary
 from hybridtrace.request import ARG_SIZE, PATH_SIZE, Kind, TraceRequest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# Tracepoints that only some kernels have; each is compiled in only when present.
+# Syscalls that only some kernels have: each one's programs are compiled in
+# (-DHT_HAVE_<SYSCALL>) only when its entry tracepoint is present.
 OPTIONAL_TRACEPOINTS: Dict[Kind, Dict[str, str]] = {
-    Kind.EXEC: {"HT_HAVE_EXECVEAT": "syscalls/sys_enter_execveat"},
-    Kind.OPEN: {
-        "HT_HAVE_OPEN": "syscalls/sys_enter_open",
-        "HT_HAVE_OPENAT2": "syscalls/sys_enter_openat2",
-        "HT_HAVE_CREAT": "syscalls/sys_enter_creat",
-    },
-}
-REQUIRED_TRACEPOINTS: Dict[Kind, List[str]] = {
-    Kind.EXEC: ["syscalls/sys_enter_execve", "syscalls/sys_exit_execve",
-                "sched/sched_process_exec"],
-    Kind.OPEN: ["syscalls/sys_enter_openat", "syscalls/sys_exit_openat"],
+    kind: {f"HT_HAVE_{vocabulary.event_name(tp)[len('sys_enter_'):].upper()}": tp
+           for tp in vocabulary.OPTIONAL_TRACEPOINTS[kind.value]}
+    for kind in Kind
 }
 
 
@@ -68,6 +62,9 @@ def cflags(request: TraceRequest, layout: Layout, present: List[str], self_pid: 
         f"-DHT_PATH_SIZE={PATH_SIZE}",
         f"-DHT_MAX_ARGS={request.max_args}",
     ]
+    # The record's syscall index: vocabulary's order, as decoding expects.
+    out += [f"-DHT_SYS_{name.upper()}={i}"
+            for i, name in enumerate(vocabulary.syscalls_for(request.kind.value))]
     if ringbuf_pages is None:
         out.append("-DHT_PERFBUF")
     else:

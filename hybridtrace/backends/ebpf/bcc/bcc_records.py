@@ -13,6 +13,7 @@ from typing import Optional, Tuple
 from hybridtrace.backends.ebpf.records import split_argv
 from hybridtrace.events import ExecEvent, OpenEvent, Source
 from hybridtrace.request import PATH_SIZE
+from hybridtrace.vocabulary import syscall_at
 
 # common.c
 F_TASK_READS_OFF = 1 << 0
@@ -35,8 +36,6 @@ EXEC_HDR = struct.Struct("<QIIIIiIIII4x16s")
 # struct open_rec up to path[]: ts, pid, tid, uid, ret, dfd, oflags, mode,
 # syscall, path_len, flags, path_ptr, comm[16]
 OPEN_HDR = struct.Struct("<QIIIiiIIIIIQ16s")
-EXEC_SYSCALLS = ("execve", "execveat")
-OPEN_SYSCALLS = ("open", "openat", "openat2", "creat")
 
 
 def path_slot() -> int:
@@ -84,7 +83,7 @@ def decode_exec(raw: bytes, max_args: int) -> ExecEvent:
         filename_source=name_src if filename is not None else None,
         argv_source=(Source.NEW_IMAGE if from_image else Source.SYSCALL_ENTRY)
         if argv is not None else None,
-        syscall=EXEC_SYSCALLS[sysno] if sysno < len(EXEC_SYSCALLS) else "execve",
+        syscall=syscall_at("exec", sysno),
     )
 
 
@@ -98,6 +97,6 @@ def decode_open(raw: bytes) -> OpenEvent:
         flags=oflags if how_ok else None, mode=mode if how_ok else None,
         fd=ret if ret >= 0 else None, errno=-ret if ret < 0 else None,
         path_source=Source.SYSCALL_ENTRY if path is not None else None,
-        syscall=OPEN_SYSCALLS[sysno] if sysno < len(OPEN_SYSCALLS) else "openat",
+        syscall=syscall_at("open", sysno),
         dfd=dfd, path_truncated=bool(flags & F_PATH_TRUNCATED) and path is not None,
     )

@@ -7,6 +7,7 @@ buffer) all belong to one BCC ``BPF`` object and go away with ``close()``.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import os
 import time
@@ -16,8 +17,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
-from hybridtrace import procfs, tracefs
-from hybridtrace.backends.base import BackendError, EventStream, StreamStats
+from hybridtrace import procfs, tracefs, vocabulary
+from hybridtrace.backends.base import BackendError, EventStream, StreamStats, Unread
 from hybridtrace.backends.ebpf.bcc import bcc_compile, bcc_program, bcc_records, headers
 from hybridtrace.backends.ebpf.bcc.bcc_import import import_bcc
 from hybridtrace.backends.ebpf.bcc.btf_offsets import BtfError, task_offsets
@@ -60,7 +61,7 @@ def _present_tracepoints(request: TraceRequest) -> List[str]:
     def has(tp: str) -> bool:
         return os.path.isdir(os.path.join(path, "events", tp))
 
-    for tp in bcc_program.REQUIRED_TRACEPOINTS[request.kind]:
+    for tp in vocabulary.required_tracepoints(request.kind.value):
         if not has(tp):
             raise BackendError(f"tracepoint {tp} is missing from this kernel")
     return [tp for tp in bcc_program.OPTIONAL_TRACEPOINTS[request.kind].values() if has(tp)]
@@ -231,6 +232,19 @@ class BccStream:
 
     def stats(self) -> StreamStats:
         return StreamStats(self._captured, self._sink.lost)
+
+    def stop(self) -> None:
+        """Detach the tracepoints: nothing new is recorded, the buffer stays readable."""
+        bpf = self._bpf
+        if bpf is None:
+            return
+        for tp in list(getattr(bpf, "tracepoint_fds", {})):  # BCC's own attachment table
+            with contextlib.suppress(Exception):  # BCC raises plain Exception
+                bpf.detach_tracepoint(tp)
+
+    def unread(self) -> Unread:
+        # As ebpf-core: once detached, the buffer poll empties is all the kernel holds.
+        return Unread()
 
     def close(self) -> None:
         bpf, self._bpf = self._bpf, None

@@ -31,7 +31,7 @@ struct exec_rec {
     u32 flags;
     u32 argv_len;     /* bytes of argv[] used: NUL-terminated strings */
     u32 filename_len; /* bytes read including the NUL; 0 = not read */
-    u32 syscall;      /* 0 execve, 1 execveat */
+    u32 syscall;      /* HT_SYS_*: defined by bcc_program.py from vocabulary.py */
     u32 pad;
     char comm[16];
     char filename[HT_PATH_SLOT];
@@ -166,13 +166,13 @@ static __always_inline void ht_exec_emit(void *ctx, struct exec_rec *rec)
 
 TRACEPOINT_PROBE(syscalls, sys_enter_execve)
 {
-    return ht_exec_enter((u64)args->filename, (u64)args->argv, 0);
+    return ht_exec_enter((u64)args->filename, (u64)args->argv, HT_SYS_EXECVE);
 }
 
 #ifdef HT_HAVE_EXECVEAT
 TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
 {
-    return ht_exec_enter((u64)args->filename, (u64)args->argv, 1);
+    return ht_exec_enter((u64)args->filename, (u64)args->argv, HT_SYS_EXECVEAT);
 }
 #endif
 

@@ -46,13 +46,22 @@ def tree_release(path: str) -> Optional[str]:
     return None
 
 
+def install_hint(release: str) -> str:
+    """How a user gets headers BCC can use: only package names and commands they have."""
+    return (f"install this kernel's headers (Debian/Ubuntu: linux-headers-{release};"
+            f" Fedora/RHEL: kernel-devel-{release}), or point ${ENV_VAR} at one directory"
+            " holding another release's headers (Debian: `dpkg -x` both linux-headers-R and"
+            " linux-headers-R-common into it)")
+
+
 def _explicit(path: str, var: str, running: str) -> HeaderTree:
     missing = [rel for rel in ("include/linux/kconfig.h", "include/generated/autoconf.h")
                if not os.path.isfile(os.path.join(path, rel))]
     if missing:
         raise HeadersError(
-            f"${var}={path} is not a prepared kernel header tree (no {missing[0]});"
-            " build one with tools/fetch_bcc_headers.sh"
+            f"${var}={path} is not a kernel header tree with generated files"
+            f" (no {missing[0]}): unpack both linux-headers-R and linux-headers-R-common"
+            " into one directory"
         )
     release = tree_release(path)
     exact = release == running
@@ -77,6 +86,5 @@ def locate(running: str, build: Optional[str], kheaders: bool,
     if kheaders:
         return HeaderTree(None, running, True, "/sys/kernel/kheaders.tar.xz")
     raise HeadersError(
-        f"no kernel headers for {running} (install linux-headers-{running}, or point"
-        f" ${ENV_VAR} at another release's tree made by tools/fetch_bcc_headers.sh)"
+        f"no kernel headers for {running}: {install_hint(running)}"
     )

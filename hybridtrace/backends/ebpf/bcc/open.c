@@ -19,7 +19,7 @@ struct open_rec {
     s32 dfd;
     u32 oflags;
     u32 mode;
-    u32 syscall; /* 0 open, 1 openat, 2 openat2, 3 creat */
+    u32 syscall; /* HT_SYS_*: defined by bcc_program.py from vocabulary.py */
     u32 path_len; /* bytes read including the NUL; 0 = not read */
     u32 flags;
     u64 path_ptr;
@@ -88,7 +88,7 @@ done:
 #ifdef HT_HAVE_OPEN
 TRACEPOINT_PROBE(syscalls, sys_enter_open)
 {
-    struct open_rec *rec = ht_open_enter((u64)args->filename, -100, 0);
+    struct open_rec *rec = ht_open_enter((u64)args->filename, -100, HT_SYS_OPEN);
     if (rec) {
         rec->oflags = args->flags;
         rec->mode = args->mode;
@@ -104,7 +104,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_open)
 
 TRACEPOINT_PROBE(syscalls, sys_enter_openat)
 {
-    struct open_rec *rec = ht_open_enter((u64)args->filename, args->dfd, 1);
+    struct open_rec *rec = ht_open_enter((u64)args->filename, args->dfd, HT_SYS_OPENAT);
     if (rec) {
         rec->oflags = args->flags;
         rec->mode = args->mode;
@@ -120,7 +120,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_openat)
 #ifdef HT_HAVE_OPENAT2
 TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
 {
-    struct open_rec *rec = ht_open_enter((u64)args->filename, args->dfd, 2);
+    struct open_rec *rec = ht_open_enter((u64)args->filename, args->dfd, HT_SYS_OPENAT2);
     if (rec) {
         u64 how[2] = {}; /* struct open_how starts with u64 flags, u64 mode */
         if (bpf_probe_read_user(how, sizeof(how), (void *)args->how) == 0) {
@@ -142,7 +142,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
 #ifdef HT_HAVE_CREAT
 TRACEPOINT_PROBE(syscalls, sys_enter_creat)
 {
-    struct open_rec *rec = ht_open_enter((u64)args->pathname, -100, 3);
+    struct open_rec *rec = ht_open_enter((u64)args->pathname, -100, HT_SYS_CREAT);
     if (rec) {
         rec->oflags = 01 | 0100 | 01000; /* O_WRONLY | O_CREAT | O_TRUNC */
         rec->mode = args->mode;

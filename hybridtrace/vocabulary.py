@@ -1,0 +1,135 @@
+"""The kernel's names hybridtrace traces by, and the names it gives its own objects.
+
+One source of truth, imported by every layer (capabilities, backends, doctor,
+CLI, tools), so that adding a syscall, a tracepoint or an attach mode is one
+edit here and nowhere can the copies disagree. Pure data and pure functions:
+nothing here touches the kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Dict, Optional, Tuple
+
+# -- syscalls ---------------------------------------------------------------
+
+# Order is the record layout's syscall index (enum ht_syscall in
+# backends/ebpf/bpf/common.h and the BCC programs; a unit test holds them equal).
+EXEC_SYSCALLS: Tuple[str, ...] = ("execve", "execveat")
+OPEN_SYSCALLS: Tuple[str, ...] = ("open", "openat", "openat2", "creat")
+SYSCALLS: Dict[str, Tuple[str, ...]] = {"exec": EXEC_SYSCALLS, "open": OPEN_SYSCALLS}
+# Generic-syscall architectures (arm64, riscv) never had open(2) or creat(2).
+LEGACY_SYSCALLS: Tuple[str, ...] = ("open", "creat")
+ARCH_SYSCALLS: Dict[str, Tuple[str, ...]] = {
+    "x86_64": EXEC_SYSCALLS + OPEN_SYSCALLS,
+    "aarch64": tuple(s for s in EXEC_SYSCALLS + OPEN_SYSCALLS if s not in LEGACY_SYSCALLS),
+}
+# Syscall -> (index of its path argument or None, index of its argv or None).
+SYSCALL_ARGS: Dict[str, Tuple[Optional[int], Optional[int]]] = {
+    "execve": (0, 1),
+    "execveat": (1, 2),
+    "open": (0, None),
+    "openat": (1, None),
+    "openat2": (1, None),
+    "creat": (0, None),
+}
+
+
+def syscalls_for(kind: str) -> Tuple[str, ...]:
+    return SYSCALLS[kind]
+
+
+def syscall_at(kind: str, index: int) -> Optional[str]:
+    """The syscall a record's index names; None (never a guess) for one we don't know."""
+    names = SYSCALLS[kind]
+    return names[index] if 0 <= index < len(names) else None
+
+
+def syscalls_on(arch: str) -> Tuple[str, ...]:
+    """The traced syscalls this architecture has (unknown architectures: all of them)."""
+    return ARCH_SYSCALLS.get(arch, EXEC_SYSCALLS + OPEN_SYSCALLS)
+
+
+# -- tracepoints --------------------------------------------------------------
+
+SYSCALLS_GROUP = "syscalls"
+SCHED_EXEC = "sched/sched_process_exec"  # the authority that an exec succeeded
+SCHED_FORK = "sched/sched_process_fork"
+
+
+def enter(syscall: str) -> str:
+    """The entry tracepoint of a syscall, as tracefs names it: ``syscalls/sys_enter_openat``."""
+    return f"{SYSCALLS_GROUP}/sys_enter_{syscall}"
+
+
+def exit_of(syscall: str) -> str:
+    return f"{SYSCALLS_GROUP}/sys_exit_{syscall}"
+
+
+def printed(syscall: str) -> str:
+    """How trace output names a syscall's events: ``sys_openat(...)``, ``sys_openat -> 0x3``."""
+    return f"sys_{syscall}"
+
+
+def event_name(tracepoint: str) -> str:
+    """``sched/sched_process_exec`` -> ``sched_process_exec`` (how trace output names it)."""
+    return tracepoint.rpartition("/")[2]
+
+
+# A backend built on the classic tracepoints needs these, and uses the rest
+# of the syscall tracepoints where the kernel has them.
+REQUIRED_SYSCALLS: Dict[str, Tuple[str, ...]] = {"exec": ("execve",), "open": ("openat",)}
+REQUIRED_TRACEPOINTS: Dict[str, Tuple[str, ...]] = {
+    "exec": (SCHED_EXEC, enter("execve"), exit_of("execve")),
+    "open": (enter("openat"), exit_of("openat")),
+}
+OPTIONAL_TRACEPOINTS: Dict[str, Tuple[str, ...]] = {
+    kind: tuple(enter(s) for s in names if s not in REQUIRED_SYSCALLS[kind])
+    for kind, names in SYSCALLS.items()
+}
+# Every tracepoint doctor reports on.
+TRACEPOINTS: Tuple[str, ...] = (
+    *(tp for s in EXEC_SYSCALLS + OPEN_SYSCALLS for tp in (enter(s), exit_of(s))),
+    SCHED_EXEC,
+    SCHED_FORK,
+)
+
+
+def required_tracepoints(kind: str) -> Tuple[str, ...]:
+    return REQUIRED_TRACEPOINTS[kind]
+
+
+# -- attach modes and tiers ----------------------------------------------------
+
+# ebpf-core's ways to attach, best first (its candidates are "ebpf-core/<mode>").
+CORE_ATTACH_MODES: Tuple[str, ...] = ("tracepoint", "tp_btf", "raw_tp")
+# The ftrace backend's tiers, best first (its candidates are "ftrace/<tier>").
+FTRACE_TIERS: Tuple[str, ...] = ("kprobe", "eprobe", "uprobe", "tracepoint")
+# Where each tier reads its strings: what doctor says about it.
+FTRACE_TIER_STRINGS: Dict[str, str] = {
+    "kprobe": "strings read by kprobes at syscall entry",
+    "eprobe": "strings read by eprobes on the syscall tracepoints",
+    "uprobe": "strings read by uprobes on the C library",
+    "tracepoint": "syscall tracepoints only: paths and argv from /proc when proven",
+}
+
+# -- our own objects' names ------------------------------------------------------
+
+# Every tracefs object we create (instance, probe group) is named
+# hybridtrace_<owner pid>_<suffix>, so a later run can tell a dead owner's.
+OWNER_PREFIX = "hybridtrace_"
+_OWNED = re.compile(r"^hybridtrace_(\d+)_\w+$")
+
+
+def owned_name(suffix: str, pid: Optional[int] = None) -> str:
+    """The name of an object of ours: ``hybridtrace_<pid>_<suffix>`` (pid: this process)."""
+    if not re.fullmatch(r"\w+", suffix):
+        raise ValueError(f"bad suffix for a tracefs name: {suffix!r}")
+    return f"{OWNER_PREFIX}{os.getpid() if pid is None else pid}_{suffix}"
+
+
+def owner_of(name: str) -> Optional[int]:
+    """The owner's pid in one of our names (instance or event group); None if not ours."""
+    match = _OWNED.match(name)
+    return int(match.group(1)) if match else None
