@@ -208,7 +208,7 @@ def trace(
     failures: Dict[str, str] = {}
     # Probe by doing: if the chosen backend fails to open, the next usable
     # candidate the user's choice allows gets its turn, and the reason is kept.
-    for cand in decision.usable():
+    for cand in decision.usable_candidates:
         try:
             stream = open_stream(cand, request, caps)
         except BackendError as exc:

@@ -47,7 +47,8 @@ class Decision:
         wanted = {"ftrace": self.tier_request, "ebpf-core": self.attach_request}.get(cand.backend)
         return wanted is None or cand.tier == wanted
 
-    def usable(self) -> List[Assessment]:
+    @property
+    def usable_candidates(self) -> List[Assessment]:
         """Usable candidates the user's choice allows, best first."""
         return [c for c in self.candidates if c.usable and self.allows(c)]
 
@@ -140,7 +141,7 @@ def decide(
     if tier is not None:
         cands = [c for c in cands if c.backend != "ftrace" or c.tier == tier]
     undecided = Decision(kind, choice, tier, cands, None, attach)
-    usable = undecided.usable()
+    usable = undecided.usable_candidates
     return attrs.evolve(undecided, chosen=usable[0] if usable else None)
 
 

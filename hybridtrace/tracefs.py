@@ -9,16 +9,21 @@ when its events/ directory is there.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import errno
 import os
-from typing import Optional, Tuple
+import time
+from typing import Callable, Optional, Tuple
+
+from hybridtrace.errors import BackendError
 
 CANDIDATES = ("sys/kernel/tracing", "sys/kernel/debug/tracing")
 
 
-class TracefsUnavailable(Exception):
-    pass
+class TracefsUnavailable(BackendError):
+    """tracefs is not there and could not be mounted: one line for the user."""
 
 
 def find(root: str = "/") -> Optional[str]:
@@ -58,3 +63,76 @@ def ensure_mounted() -> Tuple[str, bool]:
     if find() is None:
         raise TracefsUnavailable(f"tracefs mounted at {target} but events/ is missing")
     return target, True
+
+
+# -- control files and removal: one policy for every caller ---------------------
+
+def write(path: str, text: str, append: bool = False) -> None:
+    """Write a control file in one write() call (tracefs parses per write)."""
+    flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags)
+    try:
+        os.write(fd, text.encode("utf-8", "surrogateescape"))
+    finally:
+        os.close(fd)
+
+
+def read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+        return handle.read()
+
+
+# The kernel refuses to remove an instance or a probe with EBUSY for a moment
+# after its last reader closed or its last event was disabled (an in-flight
+# probe hit holds a reference): yield at first, then sleep, for at most this long.
+BUSY_WAIT_S = 0.5
+_BUSY_YIELDS = 50
+
+
+def _while_busy(attempt: Callable[[], bool]) -> bool:
+    """Run ``attempt`` until it returns True or the object stays busy too long."""
+    deadline = time.monotonic() + BUSY_WAIT_S
+    tries = 0
+    while True:
+        try:
+            return attempt()
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
+                raise
+        tries += 1
+        if tries < _BUSY_YIELDS:
+            os.sched_yield()
+        else:
+            time.sleep(0.01)
+
+
+def remove_instance(path: str) -> None:
+    """rmdir an instance (which disables its events); gone already is fine.
+
+    Raises OSError when it cannot be removed (still busy after BUSY_WAIT_S,
+    or not ours to remove)."""
+
+    def attempt() -> bool:
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(path)
+        return True
+
+    _while_busy(attempt)
+
+
+def remove_probe(tracefs_path: str, file: str, group: str, name: str) -> bool:
+    """Delete one dynamic event (disabled everywhere first); True when it is gone."""
+
+    def attempt() -> bool:
+        try:
+            write(os.path.join(tracefs_path, file), f"-:{group}/{name}\n", append=True)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return True  # not there (any more)
+            raise
+        return True
+
+    try:
+        return _while_busy(attempt)
+    except OSError:
+        return False

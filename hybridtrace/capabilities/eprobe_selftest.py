@@ -11,52 +11,16 @@ filtered to this thread, watches us open a path that does not exist.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import threading
 from typing import Optional
 
 import attrs
 
+from hybridtrace import tracefs
 from hybridtrace.vocabulary import owned_name
 
 SOURCE = "syscalls.sys_enter_openat"
-
-
-def _write(path: str, text: str, append: bool = False) -> None:
-    fd = os.open(path, os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC))
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
-def _read(path: str) -> str:
-    with open(path, "rb") as f:
-        return f.read().decode("utf-8", "replace")
-
-
-def _remove_probe(tracefs: str, group: str, name: str) -> None:
-    for _ in range(50):  # busy (EBUSY) for a moment after its last disable
-        try:
-            _write(os.path.join(tracefs, "dynamic_events"), f"-:{group}/{name}\n", append=True)
-            return
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.EINVAL):
-                return
-            os.sched_yield()
-
-
-def remove_instance(path: str) -> None:
-    """rmdir a throwaway instance, retrying while the kernel still holds it busy."""
-    for _ in range(50):
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            os.sched_yield()
 
 
 def verdict(trace_text: str, name: str, marker: str) -> Optional[bool]:
@@ -80,39 +44,40 @@ class SelfTest:
         return verdict(self.trace, self.name, self.marker)
 
 
-def eprobe_reads_strings(tracefs: str) -> Optional[bool]:
+def eprobe_reads_strings(tracefs_path: str) -> Optional[bool]:
     """True/False from the kernel; None when the test could not run."""
-    test = run(tracefs)
+    test = run(tracefs_path)
     return None if test is None else test.reads_strings
 
 
-def run(tracefs: str) -> Optional[SelfTest]:
+def run(tracefs_path: str) -> Optional[SelfTest]:
     """Run the test; None when it could not (no eprobes, no openat event, denied)."""
     pid = os.getpid()
     group, name = owned_name("doctor"), "ht_selftest"
-    instance = os.path.join(tracefs, "instances", owned_name("selftest"))
+    instance = os.path.join(tracefs_path, "instances", owned_name("selftest"))
     marker = f"/nonexistent/hybridtrace-eprobe-selftest-{pid}"
     try:
-        _write(os.path.join(tracefs, "dynamic_events"),
-               f"e:{group}/{name} {SOURCE} path=+0($filename):ustring\n", append=True)
+        tracefs.write(os.path.join(tracefs_path, "dynamic_events"),
+                      f"e:{group}/{name} {SOURCE} path=+0($filename):ustring\n", append=True)
     except OSError:
         return None
     root_fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.mkdir(instance)
         event = os.path.join(instance, "events", group, name)
-        _write(os.path.join(event, "filter"), f"common_pid == {threading.get_native_id()}\n")
-        _write(os.path.join(event, "enable"), "1\n")
+        tracefs.write(os.path.join(event, "filter"), f"common_pid == {threading.get_native_id()}\n")
+        tracefs.write(os.path.join(event, "enable"), "1\n")
         try:
             # dir_fd: openat(2) whatever the C library's open() calls; it fails, as meant
             with contextlib.suppress(OSError):
                 os.close(os.open(marker, os.O_RDONLY, dir_fd=root_fd))
         finally:
-            _write(os.path.join(event, "enable"), "0\n")
-        return SelfTest(name, marker, _read(os.path.join(instance, "trace")))
+            tracefs.write(os.path.join(event, "enable"), "0\n")
+        return SelfTest(name, marker, tracefs.read(os.path.join(instance, "trace")))
     except OSError:
         return None
     finally:
         os.close(root_fd)
-        remove_instance(instance)  # gone already, or never made: returns at once
-        _remove_probe(tracefs, group, name)
+        with contextlib.suppress(OSError):  # gone already, or never made: returns at once
+            tracefs.remove_instance(instance)
+        tracefs.remove_probe(tracefs_path, "dynamic_events", group, name)

@@ -8,6 +8,7 @@ library search (engines).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -15,13 +16,14 @@ import subprocess
 import sys
 from typing import Any, Dict, Optional, Protocol
 
+from hybridtrace import tracefs
 from hybridtrace.capabilities.bpf_probes import (
     create_ringbuf,
     load_kernel_read_prog,
     load_trivial_prog,
 )
 from hybridtrace.capabilities.engines import find_bcc, load_libbpf
-from hybridtrace.capabilities.eprobe_selftest import eprobe_reads_strings, remove_instance
+from hybridtrace.capabilities.eprobe_selftest import eprobe_reads_strings
 from hybridtrace.capabilities.model import Bcc, Library
 from hybridtrace.vocabulary import owned_name
 
@@ -143,7 +145,8 @@ def instance_files_writable(path: str) -> bool:
     except OSError:
         return False
     finally:
-        remove_instance(trial)
+        with contextlib.suppress(OSError):
+            tracefs.remove_instance(trial)
 
 
 class RecordedLive:
@@ -193,7 +196,10 @@ class RecordedLive:
 
 
 def record(live: Live, tracefs_path: Optional[str]) -> Dict[str, Any]:
-    """What a RecordedLive needs to answer like ``live`` does."""
+    """What a RecordedLive needs to answer like ``live`` does.
+
+    The recorders in tools/ call it; it stays beside RecordedLive so the
+    format's writer and reader change together."""
     lib = live.libbpf()
     bcc = live.bcc()
     return {

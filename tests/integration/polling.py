@@ -13,12 +13,17 @@ class Pollable(Protocol):
 
 
 def collect(source: Pollable, done: Callable[[List[Event]], bool],
-            timeout: float = 10.0) -> List[Event]:
-    """Poll until ``done(events so far)`` or the timeout; returns everything seen."""
+            timeout: float = 10.0, strict: bool = False) -> List[Event]:
+    """Poll until ``done(events so far)`` or the timeout; returns everything seen.
+
+    ``strict``: reaching the timeout without ``done`` fails the test (say so
+    where the events are what is being tested; leave it off to gather a while)."""
     seen: List[Event] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not done(seen):
         seen += source.poll(0.2)
+    if strict and not done(seen):
+        raise AssertionError(f"wanted events not seen within {timeout}s ({len(seen)} seen)")
     return seen
 
 

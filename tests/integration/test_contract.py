@@ -236,3 +236,111 @@ def test_decision_is_reported(backend: str) -> None:
         assert chosen is not None and chosen.label == backend
         assert session.description
         assert session.stats.lost == 0
+
+
+# -- filters: each means the same on every backend ---------------------------------------
+
+
+def _gather(session: Session, want: Callable[[Event], bool]) -> List[Event]:
+    """Events up to the one wanted, and what arrives a moment after (a stray would show)."""
+    events = wait_for(session, want)
+    time.sleep(0.2)
+    return events + session.poll(0.3)
+
+
+def test_pid_filter(backend: str) -> None:
+    # The traced process waits for a go, so the session is open before it opens anything.
+    target = subprocess.Popen(["/bin/sh", "-c", "read x; exec cat /etc/hostname"],
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        with open_backend(backend, "open", pid=target.pid) as session:
+            other = subprocess.Popen(["/bin/cat", "/etc/hostname"], stdout=subprocess.DEVNULL)
+            assert target.stdin is not None
+            target.stdin.write(b"go\n")
+            target.stdin.close()
+            target.wait()
+            other.wait()
+            events = _gather(session, lambda e: isinstance(e, OpenEvent)
+                             and e.pid == target.pid and e.fd is not None
+                             and e.path in (b"/etc/hostname", None))
+    finally:
+        if target.poll() is None:
+            target.kill()
+    opened = [e for e in events if isinstance(e, OpenEvent)]
+    assert opened and all(e.pid == target.pid for e in opened)
+
+
+def test_ppid_filter(backend: str) -> None:
+    script = "read x; /bin/true kid-1; /bin/true kid-2; exit 0"  # exit: no exec of the last
+    shell = subprocess.Popen(["/bin/sh", "-c", script], stdin=subprocess.PIPE)
+    try:
+        if backend in NO_PPID:  # cannot know a parent: refused up front, never guessed
+            with pytest.raises(hybridtrace.BackendError):
+                open_backend(backend, "exec", ppid=shell.pid).close()
+            return
+        with open_backend(backend, "exec", ppid=shell.pid) as session:
+            other = subprocess.Popen(["/bin/true", "not-a-kid"])
+            assert shell.stdin is not None
+            shell.stdin.write(b"go\n")
+            shell.stdin.close()
+            shell.wait()
+            other.wait()
+            kids: List[Event] = []
+            deadline = time.monotonic() + 8
+            while len(kids) < 2 and time.monotonic() < deadline:
+                kids += [e for e in session.poll(0.2) if isinstance(e, ExecEvent)]
+            kids += session.poll(0.3)
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+    execs = [e for e in kids if isinstance(e, ExecEvent)]
+    assert len(execs) == 2 and all(e.ppid == shell.pid for e in execs)
+    assert all(e.argv in (None, (b"/bin/true", b"kid-%d" % (i + 1)))
+               for i, e in enumerate(sorted(execs, key=lambda e: e.timestamp_ns)))
+    if backend in EXACT:
+        assert sorted(e.argv for e in execs if e.argv) == [(b"/bin/true", b"kid-1"),
+                                                            (b"/bin/true", b"kid-2")]
+
+
+def test_comm_filter(backend: str, tmp_path: os.PathLike) -> None:  # type: ignore[type-arg]
+    renamed = os.path.join(str(tmp_path), f"htcomm{os.getpid() % 10000}")
+    with open("/bin/cat", "rb") as src, open(renamed, "wb") as dst:
+        dst.write(src.read())
+    os.chmod(renamed, 0o755)
+    comm = os.path.basename(renamed).encode()
+    missing = f"/nonexistent-{os.getpid()}-comm".encode()
+    with open_backend(backend, "open", comm=comm) as session:
+        a = subprocess.Popen([os.fsencode(renamed), missing], stderr=subprocess.DEVNULL)
+        b = subprocess.Popen([b"/bin/cat", missing], stderr=subprocess.DEVNULL)
+        a.wait()
+        b.wait()
+        events = _gather(session, lambda e: isinstance(e, OpenEvent) and e.pid == a.pid
+                         and e.errno == 2)
+    opened = [e for e in events if isinstance(e, OpenEvent)]
+    assert opened and all(e.comm == comm for e in opened)
+    assert not any(e.pid == b.pid for e in opened)
+
+
+def test_failed_only(backend: str) -> None:
+    missing = f"/nonexistent-{os.getpid()}-failed-only".encode()
+    with open_backend(backend, "open", failed_only=True) as session:
+        cat = subprocess.Popen([b"/bin/cat", b"/etc/hostname", missing],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cat.wait()
+        events = _gather(session, lambda e: isinstance(e, OpenEvent) and e.pid == cat.pid
+                         and e.errno == 2 and e.path in (missing, None))
+    opened = [e for e in events if isinstance(e, OpenEvent)]
+    assert opened and all(e.failed for e in opened)
+
+
+def test_max_args_cuts_and_flags(backend: str) -> None:
+    with open_backend(backend, "exec", max_args=5) as session:
+        many = _spawn_sh([b"a%d" % i for i in range(9)])
+        events = wait_for(session, lambda e: isinstance(e, ExecEvent) and e.pid == many.pid)
+        many.wait()
+    ev = first(events, ExecEvent, lambda e: e.pid == many.pid)
+    want = (b"/bin/sh", b"-c", b"sleep 0.5", b"sh", b"a0")
+    if backend in EXACT:
+        assert ev.argv == want and ev.argv_truncated
+    else:
+        assert ev.argv is None or (ev.argv == want and ev.argv_truncated)

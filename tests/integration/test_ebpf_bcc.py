@@ -409,7 +409,7 @@ def flood_and_count(caps: Capabilities, produced: int, **buffer: object) -> List
             loop.wait()
             events += collect(s, lambda ev: any(
                 isinstance(e, OpenEvent) and e.path == END_PATH for e in ev))
-            stats = s.stats()
+            stats = s.stats
         finally:
             s.close()
     finally:

@@ -107,7 +107,7 @@ def _core_then_ftrace() -> None:
     """Classic tracepoints first (their 8 programs need more than 16 fds; tp_btf's 2 do not)."""
     mount_tracefs_for("tracepoint")
     decision = decide(probe(), "open")
-    usable = [c.label for c in decision.usable()]
+    usable = [c.label for c in decision.usable_candidates]
     if usable[:1] != ["ebpf-core/tracepoint"] or not any(u.startswith("ftrace") for u in usable):
         pytest.skip(f"needs ebpf-core/tracepoint and an ftrace tier usable here, not {usable}")
 

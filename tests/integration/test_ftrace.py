@@ -7,6 +7,7 @@ number of records decoded.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import shutil
@@ -16,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional
 
 import pytest
 
@@ -31,6 +32,7 @@ from hybridtrace.request import Filters, Kind, TraceRequest
 from hybridtrace.selector import decide
 from hybridtrace.vocabulary import FTRACE_TIERS
 from tests.conftest import TIME_SCALE, require_backend
+from tests.integration import polling
 from tests.integration.conftest import leftovers
 
 TIERS = list(FTRACE_TIERS)
@@ -69,23 +71,9 @@ def open_stream(caps: Capabilities, tier: str, kind: Kind, buffer_kb: Optional[i
     return open_ftrace_stream(request, caps, tier, buffer_kb)
 
 
-def collect(stream: FtraceStream, done: Callable[[List[Event]], bool],
-            timeout: float = 10.0) -> List[Event]:
-    events: List[Event] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events += stream.poll(0.2)
-        if done(events):
-            return events
-    raise AssertionError(f"wanted events not seen within {timeout}s ({len(events)} seen)")
-
-
-def execs(events: Sequence[Event], pid: int) -> List[ExecEvent]:
-    return [e for e in events if isinstance(e, ExecEvent) and e.pid == pid]
-
-
-def opens(events: Sequence[Event], pid: int) -> List[OpenEvent]:
-    return [e for e in events if isinstance(e, OpenEvent) and e.pid == pid]
+# Every wait here is for events the test is about: not seeing them in time fails.
+collect = functools.partial(polling.collect, strict=True)
+execs, opens = polling.execs_of, polling.opens_of
 
 
 def test_exec_hostile_argv_and_failed_exec(caps: Capabilities, tier: str, reader: str) -> None:
@@ -462,7 +450,7 @@ def test_overrun_is_counted_exactly(caps: Capabilities, tier: str,
             events += batch
             quiet = 0 if batch else quiet + 1
         records = stream.records
-        lost = stream.stats().lost
+        lost = stream.stats.lost
     losses = [e for e in events if isinstance(e, LostEvent)]
     assert losses and all(e.count > 0 and e.cpu is not None for e in losses)
     # The kernel counts records (several per open): an upper bound, and said to be one.

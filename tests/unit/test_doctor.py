@@ -215,7 +215,7 @@ def test_text_shows_the_fields_of_every_usable_candidate() -> None:
         start = lines.index(f"{decision.kind}: {decision.chosen.label}")  # type: ignore[union-attr]
         block = lines[start + 1:start + 1 + next(
             i for i, ln in enumerate([*lines[start + 1:], ""]) if not ln.startswith("  "))]
-        for cand in decision.usable():
+        for cand in decision.usable_candidates:
             mine = [i for i, ln in enumerate(block) if ln[4:].startswith(f"{cand.label} ")]
             assert len(mine) == 1, cand.label
             rest = block[mine[0] + 1:]

@@ -8,12 +8,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from hybridtrace.elf import ElfError, find_symbols, read_symbols, symbol_file_offset
+from hybridtrace.elf import ElfError, build_id, find_symbols, read_symbols
 
 LIBC_FUNCTIONS = ["execve", "execveat", "open", "openat", "creat", "fexecve", "write"]
 
@@ -62,7 +63,7 @@ def test_libc_offsets_match_where_the_loader_put_them() -> None:
         path, expected = _mapped_offset(_address(libc, name))
         assert path == libc_path
         assert offset == expected, name
-        assert symbol_file_offset(libc_path, name) == offset
+        assert find_symbols(libc_path, [name]).get(name) == offset
 
 
 def test_shared_object_built_here(tmp_path: Path) -> None:
@@ -86,7 +87,7 @@ def test_shared_object_built_here(tmp_path: Path) -> None:
         assert path == str(lib)
         assert got[name] == expected
     assert loaded.ht_second(2) == 9
-    assert symbol_file_offset(str(lib), "missing") is None
+    assert find_symbols(str(lib), ["missing"]) == {}
 
 
 def _readelf_view(path: str) -> Dict[str, int]:
@@ -142,3 +143,20 @@ def test_not_elf(tmp_path: Path) -> None:
         find_symbols(str(short), ["main"])
     with pytest.raises(OSError):
         find_symbols(str(tmp_path / "absent"), ["main"])
+
+
+@pytest.mark.skipif(shutil.which("readelf") is None, reason="binutils' readelf not installed")
+@pytest.mark.parametrize("path", [sys.executable, "/lib/x86_64-linux-gnu/libc.so.6"])
+def test_build_id_as_readelf_reads_it(path: str) -> None:
+    if not os.path.exists(path):
+        pytest.skip(f"{path} not on this machine")
+    notes = subprocess.run(["readelf", "-n", path], capture_output=True, text=True).stdout
+    match = re.search(r"Build ID: ([0-9a-f]+)", notes)
+    assert build_id(os.path.realpath(path)) == (match.group(1) if match else None)
+
+
+def test_build_id_of_what_is_not_elf(tmp_path: Path) -> None:
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\x7fELF" + b"\x00" * 10)
+    assert build_id(str(junk)) is None
+    assert build_id(str(tmp_path / "absent")) is None

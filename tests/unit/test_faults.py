@@ -161,6 +161,7 @@ class FakeStream:
         finally:
             self.polling -= 1
 
+    @property
     def stats(self) -> StreamStats:
         return StreamStats(self.count, 0)
 
@@ -210,7 +211,7 @@ def test_why_names_the_backend_that_failed_to_open(monkeypatch: pytest.MonkeyPat
 
 def test_why_never_raises_for_a_skipped_usable_candidate() -> None:
     decision = decide(caps_here(), "exec")
-    later = decision.usable()[1]
+    later = decision.usable_candidates[1]
     assert attrs.evolve(decision, chosen=later).why.startswith(f"{later.label} chosen for exec")
 
 

@@ -196,6 +196,7 @@ class CoreStream:
                 self._stats.lost += delta
                 out.append(LostEvent(time.monotonic_ns(), delta, where, exact=exact))
 
+    @property
     def stats(self) -> StreamStats:
         return StreamStats(self._stats.captured, self._stats.lost)
 

@@ -42,7 +42,7 @@ def remove_stale(path: Optional[str] = None, owner: Optional[int] = None) -> Lis
 
     for name in filter(gone, kernel_state.instances(path)):
         try:
-            os.rmdir(os.path.join(path, "instances", name))
+            tracefs.remove_instance(os.path.join(path, "instances", name))
         except PermissionError:
             raise
         except OSError:

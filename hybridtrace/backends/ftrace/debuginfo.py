@@ -13,50 +13,12 @@ from __future__ import annotations
 import glob
 import os
 import re
-import struct
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional
 
-from hybridtrace.elf import ElfError, read_symbols
+from hybridtrace.elf import ElfError, build_id, read_symbols
 
 DEBUG_ROOT = "/usr/lib/debug"
-_PT_NOTE = 4
-_NT_GNU_BUILD_ID = 3
 _STT_FUNC = 2
-
-
-def _notes(data: bytes, endian: str) -> Iterable[Tuple[bytes, int, bytes]]:
-    pos = 0
-    while pos + 12 <= len(data):
-        namesz, descsz, ntype = struct.unpack_from(endian + "III", data, pos)
-        name_start = pos + 12
-        desc_start = name_start + ((namesz + 3) & ~3)
-        yield data[name_start:name_start + namesz], ntype, data[desc_start:desc_start + descsz]
-        pos = desc_start + ((descsz + 3) & ~3)
-
-
-def build_id(path: str) -> Optional[str]:
-    """The GNU build id of an ELF file as hex, or None."""
-    try:
-        with open(path, "rb") as handle:
-            ident = handle.read(64)
-            if len(ident) < 64 or ident[:4] != b"\x7fELF" or ident[4] != 2:
-                return None  # 64-bit objects only
-            endian = "<" if ident[5] == 1 else ">"
-            phoff, = struct.unpack_from(endian + "Q", ident, 32)
-            phentsize, phnum = struct.unpack_from(endian + "HH", ident, 54)
-            for i in range(phnum):
-                handle.seek(phoff + i * phentsize)
-                p_type, _flags, p_offset, _vaddr, _paddr, p_filesz = struct.unpack(
-                    endian + "IIQQQQ", handle.read(40))
-                if p_type != _PT_NOTE:
-                    continue
-                handle.seek(p_offset)
-                for name, ntype, desc in _notes(handle.read(p_filesz), endian):
-                    if ntype == _NT_GNU_BUILD_ID and name.rstrip(b"\0") == b"GNU":
-                        return str(desc.hex())
-    except (OSError, struct.error):
-        return None
-    return None
 
 
 def debug_file(path: str, root: str = DEBUG_ROOT) -> Optional[str]:

@@ -9,11 +9,11 @@ while a reader holds its trace_pipe open, so readers close first.
 from __future__ import annotations
 
 import contextlib
-import errno
 import itertools
 import os
 from typing import List, Optional
 
+from hybridtrace import tracefs
 from hybridtrace.backends.base import BackendError
 from hybridtrace.vocabulary import owned_name
 
@@ -26,19 +26,9 @@ def session_name() -> str:
     return owned_name(str(next(_counter)))
 
 
-def write_file(path: str, text: str, append: bool = False) -> None:
-    """Write a control file in one write() call (tracefs parses per write)."""
-    flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(path, flags)
-    try:
-        os.write(fd, text.encode("utf-8", "surrogateescape"))
-    finally:
-        os.close(fd)
-
-
-def read_file(path: str) -> str:
-    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-        return handle.read()
+# Kept under these names for the ftrace modules; one implementation in tracefs.py.
+write_file = tracefs.write
+read_file = tracefs.read
 
 
 class Instance:
@@ -103,15 +93,5 @@ class Instance:
         self.enabled = []
 
     def remove(self) -> None:
-        """rmdir the instance; retries briefly while a closing reader lets go."""
-        for _ in range(50):
-            try:
-                os.rmdir(self.path)
-                return
-            except FileNotFoundError:
-                return
-            except OSError as exc:
-                if exc.errno != errno.EBUSY:
-                    raise
-                os.sched_yield()
-        os.rmdir(self.path)
+        """rmdir the instance (tracefs.remove_instance waits while a closing reader lets go)."""
+        tracefs.remove_instance(self.path)

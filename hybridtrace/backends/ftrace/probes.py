@@ -20,12 +20,12 @@ role and call site is what keeps closing a session from taking seconds.
 
 from __future__ import annotations
 
-import errno
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
+from hybridtrace import tracefs
 from hybridtrace.backends.base import BackendError
 from hybridtrace.backends.ftrace.debuginfo import internal_functions
 from hybridtrace.backends.ftrace.instance import write_file
@@ -278,11 +278,7 @@ def add(tracefs_path: str, defs: Sequence[ProbeDef], made: List[ProbeDef]) -> No
 
 def remove_one(tracefs_path: str, file: str, group: str, name: str) -> bool:
     """Delete one dynamic event; True if it is gone."""
-    try:
-        write_file(os.path.join(tracefs_path, file), f"-:{group}/{name}\n", append=True)
-    except OSError as exc:
-        return exc.errno == errno.ENOENT
-    return True
+    return tracefs.remove_probe(tracefs_path, file, group, name)
 
 
 def remove(tracefs_path: str, defs: Sequence[ProbeDef]) -> List[str]:

@@ -122,7 +122,8 @@ class RawReader:
         self.stopped = False  # recording is off: nothing older can still arrive
         # After read(): every record up to this time has been returned (None: unknown).
         self.complete: Optional[int] = None
-        # Called with (cpu, page) for each page read (tools/record_ftrace_stream.py).
+        # Called with (cpu, page) for each page read: how tools/record_ftrace_stream.py
+        # saves exactly the bytes a session parsed (one None check per page when unused).
         self.tap: Optional[Callable[[int, bytes], None]] = None
         # Called with each round's records as soon as they are decoded (proc_snapshots.py).
         self.on_decoded: Optional[Callable[[List[RawRecord]], None]] = None

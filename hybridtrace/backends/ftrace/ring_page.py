@@ -134,6 +134,10 @@ def page_records(page: bytes, layout: PageLayout,
 def read_page_files(pages_dir: str) -> Tuple[PageLayout, List[Tuple[int, bytes]]]:
     """Pages saved by tools/record_ftrace_stream.py: header_page and cpuN.bin files.
 
+    Not used by sessions: it stays beside the page parser it feeds, so the
+    recorded format and its reader change together (the unit tests and
+    tools/bench replay recordings through it).
+
     Returns the layout and (cpu, page) pairs, each CPU's pages in read order.
     """
     with open(os.path.join(pages_dir, "header_page"), encoding="ascii") as handle:

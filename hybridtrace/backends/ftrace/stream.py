@@ -51,11 +51,15 @@ READER_ENV = "HYBRIDTRACE_FTRACE_READER"  # "raw" (default) or "text"
 TASK_EVENTS = [("task", "task_newtask"), ("task", "task_rename"),
                *[("syscalls", f"sys_{side}_{name}") for name in ("setuid", "setreuid", "setresuid")
                  for side in ("enter", "exit")]]
-# Open sessions, both readers: which process each thread is in, and what may free or
-# replace an fd before /proc is read (threads.py, fd_ledger.py). The first ones are needed
-# to prove any /proc fd link; the others exist only on some kernels and architectures.
-FD_PROOF_EVENTS = [("task", "task_newtask"), ("sched", "sched_process_exec"),
-                   ("sched", "sched_process_exit"),
+# Every session, both readers: which process each thread is in (threads.py). With them
+# the threads alive at the start can be listed once (a seed): any later exit or new task
+# taking an id is recorded, so a parent that exited before we read still has its process.
+THREAD_PROOF_EVENTS = [("task", "task_newtask"), ("sched", "sched_process_exec"),
+                       ("sched", "sched_process_exit")]
+# Open sessions, both readers: what may free or replace an fd before /proc is read
+# (fd_ledger.py). The first ones are needed to prove any /proc fd link; the others
+# exist only on some kernels and architectures.
+FD_PROOF_EVENTS = [*THREAD_PROOF_EVENTS,
                    ("syscalls", "sys_enter_close"), ("syscalls", "sys_exit_close"),
                    ("syscalls", "sys_enter_dup3"), ("syscalls", "sys_exit_dup3")]
 FD_OPTIONAL_EVENTS = [("syscalls", "sys_enter_dup2"), ("syscalls", "sys_exit_dup2"),
@@ -103,12 +107,8 @@ class _Resources:
             except OSError as exc:
                 problems.append(f"instance {inst.name}: {exc.strerror}")
         defs, self.probes = self.probes, []
-        for _ in range(20):
-            defs = [d for d in defs if not probes.remove_one(
-                self.tracefs_path, d.file, d.group, d.name)]
-            if not defs:
-                break
-            time.sleep(0.01)  # an in-flight probe hit holds a reference briefly
+        defs = [d for d in defs if not probes.remove_one(
+            self.tracefs_path, d.file, d.group, d.name)]
         problems += [f"probe {d.group}/{d.name}" for d in defs]
         return problems
 
@@ -187,7 +187,7 @@ class FtraceStream:
                  buffer_kb: int = DEFAULT_BUFFER_KB) -> None:
         self.request = request
         self.tier = tier
-        path, mounted = _mount()
+        path, mounted = tracefs.ensure_mounted()
         stale = remove_stale(path)
         self._res = _Resources(path)
         self._finalizer = weakref.finalize(self, self._res.release)
@@ -238,6 +238,9 @@ class FtraceStream:
         raw = _reader_choice() == "raw"
         if raw:
             events += [e for e in TASK_EVENTS if inst.has_event(*e)]
+        thread_proof = clock == "mono" and all(inst.has_event(*e) for e in THREAD_PROOF_EVENTS)
+        if thread_proof:
+            events += [e for e in THREAD_PROOF_EVENTS if e not in events]
         fd_proof = False
         if request.kind is Kind.OPEN:
             fd_proof = clock == "mono" and all(inst.has_event(*e) for e in FD_PROOF_EVENTS)
@@ -251,7 +254,7 @@ class FtraceStream:
         for system, event in events:
             inst.enable(system, event)
         # Every thread now: its exit, or a new task taking its id, will be recorded.
-        seed = procfs.thread_starts() if fd_proof else None
+        seed = procfs.thread_starts() if thread_proof else None
         self.formats = formats  # of every enabled event, as this kernel describes them
         self.roles = {d.name: d.role for d in defs}
         source = {"uprobe": Source.LIBC_PROBE, "tracepoint": None}.get(
@@ -424,6 +427,7 @@ class FtraceStream:
                           " (restored); how many events went unrecorded is unknown",
                           exact=False)]
 
+    @property
     def stats(self) -> StreamStats:
         return StreamStats(self._captured, self._lost)
 
@@ -471,13 +475,6 @@ def _mono_clock(inst_path: str) -> Optional[str]:
     except OSError:
         return None
     return "mono" if "mono" in clocks else None
-
-
-def _mount() -> Tuple[str, bool]:
-    try:
-        return tracefs.ensure_mounted()
-    except tracefs.TracefsUnavailable as exc:
-        raise BackendError(str(exc)) from None
 
 
 BUFFER_ENV = "HYBRIDTRACE_FTRACE_BUFFER_KB"

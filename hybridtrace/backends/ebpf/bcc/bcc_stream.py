@@ -53,10 +53,7 @@ ATTACH: Dict[Kind, List[Tuple[str, Optional[str]]]] = {
 
 
 def _present_tracepoints(request: TraceRequest) -> List[str]:
-    try:
-        path, _ = tracefs.ensure_mounted()
-    except tracefs.TracefsUnavailable as exc:
-        raise BackendError(str(exc)) from None
+    path, _ = tracefs.ensure_mounted()  # TracefsUnavailable is a BackendError
 
     def has(tp: str) -> bool:
         return os.path.isdir(os.path.join(path, "events", tp))
@@ -230,6 +227,7 @@ class BccStream:
         self._captured += sum(1 for e in out if not isinstance(e, LostEvent))
         return out
 
+    @property
     def stats(self) -> StreamStats:
         return StreamStats(self._captured, self._sink.lost)
 
