@@ -12,7 +12,7 @@ import errno
 import os
 
 # bpf(2) syscall numbers per architecture (uname -m).
-_BPF_SYSCALL = {
+BPF_SYSCALL = {
     "x86_64": 321,
     "i386": 357,
     "i686": 357,
@@ -29,16 +29,16 @@ _BPF_MAP_CREATE = 0
 _BPF_PROG_LOAD = 5
 _BPF_PROG_TYPE_TRACEPOINT = 5
 _BPF_MAP_TYPE_RINGBUF = 27
-_ATTR_SIZE = 128  # larger than any field we set; the kernel checks the tail is zero
+ATTR_SIZE = 128  # larger than any field we set; the kernel checks the tail is zero
 
 
-def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
-    """One eBPF instruction (struct bpf_insn, little-endian hosts)."""
+def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
+    """One eBPF instruction (struct bpf_insn, little-endian hosts); tools/vm shares it."""
     return bytes([code, (src << 4) | dst]) + off.to_bytes(2, "little", signed=True) + \
         imm.to_bytes(4, "little", signed=True)
 
 
-_EXIT_0 = _insn(0xB7) + _insn(0x95)  # r0 = 0; exit
+_EXIT_0 = insn(0xB7) + insn(0x95)  # r0 = 0; exit
 _TRIVIAL_PROG = _EXIT_0
 _BPF_FUNC_PROBE_READ = 4
 _BPF_FUNC_PROBE_READ_KERNEL = 113  # 5.5+
@@ -46,18 +46,18 @@ _BPF_FUNC_PROBE_READ_KERNEL = 113  # 5.5+
 
 def _kernel_read_prog(helper: int) -> bytes:
     """helper(fp - 8, 8, NULL): a kernel-memory read, refused under lockdown=confidentiality."""
-    return (_insn(0xBF, dst=1, src=10) + _insn(0x07, dst=1, imm=-8) + _insn(0xB7, dst=2, imm=8)
-            + _insn(0xB7, dst=3) + _insn(0x85, imm=helper) + _EXIT_0)
+    return (insn(0xBF, dst=1, src=10) + insn(0x07, dst=1, imm=-8) + insn(0xB7, dst=2, imm=8)
+            + insn(0xB7, dst=3) + insn(0x85, imm=helper) + _EXIT_0)
 
 
 def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char], machine: str) -> int:
     """Call bpf(2); returns the fd (closed by the caller) or -errno."""
-    nr = _BPF_SYSCALL.get(machine)
+    nr = BPF_SYSCALL.get(machine)
     if nr is None:
         return -errno.ENOSYS
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
-    ret = int(libc.syscall(ctypes.c_long(nr), ctypes.c_int(cmd), attr, ctypes.c_uint(_ATTR_SIZE)))
+    ret = int(libc.syscall(ctypes.c_long(nr), ctypes.c_int(cmd), attr, ctypes.c_uint(ATTR_SIZE)))
     return ret if ret >= 0 else -ctypes.get_errno()
 
 
@@ -77,7 +77,7 @@ def load_trivial_prog(machine: str, named: bool = True, prog: bytes = _TRIVIAL_P
     """Load and close a tracepoint program (default "r0 = 0; exit"): 0 or the errno."""
     insns = ctypes.create_string_buffer(prog, len(prog))
     license_ = ctypes.create_string_buffer(b"GPL")
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    attr = ctypes.create_string_buffer(ATTR_SIZE)
     fields = (ctypes.c_uint32 * 2).from_buffer(attr)
     fields[0] = _BPF_PROG_TYPE_TRACEPOINT
     fields[1] = len(prog) // 8
@@ -104,7 +104,7 @@ def load_kernel_read_prog(machine: str) -> int:
 
 def create_ringbuf(machine: str) -> int:
     """Create and close a BPF ring buffer map: 0 or the errno."""
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    attr = ctypes.create_string_buffer(ATTR_SIZE)
     fields = (ctypes.c_uint32 * 4).from_buffer(attr)
     fields[0] = _BPF_MAP_TYPE_RINGBUF
     fields[3] = max(4096, os.sysconf("SC_PAGE_SIZE"))  # max_entries: a page multiple

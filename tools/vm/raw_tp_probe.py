@@ -23,7 +23,8 @@ import subprocess
 import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}
+from hybridtrace.capabilities.bpf_probes import ATTR_SIZE, BPF_SYSCALL, insn
+
 CMD_MAP_CREATE, CMD_MAP_LOOKUP, CMD_PROG_LOAD, CMD_RAW_TP_OPEN = 0, 1, 5, 17
 MAP_ARRAY = 2
 PROG_RAW_TRACEPOINT = 17
@@ -32,16 +33,11 @@ TRACE_RAW_TP = 23  # expected_attach_type of a tp_btf program
 SYS_GETPID = {"x86_64": 39, "aarch64": 172}
 VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
 PSEUDO_MAP_FD = 1
-ATTR_SIZE = 128
 VALUE_SIZE = 32  # u64 hits, u64 helper return, u64 ctx args[1], u8 data[8]
 MARKER = b"HTRAWTP!"
 HELPERS = {"probe_read": 4, "map_lookup_elem": 1, "get_current_pid_tgid": 14,
            "probe_read_user": 112, "probe_read_kernel": 113}
 EXIT = "exit"  # jump target label
-
-
-def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
-    return struct.pack("<BBhi", code, (src << 4) | dst, off, imm)
 
 
 def ld_imm64(dst: int, value: int, src: int = 0) -> List[bytes]:
