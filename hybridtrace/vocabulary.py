@@ -102,6 +102,9 @@ def required_tracepoints(kind: str) -> Tuple[str, ...]:
 
 # -- attach modes and tiers ----------------------------------------------------
 
+# Machines (uname -m) ebpf-core ships compiled BPF objects for, and each one's
+# object name suffix (tools/build_bpf.py builds them all on any machine).
+CORE_ARCHES: Dict[str, str] = {"x86_64": "", "aarch64": ".arm64"}
 # ebpf-core's ways to attach, best first (its candidates are "ebpf-core/<mode>").
 CORE_ATTACH_MODES: Tuple[str, ...] = ("tracepoint", "tp_btf", "raw_tp")
 # The ftrace backend's tiers, best first (its candidates are "ftrace/<tier>").

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Build the shipped BPF objects of the ebpf-core engine from their C sources.
 
-vmlinux.h is generated from this kernel's BTF only when asked (--vmlinux) and
-is committed, so a build is a pure function of files in the repository: clang
+Objects are built for every architecture we ship, whatever machine builds
+them: each has its own vmlinux.h (x86/, arm64/), generated from a kernel's BTF
+only when asked (--vmlinux, with --arch for another architecture's BTF, as
+tools/kernel_btf.py extracts it from a Debian kernel package) and committed,
+so a build is a pure function of files in the repository: clang
 runs with relative file names in a fixed working directory, and DWARF is
 stripped (BTF stays), which makes the objects byte-identical across runs.
 ``--check`` rebuilds into a temporary directory and fails if the shipped
@@ -34,9 +37,10 @@ FLAVOURS = tuple(
     for attach, a_defs in ATTACH_DEFINES
     for buffer, b_defs in (("", []), (".perf", ["-DHT_PERF_BUFFER"]))
 )
-HEADERS = ("common.h", "vmlinux.h")
-ARCH = {"x86_64": "x86", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "powerpc",
-        "s390x": "s390", "riscv64": "riscv"}
+HEADERS = ("common.h",)
+# uname -m -> (clang's __TARGET_ARCH_ name, directory of its vmlinux.h, object suffix);
+# core_stream.object_name names the objects the same way.
+TARGETS = {"x86_64": ("x86", "x86", ""), "aarch64": ("arm64", "arm64", ".arm64")}
 
 
 class BuildError(Exception):
@@ -61,28 +65,30 @@ def _run(cmd: List[str], cwd: str, stdout: Optional[int] = None) -> bytes:
     return proc.stdout or b""
 
 
-def generate_vmlinux(out_dir: str, btf: str) -> None:
+def generate_vmlinux(out_dir: str, btf: str, machine: str) -> None:
     bpftool = _tool(["bpftool", "/usr/sbin/bpftool"])
     text = _run([bpftool, "btf", "dump", "file", btf, "format", "c"], out_dir)
-    with open(os.path.join(out_dir, "vmlinux.h"), "wb") as f:
+    with open(os.path.join(out_dir, TARGETS[machine][1], "vmlinux.h"), "wb") as f:
         f.write(text)
 
 
 def compile_objects(src_dir: str, out_dir: str) -> List[str]:
-    """Compile every source in src_dir into out_dir; returns the object paths."""
+    """Compile every source for every target into out_dir; returns the object paths."""
     clang = _tool(["clang-14", "clang"])
     strip = _tool(["llvm-strip-14", "llvm-strip"])
-    arch = ARCH.get(platform.machine(), platform.machine())
     built = []
-    for src in SOURCES:
-        for suffix, defines in FLAVOURS:
-            out = os.path.join(out_dir, src[: -len(".bpf.c")] + suffix)
-            # BTF line info names source files: map the build directory away.
-            _run([clang, "-O2", "-g", "-target", "bpf", f"-D__TARGET_ARCH_{arch}", *defines,
-                  f"-fdebug-prefix-map={os.path.abspath(src_dir)}=.", "-I.", "-c", src,
-                  "-o", out], src_dir)
-            _run([strip, "-g", out], src_dir)
-            built.append(out)
+    for arch, headers, arch_suffix in TARGETS.values():
+        for src in SOURCES:
+            for suffix, defines in FLAVOURS:
+                name = src[: -len(".bpf.c")] + suffix
+                out = os.path.join(out_dir, name[: -len(".bpf.o")] + arch_suffix + ".bpf.o")
+                # BTF line info names source files: map the build directory away.
+                # vmlinux.h is not beside common.h, so "-I<arch>" finds this target's.
+                _run([clang, "-O2", "-g", "-target", "bpf", f"-D__TARGET_ARCH_{arch}",
+                      *defines, f"-fdebug-prefix-map={os.path.abspath(src_dir)}=.",
+                      f"-I{headers}", "-I.", "-c", src, "-o", out], src_dir)
+                _run([strip, "-g", out], src_dir)
+                built.append(out)
     return built
 
 
@@ -93,6 +99,8 @@ def check(src_dir: str) -> List[str]:
         os.mkdir(work)
         for name in SOURCES + HEADERS:
             shutil.copy(os.path.join(src_dir, name), work)
+        for _arch, headers, _suffix in TARGETS.values():
+            shutil.copytree(os.path.join(src_dir, headers), os.path.join(work, headers))
         differ = []
         for obj in compile_objects(work, work):
             shipped = os.path.join(src_dir, os.path.basename(obj))
@@ -106,7 +114,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="fail if the shipped objects differ from the sources")
     parser.add_argument("--vmlinux", nargs="?", const="/sys/kernel/btf/vmlinux",
-                        metavar="BTF", help="regenerate vmlinux.h from BTF first")
+                        metavar="BTF", help="regenerate --arch's vmlinux.h from BTF first")
+    parser.add_argument("--arch", choices=sorted(TARGETS), default=platform.machine(),
+                        help="the architecture of --vmlinux's BTF (default: this machine's)")
     args = parser.parse_args(argv)
     src_dir = os.path.normpath(BPF_DIR)
     try:
@@ -118,7 +128,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 return 1
             return 0
         if args.vmlinux:
-            generate_vmlinux(src_dir, args.vmlinux)
+            generate_vmlinux(src_dir, args.vmlinux, args.arch)
         for obj in compile_objects(src_dir, src_dir):
             print(f"built {os.path.relpath(obj)} ({os.path.getsize(obj)} bytes)")
     except BuildError as exc:

@@ -25,7 +25,7 @@ from hybridtrace.backends.ebpf.ringbuf import ORDERED_LOADS, RingReader, Scan, s
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
 from hybridtrace.request import Kind, TraceRequest
-from hybridtrace.vocabulary import CORE_ATTACH_MODES, required_tracepoints
+from hybridtrace.vocabulary import CORE_ARCHES, CORE_ATTACH_MODES, required_tracepoints
 
 DEFAULT_BUFFER_SIZE = 8 << 20
 # Biggest record (struct ht_exec) must fit a per-CPU perf buffer.
@@ -68,10 +68,14 @@ def choose_transport(caps: Optional[Capabilities]) -> str:
     return "ring" if ORDERED_LOADS else "ring-libbpf"
 
 
-def object_name(kind: Kind, transport: str, attach: str) -> str:
-    """The shipped object (tools/build_bpf.py FLAVOURS) for one kind, transport and attach."""
+def object_name(kind: Kind, transport: str, attach: str, machine: str = "x86_64") -> str:
+    """The shipped object (tools/build_bpf.py FLAVOURS x TARGETS) for one kind,
+    transport, attach mode and machine."""
+    if machine not in CORE_ARCHES:
+        raise BackendError(f"ebpf-core ships BPF objects for {', '.join(CORE_ARCHES)},"
+                           f" not {machine}")
     return (f"{kind.value}{'' if attach == 'tracepoint' else '.' + attach}"
-            f"{'.perf' if transport == 'perf' else ''}.bpf.o")
+            f"{'.perf' if transport == 'perf' else ''}{CORE_ARCHES[machine]}.bpf.o")
 
 
 def _object_image(name: str) -> bytes:
@@ -104,7 +108,7 @@ class CoreStream:
         self._ncpus = max(1, int(lib.lib.libbpf_num_possible_cpus()))
         path = self._tracefs() if attach == "tracepoint" else None
         size = ring_size(buffer_bytes)
-        name = object_name(request.kind, transport, attach)
+        name = object_name(request.kind, transport, attach, os.uname().machine)
         obj = BpfObject(lib, _object_image(name), f"ht_{request.kind.value}",
                         keep_user_reads=attach == "tp_btf" and not kernel_reads)
         self._obj: Optional[BpfObject] = obj

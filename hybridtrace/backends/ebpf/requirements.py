@@ -13,6 +13,7 @@ from hybridtrace.backends.requirements_common import (
     tracefs_reasons,
 )
 from hybridtrace.capabilities.model import Capabilities
+from hybridtrace.vocabulary import CORE_ARCHES
 
 # How ebpf-core attaches (vocabulary.CORE_ATTACH_MODES): classic syscall
 # tracepoints (their ids are read from tracefs; only the traced syscalls run a
@@ -22,7 +23,7 @@ from hybridtrace.capabilities.model import Capabilities
 TP_BTF_SINCE = (5, 5, 0)
 RAW_TP_SINCE = (4, 17, 0)
 TASK_BTF_SINCE = (5, 11, 0)  # bpf_get_current_task_btf: the caller's task by plain loads
-RAW_TP_ARCHES = ("x86_64",)  # bpf/common.h knows their syscall numbers and pt_regs offsets
+RAW_TP_ARCHES = ("x86_64", "aarch64")  # bpf/common.h knows their syscall numbers and regs
 _NO_LAYOUT = "no BTF, so task_struct's layout is unknown"
 
 
@@ -114,6 +115,12 @@ def _classic_tracefs_reasons(caps: Capabilities, kind: str) -> List[Reason]:
 
 def assess_core(caps: Capabilities, kind: str, tier: str = "tracepoint") -> Assessment:
     reasons = bpf_reasons(caps)
+    if caps.kernel.arch not in CORE_ARCHES:
+        reasons.append(Reason(
+            "no-objects-for-arch",
+            f"hybridtrace ships ebpf-core's compiled programs for {', '.join(CORE_ARCHES)},"
+            f" not {caps.kernel.arch}",
+            remedy="use the ebpf-bcc engine (compiles at run time) or the ftrace backend"))
     if caps.btf.path is None and tier != "raw_tp":
         reasons.append(
             Reason(

@@ -246,6 +246,17 @@ static __always_inline void ht_fill_hdr(struct ht_hdr *h, __u32 type)
 #define HT_NR_OPENAT2 437
 #define HT_TS_COMPAT 0x0002 /* arch/x86/include/asm/thread_info.h */
 #define HT_USER32_CS 0x23   /* arch/x86/include/asm/segment.h: 32-bit user code */
+#elif defined(__TARGET_ARCH_arm64)
+/* include/uapi/asm-generic/unistd.h: no open(2) or creat(2) on arm64. */
+#define HT_NR_EXECVE 221
+#define HT_NR_OPENAT 56
+#define HT_NR_EXECVEAT 281
+#define HT_NR_OPENAT2 437
+#define HT_PSR_MODE32_BIT 0x10 /* arch/arm64/include/uapi/asm/ptrace.h: AArch32 caller */
+#else
+#error "raw syscall numbers and argument registers are defined for x86 and arm64 only"
+#endif
+
 #ifdef HT_TP_BTF
 #define HT_REG(regs, field, off) ((regs)->field)
 #else
@@ -258,15 +269,14 @@ static __always_inline unsigned long ht_reg_at(const void *regs, __u32 off)
 }
 #define HT_REG(regs, field, off) ht_reg_at(regs, off)
 #endif
+
+#if defined(__TARGET_ARCH_x86)
 #define HT_SC_NR(regs) ((long)HT_REG(regs, orig_ax, 120))
 #define HT_SC_ARG0(regs) HT_REG(regs, di, 112)
 #define HT_SC_ARG1(regs) HT_REG(regs, si, 104)
 #define HT_SC_ARG2(regs) HT_REG(regs, dx, 96)
 #define HT_SC_ARG3(regs) HT_REG(regs, r10, 56)
 #define HT_SC_CS(regs) (HT_REG(regs, cs, 136) & 0xffff)
-#else
-#error "raw syscall numbers and argument registers are defined for x86 only"
-#endif
 
 /* A 32-bit (ia32) syscall: its numbers mean other calls (11 is execve there,
  * munmap here). Classic syscall tracepoints skip them on x86; so do we: by the
@@ -288,6 +298,21 @@ static __always_inline bool ht_compat_syscall(struct pt_regs *regs)
 		return false;
 	return status & HT_TS_COMPAT;
 }
+#else /* arm64: struct pt_regs starts with regs[31], sp, pc, pstate; then orig_x0, syscallno.
+       * At sys_enter x0 still holds the first argument; at sys_exit it is the result. */
+#define HT_SC_NR(regs) ((long)(int)HT_REG(regs, syscallno, 280))
+#define HT_SC_ARG0(regs) HT_REG(regs, regs[0], 0)
+#define HT_SC_ARG1(regs) HT_REG(regs, regs[1], 8)
+#define HT_SC_ARG2(regs) HT_REG(regs, regs[2], 16)
+#define HT_SC_ARG3(regs) HT_REG(regs, regs[3], 24)
+
+/* An AArch32 task's syscall numbers mean other calls: its saved PSTATE says it
+ * runs in 32-bit mode (compat_user_mode()). No task read needed. */
+static __always_inline bool ht_compat_syscall(struct pt_regs *regs)
+{
+	return HT_REG(regs, pstate, 264) & HT_PSR_MODE32_BIT;
+}
+#endif
 
 #ifdef HT_TP_BTF
 #define HT_SYS_ENTER(name) SEC("tp_btf/sys_enter") int BPF_PROG(name, struct pt_regs *regs, long id)
