@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
         live = default_live(args.root)
     except (OSError, ValueError) as exc:
         raise UsageError(f"doctor: --root {args.root}: no readable live.json next to it or"
-                         f" inside it ({exc.__class__.__name__}); record trees with"
-                         " tools/record_kernel_tree.py") from None
+                         f" inside it ({exc.__class__.__name__}): --root takes a recorded"
+                         " kernel tree") from None
     report = build_report(probe(args.root, live), args.backend)
     sys.stdout.write((render_json(report) + "\n") if args.json else render_text(report))
     return report.exit_status

@@ -11,7 +11,7 @@ from tools.bench.workloads import Workload
 FULL_RATES = {"open-loop": [1000, 10000, 50000, 0], "exec-loop": [1000, 0], "shell-loop": [0]}
 QUICK_RATES = {"open-loop": [10000, 0], "exec-loop": [0], "shell-loop": [0]}
 KINDS = {"open-loop": "open", "exec-loop": "exec", "shell-loop": "exec"}
-SUSTAINED_RATE = 50000  # the target: no loss at 50k/s for 30 s
+SUSTAINED_RATE = 50000  # the target: no loss at 50k/s for 30 s
 
 
 def build_plan(quick: bool, duration: Optional[float], sustain: Optional[float],

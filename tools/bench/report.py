@@ -108,7 +108,7 @@ def render(doc: Dict[str, Any], second: Optional[Dict[str, Any]] = None,
         " [captured_vs_offered.png](captured_vs_offered.png).\n",
         "![captured and missed rate against offered rate](captured_vs_offered.png)\n",
         "## Machine\n", "\n".join(_machine(doc["machine"])) + "\n",
-        "## Targets (issue 6), judged from this run\n", "\n".join(judge(runs)) + "\n",
+        "## Targets, judged from this run\n", "\n".join(judge(runs)) + "\n",
         "## Summary per tracer\n",
         "Slowdown: untraced flat-out rate / traced flat-out rate. argv ok: share of all"
         " execs the workload made whose whole argv was printed correctly. Session open:"

@@ -1,4 +1,4 @@
-"""The issue's targets, judged from one run's results (never asserted in tests)."""
+"""The benchmark's targets, judged from one run's results (never asserted in tests)."""
 
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ class BpfObject:
         if not ptr or size.value != len(data):
             raise BackendError(
                 f"BPF object {self.name}: .rodata is {size.value} bytes, config is {len(data)}"
-                " (objects and Python out of step: rebuild with tools/build_bpf.py)"
+                " (the installed objects and code are out of step: reinstall hybridtrace)"
             )
         ctypes.memmove(ptr, data, len(data))
 
