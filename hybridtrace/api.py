@@ -180,6 +180,7 @@ def trace(
     max_args: int = DEFAULT_MAX_ARGS,
     tier: Optional[str] = None,
     ebpf_attach: Optional[str] = None,
+    buffer_pages: Optional[int] = None,
     capabilities: Optional[Capabilities] = None,
 ) -> Session:
     """Open a tracing session for ``kind`` ("exec" or "open").
@@ -188,6 +189,10 @@ def trace(
     attaches: "tracepoint" (classic tracepoints, whose ids need a mounted
     tracefs), "tp_btf" (raw tracepoints by BTF name, no tracefs at all) or
     "raw_tp" (raw tracepoints on kernels without BTF; fewer fields).
+
+    ``buffer_pages`` sizes the event buffer as BCC's ``opensnoop -b`` does:
+    that many pages per CPU, a power of two (hybridtrace.buffer_size says what
+    each backend makes of it); None keeps each backend's default.
 
     Raises a BackendError with one line that says what is wrong: RequestError
     for bad arguments (before anything is probed or loaded), SelectionError
@@ -199,6 +204,7 @@ def trace(
         Filters(pid=pid, tid=tid, uid=uid, ppid=ppid, comm=comm, failed_only=failed_only),
         max_args=max_args,
         tier=tier,
+        buffer_pages=buffer_pages,
     )
     kind_value = request.kind.value
     check_choice(kind_value, backend, tier, ebpf_attach)

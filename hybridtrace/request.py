@@ -27,6 +27,8 @@ PID_MAX_LIMIT = 1 << 22
 # (uid_t)-1 is not a uid: setresuid() reads it as "unchanged".
 UID_MAX = (1 << 32) - 2
 TASK_COMM_LEN = 16  # a task's comm: up to 15 bytes and a NUL
+# buffer_pages: BCC's -b, pages per CPU, a power of two (1 GiB per CPU at most).
+MAX_BUFFER_PAGES = 1 << 18
 
 
 class Kind(str, enum.Enum):
@@ -101,6 +103,12 @@ class Filters:
     failed_only: bool = attrs.field(default=False, validator=_boolean)
 
 
+def _buffer_pages(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    _integer(1, MAX_BUFFER_PAGES)(_inst, attr, value)
+    if value is not None and value & (value - 1):
+        raise RequestError(f"{attr.name} must be a power of two, not {value}")
+
+
 @attrs.frozen(slots=True)
 class TraceRequest:
     kind: Kind = attrs.field(converter=_kind)
@@ -108,6 +116,9 @@ class TraceRequest:
     max_args: int = attrs.field(default=DEFAULT_MAX_ARGS)
     # Force one ftrace tier ("kprobe", "eprobe", "uprobe", "tracepoint"); None = best.
     tier: Optional[str] = None
+    # Event buffer per CPU in pages (BCC's opensnoop -b); None: each backend's default.
+    # hybridtrace.buffer_size says what it becomes in each backend.
+    buffer_pages: Optional[int] = attrs.field(default=None, validator=_buffer_pages)
 
     @max_args.validator
     def _check_max_args(self, attr: attrs.Attribute[Any], value: int) -> None:

@@ -75,11 +75,37 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help="no start line and no summary on stderr")
     parser.add_argument("-d", "--duration", type=positive_float, metavar="SECONDS",
                         help="stop after this many seconds")
-    parser.add_argument("-T", "--timestamp", action="store_true",
-                        help="include a wall-clock time column (HH:MM:SS)")
-    parser.add_argument("-U", "--print-uid", action="store_true", help="include a UID column")
-    parser.add_argument("-u", "--uid", type=str, metavar="USER|UID",
-                        help="only this user (name or number)")
+    parser.add_argument("-U", "--print-uid", action="store_true", help="print UID column")
+    parser.add_argument("-u", "--uid", type=str, metavar="USER",
+                        help="trace this user only (name or UID)")
+    parser.add_argument("-b", "--buffer-pages", type=power_of_two, metavar="PAGES",
+                        help="event buffer per CPU in pages, a power of two (as BCC's"
+                        " opensnoop -b; default: each backend's own, see the README)")
+    for option, origin in NOT_YET:
+        parser.add_argument(option, metavar="PATH", dest=f"not_yet_{option.lstrip('-')}",
+                            help=f"{origin}: not supported yet (refused)")
+
+
+# Container filters BCC and libbpf-tools have and hybridtrace does not yet: accepted by
+# the parser so that using one ends in a clear refusal, never silently unfiltered output.
+NOT_YET = (("--cgroupmap", "BCC"), ("--mntnsmap", "BCC"))
+
+
+def refuse_not_yet(args: argparse.Namespace, extra: Iterable[str] = ()) -> None:
+    """UsageError for the first container filter given: we must not trace unfiltered."""
+    for option in [o for o, _ in NOT_YET] + list(extra):
+        if getattr(args, f"not_yet_{option.lstrip('-')}", None) is not None:
+            raise UsageError(f"{PROG}: {option} is not supported yet")
+
+
+def power_of_two(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1 or value & (value - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of two: {text!r}")
+    return value
 
 
 def positive_float(text: str) -> float:
@@ -115,7 +141,7 @@ def compile_regex(text: Optional[str], option: str) -> Optional[Pattern[bytes]]:
 def open_session(kind: str, args: argparse.Namespace, **filters: Any) -> Session:
     try:
         return trace(kind, args.backend, tier=args.tier, ebpf_attach=args.ebpf_attach,
-                     **filters)
+                     buffer_pages=args.buffer_pages, **filters)
     except RequestError as exc:
         raise UsageError(f"{PROG}: {exc}") from None
     except StartError as exc:

@@ -3,47 +3,71 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Callable
 
 from hybridtrace.cli.common import (
     add_common,
     compile_regex,
     open_session,
+    refuse_not_yet,
     resolve_user,
     run_session,
 )
 from hybridtrace.events import Event, ExecEvent
-from hybridtrace.output.columns import ExecFormat, TimeColumn
+from hybridtrace.output.columns import ExecFormat, args_bytes
 from hybridtrace.request import DEFAULT_MAX_ARGS
+
+EXAMPLES = """examples:
+  hybridtrace execsnoop                # trace all exec() calls
+  hybridtrace execsnoop -x             # include failed exec()s
+  hybridtrace execsnoop -T             # include time (HH:MM:SS)
+  hybridtrace execsnoop -t             # include seconds since start
+  hybridtrace execsnoop -P 181         # only new processes whose parent PID is 181
+  hybridtrace execsnoop -U -u 1000     # include UID; only trace UID 1000
+  hybridtrace execsnoop -q             # add "quotemarks" around arguments
+  hybridtrace execsnoop -n main        # only commands whose name matches "main"
+  hybridtrace execsnoop -l tpkg        # only commands whose arguments match "tpkg"
+  hybridtrace execsnoop --json -d 10   # JSON Lines for 10 seconds
+"""
 
 
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "execsnoop",
         help="trace exec() calls",
-        description="Trace execve/execveat: one line per exec, PCOMM PID PPID RET ARGS.",
+        description="Trace execve/execveat: one line per exec, PCOMM PID PPID RET ARGS"
+        " (ARGS: the path given to exec, then argv[1:]), as BCC's execsnoop.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common(parser)
-    parser.add_argument("-t", "--relative-time", action="store_true",
-                        help="include a column of seconds since start")
-    parser.add_argument("-x", "--fails", action="store_true", help="include failed execs")
+    parser.add_argument("-T", "--time", action="store_true",
+                        help="include time column on output (HH:MM:SS)")
+    # --relative-time: this option's spelling before it took BCC's --timestamp
+    parser.add_argument("-t", "--timestamp", "--relative-time", dest="timestamp",
+                        action="store_true", help="include seconds since start on output")
+    parser.add_argument("-x", "--fails", action="store_true", help="include failed exec()s")
     parser.add_argument("-q", "--quote", action="store_true",
-                        help='quote each argument ("...")')
-    parser.add_argument("-n", "--name", metavar="REGEX", help="only commands whose comm matches")
-    parser.add_argument("-l", "--line", metavar="REGEX",
-                        help="only execs whose arguments match (not the comm)")
-    parser.add_argument("-P", "--ppid", type=int, metavar="PPID", help="only children of PPID")
-    parser.add_argument("--max-args", type=int, default=DEFAULT_MAX_ARGS, metavar="N",
-                        help=f"capture at most N arguments (default {DEFAULT_MAX_ARGS})")
+                        help='add quotemarks (") around arguments')
+    parser.add_argument("-n", "--name", metavar="NAME",
+                        help="only print commands whose name (comm) matches this regex")
+    parser.add_argument("-l", "--line", metavar="LINE",
+                        help="only print commands whose ARGS (path and arguments) match"
+                        " this regex")
+    parser.add_argument("-P", "--ppid", type=int, metavar="PPID",
+                        help="trace this parent PID only")
+    parser.add_argument("--max-args", type=int, default=DEFAULT_MAX_ARGS, metavar="MAX_ARGS",
+                        help="maximum number of arguments parsed and displayed, path"
+                        f" included (default {DEFAULT_MAX_ARGS})")
+    parser.add_argument("-c", "--cgroup", metavar="PATH", dest="not_yet_cgroup",
+                        help="libbpf-tools: not supported yet (refused)")
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    uid = resolve_user(args.uid)
+def event_filter(args: argparse.Namespace) -> Callable[[Event], bool]:
+    """What BCC's execsnoop filters in user space: -x, -n on the comm, -l on ARGS."""
     name = compile_regex(args.name, "-n")
     line = compile_regex(args.line, "-l")
-    clock = TimeColumn("wall" if args.timestamp else "relative" if args.relative_time else None)
-    fmt = ExecFormat(clock, show_uid=args.print_uid, quote=args.quote)
 
     def keep(event: Event) -> bool:
         if not isinstance(event, ExecEvent):
@@ -52,7 +76,17 @@ def run(args: argparse.Namespace) -> int:
             return False
         if name is not None and not name.search(event.comm or b""):
             return False
-        return line is None or line.search(b" ".join(event.argv or ())) is not None
+        return line is None or line.search(args_bytes(event)) is not None
+
+    return keep
+
+
+def run(args: argparse.Namespace) -> int:
+    refuse_not_yet(args, ["--cgroup"])
+    uid = resolve_user(args.uid)
+    keep = event_filter(args)
+    fmt = ExecFormat(wall=args.time, elapsed=args.timestamp, show_uid=args.print_uid,
+                     quote=args.quote)
 
     def render(event: Event) -> str:
         assert isinstance(event, ExecEvent)

@@ -4,39 +4,65 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, List
+from typing import Any, Dict, List
 
 from hybridtrace.cli.common import (
     PROG,
     UsageError,
     add_common,
     open_session,
+    refuse_not_yet,
     resolve_user,
     run_session,
 )
 from hybridtrace.events import Event, OpenEvent
-from hybridtrace.output.columns import OpenFormat, TimeColumn
+from hybridtrace.output.columns import OpenFormat
 from hybridtrace.output.fullpath import full_path
+
+EXAMPLES = """examples:
+  hybridtrace opensnoop                        # trace all open() calls
+  hybridtrace opensnoop -T                     # include seconds since the first event
+  hybridtrace opensnoop -U                     # include UID
+  hybridtrace opensnoop -x                     # only show failed opens
+  hybridtrace opensnoop -p 181                 # only trace PID 181
+  hybridtrace opensnoop -t 123                 # only trace TID 123
+  hybridtrace opensnoop -u 1000                # only trace UID 1000
+  hybridtrace opensnoop -d 10                  # trace for 10 seconds only
+  hybridtrace opensnoop -n main                # only process names containing "main"
+  hybridtrace opensnoop -e                     # show extended fields (FLAGS)
+  hybridtrace opensnoop -f O_WRONLY -f O_RDWR  # only opens for writing
+  hybridtrace opensnoop -F                     # relative paths in full
+"""
 
 
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "opensnoop",
         help="trace open() calls",
-        description="Trace open/openat/openat2: one line per call, PID COMM FD ERR PATH.",
+        description="Trace open/openat/openat2/creat: one line per call, PID COMM FD ERR PATH,"
+        " as BCC's opensnoop.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common(parser)
-    parser.add_argument("-x", "--failed", action="store_true", help="only failed opens")
-    parser.add_argument("-p", "--pid", type=int, metavar="PID", help="only this process")
-    parser.add_argument("-t", "--tid", type=int, metavar="TID", help="only this thread")
+    parser.add_argument("-T", "--timestamp", action="store_true",
+                        help="include seconds since the first event (TIME(s)) on output")
+    parser.add_argument("-x", "--failed", action="store_true", help="only show failed opens")
+    parser.add_argument("-p", "--pid", type=int, metavar="PID", help="trace this PID only")
+    parser.add_argument("-t", "--tid", type=int, metavar="TID",
+                        help="trace this TID only (TID trumps PID); the first column is TID")
     parser.add_argument("-n", "--name", metavar="NAME",
-                        help="only processes whose comm contains NAME")
-    parser.add_argument("-e", "--extended-fields", action="store_true",
-                        help="include FLAGS (octal) and MODE columns")
-    parser.add_argument("-f", "--flag-filter", action="append", default=[], metavar="FLAG",
-                        help="only opens with this O_* flag set (repeatable: any of them)")
+                        help="only print process names containing this name")
+    # The dash spellings: libbpf-tools' --extended-fields, and ours before BCC's.
+    parser.add_argument("-e", "--extended_fields", "--extended-fields", dest="extended_fields",
+                        action="store_true", help="show extended fields (FLAGS, octal)")
+    parser.add_argument("-f", "--flag_filter", "--flag-filter", dest="flag_filter",
+                        action="append", default=[], metavar="FLAG",
+                        help="only opens with this O_* flag (repeatable: any of them);"
+                        " O_RDONLY, O_WRONLY and O_RDWR match the access mode")
     parser.add_argument("-F", "--full-path", action="store_true",
-                        help="show relative paths in full (from /proc, best effort)")
+                        help="show full path for an open file with relative path"
+                        " (from /proc, best effort)")
     parser.set_defaults(run=run)
 
 
@@ -56,12 +82,19 @@ def _has_flag(flags: int, mask: int) -> bool:
     return flags & mask == mask
 
 
+def session_filters(args: argparse.Namespace) -> Dict[str, Any]:
+    """The filters the backend applies; as in BCC, a TID trumps a PID (-t alone decides)."""
+    return {"uid": resolve_user(args.uid), "pid": None if args.tid is not None else args.pid,
+            "tid": args.tid, "failed_only": args.failed}
+
+
 def run(args: argparse.Namespace) -> int:
-    uid = resolve_user(args.uid)
+    refuse_not_yet(args)
+    filters = session_filters(args)
     masks = _flag_mask(args.flag_filter)
     name = args.name.encode("utf-8", "surrogateescape") if args.name else None
-    fmt = OpenFormat(TimeColumn("wall" if args.timestamp else None), show_uid=args.print_uid,
-                     extended=args.extended_fields)
+    fmt = OpenFormat(elapsed=args.timestamp, show_uid=args.print_uid,
+                     extended=args.extended_fields, show_tid=args.tid is not None)
 
     def keep(event: Event) -> bool:
         if not isinstance(event, OpenEvent):
@@ -77,6 +110,5 @@ def run(args: argparse.Namespace) -> int:
         path = full_path(event.pid, event.dfd, event.path) if args.full_path else event.path
         return fmt.line(event, path)
 
-    session = open_session("open", args, uid=uid, pid=args.pid, tid=args.tid,
-                           failed_only=args.failed)
+    session = open_session("open", args, **filters)
     return run_session(session, args, fmt.header(), keep, render)

@@ -39,45 +39,29 @@ def _comm16(comm: Optional[bytes]) -> str:
 
 
 @attrs.frozen(slots=True)
-class TimeColumn:
-    """-T wall clock (HH:MM:SS) or -t seconds since start; events carry CLOCK_MONOTONIC."""
+class WallClock:
+    """HH:MM:SS of an event's CLOCK_MONOTONIC timestamp, one strftime per second."""
 
-    mode: Optional[str]  # None, "wall", "relative"
-    start_ns: int = attrs.field(factory=time.monotonic_ns)
     wall_offset_ns: int = attrs.field(factory=lambda: time.time_ns() - time.monotonic_ns())
-    # The last wall-clock second formatted and its text: one strftime a second, not per event.
-    _last_wall: List[object] = attrs.field(factory=lambda: [None, ""], init=False, eq=False,
-                                           repr=False)
+    # The last wall-clock second formatted and its text.
+    _last: List[object] = attrs.field(factory=lambda: [None, ""], init=False, eq=False,
+                                      repr=False)
 
-    def header(self) -> List[str]:
-        return [] if self.mode is None else ["TIME" if self.mode == "wall" else "TIME(s)"]
-
-    def cell(self, timestamp_ns: int) -> List[str]:
-        if self.mode == "wall":
-            return [self._wall(timestamp_ns)]
-        if self.mode == "relative":
-            return [f"{(timestamp_ns - self.start_ns) / 1e9:<8.3f}"]
-        return []
-
-    def prefix(self, timestamp_ns: int) -> str:
-        """The time cell padded and followed by its separator, or "" without a time column."""
-        if self.mode is None:
-            return ""
-        if self.mode == "wall":
-            return f"{self._wall(timestamp_ns):<8} "
-        return "".join(f"{c:<8} " for c in self.cell(timestamp_ns))
-
-    def _wall(self, timestamp_ns: int) -> str:
+    def text(self, timestamp_ns: int) -> str:
         wall = (timestamp_ns + self.wall_offset_ns) / 1e9
         # localtime() floors a float, so the floored second gives the same text.
         second = math.floor(wall)
-        last = self._last_wall
+        last = self._last
         if last[0] != second:
             last[1] = time.strftime("%H:%M:%S", time.localtime(second))
             last[0] = second
         text = last[1]
         assert isinstance(text, str)
         return text
+
+
+def _uid(uid: Optional[int]) -> str:
+    return f"{'?' if uid is None else uid:<6}"  # BCC's "%-6d", no separator after it
 
 
 def lost_line(event: LostEvent) -> str:
@@ -90,23 +74,46 @@ def lost_line(event: LostEvent) -> str:
     return f"LOST {event.count} events ({event.where}{cpu})"
 
 
+UNKNOWN_PATH = "?"
+ARGV_UNAVAILABLE = "[argv unavailable]"
+
+
 @attrs.frozen(slots=True)
 class ExecFormat:
-    clock: TimeColumn
-    show_uid: bool = False
-    quote: bool = False
+    """BCC execsnoop's lines (tools/execsnoop.py, 0.26), cell for cell.
+
+    ``-T`` "%-9s" HH:MM:SS, ``-t`` "%-8.3f" seconds since ``start_ns``, ``-U``
+    "%-6d", then "%-16s %-7d %-7s %3d %s": PCOMM PID PPID RET ARGS. ARGS is the
+    path given to execve, then argv[1:] (argv[0] is not shown, as in BCC), and
+    "..." when argv was cut. An unknown path is "?" (argv[0] is not a path, so
+    it never stands in for one); unknown argv is "[argv unavailable]".
+    """
+
+    wall: bool = False  # -T
+    elapsed: bool = False  # -t
+    show_uid: bool = False  # -U
+    quote: bool = False  # -q
+    start_ns: int = attrs.field(factory=time.monotonic_ns)
+    clock: WallClock = attrs.field(factory=WallClock)
 
     def header(self) -> str:
-        cols = [f"{h:<8}" for h in self.clock.header()]
+        head = ""
+        if self.wall:
+            head += f"{'TIME':<9}"
+        if self.elapsed:
+            head += f"{'TIME(s)':<8}"
         if self.show_uid:
-            cols.append(f"{'UID':<6}")
-        cols += [f"{'PCOMM':<16}", f"{'PID':<7}", f"{'PPID':<7}", f"{'RET':>3}", "ARGS"]
-        return " ".join(cols)
+            head += f"{'UID':<6}"
+        return f"{head}{'PCOMM':<16} {'PID':<7} {'PPID':<7} {'RET':>3} ARGS"
 
     def line(self, ev: ExecEvent) -> str:
-        head = self.clock.prefix(ev.timestamp_ns)
+        head = ""
+        if self.wall:
+            head = f"{self.clock.text(ev.timestamp_ns):<9}"
+        if self.elapsed:
+            head += f"{(ev.timestamp_ns - self.start_ns) / 1e9:<8.3f}"
         if self.show_uid:
-            head += f"{'?' if ev.uid is None else ev.uid:<6} "
+            head += _uid(ev.uid)
         ppid = ev.ppid
         retval = ev.retval
         return (f"{head}{_comm16(ev.comm)} {ev.pid:<7} {'?' if ppid is None else ppid:<7}"
@@ -114,43 +121,76 @@ class ExecFormat:
 
     def args(self, ev: ExecEvent) -> str:
         render: Callable[[bytes], str] = quote_arg if self.quote else escape_bytes
-        if ev.argv is None:
-            # Never invent argv: say what we know.
-            return f"{_text(ev.filename)} [argv unavailable]"
-        text = " ".join(map(render, ev.argv))
-        return text + " ..." if ev.argv_truncated else text
+        path = UNKNOWN_PATH if ev.filename is None else render(ev.filename)
+        if ev.argv is None:  # never invent argv: say what we know
+            return f"{path} {ARGV_UNAVAILABLE}"
+        words = [path, *map(render, ev.argv[1:])]
+        if ev.argv_truncated:
+            words.append('"..."' if self.quote else "...")
+        return " ".join(words)
+
+
+def args_bytes(ev: ExecEvent) -> bytes:
+    """ARGS before escaping and quoting: what ``execsnoop -l`` searches, as BCC does."""
+    path = UNKNOWN_PATH.encode() if ev.filename is None else ev.filename
+    if ev.argv is None:
+        return path + b" " + ARGV_UNAVAILABLE.encode()
+    return b" ".join([path, *ev.argv[1:], *((b"...",) if ev.argv_truncated else ())])
 
 
 @attrs.frozen(slots=True)
 class OpenFormat:
-    clock: TimeColumn
-    show_uid: bool = False
-    extended: bool = False  # -e: FLAGS and MODE
+    """BCC opensnoop's lines (tools/opensnoop.py, 0.26), cell for cell.
+
+    ``-T`` "%-14.9f" seconds since the first event shown (microseconds, as
+    BCC's timestamps are), ``-U`` "%-6d", then "%-6d %-16s %4d %3d " PID (TID
+    with ``-t``) COMM FD ERR, ``-e`` "%08o " FLAGS, then PATH. A result that was
+    not seen is "?" in both FD and ERR.
+    """
+
+    elapsed: bool = False  # -T
+    show_uid: bool = False  # -U
+    extended: bool = False  # -e: FLAGS
+    show_tid: bool = False  # -t TID: the first column is the thread
+    # The first event's timestamp in microseconds, set by the first line().
+    _first_us: List[Optional[int]] = attrs.field(factory=lambda: [None], init=False,
+                                                 eq=False, repr=False)
 
     def header(self) -> str:
-        cols = [f"{h:<8}" for h in self.clock.header()]
+        head = f"{'TIME(s)':<14}" if self.elapsed else ""
         if self.show_uid:
-            cols.append(f"{'UID':<6}")
-        cols += [f"{'PID':<7}", f"{'COMM':<16}", f"{'FD':>4}", f"{'ERR':>3}"]
+            head += f"{'UID':<6}"
+        head += f"{'TID' if self.show_tid else 'PID':<6} {'COMM':<16} {'FD':>4} {'ERR':>3} "
         if self.extended:
-            cols += [f"{'FLAGS':<8}", f"{'MODE':<6}"]
-        cols.append("PATH")
-        return " ".join(cols)
+            head += f"{'FLAGS':<9}"
+        return head + "PATH"
 
     def line(self, ev: OpenEvent, path: Optional[bytes]) -> str:
         fd = ev.fd
         errno = ev.errno
-        pid = "?" if ev.pid is None else ev.pid
-        text = (f"{pid:<7} {_comm16(ev.comm)} {-1 if fd is None else fd:>4}"
-                f" {0 if errno is None else errno:>3} ")
-        if self.clock.mode is not None or self.show_uid:
-            head = self.clock.prefix(ev.timestamp_ns)
+        if fd is None and errno is None:
+            result = f"{'?':>4} {'?':>3}"
+        else:
+            result = f"{-1 if fd is None else fd:>4} {0 if errno is None else errno:>3}"
+        who = ev.tid if self.show_tid else ev.pid
+        text = f"{'?' if who is None else who:<6} {_comm16(ev.comm)} {result} "
+        if self.elapsed or self.show_uid:
+            head = ""
+            if self.elapsed:
+                head = f"{self._seconds(ev.timestamp_ns):<14.9f}"
             if self.show_uid:
-                head += f"{'?' if ev.uid is None else ev.uid:<6} "
+                head += _uid(ev.uid)
             text = head + text
         if self.extended:
             flags = ev.flags
-            mode = ev.mode
             text += ("?" * 8 if flags is None else f"{flags:08o}") + " "
-            text += (f"{'?':<6}" if mode is None else f"{mode:04o}  ") + " "
         return text + ("[path unavailable]" if path is None else escape_bytes(path))
+
+    def _seconds(self, timestamp_ns: int) -> float:
+        now = timestamp_ns // 1000
+        first = self._first_us
+        if first[0] is None:
+            first[0] = now
+        start = first[0]
+        assert start is not None
+        return (now - start) / 1000000

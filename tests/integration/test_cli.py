@@ -142,7 +142,7 @@ def test_opensnoop_failed_only_and_extended(backend: List[str], tmp_path: os.Pat
     child.wait()
     out, _err = tracer.stop()
     lines = out.splitlines()
-    assert lines[0].split() == ["PID", "COMM", "FD", "ERR", "FLAGS", "MODE", "PATH"]
+    assert lines[0].split() == ["PID", "COMM", "FD", "ERR", "FLAGS", "PATH"]
     rows = [ln.split() for ln in lines[1:] if ln.split()[:1] == [str(child.pid)]]
     assert rows, out
     assert all(r[3] != "0" for r in rows)  # -x: only failures

@@ -131,6 +131,17 @@ def test_execsnoop_relative_time(exec_backend: List[str]) -> None:
     assert 0 <= t1 < 60 and t2 - t1 >= 0.4, (t1, t2)  # seconds since start, increasing
 
 
+def test_execsnoop_both_time_columns(exec_backend: List[str]) -> None:
+    tracer = Tracer(["execsnoop", "-T", "-t", "-U", *exec_backend])
+    child = run(["/bin/sleep", "0.1"])
+    out = finish(tracer)
+    assert out.splitlines()[0].split()[:4] == ["TIME", "TIME(s)", "UID", "PCOMM"], out
+    mine = rows(out, child.pid, 4)
+    assert mine, out
+    assert HHMMSS.match(mine[0][0]) and close_to_now(mine[0][0]), mine
+    assert 0 <= float(mine[0][1]) < 60 and mine[0][2] == "0" and mine[0][3] == "sleep"
+
+
 def test_execsnoop_name_regex(exec_backend: List[str], tmp_path: Path) -> None:
     tag = f"{os.getpid() % 100000}"
     yes, no = tmp_path / f"htyes{tag}", tmp_path / f"htno{tag}"
@@ -200,16 +211,23 @@ def test_execsnoop_quiet(exec_backend: List[str]) -> None:
 # ---------------------------------------------------------------- opensnoop
 
 
-def test_opensnoop_wall_clock(open_backend: List[str], tmp_path: Path) -> None:
+def test_opensnoop_seconds_since_first_event(open_backend: List[str], tmp_path: Path) -> None:
     target = tmp_path / "clock"
     target.write_text("x")
     tracer = Tracer(["opensnoop", "-T", *open_backend])
-    child = run(["/bin/cat", str(target)])
+    first = run(["/bin/cat", str(target)])
+    time.sleep(0.5)
+    second = run(["/bin/cat", str(target)])
     out = finish(tracer)
-    assert out.splitlines()[0].split()[:3] == ["TIME", "PID", "COMM"], out
-    mine = [r for r in rows(out, child.pid, 1) if r[-1] == str(target)]
-    assert mine, out
-    assert HHMMSS.match(mine[0][0]) and close_to_now(mine[0][0]), mine
+    assert out.splitlines()[0].split()[:3] == ["TIME(s)", "PID", "COMM"], out
+    times = [float(ln.split()[0]) for ln in out.splitlines()[1:]]
+    # events from different CPUs may arrive slightly out of order, as in BCC
+    assert times and times[0] == 0.0 and min(times) > -0.1, out
+    a = [r for r in rows(out, first.pid, 1) if r[-1] == str(target)]
+    b = [r for r in rows(out, second.pid, 1) if r[-1] == str(target)]
+    assert a and b, out
+    assert re.fullmatch(r"\d+\.\d{9}", a[0][0]), a  # BCC's %-14.9f
+    assert float(b[0][0]) - float(a[0][0]) >= 0.4
 
 
 class Holder:
@@ -311,8 +329,10 @@ def test_opensnoop_tid(open_backend: List[str], tmp_path: Path) -> None:
     finally:
         stop_worker(worker)
     data = [ln.split() for ln in out.splitlines()[1:]]
-    assert [r for r in data if r[-1] == str(a) and r[0] == str(pid)], out
+    assert out.splitlines()[0].split()[0] == "TID", out  # BCC's header with -t
+    assert [r for r in data if r[-1] == str(a) and r[0] == str(tid_a)], out
     assert not [r for r in data if r[-1] == str(b)], out  # same process, other thread
+    assert pid != tid_a
 
 
 def test_opensnoop_name(open_backend: List[str], tmp_path: Path) -> None:

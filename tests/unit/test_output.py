@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from hybridtrace.events import ExecEvent, LostEvent, OpenEvent, Source
-from hybridtrace.output.columns import ExecFormat, OpenFormat, TimeColumn
+from hybridtrace.output.columns import ExecFormat, OpenFormat
 from hybridtrace.output.escape import escape_bytes, quote_arg
 from hybridtrace.output.jsonl import decode_bytes, encode_bytes, event_to_dict, event_to_json
 
@@ -101,20 +101,20 @@ def test_json_events_validate_against_schema() -> None:
 
 
 def test_exec_columns_escape_and_say_when_argv_is_missing() -> None:
-    fmt = ExecFormat(TimeColumn(None), show_uid=True)
+    fmt = ExecFormat(show_uid=True)
     assert fmt.header().split() == ["UID", "PCOMM", "PID", "PPID", "RET", "ARGS"]
     line = fmt.line(_exec((b"sh", b"-c", b"echo\n\x1b[31m")))
     assert "\n" not in line and "\x1b" not in line
-    assert line.endswith("sh -c echo\\n\\x1b[31m")
+    assert line.endswith("/bin/x -c echo\\n\\x1b[31m")  # the path, then argv[1:]
     missing = fmt.line(_exec(None, retval=-2))
     assert missing.endswith("/bin/x [argv unavailable]") and " -2 " in missing
-    assert fmt.line(_exec((b"a",), argv_truncated=True)).endswith("a ...")
+    assert fmt.line(_exec((b"a",), argv_truncated=True)).endswith("/bin/x ...")
 
 
 def test_open_columns() -> None:
-    fmt = OpenFormat(TimeColumn(None), extended=True)
-    assert fmt.header().split() == ["PID", "COMM", "FD", "ERR", "FLAGS", "MODE", "PATH"]
+    fmt = OpenFormat(extended=True)
+    assert fmt.header().split() == ["PID", "COMM", "FD", "ERR", "FLAGS", "PATH"]
     ev = OpenEvent(timestamp_ns=1, pid=42, tid=42, uid=0, comm=b"cat", path=b"/nope",
                    flags=os.O_WRONLY | os.O_CREAT, mode=0o644, fd=None, errno=2)
     cols = fmt.line(ev, ev.path).split()
-    assert cols == ["42", "cat", "-1", "2", f"{os.O_WRONLY | os.O_CREAT:08o}", "0644", "/nope"]
+    assert cols == ["42", "cat", "-1", "2", f"{os.O_WRONLY | os.O_CREAT:08o}", "/nope"]

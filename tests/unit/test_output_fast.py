@@ -1,5 +1,6 @@
 """The fast output paths give exactly the bytes of the per-character / json.dumps definitions."""
 
+# ruff: noqa: UP031  (printf-style on purpose: the reference tools' own format strings)
 from __future__ import annotations
 
 import io
@@ -13,7 +14,7 @@ import pytest
 
 from hybridtrace.cli.common import write_batch
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
-from hybridtrace.output.columns import ExecFormat, OpenFormat, TimeColumn
+from hybridtrace.output.columns import ExecFormat, OpenFormat, WallClock
 from hybridtrace.output.escape import escape_bytes, escape_bytes_slow, quote_arg
 from hybridtrace.output.jsonl import event_to_json, event_to_json_slow
 
@@ -146,78 +147,100 @@ def test_exec_json_argv_as_list_matches_json_dumps() -> None:
     assert event_to_json(event) == event_to_json_slow(event)
 
 
-# The column formats as first written (a list of cells joined by spaces), as the definition.
-def _ref_cells(clock: TimeColumn, ts: int) -> List[str]:
-    if clock.mode == "wall":
-        wall = (ts + clock.wall_offset_ns) / 1e9
-        return [time.strftime("%H:%M:%S", time.localtime(wall))]
-    if clock.mode == "relative":
-        return [f"{(ts - clock.start_ns) / 1e9:<8.3f}"]
-    return []
-
-
+# The column formats as BCC's printf-style strings (tests/reference_formats.py), with
+# every string escaped and "?" for what was not captured: the definition.
 def _t(value: Optional[bytes], missing: str = "?") -> str:
     return missing if value is None else escape_bytes_slow(value)
 
 
-def _ref_open(fmt: OpenFormat, ev: OpenEvent, path: Optional[bytes]) -> str:
-    cols = [f"{c:<8}" for c in _ref_cells(fmt.clock, ev.timestamp_ns)]
+def _cell(value: Optional[int], spec: str) -> str:
+    return spec.replace("d", "s") % "?" if value is None else spec % value
+
+
+def _ref_open(fmt: OpenFormat, ev: OpenEvent, path: Optional[bytes], first_us: int) -> str:
+    out = ""
+    if fmt.elapsed:
+        out += "%-14.9f" % (float(ev.timestamp_ns // 1000 - first_us) / 1000000)
     if fmt.show_uid:
-        cols.append(f"{'?' if ev.uid is None else ev.uid:<6}")
-    cols += [f"{ev.pid:<7}", f"{_t(ev.comm):<16}", f"{-1 if ev.fd is None else ev.fd:>4}",
-             f"{0 if ev.errno is None else ev.errno:>3}"]
+        out += _cell(ev.uid, "%-6d")
+    if ev.fd is None and ev.errno is None:
+        fd, err = "   ?", "  ?"
+    else:
+        fd = "%4d" % (-1 if ev.fd is None else ev.fd)
+        err = "%3d" % (0 if ev.errno is None else ev.errno)
+    out += "%s %-16s %s %s " % (_cell(ev.tid if fmt.show_tid else ev.pid, "%-6d"),
+                                 _t(ev.comm), fd, err)
     if fmt.extended:
-        cols.append("?" * 8 if ev.flags is None else f"{ev.flags:08o}")
-        cols.append(f"{'?':<6}" if ev.mode is None else f"{ev.mode:04o}  ")
-    cols.append(_t(path, "[path unavailable]"))
-    return " ".join(cols)
+        out += ("?" * 8 if ev.flags is None else "%08o" % ev.flags) + " "
+    return out + _t(path, "[path unavailable]")
 
 
 def _ref_exec(fmt: ExecFormat, ev: ExecEvent) -> str:
-    cols = [f"{c:<8}" for c in _ref_cells(fmt.clock, ev.timestamp_ns)]
+    out = ""
+    if fmt.wall:
+        wall = (ev.timestamp_ns + fmt.clock.wall_offset_ns) / 1e9
+        out += "%-9s" % time.strftime("%H:%M:%S", time.localtime(wall))
+    if fmt.elapsed:
+        out += "%-8.3f" % ((ev.timestamp_ns - fmt.start_ns) / 1e9)
     if fmt.show_uid:
-        cols.append(f"{'?' if ev.uid is None else ev.uid:<6}")
+        out += _cell(ev.uid, "%-6d")
     render: Callable[[bytes], str] = (
         (lambda a: '"' + escape_bytes_slow(a).replace('"', '\\"') + '"') if fmt.quote
         else escape_bytes_slow)
+    path = "?" if ev.filename is None else render(ev.filename)
     if ev.argv is None:
-        args = f"{_t(ev.filename)} [argv unavailable]"
+        args = f"{path} [argv unavailable]"
     else:
-        args = " ".join(render(a) for a in ev.argv) + (" ..." if ev.argv_truncated else "")
-    cols += [f"{_t(ev.comm):<16}", f"{ev.pid:<7}", f"{'?' if ev.ppid is None else ev.ppid:<7}",
-             f"{'?' if ev.retval is None else ev.retval:>3}", args]
-    return " ".join(cols)
+        words = [path] + [render(a) for a in ev.argv[1:]]
+        if ev.argv_truncated:
+            words.append('"..."' if fmt.quote else "...")
+        args = " ".join(words)
+    return out + "%-16s %-7d %s %s %s" % (_t(ev.comm), ev.pid, _cell(ev.ppid, "%-7d"),
+                                          _cell(ev.retval, "%3d"), args)
 
 
-def _clocks() -> List[TimeColumn]:
+def _exec_formats() -> List[ExecFormat]:
     base = 1_700_000_000 * 10**9
-    return [TimeColumn(None), TimeColumn("relative", start_ns=5 * 10**9),
-            TimeColumn("wall", start_ns=0, wall_offset_ns=base),
-            TimeColumn("wall", start_ns=0, wall_offset_ns=base + 999_999_999)]
+    out = []
+    for wall in (False, True):
+        for elapsed in (False, True):
+            for uid in (False, True):
+                for quote in (False, True):
+                    out.append(ExecFormat(wall=wall, elapsed=elapsed, show_uid=uid, quote=quote,
+                                          start_ns=5 * 10**9,
+                                          clock=WallClock(base + 999_999_999 * quote)))
+    return out
 
 
-@pytest.mark.parametrize("clock", _clocks(), ids=["none", "relative", "wall", "wall-edge"])
-def test_columns_equal_the_cell_by_cell_definition(clock: TimeColumn) -> None:
+@pytest.mark.parametrize("fmt", _exec_formats(), ids=lambda f: "-".join(
+    n for n, on in (("T", f.wall), ("t", f.elapsed), ("U", f.show_uid), ("q", f.quote))
+    if on) or "plain")
+def test_exec_columns_equal_the_cell_by_cell_definition(fmt: ExecFormat) -> None:
     rng = random.Random(11)
-    opens = [_open(rng) for _ in range(400)]
-    execs = [_exec(rng) for _ in range(400)]
     # Timestamps crossing second boundaries, to exercise the wall-clock second cache.
     stamps = [s * 10**9 + d for s in range(5, 9) for d in (0, 1, 999_999_999, 500_000_000)]
-    for uid in (False, True):
-        for extended in (False, True):
-            fmt = OpenFormat(clock, show_uid=uid, extended=extended)
-            for i, ev in enumerate(opens):
-                ev = OpenEvent(**{**{f: getattr(ev, f) for f in ev.__slots__
-                                     if not f.startswith("__")},
-                                  "timestamp_ns": stamps[i % len(stamps)]})
-                assert fmt.line(ev, ev.path) == _ref_open(fmt, ev, ev.path)
-        for quote in (False, True):
-            xfmt = ExecFormat(clock, show_uid=uid, quote=quote)
-            for i, xev in enumerate(execs):
-                xev = ExecEvent(**{**{f: getattr(xev, f) for f in xev.__slots__
-                                      if not f.startswith("__")},
-                                   "timestamp_ns": stamps[-1 - i % len(stamps)]})
-                assert xfmt.line(xev) == _ref_exec(xfmt, xev)
+    for i in range(400):
+        ev = _exec(rng)
+        ev = ExecEvent(**{**{f: getattr(ev, f) for f in ev.__slots__ if not f.startswith("__")},
+                          "timestamp_ns": stamps[-1 - i % len(stamps)]})
+        assert fmt.line(ev) == _ref_exec(fmt, ev)
+
+
+@pytest.mark.parametrize("elapsed", [False, True])
+@pytest.mark.parametrize("uid", [False, True])
+@pytest.mark.parametrize("extended", [False, True])
+@pytest.mark.parametrize("tid", [False, True])
+def test_open_columns_equal_the_cell_by_cell_definition(elapsed: bool, uid: bool,
+                                                        extended: bool, tid: bool) -> None:
+    rng = random.Random(11)
+    stamps = [s * 10**9 + d for s in range(5, 9) for d in (0, 1, 999_999_999, 500_000_000)]
+    fmt = OpenFormat(elapsed=elapsed, show_uid=uid, extended=extended, show_tid=tid)
+    first_us = stamps[0] // 1000
+    for i in range(400):
+        ev = _open(rng)
+        ev = OpenEvent(**{**{f: getattr(ev, f) for f in ev.__slots__ if not f.startswith("__")},
+                          "timestamp_ns": stamps[i % len(stamps)]})
+        assert fmt.line(ev, ev.path) == _ref_open(fmt, ev, ev.path, first_us)
 
 
 class _Recorder(io.StringIO):
@@ -239,7 +262,7 @@ def test_write_batch_one_write_and_flush_per_batch(capsys: pytest.CaptureFixture
     events = [_open(rng) for _ in range(50)]
     lost = LostEvent(timestamp_ns=1, count=4, where="ring buffer reserve", cpu=1)
     batch: List[Event] = [*events[:20], lost, *events[20:]]
-    fmt = OpenFormat(TimeColumn(None))
+    fmt = OpenFormat()
 
     def keep(event: Event) -> bool:
         return isinstance(event, OpenEvent) and event.pid % 2 == 0
@@ -256,7 +279,7 @@ def test_write_batch_one_write_and_flush_per_batch(capsys: pytest.CaptureFixture
         assert shown == len(kept)
         assert (out.writes, out.flushes) == (1, 1)
         expected = [event_to_json_slow(e) for e in batch if e in kept or e is lost] if as_json \
-            else [_ref_open(fmt, e, e.path) for e in kept]
+            else [_ref_open(fmt, e, e.path, 0) for e in kept]
         assert out.getvalue() == "".join(line + "\n" for line in expected)
     assert capsys.readouterr().err == "LOST 4 events (ring buffer reserve on cpu 1)\n"
     empty = _Recorder()

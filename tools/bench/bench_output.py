@@ -31,7 +31,7 @@ from typing import IO, Any, Callable, Dict, List, Sequence
 
 from hybridtrace.cli import common
 from hybridtrace.events import Event, OpenEvent, Source
-from hybridtrace.output.columns import OpenFormat, TimeColumn
+from hybridtrace.output.columns import OpenFormat
 from hybridtrace.output.jsonl import decode_bytes, event_to_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -115,10 +115,10 @@ def record(path: str, seconds: float, backend: str) -> int:
 
 def _modes() -> Dict[str, Dict[str, Any]]:
     return {
-        "text": {"json": False, "fmt": OpenFormat(TimeColumn(None))},
-        "text -T -U -e": {"json": False, "fmt": OpenFormat(TimeColumn("wall"), show_uid=True,
+        "text": {"json": False, "fmt": OpenFormat()},
+        "text -T -U -e": {"json": False, "fmt": OpenFormat(elapsed=True, show_uid=True,
                                                            extended=True)},
-        "json": {"json": True, "fmt": OpenFormat(TimeColumn(None))},
+        "json": {"json": True, "fmt": OpenFormat()},
     }
 
 

@@ -15,7 +15,7 @@ import time
 import weakref
 from typing import Callable, List, Optional, Sequence, Union
 
-from hybridtrace import tracefs
+from hybridtrace import buffer_size, tracefs
 from hybridtrace.backends.base import BackendError, EventStream, StreamStats, Unread
 from hybridtrace.backends.ebpf import libbpf, records
 from hybridtrace.backends.ebpf.callback_readers import LibbpfRingReader, PerfReader
@@ -107,6 +107,9 @@ class CoreStream:
         self._lib = lib
         self._ncpus = max(1, int(lib.lib.libbpf_num_possible_cpus()))
         path = self._tracefs() if attach == "tracepoint" else None
+        if buffer_bytes is None and request.buffer_pages is not None:
+            buffer_bytes = (buffer_size.ring_pages(request.buffer_pages, self._ncpus)
+                            * buffer_size.PAGE_SIZE)
         size = ring_size(buffer_bytes)
         name = object_name(request.kind, transport, attach, os.uname().machine)
         obj = BpfObject(lib, _object_image(name), f"ht_{request.kind.value}",
@@ -135,7 +138,7 @@ class CoreStream:
             self.close()
             raise
         skipped = f"; not loaded (no tracepoint): {', '.join(obj.skipped)}" if obj.skipped else ""
-        buffer = (f"perf buffers {size >> 10} KiB" if transport == "perf"
+        buffer = (f"perf buffers {self._perf_pages(size)} pages per CPU" if transport == "perf"
                   else f"ring buffer {size >> 10} KiB")
         how = {"tracepoint": "classic tracepoints",
                "tp_btf": "raw tracepoints by BTF name (tp_btf), no tracefs",
@@ -154,6 +157,12 @@ class CoreStream:
                 raise BackendError(f"tracepoint {tp} is missing from this kernel")
         return path
 
+    def _perf_pages(self, size: int) -> int:
+        """Pages per CPU: the request's buffer_pages, else ``size`` shared out; never fewer
+        than the biggest record needs."""
+        pages = self._request.buffer_pages or size // buffer_size.PAGE_SIZE // self._ncpus
+        return _pow2(max(pages, MIN_PERF_PAGES[self._request.kind]))
+
     def _open_reader(self, fd: int, size: int) -> Reader:
         max_args = self._request.max_args
 
@@ -163,9 +172,7 @@ class CoreStream:
         decode: Callable[[records.Buffer, int, int], Optional[Decoded]] = (
             decode_exec if self._request.kind is Kind.EXEC else records.decode_open)
         if self._transport == "perf":
-            page = os.sysconf("SC_PAGE_SIZE")
-            pages = _pow2(max(size // page // self._ncpus, MIN_PERF_PAGES[self._request.kind]))
-            return PerfReader(self._lib, fd, pages, decode)
+            return PerfReader(self._lib, fd, self._perf_pages(size), decode)
         if self._transport == "ring-libbpf":
             return LibbpfRingReader(self._lib, fd, decode)
         # Opens are the high-rate kind: their scan decodes without a call per record.

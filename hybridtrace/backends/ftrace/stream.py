@@ -15,7 +15,7 @@ import time
 import weakref
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from hybridtrace import procfs, tracefs, vocabulary
+from hybridtrace import buffer_size, procfs, tracefs, vocabulary
 from hybridtrace.backends.base import BackendError, StreamStats, Unread
 from hybridtrace.backends.ftrace import buffer_stats, probes
 from hybridtrace.backends.ftrace.cleanup import remove_stale
@@ -197,7 +197,8 @@ class FtraceStream:
             self._finalizer()
             raise
         assert self._res.instance is not None
-        notes = [f"tracefs instance {self._res.instance.name}"]
+        notes = [f"tracefs instance {self._res.instance.name}",
+                 f"{buffer_kb} KiB buffer per CPU"]
         if self._res.probes:
             notes.append(f"{len(self._res.probes)} probes in group {self._group}")
         notes.append("per-CPU binary buffers" if self.reader_kind == "raw" else "trace_pipe text")
@@ -506,7 +507,10 @@ def open_ftrace_stream(request: TraceRequest, caps: Capabilities, tier: str,
                        buffer_kb: Optional[int] = None) -> FtraceStream:
     """Open the ftrace backend at ``tier`` ("kprobe", "eprobe", "uprobe", "tracepoint").
 
-    ``buffer_kb`` is the ring buffer size per CPU (default: $HYBRIDTRACE_FTRACE_BUFFER_KB
-    or DEFAULT_BUFFER_KB).
+    ``buffer_kb`` is the ring buffer size per CPU; by default the request's
+    ``buffer_pages`` (that many pages per CPU), else $HYBRIDTRACE_FTRACE_BUFFER_KB,
+    else DEFAULT_BUFFER_KB.
     """
+    if buffer_kb is None and request.buffer_pages is not None:
+        buffer_kb = buffer_size.ftrace_kb(request.buffer_pages)
     return FtraceStream(request, caps, tier, _buffer_kb() if buffer_kb is None else buffer_kb)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
-from hybridtrace import procfs, tracefs, vocabulary
+from hybridtrace import buffer_size, procfs, tracefs, vocabulary
 from hybridtrace.backends.base import BackendError, EventStream, StreamStats, Unread
 from hybridtrace.backends.ebpf.bcc import bcc_compile, bcc_program, bcc_records, headers
 from hybridtrace.backends.ebpf.bcc.bcc_import import import_bcc
@@ -280,7 +280,13 @@ def open_bcc_stream(request: TraceRequest, caps: Capabilities, *,
     """Compile, load and attach the BCC program for ``request``.
 
     ``ringbuf_pages=None`` selects the perf buffer (``perf_pages`` per CPU), as
-    on kernels before 5.8 which lack the ring buffer. BackendError says what
-    is missing.
+    on kernels before 5.8 which lack the ring buffer. The request's
+    ``buffer_pages`` (per CPU) sets both, as hybridtrace.buffer_size says.
+    BackendError says what is missing.
     """
+    if request.buffer_pages is not None:
+        perf_pages = request.buffer_pages
+        if ringbuf_pages is not None:
+            ringbuf_pages = buffer_size.ring_pages(request.buffer_pages,
+                                                   buffer_size.possible_cpus())
     return BccStream(request, caps, ringbuf_pages, perf_pages)
