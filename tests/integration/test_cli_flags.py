@@ -18,6 +18,7 @@ from typing import Iterator, List, Sequence
 
 import pytest
 
+from hybridtrace import buffer_size, tracefs
 from hybridtrace.capabilities import probe
 from hybridtrace.selector import decide
 from tests.conftest import require_backend
@@ -391,3 +392,22 @@ def test_opensnoop_user(open_backend: List[str], tmp_path: Path) -> None:
     assert [r for r in rows(out, nobody, 0) if r[-1] == str(theirs)], out
     assert not rows(out, root, 0), out
     assert str(mine) not in out
+
+
+def test_opensnoop_buffer_pages(open_backend: List[str]) -> None:
+    """-b N: N pages per CPU, as BCC's perf buffers; the session says what it made of it."""
+    tracer = Tracer(["opensnoop", "-b", "4", *open_backend])
+    line = tracer.start_line
+    if "ftrace" in open_backend:
+        kb = buffer_size.ftrace_kb(4)
+        assert f"{kb} KiB buffer per CPU" in line, line
+        name = re.search(r"tracefs instance (hybridtrace_\d+_\d+)", line)
+        assert name, line
+        path = tracefs.find()
+        assert path is not None
+        with open(f"{path}/instances/{name.group(1)}/buffer_size_kb") as handle:
+            assert int(handle.read()) >= kb  # the kernel may round up (6.1: 8195 for 8192)
+    else:
+        pages = buffer_size.ring_pages(4, buffer_size.possible_cpus())
+        assert f"ring buffer {pages * buffer_size.PAGE_SIZE >> 10} KiB" in line, line
+    finish(tracer)
