@@ -1,0 +1,85 @@
+"""The wheel a user installs: what it holds, and that it runs from a fresh venv.
+
+Built with pip from a copy of the package's files (pip fetches setuptools from
+the package index for the build, and attrs and psutil for the install).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+
+from hybridtrace.backends.ebpf.core_stream import TRANSPORTS, object_name
+from hybridtrace.request import Kind
+from hybridtrace.vocabulary import CORE_ATTACH_MODES
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = ["pyproject.toml", "MANIFEST.in", "LICENSE", "README.md", "hybridtrace",
+           "tools/build_bpf.py"]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    src = tmp_path_factory.mktemp("src")
+    for name in SOURCES:
+        path = ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, src / name)
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                    "--disable-pip-version-check", "-w", str(out), str(src)], check=True,
+                   timeout=600)
+    (built,) = out.glob("hybridtrace-*.whl")
+    yield built
+
+
+def names(wheel: Path) -> List[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.namelist()
+
+
+def test_wheel_holds_what_runs_and_nothing_that_only_builds(wheel: Path) -> None:
+    files = names(wheel)
+    bpf = "hybridtrace/backends/ebpf/bpf/"
+    for kind in Kind:
+        for transport in TRANSPORTS:
+            for attach in CORE_ATTACH_MODES:
+                assert bpf + object_name(kind, transport, attach) in files
+    for name in ("common.c", "exec.c", "open.c"):  # BCC compiles them at run time
+        assert f"hybridtrace/backends/ebpf/bcc/{name}" in files
+    assert "hybridtrace/schemas/event.schema.json" in files and "hybridtrace/py.typed" in files
+    assert not [f for f in files if f.startswith(bpf) and not f.endswith(".bpf.o")]
+    assert not [f for f in files if f.startswith(("tests/", "tools/"))]
+    assert any(f.endswith(".dist-info/licenses/LICENSE") for f in files)
+    with zipfile.ZipFile(wheel) as archive:
+        meta = archive.read(next(f for f in files if f.endswith(".dist-info/METADATA")))
+    assert b"\nLicense-Expression: Apache-2.0\n" in meta
+    assert sum(i.file_size for i in zipfile.ZipFile(wheel).infolist()) < 2_000_000
+
+
+def test_wheel_runs_from_a_fresh_venv(wheel: Path, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check",
+                    str(wheel)], check=True, timeout=600)
+    version = subprocess.run([str(venv / "bin/hybridtrace"), "--version"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60, check=True)
+    assert version.stdout.startswith("hybridtrace ")
+    # Every shipped object loads from the installed package, not from this checkout.
+    check = ("import hybridtrace, itertools\n"
+             "from hybridtrace.backends.ebpf import core_stream as c\n"
+             "from hybridtrace.request import Kind\n"
+             "assert '/venv/' in hybridtrace.__file__, hybridtrace.__file__\n"
+             "for k, t, a in itertools.product(Kind, c.TRANSPORTS, c.CORE_ATTACH_MODES):\n"
+             "    assert c._object_image(c.object_name(k, t, a))[:4] == b'\\x7fELF'\n")
+    subprocess.run([str(venv / "bin/python"), "-c", check], cwd=tmp_path, check=True,
+                   timeout=60)
