@@ -80,7 +80,8 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help="trace this user only (name or UID)")
     parser.add_argument("-b", "--buffer-pages", type=power_of_two, metavar="PAGES",
                         help="event buffer per CPU in pages, a power of two (as BCC's"
-                        " opensnoop -b; default: each backend's own, see the README)")
+                        " opensnoop -b; default: each backend's own; the start line says"
+                        " what the session got)")
     for option, origin in NOT_YET:
         parser.add_argument(option, metavar="PATH", dest=f"not_yet_{option.lstrip('-')}",
                             help=f"{origin}: not supported yet (refused)")

@@ -21,7 +21,9 @@ from hybridtrace.vocabulary import CORE_ATTACH_MODES
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ["pyproject.toml", "MANIFEST.in", "LICENSE", "README.md", "hybridtrace",
-           "tools/build_bpf.py"]
+           "tools/build_bpf.py", "man"]
+PAGES = ["hybridtrace", "hybridtrace-execsnoop", "hybridtrace-opensnoop",
+         "hybridtrace-doctor", "hybridtrace-cleanup"]
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +62,8 @@ def test_wheel_holds_what_runs_and_nothing_that_only_builds(wheel: Path) -> None
     assert not [f for f in files if f.startswith(bpf) and not f.endswith(".bpf.o")]
     assert not [f for f in files if f.startswith(("tests/", "tools/"))]
     assert any(f.endswith(".dist-info/licenses/LICENSE") for f in files)
+    for page in PAGES:
+        assert f"hybridtrace-0.1.0.data/data/share/man/man1/{page}.1" in files
     with zipfile.ZipFile(wheel) as archive:
         meta = archive.read(next(f for f in files if f.endswith(".dist-info/METADATA")))
     assert b"\nLicense-Expression: Apache-2.0\n" in meta
@@ -74,6 +78,8 @@ def test_wheel_runs_from_a_fresh_venv(wheel: Path, tmp_path: Path) -> None:
     version = subprocess.run([str(venv / "bin/hybridtrace"), "--version"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=60, check=True)
     assert version.stdout.startswith("hybridtrace ")
+    for page in PAGES:  # where man looks for a bin/ on PATH: ../share/man
+        assert (venv / "share/man/man1" / f"{page}.1").read_text().startswith(".TH ")
     # Every shipped object loads from the installed package, not from this checkout.
     check = ("import hybridtrace, itertools\n"
              "from hybridtrace.backends.ebpf import core_stream as c\n"
