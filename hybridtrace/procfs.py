@@ -4,6 +4,11 @@ Backends that cannot read a string in the kernel fall back to /proc. Every
 read races with the process (it may exit, exec again or reuse an fd), so each
 helper returns None rather than a guess, and callers mark what they got as
 ``Source.PROCFS``.
+
+Not psutil: it decodes names, argv and links to str (we keep the kernel's exact
+bytes), reports start times as float seconds since boot scaled by the clock
+(we compare the kernel's own clock ticks with record timestamps), and costs a
+Process object per call on paths that run for every traced event.
 """
 
 from __future__ import annotations
