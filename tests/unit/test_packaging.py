@@ -1,7 +1,7 @@
 """The wheel a user installs: what it holds, and that it runs from a fresh venv.
 
 Built with pip from a copy of the package's files (pip fetches setuptools from
-the package index for the build, and attrs and psutil for the install).
+the package index for the build, and attrs for the install).
 """
 
 from __future__ import annotations
