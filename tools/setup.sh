@@ -18,6 +18,8 @@ APT_PACKAGES=(
   # the venv is built on Debian's python3 so an unprivileged user can run it
   # (tests drop to uid 65534), and Debian's python3-bpfcc matches it
   python3 python3-venv
+  # the shipped zsh completion is syntax-checked by the tests (bash is always there)
+  zsh
   # the CI's VM kernel (tools/vm --ci): qemu under TCG via virtme-ng, a busybox
   # init, depmod for the unpacked modules
   qemu-system-x86 busybox-static kmod file

@@ -22,7 +22,7 @@ from hybridtrace.vocabulary import CORE_ARCHES, CORE_ATTACH_MODES
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ["pyproject.toml", "MANIFEST.in", "LICENSE", "README.md", "hybridtrace",
-           "tools/build_bpf.py", "man"]
+           "tools/build_bpf.py", "man", "completions"]
 PAGES = ["hybridtrace", "hybridtrace-execsnoop", "hybridtrace-opensnoop",
          "hybridtrace-doctor", "hybridtrace-cleanup"]
 
@@ -62,8 +62,11 @@ def test_wheel_holds_what_runs_and_nothing_that_only_builds(wheel: Path) -> None
     assert not [f for f in files if f.startswith(bpf) and not f.endswith(".bpf.o")]
     assert not [f for f in files if f.startswith(("tests/", "tools/"))]
     assert any(f.endswith(".dist-info/licenses/LICENSE") for f in files)
+    data = "hybridtrace-0.1.0.data/data/share/"
     for page in PAGES:
-        assert f"hybridtrace-0.1.0.data/data/share/man/man1/{page}.1" in files
+        assert f"{data}man/man1/{page}.1" in files
+    assert f"{data}bash-completion/completions/hybridtrace.bash" in files
+    assert f"{data}zsh/site-functions/_hybridtrace" in files
     with zipfile.ZipFile(wheel) as archive:
         meta = archive.read(next(f for f in files if f.endswith(".dist-info/METADATA")))
     assert b"\nLicense-Expression: Apache-2.0\n" in meta
