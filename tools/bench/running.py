@@ -1,9 +1,11 @@
 """What the side benchmarks (syscall_cost, soak) share: running a tracer as a user
 runs it, and publishing a result beside the main benchmark's.
 
-A tracer's stdout is drained by a thread (nothing is kept but a byte count), so
-a long run never fills a pipe or a disk; both our CLI and the reference tools
-print their header once attached, which is how readiness is told.
+A tracer's stdout is drained by a thread (nothing is kept but byte and line
+counts), so a long run never fills a pipe or a disk; its stderr is drained by
+another and kept (a start line, warnings, a summary: small). Readiness is the
+first byte on stdout (the reference tools print their header once attached) or,
+for a tracer that says so on stderr (our CLI's start line), a marker there.
 """
 
 from __future__ import annotations
@@ -15,56 +17,92 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import IO, Any, Callable, Dict, List, Optional
 
 from tools.bench import machine
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 READY_TIMEOUT = 60.0
+STDERR_KEPT = 1 << 16  # bytes of stderr kept (its end): a tracer that floods it is cut
+
+
+class NotStarted(RuntimeError):
+    """The tracer exited, or showed no sign of readiness in time; the message is whole."""
 
 
 class Running:
-    def __init__(self, argv: List[str], settle: float = 0.5) -> None:
+    def __init__(self, argv: List[str], settle: float = 0.5,
+                 ready_timeout: float = READY_TIMEOUT,
+                 ready_on_stderr: Optional[bytes] = None) -> None:
+        self.argv = argv
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.bytes_out = 0
-        self._first = threading.Event()
-        self._drain = threading.Thread(target=self._read, daemon=True)
-        self._drain.start()
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not self._first.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+        self.lines_out = 0
+        self._err = bytearray()
+        self._marker = ready_on_stderr
+        self._ready = threading.Event()
+        self._threads = [threading.Thread(target=self._read_out, daemon=True),
+                         threading.Thread(target=self._read_err, daemon=True)]
+        for t in self._threads:
+            t.start()
+        started = time.monotonic()
+        while not self._ready.wait(0.05):
+            if self.proc.poll() is not None:
                 err = self.stop()
-                raise RuntimeError(f"{argv[0]} did not start: {err.strip()[:200]}")
+                raise NotStarted(f"{argv[0]} exited {self.proc.returncode} before it was"
+                                 f" ready: {one_line(err) or 'nothing on stderr'}")
+            if time.monotonic() - started > ready_timeout:
+                err = self.stop()
+                sign = "start line on stderr" if ready_on_stderr else "output"
+                raise NotStarted(f"{argv[0]} showed no {sign} within {ready_timeout:g} s"
+                                 f" (stopped; stderr: {one_line(err) or 'empty'})")
+        self.ready_s = time.monotonic() - started
         time.sleep(settle)
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
+    def _read_out(self) -> None:
+        stream: IO[bytes] = self.proc.stdout  # type: ignore[assignment]
         while True:
-            chunk = self.proc.stdout.read1(1 << 16)  # type: ignore[attr-defined]
+            chunk = stream.read1(1 << 16)  # type: ignore[attr-defined]
             if not chunk:
                 return
             self.bytes_out += len(chunk)
-            self._first.set()
+            self.lines_out += chunk.count(b"\n")
+            if self._marker is None:
+                self._ready.set()
+
+    def _read_err(self) -> None:
+        stream: IO[bytes] = self.proc.stderr  # type: ignore[assignment]
+        for line in iter(stream.readline, b""):
+            self._err += line
+            del self._err[:-STDERR_KEPT]
+            if self._marker is not None and self._marker in line:
+                self._ready.set()
 
     def stop(self) -> str:
-        """SIGINT (a clean ending, as Ctrl-C), then its stderr."""
+        """SIGINT (a clean ending, as Ctrl-C), then its whole stderr."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         try:
-            _, err = self.proc.communicate(timeout=30)
+            self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()  # ours, by its pid
-            _, err = self.proc.communicate()
-        self._drain.join(5)
-        return (err or b"").decode(errors="replace")
+            self.proc.wait()
+        for t in self._threads:
+            t.join(5)
+        return self._err.decode(errors="replace")
 
     def returncode(self) -> Optional[int]:
         return self.proc.returncode
+
+
+def one_line(text: str) -> str:
+    """Every non-empty line of ``text``, joined: a message for a table cell or a log."""
+    return " / ".join(ln.strip() for ln in text.splitlines() if ln.strip())
 
 
 def publish(out: str, stem: str, settings: Dict[str, Any], rows: Dict[str, Any],
