@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 import pytest
 
 from tools.bench.running import NotStarted, Running
-from tools.bench.soak import render, summarize
+from tools.bench.soak import lost_reported, render, summarize
 
 
 def test_a_tracer_that_exits_says_all_it_printed() -> None:
@@ -57,7 +57,7 @@ def test_the_page_names_what_was_left_out_and_why_a_row_did_not_run() -> None:
                                     "hybridtrace: tracing\nhybridtrace: 9 events shown, 0 lost")
     row.update(ready_s=0.2, events_out=9, cpu_s_per_100k_events=1.0, load_rates={
         "open": 10000.0, "exec": 100.0}, load1_at_start=1.0, others_cpu_pct=12.5,
-        others_top=[("python -m pytest", 3.2)])
+        others_top=[("python -m pytest", 3.2)], lost_reported="0 lost")
     page = render({"machine": {"kernel": "k", "cpus": 2, "cpu": "c", "hybridtrace_commit": "x"},
                    "date": "d", "minutes": 2.0,
                    "left_out": [["hybridtrace ftrace/kprobe", "no kprobe_events"]],
@@ -67,3 +67,13 @@ def test_the_page_names_what_was_left_out_and_why_a_row_did_not_run() -> None:
     assert "| hybridtrace ebpf-bcc | **did not run**: python showed no start |" in page
     assert "| 0 lost |" in page and "python -m pytest 3.2" in page and "12.5%" in page
 
+
+
+def test_losses_as_each_tracer_reports_them() -> None:
+    ours = "hybridtrace: tracing open with x\nhybridtrace: 5 events shown, up to 7 lost" \
+           " (counted in ring-buffer records), 2.0 s (ftrace/uprobe)\n"
+    assert lost_reported(ours, ours=True) == "up to 7 lost (counted in ring-buffer records)"
+    theirs = "Lost 99 events on CPU #1!\nLost 3 events on CPU #0!\n"
+    assert lost_reported(theirs, ours=False) == "102 lost (2 reports)"
+    assert lost_reported("", ours=False) == "none reported"
+    assert lost_reported("", ours=True) is None

@@ -17,7 +17,9 @@ docs/benchmarks/ (the main benchmark is not touched).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -217,6 +219,7 @@ def soak_one(tracer: Tracer, seconds: float, load: Load) -> Dict[str, Any]:
         return {"error": f"exited {running.returncode()} while running: "
                          f"{one_line(err) or 'nothing on stderr'}"}
     row = summarize(samples, running.bytes_out, err)
+    row["lost_reported"] = lost_reported(err, ours=tracer.ready_on_stderr is not None)
     wall = time.monotonic() - watched_from
     row.update(
         ready_s=round(running.ready_s, 2),
@@ -285,14 +288,14 @@ def render(result: Dict[str, Any]) -> str:
         "",
         "| tracer | RSS start / end / max (MB) | RSS growing at the end | fds min-max |"
         " fds growing | CPU s (per minute) | CPU s per 100k events | events out | lost"
-        " (its summary) |",
+        " (as it reported) |",
         "|---|---|---|---|---|---:|---:|---:|---|",
     ]
     for name, row in result["tracers"].items():
         if "error" in row:
             lines.append(f"| {name} | **did not run**: {row['error']} | | | | | | | |")
             continue
-        lost = _lost(row["summary"]) if name.startswith("hybridtrace") else "-"
+        lost = _lost(row)
         lines.append(
             f"| {name} | {row['rss_mb_start']} / {row['rss_mb_end']} / {row['rss_mb_max']} |"
             f" {'**yes**' if row['rss_growing_at_end'] else 'no'} |"
@@ -344,11 +347,24 @@ def render(result: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _lost(summary: str) -> str:
-    """The loss clause of our CLI's summary line, e.g. "0 lost"."""
-    parts = [p.strip() for p in summary.split(",")]
-    found = [p for p in parts if "lost" in p]
-    return "; ".join(found) if found else "?"
+def lost_reported(err: str, ours: bool) -> Optional[str]:
+    """What the tracer said it lost: our summary's loss clause ("0 lost", "up to N
+    lost (counted in ring-buffer records)"), or the sum of libbpf-tools' "Lost N
+    events on CPU #c!" lines; None when it said nothing we can read."""
+    if ours:
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        summary = lines[-1] if lines else ""
+        found = [p.strip() for p in summary.split(",") if "lost" in p]
+        return "; ".join(found) if found else None
+    counts = [int(n) for n in re.findall(r"Lost (\d+) events", err)]
+    return f"{sum(counts):,} lost ({len(counts)} reports)" if counts else "none reported"
+
+
+def _lost(row: Dict[str, Any]) -> str:
+    if "lost_reported" in row:
+        return row["lost_reported"] or "?"
+    # Rows from before lost_reported: the last line of stderr.
+    return f"{row['summary']} (last of {row['stderr_lines']} stderr lines)"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -357,7 +373,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--minutes", type=positive_float, default=2.0, help="per tracer (2)")
     p.add_argument("--tracers", help="comma list of substrings of tracer names to run")
     p.add_argument("--out", default=os.path.join(REPO, "docs", "benchmarks"))
+    p.add_argument("--render-only", action="store_true",
+                   help="rewrite soak.md from soak.json in --out, run nothing")
     args = p.parse_args(argv)
+    if args.render_only:
+        try:
+            with open(os.path.join(args.out, "soak.json")) as f:
+                result = json.load(f)
+        except (OSError, ValueError) as exc:
+            print(f"soak: cannot read soak.json in {args.out}: {exc}", file=sys.stderr)
+            return 2
+        with open(os.path.join(args.out, "soak.md"), "w") as f:
+            f.write(render(result))
+        return 0
     if os.geteuid() != 0:
         print("soak: run as root (the tracers need it)", file=sys.stderr)
         return 2
