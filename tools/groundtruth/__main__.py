@@ -2,27 +2,37 @@
 
     sudo .venv/bin/python -m tools.groundtruth [--ops N] [--seed S] [--rate R]
                                                [--jobs J] [--backend LABEL ...] [--write-doc]
+                                               [--json PATH] [--require LABEL,...]
 
 Prints each backend's per-field counts and every WRONG value; exits 1 when any
 backend reported a WRONG value (or a stray event), or missed an event without
-a loss to account for it. ``--write-doc`` writes docs/ground_truth.md.
+a loss to account for it, or a backend ``--require`` names could not run here.
+``--write-doc`` writes docs/ground_truth.md; ``--json`` every result (the kernel
+matrix reads it back from a VM: tools/vm/groundtruth.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
 import subprocess
 import sys
-from typing import List
+from typing import List, Optional, Tuple
 
 from tools.groundtruth import check
 from tools.groundtruth.table import render
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                    "docs", "ground_truth.md")
+
+
+VM_NOTE = ("Backends a kernel lacks are skipped here and checked in the kernel matrix:"
+           " ftrace/kprobe, ftrace/eprobe and ebpf-bcc with the kernel's exact headers in a"
+           " Debian 6.1 VM, [ground_truth_vm.md](ground_truth_vm.md)"
+           " (`python -m tools.vm.groundtruth`).")
 
 
 def main(argv: List[str]) -> int:
@@ -36,6 +46,10 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--backend", action="append", default=[],
                         help="only these labels, e.g. ebpf-core/tp_btf, ftrace/uprobe")
     parser.add_argument("--write-doc", action="store_true", help=f"write {DOC}")
+    parser.add_argument("--json", metavar="PATH",
+                        help="also write every result as JSON (rewritten after each backend)")
+    parser.add_argument("--require", default="", metavar="LABEL,...",
+                        help="these backends must run here: skipping one is a failure")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("tools.groundtruth: needs root", file=sys.stderr)
@@ -53,10 +67,16 @@ def main(argv: List[str]) -> int:
             skipped.append((target.label, why))
             print(f"{target.label}: skipped: {why}", flush=True)
             continue
+        if args.json:  # what runs now, in case a wall clock ends this run
+            _write_json(args.json, seed, args, results, skipped, running=target.label)
         result = check.run(target, seed, args.ops, args.rate, args.jobs)
         print(result.summary(), flush=True)
         results.append(result)
+        if args.json:
+            _write_json(args.json, seed, args, results, skipped)
     bad = [r.target for r in results if not r.passed]
+    bad += [f"{label} (required, skipped)" for label, _ in skipped
+            if label in args.require.split(",")]
     if args.write_doc:
         command = "sudo .venv/bin/python -m tools.groundtruth " + " ".join(
             [f"--ops {args.ops}", f"--seed {seed}"]
@@ -64,12 +84,24 @@ def main(argv: List[str]) -> int:
             + ([f"--jobs {args.jobs}"] if args.jobs != 1 else [])
             + [f"--backend {b}" for b in args.backend] + ["--write-doc"])
         with open(DOC, "w") as f:
-            f.write(render(results, skipped, command, _machine()))
+            f.write(render(results, skipped, command, _machine(), note=VM_NOTE))
         print(f"wrote {DOC}")
     if bad:
         print(f"FAILED (seed {seed}): {', '.join(bad)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _write_json(path: str, seed: int, args: argparse.Namespace, results: List[check.Result],
+                skipped: List[Tuple[str, str]], running: Optional[str] = None) -> None:
+    data = {"seed": seed, "ops": args.ops, "rate": args.rate, "jobs": args.jobs,
+            "kernel": platform.release(), "machine": _machine(), "running": running,
+            "results": [r.to_dict() for r in results],
+            "skipped": [{"label": label, "why": why} for label, why in skipped]}
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
 
 
 def _machine() -> str:

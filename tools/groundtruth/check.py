@@ -21,7 +21,7 @@ import os
 import re
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import attrs
 
@@ -57,9 +57,18 @@ class Target:
         return hybridtrace.trace(kind, self.backend, tier=self.mode)
 
 
+# Best first; the ones a kernel lacks (kprobes, eprobes here) are skipped with why.
 TARGETS = (Target("ebpf-core", "tracepoint"), Target("ebpf-core", "tp_btf"),
-           Target("ebpf-core", "raw_tp"), Target("ebpf-bcc"), Target("ftrace", "uprobe"),
+           Target("ebpf-core", "raw_tp"), Target("ebpf-bcc"), Target("ftrace", "kprobe"),
+           Target("ftrace", "eprobe"), Target("ftrace", "uprobe"),
            Target("ftrace", "tracepoint"))
+
+
+class Shown(str):
+    """A value as a report already showed it (read back from JSON): shown as is."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 @attrs.define
@@ -118,6 +127,33 @@ class Result:
             [m for m in self.missing_ops if "no result" in m])
         return (self.wrong_total == 0 and not sum(self.ambiguous.values())
                 and (missing == 0 or self.lost > 0))
+
+    def to_dict(self) -> Dict[str, object]:
+        """Everything the pages show, as JSON (values as the report shows them)."""
+        return {
+            "target": self.target, "seed": self.seed, "ops": self.ops, "rate": self.rate,
+            "jobs": self.jobs, "passed": self.passed, "wrong_total": self.wrong_total,
+            "fields": {f"{k}.{f}": dict(c) for (k, f), c in self.fields.items()},
+            "matched": dict(self.matched), "missing": dict(self.missing),
+            "ambiguous": dict(self.ambiguous), "strays": self.strays, "lost": self.lost,
+            "wrong": [{"seq": m.seq, "kind": m.kind, "field": m.field,
+                       "expected": _show(m.expected), "got": _show(m.got),
+                       "detail": m.detail} for m in self.wrong],
+            "missing_ops": self.missing_ops, "elapsed": round(self.elapsed, 1),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> Result:
+        d = dict(data)
+        fields = {tuple(key.split(".", 1)): collections.Counter(c)
+                  for key, c in d.pop("fields").items()}
+        wrong = [Mismatch(w["seq"], w["kind"], w["field"], Shown(w["expected"]),
+                          Shown(w["got"]), w["detail"]) for w in d.pop("wrong")]
+        for name in ("matched", "missing", "ambiguous"):
+            d[name] = collections.Counter(d[name])
+        for name in ("passed", "wrong_total"):
+            d.pop(name, None)
+        return cls(fields=fields, wrong=wrong, **d)
 
     def summary(self) -> str:
         lines = [f"{self.target}: seed {self.seed}, {self.ops} ops, rate "

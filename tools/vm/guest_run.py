@@ -163,6 +163,14 @@ def main(config_path: str) -> int:
                 600))
     if config.get("raw_tp_probe"):  # as root: the question is what the kernel allows
         steps.append(("raw_tp_probe", [py, "-m", "tools.vm.raw_tp_probe"], 300))
+    gt = config.get("groundtruth")
+    if gt:  # the ground-truth check (tools/vm/groundtruth.py): after doctor, before tests
+        steps.append(("groundtruth", [
+            *wrap, py, "-u", "-m", "tools.groundtruth", "--ops", str(gt["ops"]),
+            "--seed", str(gt["seed"]), "--rate", str(gt["rate"]), "--jobs", str(gt["jobs"]),
+            *[a for label in gt["backends"] for a in ("--backend", label)],
+            "--require", ",".join(gt["require"]),
+            "--json", os.path.join(out, "groundtruth.json")], gt["wall"]))
     tests = config["pytest"]
     # -v: one line per finished test, readable even when the wall clock cuts pytest short.
     argv = [*wrap, py, "-u", "-m", "pytest", *tests["paths"], "-v", "-rA", "-p", "no:cacheprovider",
@@ -172,14 +180,17 @@ def main(config_path: str) -> int:
     if tests["paths"]:
         steps.append(("pytest", argv, tests["wall"]))
     for name, argv, limit in steps:
-        if name == "pytest" and config.get("vm_wall"):
+        if name in ("pytest", "groundtruth") and config.get("vm_wall"):
             # Whatever the host's wall clock leaves after the steps before, less a
             # margin for shutting down, so pytest ends itself and writes its JUnit.
             left = config["vm_wall"] - 120 - (time.monotonic() - started)
             limit = max(60.0, min(limit, left))
         status["steps"][name] = {"running": True}
         save()
-        status["steps"][name] = run_step(out, name, argv, limit, repo, env,
+        step_env = env
+        if name == "groundtruth":  # BCC must find this kernel's own headers, not a borrowed tree
+            step_env = {k: v for k, v in env.items() if k != "HYBRIDTRACE_BCC_HEADERS"}
+        status["steps"][name] = run_step(out, name, argv, limit, repo, step_env,
                                          in_vm=bool(config.get("boot_dir")))
         if name == "record_kernel_tree" and trees != os.path.join(out, "kernels"):
             shutil.copytree(trees, os.path.join(out, "kernels"), symlinks=True)

@@ -57,8 +57,10 @@ def guest_config(run_dir: str, kernel: Optional[Kernel], variant: Variant, name:
 def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
              suite: str, test_timeout: int, wall: int, record: bool,
              cpus: int, memory: str, require: Optional[str] = None,
-             force_open: bool = True, streams: bool = True) -> Dict[str, Any]:
-    """Run one kernel x variant (kernel None: this host, no VM) and collect its results."""
+             force_open: bool = True, streams: bool = True,
+             groundtruth: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Run one kernel x variant (kernel None: this host, no VM) and collect its results;
+    ``groundtruth`` (options of tools.groundtruth) adds that check as a step."""
     run_dir = os.path.join(runs, name)
     shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
@@ -68,6 +70,7 @@ def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
     config["require"] = require or variant.require
     config["force_open"] = force_open
     config["vm_wall"] = wall
+    config["groundtruth"] = groundtruth
     config_path = os.path.join(run_dir, "config.json")
     with open(config_path, "w") as f:
         json.dump(config, f, indent=1)

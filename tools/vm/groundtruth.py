@@ -1,0 +1,215 @@
+"""The ground-truth check (tools/groundtruth) inside a kernel-matrix VM.
+
+    sudo .venv/bin/python -m tools.vm.groundtruth --ops 10000 --rate 40 --jobs 2
+    sudo .venv/bin/python -m tools.vm.groundtruth --backend ftrace/kprobe --ops 500
+    .venv/bin/python -m tools.vm.groundtruth --report-only   # re-render the page
+
+The host has no kprobes, no eprobes and no headers of its own kernel, so those
+backends are checked in a Debian kernel booted under qemu (default: 6.1 with its
+exact linux-headers, the CI cell). Inside, `python -m tools.groundtruth` runs
+the seeded workload under every backend the guest has (or those named), and
+writes its results as JSON to the run directory; the host judges them (a WRONG
+value, a stray or ambiguous event, an event missing with nothing lost, or a
+required backend that could not run fails) and writes docs/ground_truth_vm.md
+and .json (generated only). Exit 0 when the check passed, 1 when not, 2 for a
+bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from typing import Any, Dict, List, Optional, Tuple
+
+from tools.groundtruth import check
+from tools.groundtruth.table import render
+from tools.vm import kernels, runs
+from tools.vm.matrix import ensure_tools
+from tools.vm.variants import BY_NAME
+
+DOC = os.path.join(runs.REPO, "docs", "ground_truth_vm.md")
+REQUIRED = ("ftrace/kprobe", "ftrace/eprobe", "ebpf-bcc")
+PROG = "python -m tools.vm.groundtruth"
+
+
+def arguments(argv: Optional[List[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--kernel", default="6.1", help="Debian kernel line (6.1)")
+    p.add_argument("--variant", default="headers", help="tools/vm variant (headers)")
+    p.add_argument("--ops", type=int, default=10000, help="operations per backend (10000)")
+    p.add_argument("--seed", type=int, help="default: random (printed)")
+    p.add_argument("--rate", type=float, default=0.0, help="operations per second (0: flat out)")
+    p.add_argument("--jobs", type=int, default=1, help="scenario processes at once (1)")
+    p.add_argument("--backend", action="append", default=[],
+                   help="only these labels (default: every backend tools.groundtruth knows)")
+    p.add_argument("--require", default=",".join(REQUIRED),
+                   help="labels that must run in the guest (default: %(default)s)")
+    p.add_argument("--wall", type=int, default=3000, help="VM wall clock, seconds (3000)")
+    p.add_argument("--cpus", type=int, default=2, help="vCPUs (2; one TCG thread either way)")
+    p.add_argument("--memory", default="2G")
+    p.add_argument("--runs", default=runs.RUNS, help="run directories (logs, raw output)")
+    p.add_argument("--md", default=DOC, help="the page (its .json beside it)")
+    p.add_argument("--report-only", action="store_true",
+                   help="re-render the page from its .json, run nothing")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = arguments(argv)
+    js = os.path.splitext(args.md)[0] + ".json"
+    if args.report_only:
+        try:
+            with open(js) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as exc:
+            print(f"tools.vm.groundtruth: cannot read {js}: {exc}", file=sys.stderr)
+            return 2
+        with open(args.md, "w") as f:
+            f.write(page(data))
+        return 0
+    problem = _check_args(args)
+    if problem:
+        print(f"tools.vm.groundtruth: {problem}", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("tools.vm.groundtruth: needs root (qemu, and tracing inside the VM)",
+              file=sys.stderr)
+        return 2
+    problem = ensure_tools()
+    if problem:
+        print(f"tools.vm.groundtruth: {problem}", file=sys.stderr)
+        return 2
+    seed = args.seed if args.seed is not None else random.randrange(1 << 31)
+    print(f"tools.vm.groundtruth: seed {seed} ({args.ops} ops per backend; replay with"
+          f" --seed {seed})", file=sys.stderr, flush=True)
+    kernel = kernels.fetch(kernels.spec_named(args.kernel))
+    name = runs.cell_name(args.kernel, args.variant) + "-groundtruth"
+    require = [r for r in args.require.split(",") if r]
+    settings = {"ops": args.ops, "seed": seed, "rate": args.rate, "jobs": args.jobs,
+                "backends": args.backend, "require": require, "wall": args.wall}
+    result = runs.run_cell(kernel, BY_NAME[args.variant], name, args.runs, "none",
+                           test_timeout=60, wall=args.wall, record=False, cpus=args.cpus,
+                           memory=args.memory, force_open=False, groundtruth=settings)
+    run_dir = os.path.join(args.runs, name)
+    gt = _json(os.path.join(run_dir, "groundtruth.json"))
+    data = {
+        "command": command(args, seed), "cell": name, "kernel": args.kernel,
+        "variant": args.variant, "variant_description": BY_NAME[args.variant].description,
+        "release": kernel.release, "packages": kernel.packages, "cpus": args.cpus,
+        "memory": args.memory, "settings": settings, "facts": result.get("facts"),
+        "step": result["steps"].get("groundtruth"), "vm_seconds": result["seconds"],
+        "wall_clock_exceeded": result["wall_clock_exceeded"], "code": result["code"],
+        "groundtruth": gt, "run_dir": run_dir,
+    }
+    ok, verdict = judge(data)
+    data["passed"], data["verdict"] = ok, verdict
+    with open(js, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    with open(args.md, "w") as f:
+        f.write(page(data))
+    print(f"tools.vm.groundtruth: {verdict} (wrote {args.md}; guest output in"
+          f" {run_dir}/groundtruth.out)", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def _check_args(args: argparse.Namespace) -> Optional[str]:
+    if args.kernel not in [s.name for s in kernels.SPECS]:
+        return f"unknown kernel {args.kernel!r} (known: {', '.join(s.name for s in kernels.SPECS)})"
+    if args.variant not in BY_NAME:
+        return f"unknown variant {args.variant!r} (known: {', '.join(BY_NAME)})"
+    labels = [t.label for t in check.TARGETS]
+    for label in args.backend + [r for r in args.require.split(",") if r]:
+        if label not in labels:
+            return f"unknown backend {label!r} (known: {', '.join(labels)})"
+    if args.ops < 1 or args.jobs < 1 or args.rate < 0 or args.wall < 300:
+        return "--ops and --jobs must be >= 1, --rate >= 0, --wall >= 300"
+    return None
+
+
+def command(args: argparse.Namespace, seed: int) -> str:
+    parts = [f"sudo .venv/bin/{PROG}", f"--ops {args.ops}", f"--seed {seed}"]
+    if args.rate:
+        parts.append(f"--rate {args.rate:g}")
+    if args.jobs != 1:
+        parts.append(f"--jobs {args.jobs}")
+    if args.kernel != "6.1" or args.variant != "headers":
+        parts.append(f"--kernel {args.kernel} --variant {args.variant}")
+    parts += [f"--backend {b}" for b in args.backend]
+    return " ".join(parts)
+
+
+def judge(data: Dict[str, Any]) -> Tuple[bool, str]:
+    """(passed, one sentence): every backend clean, every required one ran."""
+    gt = data.get("groundtruth")
+    step = data.get("step") or {}
+    if not gt:
+        why = "timed out" if step.get("timed_out") else f"rc {step.get('rc')}"
+        return False, f"FAIL: the guest wrote no results (groundtruth step {why})"
+    results = [check.Result.from_dict(r) for r in gt["results"]]
+    problems = [f"{r.target}: {r.wrong_total} WRONG, {sum(r.ambiguous.values())} ambiguous,"
+                f" {sum(r.missing.values())} missing with {r.lost} lost"
+                for r in results if not r.passed]
+    ran = {r.target for r in results}
+    skipped = {s["label"]: s["why"] for s in gt["skipped"]}
+    for label in data["settings"]["require"]:
+        if label in skipped:
+            problems.append(f"{label}: required, could not run ({skipped[label]})")
+        elif label not in ran and (not data["settings"]["backends"]
+                                   or label in data["settings"]["backends"]):
+            problems.append(f"{label}: required, not reached"
+                            + (f" (cut short while running {gt['running']})"
+                               if gt.get("running") else ""))
+    if gt.get("running"):
+        problems.append(f"cut short by the wall clock while {gt['running']} ran")
+    if problems:
+        return False, "FAIL: " + "; ".join(problems)
+    return True, (f"PASS: {len(results)} backends, {sum(r.ops for r in results):,} operations,"
+                  " no WRONG value, nothing missing without a loss to account for it")
+
+
+def page(data: Dict[str, Any]) -> str:
+    gt = data.get("groundtruth") or {"results": [], "skipped": [], "machine": "no results"}
+    results = [check.Result.from_dict(r) for r in gt["results"]]
+    skipped = [(s["label"], s["why"]) for s in gt["skipped"]]
+    step = data.get("step") or {}
+    timing = ", ".join(f"{r.target} {r.elapsed:.0f} s" for r in results) or "-"
+    pkgs = ", ".join(f"{p} {v}" for p, v in sorted(data["packages"].items()))
+    code = data.get("code") or {}
+    note = "\n".join([
+        f"**{data['verdict']}.**",
+        "",
+        f"In a VM: Debian {data['kernel']} ({data['release']}; {pkgs}) booted by virtme-ng"
+        f" under qemu TCG ({data['cpus']} vCPUs on one TCG thread, {data['memory']}), variant"
+        f" `{data['variant']}`: {data['variant_description']}. The guest runs this checkout"
+        f" (commit {str(code.get('commit'))[:12]}"
+        + (f", {code['uncommitted']} files changed" if code.get("uncommitted") else "")
+        + ") from the host's filesystem. The host has no kprobes, no eprobes and no headers"
+        " of its own kernel; this page checks those backends (see"
+        " [ground_truth.md](ground_truth.md) for the host's own kernel).",
+        "",
+        f"Wall time per backend in the guest: {timing}; the whole step"
+        f" {step.get('seconds', '-')} s (rc {step.get('rc')}"
+        + (", **timed out**" if step.get("timed_out") else "") + f"), the VM"
+        f" {data['vm_seconds']:.0f} s. Required to run: {', '.join(data['settings']['require'])}."
+        f" Raw results: [ground_truth_vm.json](ground_truth_vm.json).",
+    ])
+    title = (f"Ground truth in the kernel matrix: Debian {data['kernel']} ({data['release']}),"
+             " every field against what the process really did")
+    return render(results, skipped, data["command"], gt["machine"], title=title, note=note)
+
+
+def _json(path: str) -> Optional[Dict[str, Any]]:
+    try:
+        with open(path) as f:
+            data: Dict[str, Any] = json.load(f)
+            return data
+    except (OSError, ValueError):
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
