@@ -18,6 +18,7 @@ _hybridtrace() {
                 --backend) COMPREPLY=($(compgen -W "auto ebpf ebpf-core ebpf-bcc ftrace" -- "$cur")); return ;;
                 --tier) COMPREPLY=($(compgen -W "kprobe eprobe uprobe tracepoint" -- "$cur")); return ;;
                 --ebpf-attach) COMPREPLY=($(compgen -W "tracepoint tp_btf raw_tp" -- "$cur")); return ;;
+                --ftrace-reader) COMPREPLY=($(compgen -W "raw text" -- "$cur")); return ;;
                 -d|--duration) COMPREPLY=(); return ;;
                 -u|--uid) COMPREPLY=(); return ;;
                 -b|--buffer-pages) COMPREPLY=(); return ;;
@@ -29,13 +30,14 @@ _hybridtrace() {
                 --max-args) COMPREPLY=(); return ;;
                 -c|--cgroup) COMPREPLY=(); return ;;
             esac
-            COMPREPLY=($(compgen -W "-h --help --backend --tier --ebpf-attach --json -Q --quiet -d --duration -U --print-uid -u --uid -b --buffer-pages --cgroupmap --mntnsmap -T --time -t --timestamp --relative-time -x --fails -q --quote -n --name -l --line -P --ppid --max-args -c --cgroup" -- "$cur"))
+            COMPREPLY=($(compgen -W "-h --help --backend --tier --ebpf-attach --ftrace-reader --json -Q --quiet -d --duration -U --print-uid -u --uid -b --buffer-pages --cgroupmap --mntnsmap -T --time -t --timestamp --relative-time -x --fails -q --quote -n --name -l --line -P --ppid --max-args -c --cgroup" -- "$cur"))
             return ;;
         opensnoop)
             case "$prev" in
                 --backend) COMPREPLY=($(compgen -W "auto ebpf ebpf-core ebpf-bcc ftrace" -- "$cur")); return ;;
                 --tier) COMPREPLY=($(compgen -W "kprobe eprobe uprobe tracepoint" -- "$cur")); return ;;
                 --ebpf-attach) COMPREPLY=($(compgen -W "tracepoint tp_btf raw_tp" -- "$cur")); return ;;
+                --ftrace-reader) COMPREPLY=($(compgen -W "raw text" -- "$cur")); return ;;
                 -d|--duration) COMPREPLY=(); return ;;
                 -u|--uid) COMPREPLY=(); return ;;
                 -b|--buffer-pages) COMPREPLY=(); return ;;
@@ -46,7 +48,7 @@ _hybridtrace() {
                 -n|--name) COMPREPLY=(); return ;;
                 -f|--flag_filter|--flag-filter) COMPREPLY=(); return ;;
             esac
-            COMPREPLY=($(compgen -W "-h --help --backend --tier --ebpf-attach --json -Q --quiet -d --duration -U --print-uid -u --uid -b --buffer-pages --cgroupmap --mntnsmap -T --timestamp -x --failed -p --pid -t --tid -n --name -e --extended_fields --extended-fields -f --flag_filter --flag-filter -F --full-path" -- "$cur"))
+            COMPREPLY=($(compgen -W "-h --help --backend --tier --ebpf-attach --ftrace-reader --json -Q --quiet -d --duration -U --print-uid -u --uid -b --buffer-pages --cgroupmap --mntnsmap -T --timestamp -x --failed -p --pid -t --tid -n --name -e --extended_fields --extended-fields -f --flag_filter --flag-filter -F --full-path" -- "$cur"))
             return ;;
         doctor)
             case "$prev" in

@@ -181,6 +181,7 @@ def trace(
     tier: Optional[str] = None,
     ebpf_attach: Optional[str] = None,
     buffer_pages: Optional[int] = None,
+    ftrace_reader: Optional[str] = None,
     capabilities: Optional[Capabilities] = None,
 ) -> Session:
     """Open a tracing session for ``kind`` ("exec" or "open").
@@ -194,6 +195,11 @@ def trace(
     that many pages per CPU, a power of two (hybridtrace.buffer_size says what
     each backend makes of it); None keeps each backend's default.
 
+    ``ftrace_reader`` picks how the ftrace backend reads its buffer: "raw" (the
+    per-CPU binary pages, the default) or "text" (trace_pipe, whose comm and
+    uid are less exact: docs/architecture.md says which fields differ). None
+    means $HYBRIDTRACE_FTRACE_READER, else "raw".
+
     Raises a BackendError with one line that says what is wrong: RequestError
     for bad arguments (before anything is probed or loaded), SelectionError
     when nothing here can run (and how to fix it), StartError when every
@@ -205,6 +211,7 @@ def trace(
         max_args=max_args,
         tier=tier,
         buffer_pages=buffer_pages,
+        ftrace_reader=ftrace_reader,
     )
     kind_value = request.kind.value
     check_choice(kind_value, backend, tier, ebpf_attach)

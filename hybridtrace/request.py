@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional, Union
 import attrs
 
 from hybridtrace.errors import RequestError
+from hybridtrace.vocabulary import FTRACE_READERS
 
 DEFAULT_MAX_ARGS = 20
 # Each argv element and path is captured up to this many bytes (longer ones are
@@ -109,6 +110,12 @@ def _buffer_pages(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
         raise RequestError(f"{attr.name} must be a power of two, not {value}")
 
 
+def _ftrace_reader(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and value not in FTRACE_READERS:
+        raise RequestError(f"{attr.name} must be one of {', '.join(FTRACE_READERS)},"
+                           f" not {value!r}")
+
+
 @attrs.frozen(slots=True)
 class TraceRequest:
     kind: Kind = attrs.field(converter=_kind)
@@ -119,6 +126,9 @@ class TraceRequest:
     # Event buffer per CPU in pages (BCC's opensnoop -b); None: each backend's default.
     # hybridtrace.buffer_size says what it becomes in each backend.
     buffer_pages: Optional[int] = attrs.field(default=None, validator=_buffer_pages)
+    # How ftrace reads its buffer (vocabulary.FTRACE_READERS); None: raw pages, else
+    # $HYBRIDTRACE_FTRACE_READER, falling back to trace_pipe where pages can't be read.
+    ftrace_reader: Optional[str] = attrs.field(default=None, validator=_ftrace_reader)
 
     @max_args.validator
     def _check_max_args(self, attr: attrs.Attribute[Any], value: int) -> None:

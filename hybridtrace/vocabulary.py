@@ -109,6 +109,9 @@ CORE_ARCHES: Dict[str, str] = {"x86_64": "", "aarch64": ".arm64"}
 CORE_ATTACH_MODES: Tuple[str, ...] = ("tracepoint", "tp_btf", "raw_tp")
 # The ftrace backend's tiers, best first (its candidates are "ftrace/<tier>").
 FTRACE_TIERS: Tuple[str, ...] = ("kprobe", "eprobe", "uprobe", "tracepoint")
+# How the ftrace backend reads its ring buffer: "raw" decodes the per-CPU binary
+# pages (trace_pipe_raw), "text" parses trace_pipe (where the pages can't be read).
+FTRACE_READERS: Tuple[str, ...] = ("raw", "text")
 # Where each tier reads its strings: what doctor says about it.
 FTRACE_TIER_STRINGS: Dict[str, str] = {
     "kprobe": "strings read by kprobes at syscall entry",

@@ -21,7 +21,7 @@ from hybridtrace.output.columns import lost_line
 from hybridtrace.output.escape import escape_bytes
 from hybridtrace.output.jsonl import EVENT_SCHEMA, event_to_json
 from hybridtrace.selector import CHOICES
-from hybridtrace.vocabulary import CORE_ATTACH_MODES, FTRACE_TIERS
+from hybridtrace.vocabulary import CORE_ATTACH_MODES, FTRACE_READERS, FTRACE_TIERS
 
 PROG = "hybridtrace"
 
@@ -69,6 +69,9 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help="force how ebpf-core attaches (implies --backend ebpf-core):"
                         " tracepoint (classic, needs a mounted tracefs), tp_btf (raw"
                         " tracepoints by BTF name, no tracefs) or raw_tp (no BTF either)")
+    parser.add_argument("--ftrace-reader", choices=FTRACE_READERS,
+                        help="how the ftrace backend reads its buffer: raw (per-CPU binary"
+                        " pages, the default) or text (trace_pipe)")
     parser.add_argument("--json", action="store_true",
                         help=f"JSON Lines, one event per line (schema {EVENT_SCHEMA})")
     parser.add_argument("-Q", "--quiet", action="store_true",
@@ -142,7 +145,8 @@ def compile_regex(text: Optional[str], option: str) -> Optional[Pattern[bytes]]:
 def open_session(kind: str, args: argparse.Namespace, **filters: Any) -> Session:
     try:
         return trace(kind, args.backend, tier=args.tier, ebpf_attach=args.ebpf_attach,
-                     buffer_pages=args.buffer_pages, **filters)
+                     buffer_pages=args.buffer_pages, ftrace_reader=args.ftrace_reader,
+                     **filters)
     except RequestError as exc:
         raise UsageError(f"{PROG}: {exc}") from None
     except StartError as exc:

@@ -150,6 +150,19 @@ def test_open_paths_fd_and_errno(caps: Capabilities, tier: str, reader: str) -> 
         assert bad.path is None and ok.path_source is Source.PROCFS
 
 
+def test_reader_option_beats_the_environment(caps: Capabilities, tier: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """trace(ftrace_reader=...) and --ftrace-reader pick the reader; the variable is the
+    fallback, so a request for the text reader gets it whatever the environment says."""
+    monkeypatch.setenv(READER_ENV, "raw")
+    for choice, note in (("text", "trace_pipe text"), ("raw", "per-CPU binary buffers")):
+        with hybridtrace.trace("open", "ftrace", tier=tier, ftrace_reader=choice) as session:
+            assert note in session.description
+    monkeypatch.setenv(READER_ENV, "pipe")
+    with pytest.raises(hybridtrace.StartError, match=f"{READER_ENV}='pipe'"):
+        hybridtrace.trace("open", "ftrace", tier=tier).close()
+
+
 def test_loader_opens_have_paths(caps: Capabilities, tier: str) -> None:
     """The dynamic loader's opens, which bypass libc's exported functions."""
     loaders = debuginfo.dynamic_loaders([os.path.realpath(lib.path) for lib in caps.c_libraries])

@@ -262,6 +262,15 @@ def test_buffer_pages_in_the_request_and_the_api() -> None:
         trace("open", buffer_pages=48)  # refused before anything is probed
 
 
+def test_ftrace_reader_is_checked_before_anything_is_probed() -> None:
+    assert TraceRequest("open", ftrace_reader="text").ftrace_reader == "text"
+    assert parse(["opensnoop", "--ftrace-reader", "text"]).ftrace_reader == "text"
+    with pytest.raises(RequestError, match="ftrace_reader must be one of raw, text, not 'pipe'"):
+        trace("open", ftrace_reader="pipe")
+    with pytest.raises(UsageError, match="ftrace-reader"):
+        parse(["execsnoop", "--ftrace-reader", "pipe"])
+
+
 def test_buffer_size_per_backend() -> None:
     assert buffer_size.parse_cpu_list("0-1\n") == 2
     assert buffer_size.parse_cpu_list("0-3,8,10-11") == 7

@@ -236,7 +236,7 @@ class FtraceStream:
         if request.kind is Kind.EXEC:
             events += [("sched", "sched_process_exec"), ("sched", "sched_process_fork")]
         events += [(name, n) for n in dict.fromkeys(d.name for d in defs)]  # shared names
-        raw = _reader_choice() == "raw"
+        raw = _reader_choice(request) == "raw"
         if raw:
             events += [e for e in TASK_EVENTS if inst.has_event(*e)]
         thread_proof = clock == "mono" and all(inst.has_event(*e) for e in THREAD_PROOF_EVENTS)
@@ -481,11 +481,14 @@ def _mono_clock(inst_path: str) -> Optional[str]:
 BUFFER_ENV = "HYBRIDTRACE_FTRACE_BUFFER_KB"
 
 
-def _reader_choice() -> str:
-    """$HYBRIDTRACE_FTRACE_READER: "raw" (default) or "text" (trace_pipe)."""
+def _reader_choice(request: TraceRequest) -> str:
+    """The request's ftrace_reader, else $HYBRIDTRACE_FTRACE_READER, else "raw"."""
+    if request.ftrace_reader is not None:
+        return request.ftrace_reader
     raw = os.environ.get(READER_ENV, "raw")
-    if raw not in ("raw", "text"):
-        raise BackendError(f"{READER_ENV}={raw!r}: expected raw or text")
+    if raw not in vocabulary.FTRACE_READERS:
+        expected = ", ".join(vocabulary.FTRACE_READERS)
+        raise BackendError(f"{READER_ENV}={raw!r}: expected one of {expected}")
     return raw
 
 
