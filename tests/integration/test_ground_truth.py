@@ -4,7 +4,8 @@ A seeded random mix of opens and execs (threads that exec, static binaries,
 raw syscalls, fexecve, memfd, shebang scripts, long and hostile arguments,
 setuid, failures) runs under each backend this machine has; every field of
 every event is judged against what the call really did. Any WRONG value, stray
-or ambiguous event fails, with the seed to replay it:
+or ambiguous event fails, and so does a field doctor calls "complete" that came
+back None (or "none" that came back), with the seed to replay it:
 
     sudo .venv/bin/python -m tools.groundtruth --seed SEED --ops N --backend LABEL
 
@@ -49,3 +50,6 @@ def test_no_backend_reports_a_wrong_value(target: check.Target) -> None:
     if result.lost == 0:  # at this rate nothing is lost: every call must be there
         assert not sum(result.missing.values()), f"{result.summary()}\n{replay}"
     assert result.matched["exec"] and result.matched["open"]
+    # doctor's fidelity claims hold: "complete" fields never came back None, "none" ones
+    # never came back at all (the None shapes say which calls a "partial" one misses).
+    assert not check.claims_broken(result), "\n".join([*check.claims_broken(result), replay])

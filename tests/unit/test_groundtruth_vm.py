@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Optional
 
-from tools.groundtruth.check import CORRECT, WRONG, Mismatch, Result
+from tools.groundtruth.check import CORRECT, NONE, WRONG, Mismatch, Result
+from tools.groundtruth.check import claims_broken as check_broken
 from tools.vm import groundtruth
 
 
@@ -57,6 +58,24 @@ def test_a_wrong_value_fails_and_is_on_the_page() -> None:
     page = groundtruth.page(data)
     assert "seq 42 open path: expected b'/tmp/o\\xff-42', got b'/tmp/x'" in page
     assert "**1 WRONG**" in page and "[ground_truth.md](ground_truth.md)" in page
+
+
+def test_doctor_claims_are_held_to_the_counts() -> None:
+    """"complete" with a None, or "none" with a value, fails the run; "partial" is read."""
+    r = _result("ftrace/kprobe")
+    r.count("open", "flags", NONE, "sys_openat2")
+    r.count("open", "flags", CORRECT, "libc_open")
+    r.claims = {"open.path": "complete", "open.pid": "none: never", "open.flags": "complete"}
+    back = Result.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert check_broken(back) == [
+        "open.pid: doctor says 'none: never', but 1 correct",
+        "open.flags: doctor says 'complete', but 1 None (1 x sys_openat2)"]
+    ok, verdict = groundtruth.judge(_data([back], []))
+    assert not ok and "doctor overclaims open.flags" in verdict
+    page = groundtruth.page({**_data([back], []), "verdict": verdict})
+    assert "- ftrace/kprobe open.flags: 1 sys_openat2. Doctor: complete" in page
+    back.claims.update({"open.pid": "complete", "open.flags": "partial: None for openat2"})
+    assert back.passed and check_broken(back) == []
 
 
 def test_missing_events_fail_unless_something_was_lost() -> None:

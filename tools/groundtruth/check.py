@@ -112,9 +112,16 @@ class Result:
     wrong: List[Mismatch] = attrs.field(factory=list)
     missing_ops: List[str] = attrs.field(factory=list)
     elapsed: float = 0.0
+    # "kind.field" -> the shapes of the calls (shape()) whose field came back None:
+    # what doctor's fidelity statement for that field must account for.
+    nones: Dict[str, collections.Counter] = attrs.field(factory=dict)
+    # "kind.field" -> what doctor said of it for this backend on this machine.
+    claims: Dict[str, str] = attrs.field(factory=dict)
 
-    def count(self, kind: str, field: str, verdict: str) -> None:
+    def count(self, kind: str, field: str, verdict: str, shape: str = "") -> None:
         self.fields.setdefault((kind, field), collections.Counter())[verdict] += 1
+        if verdict == NONE:
+            self.nones.setdefault(f"{kind}.{field}", collections.Counter())[shape] += 1
 
     @property
     def wrong_total(self) -> int:
@@ -126,7 +133,7 @@ class Result:
         missing = sum(self.missing.values()) + len(
             [m for m in self.missing_ops if "no result" in m])
         return (self.wrong_total == 0 and not sum(self.ambiguous.values())
-                and (missing == 0 or self.lost > 0))
+                and (missing == 0 or self.lost > 0) and not claims_broken(self))
 
     def to_dict(self) -> Dict[str, object]:
         """Everything the pages show, as JSON (values as the report shows them)."""
@@ -140,6 +147,8 @@ class Result:
                        "expected": _show(m.expected), "got": _show(m.got),
                        "detail": m.detail} for m in self.wrong],
             "missing_ops": self.missing_ops, "elapsed": round(self.elapsed, 1),
+            "nones": {key: dict(c) for key, c in self.nones.items()},
+            "claims": self.claims,
         }
 
     @classmethod
@@ -151,6 +160,7 @@ class Result:
                           Shown(w["got"]), w["detail"]) for w in d.pop("wrong")]
         for name in ("matched", "missing", "ambiguous"):
             d[name] = collections.Counter(d[name])
+        d["nones"] = {key: collections.Counter(c) for key, c in d.get("nones", {}).items()}
         for name in ("passed", "wrong_total"):
             d.pop(name, None)
         return cls(fields=fields, wrong=wrong, **d)
@@ -171,6 +181,8 @@ class Result:
             lines.append(f"  WRONG {m}")
         for m in self.missing_ops[:20]:
             lines.append(f"  missing {m}")
+        for line in claims_broken(self):
+            lines.append(f"  doctor overclaims {line}")
         return "\n".join(lines)
 
 
@@ -291,6 +303,20 @@ def judge_open(op: OpenOp, ev: OpenEvent) -> Judged:
     return out
 
 
+def shape(op: object) -> str:
+    """What kind of call ``op`` was, in the terms doctor's statements use: how it
+    was made (libc or a raw syscall, which one), whether it failed, long strings."""
+    parts = [str(getattr(op, "method", "?"))]
+    failed = op.retval != 0 if isinstance(op, ExecOp) else getattr(op, "fd", None) is None
+    if failed:
+        parts.append("failed")
+    if len(getattr(op, "path", b"")) >= PATH_SIZE:
+        parts.append(f"path of {PATH_SIZE}+ bytes")
+    if isinstance(op, ExecOp) and op.image is not None and op.image.argv != op.argv:
+        parts.append("argv changed by the new image")
+    return ", ".join(parts)
+
+
 # ---- matching ----
 
 def _markers(ev: Union[ExecEvent, OpenEvent], pattern: re.Pattern[bytes]) -> List[int]:
@@ -341,8 +367,9 @@ def compare(result: Result, ops: Sequence[object], events: Sequence[Event], nonc
         result.matched[kind] += 1
         judged = judge_exec(op, ev) if isinstance(ev, ExecEvent) else \
             judge_open(op, ev)  # type: ignore[arg-type]
+        form = shape(op)
         for field, (verdict, want, got) in judged.items():
-            result.count(kind, field, verdict)
+            result.count(kind, field, verdict, form)
             if verdict == WRONG:
                 result.wrong.append(Mismatch(
                     op.seq, kind, field, want, got,
@@ -420,6 +447,7 @@ def run(target: Target, seed: int, ops: int, rate: float = 0.0, jobs: int = 1,
         work.cleanup()
     result.lost = sum(e.count for e in events if isinstance(e, LostEvent))
     compare(result, operations, events, work.plan.nonce)
+    result.claims = doctor_fields(target)
     result.elapsed = time.monotonic() - started
     if progress is not None:
         progress(result.summary())
@@ -441,6 +469,44 @@ def available(target: Target) -> Tuple[bool, str]:
     except Exception as exc:
         return False, str(exc)
     return True, ""
+
+
+def doctor_fields(target: Target) -> Dict[str, str]:
+    """What doctor says of each field for ``target``: "kind.field" -> statement."""
+    from hybridtrace.capabilities import probe
+    from hybridtrace.selector import require
+
+    caps = probe()
+    out: Dict[str, str] = {}
+    for kind in ("exec", "open"):
+        tier, attach = (None, target.mode) if target.backend == "ebpf-core" else \
+            (target.mode, None)
+        decision = require(caps, kind, target.backend, tier, attach)
+        assert decision.chosen is not None
+        out.update((f"{kind}.{field}", why) for field, why in decision.chosen.fields.items())
+    return out
+
+
+def claims_broken(result: Result) -> List[str]:
+    """Where doctor's statement about a field disagrees with the measured counts:
+    "complete" yet some call's field came back None, or "none" yet some was given.
+    ("partial: why" is checked by the why being true: a person reads the shapes.)"""
+    broken = []
+    for key, statement in result.claims.items():
+        kind, field = key.split(".", 1)
+        counts = result.fields.get((kind, field))
+        if counts is None:
+            continue
+        if statement.startswith("complete") and counts[NONE]:
+            top = "; ".join(f"{n} x {s}" for s, n in none_shapes(result, key, 4))
+            broken.append(f"{key}: doctor says {statement!r}, but {counts[NONE]} None ({top})")
+        elif statement.startswith("none") and counts[CORRECT]:
+            broken.append(f"{key}: doctor says {statement!r}, but {counts[CORRECT]} correct")
+    return broken
+
+
+def none_shapes(result: Result, key: str, most: int) -> List[Tuple[str, int]]:
+    return result.nones.get(key, collections.Counter()).most_common(most)
 
 
 def environment() -> None:

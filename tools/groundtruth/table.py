@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
-from tools.groundtruth.check import CORRECT, EXEC_FIELDS, NONE, OPEN_FIELDS, WRONG, Result
+from tools.groundtruth.check import (
+    CORRECT,
+    EXEC_FIELDS,
+    NONE,
+    OPEN_FIELDS,
+    WRONG,
+    Result,
+    none_shapes,
+)
 
 TITLE = "Ground truth: every field of every backend against what the process really did"
 HEAD = """# {title}
@@ -72,6 +80,16 @@ def render(results: Sequence[Result], skipped: Sequence[Tuple[str, str]], comman
     if skipped:
         lines.append("\n## Not run here\n")
         lines += [f"- {label}: {why}" for label, why in skipped]
+    lines.append("\n## Where None comes from, beside what doctor says\n")
+    lines.append("The calls whose field came back None, by how they were made (the four"
+                 " commonest shapes), and doctor's statement for that field on the same"
+                 " machine: a field it calls complete must have no None, one it calls"
+                 " none no value (the run fails otherwise).\n")
+    for r in results:
+        for key in sorted(r.nones):
+            shapes = "; ".join(f"{n} {shape}" for shape, n in none_shapes(r, key, 4))
+            said = r.claims.get(key, "not stated")
+            lines.append(f"- {r.target} {key}: {shapes}. Doctor: {said}")
     wrong = [(r.target, m) for r in results for m in r.wrong]
     lines.append("\n## WRONG values\n")
     if wrong:

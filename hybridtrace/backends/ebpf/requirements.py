@@ -13,6 +13,7 @@ from hybridtrace.backends.requirements_common import (
     tracefs_reasons,
 )
 from hybridtrace.capabilities.model import Capabilities
+from hybridtrace.request import PATH_SIZE
 from hybridtrace.vocabulary import CORE_ARCHES
 
 # How ebpf-core attaches (vocabulary.CORE_ATTACH_MODES): classic syscall
@@ -25,12 +26,16 @@ RAW_TP_SINCE = (4, 17, 0)
 TASK_BTF_SINCE = (5, 11, 0)  # bpf_get_current_task_btf: the caller's task by plain loads
 RAW_TP_ARCHES = ("x86_64", "aarch64")  # bpf/common.h knows their syscall numbers and regs
 _NO_LAYOUT = "no BTF, so task_struct's layout is unknown"
+# A failed exec has no bprm->filename, only the caller's argument, which the
+# program keeps PATH_SIZE bytes of; an ExecEvent has no flag for a cut filename.
+_FAILED_LONG = (f"None only for a failed exec whose path is {PATH_SIZE} bytes or more"
+                " (events have no flag for a cut filename)")
 
 
 def _fields(kind: str) -> Dict[str, str]:
     if kind == "exec":
         return {
-            "filename": "complete",
+            "filename": f"partial: {_FAILED_LONG}",
             "argv": "complete (re-read from the new image when the caller's pages were out)",
             "ppid": "complete",
             "uid": "complete",
@@ -54,8 +59,8 @@ def _core_fields(caps: Capabilities, kind: str, tier: str) -> Dict[str, str]:
         return fields
     why = "bpf_probe_read_kernel is refused"
     if tier == "tp_btf":  # what the kernel put on the new image's stack stands in for its copy
-        fields["filename"] = ("complete (from the new image's stack where the caller's pages"
-                              " were out)")
+        fields["filename"] = ("partial: from the new image's stack where the caller's pages"
+                              f" were out; {_FAILED_LONG}")
     else:
         fields["filename"] = ("partial: from the caller's memory; None where it was not paged"
                               f" in (the kernel's copy needs kernel reads: {why})")

@@ -38,10 +38,14 @@ def _fields(kind: str, tier: str) -> Dict[str, str]:
                      "/proc for older ones",
               "comm": "complete (task records; /proc for threads older than the session)"}
     if kind == "exec":
-        fields.update(filename="complete (sched_process_exec)", retval="complete",
+        failed = {"kprobe": "read at syscall entry", "eprobe": "read at syscall entry",
+                  "uprobe": "only through the C library"}.get(tier, "None")
+        fields.update(filename="partial: every successful exec's (sched_process_exec);"
+                      f" a failed one's: {failed}", retval="complete",
                       ppid="complete (sched_process_fork) or /proc")
     else:
-        fields.update(flags="complete", mode="complete", fd="complete")
+        how = "partial: None for openat2 (they are in its struct open_how, which no record shows)"
+        fields.update(flags=how, mode=how, fd="complete")
     return fields
 
 
