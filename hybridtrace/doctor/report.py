@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional
 
 import attrs
 
+from hybridtrace import vocabulary
 from hybridtrace.capabilities.model import (
     CAP_BPF,
     CAP_PERFMON,
@@ -111,12 +112,27 @@ def _eprobe_strings_check(eprobes: Optional[bool], reads: Optional[bool]) -> Che
                  " watched us open a marker path", {"reads_strings": reads})
 
 
+def _syscalls_check(arch: str) -> Check:
+    """Which syscalls are traced here: the architecture decides (aarch64 has no open
+    or creat), so a user comparing two machines knows what each one covers."""
+    here = vocabulary.syscalls_on(arch)
+    traced = {kind: [s for s in vocabulary.syscalls_for(kind) if s in here] for kind in KINDS}
+    absent = [s for s in vocabulary.EXEC_SYSCALLS + vocabulary.OPEN_SYSCALLS if s not in here]
+    why = f"every exec and open syscall {arch} has"
+    if absent:
+        why += f" ({arch} has no {' or '.join(absent)}: its C library uses openat)"
+    return Check("syscalls", "syscalls traced",
+                 "; ".join(f"{kind}: {', '.join(names)}" for kind, names in traced.items()),
+                 None, why, {"traced": traced, "absent_on_arch": absent})
+
+
 def _checks(caps: Capabilities) -> List[Check]:
     k, tfs, cfg = caps.kernel, caps.tracefs, caps.config
     checks = [
         Check("kernel", "kernel", f"{k.release} ({k.arch})", None,
               "probe and tracepoint layouts depend on it",
               {"release": k.release, "version": list(k.version), "arch": k.arch}),
+        _syscalls_check(k.arch),
         Check("btf", "BTF", _yes_no(caps.btf.path is not None, f"yes ({caps.btf.path})"),
               caps.btf.path is not None,
               "ebpf-core relocates its shipped programs against the kernel's BTF",

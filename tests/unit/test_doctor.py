@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import Any, Dict, List
 
+import attrs
 import jsonschema
 import pytest
 
@@ -222,3 +223,16 @@ def test_text_shows_the_fields_of_every_usable_candidate() -> None:
             own = rest[:next((i for i, ln in enumerate(rest) if ln[2] in "*+-"), len(rest))]
             want = "; ".join(f"{k} {v}" for k, v in cand.fields.items())
             assert f"      fields: {want}" in own, cand.label
+
+
+@pytest.mark.parametrize(("arch", "value", "absent"), [
+    ("x86_64", "exec: execve, execveat; open: open, openat, openat2, creat", []),
+    ("aarch64", "exec: execve, execveat; open: openat, openat2", ["open", "creat"]),
+])
+def test_doctor_says_which_syscalls_this_architecture_traces(arch: str, value: str,
+                                                             absent: List[str]) -> None:
+    caps = probe_tree("host-6.18-root")
+    caps = attrs.evolve(caps, kernel=attrs.evolve(caps.kernel, arch=arch))
+    check = next(c for c in build_report(caps).checks if c.id == "syscalls")
+    assert check.value == value and check.data["absent_on_arch"] == absent
+    assert ("has no open or creat" in check.why) == bool(absent)
