@@ -36,9 +36,9 @@ def remove_dead_sessions_leftovers() -> List[str]:
     mounts tracefs, and where tracefs is not ours to write (least privilege) it does
     nothing.
     """
-    from hybridtrace.backends.ftrace.cleanup import remove_stale
+    try:  # the import too: with file descriptors exhausted even opening a module fails
+        from hybridtrace.backends.ftrace.cleanup import remove_stale
 
-    try:
         return remove_stale()
     except OSError:
         return []

@@ -14,7 +14,7 @@ from typing import List, Optional
 
 from hybridtrace import __version__
 from hybridtrace.cli import cleanup, doctor, execsnoop, opensnoop
-from hybridtrace.cli.common import Failure, UsageError, fail
+from hybridtrace.cli.common import PROG, Failure, UsageError, fail
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,3 +48,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return fail(str(exc))
     except Failure as exc:
         return fail(str(exc), 1)
+    except OSError as exc:
+        # What the machine refused (no file descriptors or memory left, a read-only or
+        # full filesystem) where no narrower handler knew better: still one line.
+        where = f": {exc.filename}" if exc.filename else ""
+        return fail(f"{PROG}: {exc.strerror or exc}{where}", 1)

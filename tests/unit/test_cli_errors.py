@@ -48,3 +48,18 @@ def test_help_lists_the_flags() -> None:
     for flag in ("-T", "-U", "-x", "-p", "-t", "-u", "-d", "-n", "-e", "-f", "-F", "--backend",
                  "--json", "-Q"):
         assert f"{flag}" in open_help
+
+
+def test_what_the_machine_refuses_is_one_line_exit_1(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """No file descriptors left (found with `ulimit -n 16`: a module import failed in the
+    middle of starting): one line naming the error and the file, status 1."""
+    from hybridtrace.cli import cleanup, main
+
+    def refuse(_args: object) -> int:
+        raise OSError(24, "Too many open files", "/x/cleanup.py")
+
+    monkeypatch.setattr(cleanup, "run", refuse)
+    assert main.main(["cleanup"]) == 1
+    out = capsys.readouterr()
+    assert out.err == "hybridtrace: Too many open files: /x/cleanup.py\n" and out.out == ""
