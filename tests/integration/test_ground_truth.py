@@ -9,7 +9,8 @@ back None (or "none" that came back), with the seed to replay it:
 
     sudo .venv/bin/python -m tools.groundtruth --seed SEED --ops N --backend LABEL
 
-HYBRIDTRACE_GROUNDTRUTH_OPS (default 3000) sets the size per backend,
+HYBRIDTRACE_GROUNDTRUTH_OPS (default 3000) sets the size per backend (and
+HYBRIDTRACE_GROUNDTRUTH_OVERLOAD_OPS, default 1500, the starved runs'),
 HYBRIDTRACE_GROUNDTRUTH_SEED the seed (default: random, printed).
 """
 
@@ -28,10 +29,10 @@ from tools.groundtruth import check
 
 OPS = int(os.environ.get("HYBRIDTRACE_GROUNDTRUTH_OPS", "3000"))
 SEED = int(os.environ.get("HYBRIDTRACE_GROUNDTRUTH_SEED", str(random.randrange(1 << 31))))
+OVERLOAD_OPS = int(os.environ.get("HYBRIDTRACE_GROUNDTRUTH_OVERLOAD_OPS", "1500"))
 
 
-@pytest.mark.parametrize("target", check.TARGETS, ids=lambda t: t.label)
-def test_no_backend_reports_a_wrong_value(target: check.Target) -> None:
+def _ready(target: check.Target) -> None:
     if LEAST_PRIVILEGE:
         pytest.skip("the workload changes uids and needs root")
     if shutil.which("gcc") is None:
@@ -41,6 +42,11 @@ def test_no_backend_reports_a_wrong_value(target: check.Target) -> None:
     ok, why = check.available(target)
     if not ok:
         require_backend(target.label, why)
+
+
+@pytest.mark.parametrize("target", check.TARGETS, ids=lambda t: t.label)
+def test_no_backend_reports_a_wrong_value(target: check.Target) -> None:
+    _ready(target)
     result = check.run(target, SEED, OPS)
     print(result.summary())
     replay = (f"replay: sudo .venv/bin/python -m tools.groundtruth --seed {SEED} "
@@ -53,3 +59,16 @@ def test_no_backend_reports_a_wrong_value(target: check.Target) -> None:
     # doctor's fidelity claims hold: "complete" fields never came back None, "none" ones
     # never came back at all (the None shapes say which calls a "partial" one misses).
     assert not check.claims_broken(result), "\n".join([*check.claims_broken(result), replay])
+
+
+@pytest.mark.parametrize("target", check.TARGETS, ids=lambda t: t.label)
+def test_starved_backends_count_their_losses_and_stay_right(target: check.Target) -> None:
+    """Overload (one page of buffer per CPU, a reader that stalls): events are lost, and
+    reported; every missing call is covered by a reported loss; what arrives is right."""
+    _ready(target)
+    result = check.run(target, SEED, OVERLOAD_OPS, overload=True)
+    print(result.summary())
+    replay = (f"replay: sudo .venv/bin/python -m tools.groundtruth --seed {SEED} "
+              f"--ops {OVERLOAD_OPS} --overload --backend {target.label}")
+    assert result.lost > 0, f"nothing reported lost while starved\n{replay}"
+    assert result.passed, f"{result.summary()}\n{replay}"

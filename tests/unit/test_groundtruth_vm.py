@@ -78,6 +78,21 @@ def test_doctor_claims_are_held_to_the_counts() -> None:
     assert back.passed and check_broken(back) == []
 
 
+def test_an_overload_run_must_lose_and_report_but_never_be_wrong() -> None:
+    r = _result("ftrace/uprobe", missing=40)
+    r.overload = True
+    r.claims = {"open.path": "complete"}
+    r.count("open", "path", NONE, "libc_open")  # starved: doctor's claims do not apply
+    assert not r.passed  # nothing reported lost: the overload did not happen, or was hidden
+    r.lost_unknown = True
+    assert not r.passed
+    r.lost = 1000
+    back = Result.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert back.passed and back.overload and "OVERLOAD" in back.summary()
+    back.count("open", "pid", WRONG)
+    assert not back.passed
+
+
 def test_missing_events_fail_unless_something_was_lost() -> None:
     assert not groundtruth.judge(_data([_result("ftrace/kprobe", missing=3),
                                         _result("ebpf-bcc")], []))[0]
