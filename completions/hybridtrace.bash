@@ -22,15 +22,18 @@ _hybridtrace() {
                 -d|--duration) COMPREPLY=(); return ;;
                 -u|--uid) COMPREPLY=(); return ;;
                 -b|--buffer-pages) COMPREPLY=(); return ;;
+                -c|--cgroup) COMPREPLY=(); return ;;
+                --container) COMPREPLY=(); return ;;
+                --mntns) COMPREPLY=(); return ;;
+                --descendants-of) COMPREPLY=(); return ;;
                 --cgroupmap) COMPREPLY=(); return ;;
                 --mntnsmap) COMPREPLY=(); return ;;
                 -n|--name) COMPREPLY=(); return ;;
                 -l|--line) COMPREPLY=(); return ;;
                 -P|--ppid) COMPREPLY=(); return ;;
                 --max-args) COMPREPLY=(); return ;;
-                -c|--cgroup) COMPREPLY=(); return ;;
             esac
-            COMPREPLY=($(compgen -W "-h --help --backend --tier --ebpf-attach --ftrace-reader --json -Q --quiet -d --duration -U --print-uid -u --uid -b --buffer-pages --cgroupmap --mntnsmap -T --time -t --timestamp --relative-time -x --fails -q --quote -n --name -l --line -P --ppid --max-args -c --cgroup" -- "$cur"))
+            COMPREPLY=($(compgen -W "-h --help --backend --tier --ebpf-attach --ftrace-reader --json -Q --quiet -d --duration -U --print-uid -u --uid -b --buffer-pages -c --cgroup --container --mntns --descendants-of --print-container --cgroupmap --mntnsmap -T --time -t --timestamp --relative-time -x --fails -q --quote -n --name -l --line -P --ppid --max-args" -- "$cur"))
             return ;;
         opensnoop)
             case "$prev" in
@@ -41,6 +44,10 @@ _hybridtrace() {
                 -d|--duration) COMPREPLY=(); return ;;
                 -u|--uid) COMPREPLY=(); return ;;
                 -b|--buffer-pages) COMPREPLY=(); return ;;
+                --cgroup) COMPREPLY=(); return ;;
+                --container) COMPREPLY=(); return ;;
+                --mntns) COMPREPLY=(); return ;;
+                --descendants-of) COMPREPLY=(); return ;;
                 --cgroupmap) COMPREPLY=(); return ;;
                 --mntnsmap) COMPREPLY=(); return ;;
                 -p|--pid) COMPREPLY=(); return ;;
@@ -48,7 +55,7 @@ _hybridtrace() {
                 -n|--name) COMPREPLY=(); return ;;
                 -f|--flag_filter|--flag-filter) COMPREPLY=(); return ;;
             esac
-            COMPREPLY=($(compgen -W "-h --help --backend --tier --ebpf-attach --ftrace-reader --json -Q --quiet -d --duration -U --print-uid -u --uid -b --buffer-pages --cgroupmap --mntnsmap -T --timestamp -x --failed -p --pid -t --tid -n --name -e --extended_fields --extended-fields -f --flag_filter --flag-filter -F --full-path" -- "$cur"))
+            COMPREPLY=($(compgen -W "-h --help --backend --tier --ebpf-attach --ftrace-reader --json -Q --quiet -d --duration -U --print-uid -u --uid -b --buffer-pages --cgroup --container --mntns --descendants-of --print-container --cgroupmap --mntnsmap -T --timestamp -x --failed -p --pid -t --tid -n --name -e --extended_fields --extended-fields -f --flag_filter --flag-filter -F --full-path" -- "$cur"))
             return ;;
         doctor)
             case "$prev" in

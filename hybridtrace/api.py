@@ -22,9 +22,11 @@ from hybridtrace.backends import open_stream, remove_dead_sessions_leftovers
 from hybridtrace.backends.base import Assessment, BackendError, EventStream
 from hybridtrace.capabilities import probe
 from hybridtrace.capabilities.model import Capabilities
+from hybridtrace.errors import RequestError
 from hybridtrace.events import Event, LostEvent
-from hybridtrace.filtering import matches
+from hybridtrace.filtering import NONE, matches
 from hybridtrace.request import DEFAULT_MAX_ARGS, Filters, Kind, TraceRequest
+from hybridtrace.scope import refusal, resolve
 from hybridtrace.selector import Decision, SelectionError, check_choice, require
 
 # Longest a poll holds the stream before looking again (close from another thread).
@@ -68,6 +70,8 @@ class Session:
         self._lost_unknown = 0
         self._lock = threading.RLock()  # one poll (or drain, close) at a time
         self._closing = False
+        # Filters the stream applied exactly in the kernel: not judged again here.
+        self._kernel_filters = getattr(stream, "kernel_filters", NONE)
 
     @property
     def backend(self) -> Assessment:
@@ -106,7 +110,8 @@ class Session:
                     self._lost += event.count
                     self._lost_exact = self._lost_exact and event.exact
                 out.append(event)
-            elif matches(event, self.request.filters):
+            elif matches(event, self.request.filters, self.request.scope,
+                         self._kernel_filters):
                 self._captured += 1
                 out.append(event)
         return out
@@ -177,6 +182,10 @@ def trace(
     ppid: Optional[int] = None,
     comm: Optional[Union[str, bytes]] = None,
     failed_only: bool = False,
+    cgroup: Optional[Union[str, bytes]] = None,
+    container: Optional[str] = None,
+    mntns: Optional[int] = None,
+    descendants_of: Optional[int] = None,
     max_args: int = DEFAULT_MAX_ARGS,
     tier: Optional[str] = None,
     ebpf_attach: Optional[str] = None,
@@ -200,25 +209,34 @@ def trace(
     uid are less exact: docs/architecture.md says which fields differ). None
     means $HYBRIDTRACE_FTRACE_READER, else "raw".
 
+    Where the traced task lives: ``cgroup`` (a cgroup v2 path, as a directory of the
+    cgroup2 mount or as /proc/PID/cgroup shows it; that cgroup and everything under
+    it), ``container`` (an id or id prefix as `docker ps` shows it: that container's
+    cgroup and everything under it), ``mntns`` (a mount namespace inode),
+    ``descendants_of`` (that process and everything it starts from now on, followed
+    in the kernel, or by tracefs' set_event_pid with event-fork).
+
     Raises a BackendError with one line that says what is wrong: RequestError
     for bad arguments (before anything is probed or loaded), SelectionError
     when nothing here can run (and how to fix it), StartError when every
     backend that should work failed to open.
     """
-    request = TraceRequest(
-        kind,
-        Filters(pid=pid, tid=tid, uid=uid, ppid=ppid, comm=comm, failed_only=failed_only),
-        max_args=max_args,
-        tier=tier,
-        buffer_pages=buffer_pages,
-        ftrace_reader=ftrace_reader,
-    )
+    filters = Filters(pid=pid, tid=tid, uid=uid, ppid=ppid, comm=comm,
+                      failed_only=failed_only, cgroup=cgroup, container=container,
+                      mntns=mntns, descendants_of=descendants_of)
+    request = TraceRequest(kind, filters, max_args=max_args, tier=tier,
+                           buffer_pages=buffer_pages,
+                           ftrace_reader=ftrace_reader)
     kind_value = request.kind.value
     check_choice(kind_value, backend, tier, ebpf_attach)
+    request = attrs.evolve(request, scope=resolve(filters))
     caps = capabilities if capabilities is not None else probe()
     decision = require(caps, kind_value, backend, tier, ebpf_attach)
     fallbacks: List[str] = []
     failures: Dict[str, str] = {}
+    refused = [refusal(c.backend, c.tier, filters) for c in decision.usable_candidates]
+    if refused and all(refused):
+        raise RequestError(str(refused[0]))  # nothing here can: one line, before any load
     # Probe by doing: if the chosen backend fails to open, the next usable
     # candidate the user's choice allows gets its turn, and the reason is kept.
     for cand in decision.usable_candidates:

@@ -45,6 +45,15 @@ class ExecEvent:
     filename_source: Optional[Source] = None
     argv_source: Optional[Source] = None
     syscall: Optional[str] = "execve"  # None: a record naming a syscall we do not know
+    # Where it came from (see Origin fields below OpenEvent).
+    cgroup_id: Optional[int] = None
+    cgroup: Optional[bytes] = None
+    container_id: Optional[str] = None
+    mntns: Optional[int] = None
+    pidns: Optional[int] = None
+    ns_pid: Optional[int] = None
+    ns_tid: Optional[int] = None
+    ns_ppid: Optional[int] = None
 
     @property
     def failed(self) -> bool:
@@ -74,10 +83,29 @@ class OpenEvent:
     syscall: Optional[str] = "openat"
     dfd: Optional[int] = None
     path_truncated: bool = False
+    cgroup_id: Optional[int] = None
+    cgroup: Optional[bytes] = None
+    container_id: Optional[str] = None
+    mntns: Optional[int] = None
+    pidns: Optional[int] = None
+    ns_pid: Optional[int] = None
+    ns_tid: Optional[int] = None
 
     @property
     def failed(self) -> bool:
         return self.errno is not None
+
+
+# Where an exec or open came from, on both event types (None: not known):
+#   cgroup_id     the cgroup v2 id (bpf_get_current_cgroup_id; the directory's inode)
+#   cgroup        its path in the v2 hierarchy, as /proc/PID/cgroup shows it ("0::PATH")
+#   container_id  the full 64-hex id when that path names a container (containers.py)
+#   mntns, pidns  the mount and pid namespace inodes (/proc/PID/ns/mnt, /proc/PID/ns/pid)
+#   ns_pid, ns_tid, ns_ppid  the pids as the process sees them, in its own pid namespace
+#                 (equal to pid/tid/ppid when that is the tracer's); ns_ppid 0: the
+#                 parent is outside that namespace, as getppid() says there
+ORIGIN_FIELDS = ("cgroup_id", "cgroup", "container_id", "mntns", "pidns", "ns_pid", "ns_tid")
+EXEC_ORIGIN_FIELDS = (*ORIGIN_FIELDS, "ns_ppid")
 
 
 @attrs.frozen(slots=True)

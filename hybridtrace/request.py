@@ -7,12 +7,16 @@ raises RequestError before anything is probed or loaded into the kernel.
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable, Optional, Union
+import re
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import attrs
 
 from hybridtrace.errors import RequestError
 from hybridtrace.vocabulary import FTRACE_READERS
+
+if TYPE_CHECKING:
+    from hybridtrace.scope import Scope
 
 DEFAULT_MAX_ARGS = 20
 # Each argv element and path is captured up to this many bytes (longer ones are
@@ -74,6 +78,37 @@ def _comm(value: Union[str, bytes, None]) -> Optional[bytes]:
     return value
 
 
+def _text_path(value: Union[str, bytes, None]) -> Optional[str]:
+    """A filesystem path given as str or bytes: non-empty, no NUL."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "surrogateescape")
+    if not isinstance(value, str):
+        raise RequestError(f"a path must be str or bytes, not {type(value).__name__} {value!r}")
+    if not value or "\0" in value:
+        raise RequestError(f"not a path: {value!r}")
+    return value
+
+
+_CONTAINER_PREFIX = re.compile(r"[0-9a-f]{1,64}")
+
+
+def _container(value: Union[str, bytes, None]) -> Optional[str]:
+    """A container id or a prefix of one, as `docker ps` and `podman ps` show them."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if not isinstance(value, str):
+        raise RequestError(f"container must be a str, not {type(value).__name__} {value!r}")
+    lowered = value.lower()
+    if not _CONTAINER_PREFIX.fullmatch(lowered):
+        raise RequestError(f"container must be an id or a prefix of one (1 to 64 hex digits),"
+                           f" not {value!r}")
+    return lowered
+
+
 def _boolean(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, bool):
         raise RequestError(f"{attr.name} must be True or False, not {value!r}")
@@ -102,6 +137,15 @@ class Filters:
     # Exact match on the task comm (a str is encoded as UTF-8).
     comm: Optional[bytes] = attrs.field(default=None, converter=_comm)
     failed_only: bool = attrs.field(default=False, validator=_boolean)
+    # Where the task lives (scope.py resolves the first two when a session starts):
+    # a cgroup v2 path and everything under it (libbpf-tools' -c), a container by id
+    # or id prefix (its cgroup and everything under it), a mount namespace inode.
+    cgroup: Optional[str] = attrs.field(default=None, converter=_text_path)
+    container: Optional[str] = attrs.field(default=None, converter=_container)
+    mntns: Optional[int] = attrs.field(default=None, validator=_integer(1, (1 << 32) - 1))
+    # The process and everything it starts from then on (forks followed in the kernel).
+    descendants_of: Optional[int] = attrs.field(
+        default=None, validator=_integer(1, PID_MAX_LIMIT - 1))
 
 
 def _buffer_pages(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
@@ -129,6 +173,8 @@ class TraceRequest:
     # How ftrace reads its buffer (vocabulary.FTRACE_READERS); None: raw pages, else
     # $HYBRIDTRACE_FTRACE_READER, falling back to trace_pipe where pages can't be read.
     ftrace_reader: Optional[str] = attrs.field(default=None, validator=_ftrace_reader)
+    # The where-filters resolved on this machine (scope.resolve); None: resolve when opened.
+    scope: Optional[Scope] = None
 
     @max_args.validator
     def _check_max_args(self, attr: attrs.Attribute[Any], value: int) -> None:

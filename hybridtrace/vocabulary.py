@@ -139,3 +139,36 @@ def owner_of(name: str) -> Optional[int]:
     """The owner's pid in one of our names (instance or event group); None if not ours."""
     match = _OWNED.match(name)
     return int(match.group(1)) if match else None
+
+# -- cgroups, containers and namespaces -------------------------------------------
+
+# The cgroup v2 filesystem: bpf_get_current_cgroup_id() names a directory of it (its
+# inode number on 64-bit kernels), wherever it is mounted (/sys/fs/cgroup, or
+# /sys/fs/cgroup/unified in the hybrid v1/v2 layout).
+CGROUP2_FSTYPE = "cgroup2"
+# /proc/PID/cgroup's line for the v2 hierarchy: "0::PATH".
+CGROUP2_PROC_PREFIX = "0::"
+
+# How container runtimes name a container's cgroup, one path component each:
+# (runtime, pattern). The id is 64 lower-case hex digits; conmon's scopes
+# (libpod-conmon-ID, crio-conmon-ID) never match, as "conmon-" is not hex.
+CONTAINER_ID = r"(?P<id>[0-9a-f]{64})"
+CONTAINER_SCOPES: Tuple[Tuple[str, str], ...] = (
+    ("docker", rf"docker-{CONTAINER_ID}\.scope"),  # docker, systemd cgroup driver
+    ("podman", rf"libpod-{CONTAINER_ID}(?:\.scope)?"),  # podman: systemd or cgroupfs
+    ("containerd", rf"cri-containerd-{CONTAINER_ID}\.scope"),  # containerd CRI, systemd
+    ("cri-o", rf"crio-{CONTAINER_ID}(?:\.scope)?"),  # cri-o
+    ("containerd", rf"nerdctl-{CONTAINER_ID}\.scope"),  # nerdctl, systemd
+)
+# A bare 64-hex component is a container when its parent says whose it is:
+# docker's and containerd's cgroupfs layouts (/docker/ID, /default/ID, /moby/ID,
+# /k8s.io/ID) and Kubernetes' cgroupfs pods (/kubepods/besteffort/podUID/ID).
+CONTAINER_PARENTS: Tuple[Tuple[str, str], ...] = (
+    ("docker", r"docker"),
+    ("containerd", r"default|moby|k8s\.io"),
+    ("kubernetes", r"pod[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}"),
+)
+
+# How deep the BPF programs follow nested pid namespaces (0 is the host's); a task
+# deeper than this has its namespace pids unknown (None), never guessed.
+PIDNS_LEVELS = 8

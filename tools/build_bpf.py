@@ -84,7 +84,8 @@ def compile_objects(src_dir: str, out_dir: str) -> List[str]:
                 out = os.path.join(out_dir, name[: -len(".bpf.o")] + arch_suffix + ".bpf.o")
                 # BTF line info names source files: map the build directory away.
                 # vmlinux.h is not beside common.h, so "-I<arch>" finds this target's.
-                _run([clang, "-O2", "-g", "-target", "bpf", f"-D__TARGET_ARCH_{arch}",
+                _run([clang, "-O2", "-g", "-target", "bpf",
+                      "-Werror=implicit-function-declaration", f"-D__TARGET_ARCH_{arch}",
                       *defines, f"-fdebug-prefix-map={os.path.abspath(src_dir)}=.",
                       f"-I{headers}", "-I.", "-c", src, "-o", out], src_dir)
                 _run([strip, "-g", out], src_dir)

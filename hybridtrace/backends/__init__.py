@@ -11,9 +11,13 @@ from typing import List
 from hybridtrace.backends.base import Assessment, BackendError, EventStream
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.request import TraceRequest
+from hybridtrace.scope import refusal
 
 
 def open_stream(assessment: Assessment, request: TraceRequest, caps: Capabilities) -> EventStream:
+    why = refusal(assessment.backend, assessment.tier, request.filters)
+    if why is not None:
+        raise BackendError(why)
     if assessment.backend == "ebpf-core":
         from hybridtrace.backends.ebpf.core_stream import open_core_stream
 

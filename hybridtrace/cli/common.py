@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 from types import FrameType
-from typing import Any, Callable, Iterable, List, Optional, Pattern
+from typing import Any, Callable, Dict, Iterable, List, Optional, Pattern
 
 from hybridtrace.api import Session, StartError, trace
 from hybridtrace.backends.base import BackendError
@@ -60,7 +60,8 @@ def fail(message: str, status: int = 2) -> int:
     return status
 
 
-def add_common(parser: argparse.ArgumentParser) -> None:
+def add_common(parser: argparse.ArgumentParser, cgroup_flags: Iterable[str] = ("--cgroup",)
+               ) -> None:
     parser.add_argument("--backend", choices=CHOICES, default="auto",
                         help="auto (default) picks the best this kernel allows")
     parser.add_argument("--tier", choices=FTRACE_TIERS,
@@ -85,6 +86,22 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help="event buffer per CPU in pages, a power of two (as BCC's"
                         " opensnoop -b; default: each backend's own; the start line says"
                         " what the session got)")
+    where = parser.add_argument_group("where the traced processes live")
+    where.add_argument(*cgroup_flags, dest="cgroup", metavar="PATH",
+                       help="only tasks in this cgroup v2 or below it (a directory of the"
+                       " cgroup2 mount, or a path as /proc/PID/cgroup shows it)")
+    where.add_argument("--container", metavar="ID",
+                       help="only tasks of this container: its id or a prefix of it, as"
+                       " `docker ps` or `podman ps` show it (found by its cgroup)")
+    where.add_argument("--mntns", type=positive_int, metavar="INODE",
+                       help="only tasks in this mount namespace (the inode of"
+                       " /proc/PID/ns/mnt)")
+    where.add_argument("--descendants-of", type=positive_int, metavar="PID",
+                       help="only this process and everything it starts, including"
+                       " processes started after tracing began")
+    where.add_argument("--print-container", action="store_true",
+                       help="print a CONTAINER column: the container's short id, - for"
+                       " none, ? when unknown (--json has every origin field)")
     for option, origin in NOT_YET:
         parser.add_argument(option, metavar="PATH", dest=f"not_yet_{option.lstrip('-')}",
                             help=f"{origin}: not supported yet (refused)")
@@ -100,6 +117,22 @@ def refuse_not_yet(args: argparse.Namespace, extra: Iterable[str] = ()) -> None:
     for option in [o for o, _ in NOT_YET] + list(extra):
         if getattr(args, f"not_yet_{option.lstrip('-')}", None) is not None:
             raise UsageError(f"{PROG}: {option} is not supported yet")
+
+
+def where_filters(args: argparse.Namespace) -> Dict[str, Any]:
+    """The where-filters for trace(): cgroup, container, mount namespace, process tree."""
+    return {"cgroup": args.cgroup, "container": args.container, "mntns": args.mntns,
+            "descendants_of": args.descendants_of}
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
 
 
 def power_of_two(text: str) -> int:

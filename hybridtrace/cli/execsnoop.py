@@ -12,6 +12,7 @@ from hybridtrace.cli.common import (
     refuse_not_yet,
     resolve_user,
     run_session,
+    where_filters,
 )
 from hybridtrace.events import Event, ExecEvent
 from hybridtrace.output.columns import ExecFormat, args_bytes
@@ -28,6 +29,8 @@ EXAMPLES = """examples:
   hybridtrace execsnoop -n main        # only commands whose name matches "main"
   hybridtrace execsnoop -l tpkg        # only commands whose arguments match "tpkg"
   hybridtrace execsnoop --json -d 10   # JSON Lines for 10 seconds
+  hybridtrace execsnoop --container 3f2a --print-container  # one container's execs
+  hybridtrace execsnoop --descendants-of 1234  # process 1234 and all it starts
 """
 
 
@@ -40,7 +43,7 @@ def add_parser(sub: Any) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_common(parser)
+    add_common(parser, ("-c", "--cgroup"))
     parser.add_argument("-T", "--time", action="store_true",
                         help="include time column on output (HH:MM:SS)")
     # --relative-time: this option's spelling before it took BCC's --timestamp
@@ -59,8 +62,6 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--max-args", type=int, default=DEFAULT_MAX_ARGS, metavar="MAX_ARGS",
                         help="maximum number of arguments parsed and displayed, path"
                         f" included (default {DEFAULT_MAX_ARGS})")
-    parser.add_argument("-c", "--cgroup", metavar="PATH", dest="not_yet_cgroup",
-                        help="libbpf-tools: not supported yet (refused)")
     parser.set_defaults(run=run)
 
 
@@ -82,15 +83,16 @@ def event_filter(args: argparse.Namespace) -> Callable[[Event], bool]:
 
 
 def run(args: argparse.Namespace) -> int:
-    refuse_not_yet(args, ["--cgroup"])
+    refuse_not_yet(args)
     uid = resolve_user(args.uid)
     keep = event_filter(args)
     fmt = ExecFormat(wall=args.time, elapsed=args.timestamp, show_uid=args.print_uid,
-                     quote=args.quote)
+                     quote=args.quote, show_container=args.print_container)
 
     def render(event: Event) -> str:
         assert isinstance(event, ExecEvent)
         return fmt.line(event)
 
-    session = open_session("exec", args, uid=uid, ppid=args.ppid, max_args=args.max_args)
+    session = open_session("exec", args, uid=uid, ppid=args.ppid, max_args=args.max_args,
+                           **where_filters(args))
     return run_session(session, args, fmt.header(), keep, render)

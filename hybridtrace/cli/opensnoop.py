@@ -14,6 +14,7 @@ from hybridtrace.cli.common import (
     refuse_not_yet,
     resolve_user,
     run_session,
+    where_filters,
 )
 from hybridtrace.events import Event, OpenEvent
 from hybridtrace.output.columns import OpenFormat
@@ -32,6 +33,7 @@ EXAMPLES = """examples:
   hybridtrace opensnoop -e                     # show extended fields (FLAGS)
   hybridtrace opensnoop -f O_WRONLY -f O_RDWR  # only opens for writing
   hybridtrace opensnoop -F                     # relative paths in full
+  hybridtrace opensnoop --cgroup /system.slice/cron.service  # one cgroup and below
 """
 
 
@@ -85,7 +87,7 @@ def _has_flag(flags: int, mask: int) -> bool:
 def session_filters(args: argparse.Namespace) -> Dict[str, Any]:
     """The filters the backend applies; as in BCC, a TID trumps a PID (-t alone decides)."""
     return {"uid": resolve_user(args.uid), "pid": None if args.tid is not None else args.pid,
-            "tid": args.tid, "failed_only": args.failed}
+            "tid": args.tid, "failed_only": args.failed, **where_filters(args)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     masks = _flag_mask(args.flag_filter)
     name = args.name.encode("utf-8", "surrogateescape") if args.name else None
     fmt = OpenFormat(elapsed=args.timestamp, show_uid=args.print_uid,
-                     extended=args.extended_fields, show_tid=args.tid is not None)
+                     extended=args.extended_fields, show_tid=args.tid is not None,
+                     show_container=args.print_container)
 
     def keep(event: Event) -> bool:
         if not isinstance(event, OpenEvent):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 import attrs
 
@@ -64,6 +64,18 @@ def _uid(uid: Optional[int]) -> str:
     return f"{'?' if uid is None else uid:<6}"  # BCC's "%-6d", no separator after it
 
 
+CONTAINER_HEAD = f"{'CONTAINER':<12} "
+
+
+def _container(ev: Union[ExecEvent, OpenEvent]) -> str:
+    """--print-container: the short id as `docker ps` shows it, "-" for a cgroup that
+    names no container, "?" when the cgroup is not known."""
+    cid = ev.container_id
+    if cid is not None:
+        return f"{cid[:12]:<12} "
+    return f"{'?' if ev.cgroup is None else '-':<12} "
+
+
 def lost_line(event: LostEvent) -> str:
     cpu = "" if event.cpu is None else f" on cpu {event.cpu}"
     if event.count is None:
@@ -93,6 +105,7 @@ class ExecFormat:
     elapsed: bool = False  # -t
     show_uid: bool = False  # -U
     quote: bool = False  # -q
+    show_container: bool = False  # --print-container
     start_ns: int = attrs.field(factory=time.monotonic_ns)
     clock: WallClock = attrs.field(factory=WallClock)
 
@@ -104,6 +117,8 @@ class ExecFormat:
             head += f"{'TIME(s)':<8}"
         if self.show_uid:
             head += f"{'UID':<6}"
+        if self.show_container:
+            head += CONTAINER_HEAD
         return f"{head}{'PCOMM':<16} {'PID':<7} {'PPID':<7} {'RET':>3} ARGS"
 
     def line(self, ev: ExecEvent) -> str:
@@ -114,6 +129,8 @@ class ExecFormat:
             head += f"{(ev.timestamp_ns - self.start_ns) / 1e9:<8.3f}"
         if self.show_uid:
             head += _uid(ev.uid)
+        if self.show_container:
+            head += _container(ev)
         ppid = ev.ppid
         retval = ev.retval
         return (f"{head}{_comm16(ev.comm)} {ev.pid:<7} {'?' if ppid is None else ppid:<7}"
@@ -152,6 +169,7 @@ class OpenFormat:
     show_uid: bool = False  # -U
     extended: bool = False  # -e: FLAGS
     show_tid: bool = False  # -t TID: the first column is the thread
+    show_container: bool = False  # --print-container
     # The first event's timestamp in microseconds, set by the first line().
     _first_us: List[Optional[int]] = attrs.field(factory=lambda: [None], init=False,
                                                  eq=False, repr=False)
@@ -160,6 +178,8 @@ class OpenFormat:
         head = f"{'TIME(s)':<14}" if self.elapsed else ""
         if self.show_uid:
             head += f"{'UID':<6}"
+        if self.show_container:
+            head += CONTAINER_HEAD
         head += f"{'TID' if self.show_tid else 'PID':<6} {'COMM':<16} {'FD':>4} {'ERR':>3} "
         if self.extended:
             head += f"{'FLAGS':<9}"
@@ -174,12 +194,14 @@ class OpenFormat:
             result = f"{-1 if fd is None else fd:>4} {0 if errno is None else errno:>3}"
         who = ev.tid if self.show_tid else ev.pid
         text = f"{'?' if who is None else who:<6} {_comm16(ev.comm)} {result} "
-        if self.elapsed or self.show_uid:
+        if self.elapsed or self.show_uid or self.show_container:
             head = ""
             if self.elapsed:
                 head = f"{self._seconds(ev.timestamp_ns):<14.9f}"
             if self.show_uid:
                 head += _uid(ev.uid)
+            if self.show_container:
+                head += _container(ev)
             text = head + text
         if self.extended:
             flags = ev.flags

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Optional, Union
 
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
 
-EVENT_SCHEMA = "hybridtrace.event/3"
+EVENT_SCHEMA = "hybridtrace.event/4"
 
 JsonBytes = Union[str, Dict[str, str], None]
 
@@ -62,6 +62,8 @@ def event_to_dict(event: Event) -> Dict[str, Any]:
             "argv_source": event.argv_source.value if event.argv_source else None,
             "argv_truncated": event.argv_truncated,
             "retval": event.retval,
+            **_origin_dict(event),
+            "ns_ppid": event.ns_ppid,
         }
     if isinstance(event, OpenEvent):
         return {
@@ -81,6 +83,7 @@ def event_to_dict(event: Event) -> Dict[str, Any]:
             "mode": event.mode,
             "fd": event.fd,
             "errno": event.errno,
+            **_origin_dict(event),
         }
     if isinstance(event, LostEvent):
         return {
@@ -93,6 +96,19 @@ def event_to_dict(event: Event) -> Dict[str, Any]:
             "exact": event.exact,
         }
     raise TypeError(f"not an event: {event!r}")
+
+
+def _origin_dict(event: Union[ExecEvent, OpenEvent]) -> Dict[str, Any]:
+    """Where an event came from (events.ORIGIN_FIELDS), the same keys on both types."""
+    return {
+        "cgroup_id": event.cgroup_id,
+        "cgroup": encode_bytes(event.cgroup),
+        "container_id": event.container_id,
+        "mntns": event.mntns,
+        "pidns": event.pidns,
+        "ns_pid": event.ns_pid,
+        "ns_tid": event.ns_tid,
+    }
 
 
 def event_to_json_slow(event: Event) -> str:
@@ -156,6 +172,24 @@ def _cached(table: Dict[Any, str], key: Any, make: Callable[[Any], str]) -> str:
     return text
 
 
+def _origin_json(ev: Union[ExecEvent, OpenEvent]) -> Optional[str]:
+    """_origin_dict as JSON text after a comma; None (slow path) for an unexpected type."""
+    cgid, cgroup, cid, mntns, pidns = ev.cgroup_id, ev.cgroup, ev.container_id, ev.mntns, ev.pidns
+    ns_pid, ns_tid = ev.ns_pid, ev.ns_tid
+    if not (type(cgid) in _Int and type(mntns) in _Int and type(pidns) in _Int
+            and type(ns_pid) in _Int and type(ns_tid) in _Int
+            and (cgroup is None or type(cgroup) is bytes)
+            and (cid is None or type(cid) is str)):
+        return None
+    n = "null"
+    return (f',"cgroup_id":{n if cgid is None else cgid},'
+            f'"cgroup":{n if cgroup is None else _cached(_comm_json, cgroup, _json_bytes)},'
+            f'"container_id":{n if cid is None else _json_str(cid)},'
+            f'"mntns":{n if mntns is None else mntns},"pidns":{n if pidns is None else pidns},'
+            f'"ns_pid":{n if ns_pid is None else ns_pid},'
+            f'"ns_tid":{n if ns_tid is None else ns_tid}')
+
+
 def _open_json(ev: OpenEvent) -> Optional[str]:
     ts, pid, tid, uid, dfd = ev.timestamp_ns, ev.pid, ev.tid, ev.uid, ev.dfd
     flags, mode, fd, errno = ev.flags, ev.mode, ev.fd, ev.errno
@@ -166,7 +200,8 @@ def _open_json(ev: OpenEvent) -> Optional[str]:
             and type(truncated) is bool and type(syscall) is str):
         return None
     source = _json_source(ev.path_source)
-    if source is None:
+    origin = _origin_json(ev)
+    if source is None or origin is None:
         return None
     n = "null"
     return (f'{{"schema":{_SCHEMA_JSON},"type":"open","timestamp_ns":{ts},'
@@ -176,7 +211,8 @@ def _open_json(ev: OpenEvent) -> Optional[str]:
             f'"path":{_json_bytes(ev.path)},"path_source":{source},'
             f'"path_truncated":{"true" if truncated else "false"},'
             f'"flags":{n if flags is None else flags},"mode":{n if mode is None else mode},'
-            f'"fd":{n if fd is None else fd},"errno":{n if errno is None else errno}}}')
+            f'"fd":{n if fd is None else fd},"errno":{n if errno is None else errno}'
+            f'{origin}}}')
 
 
 def _exec_json(ev: ExecEvent) -> Optional[str]:
@@ -189,7 +225,10 @@ def _exec_json(ev: ExecEvent) -> Optional[str]:
         return None
     filename_source = _json_source(ev.filename_source)
     argv_source = _json_source(ev.argv_source)
-    if filename_source is None or argv_source is None:
+    origin = _origin_json(ev)
+    ns_ppid = ev.ns_ppid
+    if (filename_source is None or argv_source is None or origin is None
+            or type(ns_ppid) not in _Int):
         return None
     n = "null"
     args = n if argv is None else "[" + ",".join(map(_json_bytes, argv)) + "]"
@@ -199,7 +238,8 @@ def _exec_json(ev: ExecEvent) -> Optional[str]:
             f'"filename":{_json_bytes(ev.filename)},"filename_source":{filename_source},'
             f'"argv":{args},"argv_source":{argv_source},'
             f'"argv_truncated":{"true" if truncated else "false"},'
-            f'"retval":{n if retval is None else retval}}}')
+            f'"retval":{n if retval is None else retval}{origin},'
+            f'"ns_ppid":{n if ns_ppid is None else ns_ppid}}}')
 
 
 _FAST: Dict[type, Callable[[Any], Optional[str]]] = {OpenEvent: _open_json, ExecEvent: _exec_json}

@@ -556,6 +556,7 @@ def test_same_workload_as_libbpf_tools(caps: object) -> None:
 def test_programs_for_missing_tracepoints_are_not_loaded(caps: object) -> None:
     """As on kernels without openat2 (< 5.6) or open/creat (arm64): skipped, not fatal."""
     from hybridtrace.backends.ebpf import libbpf
+    from hybridtrace.backends.ebpf.core_scope import FOLLOW_PROGRAMS
     from hybridtrace.backends.ebpf.core_stream import _object_image, config_bytes, object_name
     from hybridtrace.backends.ebpf.loader import BpfObject
 
@@ -567,6 +568,7 @@ def test_programs_for_missing_tracepoints_are_not_loaded(caps: object) -> None:
     try:
         obj.set_rodata(config_bytes(TraceRequest(Kind.OPEN), os.getpid()))
         obj.skip_missing(lambda tp: not tp.endswith(("openat2", "creat")))
+        obj.leave_out(FOLLOW_PROGRAMS)  # as the stream does unless --descendants-of
         obj.load()
         obj.attach_all()
         assert sorted(obj.skipped) == sorted(f"syscalls/sys_{d}_{n}" for d in ("enter", "exit")

@@ -21,6 +21,7 @@ from hybridtrace import buffer_size
 from hybridtrace.api import trace
 from hybridtrace.cli import execsnoop, opensnoop
 from hybridtrace.cli.common import UsageError
+from hybridtrace.cli.common import where_filters as execsnoop_where
 from hybridtrace.cli.main import build_parser
 from hybridtrace.errors import RequestError
 from hybridtrace.events import ExecEvent, OpenEvent
@@ -226,7 +227,8 @@ def test_opensnoop_bcc_and_dash_spellings() -> None:
 
 def test_opensnoop_tid_trumps_pid_as_in_bcc() -> None:
     assert opensnoop.session_filters(parse(["opensnoop", "-p", "5", "-t", "6"])) == {
-        "uid": None, "pid": None, "tid": 6, "failed_only": False}
+        "uid": None, "pid": None, "tid": 6, "failed_only": False, "cgroup": None,
+        "container": None, "mntns": None, "descendants_of": None}
     assert opensnoop.session_filters(parse(["opensnoop", "-p", "5", "-x"]))["pid"] == 5
 
 
@@ -239,7 +241,6 @@ def test_buffer_pages_must_be_a_power_of_two(pages: str) -> None:
 @pytest.mark.parametrize(("argv", "option"), [
     (["execsnoop", "--cgroupmap", "/sys/fs/bpf/m"], "--cgroupmap"),
     (["execsnoop", "--mntnsmap", "/sys/fs/bpf/m"], "--mntnsmap"),
-    (["execsnoop", "-c", "/sys/fs/cgroup/x"], "--cgroup"),
     (["opensnoop", "--cgroupmap", "/sys/fs/bpf/m"], "--cgroupmap"),
     (["opensnoop", "--mntnsmap", "/sys/fs/bpf/m"], "--mntnsmap"),
 ])
@@ -248,6 +249,15 @@ def test_container_filters_are_refused_not_ignored(argv: List[str], option: str)
                             text=True, timeout=60)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == f"hybridtrace: {option} is not supported yet\n"
+
+
+def test_execsnoop_c_is_libbpf_tools_cgroup() -> None:
+    args = parse(["execsnoop", "-c", "/sys/fs/cgroup/x", "--container", "ab12",
+                  "--descendants-of", "7", "--mntns", "4026531832"])
+    assert execsnoop_where(args) == {"cgroup": "/sys/fs/cgroup/x", "container": "ab12",
+                                     "mntns": 4026531832, "descendants_of": 7}
+    with pytest.raises(UsageError, match="descendants-of"):
+        parse(["execsnoop", "--descendants-of", "0"])
 
 
 # ------------------------------------------------------------------ buffer sizes

@@ -7,16 +7,21 @@ tests/integration/test_ebpf_core.py.
 
 from __future__ import annotations
 
+from typing import Optional
+
 from hybridtrace.backends.ebpf import records
 from hybridtrace.events import Source
+from hybridtrace.origin import CgroupNames, Name
 from hybridtrace.request import ARG_SIZE, PATH_SIZE
+
+ORIGIN = (42, 4026531832, 4026531836, 3, 3, 1)
 
 
 def _exec_record(name: bytes, args: bytes, flags: int = 0, argv_src: int = 1,
                  name_src: int = 1) -> memoryview:
     name_len = len(name) + 1 if name_src else 0
-    head = records.EXEC.pack(7, 1, 10, 11, 9, 0, flags, b"comm\0junk", -2, 1, name_len,
-                             len(args), name_src, argv_src)
+    head = records.EXEC.pack(7, 1, 10, 11, 9, 0, flags, b"comm\0junk", 42, 4026531832,
+                             4026532245, 1, 2, 0, -2, 1, name_len, len(args), name_src, argv_src)
     return memoryview(head + (name + b"\0" if name_src else b"") + args + b"\xaa" * 8)
 
 
@@ -68,18 +73,40 @@ def test_new_image_argv_is_capped_by_max_args() -> None:
 
 def test_open_record_fd_errno_split_and_long_path() -> None:
     path = b"/" + b"p" * PATH_SIZE  # one byte over: the kernel read PATH_SIZE + 1
-    head = records.OPEN.pack(5, 2, 3, 3, 1, 1000, 0, b"cat", -13, -100, 0o101, 0o644, 3,
-                             len(path) + 1)
+    head = records.OPEN.pack(5, 2, 3, 3, 1, 1000, 0, b"cat", *ORIGIN, -13, -100, 0o101,
+                             0o644, 3, len(path) + 1)
     ev = records.decode_open(memoryview(head + path + b"\0"), 0)
     assert ev.errno == 13 and ev.fd is None and ev.failed
     assert ev.path == path[:PATH_SIZE] and ev.path_truncated
     assert (ev.flags, ev.mode, ev.dfd, ev.syscall, ev.uid) == (0o101, 0o644, -100, "creat", 1000)
-    head = records.OPEN.pack(5, 2, 3, 3, 1, 0, 4, b"cat", 3, 7, 0, 0, 1, 0)
+    head = records.OPEN.pack(5, 2, 3, 3, 1, 0, 4, b"cat", *ORIGIN, 3, 7, 0, 0, 1, 0)
     ok = records.decode_open(memoryview(head), 0)
     assert ok.fd == 3 and ok.errno is None and ok.path is None and ok.path_source is None
     assert ok.dfd == 7
 
 
 def test_config_is_the_whole_rodata_struct() -> None:
-    # struct ht_config in bpf/common.h: 6 u32, 6 flags, 2 pad, comm[16]
-    assert records.CONFIG.size == 48
+    # struct ht_config in bpf/common.h: 6 u32, 8 flags, comm[16], u32, 2 flags, pad
+    assert records.CONFIG.size == 56
+
+
+def test_exec_origin_fields_and_unknowns() -> None:
+    ev = records.decode_exec(_exec_record(b"/bin/sh", b"sh\0"), 0, 20)
+    assert (ev.cgroup_id, ev.mntns, ev.pidns) == (42, 4026531832, 4026532245)
+    assert (ev.ns_pid, ev.ns_tid, ev.ns_ppid) == (1, 2, 0)  # 0: parent outside, not unknown
+    assert ev.cgroup is None and ev.container_id is None  # no names without a tree
+    flags = (records.F_MNTNS_UNKNOWN | records.F_PIDNS_UNKNOWN | records.F_NSPID_UNKNOWN
+             | records.F_NSPPID_UNKNOWN | records.F_CGROUP_UNKNOWN)
+    none = records.decode_exec(_exec_record(b"/bin/sh", b"sh\0", flags=flags), 0, 20)
+    assert (none.cgroup_id, none.mntns, none.pidns, none.ns_pid, none.ns_tid,
+            none.ns_ppid) == (None,) * 6
+
+
+def test_names_come_from_the_cgroup_names() -> None:
+    class Names(CgroupNames):
+        def lookup(self, cgroup_id: Optional[int], recorded_ns: Optional[int] = None) -> Name:
+            assert (cgroup_id, recorded_ns) == (42, 7)
+            return (b"/docker/" + b"a" * 64, "a" * 64)
+
+    ev = records.decode_exec(_exec_record(b"/bin/sh", b"sh\0"), 0, 20, Names())
+    assert ev.cgroup == b"/docker/" + b"a" * 64 and ev.container_id == "a" * 64

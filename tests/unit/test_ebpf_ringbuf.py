@@ -71,10 +71,11 @@ def ring() -> Iterator[FakeRing]:
 
 
 def open_body(i: int, path: bytes = b"", path_len: int = -1, ret: int = 3,
-              sysno: int = 1) -> bytes:
+              sysno: int = 1, flags: int = 0) -> bytes:
     raw = path + b"\0" if path_len < 0 else path
     n = len(raw) if path_len < 0 else path_len
-    return records.OPEN.pack(1000 + i, 2, 10 + i, 20 + i, 1, 0, 0, b"comm%d" % i, ret, -100,
+    return records.OPEN.pack(1000 + i, 2, 10 + i, 20 + i, 1, 0, flags, b"comm%d" % i,
+                             100 + i, 4026531832, 4026531836, 10 + i, 20 + i, 1, ret, -100,
                              0o100, 0o644, sysno, n) + raw
 
 
@@ -85,6 +86,9 @@ BODIES = [
     open_body(3, b"x" * (PATH_SIZE + 1), ret=-36),  # one byte over: cut
     open_body(4, b"x" * PATH_SIZE),  # exactly fits
     open_body(5, b"/bad\xff\nutf8", sysno=9),  # unknown syscall number: None, never a guess
+    # namespaces and cgroup not read: None, not 0
+    open_body(6, b"/x", flags=records.F_MNTNS_UNKNOWN | records.F_NSPID_UNKNOWN
+              | records.F_CGROUP_UNKNOWN),
 ]
 
 

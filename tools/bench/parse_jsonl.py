@@ -1,4 +1,4 @@
-"""Parse hybridtrace's ``--json`` output (schema hybridtrace.event/3)."""
+"""Parse hybridtrace's ``--json`` output (schema hybridtrace.event/4)."""
 
 from __future__ import annotations
 

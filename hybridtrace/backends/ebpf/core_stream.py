@@ -10,20 +10,22 @@ loads, through libbpf otherwise) or, before 5.8, per-CPU perf buffers.
 
 from __future__ import annotations
 
+import mmap
 import os
 import time
 import weakref
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from hybridtrace import buffer_size, tracefs
 from hybridtrace.backends.base import BackendError, EventStream, StreamStats, Unread
-from hybridtrace.backends.ebpf import libbpf, records
+from hybridtrace.backends.ebpf import core_scope, libbpf, records
 from hybridtrace.backends.ebpf.callback_readers import LibbpfRingReader, PerfReader
 from hybridtrace.backends.ebpf.loader import BpfObject, read_percpu_u64_sum
 from hybridtrace.backends.ebpf.requirements import TASK_BTF_SINCE
 from hybridtrace.backends.ebpf.ringbuf import ORDERED_LOADS, RingReader, Scan, scanner
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
+from hybridtrace.origin import CgroupNames
 from hybridtrace.request import Kind, TraceRequest
 from hybridtrace.vocabulary import CORE_ARCHES, CORE_ATTACH_MODES, required_tracepoints
 
@@ -58,7 +60,8 @@ def config_bytes(request: TraceRequest, self_tgid: int, kernel_reads: bool = Tru
     return records.CONFIG.pack(
         self_tgid, f.pid or 0, f.tid or 0, f.uid or 0, ppid or 0, request.max_args,
         f.pid is not None, f.tid is not None, f.uid is not None, ppid is not None,
-        f.comm is not None, f.failed_only, kernel_reads, comm,
+        f.comm is not None, f.failed_only, kernel_reads, f.mntns is not None, comm,
+        *core_scope.rodata_fields(request),
     )
 
 
@@ -101,7 +104,9 @@ class CoreStream:
         self._request = request
         self._transport = transport
         self._stats = StreamStats()
-        self._lost_seen = [0, 0]  # per ht_lost slot
+        self._lost_seen = [0, 0, 0]  # per ht_lost slot
+        self._names = CgroupNames()
+        self.kernel_filters = core_scope.kernel_filters(request)
         self._reader: Optional[Reader] = None
         lib = libbpf.get()
         self._lib = lib
@@ -130,8 +135,11 @@ class CoreStream:
             if path is not None:
                 events = os.path.join(path, "events")
                 obj.skip_missing(lambda tp: os.path.isdir(os.path.join(events, tp)))
+            core_scope.configure(obj, request)
             obj.load()
+            core_scope.fill(obj, lib, request)
             obj.attach_all()
+            seeded = core_scope.seed(obj, lib, request)
             self._lost_fd = obj.map_fd("ht_lost")
             self._reader = holder[0] = self._open_reader(obj.map_fd("ht_events"), size)
         except BaseException:
@@ -144,7 +152,9 @@ class CoreStream:
                "tp_btf": "raw tracepoints by BTF name (tp_btf), no tracefs",
                "raw_tp": "raw tracepoints without BTF (raw_tp), no tracefs"}[attach]
         reads = "" if kernel_reads else "; no kernel-memory reads"
-        self.description = f"ebpf-core: {how}, libbpf {lib.path}, {buffer}{reads}{skipped}"
+        follow = f"; following {seeded} tasks and their children" if seeded else ""
+        self.description = (f"ebpf-core: {how}, libbpf {lib.path}, {buffer}{reads}{follow}"
+                            f"{skipped}")
 
     def _tracefs(self) -> str:
         """Where tracepoint ids are; never mounted here (tp_btf needs no tracefs)."""
@@ -165,19 +175,27 @@ class CoreStream:
 
     def _open_reader(self, fd: int, size: int) -> Reader:
         max_args = self._request.max_args
+        names = self._names
 
         def decode_exec(view: records.Buffer, off: int, _len: int) -> Optional[Decoded]:
-            return records.decode_exec(view, off, max_args)
+            return records.decode_exec(view, off, max_args, names)
+
+        def decode_open(view: records.Buffer, off: int, _len: int) -> Optional[Decoded]:
+            return records.decode_open(view, off, _len, names)
+
+        def scan_opens(data: mmap.mmap, base: int, mask: int, cons: int, prod: int, limit: int,
+                       out: List[OpenEvent]) -> Tuple[int, int]:
+            return records.scan_opens(data, base, mask, cons, prod, limit, out, names)
 
         decode: Callable[[records.Buffer, int, int], Optional[Decoded]] = (
-            decode_exec if self._request.kind is Kind.EXEC else records.decode_open)
+            decode_exec if self._request.kind is Kind.EXEC else decode_open)
         if self._transport == "perf":
             return PerfReader(self._lib, fd, self._perf_pages(size), decode)
         if self._transport == "ring-libbpf":
             return LibbpfRingReader(self._lib, fd, decode)
         # Opens are the high-rate kind: their scan decodes without a call per record.
         scan: Scan[Decoded] = (scanner(decode_exec) if self._request.kind is Kind.EXEC
-                               else records.scan_opens)  # type: ignore[assignment]
+                               else scan_opens)  # type: ignore[assignment]
         return RingReader(fd, size, scan, batch=16384)
 
     def poll(self, timeout: Optional[float]) -> Sequence[Event]:
@@ -196,7 +214,9 @@ class CoreStream:
         for slot, where, exact in (
                 (records.LOST_EVENT, buffer, True),
                 (records.LOST_PENDING, "pending-exec table full: failed execs may be missing",
-                 False)):
+                 False),
+                (records.LOST_FOLLOW, "followed-task table full: a child of a followed task"
+                 " (and what it does) may be missing", False)):
             try:
                 total = read_percpu_u64_sum(self._lib, self._lost_fd, self._ncpus, slot)
             except OSError:
@@ -253,6 +273,7 @@ def open_core_stream(request: TraceRequest, caps: Optional[Capabilities],
     Kernel-memory reads are left out of the programs where probe saw them refused.
     """
     kernel_reads = caps is None or caps.bpf.kernel_read is not False
+    core_scope.check(request, attach, kernel_reads)
     if request.kind is Kind.EXEC and request.filters.ppid is not None and not knows_ppid(
             attach, kernel_reads, caps):
         # The in-kernel filter would drop every exec: let the next backend do it.

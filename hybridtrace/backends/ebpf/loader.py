@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Callable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional, Set
 
 from hybridtrace.backends.base import BackendError
 from hybridtrace.backends.ebpf.libbpf import Libbpf, open_opts
@@ -37,6 +37,7 @@ class BpfObject:
         self._links: List[int] = []
         self.name = name
         self.skipped: List[str] = []  # tracepoints this kernel lacks, programs not loaded
+        self._off: Set[int] = set()  # programs left out on purpose (not loaded, not attached)
         self._adopted: List[int] = []
         if handler is not None:  # every tp_btf program now goes through it
             for prog in self.programs():
@@ -96,6 +97,19 @@ class BpfObject:
                 self._lib.lib.bpf_program__set_autoload(prog, False)
                 self.skipped.append(sec[len(SECTION_PREFIX):])
 
+    def leave_out(self, names: Iterable[str]) -> None:
+        """Neither load nor attach these programs (by function name)."""
+        wanted = {n.encode() for n in names}
+        for prog in self.programs():
+            if self._lib.lib.bpf_program__name(prog) in wanted:
+                self._lib.lib.bpf_program__set_autoload(prog, False)
+                self._off.add(prog)
+
+    def reuse_map(self, map_name: str, fd: int) -> None:
+        """Use an existing map (a pinned one, by fd) in place of ``map_name``."""
+        if self._lib.lib.bpf_map__reuse_fd(self.map(map_name), fd) != 0:
+            raise self._lib.errno_error(f"cannot use the given map for {map_name}")
+
     def load(self) -> None:
         self._lib.log.clear()
         rc = self._lib.lib.bpf_object__load(self._need())
@@ -106,7 +120,7 @@ class BpfObject:
         skipped = set(self.skipped)
         for prog in self.programs():
             sec = self.section(prog)
-            if sec[len(SECTION_PREFIX):] in skipped:
+            if sec[len(SECTION_PREFIX):] in skipped or prog in self._off:
                 continue
             ctypes.set_errno(0)
             link = self._lib.lib.bpf_program__attach(prog)
@@ -136,6 +150,13 @@ class BpfObject:
         obj, self._obj = self._obj, None
         if obj is not None:
             self._lib.lib.bpf_object__close(obj)
+
+
+def update_elem(lib: Libbpf, map_fd: int, key: Any, value: Any) -> None:
+    """Set one map element (BPF_ANY); OSError on failure."""
+    if lib.lib.bpf_map_update_elem(map_fd, ctypes.byref(key), ctypes.byref(value), 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 def read_percpu_u64_sum(lib: Libbpf, map_fd: int, ncpus: int, slot: int = 0) -> int:

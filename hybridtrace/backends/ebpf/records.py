@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from hybridtrace.backends.ebpf.ringbuf import BUSY_BIT, DISCARD_BIT, HDR_SIZE
 from hybridtrace.events import ExecEvent, OpenEvent, Source
+from hybridtrace.origin import NO_NAMES, CgroupNames
 from hybridtrace.request import ARG_SIZE, PATH_SIZE
 from hybridtrace.vocabulary import OPEN_SYSCALLS, syscall_at
 
@@ -23,21 +24,34 @@ F_ARGV_TRUNC = 1
 F_ARGV_FAULT = 2
 F_NAME_FAULT = 4
 F_PPID_UNKNOWN = 8
+F_MNTNS_UNKNOWN = 16
+F_PIDNS_UNKNOWN = 32
+F_NSPID_UNKNOWN = 64
+F_NSPPID_UNKNOWN = 128
+F_CGROUP_UNKNOWN = 256
+F_ORIGIN = (F_MNTNS_UNKNOWN | F_PIDNS_UNKNOWN | F_NSPID_UNKNOWN | F_NSPPID_UNKNOWN
+            | F_CGROUP_UNKNOWN)
 # Slots of the ht_lost per-CPU counters (enum ht_lost_slot).
 LOST_EVENT = 0  # events that could not be output or kept: exact
 LOST_PENDING = 1  # execs with no room to wait for their result: failed ones may be missing
+LOST_FOLLOW = 2  # children of followed tasks with no room to be followed (--descendants-of)
 
 SOURCES = {1: Source.SYSCALL_ENTRY, 2: Source.NEW_IMAGE, 3: Source.TRACEPOINT}
 _OPEN_SYSCALL: Dict[int, Optional[str]] = dict(enumerate(OPEN_SYSCALLS))
 _PATH_KEEP = PATH_SIZE + 1  # path_len counts the NUL
 
-# struct ht_exec: the header (ts, type, pid, tid, ppid, uid, flags, comm[16]),
-# then retval, syscall, name_len, args_len, name/argv sources, pad
-EXEC = struct.Struct("@QIIIIII16siHHIBB2x")
+# struct ht_hdr: ts, type, pid, tid, ppid, uid, flags, comm[16], then where the task
+# lives: cgroup_id, mntns, pidns, ns_pid, ns_tid, ns_ppid, pad
+HDR = "QIIIIII16sQIIIII4x"
+# struct ht_exec: the header, then retval, syscall, name_len, args_len, name/argv
+# sources, pad
+EXEC = struct.Struct("@" + HDR + "iHHIBB2x")
 # struct ht_open: the header, then ret, dfd, flags, mode, syscall, path_len
-OPEN = struct.Struct("@QIIIIII16siiQIHH")
-# struct ht_config (the object's whole .rodata)
-CONFIG = struct.Struct("@6I7Bx16s")
+OPEN = struct.Struct("@" + HDR + "iiQIHH")
+# struct ht_config (the object's whole .rodata): self_tgid, pid, tid, uid, ppid,
+# max_args; has_pid, has_tid, has_uid, has_ppid, has_comm, failed_only, kernel_reads,
+# has_mntns; comm; mntns; cgroup_slots, follow, pad
+CONFIG = struct.Struct("@6I8B16sI2B2x")
 
 # Where records are read from: the ring's own mapping (slices are bytes, one
 # copy) or a memoryview (libbpf's callbacks, tests).
@@ -49,7 +63,8 @@ OPEN_RECORD = struct.Struct("@I4x" + OPEN.format.lstrip("@"))
 
 EXEC_DATA = EXEC.size  # offsetof(struct ht_exec, data)
 OPEN_DATA = OPEN.size  # offsetof(struct ht_open, path)
-assert EXEC_DATA == 64 and OPEN_DATA == 72 and OPEN_RECORD.size == HDR_SIZE + OPEN_DATA
+assert EXEC_DATA == 96 and OPEN_DATA == 104 and OPEN_RECORD.size == HDR_SIZE + OPEN_DATA
+assert CONFIG.size == 56
 
 
 def _comm(raw: bytes) -> bytes:
@@ -93,9 +108,14 @@ def split_argv(raw: bytes, max_args: int) -> Tuple[Tuple[bytes, ...], bool]:
     return tuple(args), cut
 
 
-def decode_exec(view: Buffer, off: int, max_args: int) -> ExecEvent:
-    (ts, _type, pid, tid, ppid, uid, flags, comm, retval, sysno, name_len, args_len,
-     name_src, argv_src) = EXEC.unpack_from(view, off)
+def _ns(flags: int, bit: int, value: int) -> Optional[int]:
+    return None if flags & bit else value
+
+
+def decode_exec(view: Buffer, off: int, max_args: int,
+                names: CgroupNames = NO_NAMES) -> ExecEvent:
+    (ts, _type, pid, tid, ppid, uid, flags, comm, cgroup_id, mntns, pidns, ns_pid, ns_tid,
+     ns_ppid, retval, sysno, name_len, args_len, name_src, argv_src) = EXEC.unpack_from(view, off)
     data = off + EXEC_DATA
     filename: Optional[bytes] = None
     if name_len:
@@ -108,21 +128,37 @@ def decode_exec(view: Buffer, off: int, max_args: int) -> ExecEvent:
         start = data + name_len
         argv, cut = split_argv(bytes(view[start:start + args_len]), max_args)
         truncated = truncated or cut or bool(flags & F_ARGV_FAULT)
+    cgroup: Optional[int] = None if flags & F_CGROUP_UNKNOWN else cgroup_id
+    path, cid = names.lookup(cgroup, ts)
     return ExecEvent(
         ts, pid, tid, None if flags & F_PPID_UNKNOWN else ppid, uid, _comm(comm), filename,
         argv, retval, truncated,
         SOURCES.get(name_src) if filename is not None else None,
         SOURCES.get(argv_src) if argv is not None else None,
         syscall_at("exec", sysno),
+        cgroup, path, cid, _ns(flags, F_MNTNS_UNKNOWN, mntns), _ns(flags, F_PIDNS_UNKNOWN, pidns),
+        _ns(flags, F_NSPID_UNKNOWN, ns_pid), _ns(flags, F_NSPID_UNKNOWN, ns_tid),
+        _ns(flags, F_NSPPID_UNKNOWN, ns_ppid),
     )
 
 
-def decode_open(view: Buffer, off: int, _length: int = 0) -> OpenEvent:
+def _origin(flags: int, cgroup_id: int, mntns: int, pidns: int, ns_pid: int, ns_tid: int
+            ) -> Tuple[Optional[int], Optional[int], Optional[int], Optional[int], Optional[int]]:
+    """The origin fields of a record with some flagged unknown (the uncommon case)."""
+    return (None if flags & F_CGROUP_UNKNOWN else cgroup_id,
+            None if flags & F_MNTNS_UNKNOWN else mntns,
+            None if flags & F_PIDNS_UNKNOWN else pidns,
+            None if flags & F_NSPID_UNKNOWN else ns_pid,
+            None if flags & F_NSPID_UNKNOWN else ns_tid)
+
+
+def decode_open(view: Buffer, off: int, _length: int = 0,
+                names: CgroupNames = NO_NAMES) -> OpenEvent:
     # The hot path at high open rates (about a microsecond of which is the
-    # OpenEvent itself): one unpack, one copy of the path, cached comm, no
-    # keyword arguments.
-    (ts, _type, pid, tid, _ppid, uid, _flags, raw_comm, ret, dfd, oflags, mode, sysno,
-     path_len) = OPEN.unpack_from(view, off)
+    # OpenEvent itself): one unpack, one copy of the path, cached comm and
+    # cgroup names, no keyword arguments.
+    (ts, _type, pid, tid, _ppid, uid, flags, raw_comm, cgroup_id, mntns, pidns, ns_pid, ns_tid,
+     _ns_ppid, ret, dfd, oflags, mode, sysno, path_len) = OPEN.unpack_from(view, off)
     comm = _COMMS.get(raw_comm)
     if comm is None:
         comm = _cache_comm(raw_comm)
@@ -136,15 +172,22 @@ def decode_open(view: Buffer, off: int, _length: int = 0) -> OpenEvent:
         source: Optional[Source] = Source.SYSCALL_ENTRY
     else:
         path, cut, source = None, False, None
+    cgid: Optional[int] = cgroup_id
+    if flags & F_ORIGIN:
+        cgid, mntns, pidns, ns_pid, ns_tid = _origin(flags, cgroup_id, mntns, pidns, ns_pid,
+                                                     ns_tid)
+    name = names.cache.get(cgroup_id) or names.lookup(cgid, ts)
     if ret >= 0:
         return OpenEvent(ts, pid, tid, uid, comm, path, oflags, mode, ret, None, source,
-                         _OPEN_SYSCALL.get(sysno), dfd, cut)
+                         _OPEN_SYSCALL.get(sysno), dfd, cut, cgid, name[0], name[1], mntns,
+                         pidns, ns_pid, ns_tid)
     return OpenEvent(ts, pid, tid, uid, comm, path, oflags, mode, None, -ret, source,
-                     _OPEN_SYSCALL.get(sysno), dfd, cut)
+                     _OPEN_SYSCALL.get(sysno), dfd, cut, cgid, name[0], name[1], mntns, pidns,
+                     ns_pid, ns_tid)
 
 
 def scan_opens(data: mmap.mmap, base: int, mask: int, cons: int, prod: int, limit: int,
-               out: List[OpenEvent]) -> Tuple[int, int]:
+               out: List[OpenEvent], names: CgroupNames = NO_NAMES) -> Tuple[int, int]:
     """ringbuf.Scan for the open object: decode_open fused into the ring walk.
 
     The highest-rate path there is: one unpack covers the record header and
@@ -157,10 +200,11 @@ def scan_opens(data: mmap.mmap, base: int, mask: int, cons: int, prod: int, limi
     """
     unpack, append, comms, count = OPEN_RECORD.unpack_from, out.append, _COMMS, 0
     syscalls, keep, entry = _OPEN_SYSCALL, _PATH_KEEP, Source.SYSCALL_ENTRY
+    named, lookup = names.cache, names.lookup
     while cons < prod and count < limit:
         off = base + (cons & mask)
-        (length, ts, _type, pid, tid, _ppid, uid, _flags, raw_comm, ret, dfd, oflags, mode,
-         sysno, path_len) = unpack(data, off)
+        (length, ts, _type, pid, tid, _ppid, uid, flags, raw_comm, cgroup_id, mntns, pidns,
+         ns_pid, ns_tid, _ns_ppid, ret, dfd, oflags, mode, sysno, path_len) = unpack(data, off)
         if length & BUSY_BIT:
             break
         cons += (HDR_SIZE + 7 + (length & ~DISCARD_BIT)) & ~7
@@ -180,10 +224,17 @@ def scan_opens(data: mmap.mmap, base: int, mask: int, cons: int, prod: int, limi
             source: Optional[Source] = entry
         else:
             path, cut, source = None, False, None
+        cgid: Optional[int] = cgroup_id
+        if flags & F_ORIGIN:
+            cgid, mntns, pidns, ns_pid, ns_tid = _origin(flags, cgroup_id, mntns, pidns,
+                                                         ns_pid, ns_tid)
+        name = named.get(cgroup_id) or lookup(cgid, ts)
         if ret >= 0:
             append(OpenEvent(ts, pid, tid, uid, comm, path, oflags, mode, ret, None, source,
-                             syscalls.get(sysno), dfd, cut))
+                             syscalls.get(sysno), dfd, cut, cgid, name[0], name[1], mntns,
+                             pidns, ns_pid, ns_tid))
         else:
             append(OpenEvent(ts, pid, tid, uid, comm, path, oflags, mode, None, -ret, source,
-                             syscalls.get(sysno), dfd, cut))
+                             syscalls.get(sysno), dfd, cut, cgid, name[0], name[1], mntns,
+                             pidns, ns_pid, ns_tid))
     return cons, count

@@ -15,7 +15,7 @@ import time
 import weakref
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from hybridtrace import buffer_size, procfs, tracefs, vocabulary
+from hybridtrace import buffer_size, process_tree, procfs, tracefs, vocabulary
 from hybridtrace.backends.base import BackendError, StreamStats, Unread
 from hybridtrace.backends.ftrace import buffer_stats, probes
 from hybridtrace.backends.ftrace.cleanup import remove_stale
@@ -29,6 +29,7 @@ from hybridtrace.backends.ftrace.instance import (
     read_file,
     session_name,
 )
+from hybridtrace.backends.ftrace.origin_proof import LEDGER_EVENTS, ChangeLedger, OriginFiller
 from hybridtrace.backends.ftrace.pipe import TraceLine
 from hybridtrace.backends.ftrace.proc_snapshots import ProcSnapshots
 from hybridtrace.backends.ftrace.raw_reader import RawReader
@@ -247,9 +248,15 @@ class FtraceStream:
             fd_proof = clock == "mono" and all(inst.has_event(*e) for e in FD_PROOF_EVENTS)
             events += [e for e in FD_PROOF_EVENTS + FD_OPTIONAL_EVENTS
                        if inst.has_event(*e) and e not in events]
+        ledger_ok = clock == "mono" and all(inst.has_event(*e) for e in LEDGER_EVENTS)
+        if ledger_ok:
+            events += [e for e in LEDGER_EVENTS if e not in events]
         formats = self._formats(inst, events)
         self._set_filters(inst, events)
-        if request.filters.pid is not None:
+        follows = request.filters.descendants_of is not None or request.filters.pid is not None
+        if request.filters.descendants_of is not None:
+            self._follow_tree(inst, request.filters.descendants_of)
+        elif request.filters.pid is not None:
             self._follow_pid(inst, request.filters.pid)
         self._res.reader = self._reader(inst, formats, raw, clock == "mono")
         for system, event in events:
@@ -269,9 +276,12 @@ class FtraceStream:
                                   opens=request.kind is Kind.OPEN)
             reader.on_decoded = snaps.take
             proc = snaps.lookup()
+        boot = boot_offset_ns() if clock == "mono" else None
         self._correlator = Correlator(request.kind, self.roles, source, request.max_args, proc,
-                                      boot_offset_ns() if clock == "mono" else None, fd_proof,
-                                      seed)
+                                      boot, fd_proof, seed)
+        # With set_event_pid, a migration done by an untraced task is not recorded.
+        self._ledger = ChangeLedger(migrations_seen=not follows)
+        self._origin = OriginFiller(boot, self._ledger, ledger_ok)
         self._stats = buffer_stats.read_stats(inst.path)
         self._poller = select.poll()
         for fd in self._res.reader.fds.values():
@@ -306,6 +316,8 @@ class FtraceStream:
         for system, event in events:
             if event in ("sched_process_fork", "task_newtask"):
                 continue  # our own forks name our children's parent: keep them all
+            if (system, event) in LEDGER_EVENTS:
+                continue  # a migration (or setns) by anyone, us included, must be seen
             if (system, event) in FD_PROOF_EVENTS + FD_OPTIONAL_EVENTS:
                 # Any thread of a process may close what another opened: no comm, no tid.
                 inst.set_filter(system, event, f"common_pid != {os.getpid()}")
@@ -319,6 +331,34 @@ class FtraceStream:
                     raise
                 with_comm = False  # an old kernel without the comm filter field
                 inst.set_filter(system, event, _filter_expr(self.request, False))
+
+    @staticmethod
+    def _follow_tree(inst: Instance, root: int) -> None:
+        """--descendants-of: the tree now, and (event-fork) every task it forks from now on.
+
+        Tasks forked between reading /proc and event-fork taking effect are found by
+        reading again, until nothing new appears."""
+        seeded = process_tree.tree_threads(root)
+        if not seeded:
+            raise BackendError(f"--descendants-of: process {root} is gone")
+        if not inst.set_option("set_event_pid", " ".join(map(str, sorted(seeded)))) or \
+                not inst.set_option("options/event-fork", "1"):
+            raise BackendError("--descendants-of: this kernel's tracefs has no set_event_pid"
+                               " with the event-fork option")
+        for _ in range(5):
+            new = process_tree.tree_threads(root) - seeded
+            if not new:
+                break
+            try:
+                fd = os.open(os.path.join(inst.path, "set_event_pid"), os.O_WRONLY | os.O_APPEND)
+                try:
+                    os.write(fd, " ".join(map(str, sorted(new))).encode())
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise BackendError(f"--descendants-of: cannot add to set_event_pid:"
+                                   f" {exc.strerror}") from None
+            seeded |= new
 
     @staticmethod
     def _follow_pid(inst: Instance, pid: int) -> None:
@@ -358,7 +398,7 @@ class FtraceStream:
         out = self._read(reader)
         if not out:
             wait = timeout
-            held = bool(reader.pending or self._correlator.awaiting)
+            held = bool(reader.pending or self._correlator.awaiting or self._origin.awaiting)
             if held:
                 wait = HELD_BACK_WAIT if wait is None else min(wait, HELD_BACK_WAIT)
             wait_ms = None if wait is None else max(0, int(wait * 1000))
@@ -366,7 +406,7 @@ class FtraceStream:
                 out = self._read(reader)
         out += self._losses()
         out += self._tampering()
-        kept = [e for e in out if matches(e, self.request.filters)]
+        kept = [e for e in out if matches(e, self.request.filters, self.request.scope)]
         self._captured += sum(1 for e in kept if not isinstance(e, LostEvent))
         return kept
 
@@ -380,10 +420,13 @@ class FtraceStream:
         if reader.stopped:
             lines += reader.flush()
         lost = self._losses()
-        corr = self._correlator
-        if not lines and not corr.awaiting:
+        corr, origin = self._correlator, self._origin
+        feed = self._ledger.feed
+        lines = [line for line in lines if not feed(line)]
+        if not lines and not corr.awaiting and not origin.awaiting:
             return lost
-        return corr.feed_all(lines, reader.later, reader.complete) + lost
+        events = corr.feed_all(lines, reader.later, reader.complete) + lost
+        return origin.fill(events, reader.complete)
 
     def _losses(self) -> List[Event]:
         inst = self._res.instance
@@ -398,6 +441,7 @@ class FtraceStream:
                                      f"trace buffer overrun (cpu {cpu})", cpu, exact=False))
         if out:
             self._correlator.gap(-INF, time.monotonic_ns())  # lost: anything before now
+            self._ledger.gap(-INF, time.monotonic_ns())
         self._stats = now
         return out
 
@@ -424,6 +468,7 @@ class FtraceStream:
         if not changed:
             return []
         self._correlator.gap(-INF, time.monotonic_ns())  # records may be missing: before now
+        self._ledger.gap(-INF, time.monotonic_ns())
         return [LostEvent(time.monotonic_ns(), None, f"{' and '.join(changed)} by someone else"
                           " (restored); how many events went unrecorded is unknown",
                           exact=False)]
@@ -437,6 +482,7 @@ class FtraceStream:
         inst = self._res.instance
         if inst is not None:
             self._correlator.gap(time.monotonic_ns())  # nothing after this is recorded
+            self._ledger.gap(time.monotonic_ns())
             self._stopped = True
             inst.set_option("tracing_on", "0")
         if self._res.reader is not None:
@@ -517,3 +563,4 @@ def open_ftrace_stream(request: TraceRequest, caps: Capabilities, tier: str,
     if buffer_kb is None and request.buffer_pages is not None:
         buffer_kb = buffer_size.ftrace_kb(request.buffer_pages)
     return FtraceStream(request, caps, tier, _buffer_kb() if buffer_kb is None else buffer_kb)
+

@@ -28,7 +28,15 @@ enum ht_flags {
 	HT_F_ARGV_FAULT = 2,   /* the caller's argv could not be read */
 	HT_F_NAME_FAULT = 4,   /* the filename/path could not be read */
 	HT_F_PPID_UNKNOWN = 8, /* the parent could not be read (kernel reads refused) */
+	HT_F_MNTNS_UNKNOWN = 16,   /* the mount namespace was not read */
+	HT_F_PIDNS_UNKNOWN = 32,   /* the pid namespace was not read */
+	HT_F_NSPID_UNKNOWN = 64,   /* ns_pid and ns_tid were not read */
+	HT_F_NSPPID_UNKNOWN = 128, /* ns_ppid was not read */
+	HT_F_CGROUP_UNKNOWN = 256, /* no cgroup id (a kernel without the helper) */
 };
+/* What ht_fill_hdr decides afresh each time it fills a header. */
+#define HT_F_HDR (HT_F_PPID_UNKNOWN | HT_F_MNTNS_UNKNOWN | HT_F_PIDNS_UNKNOWN | \
+		  HT_F_NSPID_UNKNOWN | HT_F_NSPPID_UNKNOWN | HT_F_CGROUP_UNKNOWN)
 
 enum ht_source { HT_SRC_NONE = 0, HT_SRC_SYSCALL = 1, HT_SRC_NEW_IMAGE = 2, HT_SRC_TRACEPOINT = 3 };
 
@@ -37,6 +45,8 @@ enum ht_syscall {
 	HT_SYS_OPEN = 0, HT_SYS_OPENAT = 1, HT_SYS_OPENAT2 = 2, HT_SYS_CREAT = 3,
 };
 
+/* pid, tid and ppid are the kernel's (the initial pid namespace's) ids;
+ * ns_pid, ns_tid, ns_ppid: the same in the task's own pid namespace. */
 struct ht_hdr {
 	__u64 ts;
 	__u32 type;
@@ -46,6 +56,13 @@ struct ht_hdr {
 	__u32 uid;
 	__u32 flags;
 	char comm[HT_COMM_LEN];
+	__u64 cgroup_id;
+	__u32 mntns;
+	__u32 pidns;
+	__u32 ns_pid;
+	__u32 ns_tid;
+	__u32 ns_ppid;
+	__u32 hdr_pad;
 };
 
 /* Variable length: only the used part of data[] (filename, NUL, then the
@@ -90,8 +107,12 @@ struct ht_config {
 	/* 0 where bpf_probe_read_kernel is refused (lockdown=confidentiality):
 	 * the verifier then never sees the branches that call it. */
 	__u8 kernel_reads;
-	__u8 pad;
+	__u8 has_mntns;
 	char comm[HT_COMM_LEN];
+	__u32 mntns;       /* --mntns */
+	__u8 cgroup_slots; /* bit i: ht_cgroups[i] holds a cgroup the task must be under */
+	__u8 follow;       /* --descendants-of: only tasks in ht_follow */
+	__u8 pad2[2];
 };
 
 const volatile struct ht_config ht_cfg = {};
@@ -116,10 +137,11 @@ struct {
 enum ht_lost_slot {
 	HT_LOST_EVENT = 0,   /* an event that could not be output or kept: exactly one */
 	HT_LOST_PENDING = 1, /* an exec with no room to wait for its result: at most one */
+	HT_LOST_FOLLOW = 2,  /* a child of a followed task with no room in ht_follow */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u64);
 } ht_lost SEC(".maps");
@@ -131,6 +153,26 @@ static __always_inline void ht_count_lost(__u32 slot)
 	if (n)
 		__sync_fetch_and_add(n, 1);
 }
+
+/* --cgroup and --container: a cgroup (by fd, set by user space) the task must be in,
+ * at any depth, as libbpf-tools' -c tests it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} ht_cgroups SEC(".maps");
+
+/* --descendants-of: the tasks (kernel tids) followed. User space puts the tree as it
+ * is at the start in; each fork by a followed task adds the child, each exit removes
+ * the task. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1); /* sized by user space when following */
+	__type(key, __u32);
+	__type(value, __u8);
+} ht_follow SEC(".maps");
+
 
 static __always_inline void ht_emit(void *ctx, void *rec, __u64 size)
 {
@@ -163,8 +205,159 @@ static __always_inline struct task_struct *ht_task_btf(void)
 	return NULL;
 }
 
+/* -- who the task is: ids in the tracer's and in the task's own pid namespace --- */
+
+#define HT_PIDNS_LEVELS 8 /* vocabulary.PIDNS_LEVELS: deeper namespaces are unknown */
+
+/* What a struct pid says at one pid namespace level. */
+enum ht_upid_res { HT_UPID_UNKNOWN = -1, HT_UPID_ABSENT = 0, HT_UPID_OK = 1 };
+
+/* Which task's struct pid: the thread, its process (group leader), its parent process. */
+enum ht_which { HT_THREAD = 0, HT_LEADER = 1, HT_PARENT = 2 };
+
+#if HT_TASK_LAYOUT
+/* BTF walk (tp_btf): plain loads at constant offsets, allowed where kernel reads are
+ * not. Past level 0 it needs a kernel whose struct pid ends in a flexible array
+ * (6.5+, and the verifier lets a walk go past the struct's end only then); before,
+ * numbers[1] holds level 0 only, those loads would not relocate and are dead code. */
+#define HT_UPID_AT(i)                                       \
+	case i:                                             \
+		*nr = pid->numbers[i].nr;                   \
+		*inum = pid->numbers[i].ns->ns.inum;        \
+		return *inum ? HT_UPID_OK : HT_UPID_UNKNOWN;
+
+static __always_inline int ht_upid_btf(struct pid *pid, __u32 lvl, __u32 *nr, __u32 *inum)
+{
+	if (!pid)
+		return HT_UPID_UNKNOWN;
+	if (pid->level < lvl)
+		return HT_UPID_ABSENT;
+	if (lvl > 0 && bpf_core_field_size(struct pid, numbers) != 0)
+		return HT_UPID_UNKNOWN;
+	switch (lvl) {
+	HT_UPID_AT(0)
+	HT_UPID_AT(1)
+	HT_UPID_AT(2)
+	HT_UPID_AT(3)
+	HT_UPID_AT(4)
+	HT_UPID_AT(5)
+	HT_UPID_AT(6)
+	HT_UPID_AT(7)
+	}
+	return HT_UPID_UNKNOWN;
+}
+
+/* Kernel reads: any level, any kernel with BTF, where bpf_probe_read_kernel is allowed. */
+static __always_inline int ht_upid_read(struct pid *pid, __u32 lvl, __u32 *nr, __u32 *inum)
+{
+	struct pid_namespace *ns = NULL;
+	unsigned long at;
+	__u32 top = 0;
+
+	if (!pid || BPF_CORE_READ_INTO(&top, pid, level))
+		return HT_UPID_UNKNOWN;
+	if (top < lvl)
+		return HT_UPID_ABSENT;
+	if (lvl >= HT_PIDNS_LEVELS)
+		return HT_UPID_UNKNOWN;
+	at = (unsigned long)pid + bpf_core_field_offset(struct pid, numbers) +
+	     lvl * bpf_core_type_size(struct upid);
+	if (bpf_probe_read_kernel(nr, sizeof(*nr),
+				  (void *)(at + bpf_core_field_offset(struct upid, nr))) ||
+	    bpf_probe_read_kernel(&ns, sizeof(ns),
+				  (void *)(at + bpf_core_field_offset(struct upid, ns))) ||
+	    !ns || BPF_CORE_READ_INTO(inum, ns, ns.inum) || !*inum)
+		return HT_UPID_UNKNOWN;
+	return HT_UPID_OK;
+}
+#endif
+
+#if HT_TASK_LAYOUT
+/* The struct pid of ``which``: a BTF pointer from the task, or read from the current task. */
+static __always_inline struct pid *ht_pid_btf(struct task_struct *task, enum ht_which which)
+{
+	if (which == HT_THREAD)
+		return task->thread_pid;
+	if (which == HT_LEADER)
+		return task->group_leader->thread_pid;
+	return task->real_parent->group_leader->thread_pid;
+}
+
+static __always_inline struct pid *ht_pid_read(enum ht_which which)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	if (which == HT_THREAD)
+		return BPF_CORE_READ(task, thread_pid);
+	if (which == HT_LEADER)
+		return BPF_CORE_READ(task, group_leader, thread_pid);
+	return BPF_CORE_READ(task, real_parent, group_leader, thread_pid);
+}
+
+#endif
+
+/* The number ``which`` has at pid namespace level ``lvl``, and that level's inode. */
+static __always_inline int ht_upid_of(enum ht_which which, __u32 lvl, __u32 *nr, __u32 *inum)
+{
+#if HT_TASK_LAYOUT
+	struct task_struct *task = ht_task_btf();
+	int res;
+
+	if (task) {
+		res = ht_upid_btf(ht_pid_btf(task, which), lvl, nr, inum);
+		if (res != HT_UPID_UNKNOWN || !ht_cfg.kernel_reads)
+			return res;
+	}
+	if (!ht_cfg.kernel_reads)
+		return HT_UPID_UNKNOWN;
+	return ht_upid_read(ht_pid_read(which), lvl, nr, inum);
+#else
+	return HT_UPID_UNKNOWN;
+#endif
+}
+
+/* How deep the task's own pid namespace is (0: the host's). */
+static __always_inline bool ht_pidns_level(__u32 *lvl)
+{
+#if HT_TASK_LAYOUT
+	struct task_struct *task = ht_task_btf();
+
+	if (task) {
+		*lvl = task->thread_pid->level;
+		return true;
+	}
+	if (!ht_cfg.kernel_reads)
+		return false;
+	task = (struct task_struct *)bpf_get_current_task();
+	return BPF_CORE_READ_INTO(lvl, task, thread_pid, level) == 0;
+#else
+	return false;
+#endif
+}
+
+/* The mount namespace's inode; false when nothing may read it. */
+static __always_inline bool ht_mntns(__u32 *inum)
+{
+	*inum = 0;
+#if HT_TASK_LAYOUT
+	struct task_struct *task = ht_task_btf();
+
+	if (task) {
+		*inum = task->nsproxy->mnt_ns->ns.inum;
+		return *inum != 0;
+	}
+	if (!ht_cfg.kernel_reads)
+		return false;
+	task = (struct task_struct *)bpf_get_current_task();
+	return !BPF_CORE_READ_INTO(inum, task, nsproxy, mnt_ns, ns.inum) && *inum != 0;
+#else
+	return false;
+#endif
+}
+
 /* The caller's parent tgid; false when nothing may read it. 0 is a real
- * ppid (init's), so the answer comes with a flag, never as 0 for unknown. */
+ * ppid (init's), so the
+ * answer comes with a flag, never as 0 for unknown. */
 static __always_inline bool ht_ppid(__u32 *ppid)
 {
 	struct task_struct *task = ht_task_btf();
@@ -179,11 +372,68 @@ static __always_inline bool ht_ppid(__u32 *ppid)
 	return BPF_CORE_READ_INTO(ppid, task, real_parent, tgid) == 0;
 }
 
-/* Filters known at syscall entry: ourselves, pid, tid, uid, ppid. */
+static __always_inline __u64 ht_cgroup_id(bool *known)
+{
+#if HT_TASK_LAYOUT
+	*known = bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_cgroup_id);
+	if (!*known)
+		return 0;
+#else
+	*known = true; /* no BTF to ask: the helper is older than BTF itself (4.18) */
+#endif
+	return bpf_get_current_cgroup_id();
+}
+
+/* --descendants-of: is the calling task followed? */
+static __always_inline bool ht_followed(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	return bpf_map_lookup_elem(&ht_follow, &tid) != NULL;
+}
+
+/* sched_process_fork: a followed task's child is followed from its first instruction. */
+static __always_inline int ht_follow_fork(__u32 child)
+{
+	__u8 one = 1;
+
+	if (!ht_cfg.follow || !ht_followed())
+		return 0;
+	if (bpf_map_update_elem(&ht_follow, &child, &one, BPF_ANY))
+		ht_count_lost(HT_LOST_FOLLOW);
+	return 0;
+}
+
+/* sched_process_exit: the task's id may be reused by a task not in the tree. */
+static __always_inline int ht_follow_exit(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	if (ht_cfg.follow)
+		bpf_map_delete_elem(&ht_follow, &tid);
+	return 0;
+}
+
+/* sched_process_exec: a thread other than the leader that execs takes the leader's id
+ * (de_thread), after the leader's own exit removed that id. */
+static __always_inline void ht_follow_exec(__u32 old_tid)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u8 one = 1;
+
+	if (!ht_cfg.follow || old_tid == tid || !bpf_map_lookup_elem(&ht_follow, &old_tid))
+		return;
+	if (bpf_map_update_elem(&ht_follow, &tid, &one, BPF_ANY))
+		ht_count_lost(HT_LOST_FOLLOW);
+	bpf_map_delete_elem(&ht_follow, &old_tid);
+}
+
+/* Filters known at syscall entry: ourselves, pid, tid, uid, ppid, and where the task
+ * lives (cgroup, container, mount namespace, process tree). */
 static __always_inline bool ht_wanted(void)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32, tid = (__u32)id;
+	__u32 tgid = id >> 32, tid = (__u32)id, mntns;
 
 	if (tgid == ht_cfg.self_tgid)
 		return false;
@@ -199,6 +449,14 @@ static __always_inline bool ht_wanted(void)
 		if (!ht_ppid(&ppid) || ppid != ht_cfg.ppid)
 			return false;
 	}
+	if ((ht_cfg.cgroup_slots & 1) && bpf_current_task_under_cgroup(&ht_cgroups, 0) != 1)
+		return false;
+	if ((ht_cfg.cgroup_slots & 2) && bpf_current_task_under_cgroup(&ht_cgroups, 1) != 1)
+		return false;
+	if (ht_cfg.has_mntns && (!ht_mntns(&mntns) || mntns != ht_cfg.mntns))
+		return false;
+	if (ht_cfg.follow && !ht_followed())
+		return false;
 	return true;
 }
 
@@ -215,7 +473,34 @@ static __always_inline bool ht_comm_ok(const char *comm)
 	return true;
 }
 
-/* Fills every header field, flags included (HT_F_PPID_UNKNOWN or 0). */
+/* Where the task lives: cgroup, namespaces, and its ids in its own pid namespace. */
+static __noinline void ht_fill_origin(struct ht_hdr *h)
+{
+	__u32 lvl = 0, inum = 0;
+	bool known;
+	int res;
+
+	h->cgroup_id = ht_cgroup_id(&known);
+	if (!known)
+		h->flags |= HT_F_CGROUP_UNKNOWN;
+	if (!ht_mntns(&h->mntns))
+		h->flags |= HT_F_MNTNS_UNKNOWN;
+	h->pidns = h->ns_pid = h->ns_tid = h->ns_ppid = 0;
+	if (!ht_pidns_level(&lvl) ||
+	    ht_upid_of(HT_THREAD, lvl, &h->ns_tid, &h->pidns) != HT_UPID_OK) {
+		h->flags |= HT_F_PIDNS_UNKNOWN | HT_F_NSPID_UNKNOWN | HT_F_NSPPID_UNKNOWN;
+		return;
+	}
+	if (ht_upid_of(HT_LEADER, lvl, &h->ns_pid, &inum) != HT_UPID_OK || inum != h->pidns)
+		h->flags |= HT_F_NSPID_UNKNOWN;
+	res = ht_upid_of(HT_PARENT, lvl, &h->ns_ppid, &inum);
+	if (res == HT_UPID_UNKNOWN)
+		h->flags |= HT_F_NSPPID_UNKNOWN;
+	else if (res == HT_UPID_ABSENT || inum != h->pidns)
+		h->ns_ppid = 0; /* the parent is outside the task's namespace: getppid() says 0 */
+}
+
+/* Fills every header field, flags included (the HT_F_HDR ones or 0). */
 static __always_inline void ht_fill_hdr(struct ht_hdr *h, __u32 type)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -225,10 +510,14 @@ static __always_inline void ht_fill_hdr(struct ht_hdr *h, __u32 type)
 	h->type = type;
 	h->pid = id >> 32;
 	h->tid = (__u32)id;
-	h->flags = ht_ppid(&ppid) ? 0 : HT_F_PPID_UNKNOWN;
+	h->flags = 0;
+	if (!ht_ppid(&ppid))
+		h->flags |= HT_F_PPID_UNKNOWN;
 	h->ppid = ppid;
 	h->uid = (__u32)bpf_get_current_uid_gid();
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	ht_fill_origin(h);
+	h->hdr_pad = 0;
 }
 
 #if defined(HT_TP_BTF) || defined(HT_RAW_TP)
@@ -325,6 +614,34 @@ static __always_inline bool ht_compat_syscall(struct pt_regs *regs)
 #define HT_EXEC_DONE(name) SEC("raw_tp/sched_process_exec") \
 	int BPF_PROG(name, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 #endif
+#endif
+
+/* --descendants-of keeps ht_follow up to date with these; user space loads them only
+ * when following (raw_tp builds have none: no task layout to read a child's id). */
+#if defined(HT_TP_BTF)
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(ht_fork, struct task_struct *parent, struct task_struct *child)
+{
+	return ht_follow_fork(child->pid);
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(ht_exit, struct task_struct *p)
+{
+	return ht_follow_exit();
+}
+#elif !defined(HT_RAW_TP)
+SEC("tracepoint/sched/sched_process_fork")
+int ht_fork(struct trace_event_raw_sched_process_fork *ctx)
+{
+	return ht_follow_fork(ctx->child_pid);
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int ht_exit(void *ctx)
+{
+	return ht_follow_exit();
+}
 #endif
 
 /* struct open_how as the syscall ABI fixes it (include/uapi/linux/openat2.h):

@@ -222,9 +222,10 @@ static __always_inline int exec_done(void *ctx, __u32 old_tid, const char *kname
 	__u16 sys = HT_SYS_EXECVE;
 	long n = -1;
 
+	ht_follow_exec(old_tid);
 	if (e && !(e->h.flags & HT_F_NAME_FAULT)) {
 		/* Caller's filename is good; keep it, fix argv if the caller's was bad. */
-		flags = e->h.flags & ~HT_F_PPID_UNKNOWN;
+		flags = e->h.flags & ~HT_F_HDR;
 		ht_fill_hdr(&e->h, HT_REC_EXEC);
 		e->h.flags |= flags;
 		reread = flags & HT_F_ARGV_FAULT;

@@ -103,6 +103,24 @@ out:
 	return 0;
 }
 
+/* --descendants-of: an exec by a thread other than the leader (the exec object does
+ * this in its own sched_process_exec program). */
+#if defined(HT_TP_BTF)
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(ht_exec_follow, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	ht_follow_exec(old_pid);
+	return 0;
+}
+#elif !defined(HT_RAW_TP)
+SEC("tracepoint/sched/sched_process_exec")
+int ht_exec_follow(struct trace_event_raw_sched_process_exec *ctx)
+{
+	ht_follow_exec(ctx->old_pid);
+	return 0;
+}
+#endif
+
 #ifndef HT_RAW_SYSCALLS
 SEC("tracepoint/syscalls/sys_enter_open")
 int ht_open_enter(struct trace_event_raw_sys_enter *ctx)

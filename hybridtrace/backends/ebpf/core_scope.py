@@ -1,0 +1,112 @@
+"""ebpf-core's where-filters: cgroup, container, mount namespace and process tree:
+what the programs can do here, what goes into .rodata and the maps, and the
+process tree's seed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import FrozenSet, List, Set
+
+from hybridtrace import process_tree
+from hybridtrace.backends.base import BackendError
+from hybridtrace.backends.ebpf.libbpf import Libbpf
+from hybridtrace.backends.ebpf.loader import BpfObject, update_elem
+from hybridtrace.request import TraceRequest
+from hybridtrace.scope import Scope
+
+FOLLOW_MAX = 16384  # tasks followed at once (--descendants-of); more are counted as lost
+# The programs that keep the followed set up to date (bpf/common.h, open.bpf.c).
+FOLLOW_PROGRAMS = ("ht_fork", "ht_exit", "ht_exec_follow")
+SEED_ROUNDS = 5  # /proc walks until the tree stops growing
+
+
+def scope_of(request: TraceRequest) -> Scope:
+    return request.scope if request.scope is not None else Scope()
+
+
+def check(request: TraceRequest, attach: str, kernel_reads: bool) -> None:
+    """BackendError when this attach mode cannot honour the request's where-filters."""
+    f = request.filters
+    if f.mntns is not None and attach == "tracepoint" and not kernel_reads:
+        raise BackendError("ebpf-core/tracepoint cannot filter by --mntns where kernel reads"
+                           " are refused: use tp_btf")
+    if attach == "raw_tp":  # no BTF, so no task_struct layout to read
+        for what, asked in (("--mntns", f.mntns), ("--descendants-of", f.descendants_of)):
+            if asked is not None:
+                raise BackendError(f"ebpf-core/raw_tp cannot filter by {what}: without BTF"
+                                   " no task's namespaces or children can be read")
+
+
+def kernel_filters(request: TraceRequest) -> FrozenSet[str]:
+    """The filters the programs apply exactly, so user space need not judge them again."""
+    f = request.filters
+    out: Set[str] = set()
+    if f.cgroup is not None:
+        out.add("cgroup")
+    if f.container is not None:
+        out.add("container")
+    if f.mntns is not None:
+        out.add("mntns")
+    return frozenset(out)
+
+
+def rodata_fields(request: TraceRequest) -> List[int]:
+    """mntns, cgroup_slots, follow (struct ht_config's tail)."""
+    f, scope = request.filters, scope_of(request)
+    slots = 0
+    for root in scope.roots:
+        slots |= 1 << root.slot
+    return [f.mntns or 0, slots, f.descendants_of is not None]
+
+
+def configure(obj: BpfObject, request: TraceRequest) -> None:
+    """Before load: size the follow map, or leave its programs out when not asked."""
+    if request.filters.descendants_of is None:
+        obj.leave_out(FOLLOW_PROGRAMS)
+    else:
+        obj.set_max_entries("ht_follow", FOLLOW_MAX)
+
+
+def fill(obj: BpfObject, lib: Libbpf, request: TraceRequest) -> None:
+    """After load, before attach: the cgroups whose subtrees are traced."""
+    for root in scope_of(request).roots:
+        try:
+            fd = os.open(root.directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise BackendError(f"cannot open cgroup {os.fsdecode(root.path)}:"
+                               f" {exc.strerror}") from None
+        try:
+            update_elem(lib, obj.map_fd("ht_cgroups"), ctypes.c_uint32(root.slot),
+                        ctypes.c_uint32(fd))
+        except OSError as exc:
+            raise BackendError(f"cannot give the kernel cgroup {os.fsdecode(root.path)}:"
+                               f" {exc.strerror}") from None
+        finally:
+            os.close(fd)
+
+
+def seed(obj: BpfObject, lib: Libbpf, request: TraceRequest) -> int:
+    """After attach: the process tree as it is now; forks from here on are the kernel's.
+
+    Returns how many tasks were seeded."""
+    root = request.filters.descendants_of
+    if root is None:
+        return 0
+    map_fd = obj.map_fd("ht_follow")
+    seeded: Set[int] = set()
+    for _ in range(SEED_ROUNDS):
+        new = process_tree.tree_threads(root) - seeded
+        if not new:
+            break
+        for tid in sorted(new):
+            try:
+                update_elem(lib, map_fd, ctypes.c_uint32(tid), ctypes.c_uint8(1))
+            except OSError as exc:
+                raise BackendError(f"--descendants-of: cannot follow task {tid}:"
+                                   f" {exc.strerror}") from None
+        seeded |= new
+    if not seeded:
+        raise BackendError(f"--descendants-of: process {root} is gone")
+    return len(seeded)

@@ -1,0 +1,447 @@
+"""Where events came from, against ground truth on this kernel.
+
+A workload is put in a fresh cgroup v2 with a container-shaped name (docker's
+cgroupfs layout: .../docker/<64 hex>; no image registry here, so no real
+runtime) and in a new pid and mount namespace (unshare --fork --pid
+--mount-proc). Its events must carry that cgroup's id (the directory's inode,
+and the id name_to_handle_at gives), the container id, the namespace inodes of
+/proc/PID/ns/*, and the pids of /proc/PID/status NSpid; and the where-filters
+must select exactly that workload, with a look-alike in a sibling cgroup (or
+outside the process tree, or in another mount namespace) running the same
+commands at the same time. Every cgroup made here is removed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Iterator, List, Optional, Sequence
+
+import attrs
+import pytest
+
+import hybridtrace
+from hybridtrace.api import Session
+from hybridtrace.capabilities import probe
+from hybridtrace.cgroups import cgroup2_root
+from hybridtrace.events import Event, ExecEvent, OpenEvent
+from hybridtrace.selector import decide
+from tests.conftest import TIME_SCALE, require_backend
+from tests.integration.conftest import EBPF_ATTACH, mount_tracefs_for
+from tests.integration.polling import collect
+
+CID = secrets.token_hex(32)  # a container id of docker's shape, fresh for each run
+OTHER_CID = secrets.token_hex(32)
+
+
+def _cgroup_handle_id(path: str) -> int:
+    """The cgroup id the kernel's file handle for ``path`` carries (kernfs: the node id)."""
+
+    class FileHandle(ctypes.Structure):
+        _fields_ = [("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int),
+                    ("f_handle", ctypes.c_ubyte * 8)]
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    handle = FileHandle(8, 0)
+    mount_id = ctypes.c_int()
+    if libc.name_to_handle_at(-100, os.fsencode(path), ctypes.byref(handle),
+                              ctypes.byref(mount_id), 0) != 0:
+        raise OSError(ctypes.get_errno(), f"name_to_handle_at {path}")
+    assert handle.handle_bytes == 8
+    return int.from_bytes(bytes(handle.f_handle), "little")
+
+
+@attrs.frozen
+class Cgroups:
+    mount: str
+    top: str  # our test cgroup, a child of the v2 root
+    workload: str  # top/docker/CID
+    sibling: str  # top/docker/OTHER_CID
+
+    def path(self, directory: str) -> str:
+        """As /proc/PID/cgroup shows it."""
+        return "/" + os.path.relpath(directory, self.mount)
+
+
+@pytest.fixture(scope="module")
+def cgroups() -> Iterator[Cgroups]:
+    found = cgroup2_root()
+    if found is None or found[1] != "/":
+        pytest.skip("no cgroup v2 hierarchy mounted at its root here")
+    mount = found[0]
+    top = os.path.join(mount, f"hybridtrace_test_{os.getpid()}")
+    made = [top, os.path.join(top, "docker"), os.path.join(top, "docker", CID),
+            os.path.join(top, "docker", OTHER_CID)]
+    for directory in made:
+        os.mkdir(directory)
+    try:
+        yield Cgroups(mount, top, made[2], made[3])
+    finally:
+        for directory in reversed(made):
+            for _ in range(50):  # a task that just exited may still be counted a moment
+                try:
+                    os.rmdir(directory)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+        assert not os.path.exists(top), f"test cgroup {top} left behind"
+
+
+@pytest.fixture(scope="module", params=EBPF_ATTACH)
+def attach(request: pytest.FixtureRequest) -> str:
+    mount_tracefs_for(request.param)
+    decision = decide(probe(), "exec", "ebpf-core", None, request.param)
+    if decision.chosen is None:
+        require_backend(f"ebpf-core/{request.param}", decision.failure())
+    return str(request.param)
+
+
+@pytest.fixture
+def scratch() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="ht-containers-") as where:
+        yield where
+
+
+def _containerized(directory: str, inner: str) -> List[str]:
+    """A shell that joins ``directory``, then runs ``inner`` as pid 1 of a new pid and
+    mount namespace."""
+    return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"',
+            os.path.join(directory, "cgroup.procs"),
+            "unshare", "--fork", "--pid", "--mount-proc", "/bin/sh", "-c", inner]
+
+
+def _mine(events: Sequence[Event], marker: bytes) -> List[OpenEvent]:
+    return [e for e in events if isinstance(e, OpenEvent) and e.path is not None
+            and marker in e.path]
+
+
+def _is_cat(event: Event) -> bool:
+    """An exec of cat in the workload's container."""
+    return (isinstance(event, ExecEvent) and event.container_id == CID
+            and event.filename is not None and event.filename.endswith(b"/cat"))
+
+
+def _status_ids(pid: int, name: str) -> List[int]:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(name + ":"):
+                return [int(x) for x in line.split()[1:]]
+    raise AssertionError(f"no {name} in /proc/{pid}/status")
+
+
+def _open(kind: str, attach: str, **filters: object) -> Session:
+    return hybridtrace.trace(kind, backend="ebpf-core", ebpf_attach=attach,  # type: ignore
+                             **filters)
+
+
+def _wait_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.wait(timeout=30 * TIME_SCALE)
+
+
+# ----------------------------------------------------------------------- origin fields
+
+
+def test_exec_and_open_origin_against_proc(cgroups: Cgroups, attach: str, scratch: str) -> None:
+    marker = os.path.join(scratch, "marker")
+    nsfile = os.path.join(scratch, "nspid")
+    release = os.path.join(scratch, "release")
+    open(marker, "w").close()
+    os.mkfifo(release)
+    # pid 1 (sh) stays while we read its /proc; the child records its own pid there,
+    # then execs cat, which keeps that pid, and opens the marker.
+    inner = f"/bin/sh -c 'echo $$ > {nsfile}; exec cat {marker}'; read x < {release}"
+    with _open("exec", attach) as execs, _open("open", attach) as opens:
+        proc = subprocess.Popen(_containerized(cgroups.workload, inner))
+        try:
+            seen = collect(execs, lambda ev: any(
+                _is_cat(e) for e in ev),
+                timeout=10 * TIME_SCALE, strict=True)
+            sh = next(e for e in seen if isinstance(e, ExecEvent) and e.ns_pid == 1
+                      and e.comm == b"sh" and e.cgroup_id is not None
+                      and e.container_id == CID)
+            # Ground truth from the living pid 1 of the namespace.
+            truth_mnt = os.stat(f"/proc/{sh.pid}/ns/mnt").st_ino
+            truth_pid = os.stat(f"/proc/{sh.pid}/ns/pid").st_ino
+            nspid = _status_ids(sh.pid, "NSpid")
+            with open(f"/proc/{sh.pid}/cgroup") as cg:
+                truth_path = next(line[3:].strip() for line in cg if line.startswith("0::"))
+            opened = collect(opens, lambda ev: bool(_mine(ev, b"marker")),
+                             timeout=10 * TIME_SCALE, strict=True)
+        finally:
+            with open(release, "w") as fifo:
+                fifo.write("go\n")
+            _wait_all([proc])
+    truth_id = os.stat(cgroups.workload).st_ino
+    assert truth_id == _cgroup_handle_id(cgroups.workload)
+    assert truth_path == cgroups.path(cgroups.workload)
+    assert nspid == [sh.pid, 1]
+    with open(nsfile) as f:
+        cat_nspid = int(f.read())
+    cat = next(e for e in seen if _is_cat(e))
+    assert isinstance(cat, ExecEvent)
+    cat_open = _mine(opened, b"marker")[0]
+    for event in (sh, cat, cat_open):
+        assert event.cgroup_id == truth_id, event
+        assert event.cgroup == truth_path.encode(), event
+        assert event.container_id == CID, event
+        assert event.mntns == truth_mnt, event
+        assert event.pidns == truth_pid, event
+    assert (sh.ns_pid, sh.ns_tid, sh.ns_ppid) == (1, 1, 0)  # its parent is outside
+    assert sh.pid != 1 and sh.ppid is not None and sh.ppid > 1
+    assert (cat.ns_pid, cat.ns_tid, cat.ns_ppid) == (cat_nspid, cat_nspid, 1)
+    assert cat.ppid == sh.pid
+    assert (cat_open.pid, cat_open.ns_pid, cat_open.ns_tid) == (cat.pid, cat_nspid, cat_nspid)
+    # The tracer's own events: the host's namespaces, pids the same in both views.
+    host_mnt, host_pid = os.stat("/proc/self/ns/mnt").st_ino, os.stat("/proc/self/ns/pid").st_ino
+    assert truth_mnt != host_mnt and truth_pid != host_pid
+
+
+def test_host_process_origin(attach: str, scratch: str) -> None:
+    marker = os.path.join(scratch, "host-marker")
+    open(marker, "w").close()
+    with _open("open", attach) as opens:
+        proc = subprocess.Popen(["/bin/cat", marker], stdout=subprocess.DEVNULL)
+        _wait_all([proc])
+        got = _mine(collect(opens, lambda ev: bool(_mine(ev, b"host-marker")),
+                            timeout=10 * TIME_SCALE, strict=True), b"host-marker")[0]
+    with open("/proc/self/cgroup") as cg:
+        own = next(line[3:].strip() for line in cg if line.startswith("0::"))
+    assert got.pid == proc.pid and (got.ns_pid, got.ns_tid) == (proc.pid, proc.pid)
+    assert got.mntns == os.stat("/proc/self/ns/mnt").st_ino
+    assert got.pidns == os.stat("/proc/self/ns/pid").st_ino
+    assert got.cgroup == own.encode()  # cat stays in the cgroup of its parent, us
+    found = cgroup2_root()
+    assert found is not None
+    assert got.cgroup_id == os.stat(os.path.join(found[0], own.lstrip("/"))).st_ino
+
+
+# ----------------------------------------------------------------------------- filters
+
+
+def _workload_and_sibling(cgroups: Cgroups, scratch: str, tag: str
+                          ) -> List[subprocess.Popen[bytes]]:
+    procs = []
+    for directory, name in ((cgroups.workload, "in"), (cgroups.sibling, "out")):
+        marker = os.path.join(scratch, f"{tag}-{name}")
+        open(marker, "w").close()
+        procs.append(subprocess.Popen(_containerized(directory, f"cat {marker}; cat {marker}")))
+    return procs
+
+
+@pytest.mark.parametrize("how", ["cgroup-dir", "cgroup-path", "container", "container-prefix"])
+def test_cgroup_and_container_filters_select_exactly_the_workload(
+        cgroups: Cgroups, attach: str, scratch: str, how: str) -> None:
+    where = {"cgroup-dir": {"cgroup": cgroups.workload},
+             "cgroup-path": {"cgroup": cgroups.path(cgroups.workload)},
+             "container": {"container": CID},
+             "container-prefix": {"container": CID[:10]}}[how]
+    with _open("open", attach, **where) as opens:
+        procs = _workload_and_sibling(cgroups, scratch, how)
+        _wait_all(procs)
+        events = collect(opens, lambda ev: len(_mine(ev, f"{how}-in".encode())) >= 2,
+                         timeout=10 * TIME_SCALE, strict=True)
+        events += opens.poll(0.5 * TIME_SCALE)
+    ours = [e for e in events if isinstance(e, OpenEvent)]
+    assert len(_mine(ours, f"{how}-in".encode())) == 2
+    assert not _mine(ours, f"{how}-out".encode())
+    # Everything shown is in the workload's cgroup: sh, unshare, cat and their loads.
+    assert ours and all(e.cgroup_id == os.stat(cgroups.workload).st_ino for e in ours)
+    assert all(e.container_id == CID for e in ours)
+
+
+def test_exec_container_filter(cgroups: Cgroups, attach: str, scratch: str) -> None:
+    with _open("exec", attach, container=CID) as execs:
+        procs = _workload_and_sibling(cgroups, scratch, "exec")
+        _wait_all(procs)
+        events = collect(execs, lambda ev: sum(1 for e in ev if _is_cat(e)) >= 2,
+                         timeout=10 * TIME_SCALE, strict=True)
+        events += execs.poll(0.5 * TIME_SCALE)
+    execs_seen = [e for e in events if isinstance(e, ExecEvent)]
+    # sh (the inner one), unshare, sh as pid 1, cat twice: all in the container, no other.
+    assert sum(1 for e in execs_seen if _is_cat(e)) == 2
+    assert all(e.container_id == CID for e in execs_seen)
+    assert {e.argv[0] for e in execs_seen if e.argv} >= {b"unshare", b"cat"}
+
+
+def test_descendants_of_follows_a_tree_started_after_tracing_began(
+        attach: str, scratch: str) -> None:
+    release = os.path.join(scratch, "go")
+    os.mkfifo(release)
+    marker = os.path.join(scratch, "tree")
+    open(marker, "w").close()
+    # The root waits; once tracing runs it starts a child, a grandchild and a thread-free
+    # exec chain. A look-alike outside the tree opens the same file at the same time.
+    root = subprocess.Popen(["/bin/sh", "-c", f"read x < {release}; cat {marker};"
+                             f" /bin/sh -c 'cat {marker}; /bin/sh -c \"cat {marker}\"'"])
+    try:
+        with _open("open", attach, descendants_of=root.pid) as opens:
+            outsider = subprocess.Popen(["/bin/sh", "-c", f"cat {marker}; cat {marker}"])
+            with open(release, "w") as fifo:
+                fifo.write("go\n")
+            _wait_all([root, outsider])
+            events = collect(opens, lambda ev: len(_mine(ev, b"/tree")) >= 3,
+                             timeout=10 * TIME_SCALE, strict=True)
+            events += opens.poll(0.5 * TIME_SCALE)
+    finally:
+        if root.poll() is None:
+            with open(release, "w") as fifo:
+                fifo.write("go\n")
+            root.wait(timeout=10)
+    mine = _mine(events, b"/tree")
+    assert len(mine) == 3
+    assert all(e.pid != outsider.pid for e in events if isinstance(e, OpenEvent))
+    assert len({e.pid for e in mine}) == 3  # three cats: child, grandchild, great-grandchild
+
+
+def test_mntns_filter(attach: str, scratch: str) -> None:
+    release = os.path.join(scratch, "go")
+    os.mkfifo(release)
+    marker = os.path.join(scratch, "mnt-marker")
+    open(marker, "w").close()
+    inside = subprocess.Popen(["unshare", "--mount", "/bin/sh", "-c",
+                               f"read x < {release}; cat {marker}"])
+    try:
+        mntns: Optional[int] = None
+        for _ in range(100):  # until unshare has made the namespace and exec'd sh
+            inode = os.stat(f"/proc/{inside.pid}/ns/mnt").st_ino
+            if inode != os.stat("/proc/self/ns/mnt").st_ino:
+                mntns = inode
+                break
+            time.sleep(0.02)
+        assert mntns is not None and mntns != os.stat("/proc/self/ns/mnt").st_ino
+        with _open("open", attach, mntns=mntns) as opens:
+            outsider = subprocess.Popen(["/bin/cat", marker])
+            with open(release, "w") as fifo:
+                fifo.write("go\n")
+            _wait_all([inside, outsider])
+            events = collect(opens, lambda ev: bool(_mine(ev, b"mnt-marker")),
+                             timeout=10 * TIME_SCALE, strict=True)
+            events += opens.poll(0.5 * TIME_SCALE)
+    finally:
+        if inside.poll() is None:
+            with open(release, "w") as fifo:
+                fifo.write("go\n")
+            inside.wait(timeout=10)
+    mine = _mine(events, b"mnt-marker")
+    assert len(mine) == 1 and mine[0].pid != outsider.pid
+    assert all(e.mntns == mntns for e in events if isinstance(e, OpenEvent))
+
+
+# ------------------------------------------------------------------------------ ftrace
+# Records name a thread only: the origin comes from /proc, believed only where
+# nothing (an exit, a setns/unshare, a cgroup migration) could have changed it
+# between the record and the reading; otherwise None.
+
+FTRACE_TIERS = ["uprobe", "tracepoint"]
+
+
+@pytest.fixture(scope="module", params=FTRACE_TIERS)
+def ftrace_tier(request: pytest.FixtureRequest) -> str:
+    decision = decide(probe(), "open", "ftrace", request.param)
+    if decision.chosen is None:
+        require_backend(f"ftrace/{request.param}", decision.failure())
+    return str(request.param)
+
+
+def _ns_init(pid: int) -> int:
+    """The child unshare --fork made: pid 1 of the new namespace (host pid)."""
+    for _ in range(int(500 * TIME_SCALE)):
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(x) for x in f.read().split()]
+        if children and os.readlink(f"/proc/{pid}/exe").endswith("/unshare"):
+            return children[0]
+        time.sleep(0.01)
+    raise AssertionError("unshare made no child")
+
+
+def _by(events: Sequence[Event], pid: int) -> List[OpenEvent]:
+    return [e for e in events if isinstance(e, OpenEvent) and e.pid == pid]
+
+
+def test_ftrace_origin_right_or_none_across_a_migration(
+        cgroups: Cgroups, ftrace_tier: str, scratch: str) -> None:
+    marker = os.path.join(scratch, "loop")
+    open(marker, "w").close()
+    rounds = int(40 * TIME_SCALE)
+    inner = f"for i in $(seq {rounds}); do read x < {marker}; sleep 0.05; done"
+    with hybridtrace.trace("open", backend="ftrace", tier=ftrace_tier) as opens:
+        proc = subprocess.Popen(_containerized(cgroups.workload, inner))
+        ns_init = _ns_init(proc.pid)
+        # By pid: the tracepoint tier has a path only while the file is still open.
+        events = collect(opens, lambda ev: len(_by(ev, ns_init)) >= rounds // 3,
+                         timeout=10 * TIME_SCALE, strict=True)
+        truth_mnt = os.stat(f"/proc/{ns_init}/ns/mnt").st_ino
+        truth_pid = os.stat(f"/proc/{ns_init}/ns/pid").st_ino
+        # Another process moves it, as a container runtime or systemd would.
+        before = time.monotonic_ns()
+        subprocess.run(["/bin/sh", "-c", f"echo {ns_init} > {cgroups.sibling}/cgroup.procs"],
+                       check=True)
+        after = time.monotonic_ns()
+        # Read while it runs: a task gone before its records are read has no /proc.
+        events += collect(opens, lambda ev: proc.poll() is not None, timeout=30 * TIME_SCALE)
+        events += collect(opens, lambda ev: False, timeout=1.0 * TIME_SCALE)
+    mine = _by(events, ns_init)
+    assert len(mine) >= rounds
+    early = [e for e in mine if e.timestamp_ns < before]
+    late = [e for e in mine if e.timestamp_ns > after]
+    assert early and late
+    for event in mine:
+        assert event.pid == ns_init and event.mntns in (None, truth_mnt), event
+        assert event.pidns in (None, truth_pid) and event.ns_pid in (None, 1), event
+    for group, directory, cid in ((early, cgroups.workload, CID),
+                                  (late, cgroups.sibling, OTHER_CID)):
+        for event in group:
+            assert event.cgroup in (None, cgroups.path(directory).encode()), event
+            assert event.cgroup_id in (None, os.stat(directory).st_ino), event
+            assert event.container_id in (None, cid), event
+        # A task that lives on is named, not left unknown, on each side of the move.
+        assert any(e.cgroup is not None for e in group)
+    assert any(e.pidns == truth_pid and e.ns_pid == 1 for e in mine)
+
+
+def test_ftrace_descendants_of(ftrace_tier: str, scratch: str) -> None:
+    release = os.path.join(scratch, "go")
+    os.mkfifo(release)
+    # Execs, whose filename every tier has (sched_process_exec), short-lived as they are.
+    root = subprocess.Popen(["/bin/sh", "-c", f"read x < {release}; cat /dev/null;"
+                             " /bin/sh -c 'cat /dev/null; /bin/sh -c \"cat /dev/null\"'"])
+    try:
+        with hybridtrace.trace("exec", backend="ftrace", tier=ftrace_tier,
+                               descendants_of=root.pid) as execs:
+            outsider = subprocess.Popen(["/bin/sh", "-c", "cat /dev/null; cat /dev/null"])
+            with open(release, "w") as fifo:
+                fifo.write("go\n")
+            _wait_all([root, outsider])
+            events = collect(execs, lambda ev: len(_cats(ev)) >= 3,
+                             timeout=10 * TIME_SCALE, strict=True)
+            events += execs.poll(0.5 * TIME_SCALE)
+    finally:
+        if root.poll() is None:
+            with open(release, "w") as fifo:
+                fifo.write("go\n")
+            root.wait(timeout=10)
+    cats = _cats(events)
+    assert len(cats) == 3 and len({e.pid for e in cats}) == 3
+    assert not [e for e in events if isinstance(e, ExecEvent)
+                and outsider.pid in (e.pid, e.ppid)]
+
+
+def _cats(events: Sequence[Event]) -> List[ExecEvent]:
+    return [e for e in events if isinstance(e, ExecEvent) and e.filename is not None
+            and e.filename.endswith(b"/cat")]
+
+
+@pytest.mark.parametrize("option", [["--cgroup", "/"], ["--mntns", "1"]])
+def test_ftrace_refuses_what_it_cannot_filter(option: List[str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "hybridtrace", "opensnoop", "--backend",
+                             "ftrace", *option, "-d", "1"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and f"cannot filter by {option[0]}" in result.stderr
