@@ -62,11 +62,15 @@ def rodata_fields(request: TraceRequest) -> List[int]:
 
 
 def configure(obj: BpfObject, request: TraceRequest) -> None:
-    """Before load: size the follow map, or leave its programs out when not asked."""
+    """Before load: size the follow map, or leave it and its programs out when not asked;
+    the cgroup map only when a cgroup is asked for (each map created costs an fd)."""
     if request.filters.descendants_of is None:
         obj.leave_out(FOLLOW_PROGRAMS)
+        obj.leave_out_map("ht_follow")
     else:
         obj.set_max_entries("ht_follow", FOLLOW_MAX)
+    if not scope_of(request).roots:
+        obj.leave_out_map("ht_cgroups")
 
 
 def fill(obj: BpfObject, lib: Libbpf, request: TraceRequest) -> None:

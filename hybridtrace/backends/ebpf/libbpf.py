@@ -55,6 +55,7 @@ class Libbpf:
         proto("bpf_map__initial_value", vp, vp, ctypes.POINTER(ctypes.c_size_t))
         proto("bpf_map_lookup_elem", ci, ci, vp, vp)
         proto("bpf_map_update_elem", ci, ci, vp, vp, ctypes.c_uint64)
+        proto("bpf_map__set_autocreate", ci, vp, ctypes.c_bool)
         proto("bpf_map__reuse_fd", ci, vp, ci)
         proto("bpf_obj_get", ci, cs)
         proto("bpf_obj_get_info_by_fd", ci, ci, vp, ctypes.POINTER(ctypes.c_uint32))

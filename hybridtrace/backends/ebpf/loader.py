@@ -74,6 +74,11 @@ class BpfObject:
         if self._lib.lib.bpf_map__set_max_entries(self.map(map_name), entries) != 0:
             raise BackendError(f"cannot size map {map_name} to {entries}")
 
+    def leave_out_map(self, map_name: str) -> None:
+        """Do not create this map (only code .rodata makes dead may use it): one fd less."""
+        if self._lib.lib.bpf_map__set_autocreate(self.map(map_name), False) != 0:
+            raise BackendError(f"cannot leave map {map_name} out")
+
     def set_map_flags(self, map_name: str, flags: int) -> None:
         if self._lib.lib.bpf_map__set_map_flags(self.map(map_name), flags) != 0:
             raise BackendError(f"cannot set the flags of map {map_name}")
