@@ -445,3 +445,27 @@ def test_ftrace_refuses_what_it_cannot_filter(option: List[str]) -> None:
                             timeout=60)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and f"cannot filter by {option[0]}" in result.stderr
+
+
+def test_cli_container_filter_and_column(cgroups: Cgroups, attach: str, scratch: str) -> None:
+    """execsnoop --container PREFIX --print-container: the column shows the short id, and
+    only the workload's execs are printed (the look-alike's are not)."""
+    cli = subprocess.Popen([sys.executable, "-m", "hybridtrace", "execsnoop", "--ebpf-attach",
+                            attach, "--container", CID[:8], "--print-container", "-x",
+                            "-d", str(4 * TIME_SCALE)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5 * TIME_SCALE)  # the start line comes once tracing runs; give it time
+        _wait_all(_workload_and_sibling(cgroups, scratch, "cli"))
+        out, err = cli.communicate(timeout=30 * TIME_SCALE)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+    assert cli.returncode == 0, err
+    header, *lines = out.splitlines()
+    assert header.startswith("CONTAINER    PCOMM")
+    assert lines and all(line.startswith(CID[:12] + " ") for line in lines), out
+    cats = [line for line in lines if line.split()[1] == "cat"]
+    assert len(cats) == 2 and all("cli-in" in line for line in cats)
+    assert not any("cli-out" in line for line in lines)

@@ -55,14 +55,12 @@ class Libbpf:
         proto("bpf_map__initial_value", vp, vp, ctypes.POINTER(ctypes.c_size_t))
         proto("bpf_map_lookup_elem", ci, ci, vp, vp)
         proto("bpf_map_update_elem", ci, ci, vp, vp, ctypes.c_uint64)
-        proto("bpf_map__set_autocreate", ci, vp, ctypes.c_bool)
-        proto("bpf_map__reuse_fd", ci, vp, ci)
-        proto("bpf_obj_get", ci, cs)
-        proto("bpf_obj_get_info_by_fd", ci, ci, vp, ctypes.POINTER(ctypes.c_uint32))
         proto("libbpf_num_possible_cpus", ci)
         proto("libbpf_set_print", vp, _PRINT_FN)
-        # For user_reads.TpBtfHandler (libbpf 1.0+); absent from older libbpf.
+        # For user_reads.TpBtfHandler (libbpf 1.0+), and to leave unused maps uncreated
+        # (0.8+); absent from older libbpf.
         for name, restype, *argtypes in (
+                ("bpf_map__set_autocreate", ci, vp, ctypes.c_bool),
                 ("libbpf_register_prog_handler", ci, cs, ci, ci, vp),
                 ("bpf_program__insns", vp, vp),
                 ("bpf_program__insn_cnt", ctypes.c_size_t, vp),

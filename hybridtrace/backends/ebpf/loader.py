@@ -75,8 +75,11 @@ class BpfObject:
             raise BackendError(f"cannot size map {map_name} to {entries}")
 
     def leave_out_map(self, map_name: str) -> None:
-        """Do not create this map (only code .rodata makes dead may use it): one fd less."""
-        if self._lib.lib.bpf_map__set_autocreate(self.map(map_name), False) != 0:
+        """Do not create this map (only code .rodata makes dead may use it): one fd less.
+
+        A libbpf before 0.8 cannot: the map is created and stays unused."""
+        setter = getattr(self._lib.lib, "bpf_map__set_autocreate", None)
+        if setter is not None and setter(self.map(map_name), False) != 0:
             raise BackendError(f"cannot leave map {map_name} out")
 
     def set_map_flags(self, map_name: str, flags: int) -> None:
@@ -109,11 +112,6 @@ class BpfObject:
             if self._lib.lib.bpf_program__name(prog) in wanted:
                 self._lib.lib.bpf_program__set_autoload(prog, False)
                 self._off.add(prog)
-
-    def reuse_map(self, map_name: str, fd: int) -> None:
-        """Use an existing map (a pinned one, by fd) in place of ``map_name``."""
-        if self._lib.lib.bpf_map__reuse_fd(self.map(map_name), fd) != 0:
-            raise self._lib.errno_error(f"cannot use the given map for {map_name}")
 
     def load(self) -> None:
         self._lib.log.clear()
