@@ -55,7 +55,7 @@ _hybridtrace() {
                 -n|--name) COMPREPLY=(); return ;;
                 -f|--flag_filter|--flag-filter) COMPREPLY=(); return ;;
             esac
-            COMPREPLY=($(compgen -W "-h --help --backend --tier --ebpf-attach --ftrace-reader --json -Q --quiet -d --duration -U --print-uid -u --uid -b --buffer-pages --cgroup --container --mntns --descendants-of --print-container --cgroupmap --mntnsmap -T --timestamp -x --failed -p --pid -t --tid -n --name -e --extended_fields --extended-fields -f --flag_filter --flag-filter -F --full-path" -- "$cur"))
+            COMPREPLY=($(compgen -W "-h --help --backend --tier --ebpf-attach --ftrace-reader --json -Q --quiet -d --duration -U --print-uid -u --uid -b --buffer-pages --cgroup --container --mntns --descendants-of --print-container --cgroupmap --mntnsmap -T --timestamp -x --failed -p --pid -t --tid -n --name -e --extended_fields --extended-fields -f --flag_filter --flag-filter -F --full-path --via" -- "$cur"))
             return ;;
         doctor)
             case "$prev" in

@@ -8,9 +8,13 @@ subclass these; hybridtrace/__init__.py exports them all.
 
 from __future__ import annotations
 
+from typing import Optional
+
 
 class BackendError(Exception):
     """A failure a user can cause or fix; shown as one line, never a traceback."""
+
+    errno: Optional[int] = None  # the kernel's error number, where one was the cause
 
 
 class RequestError(BackendError, ValueError):

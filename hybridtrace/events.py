@@ -13,11 +13,14 @@ from typing import Optional, Tuple, Union
 
 import attrs
 
+from hybridtrace.vocabulary import VIA_SYSCALL
+
 
 class Source(str, enum.Enum):
     """Where a string field was read from, best first."""
 
     SYSCALL_ENTRY = "syscall-entry"  # caller's memory at syscall entry (eBPF, kprobe, eprobe)
+    KERNEL_COPY = "kernel-copy"  # the kernel's own copy of the caller's argument (io_uring)
     NEW_IMAGE = "new-image"  # the new process image (mm->arg_start..arg_end) after exec
     TRACEPOINT = "tracepoint"  # a string field of a static tracepoint
     LIBC_PROBE = "libc-uprobe"  # a uprobe on the C library's wrapper
@@ -62,16 +65,22 @@ class ExecEvent:
 
 @attrs.frozen(slots=True)
 class OpenEvent:
-    """One open/openat/openat2/creat call and its result.
+    """One open/openat/openat2/creat call, or io_uring open request, and its result.
 
-    Exactly one of ``fd`` and ``errno`` is set when the result was seen.
+    Exactly one of ``fd`` and ``errno`` is set when the result was seen (an
+    io_uring open into a fixed file slot makes no fd: both None on success).
     ``dfd`` is the directory fd of a relative path (AT_FDCWD is -100).
     ``pid`` (the process) is None when it could not be proven: ``tid`` never stands in.
+    ``via`` says how the open reached the kernel (vocabulary.VIA_*): a syscall, or an
+    io_uring request (IORING_OP_OPENAT/OPENAT2), which makes no open syscall, so its
+    ``syscall`` is None. pid/tid/comm/uid are then the submitting task's, never those
+    of the kernel worker that ran it; ``tid`` (and comm, uid) are None where no
+    thread of the process submitted it (SQPOLL: the kernel's poller thread did).
     """
 
     timestamp_ns: int
     pid: Optional[int]
-    tid: int
+    tid: Optional[int]
     uid: Optional[int]
     comm: Optional[bytes]
     path: Optional[bytes]
@@ -90,6 +99,7 @@ class OpenEvent:
     pidns: Optional[int] = None
     ns_pid: Optional[int] = None
     ns_tid: Optional[int] = None
+    via: str = VIA_SYSCALL
 
     @property
     def failed(self) -> bool:

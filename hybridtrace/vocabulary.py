@@ -51,6 +51,37 @@ def syscalls_on(arch: str) -> Tuple[str, ...]:
     return ARCH_SYSCALLS.get(arch, EXEC_SYSCALLS + OPEN_SYSCALLS)
 
 
+# -- io_uring ------------------------------------------------------------------
+
+# How an open reached the kernel (OpenEvent.via).
+VIA_SYSCALL = "syscall"
+VIA_IO_URING = "io_uring"
+VIAS: Tuple[str, ...] = (VIA_SYSCALL, VIA_IO_URING)
+# include/uapi/linux/io_uring.h: the opcodes that open a file (5.6+), by number.
+IORING_OP_OPENAT = 18
+IORING_OP_OPENAT2 = 28
+IO_URING_OPEN_OPS: Dict[int, str] = {IORING_OP_OPENAT: "IORING_OP_OPENAT",
+                                     IORING_OP_OPENAT2: "IORING_OP_OPENAT2"}
+# io_uring's tracepoints (group io_uring): a request entering io_uring, in the task
+# that submitted it, after its preparation (named io_uring_submit_sqe before 6.4);
+# its completion with the result, or the overflow record of a completion that
+# found the ring full; a request whose preparation failed, with its SQE.
+IO_URING_GROUP = "io_uring"
+IO_URING_SUBMIT = "io_uring_submit_req"
+IO_URING_SUBMIT_OLD = "io_uring_submit_sqe"
+IO_URING_COMPLETE = "io_uring_complete"
+IO_URING_OVERFLOW = "io_uring_cqe_overflow"
+IO_URING_FAILED = "io_uring_req_failed"
+# A ring made, and a registration on it (fixed files among them): whether a ring's
+# results are fds or may be fixed-slot indexes (the ftrace tiers ask).
+IO_URING_CREATE = "io_uring_create"
+IO_URING_REGISTER = "io_uring_register"
+IO_URING_EVENTS: Tuple[str, ...] = (IO_URING_SUBMIT, IO_URING_SUBMIT_OLD, IO_URING_COMPLETE,
+                                    IO_URING_OVERFLOW, IO_URING_FAILED)
+# sysctl: 0 io_uring for all, 1 only for io_uring_group members and root, 2 for nobody.
+IO_URING_DISABLED_SYSCTL = "/proc/sys/kernel/io_uring_disabled"
+
+
 # -- tracepoints --------------------------------------------------------------
 
 SYSCALLS_GROUP = "syscalls"

@@ -129,6 +129,9 @@ class CachingLive:
         self.answers["tracefs_writable"][path] = value
         return value
 
+    def io_uring_tracepoints(self) -> Dict[str, bool]:
+        return self._once("io_uring_tracepoints", self.system.io_uring_tracepoints, dict)
+
     def eprobe_strings(self, path: str) -> Optional[bool]:
         """The verdict, and the trace it came from (unit tests replay the judgement)."""
         test = eprobe_selftest.run(path)

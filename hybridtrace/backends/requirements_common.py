@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import List
+from typing import List, Optional
 
 from hybridtrace.backends.base import Reason
 from hybridtrace.capabilities.model import Capabilities
@@ -137,6 +137,15 @@ def tracefs_reasons(caps: Capabilities, kind: str, purpose: str) -> List[Reason]
             )
         )
     return out
+
+
+def io_uring_moot(caps: Capabilities) -> Optional[str]:
+    """Why there are no io_uring opens to see on this kernel at all, or None."""
+    if caps.config.enabled("CONFIG_IO_URING") is False:
+        return "the kernel has no io_uring (CONFIG_IO_URING off)"
+    if caps.io_uring.disabled == 2:
+        return "io_uring is disabled (kernel.io_uring_disabled=2)"
+    return None
 
 
 def headers_path(caps: Capabilities) -> str:

@@ -23,10 +23,12 @@ from hybridtrace.capabilities.model import (
     Bcc,
     BpfSupport,
     Capabilities,
+    IoUring,
     Kernel,
     Privileges,
 )
 from hybridtrace.capabilities.tracefs_facts import probe_tracefs
+from hybridtrace.vocabulary import IO_URING_DISABLED_SYSCTL
 
 __all__ = [
     "Capabilities", "Live", "RecordedLive", "SystemLive", "default_live", "probe", "probe_tree",
@@ -134,5 +136,12 @@ def probe_tree(tree: Tree, live: Live) -> Capabilities:
         bcc=bcc,
         c_libraries=c_libraries(tree, arch),
         container=system.container(tree, status),
+        io_uring=_io_uring(tree, live),
         unchecked=tuple(tree.unchecked),
     )
+
+
+def _io_uring(tree: Tree, live: Live) -> IoUring:
+    disabled = tree.read_int(IO_URING_DISABLED_SYSCTL)
+    tracepoints = _ask(tree, "io_uring tracepoints", lambda: live.io_uring_tracepoints())
+    return IoUring(disabled, tracepoints)

@@ -14,7 +14,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Dict, Optional, Protocol
+from typing import Any, Callable, Dict, Optional, Protocol
 
 from hybridtrace import tracefs
 from hybridtrace.capabilities.bpf_probes import (
@@ -22,10 +22,11 @@ from hybridtrace.capabilities.bpf_probes import (
     load_kernel_read_prog,
     load_trivial_prog,
 )
+from hybridtrace.capabilities.btf_names import btf_has_tracepoints
 from hybridtrace.capabilities.engines import find_bcc, load_libbpf
 from hybridtrace.capabilities.eprobe_selftest import eprobe_reads_strings
 from hybridtrace.capabilities.model import Bcc, Library
-from hybridtrace.vocabulary import owned_name
+from hybridtrace.vocabulary import IO_URING_EVENTS, owned_name
 
 
 class Live(Protocol):
@@ -50,6 +51,8 @@ class Live(Protocol):
     def eprobe_strings(self, path: str) -> Optional[bool]: ...
 
     def tracefs_mount_errno(self) -> Optional[int]: ...
+
+    def io_uring_tracepoints(self) -> Dict[str, bool]: ...
 
 
 # Run in a child process: mount tracefs in a private mount namespace of its own, so the
@@ -120,6 +123,9 @@ class SystemLive:
 
     def tracefs_mount_errno(self) -> Optional[int]:
         return tracefs_mount_trial()
+
+    def io_uring_tracepoints(self) -> Dict[str, bool]:
+        return btf_has_tracepoints(IO_URING_EVENTS)
 
 
 def instance_files_writable(path: str) -> bool:
@@ -194,6 +200,9 @@ class RecordedLive:
         value = self.data.get("tracefs_mount_errno")  # older recordings: not tried
         return None if value is None else int(value)
 
+    def io_uring_tracepoints(self) -> Dict[str, bool]:
+        return {str(k): bool(v) for k, v in self._get("io_uring_tracepoints").items()}
+
 
 def record(live: Live, tracefs_path: Optional[str]) -> Dict[str, Any]:
     """What a RecordedLive needs to answer like ``live`` does.
@@ -215,7 +224,15 @@ def record(live: Live, tracefs_path: Optional[str]) -> Dict[str, Any]:
         "eprobe_strings": {} if tracefs_path is None
         else {tracefs_path: live.eprobe_strings(tracefs_path)},
         "tracefs_mount_errno": live.tracefs_mount_errno() if tracefs_path is None else None,
+        "io_uring_tracepoints": _or_none(live.io_uring_tracepoints),
     }
+
+
+def _or_none(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except (OSError, ValueError):
+        return None
 
 
 def load_recorded(path: str) -> RecordedLive:

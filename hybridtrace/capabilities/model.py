@@ -28,6 +28,7 @@ KCONFIG_ITEMS = (
     "CONFIG_BPF_EVENTS",
     "CONFIG_BPF_LSM",
     "CONFIG_SECURITY_LOCKDOWN_LSM",
+    "CONFIG_IO_URING",
 )
 
 
@@ -140,6 +141,18 @@ class Container:
 
 
 @attrs.frozen(slots=True)
+class IoUring:
+    """io_uring, through which a process can open files with no open syscall."""
+
+    # kernel.io_uring_disabled (6.6+): 0 anyone may use it, 1 root and io_uring_group
+    # only, 2 nobody; None where the sysctl is absent (older kernels) or unreadable.
+    disabled: Optional[int] = None
+    # io_uring tracepoint (event name, vocabulary.IO_URING_EVENTS) -> present, from the
+    # kernel's BTF; None when it could not be checked (no BTF, not recorded).
+    tracepoints: Optional[Dict[str, bool]] = None
+
+
+@attrs.frozen(slots=True)
 class Capabilities:
     root: str
     kernel: Kernel
@@ -155,3 +168,4 @@ class Capabilities:
     c_libraries: Tuple[Library, ...]  # glibc libc.so.6 and musl, for uprobes
     container: Container
     unchecked: Tuple[str, ...] = ()  # checks that could not run, and why
+    io_uring: IoUring = IoUring()

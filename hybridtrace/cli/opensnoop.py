@@ -34,6 +34,7 @@ EXAMPLES = """examples:
   hybridtrace opensnoop -f O_WRONLY -f O_RDWR  # only opens for writing
   hybridtrace opensnoop -F                     # relative paths in full
   hybridtrace opensnoop --cgroup /system.slice/cron.service  # one cgroup and below
+  hybridtrace opensnoop --via                  # say which opens came through io_uring
 """
 
 
@@ -65,6 +66,9 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("-F", "--full-path", action="store_true",
                         help="show full path for an open file with relative path"
                         " (from /proc, best effort)")
+    parser.add_argument("--via", action="store_true",
+                        help="include VIA: how the open arrived, syscall or io_uring"
+                        " (no open syscall; not in BCC)")
     parser.set_defaults(run=run)
 
 
@@ -97,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     name = args.name.encode("utf-8", "surrogateescape") if args.name else None
     fmt = OpenFormat(elapsed=args.timestamp, show_uid=args.print_uid,
                      extended=args.extended_fields, show_tid=args.tid is not None,
-                     show_container=args.print_container)
+                     show_container=args.print_container,
+                     show_via=args.via)
 
     def keep(event: Event) -> bool:
         if not isinstance(event, OpenEvent):

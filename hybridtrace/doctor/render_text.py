@@ -56,6 +56,11 @@ def render_text(report: Report) -> str:
     out += ["", "decisions  (* chosen, + usable, - not usable; x blocker, i note)"]
     for decision in report.decisions.values():
         out += _decision_lines(decision)
+    opens = report.decisions.get("open")
+    if opens is not None:
+        out += ["", "io_uring opens  (made with no open syscall; per open candidate)"]
+        out += [f"  {cand.label:<19} {cand.fields.get('io_uring', 'none: not assessed')}"
+                for cand in opens.candidates]
     remedies = _remedies(report)
     if remedies:
         out += ["", "to make it work"]

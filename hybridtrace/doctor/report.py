@@ -43,6 +43,8 @@ _UNCHECKED_MEANING = {
     "bcc": "ebpf-bcc cannot be judged; it is tried when a session starts",
     "kernel config": "missing features are judged from tracefs alone",
     "c libraries": "the uprobe tier has nothing to probe",
+    "io_uring tracepoints": "doctor cannot say whether ebpf-core sees io_uring opens; a session"
+                            " says so in its description when it starts",
 }
 
 
@@ -124,6 +126,37 @@ def _syscalls_check(arch: str) -> Check:
     return Check("syscalls", "syscalls traced",
                  "; ".join(f"{kind}: {', '.join(names)}" for kind, names in traced.items()),
                  None, why, {"traced": traced, "absent_on_arch": absent})
+
+
+# kernel.io_uring_disabled (6.6+), io_uring/io_uring.c
+_IO_URING_DISABLED = {0: "enabled for every process", 1: "enabled for root and io_uring_group only",
+                      2: "disabled for every process"}
+
+
+def _io_uring_check(caps: Capabilities) -> Check:
+    """Whether processes here can open files through io_uring, with no open syscall."""
+    uring = caps.io_uring
+    configured = caps.config.enabled("CONFIG_IO_URING")
+    if configured is False:
+        value = "not in this kernel (CONFIG_IO_URING off)"
+    elif uring.disabled is not None:
+        value = (f"{_IO_URING_DISABLED.get(uring.disabled, 'unknown setting')}"
+                 f" (kernel.io_uring_disabled={uring.disabled})")
+    else:
+        value = ("enabled for every process, if built in: no kernel.io_uring_disabled to read"
+                 " (before 6.6, or not readable)")
+    tps = uring.tracepoints
+    if tps is None:
+        value += "; its tracepoints not checked (see could not check)"
+    else:
+        present = [tp for tp, there in tps.items() if there]
+        value += f"; tracepoints: {', '.join(present) or 'none'}"
+    return Check(
+        "io_uring", "io_uring", value, None,
+        "processes can open files through io_uring with no open syscall; each open"
+        " candidate's io_uring field says whether it sees them",
+        {"disabled": uring.disabled, "configured": configured,
+         "tracepoints": None if tps is None else dict(tps)})
 
 
 def _checks(caps: Capabilities) -> List[Check]:
@@ -252,6 +285,7 @@ def _checks(caps: Capabilities) -> List[Check]:
         ", ".join(f"{lib.path} ({lib.version or '?'})" for lib in caps.c_libraries) or "none",
         bool(caps.c_libraries), "ftrace/uprobe puts uprobes on them",
         {"libraries": [{"path": lib.path, "version": lib.version} for lib in caps.c_libraries]}))
+    checks.append(_io_uring_check(caps))
     cont = caps.container
     checks.append(Check(
         "container", "container", _yes_no(cont.in_container), None,

@@ -83,6 +83,7 @@ def event_to_dict(event: Event) -> Dict[str, Any]:
             "mode": event.mode,
             "fd": event.fd,
             "errno": event.errno,
+            "via": event.via,
             **_origin_dict(event),
         }
     if isinstance(event, LostEvent):
@@ -125,6 +126,7 @@ def event_to_json(event: Event) -> str:
 
 _SCHEMA_JSON = encode_basestring_ascii(EVENT_SCHEMA)
 _Int = (int, type(None))  # exactly these types: bool and int subclasses go the slow way
+_Str = (str, type(None))
 
 
 def _json_bytes(data: Optional[bytes]) -> str:
@@ -193,11 +195,11 @@ def _origin_json(ev: Union[ExecEvent, OpenEvent]) -> Optional[str]:
 def _open_json(ev: OpenEvent) -> Optional[str]:
     ts, pid, tid, uid, dfd = ev.timestamp_ns, ev.pid, ev.tid, ev.uid, ev.dfd
     flags, mode, fd, errno = ev.flags, ev.mode, ev.fd, ev.errno
-    truncated, syscall = ev.path_truncated, ev.syscall
-    if not (type(ts) is int and type(pid) in _Int and type(tid) is int
+    truncated, syscall, via = ev.path_truncated, ev.syscall, ev.via
+    if not (type(ts) is int and type(pid) in _Int and type(tid) in _Int
             and type(uid) in _Int and type(dfd) in _Int and type(flags) in _Int
             and type(mode) in _Int and type(fd) in _Int and type(errno) in _Int
-            and type(truncated) is bool and type(syscall) is str):
+            and type(truncated) is bool and type(syscall) in _Str and type(via) is str):
         return None
     source = _json_source(ev.path_source)
     origin = _origin_json(ev)
@@ -206,13 +208,15 @@ def _open_json(ev: OpenEvent) -> Optional[str]:
     n = "null"
     return (f'{{"schema":{_SCHEMA_JSON},"type":"open","timestamp_ns":{ts},'
             f'"pid":{n if pid is None else pid},'
-            f'"tid":{tid},"uid":{n if uid is None else uid},"comm":{_json_comm(ev.comm)},'
-            f'"syscall":{_json_str(syscall)},"dfd":{n if dfd is None else dfd},'
+            f'"tid":{n if tid is None else tid},"uid":{n if uid is None else uid},'
+            f'"comm":{_json_comm(ev.comm)},'
+            f'"syscall":{n if syscall is None else _json_str(syscall)},'
+            f'"dfd":{n if dfd is None else dfd},'
             f'"path":{_json_bytes(ev.path)},"path_source":{source},'
             f'"path_truncated":{"true" if truncated else "false"},'
             f'"flags":{n if flags is None else flags},"mode":{n if mode is None else mode},'
-            f'"fd":{n if fd is None else fd},"errno":{n if errno is None else errno}'
-            f'{origin}}}')
+            f'"fd":{n if fd is None else fd},"errno":{n if errno is None else errno},'
+            f'"via":{_json_str(via)}{origin}}}')
 
 
 def _exec_json(ev: ExecEvent) -> Optional[str]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 from typing import Iterator, List
 
 import pytest
 
 from hybridtrace import kernel_state, tracefs
 from tests.conftest import require_root
+from tests.integration.uring_job import UringJob
 
 # ebpf-core's classic tracepoints, like libbpf-tools, need a mounted tracefs, which
 # hybridtrace never mounts for eBPF; a fresh boot here has none. The tests ask for it.
@@ -34,3 +37,16 @@ def _root_and_clean() -> Iterator[None]:
     yield
     left = leftovers(os.getpid())
     assert not left, f"kernel state left behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def uring_job() -> Iterator[UringJob]:
+    """gt built once per module: opens through io_uring that log what they did."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not found (the io_uring workload is built on the fly)")
+    workdir = tempfile.mkdtemp(prefix="ht-uring-")
+    os.chmod(workdir, 0o777)  # a job may setuid(65534) and still create files here
+    try:
+        yield UringJob(workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

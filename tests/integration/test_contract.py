@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, List, Optional, Sequence, TypeVar
+from typing import Callable, List, Optional, Sequence, Tuple, TypeVar
 
 import pytest
 
@@ -23,8 +23,11 @@ from hybridtrace.api import Session
 from hybridtrace.capabilities import probe
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
 from hybridtrace.selector import decide
+from hybridtrace.vocabulary import VIA_IO_URING, VIA_SYSCALL, VIAS
 from tests.conftest import require_backend
 from tests.integration.conftest import mount_tracefs_for
+from tests.integration.uring_job import UringJob, io_uring_claim
+from tools.groundtruth.workload import OpenOp
 
 BACKENDS = ["ebpf-core/tracepoint", "ebpf-core/tp_btf", "ebpf-bcc", "ebpf-core/raw_tp",
             "ftrace/kprobe", "ftrace/eprobe", "ftrace/uprobe", "ftrace/tracepoint"]
@@ -82,7 +85,9 @@ def check_types(event: Event) -> None:
     if isinstance(event, LostEvent):
         assert event.count is None or event.count > 0  # None: nobody could count them
         return
-    assert isinstance(event.tid, int)
+    # An io_uring open submitted by the SQPOLL thread was made by no thread of ours.
+    assert isinstance(event.tid, int) or (isinstance(event, OpenEvent)
+                                          and event.via == VIA_IO_URING and event.tid is None)
     # An open's process may be unprovable (ftrace: a thread no record tied to one): None.
     assert isinstance(event.pid, int) or (isinstance(event, OpenEvent) and event.pid is None)
     assert event.comm is None or isinstance(event.comm, bytes)
@@ -94,6 +99,8 @@ def check_types(event: Event) -> None:
         assert isinstance(event, OpenEvent)
         assert event.path is None or isinstance(event.path, bytes)
         assert (event.fd is None) or (event.errno is None)
+        assert event.via in VIAS
+        assert event.via == VIA_SYSCALL or event.syscall is None  # io_uring: no syscall
 
 
 @pytest.fixture(params=BACKENDS)
@@ -344,3 +351,133 @@ def test_max_args_cuts_and_flags(backend: str) -> None:
         assert ev.argv == want and ev.argv_truncated
     else:
         assert ev.argv is None or (ev.argv == want and ev.argv_truncated)
+
+
+# -- opens through io_uring (no open syscall at all) ------------------------------
+
+# Inline or punted by the kernel, on an io-wq worker (IOSQE_ASYNC), submitted by the
+# kernel's SQPOLL thread; IORING_OP_OPENAT and OPENAT2; an existing file and a missing one.
+URING_OPS = [(m, w) for m in ("uring_openat", "uring_openat2_async", "uring_openat_sqpoll")
+             for w in ("file", "missing")]
+
+
+def _uring_events(events: Sequence[Event], pid: int) -> List[OpenEvent]:
+    return [e for e in events if isinstance(e, OpenEvent) and e.via == VIA_IO_URING
+            and e.pid == pid]
+
+
+def _uring_session(backend: str, job: UringJob, ops: Sequence[Tuple[str, str]],
+                   setuid: bool = False, **filters: object
+                   ) -> Tuple[Optional[str], int, List[OpenOp], List[Event]]:
+    """(what the backend claims, the job's pid, its opens, the events seen)."""
+    with open_backend(backend, "open", **filters) as session:
+        chosen = session.decision.chosen
+        assert chosen is not None
+        claim = io_uring_claim(chosen.fields)
+        pid, opens = job.run(ops, setuid=setuid)
+        events = collect_until(session, lambda seen: len(_uring_events(seen, pid)) >= len(
+            opens), 8.0 if claim else 1.5)
+    for event in events:
+        check_types(event)
+    return claim, pid, opens, events
+
+
+def collect_until(session: Session, done: Callable[[List[Event]], bool],
+                  timeout: float) -> List[Event]:
+    seen: List[Event] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not done(seen):
+        seen += session.poll(0.2)
+    return seen
+
+
+def _matching(events: Sequence[OpenEvent], op: OpenOp) -> List[OpenEvent]:
+    return [e for e in events if op.t0 <= e.timestamp_ns <= op.t1]
+
+
+def test_io_uring_opens(backend: str, uring_job: UringJob) -> None:
+    claim, pid, opens, events = _uring_session(backend, uring_job, URING_OPS)
+    assert len(opens) == len(URING_OPS)
+    mine = _uring_events(events, pid)
+    marked = [e for e in events if isinstance(e, OpenEvent) and e.path is not None
+              and b"ht-uring-" in e.path and e.pid == pid]
+    if claim is None:  # doctor says it cannot see them: nothing, and never as a syscall
+        assert not mine and not marked
+        return
+    for op in opens:
+        found = _matching(mine, op)
+        assert len(found) == 1, (op, found)
+        ev = found[0]
+        assert ev.syscall is None and ev.pid == pid
+        if op.sqpoll:  # the kernel's SQPOLL thread submitted it, not a thread of ours
+            assert ev.tid is None and ev.comm is None and ev.uid is None
+        else:
+            assert ev.tid == op.tid and ev.comm == op.comm and ev.uid == op.uid
+        assert ev.errno == op.errno
+        assert ev.fd in (op.fd, None) and (ev.fd is not None or op.fd is not None
+                                           or ev.errno is not None)
+        assert ev.path in (op.path, None)
+        if "with paths" in claim:
+            assert ev.path == op.path and ev.path_source is not None
+            assert ev.flags == op.flags and ev.mode == op.mode and ev.dfd == op.dfd
+
+
+def test_io_uring_failed_only(backend: str, uring_job: UringJob) -> None:
+    claim, pid, opens, events = _uring_session(backend, uring_job, URING_OPS,
+                                               failed_only=True)
+    mine = _uring_events(events, pid)
+    assert all(e.errno is not None for e in mine)
+    if claim is not None:
+        assert len(mine) == sum(1 for op in opens if op.errno is not None)
+
+
+def test_io_uring_comm_filter(backend: str, uring_job: UringJob) -> None:
+    """A filter on what an SQPOLL submission cannot tell (comm) never accepts one."""
+    claim, pid, opens, events = _uring_session(backend, uring_job, URING_OPS, comm=b"gt")
+    mine = _uring_events(events, pid)
+    assert all(e.comm == b"gt" and e.tid is not None for e in mine)
+    if claim is not None:
+        assert len(mine) == sum(1 for op in opens if not op.sqpoll)
+
+
+def test_io_uring_uid_filter(backend: str, uring_job: UringJob) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the job's setuid(65534) needs root")
+    ops = [("uring_openat", "file"), ("uring_openat2_async", "missing")]
+    claim, pid, opens, events = _uring_session(backend, uring_job, ops, setuid=True,
+                                               uid=65534)
+    assert all(op.uid == 65534 for op in opens)
+    mine = _uring_events(events, pid)
+    assert all(e.uid == 65534 for e in events if isinstance(e, OpenEvent))
+    if claim is not None:
+        assert len(mine) == len(ops)
+
+
+def test_io_uring_pid_filter(backend: str, uring_job: UringJob) -> None:
+    """-p: the process's io_uring opens, whichever kernel thread runs or submits them;
+    what a backend cannot follow there is None, or said lost, never another's."""
+    started = uring_job.start(URING_OPS)
+    pid = started.child.pid
+    with open_backend(backend, "open", pid=pid) as session:
+        chosen = session.decision.chosen
+        assert chosen is not None
+        claim = io_uring_claim(chosen.fields)
+        _, opens = uring_job.finish(started)
+        events = collect_until(session, lambda seen: len(_uring_events(seen, pid)) >= len(
+            opens), 8.0 if claim else 1.5)
+    for event in events:
+        check_types(event)
+    assert all(e.pid == pid for e in events if isinstance(e, OpenEvent))
+    mine = _uring_events(events, pid)
+    if claim is None:
+        assert not mine
+        return
+    unknown = [e for e in events if isinstance(e, LostEvent) and e.count is None]
+    for op in opens:
+        found = _matching(mine, op)
+        if not found and op.sqpoll and unknown:
+            continue  # said lost: the SQPOLL thread's records were not followed
+        assert len(found) == 1, (op, found)
+        ev = found[0]
+        assert ev.errno in (op.errno, None) and ev.fd in (op.fd, None)
+        assert ev.tid == (None if op.sqpoll else op.tid)

@@ -557,23 +557,38 @@ def test_programs_for_missing_tracepoints_are_not_loaded(caps: object) -> None:
     """As on kernels without openat2 (< 5.6) or open/creat (arm64): skipped, not fatal."""
     from hybridtrace.backends.ebpf import libbpf
     from hybridtrace.backends.ebpf.core_scope import FOLLOW_PROGRAMS
-    from hybridtrace.backends.ebpf.core_stream import _object_image, config_bytes, object_name
+    from hybridtrace.backends.ebpf.core_stream import (
+        IO_URING_SECTION,
+        _object_image,
+        config_bytes,
+        io_uring_unseen,
+        leave_out_io_uring,
+        object_name,
+    )
     from hybridtrace.backends.ebpf.loader import BpfObject
 
     if _attach[0] != "tracepoint":
         pytest.skip("raw tracepoints serve every syscall: nothing is missing by name")
     before, progs_before = _held(), held_ids("prog")
     image = _object_image(object_name(Kind.OPEN, "ring", "tracepoint"))
-    obj = BpfObject(libbpf.get(), image, "ht_open")
+    lib = libbpf.get()
+    obj = BpfObject(lib, image, "ht_open")
     try:
         obj.set_rodata(config_bytes(TraceRequest(Kind.OPEN), os.getpid()))
         obj.skip_missing(lambda tp: not tp.endswith(("openat2", "creat")))
         obj.leave_out(FOLLOW_PROGRAMS)  # as the stream does unless --descendants-of
+        # io_uring's programs by BTF name, as the stream loads them: those of the
+        # tracepoints this kernel has (io_uring_submit_sqe is gone from 6.4 on).
+        unseen, absent = io_uring_unseen(lib, "tracepoint")
+        leave_out_io_uring(obj, unseen, absent)
+        uring = [obj.section(p) for p in obj.programs() if obj.section(p).startswith(
+            IO_URING_SECTION) and lib.lib.bpf_program__autoload(p)]
         obj.load()
         obj.attach_all()
         assert sorted(obj.skipped) == sorted(f"syscalls/sys_{d}_{n}" for d in ("enter", "exit")
                                              for n in ("openat2", "creat"))
-        assert len(held_ids("prog") - progs_before) == 4  # open and openat, entry and exit
+        # open and openat, entry and exit, and io_uring's
+        assert len(held_ids("prog") - progs_before) == 4 + len(uring)
     finally:
         obj.close()
     assert _held() - before == set()

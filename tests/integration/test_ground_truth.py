@@ -53,8 +53,9 @@ def test_no_backend_reports_a_wrong_value(target: check.Target) -> None:
               f"--ops {OPS} --backend {target.label}")
     assert result.wrong_total == 0, f"{result.summary()}\n{replay}"
     assert not sum(result.ambiguous.values()), f"{result.summary()}\n{replay}"
-    if result.lost == 0:  # at this rate nothing is lost: every call must be there
-        assert not sum(result.missing.values()), f"{result.summary()}\n{replay}"
+    if result.lost == 0:  # at this rate nothing is lost: every call must be there,
+        # but for io_uring opens the backend's doctor says it cannot see.
+        assert not result.unexplained_missing, f"{result.summary()}\n{replay}"
     assert result.matched["exec"] and result.matched["open"]
     # doctor's fidelity claims hold: "complete" fields never came back None, "none" ones
     # never came back at all (the None shapes say which calls a "partial" one misses).

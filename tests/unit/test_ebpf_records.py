@@ -110,3 +110,33 @@ def test_names_come_from_the_cgroup_names() -> None:
 
     ev = records.decode_exec(_exec_record(b"/bin/sh", b"sh\0"), 0, 20, Names())
     assert ev.cgroup == b"/docker/" + b"a" * 64 and ev.container_id == "a" * 64
+
+
+def _uring(flags: int, ret: int, path: bytes = b"/p") -> memoryview:
+    head = records.OPEN.pack(5, 2, 30, 31, 0, 1000, records.F_IO_URING | flags, b"gt", 100,
+                             4026531832, 4026531836, 30, 31, 0, ret, -100, 0o101, 0o644, 1,
+                             len(path) + 1 if path else 0)
+    return memoryview(head + (path + b"\0" if path else b""))
+
+
+def test_io_uring_record_is_no_syscall_and_says_what_it_cannot_know() -> None:
+    ev = records.decode_open(_uring(records.F_KERNEL_COPY, 4), 0)
+    assert ev.via == "io_uring" and ev.syscall is None
+    assert (ev.pid, ev.tid, ev.uid, ev.comm, ev.fd, ev.errno) == (30, 31, 1000, b"gt", 4, None)
+    assert ev.path == b"/p" and ev.path_source is Source.KERNEL_COPY
+    assert (ev.flags, ev.mode, ev.dfd) == (0o101, 0o644, -100)
+    # The SQPOLL thread submitted it: the process only; a kernel thread: not even that.
+    sq = records.decode_open(_uring(records.F_NO_THREAD, -2), 0)
+    assert (sq.pid, sq.tid, sq.uid, sq.comm, sq.errno) == (30, None, None, None, 2)
+    kthread = records.decode_open(_uring(records.F_NO_THREAD | records.F_NO_PROCESS, 4), 0)
+    assert kthread.pid is None and kthread.tid is None
+    # A fixed file slot is no fd; a success that posts no completion has no known result.
+    slot = records.decode_open(_uring(records.F_FIXED_SLOT, 0), 0)
+    assert slot.fd is None and slot.errno is None
+    assert records.decode_open(_uring(records.F_FIXED_SLOT, -22), 0).errno == 22
+    skip = records.decode_open(_uring(records.F_NO_RESULT, 0), 0)
+    assert skip.fd is None and skip.errno is None and not skip.failed
+    args = records.decode_open(_uring(records.F_ARGS_FAULT, 3), 0)
+    assert args.flags is None and args.mode is None and args.dfd == -100
+    nameless = records.decode_open(_uring(records.F_NAME_FAULT, 3, b""), 0)
+    assert nameless.path is None and nameless.path_source is None

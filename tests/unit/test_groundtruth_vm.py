@@ -78,6 +78,24 @@ def test_doctor_claims_are_held_to_the_counts() -> None:
     assert back.passed and check_broken(back) == []
 
 
+def test_io_uring_opens_answer_to_doctors_io_uring_statement() -> None:
+    r = _result("ebpf-core/tp_btf")
+    r.count("open", "tid", NONE, "uring_openat_sqpoll")  # an SQPOLL submission: no thread
+    r.count("open", "path", NONE, "uring_openat")
+    r.matched["io_uring"] = 2
+    r.claims = {"open.tid": "complete", "open.path": "complete",
+                "open.io_uring": "partial: seen with paths: ..."}
+    back = Result.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert check_broken(back) == [
+        "open.io_uring: doctor says 'partial: seen with paths: ...', but 1 without a path"]
+    back.claims["open.io_uring"] = "none: not here"
+    assert check_broken(back) == ["open.io_uring: doctor says 'none: not here', but 2 seen"]
+    back.claims["open.io_uring"] = "partial: seen without paths: ..."
+    assert check_broken(back) == [] and back.passed
+    back.count("open", "tid", NONE, "libc_open")  # a syscall's None still breaks "complete"
+    assert check_broken(back) == ["open.tid: doctor says 'complete', but 1 None (1 x libc_open)"]
+
+
 def test_an_overload_run_must_lose_and_report_but_never_be_wrong() -> None:
     r = _result("ftrace/uprobe", missing=40)
     r.overload = True
@@ -98,6 +116,20 @@ def test_missing_events_fail_unless_something_was_lost() -> None:
                                         _result("ebpf-bcc")], []))[0]
     assert groundtruth.judge(_data([_result("ftrace/kprobe", missing=3, lost=5),
                                     _result("ebpf-bcc")], []))[0]
+
+
+def test_io_uring_opens_doctor_owns_up_to_are_missing_but_do_not_fail() -> None:
+    unseen = _result("ebpf-bcc", missing=4)
+    unseen.sees_io_uring, unseen.unseen_io_uring = False, 4
+    back = Result.from_dict(json.loads(json.dumps(unseen.to_dict())))
+    assert back.passed and back.missing["open"] == 4 and back.unexplained_missing == 0
+    assert "io_uring opens doctor says this backend cannot see: 4" in back.summary()
+    assert groundtruth.judge(_data([_result("ftrace/kprobe"), back], []))[0]
+    back.missing["open"] += 1  # one more, not owned up to: a failure, as any miss
+    data = _data([_result("ftrace/kprobe"), back], [])
+    ok, data["verdict"] = groundtruth.judge(data)
+    assert not ok and "ebpf-bcc: 0 WRONG, 0 ambiguous, 1 missing with 0 lost" in data["verdict"]
+    assert "| ebpf-bcc | 0 | 0 / 5 (4 io_uring) |" in groundtruth.page(data)
 
 
 def test_a_required_backend_skipped_or_not_reached_fails() -> None:

@@ -118,3 +118,19 @@ def test_open_columns() -> None:
                    flags=os.O_WRONLY | os.O_CREAT, mode=0o644, fd=None, errno=2)
     cols = fmt.line(ev, ev.path).split()
     assert cols == ["42", "cat", "-1", "2", f"{os.O_WRONLY | os.O_CREAT:08o}", "/nope"]
+
+
+def test_open_via_column_and_an_sqpoll_submission() -> None:
+    """--via: an io_uring open says so; one the SQPOLL thread submitted has no thread,
+    comm or uid, and its unknown flags and path say so too."""
+    fmt = OpenFormat(show_uid=True, extended=True, show_via=True)
+    assert fmt.header() == "UID   PID    COMM               FD ERR FLAGS    VIA      PATH"
+    syscall = OpenEvent(timestamp_ns=1, pid=42, tid=42, uid=0, comm=b"cat", path=b"/a",
+                        flags=0, mode=None, fd=3, errno=None, syscall="openat")
+    assert fmt.line(syscall, syscall.path) == (
+        "0     42     cat                 3   0 00000000 syscall  /a")
+    sqpoll = OpenEvent(timestamp_ns=1, pid=42, tid=None, uid=None, comm=None, path=None,
+                       flags=None, mode=None, fd=5, errno=None, syscall=None, via="io_uring")
+    assert fmt.line(sqpoll, None) == (
+        "?     42     ?                   5   0 ???????? io_uring [path unavailable]")
+    assert OpenFormat(show_tid=True).line(sqpoll, None).startswith("?      ?  ")

@@ -94,11 +94,12 @@ def _rand_source(rng: random.Random) -> Optional[Source]:
 def _open(rng: random.Random) -> OpenEvent:
     return OpenEvent(
         timestamp_ns=rng.randrange(1 << 63), pid=rng.randrange(1 << 22),
-        tid=rng.randrange(1 << 22), uid=_rand_int(rng), comm=_rand_bytes(rng),
+        tid=_rand_int(rng), uid=_rand_int(rng), comm=_rand_bytes(rng),
         path=_rand_bytes(rng), flags=_rand_int(rng), mode=_rand_int(rng), fd=_rand_int(rng),
         errno=_rand_int(rng), path_source=_rand_source(rng),
-        syscall=rng.choice(["openat", "openat2", "open", "creat", "s\u00e9\n\""]),
-        dfd=_rand_int(rng), path_truncated=rng.random() < 0.5)
+        syscall=rng.choice(["openat", "openat2", "open", "creat", "s\u00e9\n\"", None]),
+        dfd=_rand_int(rng), path_truncated=rng.random() < 0.5,
+        via=rng.choice(["syscall", "io_uring"]))
 
 
 def _exec(rng: random.Random) -> ExecEvent:
@@ -130,6 +131,8 @@ def test_json_fast_path_equals_json_dumps() -> None:
     {"flags": 1.5},
     {"path_truncated": 1},
     {"syscall": None},
+    {"via": None},
+    {"tid": True},
     {"path_source": None, "comm": bytearray(b"x\xff")},
 ])
 def test_json_unexpected_types_match_json_dumps(change: Any) -> None:
@@ -172,6 +175,8 @@ def _ref_open(fmt: OpenFormat, ev: OpenEvent, path: Optional[bytes], first_us: i
                                  _t(ev.comm), fd, err)
     if fmt.extended:
         out += ("?" * 8 if ev.flags is None else "%08o" % ev.flags) + " "
+    if fmt.show_via:
+        out += "%-8s " % ev.via
     return out + _t(path, "[path unavailable]")
 
 
@@ -230,11 +235,14 @@ def test_exec_columns_equal_the_cell_by_cell_definition(fmt: ExecFormat) -> None
 @pytest.mark.parametrize("uid", [False, True])
 @pytest.mark.parametrize("extended", [False, True])
 @pytest.mark.parametrize("tid", [False, True])
+@pytest.mark.parametrize("via", [False, True])
 def test_open_columns_equal_the_cell_by_cell_definition(elapsed: bool, uid: bool,
-                                                        extended: bool, tid: bool) -> None:
+                                                        extended: bool, tid: bool,
+                                                        via: bool) -> None:
     rng = random.Random(11)
     stamps = [s * 10**9 + d for s in range(5, 9) for d in (0, 1, 999_999_999, 500_000_000)]
-    fmt = OpenFormat(elapsed=elapsed, show_uid=uid, extended=extended, show_tid=tid)
+    fmt = OpenFormat(elapsed=elapsed, show_uid=uid, extended=extended, show_tid=tid,
+                     show_via=via)
     first_us = stamps[0] // 1000
     for i in range(400):
         ev = _open(rng)

@@ -206,6 +206,9 @@ class _BrokenLive:
     def tracefs_writable(self, path: str) -> bool:
         raise PermissionError(path)
 
+    def io_uring_tracepoints(self) -> Dict[str, bool]:
+        raise ValueError("not little-endian BTF")
+
 
 def test_failing_live_checks_become_unchecked_not_exceptions() -> None:
     caps = probe(tree_root("host-6.18-root"), _BrokenLive())
@@ -213,7 +216,8 @@ def test_failing_live_checks_become_unchecked_not_exceptions() -> None:
     assert caps.libbpf is None
     assert caps.bcc.version is None
     assert caps.tracefs.writable is None
-    for what in ("euid", "bpf", "libbpf", "bcc", "tracefs writable"):
+    assert caps.io_uring.tracepoints is None
+    for what in ("euid", "bpf", "libbpf", "bcc", "tracefs writable", "io_uring tracepoints"):
         assert any(u.startswith(what + ":") for u in caps.unchecked), what
     assert caps.kernel.release.startswith("6.18")  # file facts still read
 

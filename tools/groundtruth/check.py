@@ -33,7 +33,7 @@ CORRECT, NONE, WRONG = "correct", "None", "WRONG"
 EXEC_FIELDS = ("pid", "tid", "ppid", "uid", "comm", "filename", "argv", "argv_truncated",
                "retval", "syscall")
 OPEN_FIELDS = ("pid", "tid", "uid", "comm", "path", "path_truncated", "flags", "mode", "fd",
-               "errno", "dfd", "syscall")
+               "errno", "dfd", "syscall", "via")
 SLACK_NS = 0  # the windows are taken around the calls themselves
 _CALLER = (Source.SYSCALL_ENTRY, Source.LIBC_PROBE)
 
@@ -120,6 +120,11 @@ class Result:
     nones: Dict[str, collections.Counter] = attrs.field(factory=dict)
     # "kind.field" -> what doctor said of it for this backend on this machine.
     claims: Dict[str, str] = attrs.field(factory=dict)
+    # Whether the backend says it sees io_uring opens (doctor's "io_uring" field).
+    # Those it says it cannot see are missing all the same, and counted here too:
+    # a miss doctor owns up to does not fail the run, any other miss does.
+    sees_io_uring: bool = True
+    unseen_io_uring: int = 0
 
     def count(self, kind: str, field: str, verdict: str, shape: str = "") -> None:
         self.fields.setdefault((kind, field), collections.Counter())[verdict] += 1
@@ -131,9 +136,14 @@ class Result:
         return sum(c[WRONG] for c in self.fields.values()) + self.strays
 
     @property
+    def unexplained_missing(self) -> int:
+        """Calls missing that the backend's doctor did not say it cannot see."""
+        return sum(self.missing.values()) - self.unseen_io_uring
+
+    @property
     def passed(self) -> bool:
         """No WRONG value, no stray or ambiguous event, nothing missing unless lost."""
-        missing = sum(self.missing.values()) + len(
+        missing = self.unexplained_missing + len(
             [m for m in self.missing_ops if "no result" in m])
         return (self.wrong_total == 0 and not sum(self.ambiguous.values())
                 and (missing == 0 or self.lost > 0 or self.lost_unknown)
@@ -154,6 +164,7 @@ class Result:
             "missing_ops": self.missing_ops, "elapsed": round(self.elapsed, 1),
             "nones": {key: dict(c) for key, c in self.nones.items()},
             "claims": self.claims,
+            "sees_io_uring": self.sees_io_uring, "unseen_io_uring": self.unseen_io_uring,
         }
 
     @classmethod
@@ -179,7 +190,12 @@ class Result:
                  f"{self.elapsed:.1f}s"]
         for kind in ("exec", "open"):
             lines.append(f"  {kind}: matched {self.matched[kind]}, missing "
-                         f"{self.missing[kind]}, ambiguous {self.ambiguous[kind]}")
+                         f"{self.missing[kind]}, ambiguous {self.ambiguous[kind]}"
+                         + (f" (io_uring opens matched: {self.matched['io_uring']})"
+                            if kind == "open" else ""))
+            if kind == "open" and not self.sees_io_uring:
+                lines.append(f"    of those missing, io_uring opens doctor says this backend"
+                             f" cannot see: {self.unseen_io_uring}")
             for field in EXEC_FIELDS if kind == "exec" else OPEN_FIELDS:
                 c = self.fields.get((kind, field), collections.Counter())
                 lines.append(f"    {field:15} correct {c[CORRECT]:6}  None {c[NONE]:6}  "
@@ -307,6 +323,7 @@ def judge_open(op: OpenOp, ev: OpenEvent) -> Judged:
             errno_mod.errorcode.get(op.errno or 0, op.errno), ev.errno)
     put("dfd", _same(ev.dfd, op.dfd), op.dfd, ev.dfd)
     put("syscall", _same(ev.syscall, op.syscall), op.syscall, ev.syscall)
+    put("via", _same(ev.via, op.via), op.via, ev.via)
     return out
 
 
@@ -337,12 +354,16 @@ def _markers(ev: Union[ExecEvent, OpenEvent], pattern: re.Pattern[bytes]) -> Lis
 
 def compare(result: Result, ops: Sequence[object], events: Sequence[Event], nonce: str) -> None:
     """Match ``events`` to ``ops`` and count every field into ``result``."""
-    by_tid: Dict[Tuple[str, int], List[Union[ExecEvent, OpenEvent]]] = {}
+    by_tid: Dict[Tuple[str, Optional[int]], List[Union[ExecEvent, OpenEvent]]] = {}
+    # io_uring opens by process: an SQPOLL submission has no thread of ours to go by.
+    uring_by_pid: Dict[Optional[int], List[OpenEvent]] = {}
     for ev in events:
         if isinstance(ev, LostEvent):
             continue
         kind = "exec" if isinstance(ev, ExecEvent) else "open"
         by_tid.setdefault((kind, ev.tid), []).append(ev)
+        if isinstance(ev, OpenEvent) and ev.via == "io_uring":
+            uring_by_pid.setdefault(ev.pid, []).append(ev)
     for evs in by_tid.values():
         evs.sort(key=lambda e: e.timestamp_ns)
     used: set = set()
@@ -356,8 +377,16 @@ def compare(result: Result, ops: Sequence[object], events: Sequence[Event], nonc
                 continue
             kind, t0, t1 = "exec", op.t0, op.t1
             tids = (op.tid, op.pid) if op.retval == 0 else (op.tid,)
-        found = [e for tid in set(tids) for e in by_tid.get((kind, tid), ())
-                 if t0 - SLACK_NS <= e.timestamp_ns <= t1 + SLACK_NS]
+        if isinstance(op, OpenOp) and op.sqpoll:
+            candidates: Sequence[Union[ExecEvent, OpenEvent]] = uring_by_pid.get(op.pid, [])
+        else:
+            candidates = [e for tid in set(tids) for e in by_tid.get((kind, tid), ())]
+        found = [e for e in candidates if t0 - SLACK_NS <= e.timestamp_ns <= t1 + SLACK_NS]
+        if not found and isinstance(op, OpenOp) and op.via == "io_uring" \
+                and not result.sees_io_uring:
+            result.unseen_io_uring += 1
+            result.missing[kind] += 1
+            continue
         if not found:
             result.missing[kind] += 1
             result.missing_ops.append(f"seq {op.seq} {kind} {getattr(op, 'method', '')} "
@@ -372,6 +401,8 @@ def compare(result: Result, ops: Sequence[object], events: Sequence[Event], nonc
         ev = found[0]
         used.add(id(ev))
         result.matched[kind] += 1
+        if isinstance(op, OpenOp) and op.via == "io_uring":
+            result.matched["io_uring"] += 1
         judged = judge_exec(op, ev) if isinstance(ev, ExecEvent) else \
             judge_open(op, ev)  # type: ignore[arg-type]
         form = shape(op)
@@ -420,7 +451,8 @@ def run(target: Target, seed: int, ops: int, rate: float = 0.0, jobs: int = 1,
     """Trace one workload run with ``target`` (exec and open at once) and judge it."""
     started = time.monotonic()
     work = Workload(seed, ops)
-    result = Result(target.label, seed, work.plan.ops, rate, jobs, overload=overload)
+    result = Result(target.label, seed, work.plan.ops, rate, jobs, overload=overload,
+                    sees_io_uring=sees_io_uring(target))
     pages = OVERLOAD_BUFFER_PAGES if overload else None
     nonce = work.plan.nonce.encode()
     events: List[Event] = []
@@ -472,6 +504,20 @@ def run(target: Target, seed: int, ops: int, rate: float = 0.0, jobs: int = 1,
     return result
 
 
+def sees_io_uring(target: Target) -> bool:
+    """What the backend claims (its candidate's "io_uring" field in doctor): visible or not."""
+    from hybridtrace.capabilities import probe
+    from hybridtrace.selector import decide
+
+    if target.backend == "ebpf-core":
+        decision = decide(probe(), "open", target.backend, None, target.mode)
+    else:
+        decision = decide(probe(), "open", target.backend, target.mode, None)
+    chosen = decision.chosen
+    claim = chosen.fields.get("io_uring", "none") if chosen is not None else "none"
+    return not claim.startswith("none")
+
+
 def available(target: Target) -> Tuple[bool, str]:
     """Whether ``target`` can open here (both kinds), and why not."""
     from hybridtrace.capabilities import probe
@@ -508,7 +554,10 @@ def doctor_fields(target: Target) -> Dict[str, str]:
 def claims_broken(result: Result) -> List[str]:
     """Where doctor's statement about a field disagrees with the measured counts:
     "complete" yet some call's field came back None, or "none" yet some was given.
-    ("partial: why" is checked by the why being true: a person reads the shapes.)"""
+    ("partial: why" is checked by the why being true: a person reads the shapes.)
+    Opens through io_uring answer to doctor's io_uring statement, not the
+    per-field ones (which describe syscalls): "none" yet some were seen, or
+    "with paths" yet one came without."""
     broken: List[str] = []
     if result.overload:  # doctor describes a tracer that keeps up; losses are reported
         return broken
@@ -517,12 +566,29 @@ def claims_broken(result: Result) -> List[str]:
         counts = result.fields.get((kind, field))
         if counts is None:
             continue
-        if statement.startswith("complete") and counts[NONE]:
-            top = "; ".join(f"{n} x {s}" for s, n in none_shapes(result, key, 4))
-            broken.append(f"{key}: doctor says {statement!r}, but {counts[NONE]} None ({top})")
+        nones = counts[NONE] - _io_uring_nones(result, key)
+        if statement.startswith("complete") and nones:
+            top = "; ".join(f"{n} x {s}" for s, n in none_shapes(result, key, 4)
+                            if not s.startswith(IO_URING_SHAPE))
+            broken.append(f"{key}: doctor says {statement!r}, but {nones} None ({top})")
         elif statement.startswith("none") and counts[CORRECT]:
             broken.append(f"{key}: doctor says {statement!r}, but {counts[CORRECT]} correct")
+    uring = result.claims.get("open.io_uring")
+    seen = result.matched["io_uring"]
+    if uring is not None and uring.startswith("none") and seen:
+        broken.append(f"open.io_uring: doctor says {uring!r}, but {seen} seen")
+    pathless = _io_uring_nones(result, "open.path")
+    if uring is not None and "with paths" in uring and pathless:
+        broken.append(f"open.io_uring: doctor says {uring!r}, but {pathless} without a path")
     return broken
+
+
+IO_URING_SHAPE = "uring_"  # how shape() begins for an open made through io_uring
+
+
+def _io_uring_nones(result: Result, key: str) -> int:
+    return sum(n for s, n in result.nones.get(key, collections.Counter()).items()
+               if s.startswith(IO_URING_SHAPE))
 
 
 def none_shapes(result: Result, key: str, most: int) -> List[Tuple[str, int]]:

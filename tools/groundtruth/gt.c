@@ -22,7 +22,14 @@
  *   E:t:seq:method:pathhex:argv:jobhex            exec; argv: x<hex>,x<hex>,...
  *   K:t            fork a child that exits at once (a pid/ppid that comes and goes)
  * Open methods: libc_open libc_openat libc_creat sys_open sys_openat sys_openat2
- * sys_creat (sys_*: the syscall instruction, no libc). dirkind c = AT_FDCWD,
+ * sys_creat (sys_*: the syscall instruction, no libc), and through io_uring (no
+ * open syscall at all; raw io_uring_setup/io_uring_enter, one ring per thread
+ * and kind): uring_openat and uring_openat2 (IORING_OP_OPENAT/OPENAT2, run inline
+ * or punted to an io-wq worker as the kernel decides), the same with suffix
+ * _async (IOSQE_ASYNC: always on an io-wq worker thread "iou-wrk-N"), _sqpoll
+ * (a ring with IORING_SETUP_SQPOLL: the kernel's "iou-sqp-N" thread submits
+ * it, not ours) and uring_openat_direct (into fixed file slot 0: no fd at all).
+ * dirkind c = AT_FDCWD,
  * d = the work directory's fd (GT_DIRFD). Exec methods: execve (libc),
  * sys_execve, sys_execveat (relative to GT_DIRFD), fexecve (libc, O_PATH fd),
  * sys_emptypath (execveat(fd, "", AT_EMPTY_PATH)), memfd (a copy of gt-static).
@@ -30,7 +37,9 @@
  * Log lines are JSON, one write(2) each to GT_LOGFD (O_APPEND), byte strings
  * in hex; t0/t1 (CLOCK_MONOTONIC ns, the clock of every backend's timestamps)
  * bound the call: an open's t0..t1, an exec's t0 (just before the call) to its
- * image's or its failure's t1. Records: "open", "exec" (before the call), "execfail" (after it),
+ * image's or its failure's t1 (io_uring opens: from before the submission to
+ * after the completion was reaped). Records: "open" (with "via":"io_uring" and
+ * "direct" for io_uring ones), "exec" (before the call), "execfail" (after it),
  * "image" (first thing a new image does), "fork".
  */
 #define _GNU_SOURCE
@@ -48,6 +57,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/io_uring.h>
 
 #define GT_LOGFD 1000
 #define GT_DIRFD 1001
@@ -226,6 +236,138 @@ static int split(char *s, char sep, char **fields, int max)
 	return n;
 }
 
+/* ---- io_uring: raw syscalls, one ring per thread and kind ---- */
+
+enum { GT_RING_PLAIN, GT_RING_SQPOLL, GT_RING_DIRECT, GT_RING_KINDS };
+
+struct gt_ring {
+	int fd;
+	unsigned *sq_tail, *sq_mask, *sq_flags, *sq_array;
+	unsigned *cq_head, *cq_tail, *cq_mask;
+	struct io_uring_sqe *sqes;
+	struct io_uring_cqe *cqes;
+};
+
+static __thread struct gt_ring gt_rings[GT_RING_KINDS];
+
+static void *ring_map(int fd, size_t len, unsigned long long off)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
+		       (off_t)off);
+
+	if (p == MAP_FAILED)
+		die("io_uring mmap");
+	return p;
+}
+
+static void ring_setup(struct gt_ring *r, int kind)
+{
+	struct io_uring_params p;
+	char *sq, *cq;
+	long fd;
+
+	memset(&p, 0, sizeof(p));
+	if (kind == GT_RING_SQPOLL) {
+		p.flags = IORING_SETUP_SQPOLL;
+		p.sq_thread_idle = 1; /* ms: the poller sleeps soon (0 would mean a second) */
+	}
+	fd = rsys(__NR_io_uring_setup, 4, (long)&p, 0, 0, 0, 0);
+	if (fd < 0) {
+		errno = (int)-fd;
+		die("io_uring_setup");
+	}
+	sq = ring_map((int)fd, p.sq_off.array + p.sq_entries * sizeof(unsigned),
+		      IORING_OFF_SQ_RING);
+	cq = ring_map((int)fd, p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe),
+		      IORING_OFF_CQ_RING);
+	r->sqes = ring_map((int)fd, p.sq_entries * sizeof(struct io_uring_sqe), IORING_OFF_SQES);
+	r->sq_tail = (unsigned *)(sq + p.sq_off.tail);
+	r->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+	r->sq_flags = (unsigned *)(sq + p.sq_off.flags);
+	r->sq_array = (unsigned *)(sq + p.sq_off.array);
+	r->cq_head = (unsigned *)(cq + p.cq_off.head);
+	r->cq_tail = (unsigned *)(cq + p.cq_off.tail);
+	r->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
+	r->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+	r->fd = (int)fd;
+	if (kind == GT_RING_DIRECT) {
+		struct io_uring_rsrc_register reg;
+		long ret;
+
+		memset(&reg, 0, sizeof(reg));
+		reg.nr = 4;
+		reg.flags = IORING_RSRC_REGISTER_SPARSE;
+		ret = rsys(__NR_io_uring_register, fd, IORING_REGISTER_FILES2, (long)&reg,
+			   sizeof(reg), 0, 0);
+		if (ret < 0) {
+			errno = (int)-ret;
+			die("io_uring_register files");
+		}
+	}
+}
+
+static long ring_enter(int fd, unsigned submit, unsigned wait, unsigned flags)
+{
+	long ret;
+
+	do
+		ret = rsys(__NR_io_uring_enter, fd, submit, wait, flags, 0, 0);
+	while (ret == -EINTR || ret == -EAGAIN);
+	if (ret < 0) {
+		errno = (int)-ret;
+		die("io_uring_enter");
+	}
+	return ret;
+}
+
+/* One open through a ring of this thread; returns the completion's result. */
+static long ring_open(int kind, int opcode, int async, int dfd, const char *path, long flags,
+		      long mode, struct gt_open_how *how)
+{
+	struct gt_ring *r = &gt_rings[kind];
+	struct io_uring_sqe *sqe;
+	unsigned tail, idx, head;
+	long res;
+
+	if (!r->sqes)
+		ring_setup(r, kind);
+	tail = *r->sq_tail; /* only this thread writes it */
+	idx = tail & *r->sq_mask;
+	sqe = &r->sqes[idx];
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = (unsigned char)opcode;
+	sqe->fd = dfd;
+	sqe->addr = (unsigned long)path;
+	if (opcode == IORING_OP_OPENAT) {
+		sqe->open_flags = (unsigned)flags;
+		sqe->len = (unsigned)mode;
+	} else {
+		sqe->addr2 = (unsigned long)how;
+		sqe->len = sizeof(*how);
+	}
+	if (async)
+		sqe->flags |= IOSQE_ASYNC;
+	if (kind == GT_RING_DIRECT)
+		sqe->file_index = 1; /* slot 0, replacing what is there */
+	sqe->user_data = 0x6774;
+	r->sq_array[idx] = idx;
+	__atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
+	if (kind == GT_RING_SQPOLL) {
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (__atomic_load_n(r->sq_flags, __ATOMIC_RELAXED) & IORING_SQ_NEED_WAKEUP)
+			ring_enter(r->fd, 0, 0, IORING_ENTER_SQ_WAKEUP);
+		ring_enter(r->fd, 0, 1, IORING_ENTER_GETEVENTS);
+	} else {
+		ring_enter(r->fd, 1, 1, IORING_ENTER_GETEVENTS);
+	}
+	head = *r->cq_head;
+	while (head == __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE))
+		ring_enter(r->fd, 0, 1, IORING_ENTER_GETEVENTS);
+	res = r->cqes[head & *r->cq_mask].res;
+	__atomic_store_n(r->cq_head, head + 1, __ATOMIC_RELEASE);
+	return res;
+}
+
 /* ---- operations ---- */
 
 static void do_open(char **f, int keep)
@@ -235,7 +377,8 @@ static void do_open(char **f, int keep)
 	int dfd = f[4][0] == 'd' ? GT_DIRFD : AT_FDCWD;
 	char *path = unhex_dup(f[5]);
 	long flags = strtol(f[6], NULL, 0), mode = strtol(f[7], NULL, 0), ret;
-	const char *sys = "openat";
+	const char *sys = "openat"; /* NULL: no open syscall (io_uring) */
+	int direct = 0;             /* a fixed file slot, no fd */
 	struct gt_open_how how = {(uint64_t)flags, (uint64_t)mode, 0};
 	struct rec r = {0};
 	char link[64], resolved[8192];
@@ -269,6 +412,22 @@ static void do_open(char **f, int keep)
 		sys = "creat";
 		ret = rsys(SYS_creat, (long)path, mode, 0, 0, 0, 0);
 		flags = O_CREAT | O_WRONLY | O_TRUNC;
+	} else if (!strncmp(method, "uring_openat", 12)) {
+		const char *how_sfx = method + 12; /* "", "2", then "_async", "_sqpoll", "_direct" */
+		int two = *how_sfx == '2';
+		const char *sfx = how_sfx + two;
+		int kind = !strcmp(sfx, "_sqpoll")   ? GT_RING_SQPOLL
+			   : !strcmp(sfx, "_direct") ? GT_RING_DIRECT
+						     : GT_RING_PLAIN;
+
+		if (*sfx && strcmp(sfx, "_async") && kind == GT_RING_PLAIN) {
+			errno = EINVAL;
+			die(method);
+		}
+		sys = NULL;
+		direct = kind == GT_RING_DIRECT;
+		ret = ring_open(kind, two ? IORING_OP_OPENAT2 : IORING_OP_OPENAT,
+				!strcmp(sfx, "_async"), dfd, path, flags, mode, &how);
 	} else {
 		errno = EINVAL;
 		die(method);
@@ -276,14 +435,20 @@ static void do_open(char **f, int keep)
 	t1 = now_ns();
 	if (ret < 0 && strncmp(method, "libc_", 5) == 0)
 		ret = -errno;
-	if (ret >= 0) {
+	if (ret >= 0 && !direct) {
 		snprintf(link, sizeof(link), "/proc/self/fd/%ld", ret);
 		rn = readlink(link, resolved, sizeof(resolved));
 	}
 	rec_begin(&r, "open", seq);
-	rec_str(&r, ",\"sys\":\"");
-	rec_str(&r, sys);
-	rec_str(&r, "\",\"method\":\"");
+	if (sys) {
+		rec_str(&r, ",\"sys\":\"");
+		rec_str(&r, sys);
+		rec_str(&r, "\"");
+	} else {
+		rec_str(&r, ",\"via\":\"io_uring\"");
+		rec_int(&r, "direct", direct);
+	}
+	rec_str(&r, ",\"method\":\"");
 	rec_str(&r, method);
 	rec_str(&r, "\"");
 	rec_int(&r, "dfd", dfd);
@@ -296,7 +461,7 @@ static void do_open(char **f, int keep)
 	if (rn >= 0)
 		rec_hex(&r, "resolved", resolved, rn);
 	rec_end(&r);
-	if (ret >= 0 && !keep)
+	if (ret >= 0 && !keep && !direct)
 		close((int)ret);
 	free(path);
 }

@@ -28,13 +28,18 @@ libc), `execveat` with `AT_EMPTY_PATH` (fexecve, and from a memfd), shebang
 scripts, empty and long arguments (> 256 bytes), more than 20 arguments,
 paths longer than 512 bytes, relative paths with a dirfd, `openat2`,
 `creat`, hostile bytes (newline, ESC, 0xff), `setuid(65534)` for the whole
-process and for one thread only, and failed opens and execs (ENOENT,
-EACCES). The checker (`check.py`) matches each call to the event of its kind
-from the same thread inside the call's CLOCK_MONOTONIC window and judges every
-field against the truth the event's `*_source` names (the caller's argument,
-the kernel's copy of the filename, the new image's argv, /proc). A field is
+process and for one thread only, failed opens and execs (ENOENT,
+EACCES), and opens with no open syscall at all, through io_uring
+(`IORING_OP_OPENAT`/`OPENAT2` inline, on an io-wq worker, submitted by an
+SQPOLL thread, into a fixed file slot). The checker (`check.py`) matches
+each call to the event of its kind from the same thread (an SQPOLL open: the
+same process) inside the call's CLOCK_MONOTONIC window and judges every field
+against the truth the event's `*_source` names (the caller's argument, the
+kernel's copy of the filename, the new image's argv, /proc). A field is
 *correct*, *None* (not captured, allowed) or *WRONG* (never allowed). Cut
 strings are correct only when flagged (`argv_truncated`, `path_truncated`).
+io_uring opens a backend's doctor says it cannot see are counted missing, the
+number in parentheses; any other miss without a loss fails the run.
 
 Seed {seed}, {ops} operations per backend ({execs} execs, {opens} opens), rate
 {rate}, {jobs} scenario process(es) at once.
@@ -58,7 +63,8 @@ def render(results: Sequence[Result], skipped: Sequence[Tuple[str, str]], comman
     """The page; ``note`` is a paragraph under the head (what ran where)."""
     first = results[0] if results else None
     summary = "\n".join(
-        f"| {r.target} | {r.lost} | {r.missing['exec']} / {r.missing['open']} | "
+        f"| {r.target} | {r.lost} | {r.missing['exec']} / {r.missing['open']}"
+        f"{f' ({r.unseen_io_uring} io_uring)' if r.unseen_io_uring else ''} | "
         f"{sum(r.ambiguous.values())} | {r.strays} | {r.wrong_total} |" for r in results)
     out = HEAD.format(
         title=title, command=command, machine=machine, note=f"\n{note}\n" if note else "",

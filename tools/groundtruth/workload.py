@@ -34,6 +34,13 @@ O_PATH = 0o10000000
 
 OPEN_METHODS = ("libc_open", "libc_openat", "libc_creat", "sys_open", "sys_openat",
                 "sys_openat2", "sys_creat")
+# Opens through io_uring (IORING_OP_OPENAT/OPENAT2): no open syscall at all. _async
+# runs on an io-wq worker, _sqpoll is submitted by the kernel's poller thread,
+# _direct opens into a fixed file slot (no fd). See gt.c.
+URING_METHODS = ("uring_openat", "uring_openat2", "uring_openat_async", "uring_openat2_async",
+                 "uring_openat_sqpoll", "uring_openat2_sqpoll", "uring_openat_direct")
+URING_WEIGHTS = (4, 3, 3, 2, 1, 1, 1)
+URING_SHARE = 0.3  # of all opens
 HOSTILE = (b"\n", b"\x1b[31m", b"\xff", b"\xff\xfe", b" ", b"\t", b"\\", b"\x7f")
 
 
@@ -61,17 +68,23 @@ class OpenOp:
     ppid: int
     uid: int
     comm: bytes
-    syscall: str
+    syscall: Optional[str]  # None: no open syscall was made (io_uring)
     method: str
     dfd: int
     path: bytes
     flags: int
     mode: int
-    fd: Optional[int]
+    fd: Optional[int]  # None for a failure, and for an io_uring open into a fixed slot
     errno: Optional[int]
     resolved: Optional[bytes]  # /proc/self/fd/N right after the open
-    t0: int  # CLOCK_MONOTONIC ns just before the call
-    t1: int  # and just after it
+    t0: int  # CLOCK_MONOTONIC ns just before the call (io_uring: before submitting)
+    t1: int  # and just after it (io_uring: after the completion was reaped)
+    via: str = "syscall"  # or "io_uring"
+
+    @property
+    def sqpoll(self) -> bool:
+        """Submitted by the kernel's SQPOLL thread: no thread of ours made the call."""
+        return self.method.endswith("_sqpoll")
 
 
 @attrs.frozen(slots=True)
@@ -148,8 +161,13 @@ class _Gen:
         name = self.marker("o", seq)
         if r.random() < 0.25:
             name += self.hostile()
-        method = r.choice(OPEN_METHODS)
-        relative = method in ("libc_openat", "sys_openat", "sys_openat2") and r.random() < 0.5
+        if r.random() < URING_SHARE:
+            method = r.choices(URING_METHODS, URING_WEIGHTS)[0]
+        else:
+            method = r.choice(OPEN_METHODS)
+        at = method.startswith("uring_") or method in ("libc_openat", "sys_openat",
+                                                          "sys_openat2")
+        relative = at and r.random() < 0.5
         what = r.choices(["create", "existing", "private", "missing", "long"],
                          [4, 4, 1, 2, 1])[0]
         mode = 0
@@ -167,11 +185,12 @@ class _Gen:
         if what == "create":
             flags |= O_CREAT | r.choice([0, O_EXCL, O_TRUNC])
             mode = r.choice([0o600, 0o644, 0o640, 0o666, 0o755, 0o4755 & 0o7777])
-        elif method in ("sys_open", "sys_openat") and r.random() < 0.2:
+        elif (method in ("sys_open", "sys_openat") or method.startswith("uring_openat_")
+              or method == "uring_openat") and r.random() < 0.2:
             mode = r.choice([0o600, 0o777])  # a mode the kernel ignores, passed all the same
         if method in ("libc_creat", "sys_creat"):
             flags, mode = 0, r.choice([0o600, 0o644, 0o666])
-        if method == "sys_openat2" and not flags & O_CREAT:
+        if method.startswith(("sys_openat2", "uring_openat2")) and not flags & O_CREAT:
             mode = 0  # openat2 refuses a mode without O_CREAT/O_TMPFILE
         path = name if relative else self.base + name
         return f"O:{thread}:{seq}:{method}:{'d' if relative else 'c'}:{_hex(path)}:{flags}:{mode}"
@@ -410,13 +429,16 @@ def parse_log(raw: bytes) -> List[object]:
         if kind == "open":
             ret = int(rec["ret"])  # type: ignore[call-overload]
             resolved = rec.get("resolved")
+            sys = rec.get("sys")
+            direct = bool(rec.get("direct"))  # a fixed slot: the result is no fd
             opens.append(OpenOp(
                 seq, int(rec["pid"]), int(rec["tid"]), int(rec["ppid"]),  # type: ignore
-                int(rec["uid"]), _b(rec["comm"]), str(rec["sys"]), str(rec["method"]),  # type: ignore
+                int(rec["uid"]), _b(rec["comm"]), None if sys is None else str(sys),  # type: ignore
+                str(rec["method"]),
                 int(rec["dfd"]), _b(rec["path"]), int(rec["flags"]), int(rec["mode"]),  # type: ignore
-                ret if ret >= 0 else None, -ret if ret < 0 else None,
+                ret if ret >= 0 and not direct else None, -ret if ret < 0 else None,
                 _b(resolved) if resolved is not None else None,
-                int(rec["t0"]), int(rec["t1"])))  # type: ignore
+                int(rec["t0"]), int(rec["t1"]), str(rec.get("via", "syscall"))))  # type: ignore
             order.append(("open", len(opens) - 1))
         elif kind in ("exec", "execfail", "image"):
             if kind == "exec":

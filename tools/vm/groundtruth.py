@@ -151,7 +151,7 @@ def judge(data: Dict[str, Any]) -> Tuple[bool, str]:
         return False, f"FAIL: the guest wrote no results (groundtruth step {why})"
     results = [check.Result.from_dict(r) for r in gt["results"]]
     problems = [f"{r.target}: {r.wrong_total} WRONG, {sum(r.ambiguous.values())} ambiguous,"
-                f" {sum(r.missing.values())} missing with {r.lost} lost"
+                f" {r.unexplained_missing} missing with {r.lost} lost"
                 + "".join(f"; doctor overclaims {c}" for c in check.claims_broken(r))
                 for r in results if not r.passed]
     ran = {r.target for r in results}

@@ -10,6 +10,7 @@ loads, through libbpf otherwise) or, before 5.8, per-CPU perf buffers.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import time
@@ -21,13 +22,21 @@ from hybridtrace.backends.base import BackendError, EventStream, StreamStats, Un
 from hybridtrace.backends.ebpf import core_scope, libbpf, records
 from hybridtrace.backends.ebpf.callback_readers import LibbpfRingReader, PerfReader
 from hybridtrace.backends.ebpf.loader import BpfObject, read_percpu_u64_sum
-from hybridtrace.backends.ebpf.requirements import TASK_BTF_SINCE
+from hybridtrace.backends.ebpf.requirements import IO_URING_REQ_SINCE, TASK_BTF_SINCE
 from hybridtrace.backends.ebpf.ringbuf import ORDERED_LOADS, RingReader, Scan, scanner
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
 from hybridtrace.origin import CgroupNames
 from hybridtrace.request import Kind, TraceRequest
-from hybridtrace.vocabulary import CORE_ARCHES, CORE_ATTACH_MODES, required_tracepoints
+from hybridtrace.vocabulary import (
+    CORE_ARCHES,
+    CORE_ATTACH_MODES,
+    IO_URING_COMPLETE,
+    IO_URING_EVENTS,
+    IO_URING_SUBMIT,
+    IO_URING_SUBMIT_OLD,
+    required_tracepoints,
+)
 
 DEFAULT_BUFFER_SIZE = 8 << 20
 # Biggest record (struct ht_exec) must fit a per-CPU perf buffer.
@@ -35,6 +44,12 @@ MIN_PERF_PAGES = {Kind.EXEC: 16, Kind.OPEN: 1}
 TRANSPORTS = ("ring", "ring-libbpf", "perf")
 NO_PREALLOC_SINCE = (6, 1, 0)
 PREALLOC_PENDING = 256  # execs in flight at once (~35 KB each, allocated at load)
+PREALLOC_URING = 1024  # io_uring opens in flight at once (~600 bytes each)
+# The io_uring programs of the open objects (bpf/open.bpf.c): tp_btf on io_uring's
+# tracepoints, in every attach mode but raw_tp (they need BTF).
+IO_URING_SECTION = "tp_btf/io_uring_"
+# Out of file descriptors or memory: a load without io_uring's programs is no cure.
+EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
 
 Decoded = Union[ExecEvent, OpenEvent]
 Reader = Union["RingReader[Decoded]", LibbpfRingReader, PerfReader]
@@ -96,13 +111,16 @@ class CoreStream:
 
     def __init__(self, request: TraceRequest, transport: str,
                  buffer_bytes: Optional[int] = None, attach: str = "tracepoint",
-                 kernel_reads: bool = True, prealloc_pending: bool = False) -> None:
+                 kernel_reads: bool = True, prealloc_pending: bool = False,
+                 io_uring_off: Optional[str] = None) -> None:
+        """``io_uring_off``: why not to try io_uring's opens here (None: try)."""
         if transport not in TRANSPORTS:
             raise BackendError(f"unknown transport {transport!r}; one of {TRANSPORTS}")
         if attach not in CORE_ATTACH_MODES:
             raise BackendError(f"unknown attach mode {attach!r}; one of {CORE_ATTACH_MODES}")
         self._request = request
         self._transport = transport
+        self._attach = attach
         self._stats = StreamStats()
         self._lost_seen = [0, 0, 0]  # per ht_lost slot
         self._names = CgroupNames()
@@ -117,14 +135,64 @@ class CoreStream:
                             * buffer_size.PAGE_SIZE)
         size = ring_size(buffer_bytes)
         name = object_name(request.kind, transport, attach, os.uname().machine)
-        obj = BpfObject(lib, _object_image(name), f"ht_{request.kind.value}",
-                        keep_user_reads=attach == "tp_btf" and not kernel_reads)
-        self._obj: Optional[BpfObject] = obj
+        # Why opens made through io_uring are not seen (None: they are); raw_tp
+        # objects have no io_uring programs (they need BTF).
+        self.io_uring_unseen: Optional[str] = None
+        self._uring_absent: List[str] = []
+        if request.kind is Kind.OPEN:
+            self.io_uring_unseen, self._uring_absent = (
+                (io_uring_off, []) if io_uring_off else io_uring_unseen(lib, attach))
         holder: List[Optional[Reader]] = [None]
-        self._finalizer = weakref.finalize(self, _release, obj, holder)
+        self._obj: Optional[BpfObject] = None
+        self._seeded = 0  # tasks --descendants-of started with (core_scope.seed)
+        objects: List[Optional[BpfObject]] = [None]  # the finalizer's view of self._obj
+        self._finalizer = weakref.finalize(self, _release, objects, holder)
+        try:
+            try:
+                obj = self._obj = objects[0] = self._load(name, size, path, kernel_reads,
+                                                          prealloc_pending)
+            except BackendError as exc:
+                if (request.kind is not Kind.OPEN or attach == "raw_tp"
+                        or self.io_uring_unseen is not None or exc.errno in EXHAUSTED):
+                    raise  # nothing of io_uring's to leave out, or it would fail again
+                # The io_uring hooks are the newest part: without them, syscall
+                # opens are still seen. Say why, and try again.
+                self.io_uring_unseen = f"its hooks did not load here ({exc})"
+                obj = self._obj = objects[0] = self._load(name, size, path, kernel_reads,
+                                                          prealloc_pending)
+            self._lost_fd = obj.map_fd("ht_lost")
+            try:
+                self._reader = holder[0] = self._open_reader(obj.map_fd("ht_events"), size)
+            except OSError as exc:  # mapping the buffer, an epoll fd: out of fds or memory
+                raise BackendError(f"cannot read the event buffer: {exc.strerror}") from exc
+        except BaseException:
+            self.close()
+            raise
+        skipped = f"; not loaded (no tracepoint): {', '.join(obj.skipped)}" if obj.skipped else ""
+        if request.kind is Kind.OPEN:
+            skipped += ("; io_uring opens: seen (io_uring tracepoints by BTF name)"
+                        if self.io_uring_unseen is None
+                        else f"; io_uring opens: NOT seen ({self.io_uring_unseen})")
+        buffer = (f"perf buffers {self._perf_pages(size)} pages per CPU" if transport == "perf"
+                  else f"ring buffer {size >> 10} KiB")
+        how = {"tracepoint": "classic tracepoints",
+               "tp_btf": "raw tracepoints by BTF name (tp_btf), no tracefs",
+               "raw_tp": "raw tracepoints without BTF (raw_tp), no tracefs"}[attach]
+        reads = "" if kernel_reads else "; no kernel-memory reads"
+        seeded = self._seeded
+        follow = f"; following {seeded} tasks and their children" if seeded else ""
+        self.description = (f"ebpf-core: {how}, libbpf {lib.path}, {buffer}{reads}{follow}"
+                            f"{skipped}")
+
+    def _load(self, name: str, size: int, path: Optional[str], kernel_reads: bool,
+              prealloc_pending: bool) -> BpfObject:
+        """Open, configure, load and attach the object; closed again if any step fails."""
+        request = self._request
+        obj = BpfObject(self._lib, _object_image(name), f"ht_{request.kind.value}",
+                        keep_user_reads=self._attach == "tp_btf" and not kernel_reads)
         try:
             obj.set_rodata(config_bytes(request, os.getpid(), kernel_reads))
-            if transport != "perf":
+            if self._transport != "perf":
                 obj.set_max_entries("ht_events", size)
             if request.kind is Kind.EXEC:
                 if prealloc_pending:
@@ -132,29 +200,23 @@ class CoreStream:
                     obj.set_max_entries("ht_execs", PREALLOC_PENDING)
                 obj.set_max_entries("ht_exec_buf", self._ncpus)
                 obj.set_max_entries("ht_skip_buf", self._ncpus)
+            if request.kind is Kind.OPEN and self._attach != "raw_tp":
+                leave_out_io_uring(obj, self.io_uring_unseen, self._uring_absent)
+                if prealloc_pending:
+                    obj.set_map_flags("ht_uring", 0)
+                    obj.set_max_entries("ht_uring", PREALLOC_URING)
             if path is not None:
                 events = os.path.join(path, "events")
                 obj.skip_missing(lambda tp: os.path.isdir(os.path.join(events, tp)))
             core_scope.configure(obj, request)
             obj.load()
-            core_scope.fill(obj, lib, request)
+            core_scope.fill(obj, self._lib, request)
             obj.attach_all()
-            seeded = core_scope.seed(obj, lib, request)
-            self._lost_fd = obj.map_fd("ht_lost")
-            self._reader = holder[0] = self._open_reader(obj.map_fd("ht_events"), size)
+            self._seeded = core_scope.seed(obj, self._lib, request)
         except BaseException:
-            self.close()
+            obj.close()
             raise
-        skipped = f"; not loaded (no tracepoint): {', '.join(obj.skipped)}" if obj.skipped else ""
-        buffer = (f"perf buffers {self._perf_pages(size)} pages per CPU" if transport == "perf"
-                  else f"ring buffer {size >> 10} KiB")
-        how = {"tracepoint": "classic tracepoints",
-               "tp_btf": "raw tracepoints by BTF name (tp_btf), no tracefs",
-               "raw_tp": "raw tracepoints without BTF (raw_tp), no tracefs"}[attach]
-        reads = "" if kernel_reads else "; no kernel-memory reads"
-        follow = f"; following {seeded} tasks and their children" if seeded else ""
-        self.description = (f"ebpf-core: {how}, libbpf {lib.path}, {buffer}{reads}{follow}"
-                            f"{skipped}")
+        return obj
 
     def _tracefs(self) -> str:
         """Where tracepoint ids are; never mounted here (tp_btf needs no tracefs)."""
@@ -253,12 +315,41 @@ class CoreStream:
         self._finalizer.detach()
 
 
-def _release(obj: BpfObject, readers: List[Optional[Reader]]) -> None:
+def _release(objects: List[Optional[BpfObject]], readers: List[Optional[Reader]]) -> None:
     """Finalizer: a stream dropped without close() still unloads everything."""
     for reader in readers:
         if reader is not None:
             reader.close()
-    obj.close()
+    for obj in objects:
+        if obj is not None:
+            obj.close()
+
+
+def leave_out_io_uring(obj: BpfObject, unseen: Optional[str], absent: Sequence[str]) -> None:
+    """Don't load the io_uring programs of tracepoints this kernel lacks (``absent``),
+    nor any of them when its io_uring opens cannot be seen (``unseen``)."""
+    gone = {IO_URING_SECTION + e[len("io_uring_"):] for e in absent}
+    if unseen is not None:
+        obj.disable(lambda sec: sec.startswith(IO_URING_SECTION))
+    else:
+        obj.disable(lambda sec: sec in gone)
+
+
+def io_uring_unseen(lib: libbpf.Libbpf, attach: str) -> Tuple[Optional[str], List[str]]:
+    """(Why this kernel's io_uring opens cannot be seen, or None; the io_uring
+    tracepoints it lacks, whose programs are left out)."""
+    if attach == "raw_tp":
+        return "raw_tp objects have no io_uring programs: they need the kernel's BTF", []
+    missing = lib.missing_btf_types([f"btf_trace_{e}" for e in IO_URING_EVENTS],
+                                    libbpf.BTF_KIND_TYPEDEF)
+    if missing is None:
+        return "the kernel's BTF could not be read to find io_uring's tracepoints", []
+    absent = [m[len("btf_trace_"):] for m in missing]
+    if IO_URING_SUBMIT in absent and IO_URING_SUBMIT_OLD in absent:
+        return f"the kernel has no {IO_URING_SUBMIT} (or {IO_URING_SUBMIT_OLD}) tracepoint", []
+    if IO_URING_COMPLETE in absent:
+        return f"the kernel has no {IO_URING_COMPLETE} tracepoint", []
+    return None, absent
 
 
 def open_core_stream(request: TraceRequest, caps: Optional[Capabilities],
@@ -282,8 +373,12 @@ def open_core_stream(request: TraceRequest, caps: Optional[Capabilities],
     # Before 6.1 a tracing program with a map allocated at run time makes the kernel warn
     # (WARN_ONCE, tainting it): a smaller table, preallocated, leaves it as it was.
     prealloc = caps is not None and caps.kernel.version < NO_PREALLOC_SINCE
+    uring_off = None
+    if caps is not None and caps.kernel.version < IO_URING_REQ_SINCE:
+        uring_off = (f"io_uring's submit tracepoint carries the prepared request from 6.1 on"
+                     f" (this kernel: {caps.kernel.release})")
     return CoreStream(request, transport or choose_transport(caps), buffer_bytes, attach,
-                      kernel_reads, prealloc)
+                      kernel_reads, prealloc, uring_off)
 
 
 def knows_ppid(attach: str, kernel_reads: bool, caps: Optional[Capabilities]) -> bool:

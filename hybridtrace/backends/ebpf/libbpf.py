@@ -12,13 +12,14 @@ import ctypes
 import ctypes.util
 import os
 import threading
-from typing import TYPE_CHECKING, Deque, List, Optional
+from typing import TYPE_CHECKING, Deque, List, Optional, Sequence
 
 from hybridtrace.backends.base import BackendError
 
 if TYPE_CHECKING:
     from hybridtrace.backends.ebpf.user_reads import TpBtfHandler
 
+BTF_KIND_TYPEDEF = 8  # include/uapi/linux/btf.h
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 
 
@@ -47,6 +48,10 @@ class Libbpf:
         proto("bpf_program__section_name", cs, vp)
         proto("bpf_program__name", cs, vp)
         proto("bpf_program__set_autoload", ci, vp, ctypes.c_bool)
+        proto("bpf_program__autoload", ctypes.c_bool, vp)
+        proto("btf__load_vmlinux_btf", vp)
+        proto("btf__find_by_name_kind", ctypes.c_int32, vp, cs, ctypes.c_uint32)
+        proto("btf__free", None, vp)
         proto("bpf_program__attach", vp, vp)
         proto("bpf_link__destroy", ci, vp)
         proto("bpf_map__fd", ci, vp)
@@ -99,6 +104,17 @@ class Libbpf:
                 self._tp_btf_handler = handler
             return self._tp_btf_handler
 
+    def missing_btf_types(self, names: Sequence[str], kind: int) -> Optional[List[str]]:
+        """The names in ``names`` of which the kernel's BTF has no type of ``kind``
+        (BTF_KIND_*); None when the BTF cannot be loaded."""
+        btf = self.lib.btf__load_vmlinux_btf()
+        if not btf:
+            return None
+        try:
+            return [n for n in names if self.lib.btf__find_by_name_kind(btf, n.encode(), kind) < 0]
+        finally:
+            self.lib.btf__free(btf)
+
     def _print(self, level: int, fmt: Optional[bytes], args: Optional[int]) -> int:
         # Big enough for a whole verifier log, which libbpf prints in one call
         # (its verdict is at the end); allocated once, shared under a lock.
@@ -119,7 +135,9 @@ class Libbpf:
         code = ctypes.get_errno() if err is None else err
         detail = self.recent_log()
         msg = f"{what}: {os.strerror(code) if code else 'failed'}"
-        return BackendError(msg + (f" ({detail})" if detail else ""))
+        exc = BackendError(msg + (f" ({detail})" if detail else ""))
+        exc.errno = code or None
+        return exc
 
 
 _shared: Optional[Libbpf] = None

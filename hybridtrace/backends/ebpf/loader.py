@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Any, Callable, Iterable, List, Optional, Set
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from hybridtrace.backends.base import BackendError
 from hybridtrace.backends.ebpf.libbpf import Libbpf, open_opts
@@ -37,16 +37,17 @@ class BpfObject:
         self._links: List[int] = []
         self.name = name
         self.skipped: List[str] = []  # tracepoints this kernel lacks, programs not loaded
-        self._off: Set[int] = set()  # programs left out on purpose (not loaded, not attached)
         self._adopted: List[int] = []
+        # Programs whose attach target this kernel lacks: an error only if they are
+        # still to be loaded (a caller may disable them first).
+        self._unresolved: Dict[int, str] = {}
         if handler is not None:  # every tp_btf program now goes through it
             for prog in self.programs():
                 sec = self.section(prog)
                 if sec.startswith(TP_BTF_PREFIX):
                     self._adopted.append(prog)
                     if handler.adopt(prog, sec) != 0:
-                        self.close()
-                        raise lib.errno_error(f"cannot find the attach target of {sec}")
+                        self._unresolved[prog] = sec
 
     def _need(self) -> int:
         if self._obj is None:
@@ -111,20 +112,28 @@ class BpfObject:
         for prog in self.programs():
             if self._lib.lib.bpf_program__name(prog) in wanted:
                 self._lib.lib.bpf_program__set_autoload(prog, False)
-                self._off.add(prog)
+
+    def disable(self, unwanted: Callable[[str], bool]) -> None:
+        """Don't load the programs whose section ``unwanted`` names."""
+        for prog in self.programs():
+            if unwanted(self.section(prog)):
+                self._lib.lib.bpf_program__set_autoload(prog, False)
 
     def load(self) -> None:
+        for prog, sec in self._unresolved.items():
+            if self._lib.lib.bpf_program__autoload(prog):
+                raise BackendError(f"BPF object {self.name}: cannot find the attach target"
+                                   f" of {sec}")
         self._lib.log.clear()
         rc = self._lib.lib.bpf_object__load(self._need())
         if rc != 0:
             raise self._lib.errno_error(f"cannot load BPF object {self.name}", -rc)
 
     def attach_all(self) -> None:
-        skipped = set(self.skipped)
         for prog in self.programs():
             sec = self.section(prog)
-            if sec[len(SECTION_PREFIX):] in skipped or prog in self._off:
-                continue
+            if not self._lib.lib.bpf_program__autoload(prog):
+                continue  # not loaded: skip_missing or disable said so
             ctypes.set_errno(0)
             link = self._lib.lib.bpf_program__attach(prog)
             if not link:

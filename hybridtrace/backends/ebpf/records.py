@@ -18,7 +18,12 @@ from hybridtrace.backends.ebpf.ringbuf import BUSY_BIT, DISCARD_BIT, HDR_SIZE
 from hybridtrace.events import ExecEvent, OpenEvent, Source
 from hybridtrace.origin import NO_NAMES, CgroupNames
 from hybridtrace.request import ARG_SIZE, PATH_SIZE
-from hybridtrace.vocabulary import OPEN_SYSCALLS, syscall_at
+from hybridtrace.vocabulary import OPEN_SYSCALLS, VIA_IO_URING, syscall_at
+
+# An event's origin fields in OpenEvent's order: cgroup_id, cgroup, container_id, mntns,
+# pidns, ns_pid, ns_tid.
+Origin = Tuple[Optional[int], Optional[bytes], Optional[str], Optional[int], Optional[int],
+               Optional[int], Optional[int]]
 
 F_ARGV_TRUNC = 1
 F_ARGV_FAULT = 2
@@ -31,6 +36,14 @@ F_NSPPID_UNKNOWN = 128
 F_CGROUP_UNKNOWN = 256
 F_ORIGIN = (F_MNTNS_UNKNOWN | F_PIDNS_UNKNOWN | F_NSPID_UNKNOWN | F_NSPPID_UNKNOWN
             | F_CGROUP_UNKNOWN)
+# io_uring opens (bpf/open.bpf.c): how the record differs from a syscall's
+F_IO_URING = 512
+F_NO_THREAD = 1024  # submitted by the SQPOLL thread: tid, uid, comm, origin unknown
+F_NO_PROCESS = 2048  # submitted by a kernel thread: pid unknown too
+F_FIXED_SLOT = 4096  # opened into a fixed file slot: no fd
+F_ARGS_FAULT = 8192  # flags and mode unknown
+F_NO_RESULT = 16384  # result unknown (IOSQE_CQE_SKIP_SUCCESS: no completion for a success)
+F_KERNEL_COPY = 32768  # the path is the kernel's copy
 # Slots of the ht_lost per-CPU counters (enum ht_lost_slot).
 LOST_EVENT = 0  # events that could not be output or kept: exact
 LOST_PENDING = 1  # execs with no room to wait for their result: failed ones may be missing
@@ -152,6 +165,24 @@ def _origin(flags: int, cgroup_id: int, mntns: int, pidns: int, ns_pid: int, ns_
             None if flags & F_NSPID_UNKNOWN else ns_tid)
 
 
+def uring_open(ts: int, pid: int, tid: int, uid: int, flags: int, comm: bytes, ret: int,
+               dfd: int, oflags: int, mode: int, path: Optional[bytes], cut: bool,
+               origin: Origin) -> OpenEvent:
+    """An io_uring open request's record (flags has F_IO_URING): no syscall was made,
+    and what the kernel could not attribute or read is None."""
+    no_thread = bool(flags & F_NO_THREAD)
+    args_fault = bool(flags & F_ARGS_FAULT)
+    return OpenEvent(
+        ts, None if flags & F_NO_PROCESS else pid, None if no_thread else tid,
+        None if no_thread else uid, None if no_thread else comm, path,
+        None if args_fault else oflags, None if args_fault else mode,
+        None if ret < 0 or flags & (F_FIXED_SLOT | F_NO_RESULT) else ret,
+        -ret if ret < 0 and not flags & F_NO_RESULT else None,
+        None if path is None else
+        Source.KERNEL_COPY if flags & F_KERNEL_COPY else Source.SYSCALL_ENTRY,
+        None, dfd, cut, *origin, VIA_IO_URING)
+
+
 def decode_open(view: Buffer, off: int, _length: int = 0,
                 names: CgroupNames = NO_NAMES) -> OpenEvent:
     # The hot path at high open rates (about a microsecond of which is the
@@ -177,6 +208,9 @@ def decode_open(view: Buffer, off: int, _length: int = 0,
         cgid, mntns, pidns, ns_pid, ns_tid = _origin(flags, cgroup_id, mntns, pidns, ns_pid,
                                                      ns_tid)
     name = names.cache.get(cgroup_id) or names.lookup(cgid, ts)
+    if flags & F_IO_URING:
+        return uring_open(ts, pid, tid, uid, flags, comm, ret, dfd, oflags, mode, path, cut,
+                          (cgid, name[0], name[1], mntns, pidns, ns_pid, ns_tid))
     if ret >= 0:
         return OpenEvent(ts, pid, tid, uid, comm, path, oflags, mode, ret, None, source,
                          _OPEN_SYSCALL.get(sysno), dfd, cut, cgid, name[0], name[1], mntns,
@@ -199,7 +233,7 @@ def scan_opens(data: mmap.mmap, base: int, mask: int, cons: int, prod: int, limi
     Must decode exactly as decode_open does (a unit test compares them).
     """
     unpack, append, comms, count = OPEN_RECORD.unpack_from, out.append, _COMMS, 0
-    syscalls, keep, entry = _OPEN_SYSCALL, _PATH_KEEP, Source.SYSCALL_ENTRY
+    syscalls, keep, entry, uring = _OPEN_SYSCALL, _PATH_KEEP, Source.SYSCALL_ENTRY, F_IO_URING
     named, lookup = names.cache, names.lookup
     while cons < prod and count < limit:
         off = base + (cons & mask)
@@ -229,7 +263,10 @@ def scan_opens(data: mmap.mmap, base: int, mask: int, cons: int, prod: int, limi
             cgid, mntns, pidns, ns_pid, ns_tid = _origin(flags, cgroup_id, mntns, pidns,
                                                          ns_pid, ns_tid)
         name = named.get(cgroup_id) or lookup(cgid, ts)
-        if ret >= 0:
+        if flags & uring:
+            append(uring_open(ts, pid, tid, uid, flags, comm, ret, dfd, oflags, mode, path, cut,
+                              (cgid, name[0], name[1], mntns, pidns, ns_pid, ns_tid)))
+        elif ret >= 0:
             append(OpenEvent(ts, pid, tid, uid, comm, path, oflags, mode, ret, None, source,
                              syscalls.get(sysno), dfd, cut, cgid, name[0], name[1], mntns,
                              pidns, ns_pid, ns_tid))

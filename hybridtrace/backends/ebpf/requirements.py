@@ -9,12 +9,18 @@ from hybridtrace.backends.ebpf.bcc import headers as bcc_headers
 from hybridtrace.backends.requirements_common import (
     bpf_reasons,
     headers_path,
+    io_uring_moot,
     kernel_read_reasons,
     tracefs_reasons,
 )
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.request import PATH_SIZE
-from hybridtrace.vocabulary import CORE_ARCHES
+from hybridtrace.vocabulary import (
+    CORE_ARCHES,
+    IO_URING_COMPLETE,
+    IO_URING_SUBMIT,
+    IO_URING_SUBMIT_OLD,
+)
 
 # How ebpf-core attaches (vocabulary.CORE_ATTACH_MODES): classic syscall
 # tracepoints (their ids are read from tracefs; only the traced syscalls run a
@@ -24,6 +30,9 @@ from hybridtrace.vocabulary import CORE_ARCHES
 TP_BTF_SINCE = (5, 5, 0)
 RAW_TP_SINCE = (4, 17, 0)
 TASK_BTF_SINCE = (5, 11, 0)  # bpf_get_current_task_btf: the caller's task by plain loads
+# io_uring_submit_sqe carries the prepared request (struct io_kiocb *) first from 6.0
+# (io_uring/ split out; 6.1 is the oldest kernel seen here): before, other arguments.
+IO_URING_REQ_SINCE = (6, 1, 0)
 RAW_TP_ARCHES = ("x86_64", "aarch64")  # bpf/common.h knows their syscall numbers and regs
 _NO_LAYOUT = "no BTF, so task_struct's layout is unknown"
 # A failed exec has no bprm->filename, only the caller's argument, which the
@@ -45,9 +54,41 @@ def _fields(kind: str) -> Dict[str, str]:
             "uid": "complete"}
 
 
+def core_io_uring(caps: Capabilities, tier: str) -> str:
+    """Whether ebpf-core sees opens made through io_uring, and with which fields
+    (bpf/open.bpf.c: io_uring's tracepoints by BTF name in both attach modes)."""
+    moot = io_uring_moot(caps)
+    if moot:
+        return f"none needed: {moot}"
+    if tier == "raw_tp":
+        return ("none: io_uring's requests can only be read through the kernel's BTF,"
+                " which raw_tp lacks")
+    if caps.kernel.version < IO_URING_REQ_SINCE:
+        return ("none: io_uring's submit tracepoint carries the prepared request from 6.1 on"
+                f" (this kernel: {caps.kernel.release})")
+    tps = caps.io_uring.tracepoints
+    if tps is not None and not (tps.get(IO_URING_SUBMIT) or tps.get(IO_URING_SUBMIT_OLD)):
+        return f"none: the kernel has no {IO_URING_SUBMIT} tracepoint"
+    if tps is not None and not tps.get(IO_URING_COMPLETE):
+        return f"none: the kernel has no {IO_URING_COMPLETE} tracepoint"
+    who = ("the submitting task's pid, tid, comm and uid (tid, comm and uid None for SQPOLL"
+           " submissions: no thread of the process made them)")
+    if caps.bpf.kernel_read is False:
+        fields = (f"partial: seen without paths: dfd, fd/errno and {who}; path, flags and mode"
+                  " None (the request is kernel memory and bpf_probe_read_kernel is refused)")
+    else:
+        fields = (f"partial: seen with paths: path (the kernel's copy), flags, mode, dfd,"
+                  f" fd/errno and {who}")
+    if tps is None:
+        fields += "; where the kernel has io_uring's tracepoints (not checked here)"
+    return fields
+
+
 def _core_fields(caps: Capabilities, kind: str, tier: str) -> Dict[str, str]:
     """Without kernel reads, what the syscall's user memory and BTF walks still give."""
     fields = _fields(kind)
+    if kind == "open":
+        fields["io_uring"] = core_io_uring(caps, tier)
     if kind == "exec" and tier == "raw_tp":
         fields["filename"] = ("partial: from the caller's memory; None where it was not paged"
                               f" in (the kernel's copy needs struct layouts: {_NO_LAYOUT})")
@@ -157,6 +198,11 @@ def assess_core(caps: Capabilities, kind: str, tier: str = "tracepoint") -> Asse
     return Assessment("ebpf-core", tier, kind, reasons, _core_fields(caps, kind, tier))
 
 
+def _moot_or(caps: Capabilities, text: str) -> str:
+    moot = io_uring_moot(caps)
+    return f"none needed: {moot}" if moot else text
+
+
 def _bcc_headers(caps: Capabilities, fields: Dict[str, str]) -> List[Reason]:
     """Headers for the exact release are full fidelity; borrowed ones only when
     the user named them, with task_struct reads from BTF (or off without it)."""
@@ -198,6 +244,9 @@ def assess_bcc(caps: Capabilities, kind: str) -> Assessment:
                 remedy="apt-get install python3-bpfcc (not PyPI's unrelated 'bcc')",
             )
         )
+    if kind == "open":
+        fields["io_uring"] = _moot_or(caps, "none: ebpf-bcc's programs hook the open syscalls"
+                                      " only")
     reasons += _bcc_headers(caps, fields)
     if caps.bpf.ringbuf is False:
         reasons.append(Reason("perf-buffer", "no BPF ring buffer (5.8+): using the perf buffer",

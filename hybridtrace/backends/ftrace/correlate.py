@@ -30,6 +30,8 @@ from hybridtrace.backends.ftrace.fd_ledger import ALL_FDS, INF, FdLedger, Span
 from hybridtrace.backends.ftrace.pipe import ENTER, EXIT, LOST, ArgValue, TraceLine
 from hybridtrace.backends.ftrace.probes import ARG, FN, INDEX, MORE, PATH, Role
 from hybridtrace.backends.ftrace.threads import ThreadGroups
+from hybridtrace.backends.ftrace.uring import EVENTS as URING_EVENTS
+from hybridtrace.backends.ftrace.uring import UringOpens
 from hybridtrace.events import Event, ExecEvent, OpenEvent, Source
 from hybridtrace.request import Kind
 
@@ -175,10 +177,12 @@ class Correlator:
     def __init__(self, kind: Kind, roles: Dict[str, Role], probe_source: Optional[Source],
                  max_args: int, proc: ProcLookup = ProcLookup(),
                  boot_offset: Optional[int] = None, fd_proof: bool = False,
-                 threads: Optional[Dict[int, Tuple[int, int]]] = None) -> None:
+                 threads: Optional[Dict[int, Tuple[int, int]]] = None,
+                 uring_results: bool = True) -> None:
         """``boot_offset``: see ThreadGroups (None: records' clock is not CLOCK_MONOTONIC).
         ``fd_proof``: the records of fd_ledger.py are traced, so /proc fd links can be proven.
         ``threads``: tid -> (start ticks, tgid) of the threads alive once recording began.
+        ``uring_results``: io_uring completions are recorded from every task (uring.py).
         """
         self.kind = kind
         self.roles = roles
@@ -199,6 +203,7 @@ class Correlator:
         self.awaiting: Deque[Tuple[Event, Optional[FdProof]]] = collections.deque()
         self.records = 0  # records fed
         self.orphans = 0  # exits whose entry was never seen
+        self.uring = UringOpens(self.threads, self._uid, uring_results)  # through io_uring
 
     # -- entry point -------------------------------------------------------
 
@@ -224,6 +229,8 @@ class Correlator:
         if line.event in FD_SYSCALLS:
             self._fd_call(line)
             return []
+        if line.event in URING_EVENTS:
+            return self.uring.feed(line)
         if line.style == ENTER:
             return self._enter(line)
         if line.style == EXIT:
@@ -256,6 +263,8 @@ class Correlator:
     def gap(self, start: int, end: int = INF) -> None:
         """Records between ``start`` and ``end`` may be missing (lost, or recording stopped)."""
         self.ledger.gap(start, end)
+        if end != INF:  # lost: a pending io_uring result may be among them
+            self.uring.lost()
 
     def fill(self, events: List[Event], later: Optional[Callable[[], Later]] = None,
              complete: Optional[int] = None) -> List[Event]:
@@ -277,7 +286,7 @@ class Correlator:
         filled: List[Tuple[Event, Optional[FdProof]]] = []
         for event in reversed(events):
             proof: Optional[FdProof] = None
-            if isinstance(event, OpenEvent) and event.fd is not None:
+            if isinstance(event, OpenEvent) and event.fd is not None and event.tid is not None:
                 opened = self._opened.get(id(event))
                 key = (event.tid, event.fd)
                 if (event.path is None and opened is not None and complete is not None
@@ -297,7 +306,7 @@ class Correlator:
     def _read_fd(self, event: OpenEvent, start: Optional[int], table: Optional[int],
                  own: Span) -> Optional[FdProof]:
         """/proc/TID/fd/N (the thread's own table), unless its access mode shows a reuse."""
-        assert event.fd is not None
+        assert event.fd is not None and event.tid is not None
         if start is None:
             return None  # the open's entry was not seen: no time to prove from
         if self.proc.fd_read is not None:
@@ -319,7 +328,8 @@ class Correlator:
         awaiting = self.awaiting
         while awaiting:
             event, proof = awaiting[0]
-            if proof is not None and isinstance(event, OpenEvent) and event.fd is not None:
+            if (proof is not None and isinstance(event, OpenEvent) and event.fd is not None
+                    and event.tid is not None):
                 if complete is not None and proof.read_ns > complete:
                     break
                 if complete is not None and self.ledger.proven(

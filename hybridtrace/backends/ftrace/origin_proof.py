@@ -203,7 +203,8 @@ class OriginFiller:
     def fill(self, events: List[Event], complete: Optional[int]) -> List[Event]:
         """Queue ``events`` with their readings; return those that can be judged now."""
         for event in events:
-            if isinstance(event, LostEvent) or self._boot is None:
+            # No thread to read (an SQPOLL io_uring open has no tid): no origin.
+            if isinstance(event, LostEvent) or self._boot is None or event.tid is None:
                 self.awaiting.append((event, None, None))
                 continue
             own = self._reading(event.tid, event.timestamp_ns)
@@ -248,6 +249,7 @@ class OriginFiller:
             out["ns_pid"] = own.nstgid[-1]
         lo, hi = sorted((event.timestamp_ns, own.read_ns))
         steady = (self._ledger_ok and complete is not None and complete >= hi
+                  and event.tid is not None
                   and not self.ledger.changed(event.tid, lo, hi))
         if steady:
             out["mntns"] = own.mntns

@@ -28,6 +28,9 @@ from hybridtrace.backends.ftrace.pipe import EXIT, FIELDS, ArgValue, TraceLine
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
 from hybridtrace.backends.ftrace.ring_page import read_page_layout
 from hybridtrace.backends.ftrace.tasks import NEWTASK, RENAME, SETUID_SYSCALLS, TaskTracker
+from hybridtrace.backends.ftrace.uring import FAILED_EVENT, SUBMIT_EVENTS
+
+URING_TASK_EVENTS = (*SUBMIT_EVENTS, FAILED_EVENT)
 
 COMMIT_MARGIN_NS = 2_000_000  # a record is committed within this of its timestamp
 _CPU_DIR = re.compile(r"^cpu(\d+)$")
@@ -95,6 +98,9 @@ class Timeline:
                     tasks.created(_int(args.get("pid"), tid), _bytes(args.get("comm")), tid)
                 elif event == EXEC_DONE:
                     tasks.execed(_int(args.get("old_pid"), tid), tid)
+                    known, uid = tasks.get(tid)
+                    comm = known or b""
+                elif event in URING_TASK_EVENTS:  # written by the submitter
                     known, uid = tasks.get(tid)
                     comm = known or b""
             elif event in SETUID_SYSCALLS:

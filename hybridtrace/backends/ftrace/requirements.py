@@ -10,9 +10,14 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from hybridtrace.backends.base import Assessment, Reason
-from hybridtrace.backends.requirements_common import tracefs_reasons
+from hybridtrace.backends.requirements_common import io_uring_moot, tracefs_reasons
 from hybridtrace.capabilities.model import Capabilities
-from hybridtrace.vocabulary import FTRACE_TIERS
+from hybridtrace.vocabulary import (
+    FTRACE_TIERS,
+    IO_URING_COMPLETE,
+    IO_URING_SUBMIT,
+    IO_URING_SUBMIT_OLD,
+)
 
 # Paths are the syscalls' "const char *" arguments, of which eprobes on some kernels
 # (Debian 6.12) get one byte, not the pointer: opens would have no path and failed
@@ -47,6 +52,28 @@ def _fields(kind: str, tier: str) -> Dict[str, str]:
         how = "partial: None for openat2 (they are in its struct open_how, which no record shows)"
         fields.update(flags=how, mode=how, fd="complete")
     return fields
+
+
+def _io_uring(caps: Capabilities) -> str:
+    """What io_uring's static tracepoints give every tier (uring.py); no probe reads the
+    request, so no path."""
+    moot = io_uring_moot(caps)
+    if moot:
+        return f"none needed: {moot}"
+    tps = caps.io_uring.tracepoints
+    if tps is not None and not (tps.get(IO_URING_COMPLETE) and (
+            tps.get(IO_URING_SUBMIT) or tps.get(IO_URING_SUBMIT_OLD))):
+        return "none: the kernel has no io_uring submit and complete tracepoints"
+    text = ("partial: seen without paths: the submitting task's pid, tid, comm and uid (tid,"
+            " comm and uid None for SQPOLL submissions), errno, and fd for rings made while"
+            " tracing without fixed files (else None: the result may be a fixed-slot index);"
+            " path, flags, mode and dfd None (a failed IORING_OP_OPENAT's flags and mode"
+            " excepted); with a pid filter, results unknown and SQPOLL rings made while"
+            " tracing reported lost (io_uring's threads escape set_event_pid); not with"
+            " the text reader (--ftrace-reader text)")
+    if tps is None:
+        text += "; where the kernel has io_uring's tracepoints (not checked here)"
+    return text
 
 
 def _absent(present: Optional[bool], caps: Capabilities, option: str) -> bool:
@@ -85,7 +112,10 @@ def _tier_reasons(caps: Capabilities, kind: str, tier: str) -> List[Reason]:
 
 def assess_tier(caps: Capabilities, kind: str, tier: str) -> Assessment:
     reasons = tracefs_reasons(caps, kind, "ftrace") + _tier_reasons(caps, kind, tier)
-    return Assessment("ftrace", tier, kind, reasons, _fields(kind, tier))
+    fields = _fields(kind, tier)
+    if kind == "open":
+        fields["io_uring"] = _io_uring(caps)
+    return Assessment("ftrace", tier, kind, reasons, fields)
 
 
 def assess_all(caps: Capabilities, kind: str) -> List[Assessment]:

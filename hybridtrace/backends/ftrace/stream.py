@@ -8,16 +8,17 @@ disabled before probes are removed: the kernel refuses to delete a busy probe).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import select
 import time
 import weakref
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from hybridtrace import buffer_size, process_tree, procfs, tracefs, vocabulary
 from hybridtrace.backends.base import BackendError, StreamStats, Unread
-from hybridtrace.backends.ftrace import buffer_stats, probes
+from hybridtrace.backends.ftrace import buffer_stats, probes, uring
 from hybridtrace.backends.ftrace.cleanup import remove_stale
 from hybridtrace.backends.ftrace.correlate import Correlator, ProcLookup
 from hybridtrace.backends.ftrace.debuginfo import dynamic_loaders
@@ -172,6 +173,36 @@ def _filter_expr(request: TraceRequest, with_comm: bool) -> str:
     return " && ".join(parts)
 
 
+def _uring_events(inst: Instance, raw: bool) -> List[Tuple[str, str]]:
+    """io_uring's events this kernel has, for opens made with no open syscall (uring.py).
+    Only the binary reader decodes them (their trace_pipe lines are free text)."""
+    group = vocabulary.IO_URING_GROUP
+    present = [(group, e) for e in uring.EVENTS if inst.has_event(group, e)]
+    names = {e for _, e in present}
+    if not raw or vocabulary.IO_URING_COMPLETE not in names or not names & set(
+            uring.SUBMIT_EVENTS):
+        return []
+    return present
+
+
+def _uring_unseen(request: TraceRequest, raw: bool,
+                  events: Sequence[Tuple[str, str]]) -> Optional[str]:
+    """Why this open session does not see io_uring opens (None: it does)."""
+    if request.kind is not Kind.OPEN or events:
+        return None
+    if not raw:
+        return "the trace_pipe reader does not decode io_uring's events"
+    return "the kernel has no io_uring submit and complete events"
+
+
+def _uring_filter(request: TraceRequest, event: str, with_comm: bool) -> str:
+    """Submissions and failures: open requests, by their submitter; anything else
+    (completions in io-wq workers, rings) from any task but ours."""
+    if event in (*uring.SUBMIT_EVENTS, uring.FAILED_EVENT):
+        return f"({uring.submit_filter()}) && {_filter_expr(request, with_comm)}"
+    return f"common_pid != {os.getpid()}"
+
+
 def _check_eprobe_strings(caps: Capabilities, path: str) -> None:
     """Refuse the eprobe tier where eprobes read no paths (see eprobe_selftest)."""
     strings = caps.tracefs.eprobe_strings
@@ -207,6 +238,10 @@ class FtraceStream:
             notes.append(f"tracefs mounted at {path} by hybridtrace")
         if stale:
             notes.append(f"removed {len(stale)} leftover(s) of dead sessions")
+        if request.kind is Kind.OPEN:
+            notes.append("io_uring opens: seen, without paths (io_uring's tracepoints)"
+                         if self.io_uring_unseen is None
+                         else f"io_uring opens: NOT seen ({self.io_uring_unseen})")
         self.description = f"ftrace/{tier} ({'; '.join(notes)})"
         self._captured = 0
         self._lost = 0
@@ -244,20 +279,26 @@ class FtraceStream:
         if thread_proof:
             events += [e for e in THREAD_PROOF_EVENTS if e not in events]
         fd_proof = False
+        uring: List[Tuple[str, str]] = []
         if request.kind is Kind.OPEN:
             fd_proof = clock == "mono" and all(inst.has_event(*e) for e in FD_PROOF_EVENTS)
             events += [e for e in FD_PROOF_EVENTS + FD_OPTIONAL_EVENTS
                        if inst.has_event(*e) and e not in events]
+            uring = _uring_events(inst, raw)
+            events += uring
+        self.io_uring_unseen = _uring_unseen(request, raw, uring)
         ledger_ok = clock == "mono" and all(inst.has_event(*e) for e in LEDGER_EVENTS)
         if ledger_ok:
             events += [e for e in LEDGER_EVENTS if e not in events]
         formats = self._formats(inst, events)
         self._set_filters(inst, events)
         follows = request.filters.descendants_of is not None or request.filters.pid is not None
+        followed = False  # set_event_pid in force
         if request.filters.descendants_of is not None:
             self._follow_tree(inst, request.filters.descendants_of)
+            followed = True
         elif request.filters.pid is not None:
-            self._follow_pid(inst, request.filters.pid)
+            followed = self._follow_pid(inst, request.filters.pid)
         self._res.reader = self._reader(inst, formats, raw, clock == "mono")
         for system, event in events:
             inst.enable(system, event)
@@ -277,8 +318,9 @@ class FtraceStream:
             reader.on_decoded = snaps.take
             proc = snaps.lookup()
         boot = boot_offset_ns() if clock == "mono" else None
+        # io_uring's threads escape set_event_pid: their completions go unrecorded.
         self._correlator = Correlator(request.kind, self.roles, source, request.max_args, proc,
-                                      boot, fd_proof, seed)
+                                      boot, fd_proof, seed, uring_results=not followed)
         # With set_event_pid, a migration done by an untraced task is not recorded.
         self._ledger = ChangeLedger(migrations_seen=not follows)
         self._origin = OriginFiller(boot, self._ledger, ledger_ok)
@@ -324,13 +366,16 @@ class FtraceStream:
                 continue
             # A rename *to* the comm asked for is written under the old comm.
             comm_here = with_comm and (system, event) not in TASK_EVENTS
+            expr: Callable[[bool], str] = functools.partial(_filter_expr, self.request)
+            if system == vocabulary.IO_URING_GROUP:
+                expr = functools.partial(_uring_filter, self.request, event)
             try:
-                inst.set_filter(system, event, _filter_expr(self.request, comm_here))
+                inst.set_filter(system, event, expr(comm_here))
             except BackendError:
                 if not comm_here:
                     raise
                 with_comm = False  # an old kernel without the comm filter field
-                inst.set_filter(system, event, _filter_expr(self.request, False))
+                inst.set_filter(system, event, expr(False))
 
     @staticmethod
     def _follow_tree(inst: Instance, root: int) -> None:
@@ -361,14 +406,17 @@ class FtraceStream:
             seeded |= new
 
     @staticmethod
-    def _follow_pid(inst: Instance, pid: int) -> None:
-        """Record only this process's threads (and what they create)."""
+    def _follow_pid(inst: Instance, pid: int) -> bool:
+        """Record only this process's threads (and what they fork); False: the kernel
+        cannot (no set_event_pid), and every task is recorded."""
         try:
             tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
             tids = [str(pid)]
         if inst.set_option("set_event_pid", " ".join(tids)):
             inst.set_option("options/event-fork", "1")
+            return True
+        return False
 
     # -- EventStream -------------------------------------------------------
 

@@ -33,6 +33,14 @@ enum ht_flags {
 	HT_F_NSPID_UNKNOWN = 64,   /* ns_pid and ns_tid were not read */
 	HT_F_NSPPID_UNKNOWN = 128, /* ns_ppid was not read */
 	HT_F_CGROUP_UNKNOWN = 256, /* no cgroup id (a kernel without the helper) */
+	/* Opens through io_uring (open.bpf.c): */
+	HT_F_IO_URING = 512,      /* an io_uring request, no open syscall */
+	HT_F_NO_THREAD = 1024,   /* no thread of the process submitted it (SQPOLL): tid, uid, comm unknown */
+	HT_F_NO_PROCESS = 2048,  /* the submitter is a kernel thread: the process is unknown too */
+	HT_F_FIXED_SLOT = 4096, /* opened into a fixed file slot: the result is no fd */
+	HT_F_ARGS_FAULT = 8192, /* flags and mode unknown (unreadable, or changed since the kernel read them) */
+	HT_F_NO_RESULT = 16384,  /* the result is unknown (no completion is posted for a success) */
+	HT_F_KERNEL_COPY = 32768, /* the path is the kernel's copy, not read from the caller */
 };
 /* What ht_fill_hdr decides afresh each time it fills a header. */
 #define HT_F_HDR (HT_F_PPID_UNKNOWN | HT_F_MNTNS_UNKNOWN | HT_F_PIDNS_UNKNOWN | \

@@ -1,0 +1,205 @@
+"""Opens made through io_uring, from io_uring's own tracepoints (binary records).
+
+No open syscall carries them, so the ftrace tiers learn of them from io_uring's
+static tracepoints, which every tier has (no probe needed):
+
+- ``io_uring_submit_req`` (``io_uring_submit_sqe`` before 6.4): a request with
+  its opcode, written by the task that submitted it (io_uring_enter), or by the
+  ring's SQPOLL thread (``sq_thread``), which submits whatever anyone put in the
+  ring: then no thread of the process is known to have made the call, and tid,
+  comm and uid are None (pid is the SQPOLL thread's process, the ring owner's);
+- ``io_uring_complete`` (or ``io_uring_cqe_overflow`` when the completion ring
+  was full, matched by ring and user_data when exactly one request fits): the
+  result, in whatever task completes it (often an io-wq worker, not the
+  submitter), tied to the submission by the request's address, ring and
+  user_data (after lost records, a completion is no proof: result unknown);
+- ``io_uring_req_failed``: a request whose preparation failed, with its SQE's
+  fields and its error, its result;
+- ``io_uring_create`` and ``io_uring_register``: a ring made while tracing and
+  never given a fixed file table opens only into fds, so its results are fds;
+  any other ring's might be fixed-slot indexes, and a success says no fd.
+
+No record carries the path (it is in kernel memory), nor, before completion,
+the flags; a failed request's SQE gives IORING_OP_OPENAT's flags and mode. A
+request submitted with IOSQE_CQE_SKIP_SUCCESS posts no completion when it
+succeeds: it is reported at submission, result unknown.
+
+Where the instance records only the traced process's threads (``set_event_pid``
+for a pid filter), io_uring's own threads are not among them: the kernel makes
+them without a fork event, so event-fork never adds them. Completions on io-wq
+workers are then never recorded, so every open is reported at submission with
+its result unknown (``results=False``), and an SQPOLL ring made while tracing
+(whose thread submits unrecorded) becomes a LostEvent of an unknown count.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional
+
+import attrs
+
+from hybridtrace import vocabulary
+from hybridtrace.backends.ftrace.pipe import TraceLine
+from hybridtrace.backends.ftrace.threads import ThreadGroups
+from hybridtrace.events import Event, LostEvent, OpenEvent
+
+SUBMIT_EVENTS = (vocabulary.IO_URING_SUBMIT, vocabulary.IO_URING_SUBMIT_OLD)
+FAILED_EVENT = vocabulary.IO_URING_FAILED
+RING_EVENTS = (vocabulary.IO_URING_CREATE, vocabulary.IO_URING_REGISTER)
+# Every io_uring event an open session enables where the kernel has it.
+EVENTS = (*SUBMIT_EVENTS, vocabulary.IO_URING_COMPLETE, vocabulary.IO_URING_OVERFLOW,
+          vocabulary.IO_URING_FAILED, *RING_EVENTS)
+OPEN_OPS = tuple(vocabulary.IO_URING_OPEN_OPS)
+REQ_F_CQE_SKIP = 1 << 6  # = IOSQE_CQE_SKIP_SUCCESS: no completion for a success
+IORING_SETUP_SQPOLL = 1 << 1
+SQPOLL_COMM = b"iou-sqp-"  # the SQPOLL thread's name (io_uring/sqpoll.c)
+MAX_PENDING = 65536  # submitted io_uring opens awaiting their result; the oldest goes first
+MAX_RINGS = 65536
+
+
+def submit_filter() -> str:
+    """The instance filter for the submit and failure events: open requests only."""
+    return " || ".join(f"opcode == {op}" for op in OPEN_OPS)
+
+
+@attrs.define
+class _Submitted:
+    ts: int
+    tid: int
+    sqpoll: bool
+    comm: Optional[bytes]
+    uid: Optional[int]
+    ctx: int
+    user_data: int
+    direct_free: bool  # its ring has no fixed file table: a success is an fd
+    # Records were lost since: its completion may be among them, and a completion at
+    # its address may be a later request's. Its result is then unknown.
+    uncertain: bool = False
+
+
+def _int(line: TraceLine, name: str) -> Optional[int]:
+    value = line.args.get(name)
+    return value if isinstance(value, int) else None
+
+
+def _signed32(value: Optional[int]) -> Optional[int]:
+    if value is None:
+        return None
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >> 31 else value
+
+
+class UringOpens:
+    """Feeds io_uring records, yields OpenEvents (see the module docstring)."""
+
+    def __init__(self, threads: ThreadGroups,
+                 uid_of: Callable[[int], Optional[int]], results: bool = True) -> None:
+        """``uid_of``: a process's uid from /proc, where the record gave none;
+        ``results``: completions are recorded whatever task makes them."""
+        self.threads = threads
+        self.uid_of = uid_of
+        self.results = results
+        self.pending: Dict[int, _Submitted] = {}  # request address -> its submission
+        self.rings: Dict[int, bool] = {}  # ring made while tracing -> may have fixed slots
+        self.sqpoll_rings: Dict[int, bool] = {}  # ring made while tracing -> SQPOLL
+
+    def feed(self, line: TraceLine) -> List[Event]:
+        event = line.event
+        if event in SUBMIT_EVENTS:
+            return self._submitted(line)
+        if event == vocabulary.IO_URING_COMPLETE:
+            return self._completed(line, self.pending.pop(_int(line, "req") or 0, None))
+        if event == vocabulary.IO_URING_OVERFLOW:
+            return self._overflowed(line)
+        if event == vocabulary.IO_URING_FAILED:
+            return self._failed(line)
+        ctx = _int(line, "ctx")
+        if ctx is None:
+            return []
+        if event == vocabulary.IO_URING_CREATE:
+            sqpoll = bool((_int(line, "flags") or 0) & IORING_SETUP_SQPOLL)
+            self.rings[ctx] = False
+            self.sqpoll_rings[ctx] = sqpoll
+            for table in (self.rings, self.sqpoll_rings):
+                while len(table) > MAX_RINGS:
+                    del table[next(iter(table))]
+            if sqpoll and not self.results:
+                return [LostEvent(line.timestamp_ns, None, f"io_uring SQPOLL ring made by"
+                                  f" thread {line.pid}: its thread's opens are not recorded"
+                                  " under a pid filter", exact=False)]
+        elif event == vocabulary.IO_URING_REGISTER and ctx in self.rings:
+            self.rings[ctx] = True  # any registration: maybe a fixed file table now
+        return []
+
+    def lost(self) -> None:
+        """Records may be missing: no pending request's result can be trusted."""
+        for sub in self.pending.values():
+            sub.uncertain = True
+
+    def _who(self, line: TraceLine, sqpoll: bool) -> _Submitted:
+        comm = line.comm or None
+        if sqpoll:
+            return _Submitted(line.timestamp_ns, line.pid, True, None, None,
+                              _int(line, "ctx") or 0, _int(line, "user_data") or 0, False)
+        return _Submitted(line.timestamp_ns, line.pid, False, comm, line.uid,
+                          _int(line, "ctx") or 0, _int(line, "user_data") or 0, False)
+
+    def _submitted(self, line: TraceLine) -> List[Event]:
+        req = _int(line, "req")
+        if req is None:
+            return []
+        self.pending.pop(req, None)  # a freed request at this address left nothing
+        if _int(line, "opcode") not in OPEN_OPS:
+            return []
+        sub = self._who(line, bool(line.args.get("sq_thread")))
+        sub.direct_free = self.rings.get(sub.ctx) is False
+        if (_int(line, "flags") or 0) & REQ_F_CQE_SKIP or not self.results:
+            return [self._event(sub, line.timestamp_ns, None, known=False)]
+        self.pending[req] = sub
+        while len(self.pending) > MAX_PENDING:
+            del self.pending[next(iter(self.pending))]
+        return []
+
+    def _completed(self, line: TraceLine, sub: Optional[_Submitted]) -> List[Event]:
+        if sub is None or sub.ctx != _int(line, "ctx") or sub.user_data != _int(
+                line, "user_data"):
+            return []
+        return [self._event(sub, line.timestamp_ns, _signed32(_int(line, "res")),
+                            known=not sub.uncertain)]
+
+    def _overflowed(self, line: TraceLine) -> List[Event]:
+        ctx, user_data = _int(line, "ctx"), _int(line, "user_data")
+        fits = [req for req, sub in self.pending.items()
+                if sub.ctx == ctx and sub.user_data == user_data]
+        if len(fits) != 1:
+            return []  # none of ours, or which one completed is unknown
+        return self._completed(line, self.pending.pop(fits[0]))
+
+    def _failed(self, line: TraceLine) -> List[Event]:
+        opcode = _int(line, "opcode")
+        self.pending.pop(_int(line, "req") or 0, None)
+        if opcode not in OPEN_OPS:
+            return []
+        ctx = _int(line, "ctx") or 0
+        # No sq_thread field here: the SQPOLL thread is known by its ring or its name.
+        sqpoll = self.sqpoll_rings.get(ctx, False) or line.comm.startswith(SQPOLL_COMM) \
+            or not line.comm
+        sub = self._who(line, sqpoll)
+        flags = mode = None
+        if opcode == vocabulary.IORING_OP_OPENAT:  # OPENAT2's are in user memory
+            flags, mode = _int(line, "op_flags"), _int(line, "len")
+        return [self._event(sub, line.timestamp_ns, _signed32(_int(line, "error")),
+                            flags=flags, mode=mode)]
+
+    def _event(self, sub: _Submitted, ts: int, res: Optional[int], known: bool = True,
+               flags: Optional[int] = None, mode: Optional[int] = None) -> OpenEvent:
+        pid = self.threads.tgid(sub.tid, sub.ts)
+        uid = sub.uid
+        if uid is None and not sub.sqpoll and pid is not None:
+            uid = self.uid_of(pid)
+        fd = res if known and res is not None and res >= 0 and sub.direct_free else None
+        err = -res if known and res is not None and res < 0 else None
+        return OpenEvent(
+            timestamp_ns=ts, pid=pid, tid=None if sub.sqpoll else sub.tid, uid=uid,
+            comm=sub.comm, path=None, flags=flags, mode=mode, fd=fd, errno=err,
+            syscall=None, dfd=None, via=vocabulary.VIA_IO_URING)

@@ -1,0 +1,162 @@
+"""io_uring opens from io_uring's tracepoints (ftrace/uring.py), records made up here.
+
+Field names and kinds are those of this kernel's format files (binary reader):
+the ring and request addresses, user_data, opcode, req->flags, sq_thread.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from hybridtrace.backends.ftrace.correlate import Correlator, ProcLookup
+from hybridtrace.backends.ftrace.pipe import TraceLine
+from hybridtrace.backends.ftrace.threads import ThreadGroups
+from hybridtrace.backends.ftrace.uring import REQ_F_CQE_SKIP, UringOpens, submit_filter
+from hybridtrace.events import Event, LostEvent, OpenEvent
+from hybridtrace.request import Kind
+
+RING, OTHER_RING = 0xFFFF0001, 0xFFFF0002
+CLONE_THREAD_FLAGS = 0x3D0F00  # pthread_create's, CLONE_THREAD among them
+
+
+def line(ts: int, tid: int, event: str, comm: bytes = b"gt", uid: Optional[int] = 0,
+         **args: int) -> TraceLine:
+    return TraceLine(comm, tid, 0, ts, event, args, b"", "fields", uid=uid)
+
+
+def submit(ts: int, tid: int, req: int, opcode: int = 18, flags: int = 0, sq: int = 0,
+           ring: int = RING, user_data: int = 7, **kw: object) -> TraceLine:
+    return line(ts, tid, "io_uring_submit_req", ctx=ring, req=req, user_data=user_data,
+                opcode=opcode, flags=flags, sq_thread=sq, **kw)  # type: ignore[arg-type]
+
+
+def complete(ts: int, tid: int, req: int, res: int, ring: int = RING,
+             user_data: int = 7) -> TraceLine:
+    return line(ts, tid, "io_uring_complete", b"iou-wrk-100", ctx=ring, req=req,
+                user_data=user_data, res=res & 0xFFFFFFFF, cflags=0)
+
+
+def opens(threads: Optional[Dict[int, int]] = None, results: bool = True) -> UringOpens:
+    groups = ThreadGroups(lambda tid: None)
+    for tid, tgid in (threads or {100: 100, 101: 100, 102: 100}).items():
+        groups.created(tid, tgid, CLONE_THREAD_FLAGS if tid != tgid else 0, 0)
+    return UringOpens(groups, lambda pid: 4242, results)
+
+
+def feed(uring: UringOpens, lines: List[TraceLine]) -> List[Event]:
+    out: List[Event] = []
+    for ln in lines:
+        out += uring.feed(ln)
+    return out
+
+
+def test_submitter_and_result_from_two_records_on_different_threads() -> None:
+    uring = opens()
+    out = feed(uring, [line(1, 100, "io_uring_create", ctx=RING, flags=0, fd=3),
+                       submit(2, 101, 0xA0), complete(3, 102, 0xA0, 5),
+                       submit(4, 101, 0xA0, opcode=28), complete(5, 100, 0xA0, -2)])
+    ok, bad = out
+    assert isinstance(ok, OpenEvent) and isinstance(bad, OpenEvent)
+    assert (ok.pid, ok.tid, ok.comm, ok.uid, ok.fd, ok.errno) == (100, 101, b"gt", 0, 5, None)
+    assert ok.via == "io_uring" and ok.syscall is None and ok.timestamp_ns == 3
+    assert ok.path is None and ok.flags is None and ok.dfd is None
+    assert (bad.fd, bad.errno) == (None, 2)
+    assert not uring.pending
+
+
+def test_a_success_is_an_fd_only_on_a_ring_that_cannot_have_fixed_slots() -> None:
+    uring = opens()
+    out = feed(uring, [submit(1, 101, 0xA0, ring=OTHER_RING),  # made before tracing
+                       complete(2, 102, 0xA0, 0, ring=OTHER_RING),
+                       line(3, 100, "io_uring_create", ctx=RING, flags=0, fd=3),
+                       line(4, 100, "io_uring_register", ctx=RING, opcode=13, nr_files=4,
+                            nr_bufs=0, ret=0),
+                       submit(5, 101, 0xA1), complete(6, 102, 0xA1, 0),
+                       submit(7, 101, 0xA2), complete(8, 102, 0xA2, -22)])
+    assert [(e.fd, e.errno) for e in out if isinstance(e, OpenEvent)] == [
+        (None, None), (None, None), (None, 22)]
+
+
+def test_sqpoll_submissions_belong_to_the_process_but_to_no_thread() -> None:
+    uring = opens({100: 100, 103: 100})
+    out = feed(uring, [submit(1, 103, 0xB0, sq=1, comm=None), complete(2, 103, 0xB0, 4)])
+    (ev,) = out
+    assert isinstance(ev, OpenEvent)
+    assert (ev.pid, ev.tid, ev.comm, ev.uid) == (100, None, None, None)
+
+
+def test_results_go_to_the_request_they_belong_to_or_to_none() -> None:
+    uring = opens()
+    out = feed(uring, [
+        submit(1, 101, 0xC0, user_data=1),
+        complete(2, 102, 0xC0, 9, user_data=2),  # another request at that address: not it
+        submit(3, 101, 0xC1, opcode=22),  # a read reusing a pending open's address clears it
+        submit(4, 101, 0xC2, opcode=18, user_data=5),
+        submit(4, 101, 0xC2, opcode=1),
+        complete(5, 102, 0xC2, 3, user_data=5),
+    ])
+    assert out == []
+    assert not uring.pending
+
+
+def test_cqe_skip_is_reported_at_submission_result_unknown() -> None:
+    uring = opens()
+    (ev,) = feed(uring, [submit(1, 101, 0xD0, flags=REQ_F_CQE_SKIP),
+                         complete(2, 102, 0xD0, -2)])
+    assert isinstance(ev, OpenEvent) and ev.timestamp_ns == 1
+    assert ev.fd is None and ev.errno is None
+
+
+def test_overflowed_completion_matched_by_ring_and_user_data_when_unique() -> None:
+    uring = opens()
+    overflow = line(4, 102, "io_uring_cqe_overflow", ctx=RING, user_data=7, res=3, cflags=0,
+                    ocqe=0)
+    one = feed(uring, [submit(1, 101, 0xE0), overflow])
+    assert len(one) == 1 and isinstance(one[0], OpenEvent) and one[0].errno is None
+    two = feed(uring, [submit(1, 101, 0xE1), submit(2, 101, 0xE2), overflow])
+    assert two == [] and len(uring.pending) == 2  # which one completed is unknown
+
+
+def test_after_lost_records_a_completion_proves_no_result() -> None:
+    uring = opens()
+    feed(uring, [line(0, 100, "io_uring_create", ctx=RING, flags=0, fd=3), submit(1, 101, 0xF0)])
+    uring.lost()
+    (ev,) = feed(uring, [complete(2, 102, 0xF0, 3)])
+    assert isinstance(ev, OpenEvent) and ev.fd is None and ev.errno is None
+
+
+def test_failed_preparation_has_its_error_and_openat_flags() -> None:
+    uring = opens()
+    failed = line(1, 101, "io_uring_req_failed", ctx=RING, req=0x10, user_data=7, opcode=18,
+                  flags=0, op_flags=0o2000101, len=0o600, file_index=1, error=-22)
+    sqpoll = line(2, 103, "io_uring_req_failed", b"iou-sqp-100", None, ctx=RING, req=0x11,
+                  user_data=7, opcode=28, op_flags=0, len=24, error=-22)
+    a, b = feed(uring, [failed, sqpoll])
+    assert isinstance(a, OpenEvent) and isinstance(b, OpenEvent)
+    assert (a.tid, a.errno, a.flags, a.mode) == (101, 22, 0o2000101, 0o600)
+    assert (b.tid, b.comm, b.errno, b.flags, b.mode) == (None, None, 22, None, None)
+
+
+def test_followed_pid_reports_at_submission_and_sqpoll_rings_as_lost() -> None:
+    uring = opens(results=False)
+    out = feed(uring, [line(1, 100, "io_uring_create", ctx=RING, flags=2, fd=3),
+                       submit(2, 101, 0xA0), complete(3, 101, 0xA0, 4)])
+    lost, ev = out
+    assert isinstance(lost, LostEvent) and lost.count is None and not lost.exact
+    assert isinstance(ev, OpenEvent) and ev.timestamp_ns == 2
+    assert ev.fd is None and ev.errno is None and ev.tid == 101
+
+
+def test_correlator_hands_io_uring_records_over_and_forgets_on_loss() -> None:
+    corr = Correlator(Kind.OPEN, {}, None, 20, ProcLookup(uid=lambda pid: 0))
+    corr.threads.created(101, 100, CLONE_THREAD_FLAGS, 0)
+    events = corr.feed_all([submit(1, 101, 0xA0), complete(2, 102, 0xA0, -13)])
+    assert [(e.tid, e.errno) for e in events if isinstance(e, OpenEvent)] == [(101, 13)]
+    corr.feed_all([submit(3, 101, 0xA1)])
+    corr.gap(0, 10)
+    (late,) = corr.feed_all([complete(11, 102, 0xA1, 5)])
+    assert isinstance(late, OpenEvent) and late.fd is None and late.errno is None
+
+
+def test_submit_filter_names_both_open_opcodes() -> None:
+    assert submit_filter() == "opcode == 18 || opcode == 28"

@@ -1,0 +1,93 @@
+"""What probe and doctor say about io_uring opens, over recorded kernel trees."""
+
+from __future__ import annotations
+
+import struct
+
+import attrs
+import pytest
+
+from hybridtrace.backends.ebpf.requirements import assess_bcc, assess_core
+from hybridtrace.backends.ftrace.requirements import assess_tier
+from hybridtrace.capabilities.btf_names import btf_strings, has_tracepoints
+from hybridtrace.capabilities.model import Capabilities, IoUring
+from hybridtrace.doctor import build_report
+from hybridtrace.doctor.render_json import report_to_dict
+from hybridtrace.doctor.render_text import render_text
+from hybridtrace.vocabulary import IO_URING_EVENTS
+from tests.unit.kernel_trees import probe_tree
+
+PRESENT = {e: e != "io_uring_submit_sqe" for e in IO_URING_EVENTS}  # a 6.4+ kernel
+
+
+def _btf(strings: bytes) -> bytes:
+    """A BTF blob with no types and these strings (include/uapi/linux/btf.h header)."""
+    return struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 0, 0, len(strings)) + strings
+
+
+def test_btf_names_find_tracepoint_typedefs_whole_names_only() -> None:
+    blob = _btf(b"\0int\0btf_trace_io_uring_complete\0btf_trace_io_uring_submit_req_x\0")
+    found = has_tracepoints(blob, ["io_uring_complete", "io_uring_submit_req"])
+    assert found == {"io_uring_complete": True, "io_uring_submit_req": False}
+    with pytest.raises(ValueError):
+        btf_strings(b"\xeb\x9f" + bytes(30))  # big-endian magic: not this host's BTF
+    with pytest.raises(ValueError):
+        btf_strings(b"short")
+
+
+def _caps(name: str = "host-6.18-root", **io_uring: object) -> Capabilities:
+    caps = probe_tree(name)
+    return attrs.evolve(caps, io_uring=IoUring(**{"disabled": 0, "tracepoints": PRESENT,
+                                                  **io_uring}))  # type: ignore[arg-type]
+
+
+def test_each_open_candidate_says_whether_it_sees_io_uring_opens() -> None:
+    caps = _caps()
+    with_paths = assess_core(caps, "open", "tp_btf").fields["io_uring"]
+    assert with_paths.startswith("partial: seen with paths")
+    assert assess_core(caps, "open", "tracepoint").fields["io_uring"] == with_paths
+    assert assess_core(caps, "open", "raw_tp").fields["io_uring"].startswith("none:")
+    assert assess_bcc(caps, "open").fields["io_uring"].startswith("none:")
+    for tier in ("kprobe", "eprobe", "uprobe", "tracepoint"):
+        assert assess_tier(caps, "open", tier).fields["io_uring"].startswith(
+            "partial: seen without paths")
+    assert "io_uring" not in assess_core(caps, "exec", "tp_btf").fields
+
+
+def test_kernel_reads_refused_means_no_paths() -> None:
+    caps = _caps("derived-lockdown-confidentiality")
+    assert assess_core(caps, "open", "tp_btf").fields["io_uring"].startswith(
+        "partial: seen without paths")
+
+
+def test_nothing_to_see_where_io_uring_is_off_and_none_without_its_tracepoints() -> None:
+    off = _caps(disabled=2)
+    assert assess_core(off, "open", "tp_btf").fields["io_uring"].startswith("none needed:")
+    old = _caps(tracepoints={**PRESENT, "io_uring_complete": False})
+    assert assess_core(old, "open", "tp_btf").fields["io_uring"].startswith("none:")
+    assert assess_tier(old, "open", "uprobe").fields["io_uring"].startswith("none:")
+    unknown = _caps(tracepoints=None)
+    assert "not checked here" in assess_core(unknown, "open", "tp_btf").fields["io_uring"]
+
+
+def test_before_6_1_the_submit_tracepoint_has_no_request() -> None:
+    caps = _caps("vm-debian-5.10-default")
+    assert assess_core(caps, "open", "tp_btf").fields["io_uring"].startswith("none:")
+
+
+def test_doctor_reports_io_uring_in_text_and_json() -> None:
+    report = build_report(_caps(disabled=1))
+    check = report_to_dict(report)["checks"]
+    (uring,) = [c for c in check if c["id"] == "io_uring"]
+    assert uring["data"]["disabled"] == 1 and uring["data"]["tracepoints"] == PRESENT
+    assert "root and io_uring_group only" in uring["value"]
+    text = render_text(report)
+    assert "io_uring opens" in text
+    section = text.split("io_uring opens", 1)[1]
+    assert any(ln.split()[:2] == ["ebpf-core/raw_tp", "none:"] for ln in section.splitlines())
+
+
+def test_recorded_trees_without_the_fact_say_unknown_not_absent() -> None:
+    caps = probe_tree("vm-debian-6.12-default")
+    assert caps.io_uring.tracepoints is None
+    assert any(u.startswith("io_uring tracepoints:") for u in caps.unchecked)
