@@ -19,7 +19,7 @@ import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from hybridtrace.cli.main import build_parser
-from tools.gen_man import _commands
+from tools.gen_man import _commands, out_of_date
 
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "completions")
 BASH = "hybridtrace.bash"
@@ -137,15 +137,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
     want = scripts()
     if args.check:
-        stale = []
-        for name, text in sorted(want.items()):
-            try:
-                with open(os.path.join(OUT_DIR, name)) as handle:
-                    same = handle.read() == text
-            except OSError:
-                same = False
-            if not same:
-                stale.append(name)
+        stale = out_of_date(want, OUT_DIR)
         if stale:
             print(f"gen_completion: out of date: {', '.join(stale)}"
                   " (run python -m tools.gen_completion)", file=sys.stderr)

@@ -111,23 +111,29 @@ def pages() -> Dict[str, str]:
     return out
 
 
+def out_of_date(want: Dict[str, str], directory: str) -> List[str]:
+    """Files of ``directory`` that differ from ``want`` (name -> text), are missing,
+    or are not wanted at all."""
+    stale = []
+    for name, text in sorted(want.items()):
+        try:
+            with open(os.path.join(directory, name)) as handle:
+                same = handle.read() == text
+        except OSError:
+            same = False
+        if not same:
+            stale.append(name)
+    present = set(os.listdir(directory)) if os.path.isdir(directory) else set()
+    return stale + sorted(present - set(want))
+
+
 def main(argv: List[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="compare, do not write")
     args = ap.parse_args(argv)
     want = pages()
     if args.check:
-        stale = []
-        for name, text in sorted(want.items()):
-            try:
-                with open(os.path.join(MAN_DIR, name)) as handle:
-                    same = handle.read() == text
-            except OSError:
-                same = False
-            if not same:
-                stale.append(name)
-        present = set(os.listdir(MAN_DIR)) if os.path.isdir(MAN_DIR) else set()
-        stale += sorted(present - set(want))
+        stale = out_of_date(want, MAN_DIR)
         if stale:
             print(f"gen_man: out of date: {', '.join(stale)} (run python -m tools.gen_man)",
                   file=sys.stderr)

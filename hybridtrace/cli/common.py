@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 from types import FrameType
-from typing import Any, Callable, Dict, Iterable, List, Optional, Pattern
+from typing import Any, Callable, Dict, Iterable, List, Optional, Pattern, TypeVar
 
 from hybridtrace.api import Session, StartError, trace
 from hybridtrace.backends.base import BackendError
@@ -125,34 +125,31 @@ def where_filters(args: argparse.Namespace) -> Dict[str, Any]:
             "descendants_of": args.descendants_of}
 
 
-def positive_int(text: str) -> int:
+N = TypeVar("N", int, float)
+
+
+def _number(text: str, convert: Callable[[str], N], good: Callable[[N], bool],
+            must: str) -> N:
+    """An option's number, or argparse's one-line complaint."""
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    if not good(value):
+        raise argparse.ArgumentTypeError(f"must be {must}: {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 1, "positive")
 
 
 def power_of_two(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1 or value & (value - 1):
-        raise argparse.ArgumentTypeError(f"must be a power of two: {text!r}")
-    return value
+    return _number(text, int, lambda v: v >= 1 and not v & (v - 1), "a power of two")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
+    return _number(text, float, lambda v: v > 0, "positive")
 
 
 def resolve_user(text: Optional[str]) -> Optional[int]:
