@@ -33,10 +33,13 @@ class ExecEvent:
 
     ``timestamp_ns`` is CLOCK_MONOTONIC in nanoseconds. ``retval`` is 0 on
     success and a negative errno on failure; None if the result was not seen.
+    ``pid`` (the process) is None when it could not be proven: the ftrace
+    backend may not know which process a thread of a failed exec belonged to,
+    and ``tid`` never stands in (a successful exec's pid is always known).
     """
 
     timestamp_ns: int
-    pid: int
+    pid: Optional[int]
     tid: int
     ppid: Optional[int]
     uid: Optional[int]

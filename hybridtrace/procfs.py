@@ -14,7 +14,7 @@ Process object per call on paths that run for every traced event.
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, NamedTuple, Optional, Tuple, Union
 
 PROC = "/proc"
 
@@ -44,7 +44,7 @@ def cmdline(pid: int) -> Optional[Tuple[bytes, ...]]:
     return tuple(data.split(b"\0"))
 
 
-def _status_field(pid: int, name: bytes) -> Optional[bytes]:
+def _status_field(pid: Union[int, str], name: bytes) -> Optional[bytes]:
     data = _read(f"{PROC}/{pid}/status", 1 << 16)
     if data is None:
         return None
@@ -54,7 +54,7 @@ def _status_field(pid: int, name: bytes) -> Optional[bytes]:
     return None
 
 
-def uid(pid: int) -> Optional[int]:
+def uid(pid: Union[int, str]) -> Optional[int]:
     """Real uid (first value of Uid:); zombies still have one."""
     value = _status_field(pid, b"Uid")
     try:
@@ -96,9 +96,19 @@ def start_ticks(pid: Union[int, str]) -> Optional[int]:
         return None
 
 
-def thread_starts() -> Dict[int, Tuple[int, int]]:
-    """tid -> (start ticks, tgid) of every thread now: /proc/PID/task/TID names its process."""
-    out: Dict[int, Tuple[int, int]] = {}
+class ThreadNow(NamedTuple):
+    """One thread as /proc/PID/task/TID shows it."""
+
+    start: int  # clock ticks since boot
+    tgid: int
+    comm: bytes
+    uid: Optional[int]  # real uid
+
+
+def threads_now() -> Dict[int, ThreadNow]:
+    """Every thread now: /proc/PID/task/TID names its process; stat its start and comm,
+    status its real uid."""
+    out: Dict[int, ThreadNow] = {}
     try:
         pids = [int(name) for name in os.listdir(PROC) if name.isdigit()]
     except OSError:
@@ -109,9 +119,9 @@ def thread_starts() -> Dict[int, Tuple[int, int]]:
         except OSError:
             continue
         for tid in tids:
-            start = start_ticks(f"{pid}/task/{tid}")
-            if start is not None:
-                out[tid] = (start, pid)
+            state = _stat_start_and_comm(f"{pid}/task/{tid}")
+            if state is not None:
+                out[tid] = ThreadNow(state[0], pid, state[1], uid(f"{pid}/task/{tid}"))
     return out
 
 
@@ -126,6 +136,32 @@ def thread_identity(tid: int) -> Optional[Tuple[int, int]]:
     if before is None or group is None or start_ticks(tid) != before:
         return None
     return before, group
+
+
+def _stat_start_and_comm(tid: Union[int, str]) -> Optional[Tuple[int, bytes]]:
+    data = _read(f"{PROC}/{tid}/stat", 4096)
+    if not data:
+        return None
+    open_paren, close_paren = data.find(b"("), data.rfind(b")")
+    rest = data[close_paren + 2:].split()
+    try:
+        return int(rest[19]), data[open_paren + 1:close_paren]
+    except (IndexError, ValueError):
+        return None
+
+
+def task_state(tid: int) -> Optional[Tuple[int, bytes, Optional[int]]]:
+    """(start ticks, comm, real uid) of the task with this id now, all of one task.
+
+    The start time is read before and after the uid: a task that exits and
+    whose id is reused in between shows a different start.
+    """
+    before = _stat_start_and_comm(tid)
+    real_uid = uid(tid)
+    after = _stat_start_and_comm(tid)
+    if before is None or after is None or before[0] != after[0]:
+        return None
+    return before[0], after[1], real_uid
 
 
 def comm(pid: int) -> Optional[bytes]:

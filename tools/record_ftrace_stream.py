@@ -15,6 +15,10 @@ and, read by the binary reader (trace_pipe_raw) in a second run, into
 <name>-<tier>-raw/: the same files with <kind>.pages/ (header_page and the
 pages of each CPU, cpuN.bin, whole and unfiltered) in place of the text.
 
+With ``--workload tasks`` the children of tools/ftrace_task_workload.py run
+instead (comm, uid and process changes; exec on the tracepoint tier, open on
+the uprobe tier), into tests/fixtures/ftrace_tasks/<name>[-raw]/.
+
 Bytes are stored as hex in JSON. The stream removes its kernel state on exit.
 """
 
@@ -32,6 +36,8 @@ from typing import Any, Dict, List, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import ftrace_task_workload as tasks_workload
+
 from hybridtrace.backends.ftrace.format import EventFormat
 from hybridtrace.backends.ftrace.pipe import PipeParser, TraceLine
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
@@ -40,8 +46,11 @@ from hybridtrace.backends.ftrace.stream import READER_ENV, open_ftrace_stream
 from hybridtrace.capabilities import probe
 from hybridtrace.request import Kind, TraceRequest
 
-OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                   "tests", "fixtures", "ftrace_stream")
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "tests", "fixtures")
+OUT = os.path.join(FIXTURES, "ftrace_stream")
+TASKS_OUT = os.path.join(FIXTURES, "ftrace_tasks")
+TASKS_TIERS = {Kind.EXEC: "tracepoint", Kind.OPEN: "uprobe"}
 HOSTILE = [b"with space", b"quote\"'s", b"new\nline", b"\xff\xfe not utf-8", b"\x1b[31mred",
            b'k=v s="x"', b"   sh-1 [000] .....  1.000000: sys_execve -> 0x0", b""]
 
@@ -111,6 +120,8 @@ def _ours(data: bytes, formats: Sequence[EventFormat], work: Dict[str, Any]) -> 
     """Only the records of our workload (the rest of the system is noise)."""
     parser = PipeParser(formats)
     lines = parser.feed(data) + parser.flush()
+    if "tasks" in work:
+        return _descendants(lines)
     keep = {os.getpid()} if "execs" in work else {int(work["pid"])}
     for line in lines:
         if line.event == "sched_process_fork" and line.pid in keep:
@@ -126,10 +137,26 @@ def _ours(data: bytes, formats: Sequence[EventFormat], work: Dict[str, Any]) -> 
     return b"".join(line.raw + b"\n" for line in lines if ours(line))
 
 
+def _descendants(lines: List[TraceLine]) -> bytes:
+    """The records of every task the recorder created (and their tasks), and the
+    records creating them: the replay learns each one's comm and uid from those."""
+    keep = {os.getpid()}
+    kept: List[TraceLine] = []
+    for line in lines:
+        child = line.args.get("child_pid", line.args.get("pid"))
+        if line.event in ("sched_process_fork", "task_newtask") and line.pid in keep:
+            keep.add(int(child))  # type: ignore[arg-type]
+            kept.append(line)
+        elif line.pid in keep and line.pid != os.getpid():
+            kept.append(line)
+    return b"".join(line.raw + b"\n" for line in kept)
+
+
 def _our_pages(decoder: RecordDecoder, pages: Dict[int, List[bytes]],
                work: Dict[str, Any]) -> Dict[int, List[bytes]]:
     """Pages holding a record of our workload (a page is kept whole or not at all)."""
-    keep = {os.getpid()} if "execs" in work else {os.getpid(), int(work["pid"])}
+    keep = {os.getpid()} if "execs" in work or "tasks" in work \
+        else {os.getpid(), int(work["pid"])}
     decoded = {cpu: [_decode(decoder, cpu, page) for page in data]
                for cpu, data in pages.items()}
     every = sorted((rec for per_cpu in decoded.values() for recs in per_cpu for rec in recs),
@@ -149,7 +176,7 @@ def _decode(decoder: RecordDecoder, cpu: int, page: bytes) -> List[RawRecord]:
     return records
 
 
-def record(kind: Kind, tier: str, dest: str, reader: str) -> None:
+def record(kind: Kind, tier: str, dest: str, reader: str, tasks: bool = False) -> None:
     caps = probe()
     chunks: List[bytes] = []
     pages: Dict[int, List[bytes]] = {}
@@ -163,7 +190,11 @@ def record(kind: Kind, tier: str, dest: str, reader: str) -> None:
             pages.setdefault(cpu, []).append(data)
 
         stream.reader.tap = tap
-        work = _exec_workload(tmp) if kind is Kind.EXEC else _open_workload(tmp)
+        if tasks:
+            work = tasks_workload.exec_workload(tmp) if kind is Kind.EXEC \
+                else tasks_workload.open_workload(tmp)
+        else:
+            work = _exec_workload(tmp) if kind is Kind.EXEC else _open_workload(tmp)
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
             stream.poll(0.2)
@@ -211,16 +242,21 @@ def main() -> int:
     parser.add_argument("--tier", default="uprobe")
     parser.add_argument("--name", default=os.uname().release)
     parser.add_argument("--readers", choices=sorted(READERS), default="both")
-    parser.add_argument("--out", default=OUT, help="directory of recordings (default: %(default)s)")
+    parser.add_argument("--workload", choices=("basic", "tasks"), default="basic")
+    parser.add_argument("--out", help=f"directory of recordings (default: {OUT}, "
+                        f"or {TASKS_OUT} for --workload tasks)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("record_ftrace_stream: run as root", file=sys.stderr)
         return 2
+    tasks = args.workload == "tasks"
+    out = args.out or (TASKS_OUT if tasks else OUT)
     for reader, suffix in READERS[args.readers]:
-        dest = os.path.join(args.out, f"{args.name}-{args.tier}{suffix}")
+        dest = os.path.join(out, f"{args.name}{suffix}" if tasks
+                            else f"{args.name}-{args.tier}{suffix}")
         os.makedirs(dest, exist_ok=True)
         for kind in (Kind.EXEC, Kind.OPEN):
-            record(kind, args.tier, dest, reader)
+            record(kind, TASKS_TIERS[kind] if tasks else args.tier, dest, reader, tasks)
         print(dest)
     return 0
 

@@ -131,9 +131,10 @@ class ExecFormat:
             head += _uid(ev.uid)
         if self.show_container:
             head += _container(ev)
-        ppid = ev.ppid
+        pid, ppid = ev.pid, ev.ppid
         retval = ev.retval
-        return (f"{head}{_comm16(ev.comm)} {ev.pid:<7} {'?' if ppid is None else ppid:<7}"
+        return (f"{head}{_comm16(ev.comm)} {'?' if pid is None else pid:<7}"
+                f" {'?' if ppid is None else ppid:<7}"
                 f" {'?' if retval is None else retval:>3} {self.args(ev)}")
 
     def args(self, ev: ExecEvent) -> str:

@@ -88,8 +88,10 @@ def check_types(event: Event) -> None:
     # An io_uring open submitted by the SQPOLL thread was made by no thread of ours.
     assert isinstance(event.tid, int) or (isinstance(event, OpenEvent)
                                           and event.via == VIA_IO_URING and event.tid is None)
-    # An open's process may be unprovable (ftrace: a thread no record tied to one): None.
-    assert isinstance(event.pid, int) or (isinstance(event, OpenEvent) and event.pid is None)
+    # An open's or a failed exec's process may be unprovable (ftrace: a thread no record
+    # tied to one): None, never the thread's id. A successful exec's is always known.
+    assert isinstance(event.pid, int) or (event.pid is None and (
+        isinstance(event, OpenEvent) or event.retval != 0))
     assert event.comm is None or isinstance(event.comm, bytes)
     if isinstance(event, ExecEvent):
         assert event.argv is None or all(isinstance(a, bytes) for a in event.argv)
@@ -150,12 +152,48 @@ def test_failed_exec_is_reported_with_errno(backend: str) -> None:
     ev = first(events, ExecEvent, mine)
     check_types(ev)
     assert ev.retval == -2 and ev.failed
+    assert ev.pid == ev.tid and ev.pid is not None  # the forked child, seen created
     assert ev.ppid == expected_ppid(backend)
     if backend in EXACT:
         assert ev.filename == missing
         assert ev.argv == (missing, b"arg1")
     else:
         assert ev.argv is None
+
+
+THREAD_EXEC = (
+    "import os, sys, threading\n"
+    "tids = []\n"
+    "def run():\n"
+    "    tids.append(threading.get_native_id())\n"
+    "    try:\n        os.execv(sys.argv[1], [sys.argv[1], 'x'])\n"
+    "    except OSError:\n        pass\n"
+    "t = threading.Thread(target=run)\nt.start()\nt.join()\n"
+    "print(os.getpid(), tids[0], flush=True)\n"
+)
+
+
+def test_failed_exec_of_a_thread_names_its_process_never_the_thread(backend: str) -> None:
+    # Ground truth (tools/groundtruth): ftrace's text reader reported such an exec with
+    # the thread's id as pid. A process is its thread group: pid is the main thread's.
+    missing = f"/nonexistent-{os.getpid()}-{time.monotonic_ns()}/thread-prog"
+    with open_backend(backend, "exec") as session:
+        child = subprocess.run([sys.executable, "-c", THREAD_EXEC, missing],
+                               capture_output=True, text=True, check=True)
+        pid, tid = map(int, child.stdout.split())
+
+        def mine(e: Event) -> bool:
+            return isinstance(e, ExecEvent) and e.tid == tid and e.retval == -2
+
+        events = wait_for(session, mine)
+    ev = first(events, ExecEvent, mine)
+    check_types(ev)
+    assert tid != pid
+    assert ev.pid == pid  # its task records were all seen: proven, never the tid
+    assert ev.ppid == expected_ppid(backend)
+    assert ev.filename in (missing.encode(), None)
+    if backend in EXACT:
+        assert ev.filename == missing.encode()
 
 
 # The child's own opens carry flags nothing else in a Python start-up uses, so

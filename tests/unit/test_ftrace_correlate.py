@@ -14,16 +14,17 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+import attrs
 import pytest
 
 from hybridtrace.backends.ftrace.correlate import MAX_THREADS, Correlator, ProcLookup
+from hybridtrace.backends.ftrace.fd_ledger import INF
 from hybridtrace.backends.ftrace.format import EventFormat, read_format
 from hybridtrace.backends.ftrace.pipe import PipeParser, TraceLine
 from hybridtrace.backends.ftrace.probes import Role
 from hybridtrace.backends.ftrace.raw_reader import Timeline
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
 from hybridtrace.backends.ftrace.ring_page import read_page_files
-from hybridtrace.backends.ftrace.tasks import TaskTracker
 from hybridtrace.events import Event, ExecEvent, OpenEvent, Source
 from hybridtrace.request import Kind
 from tests.unit.ftrace_fixtures import O_LARGEFILE, Recording, workload_params
@@ -37,14 +38,26 @@ def _none(*_args: object) -> None:
     return None
 
 
-GONE = ProcLookup(cmdline=_none, uid=_none, ppid=_none, tgid=_none, exe=_none, cwd=_none,
-                  fd_path=_none, fd_flags=_none, comm=_none)
+GONE = ProcLookup(cmdline=_none, ppid=_none, exe=_none, cwd=_none, fd_path=_none,
+                  fd_flags=_none, task_state=_none, thread_identity=_none)
+# A boot offset that puts every start time long before every record.
+LONG_AGO = 1 << 60
 
 
 def correlate(kind: Kind, lines: List[TraceLine], roles: Optional[Dict[str, Role]] = None,
-              source: Optional[Source] = None, max_args: int = 20) -> List[Event]:
-    corr = Correlator(kind, roles or {}, source, max_args, GONE)
-    return corr.feed_all(lines) + corr.flush()
+              source: Optional[Source] = None, max_args: int = 20,
+              proc: ProcLookup = GONE) -> List[Event]:
+    corr = Correlator(kind, roles or {}, source, max_args, proc,
+                      LONG_AGO if proc is not GONE else None)
+    return corr.feed_all(lines, complete=INF) + corr.flush()
+
+
+def only_recorder(recorder: int) -> ProcLookup:
+    """/proc as the recordings replay it: only the recorder (root) is still there."""
+    def task_state(tid: int) -> Optional[Tuple[int, bytes, Optional[int]]]:
+        return (0, b"recorder", 0) if tid == recorder else None
+
+    return attrs.evolve(GONE, task_state=task_state)
 
 
 # -- recordings of tools/record_trace_pipe.py: tracepoints are the authority ------
@@ -53,15 +66,18 @@ def correlate(kind: Kind, lines: List[TraceLine], roles: Optional[Dict[str, Role
 def test_every_recorded_exec_is_reported(rec: Recording, phase: str) -> None:
     expected = rec.expected(phase)
     events = correlate(Kind.EXEC, rec.parse(phase))
-    by_pid: Dict[int, List[ExecEvent]] = {}
+    by_tid: Dict[int, List[ExecEvent]] = {}
     for event in events:
         assert isinstance(event, ExecEvent)
-        by_pid.setdefault(event.pid, []).append(event)
+        by_tid.setdefault(event.tid, []).append(event)
     for want in expected["execs"]:
-        got = by_pid.get(want["pid"], [])
+        got = by_tid.get(want["pid"], [])  # single-threaded children: tid == pid
         result = [e for e in got if e.retval == want["result"]]
         assert len(result) == 1, (want, got)
         ev = result[0]
+        # A failed exec's process needs a task record or /proc to be proven: these
+        # recordings have neither, so None, never the tid taken for it.
+        assert ev.pid == (want["pid"] if want["result"] == 0 else None)
         # sched_process_fork names the forking thread; its process needs a task record
         # or /proc to be proven, and these recordings replay with neither: None, never
         # the thread id taken for a process id.
@@ -111,34 +127,31 @@ def stream_recordings() -> List[Tuple[str, str]]:
             if os.path.exists(os.path.join(STREAM_ROOT, name, f"{kind}.json"))]
 
 
-def load_stream(name: str, kind: str) -> Tuple[Dict[str, Any], List[TraceLine]]:
-    base = os.path.join(STREAM_ROOT, name)
+def load_stream(name: str, kind: str,
+                root: str = STREAM_ROOT) -> Tuple[Dict[str, Any], List[TraceLine]]:
+    base = os.path.join(root, name)
     with open(os.path.join(base, f"{kind}.json"), encoding="utf-8") as handle:
         meta: Dict[str, Any] = json.load(handle)
     formats: List[EventFormat] = [read_format(os.path.join(base, f"{kind}.formats"), s, n)
                                   for s, n in meta["formats"]]
     pages = os.path.join(base, f"{kind}.pages")
     if os.path.isdir(pages):
-        return meta, decode_pages(pages, formats, meta["recorder_pid"])
+        return meta, decode_pages(pages, formats)
     with open(os.path.join(base, f"{kind}.trace_pipe.bin"), "rb") as handle:
         data = handle.read()
     parser = PipeParser(formats)
     return meta, parser.feed(data) + parser.flush()
 
 
-def decode_pages(pages: str, formats: List[EventFormat], recorder: int) -> List[TraceLine]:
-    """What the raw reader hands the correlator; /proc knows only the recorder (uid 0)."""
+def decode_pages(pages: str, formats: List[EventFormat]) -> List[TraceLine]:
+    """What the raw reader hands the correlator."""
     layout, cpu_pages = read_page_files(pages)
     decoder = RecordDecoder(formats, layout)
     records: List[RawRecord] = []
     for cpu, page in cpu_pages:
         decoder.decode_page(page, cpu, records)
     assert decoder.unknown == 0 and decoder.short == 0
-
-    def uid(tid: int) -> Optional[int]:
-        return 0 if tid == recorder else None
-
-    return Timeline(TaskTracker(comm=_none, uid=uid)).add(records, None)
+    return Timeline().add(records, None)
 
 
 def _kind(meta: Dict[str, Any]) -> Kind:
@@ -151,17 +164,19 @@ def test_stream_recording(name: str, kind: str) -> None:
     exact = meta["probe_source"] is not None
     roles = {name: Role(what, index) for name, (what, index) in meta["roles"].items()}
     source = None if meta["probe_source"] is None else Source(meta["probe_source"])
-    events = correlate(_kind(meta), lines, roles, source, meta["max_args"])
+    events = correlate(_kind(meta), lines, roles, source, meta["max_args"],
+                       only_recorder(meta["recorder_pid"]))
     if kind == "exec":
         _check_execs(meta, events, exact, source)
     else:
         _check_opens(meta, events, exact, source)
-    if meta.get("reader") == "raw":
-        _check_raw_tasks(meta, events)
+    if ["task", "task_newtask"] in meta["formats"]:
+        _check_tasks(meta, events)
 
 
-def _check_raw_tasks(meta: Dict[str, Any], events: List[Event]) -> None:
-    """comm and uid from the task records, as they were when each record was written."""
+def _check_tasks(meta: Dict[str, Any], events: List[Event]) -> None:
+    """comm and uid from the task records, as they were when each record was written
+    (either reader: trace_pipe's own comm column is never taken)."""
     if "execs" in meta:
         for want in meta["execs"]:
             if want["retval"] != 0 or want["filename"] is None:
@@ -279,6 +294,7 @@ def test_failed_exec_of_a_non_leader_thread_names_its_process() -> None:
     (ev,) = correlate(Kind.EXEC, lines)
     assert isinstance(ev, ExecEvent) and ev.retval == -2
     assert (ev.pid, ev.tid, ev.ppid) == (200, 201, 100)
-    # Its process unproven (no task records, as with the text reader): the tid stands in.
+    # Its process unproven (no task records, the thread gone from /proc): None, and no
+    # parent either; the tid never stands in (the text reader once reported pid 201).
     (ev,) = correlate(Kind.EXEC, lines[4:])
-    assert isinstance(ev, ExecEvent) and (ev.pid, ev.tid) == (201, 201)
+    assert isinstance(ev, ExecEvent) and (ev.pid, ev.tid, ev.ppid) == (None, 201, None)

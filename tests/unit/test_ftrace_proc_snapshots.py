@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 
 from hybridtrace import procfs
 from hybridtrace.backends.ftrace.pipe import EXIT, FIELDS
@@ -33,12 +34,17 @@ def test_exec_snapshot_and_fallback_to_live_proc() -> None:
     snaps = ProcSnapshots(execs=True, opens=False)
     snaps.take([_rec(os.getpid(), "sched_process_exec", FIELDS, pid=os.getpid(),
                      filename=b"/x")])
+    after = time.monotonic_ns()
     lookup = snaps.lookup()
-    assert lookup.exe(os.getpid()) == os.fsencode(os.path.realpath(sys.executable))
-    assert lookup.cmdline(os.getpid()) == procfs.cmdline(os.getpid())
-    assert lookup.cwd(os.getpid()) == os.fsencode(os.getcwd())
+    assert lookup.image_read is not None
+    exe, cwd, argv, read_ns = lookup.image_read(os.getpid())
+    assert exe == os.fsencode(os.path.realpath(sys.executable))
+    assert argv == procfs.cmdline(os.getpid())
+    assert cwd == os.fsencode(os.getcwd())
+    assert read_ns <= after  # when it was read, for the correlator's proof
     # no snapshot for pid 1: answered by /proc as it is now
-    assert lookup.cmdline(1) == procfs.cmdline(1)
+    assert lookup.image_read(1)[2] == procfs.cmdline(1)
+    assert lookup.image_read(1)[3] > after
 
 
 def test_kinds_not_asked_for_are_not_read() -> None:

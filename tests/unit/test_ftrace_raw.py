@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import pytest
 
@@ -24,7 +24,6 @@ from hybridtrace.backends.ftrace.ring_page import (
     parse_header_page,
     read_page_files,
 )
-from hybridtrace.backends.ftrace.tasks import TaskTracker
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "ftrace_stream")
 
@@ -143,100 +142,17 @@ def test_decoder_skips_arrays_and_reads_rel_loc() -> None:
     assert dec.event == "demo" and dec.style == FIELDS
 
 
-# -- Timeline: merging CPUs, holding back, comm and uid -----------------------------
+# -- Timeline: merging CPUs, holding back -------------------------------------------
 
 def _rec(ts: int, tid: int, event: str, style: str = FIELDS, **args: object) -> RawRecord:
     return (ts, 0, tid, event, style, dict(args), frozenset())  # type: ignore[arg-type]
 
 
 def test_timeline_orders_cpus_and_holds_back_what_is_not_due() -> None:
-    line = Timeline(TaskTracker(comm=lambda tid: b"old", uid=lambda tid: 1000))
+    line = Timeline()
     got = line.add([_rec(30, 5, "sys_openat", EXIT, ret=3),
                     _rec(10, 5, "sys_openat", ENTER, filename=1)], horizon=20)
     assert [(g.timestamp_ns, g.style) for g in got] == [(10, ENTER)]
     assert line.later().fds == frozenset({(5, 3)})  # held back, not forgotten
     got = line.add([_rec(25, 6, "x")], horizon=None)
     assert [g.timestamp_ns for g in got] == [25, 30] and not line.pending
-
-
-def test_timeline_comm_and_uid_follow_the_task_records() -> None:
-    uids = {1: 1000}
-    line = Timeline(TaskTracker(comm=lambda tid: b"bash" if tid == 1 else None,
-                                uid=uids.get))
-    got = line.add([
-        _rec(1, 1, "task_newtask", pid=2, comm=b"bash"),
-        _rec(2, 2, "sys_execve", ENTER, argv=1),
-        _rec(3, 2, "task_rename", pid=2, oldcomm=b"bash", newcomm=b"cat"),
-        _rec(4, 2, "sched_process_exec", filename=b"/bin/cat", pid=2, old_pid=2),
-        _rec(5, 2, "sys_setuid", EXIT, ret=0),
-        _rec(6, 2, "sys_openat", ENTER, filename=1),
-    ], horizon=None)
-    seen = [(g.event, g.comm, g.uid) for g in got if not g.event.startswith("task_")]
-    # pid 2 is gone from /proc (uids has no entry): its uid is its creator's until setuid
-    assert seen[:2] == [("sys_execve", b"bash", 1000), ("sched_process_exec", b"cat", 1000)]
-    assert seen[-1] == ("sys_openat", b"cat", None)
-
-
-def test_exec_from_a_non_leader_thread_keeps_that_threads_uid() -> None:
-    # Ground truth (tools/groundtruth): thread 11 of process 10 set its own uid (raw
-    # setuid syscall) and exec'd; the new image (pid 10) was reported with the old
-    # leader's uid 0 instead of 65534.
-    line = Timeline(TaskTracker(comm=lambda tid: b"gt", uid={10: 0}.get))
-    got = line.add([
-        _rec(1, 10, "task_newtask", pid=11, comm=b"gt"),
-        _rec(2, 11, "sys_setuid", ENTER, uid=65534),
-        _rec(3, 11, "sys_setuid", EXIT, ret=0),
-        _rec(4, 11, "sys_execve", ENTER, argv=1),
-        _rec(5, 10, "task_rename", pid=10, oldcomm=b"gt", newcomm=b"new"),
-        _rec(6, 10, "sched_process_exec", filename=b"/bin/new", pid=10, old_pid=11),
-        _rec(7, 10, "sys_openat", ENTER, filename=1),
-    ], horizon=None)
-    seen = [(g.event, g.pid, g.comm, g.uid) for g in got if not g.event.startswith("task_")]
-    assert seen[-2:] == [("sched_process_exec", 10, b"new", 65534),
-                         ("sys_openat", 10, b"new", 65534)]
-
-
-def test_task_tracker_is_bounded() -> None:
-    tracker = TaskTracker(comm=lambda tid: None, uid=lambda tid: None, limit=3)
-    for tid in range(10):
-        tracker.renamed(tid, b"t%d" % tid)
-    assert tracker.comm(9) == b"t9" and len(tracker._tasks) == 3
-    assert tracker.comm(0) is None  # forgotten, read again (and gone)
-
-
-
-
-def test_setuid_family_sets_the_real_uid_it_can() -> None:
-    line = Timeline(TaskTracker(comm=lambda tid: b"x", uid={1: 0, 2: 1000, 3: 0}.get))
-    got = line.add([
-        _rec(1, 1, "sys_setuid", ENTER, uid=7),  # root: setuid sets the real uid
-        _rec(2, 1, "sys_setuid", EXIT, ret=0),
-        _rec(3, 1, "sys_openat", ENTER, filename=1),
-        _rec(4, 2, "sys_setresuid", ENTER, ruid=0xFFFFFFFF, euid=5, suid=5),  # -1: unchanged
-        _rec(5, 2, "sys_setresuid", EXIT, ret=0),
-        _rec(6, 2, "sys_openat", ENTER, filename=1),
-        _rec(7, 2, "sys_setreuid", ENTER, ruid=9, euid=9),
-        _rec(8, 2, "sys_setreuid", EXIT, ret=-1),  # refused: nothing changes
-        _rec(9, 2, "sys_openat", ENTER, filename=1),
-        _rec(10, 3, "sys_setreuid", ENTER, ruid=11, euid=11),
-        _rec(11, 3, "sys_setreuid", EXIT, ret=0),
-        _rec(12, 3, "sys_openat", ENTER, filename=1),
-    ], horizon=None)
-    assert [(g.pid, g.uid) for g in got if g.event == "sys_openat"] == [(1, 7), (2, 1000),
-                                                                        (2, 1000), (3, 11)]
-
-
-def test_setuid_without_privilege_makes_the_uid_unknown() -> None:
-    reads: List[int] = []
-
-    def uid(tid: int) -> Optional[int]:
-        reads.append(tid)
-        return 1000 if len(reads) == 1 else 5
-
-    line = Timeline(TaskTracker(comm=lambda tid: b"x", uid=uid))
-    got = line.add([_rec(1, 4, "sys_openat", ENTER, filename=1),
-                    _rec(2, 4, "sys_setuid", ENTER, uid=5),
-                    _rec(3, 4, "sys_setuid", EXIT, ret=0),
-                    _rec(4, 4, "sys_openat", ENTER, filename=1)], horizon=None)
-    assert [g.uid for g in got if g.event == "sys_openat"] == [1000, 5]
-    assert reads == [4, 4]  # read again from /proc: no record says which uid changed

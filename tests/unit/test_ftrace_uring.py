@@ -19,9 +19,8 @@ RING, OTHER_RING = 0xFFFF0001, 0xFFFF0002
 CLONE_THREAD_FLAGS = 0x3D0F00  # pthread_create's, CLONE_THREAD among them
 
 
-def line(ts: int, tid: int, event: str, comm: bytes = b"gt", uid: Optional[int] = 0,
-         **args: int) -> TraceLine:
-    return TraceLine(comm, tid, 0, ts, event, args, b"", "fields", uid=uid)
+def line(ts: int, tid: int, event: str, comm: bytes = b"gt", **args: int) -> TraceLine:
+    return TraceLine(comm, tid, 0, ts, event, args, b"", "fields")
 
 
 def submit(ts: int, tid: int, req: int, opcode: int = 18, flags: int = 0, sq: int = 0,
@@ -40,13 +39,13 @@ def opens(threads: Optional[Dict[int, int]] = None, results: bool = True) -> Uri
     groups = ThreadGroups(lambda tid: None)
     for tid, tgid in (threads or {100: 100, 101: 100, 102: 100}).items():
         groups.created(tid, tgid, CLONE_THREAD_FLAGS if tid != tgid else 0, 0)
-    return UringOpens(groups, lambda pid: 4242, results)
+    return UringOpens(groups, results)
 
 
 def feed(uring: UringOpens, lines: List[TraceLine]) -> List[Event]:
     out: List[Event] = []
-    for ln in lines:
-        out += uring.feed(ln)
+    for ln in lines:  # the line's comm stands for what task records proved, with uid 0
+        out += uring.feed(ln, ln.comm or None, 0 if ln.comm else None)
     return out
 
 
@@ -79,7 +78,7 @@ def test_a_success_is_an_fd_only_on_a_ring_that_cannot_have_fixed_slots() -> Non
 
 def test_sqpoll_submissions_belong_to_the_process_but_to_no_thread() -> None:
     uring = opens({100: 100, 103: 100})
-    out = feed(uring, [submit(1, 103, 0xB0, sq=1, comm=None), complete(2, 103, 0xB0, 4)])
+    out = feed(uring, [submit(1, 103, 0xB0, sq=1, comm=b""), complete(2, 103, 0xB0, 4)])
     (ev,) = out
     assert isinstance(ev, OpenEvent)
     assert (ev.pid, ev.tid, ev.comm, ev.uid) == (100, None, None, None)
@@ -129,7 +128,7 @@ def test_failed_preparation_has_its_error_and_openat_flags() -> None:
     uring = opens()
     failed = line(1, 101, "io_uring_req_failed", ctx=RING, req=0x10, user_data=7, opcode=18,
                   flags=0, op_flags=0o2000101, len=0o600, file_index=1, error=-22)
-    sqpoll = line(2, 103, "io_uring_req_failed", b"iou-sqp-100", None, ctx=RING, req=0x11,
+    sqpoll = line(2, 103, "io_uring_req_failed", b"iou-sqp-100", ctx=RING, req=0x11,
                   user_data=7, opcode=28, op_flags=0, len=24, error=-22)
     a, b = feed(uring, [failed, sqpoll])
     assert isinstance(a, OpenEvent) and isinstance(b, OpenEvent)
@@ -148,7 +147,7 @@ def test_followed_pid_reports_at_submission_and_sqpoll_rings_as_lost() -> None:
 
 
 def test_correlator_hands_io_uring_records_over_and_forgets_on_loss() -> None:
-    corr = Correlator(Kind.OPEN, {}, None, 20, ProcLookup(uid=lambda pid: 0))
+    corr = Correlator(Kind.OPEN, {}, None, 20, ProcLookup())
     corr.threads.created(101, 100, CLONE_THREAD_FLAGS, 0)
     events = corr.feed_all([submit(1, 101, 0xA0), complete(2, 102, 0xA0, -13)])
     assert [(e.tid, e.errno) for e in events if isinstance(e, OpenEvent)] == [(101, 13)]

@@ -76,6 +76,11 @@ def test_doctor_claims_are_held_to_the_counts() -> None:
     assert "- ftrace/kprobe open.flags: 1 sys_openat2. Doctor: complete" in page
     back.claims.update({"open.pid": "complete", "open.flags": "partial: None for openat2"})
     assert back.passed and check_broken(back) == []
+    # Records lost leave values unproven: "complete" is not held against a None then,
+    # but "none" still is against a value given.
+    back.claims.update({"open.pid": "none: never", "open.flags": "complete"})
+    back.lost = 3
+    assert check_broken(back) == ["open.pid: doctor says 'none: never', but 1 correct"]
 
 
 def test_io_uring_opens_answer_to_doctors_io_uring_statement() -> None:

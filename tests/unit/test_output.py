@@ -85,6 +85,7 @@ def test_json_events_validate_against_schema() -> None:
     events = [
         _exec(tuple(HOSTILE)),
         _exec(None, retval=-2),  # argv unknown stays null
+        _exec(None, retval=-2, pid=None, ppid=None),  # a failed exec's unproven process
         OpenEvent(timestamp_ns=1, pid=1, tid=2, uid=None, comm=b"x", path=HOSTILE[2],
                   flags=os.O_RDONLY, mode=0, fd=3, errno=None, path_source=Source.LIBC_PROBE),
         LostEvent(timestamp_ns=5, count=7, where="ring buffer full", cpu=1),
@@ -108,6 +109,9 @@ def test_exec_columns_escape_and_say_when_argv_is_missing() -> None:
     assert line.endswith("/bin/x -c echo\\n\\x1b[31m")  # the path, then argv[1:]
     missing = fmt.line(_exec(None, retval=-2))
     assert missing.endswith("/bin/x [argv unavailable]") and " -2 " in missing
+    # A process not proven is "?", as a ppid or uid not known is; never the tid.
+    unknown = fmt.line(_exec(None, retval=-2, pid=None, ppid=None)).split()
+    assert unknown[2:5] == ["?", "?", "-2"]
     assert fmt.line(_exec((b"a",), argv_truncated=True)).endswith("/bin/x ...")
 
 

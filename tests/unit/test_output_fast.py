@@ -93,7 +93,8 @@ def _rand_source(rng: random.Random) -> Optional[Source]:
 
 def _open(rng: random.Random) -> OpenEvent:
     return OpenEvent(
-        timestamp_ns=rng.randrange(1 << 63), pid=rng.randrange(1 << 22),
+        timestamp_ns=rng.randrange(1 << 63),
+        pid=None if rng.random() < 0.1 else rng.randrange(1 << 22),
         tid=_rand_int(rng), uid=_rand_int(rng), comm=_rand_bytes(rng),
         path=_rand_bytes(rng), flags=_rand_int(rng), mode=_rand_int(rng), fd=_rand_int(rng),
         errno=_rand_int(rng), path_source=_rand_source(rng),
@@ -106,7 +107,8 @@ def _exec(rng: random.Random) -> ExecEvent:
     argv = None if rng.random() < 0.2 else tuple(
         rng.choice(SAMPLES[:4000]) for _ in range(rng.randrange(0, 6)))
     return ExecEvent(
-        timestamp_ns=rng.randrange(1 << 63), pid=rng.randrange(1 << 22),
+        timestamp_ns=rng.randrange(1 << 63),
+        pid=None if rng.random() < 0.1 else rng.randrange(1 << 22),
         tid=rng.randrange(1 << 22), ppid=_rand_int(rng), uid=_rand_int(rng),
         comm=_rand_bytes(rng), filename=_rand_bytes(rng), argv=argv, retval=_rand_int(rng),
         argv_truncated=rng.random() < 0.5, filename_source=_rand_source(rng),
@@ -200,8 +202,8 @@ def _ref_exec(fmt: ExecFormat, ev: ExecEvent) -> str:
         if ev.argv_truncated:
             words.append('"..."' if fmt.quote else "...")
         args = " ".join(words)
-    return out + "%-16s %-7d %s %s %s" % (_t(ev.comm), ev.pid, _cell(ev.ppid, "%-7d"),
-                                          _cell(ev.retval, "%3d"), args)
+    return out + "%-16s %s %s %s %s" % (_t(ev.comm), _cell(ev.pid, "%-7d"),
+                                        _cell(ev.ppid, "%-7d"), _cell(ev.retval, "%3d"), args)
 
 
 def _exec_formats() -> List[ExecFormat]:
@@ -273,7 +275,7 @@ def test_write_batch_one_write_and_flush_per_batch(capsys: pytest.CaptureFixture
     fmt = OpenFormat()
 
     def keep(event: Event) -> bool:
-        return isinstance(event, OpenEvent) and event.pid % 2 == 0
+        return isinstance(event, OpenEvent) and (event.tid or 0) % 2 == 0
 
     def render(event: Event) -> str:
         assert isinstance(event, OpenEvent)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 from hybridtrace import procfs
 
@@ -71,3 +72,40 @@ def test_comm_and_tgid_of_self() -> None:
     with open("/proc/self/comm", "rb") as handle:
         assert procfs.comm(os.getpid()) == handle.read().rstrip(b"\n")
     assert procfs.tgid(os.getpid()) == os.getpid()
+
+
+def test_task_state_and_threads_now_name_one_task() -> None:
+    import threading
+
+    renamed = b"ht) x(\n"  # a comm with what stat's parentheses and lines could hide
+    done = threading.Event()
+    tids = []
+
+    def run() -> None:
+        tid = threading.get_native_id()
+        with open(f"/proc/self/task/{tid}/comm", "wb") as handle:
+            handle.write(renamed)
+        tids.append(tid)
+        done.wait()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        while not tids:
+            time.sleep(0.001)
+        listing = procfs.threads_now()
+        state = procfs.task_state(tids[0])
+        assert state is not None and state[1:] == (renamed[:15], os.getuid())
+        now = listing[tids[0]]
+        assert (now.tgid, now.comm, now.uid, now.start) == (os.getpid(), renamed[:15],
+                                                             os.getuid(), state[0])
+        assert listing[os.getpid()].tgid == os.getpid()
+    finally:
+        done.set()
+        thread.join()
+    # join() returns once the thread's Python state is released; the task itself
+    # leaves /proc moments later.
+    deadline = time.monotonic() + 5
+    while procfs.task_state(tids[0]) is not None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert procfs.task_state(tids[0]) is None  # gone: nothing, not another task's

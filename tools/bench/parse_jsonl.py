@@ -1,4 +1,4 @@
-"""Parse hybridtrace's ``--json`` output (schema hybridtrace.event/4)."""
+"""Parse hybridtrace's ``--json`` output (schema hybridtrace.event/5)."""
 
 from __future__ import annotations
 

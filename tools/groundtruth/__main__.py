@@ -53,7 +53,8 @@ def main(argv: List[str]) -> int:
                         help="operations per second (0: flat out)")
     parser.add_argument("--jobs", type=int, default=1, help="scenarios (processes) at once")
     parser.add_argument("--backend", action="append", default=[],
-                        help="only these labels, e.g. ebpf-core/tp_btf, ftrace/uprobe")
+                        help="only these labels: " + ", ".join(t.label for t in check.TARGETS)
+                        + " (+text: the ftrace trace_pipe reader)")
     parser.add_argument("--overload", action="store_true",
                         help="starve each tracer (1-page buffers, a reader that stalls"
                         f" {check.STALL_S} s between reads): events must be lost and counted,"
@@ -65,6 +66,11 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--require", default="", metavar="LABEL,...",
                         help="these backends must run here: skipping one is a failure")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.backend) - {t.label for t in check.TARGETS})
+    if unknown:
+        print(f"tools.groundtruth: unknown --backend {', '.join(unknown)} (known: "
+              f"{', '.join(t.label for t in check.TARGETS)})", file=sys.stderr)
+        return 2
     if os.geteuid() != 0:
         print("tools.groundtruth: needs root", file=sys.stderr)
         return 2

@@ -10,44 +10,73 @@ never arrives is emitted with an unknown result when it ages out.
 
 A record names its thread; the process (``pid``) comes from the task records
 (threads.py), or from /proc only where the live task provably wrote the
-record; else None. A path read from /proc/TID/fd/N is kept only when the
-records prove fd N still held the file this open made when it was read
-(fd_ledger.py): such an open waits, with every event after it, until the
-records up to the reading have been fed (``complete``).
+record; else None (a failed exec's too: never the tid). comm and uid come
+from the task records too (tasks.py), whichever reader decoded them; a value
+tasks.py had to read from /proc waits, with every event after it, until the
+records up to the reading have been fed (``complete``), and is dropped if one
+of them changed it. Likewise a path read from /proc/TID/fd/N is kept only
+when the records prove fd N still held the file this open made when it was
+read (fd_ledger.py), and argv read from /proc/PID only when no exec of PID
+entered between its exec and the reading (one entered and not ended when we
+would read: not read at all), as a later image of the same file shows its own.
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import re
 import time
-from typing import Callable, Deque, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+from typing import (
+    Callable,
+    Deque,
+    Dict,
+    FrozenSet,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Set,
+    Tuple,
+)
 
 import attrs
 
 from hybridtrace import procfs, vocabulary
-from hybridtrace.backends.ftrace.fd_ledger import ALL_FDS, INF, FdLedger, Span
+from hybridtrace.backends.ftrace.fd_ledger import ALL_FDS, INF, SLACK_NS, FdLedger, Span
 from hybridtrace.backends.ftrace.pipe import ENTER, EXIT, LOST, ArgValue, TraceLine
 from hybridtrace.backends.ftrace.probes import ARG, FN, INDEX, MORE, PATH, Role
-from hybridtrace.backends.ftrace.threads import ThreadGroups
+from hybridtrace.backends.ftrace.tasks import (
+    NEWTASK,
+    RENAME,
+    SETUID_SYSCALLS,
+    Reading,
+    Task,
+    TaskState,
+    TaskTracker,
+)
+from hybridtrace.backends.ftrace.threads import Listing, ThreadGroups
 from hybridtrace.backends.ftrace.uring import EVENTS as URING_EVENTS
 from hybridtrace.backends.ftrace.uring import UringOpens
-from hybridtrace.events import Event, ExecEvent, OpenEvent, Source
+from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
 from hybridtrace.request import Kind
 
 MAX_THREADS = 4096  # threads with state in flight before the oldest is aged out
 MAX_FORKS = 65536  # child -> parent entries remembered
-UNKNOWN_COMM = b"<...>"
 # Syscall events as trace output names them.
 EXEC_SYSCALLS = tuple(vocabulary.printed(s) for s in vocabulary.EXEC_SYSCALLS)
 OPEN_SYSCALLS = tuple(vocabulary.printed(s) for s in vocabulary.OPEN_SYSCALLS)
 EXEC_DONE = vocabulary.event_name(vocabulary.SCHED_EXEC)  # the authority that an exec succeeded
-NEWTASK = "task_newtask"
 TASK_EXIT = "sched_process_exit"
 # Calls that free or replace fds (and io_uring, which can without a syscall): fd_ledger.py.
 FD_SYSCALLS = ("sys_close", "sys_close_range", "sys_dup2", "sys_dup3", "sys_io_uring_enter")
 CLOSE_RANGE_CLOEXEC = 1 << 2  # close_range() that only sets close-on-exec
 FdReading = Tuple[Optional[bytes], Optional[int], int]  # (path, flags, monotonic ns after)
+# /proc/PID's exe, cwd and cmdline, and the monotonic ns once they were read.
+ImageReading = Tuple[Optional[bytes], Optional[bytes], Optional[Tuple[bytes, ...]], int]
+Sources = Tuple[Optional[Reading], Optional[Reading]]  # where an event's comm and uid came from
+_NO_TASK = Task(None, None, None, None)
+_FD_ONLY = re.compile(rb"/dev/fd/[0-9]+")  # fexecve's (AT_EMPTY_PATH) file name
 
 
 def parse_int(value: Optional[ArgValue]) -> Optional[int]:
@@ -70,6 +99,14 @@ def parse_hex(value: Optional[ArgValue]) -> Optional[int]:
         return None
 
 
+def real_uid(args: Mapping[str, ArgValue]) -> Optional[int]:
+    """The real uid a setuid-family call asks for; None for -1 (unchanged) or unreadable."""
+    value = parse_hex(args.get("ruid", args.get("uid")))
+    if value is None or value & 0xFFFFFFFF == 0xFFFFFFFF:
+        return None
+    return value & 0xFFFFFFFF
+
+
 def signed(value: Optional[int], bits: int) -> Optional[int]:
     if value is None:
         return None
@@ -85,12 +122,17 @@ class ProbeData:
     fn_fault: bool = False
     args: Dict[int, Optional[bytes]] = attrs.Factory(dict)  # index -> string (None: fault)
     ends: Optional[int] = None  # first argv index whose pointer is NULL
-    more: bool = False  # argv[max_args] is not NULL
+    more: bool = False  # argv[max_args] is not NULL (its record was read)
     path: Optional[bytes] = None
     path_fault: bool = False
+    seen: Set[Role] = attrs.Factory(set)  # the roles whose record was read
 
     def argv(self, max_args: int) -> Tuple[Optional[Tuple[bytes, ...]], bool]:
-        """(argv, truncated), argv None when a slot is missing or unreadable."""
+        """(argv, truncated), argv None when a slot is missing or unreadable, or when
+        nothing says whether argv goes on past ``max_args`` (argv[max_args]'s record
+        was lost: all of argv is not known to be there, nor known to be cut)."""
+        if self.ends is None and not self.more:
+            return None, False
         count = self.ends if self.ends is not None else max_args
         values: List[bytes] = []
         for i in range(count):
@@ -105,14 +147,13 @@ class ProbeData:
 class Pending:
     """A syscall entry waiting for its exit record."""
 
-    syscall: str  # "execve", "openat", ...
+    syscall: Optional[str]  # "execve", "openat", ...; None: not known
     timestamp_ns: int
-    comm: Optional[bytes]
+    task: Task  # the caller's comm and uid (tasks.py)
     key: Optional[int]
     dfd: Optional[int] = None
     flags: Optional[int] = None
     mode: Optional[int] = None
-    uid: Optional[int] = None  # as the record says (raw reader), else from /proc
     entered: bool = True  # False: made up at the exit, the entry record was never seen
 
 
@@ -135,17 +176,17 @@ class ProcLookup:
     """The /proc readers the correlator uses (a seam for unit tests)."""
 
     cmdline: Callable[[int], Optional[Tuple[bytes, ...]]] = procfs.cmdline
-    uid: Callable[[int], Optional[int]] = procfs.uid
     ppid: Callable[[int], Optional[int]] = procfs.ppid
-    tgid: Callable[[int], Optional[int]] = procfs.tgid
     exe: Callable[[int], Optional[bytes]] = procfs.exe
     cwd: Callable[[int], Optional[bytes]] = procfs.cwd
     fd_path: Callable[[int, int], Optional[bytes]] = procfs.fd_path
     fd_flags: Callable[[int, int], Optional[int]] = procfs.fd_flags
-    comm: Callable[[int], Optional[bytes]] = procfs.comm
+    task_state: TaskState = procfs.task_state
     thread_identity: Callable[[int], Optional[Tuple[int, int]]] = procfs.thread_identity
     # (path, flags, when read) of /proc/TID/fd/N; None: fd_path and fd_flags, read now.
     fd_read: Optional[Callable[[int, int], FdReading]] = None
+    # (exe, cwd, cmdline, when read) of /proc/PID; None: exe, cwd and cmdline, read now.
+    image_read: Optional[Callable[[int], ImageReading]] = None
 
 
 @attrs.frozen
@@ -157,6 +198,32 @@ class FdProof:
     own: Span  # the open's own record in the ledger
     path: bytes
     read_ns: int
+
+
+@attrs.frozen
+class ArgvProof:
+    """argv read from /proc/PID, kept if no exec of PID came between its exec and then."""
+
+    reading: Reading
+    argv: Tuple[bytes, ...]
+    truncated: bool
+
+
+@attrs.define
+class Held:
+    """An event waiting for what proves the values /proc gave it (module docstring)."""
+
+    event: Event
+    fd: Optional[FdProof] = None
+    sources: Optional[Sources] = None  # where its comm and uid came from
+    argv: Optional[ArgvProof] = None
+
+    def ready_at(self) -> int:
+        """When every record that could spoil one of its readings has been fed."""
+        times = [r.read_ns for r in self.sources or () if r is not None]
+        if self.argv is not None:
+            times.append(self.argv.reading.read_ns)
+        return max(times) + SLACK_NS if times else -INF
 
 
 def _same_file(filename: bytes, exe: bytes, cwd: Optional[bytes]) -> bool:
@@ -177,11 +244,11 @@ class Correlator:
     def __init__(self, kind: Kind, roles: Dict[str, Role], probe_source: Optional[Source],
                  max_args: int, proc: ProcLookup = ProcLookup(),
                  boot_offset: Optional[int] = None, fd_proof: bool = False,
-                 threads: Optional[Dict[int, Tuple[int, int]]] = None,
+                 threads: Optional[Listing] = None,
                  uring_results: bool = True) -> None:
         """``boot_offset``: see ThreadGroups (None: records' clock is not CLOCK_MONOTONIC).
         ``fd_proof``: the records of fd_ledger.py are traced, so /proc fd links can be proven.
-        ``threads``: tid -> (start ticks, tgid) of the threads alive once recording began.
+        ``threads``: the threads alive once recording began.
         ``uring_results``: io_uring completions are recorded from every task (uring.py).
         """
         self.kind = kind
@@ -193,17 +260,22 @@ class Correlator:
         self.pending: Dict[int, Pending] = {}
         self.probes: Dict[int, Dict[int, ProbeData]] = {}
         self.parents: Dict[int, int] = {}
-        self._tgids: Dict[int, Optional[int]] = {}
-        self._uids: Dict[int, Optional[int]] = {}
-        self.threads = ThreadGroups(proc.thread_identity, boot_offset, seed=threads)
+        self.threads = ThreadGroups(proc.thread_identity, boot_offset, seed=None if threads is None
+                                    else {t: (n.start, n.tgid) for t, n in threads.threads.items()})
+        self.tasks = TaskTracker(proc.task_state, boot_offset)
+        if threads is not None:
+            self.tasks.seed({t: (n.comm, n.uid) for t, n in threads.threads.items()},
+                            threads.since, threads.read_ns)
+        self._sources: Dict[int, Sources] = {}  # id(event) -> its readings, until filled
         self.fd_proof = fd_proof
         self.ledger = FdLedger()
         self._fd_calls: Dict[int, Span] = {}  # tid -> its close/dup call in flight
         self._opened: Dict[int, Tuple[Optional[int], Optional[int], Span]] = {}
-        self.awaiting: Deque[Tuple[Event, Optional[FdProof]]] = collections.deque()
+        self.awaiting: Deque[Held] = collections.deque()
+        self._lost_until = -INF  # records before this may be missing
         self.records = 0  # records fed
         self.orphans = 0  # exits whose entry was never seen
-        self.uring = UringOpens(self.threads, self._uid, uring_results)  # through io_uring
+        self.uring = UringOpens(self.threads, uring_results)  # through io_uring
 
     # -- entry point -------------------------------------------------------
 
@@ -223,14 +295,39 @@ class Correlator:
         if line.event == NEWTASK:
             self._newtask(line)
             return []
-        if line.event == TASK_EXIT:
-            self.threads.exited(parse_int(line.args.get("pid")) or line.pid)
+        if line.event == RENAME:
+            pid = parse_int(line.args.get("pid"))
+            comm = line.args.get("newcomm")
+            self.tasks.renamed(line.pid if pid is None else pid,
+                               comm if isinstance(comm, bytes) else None, line.timestamp_ns)
             return []
+        if line.event in SETUID_SYSCALLS:
+            if line.style == ENTER:
+                self.tasks.setuid_entered(line.pid, line.event, real_uid(line.args),
+                                          line.timestamp_ns)
+            elif line.style == EXIT:
+                ok = signed(parse_hex(line.args.get("ret")), 64) == 0
+                self.tasks.setuid_returned(line.pid, ok, line.timestamp_ns)
+            return []
+        if line.event == TASK_EXIT:
+            tid = parse_int(line.args.get("pid")) or line.pid
+            pend = self.pending.pop(tid, None)  # its exit record was lost: result unknown
+            out = [] if pend is None else [self._emit(tid, tid, pend, None, pend.timestamp_ns)]
+            self.probes.pop(tid, None)  # strings of a call it never made: not the next task's
+            self.threads.exited(tid)
+            return out
         if line.event in FD_SYSCALLS:
             self._fd_call(line)
             return []
-        if line.event in URING_EVENTS:
-            return self.uring.feed(line)
+        if line.event in URING_EVENTS:  # the submitter's comm and uid, settled as any call's
+            task = self._task(line)
+            proc = task.comm_from is not None or task.uid_from is not None
+            out = self.uring.feed(line, task.comm, task.uid,
+                                  (task.comm_from, task.uid_from) if proc else None)
+            if self.uring.sources_of:
+                self._sources.update(self.uring.sources_of)  # type: ignore[arg-type]
+                self.uring.sources_of.clear()
+            return out
         if line.style == ENTER:
             return self._enter(line)
         if line.style == EXIT:
@@ -245,7 +342,6 @@ class Correlator:
         ``complete``: every record up to this time has now been fed (None: unknown).
         """
         out: List[Event] = []
-        self._uids.clear()  # /proc is read once per pid per batch, after the fact anyway
         for line in lines:
             out += self.feed(line)
         return self.fill(out, later, complete)
@@ -265,6 +361,10 @@ class Correlator:
         self.ledger.gap(start, end)
         if end != INF:  # lost: a pending io_uring result may be among them
             self.uring.lost()
+        if start == -INF and end != INF:  # the ledger forgets old gaps; this never
+            self._lost_until = max(self._lost_until, end)
+            self.tasks.forget()  # what lost records changed is not known
+            self.tasks.lost_until = self._lost_until + SLACK_NS
 
     def fill(self, events: List[Event], later: Optional[Callable[[], Later]] = None,
              complete: Optional[int] = None) -> List[Event]:
@@ -277,31 +377,48 @@ class Correlator:
         needs /proc. An open's path read from /proc waits for its proof (see
         the module docstring), and every event after it waits with it.
         """
-        if not self.awaiting and not any(_needs_proc(e) for e in events):
+        if not self.awaiting and not self._sources and not any(_needs_proc(e) for e in events):
             self._opened.clear()
             return events
         held = later() if later is not None else Later()
         later_fds: Set[Tuple[int, int]] = set(held.fds)
         later_execs: Set[int] = set(held.execs)
-        filled: List[Tuple[Event, Optional[FdProof]]] = []
+        # An exec entered (already fed) and not ended yet may have replaced the image.
+        entered = self._execs_in_flight()
+        filled: List[Held] = []
         for event in reversed(events):
-            proof: Optional[FdProof] = None
+            held_event = Held(event, sources=self._sources.pop(id(event), None))
             if isinstance(event, OpenEvent) and event.fd is not None and event.tid is not None:
                 opened = self._opened.get(id(event))
                 key = (event.tid, event.fd)
                 if (event.path is None and opened is not None and complete is not None
                         and key not in later_fds):
-                    proof = self._read_fd(event, *opened)
+                    held_event.fd = self._read_fd(event, *opened)
                 later_fds.add(key)
-            elif isinstance(event, ExecEvent) and event.retval == 0:
-                if event.argv is None and event.pid not in later_execs:
-                    event = self._fill_argv(event)
+            elif isinstance(event, ExecEvent) and event.retval == 0 and event.pid is not None:
+                if (event.argv is None and event.pid not in later_execs and complete is not None
+                        and entered is not None and event.pid not in entered):
+                    held_event.argv = self._read_argv(event)
                 later_execs.add(event.pid)
-            filled.append((event, proof))
+            filled.append(held_event)
         self._opened.clear()
+        self._sources.clear()
         filled.reverse()
         self.awaiting.extend(filled)
         return self._release(complete)
+
+    def _execs_in_flight(self) -> Optional[Set[int]]:
+        """Processes with an exec entered but not yet ended (None: one whose caller's
+        process is not known, which could be any)."""
+        pids: Set[int] = set()
+        if self.kind is not Kind.EXEC:
+            return pids
+        for tid, pend in self.pending.items():
+            pid = self.threads.tgid(tid, pend.timestamp_ns)
+            if pid is None:
+                return None
+            pids.update((tid, pid))
+        return pids
 
     def _read_fd(self, event: OpenEvent, start: Optional[int], table: Optional[int],
                  own: Span) -> Optional[FdProof]:
@@ -325,9 +442,21 @@ class Correlator:
     def _release(self, complete: Optional[int]) -> List[Event]:
         """Events in order, up to the first whose /proc reading can't be judged yet."""
         out: List[Event] = []
+        if complete is not None:
+            self.tasks.settle(complete, self.ledger.lost)
         awaiting = self.awaiting
         while awaiting:
-            event, proof = awaiting[0]
+            held = awaiting[0]
+            if complete is not None and held.ready_at() > complete:
+                break
+            event, proof = held.event, held.fd
+            if held.sources is not None:
+                event = self._settle(event, held.sources, complete)
+            argv = held.argv
+            if (argv is not None and complete is not None and isinstance(event, ExecEvent)
+                    and not argv.reading.image_changed):
+                event = attrs.evolve(event, argv=argv.argv, argv_truncated=argv.truncated,
+                                     argv_source=Source.PROCFS)
             if (proof is not None and isinstance(event, OpenEvent) and event.fd is not None
                     and event.tid is not None):
                 if complete is not None and proof.read_ns > complete:
@@ -339,18 +468,51 @@ class Correlator:
             awaiting.popleft()
             out.append(event)
         if self.fd_proof and complete is not None:
-            floor = min([complete] + [p.start for _e, p in awaiting if p is not None]
+            floor = min([complete] + [h.fd.start for h in awaiting if h.fd is not None]
+                        + [r.since for h in awaiting for r in h.sources or () if r is not None]
                         + [p.timestamp_ns for p in self.pending.values()])
             self.ledger.prune(floor)
         return out
 
-    def _fill_argv(self, event: ExecEvent) -> ExecEvent:
-        argv = self._cmdline(event.pid, event.filename)
-        if argv is None:
-            return event
-        truncated = len(argv) > self.max_args
-        return attrs.evolve(event, argv=argv[: self.max_args], argv_truncated=truncated,
-                            argv_source=Source.PROCFS)
+    def _settle(self, event: Event, sources: Sources, complete: Optional[int]) -> Event:
+        """Keep a comm or uid read from /proc only if no record (nor a loss) between
+        its record and the reading could have changed it."""
+        assert not isinstance(event, LostEvent)
+        comm_from, uid_from = sources
+
+        def spoiled(reading: Optional[Reading], changed: bool) -> bool:
+            return reading is not None and (complete is None or changed or self.ledger.lost(
+                reading.since, reading.read_ns))
+
+        if spoiled(comm_from, comm_from is not None and comm_from.comm_changed):
+            event = attrs.evolve(event, comm=None)
+        if spoiled(uid_from, uid_from is not None and uid_from.uid_changed):
+            event = attrs.evolve(event, uid=None)
+        return event
+
+    def _read_argv(self, event: ExecEvent) -> Optional[ArgvProof]:
+        """argv from /proc while the process runs the exec'd file, to be proven (no
+        later exec of the pid, which can run the same file again, before the reading)."""
+        assert event.pid is not None
+        if event.filename is None:
+            return None
+        if self.proc.image_read is not None:
+            exe, cwd, argv, read_ns = self.proc.image_read(event.pid)
+        else:
+            exe, cwd, argv, read_ns = self._image(event.pid)
+        if exe is None or argv is None or not _same_file(event.filename, exe, cwd):
+            return None
+        reading = self.tasks.watch(event.pid, event.timestamp_ns, read_ns)
+        return ArgvProof(reading, argv[: self.max_args], len(argv) > self.max_args)
+
+    def _image(self, pid: int) -> ImageReading:
+        """exe, cwd and cmdline of one image: exe is read before and after."""
+        exe = self.proc.exe(pid)
+        cwd = self.proc.cwd(pid)
+        argv = self.proc.cmdline(pid)
+        if self.proc.exe(pid) != exe:
+            exe = None
+        return exe, cwd, argv, time.monotonic_ns()
 
     # -- record kinds ------------------------------------------------------
 
@@ -363,9 +525,6 @@ class Correlator:
             per_tid = self.probes[line.pid] = {}
             while len(self.probes) > MAX_THREADS:
                 del self.probes[next(iter(self.probes))]
-        data = per_tid.get(key)
-        if data is None:
-            data = per_tid[key] = ProbeData()
         value = line.args.get("s")
         if not isinstance(value, bytes):
             value = None
@@ -375,6 +534,12 @@ class Correlator:
             if index is None or index >= self.max_args:
                 return
             role = Role(ARG, index)
+        data = per_tid.get(key)
+        if data is None or role in data.seen:
+            # A second record of one role: a new call with the same argv or path pointer,
+            # the last one's syscall records lost. Its strings are not this call's.
+            data = per_tid[key] = ProbeData()
+        data.seen.add(role)
         if role.what == PATH:
             data.path, data.path_fault = (None, True) if fault else (value, False)
         elif role.what == FN:
@@ -404,9 +569,11 @@ class Correlator:
         if child is None or flags is None:
             return
         self.threads.created(child, line.pid, flags, line.timestamp_ns)
+        comm = line.args.get("comm")
+        self.tasks.created(child, comm if isinstance(comm, bytes) else None, line.pid,
+                           line.timestamp_ns)
         if self.fd_proof:
             self.ledger.tid_reused(child, line.timestamp_ns)
-            comm = line.args.get("comm")
             if isinstance(comm, bytes) and comm.startswith(b"iou-"):  # io_uring's own threads
                 self.ledger.changed(self.threads.files(child, line.timestamp_ns), 0, ALL_FDS,
                                     line.timestamp_ns)
@@ -455,9 +622,10 @@ class Correlator:
             out.append(self._emit(line.pid, line.pid, old, None, old.timestamp_ns))
         args = line.args
         if self.kind is Kind.EXEC:
+            ts = line.timestamp_ns
+            self.tasks.exec_entered(line.pid, self.threads.tgid(line.pid, ts), ts)
             key = parse_hex(args.get("argv"))
-            pend = Pending(line.event[4:], line.timestamp_ns, self._comm(line), key,
-                           uid=line.uid)
+            pend = Pending(line.event[4:], line.timestamp_ns, self._task(line), key)
         else:
             key = parse_hex(args.get("filename", args.get("pathname")))
             dfd = signed(parse_hex(args.get("dfd")), 32)
@@ -467,9 +635,9 @@ class Correlator:
             elif line.event == "sys_openat2":
                 flags = None  # in struct open_how, not readable from the tracepoint
             mode = parse_hex(args.get("mode"))
-            pend = Pending(line.event[4:], line.timestamp_ns, self._comm(line), key,
+            pend = Pending(line.event[4:], line.timestamp_ns, self._task(line), key,
                            dfd=dfd if line.event in ("sys_openat", "sys_openat2") else None,
-                           flags=flags, mode=mode, uid=line.uid)
+                           flags=flags, mode=mode)
         self.pending[line.pid] = pend
         while len(self.pending) > MAX_THREADS:
             tid = next(iter(self.pending))
@@ -483,49 +651,76 @@ class Correlator:
             return []
         ret = signed(parse_hex(line.args.get("ret")), 64)
         pend = self.pending.pop(line.pid, None)
-        if pend is not None and pend.syscall != line.event[4:]:
-            out = [self._emit(line.pid, line.pid, pend, None, pend.timestamp_ns)]
+        out: List[Event] = []
+        if pend is not None and self._unproven(pend, line.timestamp_ns):
+            self._drop_unproven(line.pid)
             pend = None
-        else:
-            out = []
+        elif pend is not None and pend.syscall != line.event[4:]:
+            out.append(self._emit(line.pid, line.pid, pend, None, pend.timestamp_ns))
+            pend = None
         if pend is None:
             if self.kind is Kind.EXEC and ret == 0:
                 return out  # the success was already reported at sched_process_exec
             self.orphans += 1
-            pend = Pending(line.event[4:], line.timestamp_ns, self._comm(line), None,
-                           uid=line.uid, entered=False)
+            pend = Pending(line.event[4:], line.timestamp_ns, self._task(line), None,
+                           entered=False)
         out.append(self._emit(line.pid, line.pid, pend, ret, line.timestamp_ns))
         return out
 
     def _exec_done(self, line: TraceLine) -> List[Event]:
         pid = parse_int(line.args.get("pid")) or line.pid
         old = parse_int(line.args.get("old_pid")) or pid
+        ts = line.timestamp_ns
         if self.fd_proof:  # close-on-exec fds go; the table may be unshared
-            self.ledger.changed(self.threads.files(old, line.timestamp_ns), 0, ALL_FDS,
-                                line.timestamp_ns, line.timestamp_ns)
+            self.ledger.changed(self.threads.files(old, ts), 0, ALL_FDS, ts, ts)
         self.threads.execed(old, pid)
+        self.tasks.execed(old, pid, ts)
+        name = line.args.get("filename")
+        filename = name if isinstance(name, bytes) else None
+        self.tasks.exec_named(pid, self._exec_comm(pid, filename, ts), ts)
         if self.kind is not Kind.EXEC:
             return []
         pend = self.pending.pop(old, None)
-        if pend is None:
-            pend = Pending("execve", line.timestamp_ns, None, None)
-        comm = self._comm(line)
-        name = line.args.get("filename")
-        filename = name if isinstance(name, bytes) else None
-        if filename is not None and not filename.startswith(b"/dev/fd/"):
-            comm = os.path.basename(filename)[:15]
-        pend.comm = comm
-        if line.uid is not None:
-            pend.uid = line.uid
-        return [self._emit(old, pid, pend, 0, line.timestamp_ns, filename)]
+        if pend is not None and self._unproven(pend, ts):
+            self._drop_unproven(old)
+            pend = None
+        if pend is None:  # its entry was not seen: execve or execveat, unknown
+            pend = Pending(None, ts, _NO_TASK, None)
+        pend.task = self.tasks.get(pid, ts)
+        return [self._emit(old, pid, pend, 0, ts, filename)]
+
+    def _unproven(self, pend: Pending, ts: int) -> bool:
+        """May records between ``pend``'s entry and its end at ``ts`` be missing? Then
+        that entry may be an earlier call's whose end was lost, and this end another's."""
+        return pend.timestamp_ns <= self._lost_until + SLACK_NS \
+            or self.ledger.lost(pend.timestamp_ns, ts)
+
+    def _drop_unproven(self, tid: int) -> None:
+        """An end that cannot be paired with the entry waiting: it is reported with
+        what its own record says, and the entry (perhaps of a call whose end was lost,
+        which is then missing, as lost calls are) and the thread's probe strings go."""
+        self.orphans += 1
+        self.probes.pop(tid, None)
+
+    def _exec_comm(self, pid: int, filename: Optional[bytes], ts: int) -> Optional[bytes]:
+        """The comm an exec gives: the kernel names the image after the file it was
+        given, except for fexecve (``/dev/fd/N``), named after the file itself since
+        6.14 (N before): then only the exec's own task_rename says, if no record
+        between it and the exec may be missing (else the last rename could be an
+        earlier one)."""
+        if filename is not None and not _FD_ONLY.fullmatch(filename):
+            return os.path.basename(filename)[:15]
+        renamed = self.tasks.last_rename(pid)
+        if renamed is None or renamed <= self._lost_until + SLACK_NS \
+                or self.ledger.lost(renamed, ts):
+            return None
+        return self.tasks.get(pid, ts).comm
 
     # -- building events ---------------------------------------------------
 
-    def _comm(self, line: TraceLine) -> Optional[bytes]:
-        """The header's comm; the kernel's comm cache prints ``<...>`` once it forgot."""
-        if line.comm not in (UNKNOWN_COMM, b""):
-            return line.comm
-        return self.proc.comm(line.pid)
+    def _task(self, line: TraceLine) -> Task:
+        """The comm and uid of the thread that wrote ``line``, when it wrote it."""
+        return self.tasks.get(line.pid, line.timestamp_ns)
 
     def _take_probe(self, tid: int, key: Optional[int]) -> Optional[ProbeData]:
         per_tid = self.probes.pop(tid, None)
@@ -539,55 +734,32 @@ class Correlator:
     def _emit(self, tid: int, pid: int, pend: Pending, ret: Optional[int], ts: int,
               filename: Optional[bytes] = None) -> Event:
         probe = self._take_probe(tid, pend.key)
-        if self.kind is Kind.EXEC:
-            if ret == 0:  # exec'd: the task now leads its process
-                return self._exec_event(pid, pid, pend, ret, ts, filename, probe)
+        event: Event
+        if self.kind is not Kind.EXEC:
+            event = self._open_event(tid, pend, ret, ts, probe)
+        elif ret == 0:  # exec'd: the task now leads its process
+            event = self._exec_event(pid, pid, pend, ret, ts, filename, probe)
+        else:
             # Not (known to be) exec'd: the calling thread, of its process as the task
-            # records prove it; a non-leader thread's tid is no pid, nor its process a
-            # parent. Unproven (the text reader has no task records; the process is
-            # gone), the tid stands in, as ExecEvent.pid cannot be None: right for a
-            # single-threaded caller, the only case the text reader can prove nothing of.
-            tgid = self.threads.tgid(tid, ts)
-            return self._exec_event(tid, tid if tgid is None else tgid, pend, ret, ts,
-                                    filename, probe)
-        return self._open_event(tid, pend, ret, ts, probe)
+            # records prove it, else None: a non-leader thread's tid is no pid.
+            event = self._exec_event(tid, self.threads.tgid(tid, ts), pend, ret, ts,
+                                     filename, probe)
+        task = pend.task
+        if task.comm_from is not None or task.uid_from is not None:
+            self._sources[id(event)] = (task.comm_from, task.uid_from)
+        return event
 
-    def _tgid(self, tid: int) -> Optional[int]:
-        if tid not in self._tgids:
-            if len(self._tgids) > MAX_FORKS:
-                self._tgids.clear()
-            self._tgids[tid] = self.proc.tgid(tid)
-        return self._tgids[tid]
-
-    def _uid(self, pid: int) -> Optional[int]:
-        if pid not in self._uids:
-            self._uids[pid] = self.proc.uid(pid)
-        return self._uids[pid]
-
-    def _pend_uid(self, pend: Pending, pid: int) -> Optional[int]:
-        """The uid the records gave (raw reader), else /proc's."""
-        return pend.uid if pend.uid is not None else self._uid(pid)
-
-    def _ppid(self, pid: int, ts: int) -> Optional[int]:
+    def _ppid(self, pid: Optional[int], ts: int) -> Optional[int]:
+        if pid is None:
+            return None
         parent = self.parents.get(pid)
         if parent is not None:  # the forking thread: its process, proven, or None
             return self.threads.tgid(parent, ts)
         return self.proc.ppid(pid)
 
-    def _cmdline(self, pid: int, filename: Optional[bytes]) -> Optional[Tuple[bytes, ...]]:
-        """argv from /proc, only while the process still runs the exec'd file."""
-        if filename is None:
-            return None
-        exe = self.proc.exe(pid)
-        if exe is None or not _same_file(filename, exe, self.proc.cwd(pid)):
-            return None
-        argv = self.proc.cmdline(pid)
-        if argv is None or self.proc.exe(pid) != exe:
-            return None
-        return argv
-
-    def _exec_event(self, tid: int, pid: int, pend: Pending, ret: Optional[int], ts: int,
-                    filename: Optional[bytes], probe: Optional[ProbeData]) -> ExecEvent:
+    def _exec_event(self, tid: int, pid: Optional[int], pend: Pending, ret: Optional[int],
+                    ts: int, filename: Optional[bytes],
+                    probe: Optional[ProbeData]) -> ExecEvent:
         filename_source: Optional[Source] = Source.TRACEPOINT if filename is not None else None
         argv: Optional[Tuple[bytes, ...]] = None
         argv_source: Optional[Source] = None
@@ -599,7 +771,7 @@ class Correlator:
             argv_source = self.probe_source if argv is not None else None
         return ExecEvent(
             timestamp_ns=ts, pid=pid, tid=tid, ppid=self._ppid(pid, ts),
-            uid=self._pend_uid(pend, pid), comm=pend.comm, filename=filename, argv=argv, retval=ret,
+            uid=pend.task.uid, comm=pend.task.comm, filename=filename, argv=argv, retval=ret,
             argv_truncated=truncated, filename_source=filename_source,
             argv_source=argv_source, syscall=pend.syscall,
         )
@@ -614,8 +786,7 @@ class Correlator:
         if probe is not None and probe.path is not None:
             path, source = probe.path, self.probe_source
         event = OpenEvent(
-            timestamp_ns=ts, pid=pid, tid=tid,
-            uid=self._pend_uid(pend, tid if pid is None else pid), comm=pend.comm,
+            timestamp_ns=ts, pid=pid, tid=tid, uid=pend.task.uid, comm=pend.task.comm,
             path=path, flags=pend.flags, mode=pend.mode, fd=fd, errno=err,
             path_source=source, syscall=pend.syscall, dfd=pend.dfd,
         )

@@ -60,12 +60,15 @@ class FdLedger:
         """Records between ``start`` and ``end`` may be missing."""
         self._gaps.append([0, ALL_FDS, start, end])
 
+    def lost(self, start: int, end: int) -> bool:
+        """Records between ``start`` and ``end`` may be missing."""
+        return any(_overlaps(span, start, end) for span in self._gaps)
+
     def proven(self, table: Optional[int], tid: int, fd: int, start: int, end: int,
                own: Optional[Span] = None) -> bool:
         """Nothing could have changed fd ``fd`` of ``table`` (read via ``tid``) in [start, end]."""
-        for span in self._gaps:
-            if _overlaps(span, start, end):
-                return False
+        if self.lost(start, end):
+            return False
         for ts in self._tids.get(tid, ()):
             if start - SLACK_NS <= ts <= end + SLACK_NS:
                 return False

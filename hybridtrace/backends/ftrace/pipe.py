@@ -114,8 +114,9 @@ class TraceLine:
 
     ``pid`` is the kernel's pid of the task, i.e. the thread id; ``tgid`` (the
     process id) is only printed with the record-tgid option. ``comm`` comes
-    from the kernel's saved-cmdlines cache: it can be ``<...>`` or stale (a
-    prctl rename shows only after the task is next scheduled), so it is a hint.
+    from the kernel's saved-cmdlines cache as it was when the text was
+    formatted: it can be ``<...>``, stale, or a later image's name, so nothing
+    takes it as a value (tasks.py tracks comm from the task records).
     ``timestamp_ns`` is in nanoseconds (microsecond resolution), or the raw
     count for clocks printed without a fraction (counter, x86-tsc).
     """
@@ -132,7 +133,6 @@ class TraceLine:
     flags: Optional[bytes] = None
     complete: bool = True
     tgid: Optional[int] = None
-    uid: Optional[int] = None  # the raw reader's (see tasks.py); trace_pipe prints none
 
     @property
     def is_exit(self) -> bool:
@@ -147,6 +147,9 @@ class _Body:
     regex: Pattern[bytes]
     fault_groups: Tuple[Tuple[str, str], ...]
     bare: bool = False  # the print fmt has no probe location in front
+    # Unquoted strings printed side by side ("oldcomm=%s newcomm=%s"): (first, second,
+    # the text between). Where either value holds that text, the split is a guess.
+    adjacent: Tuple[Tuple[str, str, bytes], ...] = ()
 
 
 def _split_args(text: str) -> List[str]:
@@ -196,6 +199,9 @@ def _fields_body(fmt: EventFormat) -> Optional[_Body]:
     args = _split_args(arg_text)
     pieces: List[str] = []
     faults: List[Tuple[str, str]] = []
+    adjacent: List[Tuple[str, str, bytes]] = []
+    bare_string: Optional[str] = None  # the last conversion, if an unquoted string
+    between = ""  # the text printed since the last conversion
     used: Dict[str, int] = {}
     arg_index = 0
     pos = 0
@@ -214,7 +220,9 @@ def _fields_body(fmt: EventFormat) -> Optional[_Body]:
         pos = spec.end()
         if conv == "%%":
             pieces.append(re.escape(literal + "%"))
+            between += literal + "%"
             continue
+        between, literal_run = "", between + literal
         if arg_index >= len(args):
             return None
         arg_index += conv.count("*")  # width/precision arguments
@@ -230,16 +238,23 @@ def _fields_body(fmt: EventFormat) -> Optional[_Body]:
             pos += 1
         elif conv.endswith("s"):
             pieces.append(re.escape(literal) + rf"(?P<{group}>.*?)")
+            if bare_string is not None and literal_run:
+                adjacent.append((bare_string, group,
+                                 literal_run.encode("utf-8", "surrogateescape")))
+            bare_string = group
+            continue
         else:
             # A "0x" before the number stays in the value: values are what follows "=".
             lead = "0x" if literal.endswith("0x") else ""
             literal = literal[: len(literal) - len(lead)]
             pieces.append(re.escape(literal) + rf"(?P<{group}>{lead}[^ ]*?)")
+        bare_string = None
     pieces.append(re.escape(text[pos:]))
     pattern = "".join(pieces).encode("utf-8", "surrogateescape")
     if any(name.startswith(_FAULT_PREFIX) for name in used):
         return None
-    return _Body(re.compile(pattern + rb"\Z", re.S), tuple(faults), prefix is None)
+    return _Body(re.compile(pattern + rb"\Z", re.S), tuple(faults), prefix is None,
+                 tuple(adjacent))
 
 
 def _enter_body(fmt: EventFormat) -> _Body:
@@ -363,6 +378,10 @@ class PipeParser:
                 groups = match.groupdict()
                 if location is not None:
                     groups = {"__probe_ip": location.group("ip"), **groups}
+                if spec.adjacent:
+                    guessed = _guessed_split(groups, spec.adjacent)
+                    if guessed:
+                        return groups, guessed, True
                 if not spec.fault_groups:
                     return groups, _NO_FAULTS, True
                 faults = frozenset(f for g, f in spec.fault_groups if groups.pop(g) is not None)
@@ -443,6 +462,19 @@ class PipeParser:
         if prev is not None:
             out.append(prev)
         self._pending, self._pending_rec = line, rec
+
+
+def _guessed_split(groups: Dict[str, bytes],
+                   adjacent: Tuple[Tuple[str, str, bytes], ...]) -> FrozenSet[str]:
+    """Unquoted strings side by side whose split is a guess: ``oldcomm=a newcomm=b
+    newcomm=c`` is "a" and "b newcomm=c" or "a newcomm=b" and "c". Neither value is
+    known then: both are removed from ``groups`` and returned, as faults are."""
+    guessed = {name for first, second, between in adjacent
+               if between in groups[first] or between in groups[second]
+               for name in (first, second)}
+    for name in guessed:
+        del groups[name]
+    return frozenset(guessed)
 
 
 def _generic_fields(body: bytes) -> Tuple[Dict[str, bytes], FrozenSet[str], bool]:

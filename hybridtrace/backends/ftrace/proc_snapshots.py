@@ -18,7 +18,13 @@ import time
 from typing import Dict, List, Optional, Tuple, TypeVar
 
 from hybridtrace import procfs
-from hybridtrace.backends.ftrace.correlate import EXEC_DONE, OPEN_SYSCALLS, FdReading, ProcLookup
+from hybridtrace.backends.ftrace.correlate import (
+    EXEC_DONE,
+    OPEN_SYSCALLS,
+    FdReading,
+    ImageReading,
+    ProcLookup,
+)
 from hybridtrace.backends.ftrace.pipe import EXIT
 from hybridtrace.backends.ftrace.raw_records import RawRecord
 
@@ -41,8 +47,7 @@ class ProcSnapshots:
     def __init__(self, execs: bool, opens: bool) -> None:
         self.execs = execs
         self.opens = opens
-        self._image: Dict[int, Tuple[Optional[bytes], Optional[bytes],
-                                     Optional[Tuple[bytes, ...]]]] = {}
+        self._image: Dict[int, ImageReading] = {}
         self._fds: Dict[Tuple[int, int], FdReading] = {}  # (tid, fd) -> reading
 
     def take(self, records: List[RawRecord]) -> None:
@@ -51,7 +56,7 @@ class ProcSnapshots:
             if self.execs and event == EXEC_DONE:
                 pid = args.get("pid")
                 pid = pid if isinstance(pid, int) else tid
-                _put(self._image, pid, (procfs.exe(pid), procfs.cwd(pid), procfs.cmdline(pid)))
+                _put(self._image, pid, _read_image(pid))
             elif self.opens and style == EXIT and event in OPEN_SYSCALLS:
                 fd = args.get("ret")
                 if isinstance(fd, int) and fd >= 0:
@@ -59,20 +64,12 @@ class ProcSnapshots:
 
     def lookup(self) -> ProcLookup:
         """Live /proc, except where a snapshot was taken."""
-        return ProcLookup(cmdline=self._cmdline, exe=self._exe, cwd=self._cwd,
-                          fd_path=self._fd_path, fd_flags=self._fd_flags, fd_read=self._fd_read)
+        return ProcLookup(image_read=self._image_read, fd_path=self._fd_path,
+                          fd_flags=self._fd_flags, fd_read=self._fd_read)
 
-    def _exe(self, pid: int) -> Optional[bytes]:
+    def _image_read(self, pid: int) -> ImageReading:
         got = self._image.get(pid)
-        return got[0] if got is not None else procfs.exe(pid)
-
-    def _cwd(self, pid: int) -> Optional[bytes]:
-        got = self._image.get(pid)
-        return got[1] if got is not None else procfs.cwd(pid)
-
-    def _cmdline(self, pid: int) -> Optional[Tuple[bytes, ...]]:
-        got = self._image.get(pid)
-        return got[2] if got is not None else procfs.cmdline(pid)
+        return got if got is not None else _read_image(pid)
 
     def _fd_read(self, tid: int, fd: int) -> FdReading:
         got = self._fds.get((tid, fd))
@@ -85,6 +82,16 @@ class ProcSnapshots:
     def _fd_flags(self, pid: int, fd: int) -> Optional[int]:
         got = self._fds.get((pid, fd))
         return got[1] if got is not None else procfs.fd_flags(pid, fd)
+
+
+def _read_image(pid: int) -> ImageReading:
+    """(exe, cwd, cmdline, the monotonic time once read) of one image of ``pid``."""
+    exe = procfs.exe(pid)
+    cwd = procfs.cwd(pid)
+    argv = procfs.cmdline(pid)
+    if procfs.exe(pid) != exe:
+        exe = None  # it exec'd meanwhile: which image argv is from is not known
+    return exe, cwd, argv, time.monotonic_ns()
 
 
 def _read_fd(tid: int, fd: int) -> FdReading:

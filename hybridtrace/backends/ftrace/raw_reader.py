@@ -19,18 +19,14 @@ import errno
 import os
 import re
 import time
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from hybridtrace.backends.ftrace.correlate import EXEC_DONE, OPEN_SYSCALLS, Later
 from hybridtrace.backends.ftrace.fd_ledger import INF
 from hybridtrace.backends.ftrace.format import EventFormat
-from hybridtrace.backends.ftrace.pipe import EXIT, FIELDS, ArgValue, TraceLine
+from hybridtrace.backends.ftrace.pipe import EXIT, TraceLine
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
 from hybridtrace.backends.ftrace.ring_page import read_page_layout
-from hybridtrace.backends.ftrace.tasks import NEWTASK, RENAME, SETUID_SYSCALLS, TaskTracker
-from hybridtrace.backends.ftrace.uring import FAILED_EVENT, SUBMIT_EVENTS
-
-URING_TASK_EVENTS = (*SUBMIT_EVENTS, FAILED_EVENT)
 
 COMMIT_MARGIN_NS = 2_000_000  # a record is committed within this of its timestamp
 _CPU_DIR = re.compile(r"^cpu(\d+)$")
@@ -45,11 +41,10 @@ class Timeline:
 
     Pure (no files): ``add`` takes a round's records and the horizon up to
     which they are due (None: all), keeps the rest pending, and turns what is
-    due into TraceLines with each thread's comm and uid at that moment.
+    due into TraceLines (comm and uid come from the task records, tasks.py).
     """
 
-    def __init__(self, tasks: Optional[TaskTracker] = None) -> None:
-        self.tasks = tasks if tasks is not None else TaskTracker()
+    def __init__(self) -> None:
         self.pending: List[RawRecord] = []
         self.records = 0
 
@@ -80,51 +75,25 @@ class Timeline:
                 if isinstance(ret, int) and ret >= 0:
                     fds.add((tid, ret))
             elif event == EXEC_DONE:
-                execs.add(_int(args.get("pid"), tid))
+                pid = args.get("pid")
+                execs.add(pid if isinstance(pid, int) else tid)
         return Later(frozenset(fds), frozenset(execs))
 
     def _lines(self, records: List[RawRecord]) -> List[TraceLine]:
         self.records += len(records)
-        tasks = self.tasks
-        lines: List[TraceLine] = []
-        append = lines.append
-        for ts, cpu, tid, event, style, args, faults in records:
-            uid: Optional[int] = None
-            comm = b""  # probe records: the correlator takes comm from the syscall's
-            if style == FIELDS:
-                if event == RENAME:
-                    tasks.renamed(_int(args.get("pid"), tid), _bytes(args.get("newcomm")))
-                elif event == NEWTASK:
-                    tasks.created(_int(args.get("pid"), tid), _bytes(args.get("comm")), tid)
-                elif event == EXEC_DONE:
-                    tasks.execed(_int(args.get("old_pid"), tid), tid)
-                    known, uid = tasks.get(tid)
-                    comm = known or b""
-                elif event in URING_TASK_EVENTS:  # written by the submitter
-                    known, uid = tasks.get(tid)
-                    comm = known or b""
-            elif event in SETUID_SYSCALLS:
-                if style == EXIT:
-                    tasks.setuid_returned(tid, args.get("ret") == 0)
-                else:
-                    tasks.setuid_entered(tid, event, _real_uid(args))
-            else:
-                known, uid = tasks.get(tid)
-                comm = known or b""
-            append(TraceLine(comm, tid, cpu, ts, event, args, b"", style, faults, uid=uid))
-        return lines
+        return [TraceLine(b"", tid, cpu, ts, event, args, b"", style, faults)
+                for ts, cpu, tid, event, style, args, faults in records]
 
 
 class RawReader:
     """The trace_pipe_raw files of one instance (see module docstring)."""
 
-    def __init__(self, inst_path: str, formats: Sequence[EventFormat], monotonic: bool,
-                 tasks: Optional[TaskTracker] = None) -> None:
+    def __init__(self, inst_path: str, formats: Sequence[EventFormat], monotonic: bool) -> None:
         self.decoder = RecordDecoder(formats, read_page_layout(os.path.join(inst_path,
                                                                             "events")))
         self.page_size = self.decoder.layout.page_size
         self.monotonic = monotonic
-        self.timeline = Timeline(tasks)
+        self.timeline = Timeline()
         self.stopped = False  # recording is off: nothing older can still arrive
         # After read(): every record up to this time has been returned (None: unknown).
         self.complete: Optional[int] = None
@@ -203,22 +172,6 @@ class RawReader:
                 if exc.errno in (errno.ENODEV, errno.EBUSY):
                     return b""  # the instance is going away
                 raise
-
-
-def _real_uid(args: Mapping[str, ArgValue]) -> Optional[int]:
-    """The real uid a setuid-family call asks for; None for -1 (unchanged)."""
-    value = args.get("ruid", args.get("uid"))
-    if not isinstance(value, int) or value & 0xFFFFFFFF == 0xFFFFFFFF:
-        return None
-    return value & 0xFFFFFFFF
-
-
-def _bytes(value: object) -> Optional[bytes]:
-    return value if isinstance(value, bytes) else None
-
-
-def _int(value: object, default: int) -> int:
-    return value if isinstance(value, int) else default
 
 
 def _first_after(records: List[RawRecord], horizon: int) -> int:

@@ -16,7 +16,7 @@ import time
 import weakref
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from hybridtrace import buffer_size, process_tree, procfs, tracefs, vocabulary
+from hybridtrace import buffer_size, process_tree, tracefs, vocabulary
 from hybridtrace.backends.base import BackendError, StreamStats, Unread
 from hybridtrace.backends.ftrace import buffer_stats, probes, uring
 from hybridtrace.backends.ftrace.cleanup import remove_stale
@@ -38,7 +38,7 @@ from hybridtrace.backends.ftrace.reaper import Reaper
 from hybridtrace.backends.ftrace.requirements import EPROBE_STRING_FAULT
 from hybridtrace.backends.ftrace.ring_page import PageFormatError
 from hybridtrace.backends.ftrace.text_reader import TextReader
-from hybridtrace.backends.ftrace.threads import boot_offset_ns
+from hybridtrace.backends.ftrace.threads import Listing, boot_offset_ns
 from hybridtrace.capabilities.eprobe_selftest import eprobe_reads_strings
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, LostEvent, Source
@@ -49,7 +49,7 @@ TAMPER_CHECK_S = 0.5  # how often a session checks that its instance still recor
 MAX_READ_PER_POLL = 1 << 20  # bytes decoded per poll: ~10k records, so poll returns promptly
 HELD_BACK_WAIT = 0.005  # s: how soon to look again while the raw reader holds records back
 READER_ENV = "HYBRIDTRACE_FTRACE_READER"  # "raw" (default) or "text"
-# Comm and uid changes, for the raw reader (records carry neither; see tasks.py).
+# Comm and uid changes, for both readers (records carry neither usably; see tasks.py).
 TASK_EVENTS = [("task", "task_newtask"), ("task", "task_rename"),
                *[("syscalls", f"sys_{side}_{name}") for name in ("setuid", "setreuid", "setresuid")
                  for side in ("enter", "exit")]]
@@ -273,8 +273,7 @@ class FtraceStream:
             events += [("sched", "sched_process_exec"), ("sched", "sched_process_fork")]
         events += [(name, n) for n in dict.fromkeys(d.name for d in defs)]  # shared names
         raw = _reader_choice(request) == "raw"
-        if raw:
-            events += [e for e in TASK_EVENTS if inst.has_event(*e)]
+        events += [e for e in TASK_EVENTS if inst.has_event(*e)]
         thread_proof = clock == "mono" and all(inst.has_event(*e) for e in THREAD_PROOF_EVENTS)
         if thread_proof:
             events += [e for e in THREAD_PROOF_EVENTS if e not in events]
@@ -300,10 +299,12 @@ class FtraceStream:
         elif request.filters.pid is not None:
             followed = self._follow_pid(inst, request.filters.pid)
         self._res.reader = self._reader(inst, formats, raw, clock == "mono")
+        enabling = time.monotonic_ns()
         for system, event in events:
             inst.enable(system, event)
-        # Every thread now: its exit, or a new task taking its id, will be recorded.
-        seed = procfs.thread_starts() if thread_proof else None
+        # Every thread now: its exit, a new task taking its id, its renames and setuids
+        # from here on will be recorded.
+        seed = Listing.take(enabling) if thread_proof else None
         self.formats = formats  # of every enabled event, as this kernel describes them
         self.roles = {d.name: d.role for d in defs}
         source = {"uprobe": Source.LIBC_PROBE, "tracepoint": None}.get(

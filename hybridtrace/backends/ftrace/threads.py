@@ -22,7 +22,10 @@ import os
 import time
 from typing import Callable, Dict, Optional, Tuple
 
+import attrs
+
 from hybridtrace import procfs
+from hybridtrace.backends.ftrace.fd_ledger import SLACK_NS
 
 CLONE_FILES = 0x400
 CLONE_THREAD = 0x10000
@@ -31,6 +34,29 @@ TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 Identity = Callable[[int], Optional[Tuple[int, int]]]  # tid -> (start ticks, tgid)
 Thread = Tuple[Optional[int], Optional[int]]  # (tgid, fd table)
 _UNKNOWN: Thread = (None, None)
+
+
+@attrs.frozen
+class Listing:
+    """Every thread alive once the session's events were enabled (procfs.threads_now)."""
+
+    threads: Dict[int, procfs.ThreadNow]
+    since: int  # CLOCK_MONOTONIC ns before the events were enabled
+    read_ns: int  # and once the listing was read
+
+    @staticmethod
+    def take(since: int) -> Listing:
+        threads = procfs.threads_now()
+        return Listing(threads, since, time.monotonic_ns())
+
+
+def started_before(start_ticks: int, ts: int, boot_offset: int) -> bool:
+    """Did a task that started at ``start_ticks`` exist when a record at ``ts`` was written?
+
+    Start times are whole clock ticks: only a start a whole tick earlier (and
+    trace_pipe's rounding to microseconds) counts; closer is too close to tell.
+    """
+    return (start_ticks + 1) * TICK_NS + SLACK_NS <= ts + boot_offset
 
 
 def boot_offset_ns() -> int:
@@ -106,6 +132,6 @@ class ThreadGroups:
         if ident is None:
             return _UNKNOWN
         start_ticks, tgid = ident
-        if (start_ticks + 1) * TICK_NS > ts + self._boot_offset:
+        if not started_before(start_ticks, ts, self._boot_offset):
             return _UNKNOWN  # started after the record (or too close to tell): another task
         return tgid, tgid

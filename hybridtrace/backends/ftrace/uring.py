@@ -34,7 +34,7 @@ its result unknown (``results=False``), and an SQPOLL ring made while tracing
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import attrs
 
@@ -75,6 +75,8 @@ class _Submitted:
     # Records were lost since: its completion may be among them, and a completion at
     # its address may be a later request's. Its result is then unknown.
     uncertain: bool = False
+    # Where comm and uid came from when not from records (the correlator's to judge).
+    sources: object = None
 
 
 def _int(line: TraceLine, name: str) -> Optional[int]:
@@ -92,27 +94,30 @@ def _signed32(value: Optional[int]) -> Optional[int]:
 class UringOpens:
     """Feeds io_uring records, yields OpenEvents (see the module docstring)."""
 
-    def __init__(self, threads: ThreadGroups,
-                 uid_of: Callable[[int], Optional[int]], results: bool = True) -> None:
-        """``uid_of``: a process's uid from /proc, where the record gave none;
-        ``results``: completions are recorded whatever task makes them."""
+    def __init__(self, threads: ThreadGroups, results: bool = True) -> None:
+        """``results``: completions are recorded whatever task makes them. A uid no
+        task record proves stays None (/proc, read later, may show a later one)."""
         self.threads = threads
-        self.uid_of = uid_of
         self.results = results
+        self.sources_of: Dict[int, object] = {}  # id(event) -> its submission's sources
         self.pending: Dict[int, _Submitted] = {}  # request address -> its submission
         self.rings: Dict[int, bool] = {}  # ring made while tracing -> may have fixed slots
         self.sqpoll_rings: Dict[int, bool] = {}  # ring made while tracing -> SQPOLL
 
-    def feed(self, line: TraceLine) -> List[Event]:
+    def feed(self, line: TraceLine, comm: Optional[bytes] = None,
+             uid: Optional[int] = None, sources: object = None) -> List[Event]:
+        """``comm`` and ``uid``: the writing thread's, from its task records (trace_pipe's
+        comm cache is never believed); ``sources``, where they came from otherwise, is
+        handed back with each event it made in ``sources_of`` (by id)."""
         event = line.event
         if event in SUBMIT_EVENTS:
-            return self._submitted(line)
+            return self._submitted(line, comm, uid, sources)
         if event == vocabulary.IO_URING_COMPLETE:
             return self._completed(line, self.pending.pop(_int(line, "req") or 0, None))
         if event == vocabulary.IO_URING_OVERFLOW:
             return self._overflowed(line)
         if event == vocabulary.IO_URING_FAILED:
-            return self._failed(line)
+            return self._failed(line, comm, uid, sources)
         ctx = _int(line, "ctx")
         if ctx is None:
             return []
@@ -136,22 +141,24 @@ class UringOpens:
         for sub in self.pending.values():
             sub.uncertain = True
 
-    def _who(self, line: TraceLine, sqpoll: bool) -> _Submitted:
-        comm = line.comm or None
+    def _who(self, line: TraceLine, sqpoll: bool, comm: Optional[bytes],
+             uid: Optional[int], sources: object) -> _Submitted:
         if sqpoll:
             return _Submitted(line.timestamp_ns, line.pid, True, None, None,
                               _int(line, "ctx") or 0, _int(line, "user_data") or 0, False)
-        return _Submitted(line.timestamp_ns, line.pid, False, comm, line.uid,
-                          _int(line, "ctx") or 0, _int(line, "user_data") or 0, False)
+        return _Submitted(line.timestamp_ns, line.pid, False, comm, uid,
+                          _int(line, "ctx") or 0, _int(line, "user_data") or 0, False,
+                          sources=sources)
 
-    def _submitted(self, line: TraceLine) -> List[Event]:
+    def _submitted(self, line: TraceLine, comm: Optional[bytes], uid: Optional[int],
+                   sources: object) -> List[Event]:
         req = _int(line, "req")
         if req is None:
             return []
         self.pending.pop(req, None)  # a freed request at this address left nothing
         if _int(line, "opcode") not in OPEN_OPS:
             return []
-        sub = self._who(line, bool(line.args.get("sq_thread")))
+        sub = self._who(line, bool(line.args.get("sq_thread")), comm, uid, sources)
         sub.direct_free = self.rings.get(sub.ctx) is False
         if (_int(line, "flags") or 0) & REQ_F_CQE_SKIP or not self.results:
             return [self._event(sub, line.timestamp_ns, None, known=False)]
@@ -175,16 +182,17 @@ class UringOpens:
             return []  # none of ours, or which one completed is unknown
         return self._completed(line, self.pending.pop(fits[0]))
 
-    def _failed(self, line: TraceLine) -> List[Event]:
+    def _failed(self, line: TraceLine, comm: Optional[bytes], uid: Optional[int],
+                sources: object) -> List[Event]:
         opcode = _int(line, "opcode")
         self.pending.pop(_int(line, "req") or 0, None)
         if opcode not in OPEN_OPS:
             return []
         ctx = _int(line, "ctx") or 0
         # No sq_thread field here: the SQPOLL thread is known by its ring or its name.
-        sqpoll = self.sqpoll_rings.get(ctx, False) or line.comm.startswith(SQPOLL_COMM) \
-            or not line.comm
-        sub = self._who(line, sqpoll)
+        sqpoll = self.sqpoll_rings.get(ctx, False) or comm is None \
+            or comm.startswith(SQPOLL_COMM)
+        sub = self._who(line, sqpoll, comm, uid, sources)
         flags = mode = None
         if opcode == vocabulary.IORING_OP_OPENAT:  # OPENAT2's are in user memory
             flags, mode = _int(line, "op_flags"), _int(line, "len")
@@ -195,11 +203,12 @@ class UringOpens:
                flags: Optional[int] = None, mode: Optional[int] = None) -> OpenEvent:
         pid = self.threads.tgid(sub.tid, sub.ts)
         uid = sub.uid
-        if uid is None and not sub.sqpoll and pid is not None:
-            uid = self.uid_of(pid)
         fd = res if known and res is not None and res >= 0 and sub.direct_free else None
         err = -res if known and res is not None and res < 0 else None
-        return OpenEvent(
+        event = OpenEvent(
             timestamp_ns=ts, pid=pid, tid=None if sub.sqpoll else sub.tid, uid=uid,
             comm=sub.comm, path=None, flags=flags, mode=mode, fd=fd, errno=err,
             syscall=None, dfd=None, via=vocabulary.VIA_IO_URING)
+        if sub.sources is not None:
+            self.sources_of[id(event)] = sub.sources
+        return event

@@ -254,7 +254,7 @@ class BccStream:
 def _ppid_from_proc(event: Event) -> Event:
     """Without task_struct reads, ppid comes from /proc while the process lives
     (None once it is gone): partial, as requirements.assess_bcc says."""
-    if isinstance(event, ExecEvent) and event.ppid is None:
+    if isinstance(event, ExecEvent) and event.ppid is None and event.pid is not None:
         return attrs.evolve(event, ppid=procfs.ppid(event.pid))
     return event
 
