@@ -12,7 +12,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from tools.vm import guest_run, junit, report, runs, verdict
+from tools.vm import guest_run, junit, matrix, report, runs, verdict
 from tools.vm.nobpf import program
 from tools.vm.variants import BY_NAME, CI, FULL, SUITES
 
@@ -33,7 +33,8 @@ def test_every_integration_test_maps_to_its_backend() -> None:
         path, _, name = test_id.partition("::")
         module = path.replace("/", ".")[: -len(".py")]
         label = junit.label_of(module, name)
-        assert label in [*junit.LABELS, junit.EBPF_CORE, "ftrace", junit.GENERAL], test_id
+        assert label in [*junit.LABELS, junit.EBPF_CORE, "ftrace", junit.GENERAL,
+                         junit.BCC_TOOLS], test_id
         if "test_ebpf_bcc" in path:
             assert label == "ebpf-bcc"
         elif "test_ebpf_core" in path:
@@ -57,6 +58,7 @@ def test_every_integration_test_maps_to_its_backend() -> None:
     ("tests.integration.test_ebpf_core", "test_x[tp_btf-ring]", "ebpf-core/tp_btf"),
     ("tests.integration.test_ftrace", "test_x[tracepoint-raw]", "ftrace/tracepoint"),
     ("tests.integration.test_readme", "test_readme_example_runs", junit.GENERAL),
+    ("tests.integration.test_cli_vs_bcc", "test_x", junit.BCC_TOOLS),
 ])
 def test_label_of_parameters(module: str, name: str, want: str) -> None:
     assert junit.label_of(module, name) == want
@@ -251,3 +253,26 @@ def test_rows_from_before_the_attach_modes_show_as_classic_tracepoints() -> None
     assert verdict.judge(row, "ebpf-core/tp_btf").get("absent")
     text = report.render({"results": [row], "generated_by": "x", "generated_at": "now"})
     assert "| pass 1; usable; agrees | - |" in text
+
+
+def test_ci_cell_fails_unless_every_required_label_passed() -> None:
+    """The CI entry passes only when the kprobe tier, BCC and the comparison with BCC's
+    own tools really ran there: a skip of any of them fails it."""
+    assert junit.BCC_TOOLS in matrix.CI_REQUIRED
+    passed = {"pass": 1, "fail": 0, "skip": 0}
+    groups = {label: dict(passed) for label in matrix.CI_REQUIRED}
+    assert matrix._ok({"groups": groups, "completed": True}, ci=True)
+    for label in matrix.CI_REQUIRED:
+        skipped = {**groups, label: {"pass": 0, "fail": 0, "skip": 1}}
+        assert not matrix._ok({"groups": skipped, "completed": True}, ci=True), label
+        assert matrix._ok({"groups": skipped, "completed": True}, ci=False), label
+
+
+def test_ci_suite_selects_the_comparison_with_bccs_tools() -> None:
+    paths, select = SUITES["ci"]
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                          "-p", "no:cacheprovider", *paths, "-k", select or ""],
+                         cwd=REPO, capture_output=True, text=True)
+    ids = [line for line in out.stdout.splitlines() if "::" in line]
+    assert [i for i in ids if "test_cli_vs_bcc" in i], out.stdout[-500:]
+    assert [i for i in ids if "test_ebpf_bcc" in i] and len(ids) < 100

@@ -16,9 +16,12 @@ EBPF_ATTACH = list(CORE_ATTACH_MODES)
 LABELS = [*(f"{EBPF_CORE}/{mode}" for mode in EBPF_ATTACH), "ebpf-bcc", "ftrace/kprobe",
           "ftrace/eprobe", "ftrace/uprobe", "ftrace/tracepoint"]
 TIERS = list(FTRACE_TIERS)
+# Our execsnoop/opensnoop beside BCC's own tools (not a backend of ours: not a column).
+BCC_TOOLS = "bcc-tools"
 # test_least_privilege asserts doctor's choice of tp_btf and traces with it.
 MODULES = {"test_ebpf_core": EBPF_CORE, "test_ebpf_bcc": "ebpf-bcc", "test_ftrace": "ftrace",
-           "test_least_privilege": f"{EBPF_CORE}/tp_btf", "test_ebpf_raw_tp": f"{EBPF_CORE}/raw_tp"}
+           "test_least_privilege": f"{EBPF_CORE}/tp_btf", "test_ebpf_raw_tp": f"{EBPF_CORE}/raw_tp",
+           "test_cli_vs_bcc": BCC_TOOLS}
 GENERAL = "general"
 
 

@@ -8,7 +8,7 @@ import json
 from typing import Any, Dict, List, Optional
 
 from tools.vm import raw_tp_probe
-from tools.vm.junit import GENERAL, LABELS, summarise
+from tools.vm.junit import BCC_TOOLS, GENERAL, LABELS, summarise
 from tools.vm.variants import FULL, VARIANTS
 from tools.vm.verdict import doctor_choice, judge, source_label
 
@@ -107,7 +107,9 @@ def render(data: Dict[str, Any]) -> str:
     ]
     for r in results:
         cells = [_cell(judge(r, label)) for label in LABELS]
-        general = r.get("groups", {}).get(GENERAL, {"pass": 0, "fail": 0, "skip": 0})
+        # other tests: general ones and ours beside BCC's own tools (not a backend column)
+        others = [r.get("groups", {}).get(k) for k in (GENERAL, BCC_TOOLS)]
+        general = {w: sum(g[w] for g in others if g) for w in ("pass", "fail", "skip")}
         gen = (f"FAIL {general['fail']}/{general['pass'] + general['fail']}" if general["fail"]
                else f"pass {general['pass']}" if general["pass"] else "-")
         out.append(f"| {_row_name(r)} | {doctor_choice(r.get('doctor'), 'exec') or '?'} | "
@@ -252,6 +254,7 @@ def _details(r: Dict[str, Any]) -> List[str]:
     forced = (r.get("force_open") or {})
     if forced.get("left_behind"):
         lines.append(f"- **kernel state left behind by forced opens**: {forced['left_behind']}")
+    lines += _bcc_tools_line(r)
     for label in LABELS:
         v = judge(r, label)
         if v.get("absent"):
@@ -272,3 +275,17 @@ def _details(r: Dict[str, Any]) -> List[str]:
         if bits:
             lines.append(f"- {label}: " + "; ".join(b.replace("|", "\\|") for b in bits))
     return [*lines, ""]
+
+
+def _bcc_tools_line(r: Dict[str, Any]) -> List[str]:
+    """What the comparison with BCC's own execsnoop/opensnoop said, when it ran."""
+    group = (r.get("groups") or {}).get(BCC_TOOLS)
+    if not group:
+        return []
+    bits = [f"pass {group['pass']}, fail {group['fail']}, skip {group['skip']}"]
+    bits += [f"failed `{f['id'].split('::')[-1]}`: {f['message'] or '?'}"
+             for f in group.get("failures", [])]
+    if group.get("skip_reason") and not group["pass"]:
+        bits.append(f"skip: {group['skip_reason']}")
+    return [f"- {BCC_TOOLS} (our execsnoop/opensnoop beside BCC's own, line by line): "
+            + "; ".join(b.replace("|", "\\|") for b in bits)]

@@ -86,12 +86,15 @@ SUITES: Dict[str, Tuple[Tuple[str, ...], Optional[str]]] = {
                "kprobe or eprobe"),
     # The CI entry: what the 6.18 host cannot run (kprobes, eprobes, BCC). Each
     # BCC session compiles for 1-3 min under TCG, so BCC gets its contract and
-    # four of its own tests.
+    # four of its own tests; BCC's own execsnoop and opensnoop run beside ours once.
     "ci": (("tests/integration/test_contract.py", "tests/integration/test_ftrace.py",
-            "tests/integration/test_ebpf_bcc.py"),
+            "tests/integration/test_ebpf_bcc.py", "tests/integration/test_cli_vs_bcc.py"),
            "(test_contract and (kprobe or eprobe or bcc) and (hostile_argv or failed_exec"
            " or open_success)) or (test_ftrace and (kprobe or eprobe)) or (test_ebpf_bcc and"
-           " (exec_argv or open_every or exact_headers or close_is_idempotent))"),
+           " (exec_argv or open_every or exact_headers or close_is_idempotent))"
+           " or test_cli_vs_bcc"),
+    # Our execsnoop/opensnoop beside BCC's own tools (bpfcc-tools), line by line.
+    "bcc-tools": (("tests/integration/test_cli_vs_bcc.py",), None),
 }
 
 # (kernel, variant, suite), most important first: the report is rewritten
