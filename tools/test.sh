@@ -27,8 +27,9 @@ if [ "$#" -eq 0 ]; then
 fi
 
 # One VM kernel covers what this host cannot (kprobes, eprobes, BCC with the
-# kernel's exact headers): Debian 6.1 under qemu TCG, about 20 minutes; it fails
-# unless ftrace/kprobe and ebpf-bcc really pass there. HYBRIDTRACE_VM_CI=0 skips it
+# kernel's exact headers, BCC's own execsnoop/opensnoop beside ours): Debian 6.1 under
+# qemu TCG, about 20 minutes; it fails unless ftrace/kprobe, ebpf-bcc and that
+# comparison (tests/integration/test_cli_vs_bcc.py) really pass there. HYBRIDTRACE_VM_CI=0 skips it
 # (quick local runs); the full matrix is `python -m tools.vm` (tools/vm/README.md).
 if [ "${HYBRIDTRACE_VM_CI-1}" != 0 ] && [ "$#" -eq 0 ]; then
   env -u HYBRIDTRACE_BCC_HEADERS -u HYBRIDTRACE_REQUIRE_BACKENDS python -m tools.vm --ci

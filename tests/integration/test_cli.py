@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Iterator, List, Sequence
+from typing import IO, Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -39,12 +39,16 @@ def backend_args(label: str) -> List[str]:
 
 
 class Tracer:
-    """A running `hybridtrace` command, ready once its start line is on stderr."""
+    """A running `hybridtrace` command, ready once its start line is on stderr.
 
-    def __init__(self, args: Sequence[str]) -> None:
+    ``stdout``: a file for its output instead of a pipe, for a tracer that may print
+    more than a pipe holds before stop() reads it (stop() then reads the file)."""
+
+    def __init__(self, args: Sequence[str], stdout: Optional[IO[bytes]] = None) -> None:
+        self.stdout = stdout
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hybridtrace", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE if stdout is None else stdout, stderr=subprocess.PIPE,
         )
         assert self.proc.stderr is not None
         self.start_line = self.proc.stderr.readline().decode()
@@ -59,6 +63,9 @@ class Tracer:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
         out, err = self.proc.communicate(timeout=20)
+        if self.stdout is not None:
+            self.stdout.seek(0)
+            out = self.stdout.read()
         return out.decode("utf-8", "strict"), err.decode()
 
 

@@ -28,7 +28,7 @@ import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import IO, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import pytest
 
@@ -43,8 +43,8 @@ LABEL = "bcc-tools"
 WORKLOAD_UID = 40000 + os.getpid() % 20000
 OTHER_UID = WORKLOAD_UID + 1
 MAX_ARGS = 4
-# opensnoop -d: long enough for our tools to start after BCC's and the workload to run.
-OPEN_DURATION = int(12 * TIME_SCALE)
+# opensnoop -d: long enough for our -d to start after BCC's and the workload to run.
+OPEN_DURATION = int(8 * TIME_SCALE)
 
 # sh opens files itself (a builtin's redirections, and dash opens a command's
 # redirection before it forks), fails an open, and forks children that exec, fail
@@ -189,14 +189,27 @@ def masked(kind: str, line: str, flags: Sequence[str]) -> str:
     return line
 
 
+# The workload's execs with exactly MAX_ARGS and more than MAX_ARGS words (path included).
+EXACT_ARGS = ["/bin/true", "1", "2", "3"]
+MORE_ARGS = ["/bin/true", "a", "b", "c"]  # ... "d" "e": cut
+
+
 def deliberate(kind: str, flags: Sequence[str], bcc_line: str) -> str:
     """BCC's line as ours must read where we differ on purpose (README, "Where the
-    output still differs from BCC"): BCC prints `...` after exactly --max-args
-    arguments, when nothing was cut; we print it only when argv was cut."""
-    if kind == "exec" and "--max-args" in flags:
-        exact = " ".join(["/bin/true", *map(str, range(1, MAX_ARGS))])
-        if bcc_line.endswith(f" {exact} ..."):
-            return bcc_line[: -len(" ...")]
+    output still differs from BCC"). BCC ends ARGS with one more word once argv has
+    --max-args entries, cut or not: `...` as it means to, or, where the kernel refuses
+    the bpf_probe_read_user() of that `...` from BPF's own stack (x86-64 6.1), an empty
+    word. We print `...` only after an argv that was cut."""
+    if kind != "exec" or "--max-args" not in flags:
+        return bcc_line
+    for words, cut in ((EXACT_ARGS, False), (MORE_ARGS, True)):
+        if "-q" in flags:
+            shown, markers, ours = [f'"{w}"' for w in words], [' "..."', ' ""'], ' "..."'
+        else:
+            shown, markers, ours = words, [" ...", " "], " ..."
+        for marker in markers:
+            if bcc_line.endswith(" " + " ".join(shown) + marker):
+                return bcc_line[: -len(marker)] + (ours if cut else "")
     return bcc_line
 
 
@@ -232,10 +245,11 @@ class SideBySide:
             [("execsnoop", f) for f in EXEC_SETS]
             + [("opensnoop", [a for f in flags for a in ([f, pid] if f == "-p" else [f])])
                for flags in OPEN_SETS])
-        self.bcc: List[BccTool] = []
-        self.ours: List[Tracer] = []
+        self.bcc: Dict[int, BccTool] = {}  # by the set's index, as they start
+        self.ours: Dict[int, Tracer] = {}
         self.seconds: Dict[str, float] = {}
         self.errors: List[str] = []  # each of ours' stderr
+        self.files: List[IO[bytes]] = []  # our tracers' outputs
 
     @staticmethod
     def _spawn(script: str, uid: int, env: Dict[str, str]) -> subprocess.Popen:  # type: ignore[type-arg]
@@ -244,17 +258,30 @@ class SideBySide:
                                 preexec_fn=lambda: os.setuid(uid))
 
     def start(self) -> None:
-        # One BCC compile at a time (each takes a CPU and hundreds of MiB); the
-        # unfiltered ones last, so that fewer of them see the others compile.
-        for tool, flags in self.sets:
-            self.bcc.append(BccTool(f"{tool}-bpfcc", flags))
+        """BCC's tools one at a time (a compile takes the CPU and ~130 MiB for tens of
+        seconds), then ours; the -d pair last, so that their clocks start just before
+        the workload. Every output goes to a file: the unfiltered opensnoops print
+        whatever the later BCC compile opens."""
+        last = [i for i, (_, flags) in enumerate(self.sets) if "-d" in flags]
+        first = [i for i in range(len(self.sets)) if i not in last]
+
+        def tracer(i: int) -> Tracer:
+            out = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+            self.files.append(out)
+            return Tracer([self.sets[i][0], *self.sets[i][1]], stdout=out)
+
+        for i in first:
+            self.bcc[i] = BccTool(f"{self.sets[i][0]}-bpfcc", self.sets[i][1])
         started = time.monotonic()
-        with ThreadPoolExecutor(len(self.sets)) as pool:
-            self.ours = list(pool.map(lambda s: Tracer([s[0], *s[1]]), self.sets))
+        with ThreadPoolExecutor(len(first)) as pool:
+            self.ours.update(zip(first, pool.map(tracer, first)))
         self.seconds["ours start"] = time.monotonic() - started
+        for i in last:
+            self.bcc[i] = BccTool(f"{self.sets[i][0]}-bpfcc", self.sets[i][1])
+            self.ours[i] = tracer(i)
 
     def run(self) -> None:
-        time.sleep(1 * TIME_SCALE)  # BCC opens its perf buffer just after the header
+        time.sleep(1)  # BCC opens its perf buffer just after the header
         started = time.monotonic()
         for proc in (self.work, self.other):
             assert proc.stdin is not None
@@ -268,7 +295,8 @@ class SideBySide:
     def stop(self) -> List[Tuple[str, List[str], List[str], List[str]]]:
         """[(tool, flags, BCC's lines, ours)], header first; -d sets end by themselves."""
         timed = [i for i, (_, f) in enumerate(self.sets) if "-d" in f]
-        deadline = time.monotonic() + OPEN_DURATION + 60 * TIME_SCALE
+        waited = time.monotonic()
+        deadline = waited + OPEN_DURATION + 60 * TIME_SCALE
         while any(self.bcc[i].proc.poll() is None for i in timed):
             # BCC checks -d only when a poll returns, so give it an open to return on.
             assert time.monotonic() < deadline, "BCC's opensnoop -d did not end"
@@ -277,9 +305,10 @@ class SideBySide:
             time.sleep(0.5)
         for i in timed:
             assert self.ours[i].proc.wait(timeout=60 * TIME_SCALE) == 0, "our -d did not end"
-        self.seconds["-d left"] = deadline - time.monotonic()
+        self.seconds["waited for -d"] = time.monotonic() - waited
         out = []
-        for (tool, flags), bcc, ours in zip(self.sets, self.bcc, self.ours):
+        for i, (tool, flags) in enumerate(self.sets):
+            bcc, ours = self.bcc[i], self.ours[i]
             text, err = ours.stop()
             assert ours.proc.returncode == 0, err
             assert not leftovers(ours.proc.pid)
@@ -288,9 +317,11 @@ class SideBySide:
         return out
 
     def close(self) -> None:
-        for proc in [self.work, self.other, *(b.proc for b in self.bcc),
-                     *(t.proc for t in self.ours)]:
+        for proc in [self.work, self.other, *(b.proc for b in self.bcc.values()),
+                     *(t.proc for t in self.ours.values())]:
             kill(proc)
+        for f in self.files:
+            f.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -302,8 +333,8 @@ def test_same_lines_as_bcc_for_every_flag() -> None:
     run = SideBySide()
     try:
         run.start()
-        started = [(f"{t} {' '.join(f)}", round(b.start_seconds), b.rss_mib())
-                   for (t, f), b in zip(run.sets, run.bcc)]
+        started = [(f"{t} {' '.join(f)}", round(run.bcc[i].start_seconds),
+                    run.bcc[i].rss_mib()) for i, (t, f) in enumerate(run.sets)]
         print("BCC start-up (compile and attach) s, RSS MiB:", started)
         run.run()
         results = run.stop()
