@@ -86,7 +86,8 @@ SUITES: Dict[str, Tuple[Tuple[str, ...], Optional[str]]] = {
                "kprobe or eprobe"),
     # The CI entry: what the 6.18 host cannot run (kprobes, eprobes, BCC). Each
     # BCC session compiles for 1-3 min under TCG, so BCC gets its contract and
-    # four of its own tests; BCC's own execsnoop and opensnoop run beside ours once.
+    # four of its own tests; BCC's own execsnoop and opensnoop run beside ours once
+    # (six BCC compiles of 23-30 s each: the test took 221 s of a 15.7 min cell).
     "ci": (("tests/integration/test_contract.py", "tests/integration/test_ftrace.py",
             "tests/integration/test_ebpf_bcc.py", "tests/integration/test_cli_vs_bcc.py"),
            "(test_contract and (kprobe or eprobe or bcc) and (hostile_argv or failed_exec"
