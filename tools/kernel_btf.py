@@ -67,11 +67,7 @@ def main(argv: Optional[list] = None) -> int:  # type: ignore[type-arg]
     parser.add_argument("--cache", default="/var/cache/hybridtrace/kernel-btf")
     parser.add_argument("--out", required=True, help="where to write the raw BTF")
     args = parser.parse_args(argv)
-    apt = PrivateApt.for_suite(os.path.join(args.cache, args.arch), args.suite, None)
-    base_options = apt.options
-    arch_options = ["-o", f"APT::Architecture={args.arch}",
-                    "-o", f"APT::Architectures={args.arch}"]
-    apt.options = lambda: base_options() + arch_options  # type: ignore[method-assign]
+    apt = PrivateApt.for_suite(os.path.join(args.cache, args.arch), args.suite, None, args.arch)
     try:
         apt.update()
         package = args.package or apt.depends(f"linux-image-{args.arch}", "linux-image-")

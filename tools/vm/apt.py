@@ -15,16 +15,20 @@ KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 class PrivateApt:
     """apt-get / apt-cache with their own sources.list, lists and archives under ``root``."""
 
-    def __init__(self, root: str, lines: Sequence[str]) -> None:
+    def __init__(self, root: str, lines: Sequence[str], arch: Optional[str] = None) -> None:
         self.root = root
         self.lines = list(lines)
+        self.arch = arch  # a Debian architecture (arm64); None: the host's
 
     @classmethod
-    def for_suite(cls, cache: str, suite: str, security: Optional[str]) -> PrivateApt:
+    def for_suite(cls, cache: str, suite: str, security: Optional[str],
+                  arch: Optional[str] = None) -> PrivateApt:
+        """The suite's apt; another architecture's gets its own lists directory."""
         lines = [f"deb [signed-by={KEYRING}] {MIRROR} {suite} main"]
         if security:
             lines.append(f"deb [signed-by={KEYRING}] {SECURITY} {security} main")
-        return cls(os.path.join(cache, "apt", suite), lines)
+        where = suite if arch is None else f"{suite}-{arch}"
+        return cls(os.path.join(cache, "apt", where), lines, arch)
 
     def options(self) -> List[str]:
         r = self.root
@@ -36,7 +40,15 @@ class PrivateApt:
             # The sandbox user (_apt) cannot write into a root-owned private dir.
             "-o", "APT::Sandbox::User=root",
             "-q",
+            *self.arch_options(),
         ]
+
+    def arch_options(self) -> List[str]:
+        """Only ``arch``'s packages, without dpkg --add-architecture on the host."""
+        if self.arch is None:
+            return []
+        return ["-o", f"APT::Architecture={self.arch}",
+                "-o", f"APT::Architectures={self.arch}"]
 
     def update(self) -> None:
         """Write the sources list and refresh the private package lists."""

@@ -18,11 +18,19 @@ VENV_BIN = os.path.dirname(sys.executable)
 
 
 def vng_argv(kimg: str, run_dir: str, ro_dirs: Sequence[str], append: Sequence[str],
-             guest_cmd: str, cpus: int, memory: str, kvm: bool) -> List[str]:
+             guest_cmd: str, cpus: int, memory: str, kvm: bool,
+             arch: Optional[str] = None, root: Optional[str] = None) -> List[str]:
+    """The vng command; ``arch`` (virtme-ng's name, e.g. arm64) with ``root`` (a root
+    filesystem of that architecture) boots a foreign kernel under qemu-system-ARCH."""
     # --verbose: kernel messages reach console.log, so a guest that dies says why.
     argv = [os.path.join(VENV_BIN, "vng"), "--verbose", "--run", kimg, "--user", "root",
             "--force-9p",
-            "--cpus", str(cpus), "--memory", memory, "--rwdir", run_dir]
+            "--cpus", str(cpus), "--memory", memory,
+            "--rwdir", same_path(run_dir) if root else run_dir]
+    if arch is not None:
+        if root is None:
+            raise ValueError("a foreign architecture needs its own root filesystem")
+        argv += ["--arch", arch, "--root", root]
     if not kvm:
         argv.append("--disable-kvm")
         if cpus > 1:
@@ -32,10 +40,15 @@ def vng_argv(kimg: str, run_dir: str, ro_dirs: Sequence[str], append: Sequence[s
             # RCU stalls) in about one VM in seven. Real CPUs and KVM don't do this.
             argv.append("--qemu-opts=-accel tcg,thread=single")  # "=": the value starts with -
     for d in ro_dirs:
-        argv += ["--rodir", d]
+        argv += ["--rodir", same_path(d) if root else d]
     for a in append:
         argv += ["--append", a]
     return [*argv, "--exec", guest_cmd]
+
+
+def same_path(host_dir: str) -> str:
+    """GUEST=HOST for vng: with a root other than the host's it infers no guest path."""
+    return f"{host_dir}={host_dir}"
 
 
 def run_vm(argv: Sequence[str], console: str, wall: float, cwd: str) -> Optional[int]:

@@ -111,6 +111,16 @@ def hide_btf(config: Dict[str, Any]) -> str:
             f"searches exists ({', '.join(searched[1:3])}, ...)")
 
 
+def ld_cache(config: Dict[str, Any]) -> str:
+    """Build the dynamic loader's cache in a root filesystem unpacked without maintainer
+    scripts (tools/vm/rootfs.py): what libc-bin's trigger would have run. It lands in
+    the guest's /etc overlay, which the guest discards."""
+    if os.path.exists("/etc/ld.so.cache"):
+        return "/etc/ld.so.cache exists"
+    subprocess.run(["ldconfig"], check=True, timeout=300)
+    return "ldconfig: /etc/ld.so.cache written"
+
+
 STEPS: Dict[str, Callable[[Dict[str, Any]], str]] = {
     "boot_files": boot_files,
     "headers": headers,
@@ -118,4 +128,5 @@ STEPS: Dict[str, Callable[[Dict[str, Any]], str]] = {
     "unprivileged": unprivileged,
     "least_privilege": least_privilege,
     "hide_btf": hide_btf,
+    "ld_cache": ld_cache,
 }

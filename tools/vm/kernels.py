@@ -18,17 +18,26 @@ CACHE = "/var/cache/hybridtrace/kernels"
 
 @attr.s(auto_attribs=True, frozen=True)
 class KernelSpec:
-    """A Debian kernel line: the suite whose linux-image-amd64 picks the release."""
+    """A Debian kernel line: the suite whose linux-image-ARCH picks the release."""
 
     name: str
     suite: str
     security: Optional[str]
+    arch: str = "amd64"  # Debian's name; arm64 kernels boot under qemu-system-aarch64
+
+    @property
+    def native(self) -> bool:
+        """Whether this machine's own root filesystem can be the guest's."""
+        return self.arch == "amd64"
 
 
 SPECS: List[KernelSpec] = [
     KernelSpec("5.10", "bullseye", "bullseye-security"),
     KernelSpec("6.1", "bookworm", "bookworm-security"),
     KernelSpec("6.12", "bookworm-backports", None),
+    # arm64: booted with a root filesystem of Debian's arm64 packages (tools/vm/rootfs.py)
+    KernelSpec("6.1-arm64", "bookworm", "bookworm-security", "arm64"),
+    KernelSpec("6.12-arm64", "bookworm-backports", None, "arm64"),
 ]
 
 
@@ -41,6 +50,7 @@ class Kernel:
     root: str  # dpkg-deb -x target: boot/, lib/modules/R, usr/src/...
     packages: Dict[str, str]  # package -> version, for the report
     headers_common: str  # linux-headers-R-common directory name under usr/src
+    arch: str = "amd64"
 
     @property
     def vmlinuz(self) -> str:
@@ -73,11 +83,12 @@ def fetch(spec: KernelSpec, cache: str = CACHE) -> Kernel:
     if os.path.exists(meta):
         with open(meta) as f:
             return Kernel(**json.load(f))
-    apt = PrivateApt.for_suite(cache, spec.suite, spec.security)
+    apt = PrivateApt.for_suite(cache, spec.suite, spec.security,
+                               None if spec.native else spec.arch)
     apt.update()
-    image = apt.depends("linux-image-amd64", "linux-image-")
+    image = apt.depends(f"linux-image-{spec.arch}", "linux-image-")
     if image is None:
-        raise RuntimeError(f"{spec.suite}: linux-image-amd64 names no kernel")
+        raise RuntimeError(f"{spec.suite}: linux-image-{spec.arch} names no kernel")
     release = image[len("linux-image-"):]
     headers = f"linux-headers-{release}"
     common = apt.depends(headers, "linux-headers-")
@@ -94,7 +105,7 @@ def fetch(spec: KernelSpec, cache: str = CACHE) -> Kernel:
     shutil.rmtree(os.path.join(partial, "debs"))
     _strip_host_links(os.path.join(root, "lib", "modules", release))
     subprocess.run(["depmod", "-a", "-b", root, release], check=True)
-    kernel = Kernel(spec.name, release, os.path.join(top, "root"), packages, common)
+    kernel = Kernel(spec.name, release, os.path.join(top, "root"), packages, common, spec.arch)
     with open(os.path.join(partial, "kernel.json"), "w") as f:
         json.dump(attr.asdict(kernel), f, indent=1)
     shutil.rmtree(top, ignore_errors=True)

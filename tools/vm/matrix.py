@@ -3,11 +3,13 @@
     python -m tools.vm                 # full matrix -> docs/compatibility.{md,json}
     python -m tools.vm --ci            # CI entry: 6.1 + exact headers, kprobe/eprobe/BCC tests
                                        # and our snoops beside BCC's own tools
+    python -m tools.vm --arch arm64    # Debian's arm64 kernels under qemu-system-aarch64
     python -m tools.vm --cells 6.1:default,6.1:headers --no-host
     python -m tools.vm --report-only   # re-render docs/compatibility.md from the .json
 
-Needs root; installs what is missing: qemu-system-x86, busybox-static, kmod
-and file with apt-get, virtme-ng and pytest-timeout with pip (the [vm] extra).
+Needs root; installs what is missing: qemu-system-x86 (qemu-system-arm for
+--arch arm64), busybox-static, kmod and file with apt-get, virtme-ng and
+pytest-timeout with pip (the [vm] extra).
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from tools.vm import fixtures, kernels, report, runs
 from tools.vm.junit import BCC_TOOLS
-from tools.vm.variants import BY_NAME, CI, FULL, SUITES
+from tools.vm.variants import ARM64, BY_NAME, CI, FULL, SUITES
 
 APT_TOOLS = {"qemu-system-x86": "qemu-system-x86_64", "busybox-static": "busybox",
              "kmod": "depmod", "file": "file"}
+# Another architecture's qemu, by Debian architecture
+ARCH_TOOLS = {"arm64": {"qemu-system-arm": "qemu-system-aarch64"}}
+PLANS = {"amd64": FULL, "arm64": ARM64}
 DOCS = os.path.join(runs.REPO, "docs")
 # What the CI entry exists for: these labels must pass there (HYBRIDTRACE_REQUIRE_BACKENDS
 # in the guest makes a skip of them a failure): the kprobe tier, BCC with the kernel's
@@ -35,9 +40,13 @@ DOCS = os.path.join(runs.REPO, "docs")
 CI_REQUIRED = ("ftrace/kprobe", "ebpf-bcc", BCC_TOOLS)
 
 
-def ensure_tools() -> Optional[str]:
-    """Install the VM tools with apt when missing; an error line, or None."""
-    missing = [pkg for pkg, exe in APT_TOOLS.items()
+def ensure_tools(arches: Tuple[str, ...] = ()) -> Optional[str]:
+    """Install the VM tools (and those ``arches``' kernels need) with apt when
+    missing; an error line, or None."""
+    wanted = dict(APT_TOOLS)
+    for arch in arches:
+        wanted.update(ARCH_TOOLS.get(arch, {}))
+    missing = [pkg for pkg, exe in wanted.items()
                if shutil.which(exe) is None and not os.path.exists(f"/usr/sbin/{exe}")]
     if missing:
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -77,9 +86,13 @@ def arguments(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--ci", action="store_true", help="only the CI entry (6.1, headers)")
     p.add_argument("--cells", help="KERNEL:VARIANT[:SUITE],... instead of the full list "
                    "(kernel host = this machine, no VM)")
+    p.add_argument("--arch", choices=sorted(PLANS), default="amd64",
+                   help="whose Debian kernels the full list boots (default amd64; arm64: "
+                   "under qemu-system-aarch64 with an arm64 root filesystem); rows of "
+                   "another architecture in the report are kept")
     p.add_argument("--no-host", action="store_true", help="skip the host's own kernel row")
     p.add_argument("--wall", type=int, help="wall clock per VM, seconds "
-                   "(default: contract suite 900, others 3600)")
+                   "(default: contract suite 900, others 3600; arm64 kernels twice that)")
     p.add_argument("--test-timeout", type=int, default=240, help="per test, seconds")
     p.add_argument("--cpus", type=int, help="vCPUs per VM (default 2; --ci: 1, the CI "
                    "cell needs no second CPU and one vCPU rules out the TCG lockup in boot.py)")
@@ -130,24 +143,31 @@ def main(argv: Optional[List[str]] = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        cells = parse_cells(args.cells) if args.cells else (CI if args.ci else FULL)
+        cells = parse_cells(args.cells) if args.cells else (CI if args.ci else PLANS[args.arch])
     except ValueError as exc:
         print(f"tools.vm: {exc}", file=sys.stderr)
         return 2
-    problem = ensure_tools()
+    problem = ensure_tools(tuple({kernels.spec_named(k).arch for k, _, _ in cells
+                                 if k != "host"}))
     if problem:
         print(f"tools.vm: {problem}", file=sys.stderr)
         return 2
     os.makedirs(out_dir, exist_ok=True)
-    # --cells updates those rows of the existing report; the full run rewrites it.
-    results: List[Dict[str, Any]] = _previous(js) if args.cells else []
+    # --cells updates those rows of the existing report, and one architecture's run
+    # those of its kernels; the full amd64 run rewrites it but keeps other architectures'.
+    results: List[Dict[str, Any]] = _previous(js)
+    if not args.cells and args.arch == "amd64":
+        results = [r for r in results if _arch(r) != "amd64"]
     plan = list(cells)
-    if not args.ci and not args.no_host and not args.cells:
+    if not args.ci and not args.no_host and not args.cells and args.arch == "amd64":
         plan.append(("host", "default", "full"))
     for kernel_name, variant_name, suite in plan:
-        wall = args.wall or (900 if suite == "contract" else 3600)
+        spec = None if kernel_name == "host" else kernels.spec_named(kernel_name)
+        # Emulating another architecture (arm64 under TCG) is the slower half again.
+        slow = 1 if spec is None or spec.native else 2
+        wall = args.wall or slow * (900 if suite == "contract" else 3600)
         variant = BY_NAME[variant_name]
-        kernel = None if kernel_name == "host" else kernels.fetch(kernels.spec_named(kernel_name))
+        kernel = None if spec is None else kernels.fetch(spec)
         name = runs.cell_name(kernel_name, variant_name)
         started = time.monotonic()
         print(f"tools.vm: {name} ...", file=sys.stderr, flush=True)
@@ -157,7 +177,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             record=kernel is not None and not args.ci and not args.no_record,
             cpus=args.cpus or (1 if args.ci else 2), memory=args.memory,
             require=",".join(CI_REQUIRED) if args.ci else None, force_open=not args.ci,
-            streams=not args.trees_only)
+            # trace_pipe and ftrace-stream recordings are amd64's; elsewhere the kernel tree
+            streams=not args.trees_only and (spec is None or spec.native))
         if kernel is not None and not args.no_fixtures and not args.ci:
             result["fixtures"] = fixtures.install(os.path.join(args.runs, name), result)
         results = [r for r in results if r["name"] != name] + [result]
@@ -178,6 +199,12 @@ def _previous(path: str) -> List[Dict[str, Any]]:
             return list(json.load(f)["results"])
     except (OSError, ValueError, KeyError):
         return []
+
+
+def _arch(result: Dict[str, Any]) -> str:
+    """The Debian architecture of a row's kernel (the host's rows are amd64)."""
+    names = {s.name: s.arch for s in kernels.SPECS}
+    return names.get(result.get("kernel", ""), "amd64")
 
 
 def _order(result: Dict[str, Any]) -> Tuple[int, int, int]:

@@ -11,12 +11,15 @@ import sys
 import time
 from typing import Any, Dict, Optional
 
-from tools.vm import boot, junit
+from tools.vm import boot, junit, rootfs
 from tools.vm.kernels import CACHE, Kernel
 from tools.vm.variants import SUITES, Variant
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNS = "/var/cache/hybridtrace/vm-runs"
+# virtme-ng's names of Debian's architectures other than this machine's
+VNG_ARCH = {"arm64": "arm64"}
+GUEST_PYTHON = "/usr/bin/python3"  # in a foreign root filesystem (tools/vm/rootfs.py)
 
 
 def cell_name(kernel: str, variant: str) -> str:
@@ -36,7 +39,9 @@ def guest_config(run_dir: str, kernel: Optional[Kernel], variant: Variant, name:
         if kernel else None,
         "boot_dir": os.path.dirname(kernel.vmlinuz) if kernel else None,
         # Every VM first gets an installed kernel's /boot, then the variant's setup.
-        "setup": (["boot_files"] if kernel else []) + list(variant.setup),
+        # A foreign root filesystem (tools/vm/rootfs.py) first gets its loader cache.
+        "setup": (["ld_cache"] if kernel and kernel.arch != "amd64" else [])
+        + (["boot_files"] if kernel else []) + list(variant.setup),
         "deny_bpf": variant.deny_bpf,
         "unprivileged": variant.unprivileged,
         "least_privilege": variant.least_privilege,
@@ -74,11 +79,19 @@ def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
     config_path = os.path.join(run_dir, "config.json")
     with open(config_path, "w") as f:
         json.dump(config, f, indent=1)
-    guest_cmd = f"{sys.executable} -m tools.vm.guest_run {config_path}"
+    foreign = kernel is not None and kernel.arch != "amd64"
+    # A foreign root's vng passes no working directory: the script finds its checkout itself.
+    guest_cmd = (f"{GUEST_PYTHON} {REPO}/tools/vm/guest_run.py {config_path}" if foreign
+                 else f"{sys.executable} -m tools.vm.guest_run {config_path}")
     start = time.monotonic()
     if kernel is None:
         vm_rc = boot.run_local([sys.executable, "-m", "tools.vm.guest_run", config_path],
                                os.path.join(run_dir, "console.log"), wall, REPO)
+    elif foreign:
+        root = foreign_root(kernel)
+        argv = boot.vng_argv(kernel.vmlinuz, run_dir, [CACHE, REPO], variant.append, guest_cmd,
+                             cpus, memory, kvm=False, arch=VNG_ARCH[kernel.arch], root=root)
+        vm_rc = boot.run_vm(argv, os.path.join(run_dir, "console.log"), wall, REPO)
     else:
         argv = boot.vng_argv(kernel.vmlinuz, run_dir, [CACHE], variant.append, guest_cmd,
                              cpus, memory, kvm=False)
@@ -87,6 +100,15 @@ def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
     result["code"] = code_version()
     result["suite"] = {"name": suite, "paths": list(SUITES[suite][0]), "k": SUITES[suite][1]}
     return result
+
+
+def foreign_root(kernel: Kernel) -> str:
+    """The root filesystem of ``kernel``'s architecture, with its modules and the
+    directories this checkout and the caches are mounted on."""
+    root = rootfs.build("bookworm", kernel.arch)
+    rootfs.install_kernel_modules(root, kernel.moddir, kernel.release)
+    rootfs.mount_points(root, [REPO, CACHE, RUNS])
+    return root
 
 
 # What the matrix itself writes into the checkout while it runs.
@@ -115,6 +137,7 @@ def collect(run_dir: str, name: str, kernel: Optional[Kernel], variant: Variant,
         "name": name, "kernel": kernel.name if kernel else "host",
         "release": kernel.release if kernel else os.uname().release,
         "packages": kernel.packages if kernel else {}, "vm": kernel is not None,
+        "arch": kernel.arch if kernel else "amd64",
         "variant": variant.name, "variant_description": variant.description,
         "seconds": round(seconds, 1), "wall_clock_exceeded": vm_rc is None, "vm_rc": vm_rc,
     }

@@ -114,3 +114,10 @@ FULL: List[Tuple[str, str, str]] = [
     ("5.10", "no-btf", "raw-tp"),
 ]
 CI: List[Tuple[str, str, str]] = [("6.1", "headers", "ci")]
+# Debian's arm64 kernels (python -m tools.vm --arch arm64): emulating another
+# architecture under TCG is slower still, so 6.1 runs every contract test and 6.12 the
+# contract's exec and open tests.
+ARM64: List[Tuple[str, str, str]] = [
+    ("6.1-arm64", "default", "contract-all"),
+    ("6.12-arm64", "default", "contract"),
+]
