@@ -117,7 +117,8 @@ def ld_cache(config: Dict[str, Any]) -> str:
     the guest's /etc overlay, which the guest discards."""
     if os.path.exists("/etc/ld.so.cache"):
         return "/etc/ld.so.cache exists"
-    subprocess.run(["ldconfig"], check=True, timeout=300)
+    ldconfig = shutil.which("ldconfig") or "/sbin/ldconfig"  # PATH of the init may lack /sbin
+    subprocess.run([ldconfig], check=True, timeout=300)
     return "ldconfig: /etc/ld.so.cache written"
 
 

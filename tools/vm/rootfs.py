@@ -26,11 +26,12 @@ CACHE = "/var/cache/hybridtrace/rootfs"
 
 # What the guest runs: virtme-ng's bash init (bash, mount, ip, and an arm64 busybox for
 # its initramfs), Python, ebpf-core's libbpf, the C libraries the uprobe tier probes
-# (glibc with its debug symbols, musl) and the C compilers the tests build workloads with.
+# (glibc with its debug symbols, musl), the C compilers the tests build workloads with,
+# and BCC (Debian's python3-bpfcc, ~60 MB with its LLVM).
 PACKAGES = (
     "bash", "dash", "coreutils", "util-linux", "mount", "procps", "iproute2", "kmod",
-    "busybox-static", "base-passwd", "findutils", "grep", "sed",
-    "python3", "libbpf1", "bpftool",
+    "busybox-static", "base-passwd", "findutils", "grep", "sed", "libc-bin",
+    "python3", "libbpf1", "bpftool", "python3-bpfcc",
     "libc6", "libc6-dbg", "libc6-dev", "gcc", "musl", "musl-tools",
 )
 
@@ -114,7 +115,15 @@ def configure(root: str) -> List[str]:
     if not os.path.lexists(sh):
         os.symlink("dash", sh)
         done.append("/bin/sh -> dash")
-    for name in ("hostname", "machine-id"):
+    # virtme-init ends the guest with poweroff -f (systemd's, absent here: busybox has it)
+    # and mounts over these (an empty /etc/fstab: the guest's mounts are virtme-init's).
+    poweroff = os.path.join(root, "sbin", "poweroff")
+    if not os.path.lexists(poweroff) and os.path.exists(os.path.join(root, "bin", "busybox")):
+        os.symlink("/bin/busybox", poweroff)
+        done.append("/sbin/poweroff -> busybox")
+    for name in ("opt", "srv"):
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+    for name in ("hostname", "machine-id", "fstab", "shadow"):
         path = os.path.join(root, "etc", name)
         if not os.path.exists(path):
             open(path, "w").close()
@@ -155,6 +164,7 @@ def byte_compile(root: str) -> str:
     Debian's py3compile would have: under TCG every interpreter start would otherwise
     compile the standard library again (the guest keeps no byte code it writes)."""
     dirs = [os.path.join(root, "usr", "lib", f"python{GUEST_PYTHON}"),
+            os.path.join(root, "usr", "lib", "python3", "dist-packages"),
             os.path.join(root, "usr", "local", "lib", f"python{GUEST_PYTHON}")]
     # -s/-p: the guest's paths in the byte code; failures are the library's own test
     # files with deliberately bad syntax.
