@@ -236,3 +236,21 @@ def test_doctor_says_which_syscalls_this_architecture_traces(arch: str, value: s
     check = next(c for c in build_report(caps).checks if c.id == "syscalls")
     assert check.value == value and check.data["absent_on_arch"] == absent
     assert ("has no open or creat" in check.why) == bool(absent)
+
+
+def test_a_recorded_arm64_kernel_misses_no_tracepoint_of_a_syscall_it_has() -> None:
+    """Debian 6.1 arm64 (recorded in the kernel matrix): no open/creat tracepoints exist
+    there, and doctor neither traces nor misses them."""
+    caps = probe_tree("vm-debian-6.1-arm64-default")
+    assert caps.kernel.arch == "aarch64"
+    assert caps.tracefs.tracepoints["syscalls/sys_enter_openat"]
+    assert not caps.tracefs.tracepoints["syscalls/sys_enter_open"]
+    checks = {c.id: c for c in build_report(caps).checks}
+    assert checks["syscalls"].data["absent_on_arch"] == ["open", "creat"]
+    tracepoints = checks["tracepoints"]
+    assert tracepoints.ok is True and tracepoints.value.startswith("all present")
+    assert "aarch64" in tracepoints.value
+    # on x86_64 the same tree would be missing them
+    x86 = attrs.evolve(caps, kernel=attrs.evolve(caps.kernel, arch="x86_64"))
+    tp_x86 = next(c for c in build_report(x86).checks if c.id == "tracepoints")
+    assert tp_x86.ok is None and "syscalls/sys_enter_open" in tp_x86.value
