@@ -371,7 +371,14 @@ static __always_inline bool ht_ppid(__u32 *ppid)
 	struct task_struct *task = ht_task_btf();
 
 	if (task) {
-		*ppid = task->real_parent->tgid;
+		__u32 tgid = task->real_parent->tgid;
+
+		/* The value, not its address, leaves this branch: otherwise clang loads
+		 * it after the join through one register that holds either this BTF
+		 * pointer or the stack slot the helper below fills, and 6.1's verifier
+		 * refuses that ("same insn cannot be used with different pointers"). */
+		barrier_var(tgid);
+		*ppid = tgid;
 		return true;
 	}
 	if (!HT_TASK_LAYOUT || !ht_cfg.kernel_reads)
