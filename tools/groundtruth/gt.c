@@ -68,6 +68,8 @@ struct gt_open_how {
 	uint64_t flags, mode, resolve;
 };
 
+/* A syscall without libc: the kernel sees exactly these arguments. */
+#if defined(__x86_64__)
 static long rsys(long n, long a, long b, long c, long d, long e, long f)
 {
 	long ret;
@@ -81,6 +83,34 @@ static long rsys(long n, long a, long b, long c, long d, long e, long f)
 			 : "rcx", "r11", "memory");
 	return ret;
 }
+#elif defined(__aarch64__)
+static long rsys(long n, long a, long b, long c, long d, long e, long f)
+{
+	register long x8 __asm__("x8") = n;
+	register long x0 __asm__("x0") = a;
+	register long x1 __asm__("x1") = b;
+	register long x2 __asm__("x2") = c;
+	register long x3 __asm__("x3") = d;
+	register long x4 __asm__("x4") = e;
+	register long x5 __asm__("x5") = f;
+
+	__asm__ volatile("svc #0"
+			 : "+r"(x0)
+			 : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+			 : "memory");
+	return x0;
+}
+#else
+#error "gt.c: rsys() is written for x86_64 and aarch64"
+#endif
+
+/* aarch64 has no open or creat syscall: asking for one fails as the kernel would. */
+#ifndef SYS_open
+#define SYS_open -1
+#endif
+#ifndef SYS_creat
+#define SYS_creat -1
+#endif
 
 static void die(const char *what)
 {
