@@ -39,10 +39,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ftrace_task_workload as tasks_workload
 
 from hybridtrace.backends.ftrace.format import EventFormat
-from hybridtrace.backends.ftrace.pipe import PipeParser, TraceLine
+from hybridtrace.backends.ftrace.pipe import PipeParser
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
 from hybridtrace.backends.ftrace.ring_page import parse_header_page
 from hybridtrace.backends.ftrace.stream import READER_ENV, open_ftrace_stream
+from hybridtrace.backends.ftrace.trace_record import TraceLine
 from hybridtrace.capabilities import probe
 from hybridtrace.request import Kind, TraceRequest
 

@@ -7,7 +7,8 @@ import os
 from typing import Any, Dict, List, Tuple
 
 from hybridtrace.backends.ftrace.format import EventFormat, read_format
-from hybridtrace.backends.ftrace.pipe import PipeParser, TraceLine
+from hybridtrace.backends.ftrace.pipe import PipeParser
+from hybridtrace.backends.ftrace.trace_record import TraceLine
 
 # Another directory of recordings can be checked before it is copied in.
 ROOT = os.environ.get("HYBRIDTRACE_TRACE_PIPE_FIXTURES") or os.path.join(

@@ -10,8 +10,8 @@ from typing import Iterator, List, Optional
 import pytest
 
 from hybridtrace.backends.ftrace.origin_proof import ChangeLedger, OriginFiller, TaskReading
-from hybridtrace.backends.ftrace.pipe import EXIT, FIELDS, TraceLine
 from hybridtrace.backends.ftrace.threads import TICK_NS
+from hybridtrace.backends.ftrace.trace_record import EXIT, FIELDS, TraceLine
 from hybridtrace.cgroups import CgroupTree, cgroup2_mounts, cgroup2_root, proc_cgroup
 from hybridtrace.errors import RequestError
 from hybridtrace.events import Event, ExecEvent, OpenEvent

@@ -15,7 +15,7 @@ from hybridtrace.backends.ftrace.buffer_stats import (
     parse_stats,
     read_stats,
 )
-from hybridtrace.backends.ftrace.pipe import LOST
+from hybridtrace.backends.ftrace.trace_record import LOST
 from tests.unit.ftrace_fixtures import Recording, phase_params
 
 PHASES = phase_params()

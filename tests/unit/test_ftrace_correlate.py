@@ -20,11 +20,12 @@ import pytest
 from hybridtrace.backends.ftrace.correlate import MAX_THREADS, Correlator, ProcLookup
 from hybridtrace.backends.ftrace.fd_ledger import INF
 from hybridtrace.backends.ftrace.format import EventFormat, read_format
-from hybridtrace.backends.ftrace.pipe import PipeParser, TraceLine
+from hybridtrace.backends.ftrace.pipe import PipeParser
 from hybridtrace.backends.ftrace.probes import Role
 from hybridtrace.backends.ftrace.raw_reader import Timeline
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
 from hybridtrace.backends.ftrace.ring_page import read_page_files
+from hybridtrace.backends.ftrace.trace_record import TraceLine
 from hybridtrace.events import Event, ExecEvent, OpenEvent, Source
 from hybridtrace.request import Kind
 from tests.unit.ftrace_fixtures import O_LARGEFILE, Recording, workload_params

@@ -13,7 +13,7 @@ from hybridtrace.backends.ftrace.format import (
     parse_format,
     read_format,
 )
-from hybridtrace.backends.ftrace.pipe import ENTER
+from hybridtrace.backends.ftrace.trace_record import ENTER
 from tests.unit.ftrace_fixtures import Recording, recordings
 
 FORMATS: List[Tuple[Recording, Dict[str, str]]] = [

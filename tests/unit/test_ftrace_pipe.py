@@ -10,14 +10,8 @@ from typing import Dict, FrozenSet, List, Optional, Tuple
 import pytest
 
 from hybridtrace.backends.ftrace.format import parse_format
-from hybridtrace.backends.ftrace.pipe import (
-    ENTER,
-    EXIT,
-    LOST,
-    LOST_EVENT,
-    PipeParser,
-    TraceLine,
-)
+from hybridtrace.backends.ftrace.pipe import PipeParser
+from hybridtrace.backends.ftrace.trace_record import ENTER, EXIT, LOST, LOST_EVENT, TraceLine
 from tests.unit.ftrace_fixtures import (
     O_LARGEFILE,
     Recording,

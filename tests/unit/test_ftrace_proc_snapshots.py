@@ -8,9 +8,9 @@ import tempfile
 import time
 
 from hybridtrace import procfs
-from hybridtrace.backends.ftrace.pipe import EXIT, FIELDS
 from hybridtrace.backends.ftrace.proc_snapshots import ProcSnapshots
 from hybridtrace.backends.ftrace.raw_records import RawRecord
+from hybridtrace.backends.ftrace.trace_record import EXIT, FIELDS
 
 
 def _rec(tid: int, event: str, style: str, **args: object) -> RawRecord:

@@ -14,7 +14,6 @@ from typing import Dict, List, Tuple
 import pytest
 
 from hybridtrace.backends.ftrace.format import EventFormat, parse_format, read_format
-from hybridtrace.backends.ftrace.pipe import ENTER, EXIT, FIELDS
 from hybridtrace.backends.ftrace.raw_reader import Timeline
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder, compile_decoder
 from hybridtrace.backends.ftrace.ring_page import (
@@ -24,6 +23,7 @@ from hybridtrace.backends.ftrace.ring_page import (
     parse_header_page,
     read_page_files,
 )
+from hybridtrace.backends.ftrace.trace_record import ENTER, EXIT, FIELDS
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "ftrace_stream")
 

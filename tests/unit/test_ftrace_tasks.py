@@ -18,10 +18,10 @@ import pytest
 from hybridtrace import procfs
 from hybridtrace.backends.ftrace.correlate import Correlator, ProcLookup
 from hybridtrace.backends.ftrace.fd_ledger import INF
-from hybridtrace.backends.ftrace.pipe import ENTER, EXIT, FIELDS, TraceLine
 from hybridtrace.backends.ftrace.probes import ARG, FN, MORE, Role
 from hybridtrace.backends.ftrace.tasks import TaskTracker
 from hybridtrace.backends.ftrace.threads import TICK_NS, Listing
+from hybridtrace.backends.ftrace.trace_record import ENTER, EXIT, FIELDS, TraceLine
 from hybridtrace.events import Event, ExecEvent, OpenEvent, Source
 from hybridtrace.request import Kind
 

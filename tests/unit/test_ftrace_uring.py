@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from hybridtrace.backends.ftrace.correlate import Correlator, ProcLookup
-from hybridtrace.backends.ftrace.pipe import TraceLine
 from hybridtrace.backends.ftrace.threads import ThreadGroups
+from hybridtrace.backends.ftrace.trace_record import TraceLine
 from hybridtrace.backends.ftrace.uring import REQ_F_CQE_SKIP, UringOpens, submit_filter
 from hybridtrace.events import Event, LostEvent, OpenEvent
 from hybridtrace.request import Kind

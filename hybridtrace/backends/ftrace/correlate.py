@@ -31,7 +31,6 @@ from typing import (
     Callable,
     Deque,
     Dict,
-    FrozenSet,
     Iterable,
     List,
     Mapping,
@@ -42,9 +41,8 @@ from typing import (
 
 import attrs
 
-from hybridtrace import procfs, vocabulary
+from hybridtrace import procfs
 from hybridtrace.backends.ftrace.fd_ledger import ALL_FDS, INF, SLACK_NS, FdLedger, Span
-from hybridtrace.backends.ftrace.pipe import ENTER, EXIT, LOST, ArgValue, TraceLine
 from hybridtrace.backends.ftrace.probes import ARG, FN, INDEX, MORE, PATH, Role
 from hybridtrace.backends.ftrace.tasks import (
     NEWTASK,
@@ -56,6 +54,18 @@ from hybridtrace.backends.ftrace.tasks import (
     TaskTracker,
 )
 from hybridtrace.backends.ftrace.threads import Listing, ThreadGroups
+from hybridtrace.backends.ftrace.trace_record import (
+    ENTER,
+    EXEC_DONE,
+    EXEC_SYSCALLS,
+    EXIT,
+    LOST,
+    OPEN_SYSCALLS,
+    TASK_EXIT,
+    ArgValue,
+    Later,
+    TraceLine,
+)
 from hybridtrace.backends.ftrace.uring import EVENTS as URING_EVENTS
 from hybridtrace.backends.ftrace.uring import UringOpens
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
@@ -64,10 +74,6 @@ from hybridtrace.request import Kind
 MAX_THREADS = 4096  # threads with state in flight before the oldest is aged out
 MAX_FORKS = 65536  # child -> parent entries remembered
 # Syscall events as trace output names them.
-EXEC_SYSCALLS = tuple(vocabulary.printed(s) for s in vocabulary.EXEC_SYSCALLS)
-OPEN_SYSCALLS = tuple(vocabulary.printed(s) for s in vocabulary.OPEN_SYSCALLS)
-EXEC_DONE = vocabulary.event_name(vocabulary.SCHED_EXEC)  # the authority that an exec succeeded
-TASK_EXIT = "sched_process_exit"
 # Calls that free or replace fds (and io_uring, which can without a syscall): fd_ledger.py.
 FD_SYSCALLS = ("sys_close", "sys_close_range", "sys_dup2", "sys_dup3", "sys_io_uring_enter")
 CLOSE_RANGE_CLOEXEC = 1 << 2  # close_range() that only sets close-on-exec
@@ -157,12 +163,6 @@ class Pending:
     entered: bool = True  # False: made up at the exit, the entry record was never seen
 
 
-@attrs.frozen
-class Later:
-    """Results read but not yet correlated: (tid, fd) of successful opens, exec'd tids."""
-
-    fds: FrozenSet[Tuple[int, int]] = frozenset()
-    execs: FrozenSet[int] = frozenset()
 
 
 def _needs_proc(event: Event) -> bool:

@@ -28,8 +28,8 @@ import attrs
 
 from hybridtrace import procfs
 from hybridtrace.backends.ftrace.fd_ledger import INF
-from hybridtrace.backends.ftrace.pipe import EXIT, TraceLine
 from hybridtrace.backends.ftrace.threads import TICK_NS
+from hybridtrace.backends.ftrace.trace_record import EXIT, TraceLine
 from hybridtrace.cgroups import CgroupTree, proc_cgroup
 from hybridtrace.containers import container_id
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent

@@ -48,21 +48,19 @@ show only in per_cpu stats (see buffer_stats).
 from __future__ import annotations
 
 import re
-from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Pattern, Tuple, Union
+from typing import Dict, FrozenSet, Iterable, List, Optional, Pattern, Tuple
 
 import attrs
 
 from hybridtrace.backends.ftrace.format import EventFormat
-
-FIELDS = "fields"
-ENTER = "enter"
-EXIT = "exit"
-LOST = "lost"
-# Event name of the record the kernel inserts when a CPU buffer overran:
-# "CPU:1 [LOST 42 EVENTS]"; its args are {"count": b"42"}.
-LOST_EVENT = "<lost>"
-# A field's value: the bytes printed (trace_pipe) or the decoded int or string (raw).
-ArgValue = Union[bytes, int]
+from hybridtrace.backends.ftrace.trace_record import (
+    ENTER,
+    EXIT,
+    FIELDS,
+    LOST,
+    LOST_EVENT,
+    TraceLine,
+)
 
 _MAX_RECORD = 1 << 20  # a record longer than this is cut off (flagged incomplete)
 _NO_FAULTS: FrozenSet[str] = frozenset()
@@ -97,46 +95,6 @@ _SPEC_RE = re.compile(
 )
 _PROBE_PREFIX_RE = re.compile(r"\(%l?[xu](?: <- %l?[xu])?\)")
 _ARG_FIELD_RE = re.compile(r"REC->(\w+)|__get_(?:str|dynamic_array|bitmask|rel_str)\((\w+)\)")
-
-
-@attrs.define(slots=True)  # not frozen: built per record, and frozen init costs 3x
-class TraceLine:
-    """One trace_pipe record (or binary record); treat as read-only.
-
-    ``event`` is the name as printed: ``sched_process_exec``, a probe's name
-    (``openat``), or ``sys_openat`` for both syscall entry and exit; ``style``
-    tells them apart (FIELDS, ENTER, EXIT, or LOST for ``LOST_EVENT``).
-    ``args`` maps field names (syscall argument names, or ``ret`` on exit) to
-    the exact bytes printed, quotes removed (or, from the binary reader, to
-    ints and the strings' bytes). ``complete`` is False when the
-    record did not match its event's format (cut short or malformed); ``raw``
-    holds the whole record, embedded newlines included.
-
-    ``pid`` is the kernel's pid of the task, i.e. the thread id; ``tgid`` (the
-    process id) is only printed with the record-tgid option. ``comm`` comes
-    from the kernel's saved-cmdlines cache as it was when the text was
-    formatted: it can be ``<...>``, stale, or a later image's name, so nothing
-    takes it as a value (tasks.py tracks comm from the task records).
-    ``timestamp_ns`` is in nanoseconds (microsecond resolution), or the raw
-    count for clocks printed without a fraction (counter, x86-tsc).
-    """
-
-    comm: bytes
-    pid: int
-    cpu: int
-    timestamp_ns: int
-    event: str
-    args: Mapping[str, ArgValue]
-    raw: bytes
-    style: str = FIELDS
-    faults: FrozenSet[str] = frozenset()
-    flags: Optional[bytes] = None
-    complete: bool = True
-    tgid: Optional[int] = None
-
-    @property
-    def is_exit(self) -> bool:
-        return self.style == EXIT
 
 
 @attrs.frozen(slots=True)

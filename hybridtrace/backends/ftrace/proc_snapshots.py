@@ -18,15 +18,9 @@ import time
 from typing import Dict, List, Optional, Tuple, TypeVar
 
 from hybridtrace import procfs
-from hybridtrace.backends.ftrace.correlate import (
-    EXEC_DONE,
-    OPEN_SYSCALLS,
-    FdReading,
-    ImageReading,
-    ProcLookup,
-)
-from hybridtrace.backends.ftrace.pipe import EXIT
+from hybridtrace.backends.ftrace.correlate import FdReading, ImageReading, ProcLookup
 from hybridtrace.backends.ftrace.raw_records import RawRecord
+from hybridtrace.backends.ftrace.trace_record import EXEC_DONE, EXIT, OPEN_SYSCALLS
 
 MAX_ENTRIES = 16384  # snapshots kept; the oldest goes first
 

@@ -21,12 +21,17 @@ import re
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from hybridtrace.backends.ftrace.correlate import EXEC_DONE, OPEN_SYSCALLS, Later
 from hybridtrace.backends.ftrace.fd_ledger import INF
 from hybridtrace.backends.ftrace.format import EventFormat
-from hybridtrace.backends.ftrace.pipe import EXIT, TraceLine
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
 from hybridtrace.backends.ftrace.ring_page import read_page_layout
+from hybridtrace.backends.ftrace.trace_record import (
+    EXEC_DONE,
+    EXIT,
+    OPEN_SYSCALLS,
+    Later,
+    TraceLine,
+)
 
 COMMIT_MARGIN_NS = 2_000_000  # a record is committed within this of its timestamp
 _CPU_DIR = re.compile(r"^cpu(\d+)$")

@@ -19,8 +19,8 @@ from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 import attrs
 
 from hybridtrace.backends.ftrace.format import EventFormat, Field
-from hybridtrace.backends.ftrace.pipe import ENTER, EXIT, FIELDS, ArgValue
 from hybridtrace.backends.ftrace.ring_page import PageLayout, page_records
+from hybridtrace.backends.ftrace.trace_record import ENTER, EXIT, FIELDS, ArgValue
 
 # (timestamp, cpu, tid, event, style, args, faults): sortable by its first item.
 RawRecord = Tuple[int, int, int, str, str, Dict[str, ArgValue], FrozenSet[str]]

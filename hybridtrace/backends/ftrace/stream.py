@@ -31,7 +31,6 @@ from hybridtrace.backends.ftrace.instance import (
     session_name,
 )
 from hybridtrace.backends.ftrace.origin_proof import LEDGER_EVENTS, ChangeLedger, OriginFiller
-from hybridtrace.backends.ftrace.pipe import TraceLine
 from hybridtrace.backends.ftrace.proc_snapshots import ProcSnapshots
 from hybridtrace.backends.ftrace.raw_reader import RawReader
 from hybridtrace.backends.ftrace.reaper import Reaper
@@ -39,6 +38,7 @@ from hybridtrace.backends.ftrace.requirements import EPROBE_STRING_FAULT
 from hybridtrace.backends.ftrace.ring_page import PageFormatError
 from hybridtrace.backends.ftrace.text_reader import TextReader
 from hybridtrace.backends.ftrace.threads import Listing, boot_offset_ns
+from hybridtrace.backends.ftrace.trace_record import TraceLine
 from hybridtrace.capabilities.eprobe_selftest import eprobe_reads_strings
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, LostEvent, Source

@@ -12,10 +12,10 @@ import os
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from hybridtrace.backends.ftrace.correlate import Later
 from hybridtrace.backends.ftrace.fd_ledger import INF
 from hybridtrace.backends.ftrace.format import EventFormat
-from hybridtrace.backends.ftrace.pipe import PipeParser, TraceLine
+from hybridtrace.backends.ftrace.pipe import PipeParser
+from hybridtrace.backends.ftrace.trace_record import Later, TraceLine
 
 READ_SIZE = 1 << 16  # see pipe.py: a read this big ends at a record boundary
 COMMIT_MARGIN_NS = 2_000_000  # as raw_reader: a record is committed within this of its time

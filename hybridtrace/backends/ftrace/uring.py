@@ -39,8 +39,8 @@ from typing import Dict, List, Optional
 import attrs
 
 from hybridtrace import vocabulary
-from hybridtrace.backends.ftrace.pipe import TraceLine
 from hybridtrace.backends.ftrace.threads import ThreadGroups
+from hybridtrace.backends.ftrace.trace_record import TraceLine
 from hybridtrace.events import Event, LostEvent, OpenEvent
 
 SUBMIT_EVENTS = (vocabulary.IO_URING_SUBMIT, vocabulary.IO_URING_SUBMIT_OLD)
