@@ -42,7 +42,8 @@ from hybridtrace.backends.ftrace.format import EventFormat
 from hybridtrace.backends.ftrace.pipe import PipeParser
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
 from hybridtrace.backends.ftrace.ring_page import parse_header_page
-from hybridtrace.backends.ftrace.stream import READER_ENV, open_ftrace_stream
+from hybridtrace.backends.ftrace.settings import READER_ENV
+from hybridtrace.backends.ftrace.stream import open_ftrace_stream
 from hybridtrace.backends.ftrace.trace_record import TraceLine
 from hybridtrace.capabilities import probe
 from hybridtrace.request import Kind, TraceRequest

@@ -24,7 +24,8 @@ import pytest
 import hybridtrace
 from hybridtrace import kernel_state, tracefs
 from hybridtrace.backends.ftrace import debuginfo
-from hybridtrace.backends.ftrace.stream import READER_ENV, FtraceStream, open_ftrace_stream
+from hybridtrace.backends.ftrace.settings import READER_ENV
+from hybridtrace.backends.ftrace.stream import FtraceStream, open_ftrace_stream
 from hybridtrace.capabilities import probe
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source

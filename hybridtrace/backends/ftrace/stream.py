@@ -4,24 +4,38 @@ Opening creates (in this order) the instance, the probe group, filters and
 enabled events, then opens trace_pipe; every failure on the way, ``close()``,
 garbage collection and interpreter exit undo exactly what was made (events
 disabled before probes are removed: the kernel refuses to delete a busy probe).
+What it assembles is decided elsewhere: which probes (probe_plan.py), which other
+events (event_sets.py), the filter strings (filter_exprs.py), the environment's
+fallbacks (settings.py); it owns the session's life and its loss accounting.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import re
 import select
 import time
 import weakref
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from hybridtrace import buffer_size, process_tree, tracefs, vocabulary
 from hybridtrace.backends.base import BackendError, StreamStats, Unread
-from hybridtrace.backends.ftrace import buffer_stats, probes, uring
+from hybridtrace.backends.ftrace import (
+    buffer_stats,
+    event_sets,
+    filter_exprs,
+    probe_plan,
+    probes,
+    settings,
+)
 from hybridtrace.backends.ftrace.cleanup import remove_stale
 from hybridtrace.backends.ftrace.correlate import Correlator, ProcLookup
-from hybridtrace.backends.ftrace.debuginfo import dynamic_loaders
+from hybridtrace.backends.ftrace.event_sets import (
+    FD_OPTIONAL_EVENTS,
+    FD_PROOF_EVENTS,
+    TASK_EVENTS,
+    THREAD_PROOF_EVENTS,
+)
 from hybridtrace.backends.ftrace.fd_ledger import INF
 from hybridtrace.backends.ftrace.format import EventFormat, FormatError, read_format
 from hybridtrace.backends.ftrace.instance import (
@@ -34,12 +48,10 @@ from hybridtrace.backends.ftrace.origin_proof import LEDGER_EVENTS, ChangeLedger
 from hybridtrace.backends.ftrace.proc_snapshots import ProcSnapshots
 from hybridtrace.backends.ftrace.raw_reader import RawReader
 from hybridtrace.backends.ftrace.reaper import Reaper
-from hybridtrace.backends.ftrace.requirements import EPROBE_STRING_FAULT
 from hybridtrace.backends.ftrace.ring_page import PageFormatError
 from hybridtrace.backends.ftrace.text_reader import TextReader
 from hybridtrace.backends.ftrace.threads import Listing, boot_offset_ns
 from hybridtrace.backends.ftrace.trace_record import TraceLine
-from hybridtrace.capabilities.eprobe_selftest import eprobe_reads_strings
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, LostEvent, Source
 from hybridtrace.filtering import matches
@@ -48,32 +60,7 @@ from hybridtrace.request import Kind, TraceRequest
 TAMPER_CHECK_S = 0.5  # how often a session checks that its instance still records as set up
 MAX_READ_PER_POLL = 1 << 20  # bytes decoded per poll: ~10k records, so poll returns promptly
 HELD_BACK_WAIT = 0.005  # s: how soon to look again while the raw reader holds records back
-READER_ENV = "HYBRIDTRACE_FTRACE_READER"  # "raw" (default) or "text"
-# Comm and uid changes, for both readers (records carry neither usably; see tasks.py).
-TASK_EVENTS = [("task", "task_newtask"), ("task", "task_rename"),
-               *[("syscalls", f"sys_{side}_{name}") for name in ("setuid", "setreuid", "setresuid")
-                 for side in ("enter", "exit")]]
-# Every session, both readers: which process each thread is in (threads.py). With them
-# the threads alive at the start can be listed once (a seed): any later exit or new task
-# taking an id is recorded, so a parent that exited before we read still has its process.
-THREAD_PROOF_EVENTS = [("task", "task_newtask"), ("sched", "sched_process_exec"),
-                       ("sched", "sched_process_exit")]
-# Open sessions, both readers: what may free or replace an fd before /proc is read
-# (fd_ledger.py). The first ones are needed to prove any /proc fd link; the others
-# exist only on some kernels and architectures.
-FD_PROOF_EVENTS = [*THREAD_PROOF_EVENTS,
-                   ("syscalls", "sys_enter_close"), ("syscalls", "sys_exit_close"),
-                   ("syscalls", "sys_enter_dup3"), ("syscalls", "sys_exit_dup3")]
-FD_OPTIONAL_EVENTS = [("syscalls", "sys_enter_dup2"), ("syscalls", "sys_exit_dup2"),
-                      ("syscalls", "sys_enter_close_range"), ("syscalls", "sys_exit_close_range"),
-                      ("syscalls", "sys_enter_io_uring_enter")]
 Reader = Union[RawReader, TextReader]
-_SAFE_COMM = re.compile(rb"^[A-Za-z0-9_.:+@%,/-]{1,15}$")
-
-
-def _syscall_events(kind: Kind) -> List[str]:
-    return [vocabulary.event_name(tp) for name in vocabulary.syscalls_for(kind.value)
-            for tp in (vocabulary.enter(name), vocabulary.exit_of(name))]
 
 
 class _Resources:
@@ -115,103 +102,6 @@ class _Resources:
         return problems
 
 
-def _readme(tracefs_path: str) -> str:
-    """tracefs's README: which fetch syntax this kernel's probes accept."""
-    try:
-        with open(os.path.join(tracefs_path, "README"), encoding="ascii",
-                  errors="replace") as handle:
-            return handle.read()
-    except OSError:
-        return ""
-
-
-def _user_deref(readme: str, uprobe: bool) -> probes.Deref:
-    """``+u``/``ustring`` when this kernel's README lists them (5.3+)."""
-    has_u = "[u]<offset>" in readme
-    string = "ustring" if "ustring" in readme else "string"
-    return probes.Deref("+" if uprobe or not has_u else "+u", string)
-
-
-def _probe_defs(tier: str, request: TraceRequest, caps: Capabilities, group: str,
-                path: str, present: Sequence[str]) -> List[probes.ProbeDef]:
-    kind = request.kind.value
-    arch = caps.kernel.arch or os.uname().machine
-    if tier == "uprobe":
-        libs = [os.path.realpath(lib.path) for lib in caps.c_libraries]
-        if not libs:
-            raise BackendError("uprobe tier: no C library found to probe")
-        if request.kind is Kind.OPEN:
-            libs += [ld for ld in dynamic_loaders(libs) if ld not in libs]
-        readme = _readme(path)
-        # Constant fields (\imm, 5.7+): then one uprobe event holds every argv slot.
-        return probes.uprobe_defs(group, libs, arch, kind, request.max_args,
-                                  _user_deref(readme, True), indexed="\\imm-value" in readme)
-    if tier == "kprobe":
-        return probes.kprobe_defs(group, arch, kind, request.max_args,
-                                  _user_deref(_readme(path), False), probes.kernel_symbols())
-    if tier == "eprobe":
-        fields: Dict[str, str] = {}
-        for name in vocabulary.OPEN_SYSCALLS:
-            try:
-                fmt = read_format(os.path.join(path, "events"), "syscalls", f"sys_enter_{name}")
-            except FormatError:
-                continue
-            fields[name] = "pathname" if fmt.field("pathname") else "filename"
-        return probes.eprobe_defs(group, kind, request.max_args, fields, present)
-    if tier == "tracepoint":
-        return []
-    raise BackendError(f"unknown ftrace tier {tier!r}")
-
-
-def _filter_expr(request: TraceRequest, with_comm: bool) -> str:
-    parts = [f"common_pid != {os.getpid()}"]
-    flt = request.filters
-    if flt.tid is not None:
-        parts.append(f"common_pid == {flt.tid}")
-    if with_comm and flt.comm is not None:
-        parts.append(f'comm == "{flt.comm.decode("ascii")}"')
-    return " && ".join(parts)
-
-
-def _uring_events(inst: Instance, raw: bool) -> List[Tuple[str, str]]:
-    """io_uring's events this kernel has, for opens made with no open syscall (uring.py).
-    Only the binary reader decodes them (their trace_pipe lines are free text)."""
-    group = vocabulary.IO_URING_GROUP
-    present = [(group, e) for e in uring.EVENTS if inst.has_event(group, e)]
-    names = {e for _, e in present}
-    if not raw or vocabulary.IO_URING_COMPLETE not in names or not names & set(
-            uring.SUBMIT_EVENTS):
-        return []
-    return present
-
-
-def _uring_unseen(request: TraceRequest, raw: bool,
-                  events: Sequence[Tuple[str, str]]) -> Optional[str]:
-    """Why this open session does not see io_uring opens (None: it does)."""
-    if request.kind is not Kind.OPEN or events:
-        return None
-    if not raw:
-        return "the trace_pipe reader does not decode io_uring's events"
-    return "the kernel has no io_uring submit and complete events"
-
-
-def _uring_filter(request: TraceRequest, event: str, with_comm: bool) -> str:
-    """Submissions and failures: open requests, by their submitter; anything else
-    (completions in io-wq workers, rings) from any task but ours."""
-    if event in (*uring.SUBMIT_EVENTS, uring.FAILED_EVENT):
-        return f"({uring.submit_filter()}) && {_filter_expr(request, with_comm)}"
-    return f"common_pid != {os.getpid()}"
-
-
-def _check_eprobe_strings(caps: Capabilities, path: str) -> None:
-    """Refuse the eprobe tier where eprobes read no paths (see eprobe_selftest)."""
-    strings = caps.tracefs.eprobe_strings
-    if strings is None:
-        strings = eprobe_reads_strings(path)
-    if strings is False:
-        raise BackendError(EPROBE_STRING_FAULT)
-
-
 class FtraceStream:
     """An open ftrace session (see module docstring)."""
 
@@ -247,7 +137,7 @@ class FtraceStream:
         self._lost = 0
         # What the kernel reports once configured (6.1 shows 8195 for 8192): the size
         # tampering is judged against, never a value it would round again.
-        self._buffer_kb = buffer_kb
+        self.buffer_kb = buffer_kb
         self._buffer_setting = _setting(self._res.instance, "buffer_size_kb")
         self._stopped = False
         self._next_check = 0.0
@@ -256,14 +146,14 @@ class FtraceStream:
         request = self.request
         name = session_name()
         self._group = name
-        present = sorted(e for e in _syscall_events(request.kind)
+        present = sorted(e for e in event_sets.syscall_events(request.kind)
                          if os.path.isdir(os.path.join(path, "events", "syscalls", e)))
         if not present:
             raise BackendError("no syscall tracepoints for this kind in tracefs "
                                "(CONFIG_FTRACE_SYSCALLS off?)")
         if self.tier == "eprobe":
-            _check_eprobe_strings(caps, path)
-        defs = _probe_defs(self.tier, request, caps, name, path, present)
+            probe_plan.check_eprobe_strings(caps, path)
+        defs = probe_plan.probe_defs(self.tier, request, caps, name, path, present)
         inst = self._res.instance = Instance(path, name)
         clock = _mono_clock(inst.path)
         inst.configure(buffer_kb, clock)
@@ -272,7 +162,7 @@ class FtraceStream:
         if request.kind is Kind.EXEC:
             events += [("sched", "sched_process_exec"), ("sched", "sched_process_fork")]
         events += [(name, n) for n in dict.fromkeys(d.name for d in defs)]  # shared names
-        raw = _reader_choice(request) == "raw"
+        raw = settings.reader_choice(request) == "raw"
         events += [e for e in TASK_EVENTS if inst.has_event(*e)]
         thread_proof = clock == "mono" and all(inst.has_event(*e) for e in THREAD_PROOF_EVENTS)
         if thread_proof:
@@ -283,9 +173,9 @@ class FtraceStream:
             fd_proof = clock == "mono" and all(inst.has_event(*e) for e in FD_PROOF_EVENTS)
             events += [e for e in FD_PROOF_EVENTS + FD_OPTIONAL_EVENTS
                        if inst.has_event(*e) and e not in events]
-            uring = _uring_events(inst, raw)
+            uring = event_sets.uring_events(inst, raw)
             events += uring
-        self.io_uring_unseen = _uring_unseen(request, raw, uring)
+        self.io_uring_unseen = event_sets.uring_unseen(request, raw, uring)
         ledger_ok = clock == "mono" and all(inst.has_event(*e) for e in LEDGER_EVENTS)
         if ledger_ok:
             events += [e for e in LEDGER_EVENTS if e not in events]
@@ -355,7 +245,7 @@ class FtraceStream:
         comm = self.request.filters.comm
         # comm changes at exec, so exec records can't be filtered on it in the kernel.
         with_comm = (comm is not None and self.request.kind is Kind.OPEN
-                     and _SAFE_COMM.match(comm) is not None)
+                     and filter_exprs.SAFE_COMM.match(comm) is not None)
         for system, event in events:
             if event in ("sched_process_fork", "task_newtask"):
                 continue  # our own forks name our children's parent: keep them all
@@ -367,9 +257,9 @@ class FtraceStream:
                 continue
             # A rename *to* the comm asked for is written under the old comm.
             comm_here = with_comm and (system, event) not in TASK_EVENTS
-            expr: Callable[[bool], str] = functools.partial(_filter_expr, self.request)
+            expr: Callable[[bool], str] = functools.partial(filter_exprs.filter_expr, self.request)
             if system == vocabulary.IO_URING_GROUP:
-                expr = functools.partial(_uring_filter, self.request, event)
+                expr = functools.partial(filter_exprs.uring_filter, self.request, event)
             try:
                 inst.set_filter(system, event, expr(comm_here))
             except BackendError:
@@ -455,6 +345,8 @@ class FtraceStream:
                 out = self._read(reader)
         out += self._losses()
         out += self._tampering()
+        # The kernel's filters cannot say everything (a comm it cannot quote, a ppid): the
+        # stream is used alone too (tools, tests), so it applies the same pass Session does.
         kept = [e for e in out if matches(e, self.request.filters, self.request.scope)]
         self._captured += sum(1 for e in kept if not isinstance(e, LostEvent))
         return kept
@@ -512,7 +404,7 @@ class FtraceStream:
         size = _setting(inst, "buffer_size_kb")
         if self._buffer_setting is not None and size != self._buffer_setting:
             changed.append(f"buffer_size_kb was changed to {size}")
-            inst.set_option("buffer_size_kb", str(self._buffer_kb))  # as configured
+            inst.set_option("buffer_size_kb", str(self.buffer_kb))  # as configured
             self._buffer_setting = _setting(inst, "buffer_size_kb")
         if not changed:
             return []
@@ -573,34 +465,6 @@ def _mono_clock(inst_path: str) -> Optional[str]:
     return "mono" if "mono" in clocks else None
 
 
-BUFFER_ENV = "HYBRIDTRACE_FTRACE_BUFFER_KB"
-
-
-def _reader_choice(request: TraceRequest) -> str:
-    """The request's ftrace_reader, else $HYBRIDTRACE_FTRACE_READER, else "raw"."""
-    if request.ftrace_reader is not None:
-        return request.ftrace_reader
-    raw = os.environ.get(READER_ENV, "raw")
-    if raw not in vocabulary.FTRACE_READERS:
-        expected = ", ".join(vocabulary.FTRACE_READERS)
-        raise BackendError(f"{READER_ENV}={raw!r}: expected one of {expected}")
-    return raw
-
-
-def _buffer_kb() -> int:
-    """Per-CPU buffer size: DEFAULT_BUFFER_KB, or the environment's choice."""
-    raw = os.environ.get(BUFFER_ENV)
-    if raw is None:
-        return DEFAULT_BUFFER_KB
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 4:
-        raise BackendError(f"{BUFFER_ENV}={raw!r}: expected a size in KiB per CPU (>= 4)")
-    return value
-
-
 def open_ftrace_stream(request: TraceRequest, caps: Capabilities, tier: str,
                        buffer_kb: Optional[int] = None) -> FtraceStream:
     """Open the ftrace backend at ``tier`` ("kprobe", "eprobe", "uprobe", "tracepoint").
@@ -611,5 +475,6 @@ def open_ftrace_stream(request: TraceRequest, caps: Capabilities, tier: str,
     """
     if buffer_kb is None and request.buffer_pages is not None:
         buffer_kb = buffer_size.ftrace_kb(request.buffer_pages)
-    return FtraceStream(request, caps, tier, _buffer_kb() if buffer_kb is None else buffer_kb)
+    return FtraceStream(request, caps, tier,
+                        settings.buffer_kb() if buffer_kb is None else buffer_kb)
 
