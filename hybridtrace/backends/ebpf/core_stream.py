@@ -22,7 +22,11 @@ from hybridtrace.backends.base import BackendError, EventStream, StreamStats, Un
 from hybridtrace.backends.ebpf import core_scope, libbpf, records
 from hybridtrace.backends.ebpf.callback_readers import LibbpfRingReader, PerfReader
 from hybridtrace.backends.ebpf.loader import BpfObject, read_percpu_u64_sum
-from hybridtrace.backends.ebpf.requirements import IO_URING_REQ_SINCE, TASK_BTF_SINCE
+from hybridtrace.backends.ebpf.requirements import (
+    IO_URING_OLD_UNSEEN,
+    IO_URING_REQ_SINCE,
+    TASK_BTF_SINCE,
+)
 from hybridtrace.backends.ebpf.ringbuf import ORDERED_LOADS, RingReader, Scan, scanner
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
@@ -347,6 +351,8 @@ def io_uring_unseen(lib: libbpf.Libbpf, attach: str) -> Tuple[Optional[str], Lis
     absent = [m[len("btf_trace_"):] for m in missing]
     if IO_URING_SUBMIT in absent and IO_URING_SUBMIT_OLD in absent:
         return f"the kernel has no {IO_URING_SUBMIT} (or {IO_URING_SUBMIT_OLD}) tracepoint", []
+    if IO_URING_SUBMIT in absent:
+        return f"the kernel has {IO_URING_OLD_UNSEEN}", []
     if IO_URING_COMPLETE in absent:
         return f"the kernel has no {IO_URING_COMPLETE} tracepoint", []
     return None, absent
@@ -375,8 +381,7 @@ def open_core_stream(request: TraceRequest, caps: Optional[Capabilities],
     prealloc = caps is not None and caps.kernel.version < NO_PREALLOC_SINCE
     uring_off = None
     if caps is not None and caps.kernel.version < IO_URING_REQ_SINCE:
-        uring_off = (f"io_uring's submit tracepoint carries the prepared request from 6.1 on"
-                     f" (this kernel: {caps.kernel.release})")
+        uring_off = f"the kernel has {IO_URING_OLD_UNSEEN} (this kernel: {caps.kernel.release})"
     return CoreStream(request, transport or choose_transport(caps), buffer_bytes, attach,
                       kernel_reads, prealloc, uring_off)
 
