@@ -94,7 +94,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                            test_timeout=60, wall=args.wall, record=False, cpus=args.cpus,
                            memory=args.memory, force_open=False, groundtruth=settings)
     run_dir = os.path.join(args.runs, name)
-    gt = _json(os.path.join(run_dir, "groundtruth.json"))
+    gt = runs.read_json(os.path.join(run_dir, "groundtruth.json"))
     data = {
         "command": command(args, seed), "cell": name, "kernel": args.kernel,
         "variant": args.variant, "variant_description": BY_NAME[args.variant].description,
@@ -201,15 +201,6 @@ def page(data: Dict[str, Any]) -> str:
     title = (f"Ground truth in the kernel matrix: Debian {data['kernel']} ({data['release']}),"
              " every field against what the process really did")
     return render(results, skipped, data["command"], gt["machine"], title=title, note=note)
-
-
-def _json(path: str) -> Optional[Dict[str, Any]]:
-    try:
-        with open(path) as f:
-            data: Dict[str, Any] = json.load(f)
-            return data
-    except (OSError, ValueError):
-        return None
 
 
 if __name__ == "__main__":

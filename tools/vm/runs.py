@@ -141,7 +141,7 @@ def collect(run_dir: str, name: str, kernel: Optional[Kernel], variant: Variant,
         "variant": variant.name, "variant_description": variant.description,
         "seconds": round(seconds, 1), "wall_clock_exceeded": vm_rc is None, "vm_rc": vm_rc,
     }
-    status = _json(os.path.join(run_dir, "status.json")) or {}
+    status = read_json(os.path.join(run_dir, "status.json")) or {}
     result["setup"] = status.get("setup", {})
     result["facts"] = status.get("facts")
     result["steps"] = status.get("steps", {})
@@ -150,9 +150,9 @@ def collect(run_dir: str, name: str, kernel: Optional[Kernel], variant: Variant,
         lines = [ln for ln in _text(os.path.join(run_dir, "console.log")).splitlines()
                  if ln.strip()]
         result["console_tail"] = lines[-5:]
-    result["doctor"] = _json(os.path.join(run_dir, "doctor.out"))
-    result["force_open"] = _json(os.path.join(run_dir, "force_open.out"))
-    result["raw_tp_probe"] = _json(os.path.join(run_dir, "raw_tp_probe.out"))
+    result["doctor"] = read_json(os.path.join(run_dir, "doctor.out"))
+    result["force_open"] = read_json(os.path.join(run_dir, "force_open.out"))
+    result["raw_tp_probe"] = read_json(os.path.join(run_dir, "raw_tp_probe.out"))
     junit_path = os.path.join(run_dir, "junit.xml")
     if os.path.exists(junit_path):
         cases = junit.parse(junit_path)
@@ -173,7 +173,8 @@ def _text(path: str) -> str:
         return ""
 
 
-def _json(path: str) -> Optional[Dict[str, Any]]:
+def read_json(path: str) -> Optional[Dict[str, Any]]:
+    """A guest's JSON output, or None when it wrote none (or not all of it)."""
     try:
         with open(path) as f:
             data: Dict[str, Any] = json.load(f)
