@@ -69,21 +69,24 @@ class _Layout:
     endian: str
     is64: bool
 
+    def _pick(self, elf64: str, elf32: str) -> str:
+        return self.endian + (elf64 if self.is64 else elf32)
+
     @property
     def header(self) -> str:
-        return self.endian + ("HHIQQQIHHHHHH" if self.is64 else "HHIIIIIHHHHHH")
+        return self._pick("HHIQQQIHHHHHH", "HHIIIIIHHHHHH")
 
     @property
     def phdr(self) -> str:
-        return self.endian + ("IIQQQQQQ" if self.is64 else "IIIIIIII")
+        return self._pick("IIQQQQQQ", "IIIIIIII")
 
     @property
     def shdr(self) -> str:
-        return self.endian + ("IIQQQQIIQQ" if self.is64 else "IIIIIIIIII")
+        return self._pick("IIQQQQIIQQ", "IIIIIIIIII")
 
     @property
     def sym(self) -> str:
-        return self.endian + ("IBBHQQ" if self.is64 else "IIIBBH")
+        return self._pick("IBBHQQ", "IIIBBH")
 
 
 def _read_at(handle: BinaryIO, offset: int, size: int) -> bytes:

@@ -51,7 +51,9 @@ class ExecEvent:
     filename_source: Optional[Source] = None
     argv_source: Optional[Source] = None
     syscall: Optional[str] = "execve"  # None: a record naming a syscall we do not know
-    # Where it came from (see Origin fields below OpenEvent).
+    # Where it came from (see Origin fields below OpenEvent). Declared on both classes,
+    # not in a base class: attrs puts a base's fields first, and the decoders build
+    # events positionally in their hot loops.
     cgroup_id: Optional[int] = None
     cgroup: Optional[bytes] = None
     container_id: Optional[str] = None

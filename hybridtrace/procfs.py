@@ -72,28 +72,29 @@ def tgid(tid: int) -> Optional[int]:
         return None
 
 
-def ppid(pid: int) -> Optional[int]:
-    """Parent pid from /proc/PID/stat (the comm field may hold ')' and spaces)."""
+def _stat_field(pid: Union[int, str], index: int) -> Optional[int]:
+    """Integer field ``index`` after the comm in /proc/PID/stat (state is 0).
+
+    The comm may hold ')' and spaces, so the fields start after the last ')'.
+    """
     data = _read(f"{PROC}/{pid}/stat", 4096)
     if not data:
         return None
     rest = data[data.rfind(b")") + 2:].split()
     try:
-        return int(rest[1])
+        return int(rest[index])
     except (IndexError, ValueError):
         return None
+
+
+def ppid(pid: int) -> Optional[int]:
+    """Parent pid from /proc/PID/stat."""
+    return _stat_field(pid, 1)
 
 
 def start_ticks(pid: Union[int, str]) -> Optional[int]:
     """When a task started, in clock ticks since boot (CLOCK_BOOTTIME; /proc/PID/stat)."""
-    data = _read(f"{PROC}/{pid}/stat", 4096)
-    if not data:
-        return None
-    rest = data[data.rfind(b")") + 2:].split()
-    try:
-        return int(rest[19])
-    except (IndexError, ValueError):
-        return None
+    return _stat_field(pid, 19)
 
 
 class ThreadNow(NamedTuple):

@@ -7,19 +7,19 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Any
 
 from hybridtrace import tracefs
 
+NAME = "cleanup"
+HELP = "remove tracefs instances and probes left by dead hybridtrace sessions"
+DESCRIPTION = (
+    "Remove tracefs instances and dynamic events whose owning hybridtrace"
+    " process is gone (BPF programs die with their process and need no cleanup)."
+)
 
-def add_parser(sub: Any) -> None:
-    parser = sub.add_parser(
-        "cleanup",
-        help="remove tracefs instances and probes left by dead hybridtrace sessions",
-        description="Remove tracefs instances and dynamic events whose owning hybridtrace"
-        " process is gone (BPF programs die with their process and need no cleanup).",
-    )
-    parser.set_defaults(run=run)
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """cleanup takes no options: it removes only what dead sessions of ours left."""
 
 
 # Set in the private mount namespace cleanup re-runs itself in: never recurse.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
 
 from hybridtrace.capabilities import default_live, probe
 from hybridtrace.cli.common import UsageError
@@ -14,15 +13,16 @@ from hybridtrace.doctor.render_json import render_json
 from hybridtrace.doctor.render_text import render_text
 from hybridtrace.selector import CHOICES
 
+NAME = "doctor"
+HELP = "report what this kernel supports and which backend would be used"
+DESCRIPTION = (
+    "Probe the kernel and our privileges, and explain which backend traces"
+    " exec and open here and why. Exit status: 0 when both exec and open tracing have a"
+    " usable backend, 1 when one of them has none, 2 on a usage error."
+)
 
-def add_parser(sub: Any) -> None:
-    parser = sub.add_parser(
-        "doctor",
-        help="report what this kernel supports and which backend would be used",
-        description="Probe the kernel and our privileges, and explain which backend traces"
-        " exec and open here and why. Exit status: 0 when both exec and open tracing have a"
-        " usable backend, 1 when one of them has none, 2 on a usage error.",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON document (schema"
                         " hybridtrace.doctor/2) for comparing a fleet")
     parser.add_argument("--root", default="/", help="probe a recorded kernel tree (its directory"
@@ -30,7 +30,6 @@ def add_parser(sub: Any) -> None:
                         " live.json")
     parser.add_argument("--backend", choices=CHOICES, default="auto",
                         help="judge this backend choice (default auto)")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

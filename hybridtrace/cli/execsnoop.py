@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from typing import Callable
 
 from hybridtrace.cli.common import (
     add_common,
@@ -34,15 +34,15 @@ EXAMPLES = """examples:
 """
 
 
-def add_parser(sub: Any) -> None:
-    parser = sub.add_parser(
-        "execsnoop",
-        help="trace exec() calls",
-        description="Trace execve/execveat: one line per exec, PCOMM PID PPID RET ARGS"
-        " (ARGS: the path given to exec, then argv[1:]), as BCC's execsnoop.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "execsnoop"
+HELP = "trace exec() calls"
+DESCRIPTION = (
+    "Trace execve/execveat: one line per exec, PCOMM PID PPID RET ARGS"
+    " (ARGS: the path given to exec, then argv[1:]), as BCC's execsnoop."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser, ("-c", "--cgroup"))
     parser.add_argument("-T", "--time", action="store_true",
                         help="include time column on output (HH:MM:SS)")
@@ -62,7 +62,6 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--max-args", type=int, default=DEFAULT_MAX_ARGS, metavar="MAX_ARGS",
                         help="maximum number of arguments parsed and displayed, path"
                         f" included (default {DEFAULT_MAX_ARGS})")
-    parser.set_defaults(run=run)
 
 
 def event_filter(args: argparse.Namespace) -> Callable[[Event], bool]:

@@ -31,7 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hybridtrace {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in (execsnoop, opensnoop, doctor, cleanup):
-        module.add_parser(sub)
+        # Each command module declares its name, help and description, its examples
+        # (EXAMPLES, optional), add_arguments() and run(): one shape for every command.
+        examples = getattr(module, "EXAMPLES", None)
+        command = sub.add_parser(
+            module.NAME, help=module.HELP, description=module.DESCRIPTION, epilog=examples,
+            formatter_class=argparse.RawDescriptionHelpFormatter if examples
+            else argparse.HelpFormatter)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
     return parser
 
 

@@ -38,15 +38,15 @@ EXAMPLES = """examples:
 """
 
 
-def add_parser(sub: Any) -> None:
-    parser = sub.add_parser(
-        "opensnoop",
-        help="trace open() calls",
-        description="Trace open/openat/openat2/creat: one line per call, PID COMM FD ERR PATH,"
-        " as BCC's opensnoop.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "opensnoop"
+HELP = "trace open() calls"
+DESCRIPTION = (
+    "Trace open/openat/openat2/creat: one line per call, PID COMM FD ERR PATH,"
+    " as BCC's opensnoop."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
     parser.add_argument("-T", "--timestamp", action="store_true",
                         help="include seconds since the first event (TIME(s)) on output")
@@ -69,7 +69,6 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--via", action="store_true",
                         help="include VIA: how the open arrived, syscall or io_uring"
                         " (no open syscall; not in BCC)")
-    parser.set_defaults(run=run)
 
 
 def _flag_mask(names: List[str]) -> List[int]:

@@ -19,7 +19,7 @@ import json
 from json.encoder import encode_basestring_ascii
 from typing import Any, Callable, Dict, Optional, Union
 
-from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
+from hybridtrace.events import ORIGIN_FIELDS, Event, ExecEvent, LostEvent, OpenEvent, Source
 
 EVENT_SCHEMA = "hybridtrace.event/5"
 
@@ -47,11 +47,7 @@ def decode_bytes(value: JsonBytes) -> Optional[bytes]:
 def event_to_dict(event: Event) -> Dict[str, Any]:
     if isinstance(event, ExecEvent):
         return {
-            "schema": EVENT_SCHEMA,
-            "type": "exec",
-            "timestamp_ns": event.timestamp_ns,
-            "pid": event.pid,
-            "tid": event.tid,
+            **_head("exec", event),
             "ppid": event.ppid,
             "uid": event.uid,
             "comm": encode_bytes(event.comm),
@@ -67,11 +63,7 @@ def event_to_dict(event: Event) -> Dict[str, Any]:
         }
     if isinstance(event, OpenEvent):
         return {
-            "schema": EVENT_SCHEMA,
-            "type": "open",
-            "timestamp_ns": event.timestamp_ns,
-            "pid": event.pid,
-            "tid": event.tid,
+            **_head("open", event),
             "uid": event.uid,
             "comm": encode_bytes(event.comm),
             "syscall": event.syscall,
@@ -99,17 +91,17 @@ def event_to_dict(event: Event) -> Dict[str, Any]:
     raise TypeError(f"not an event: {event!r}")
 
 
+def _head(kind: str, event: Union[ExecEvent, OpenEvent]) -> Dict[str, Any]:
+    """The keys every exec and open record starts with, in the order they are written."""
+    return {"schema": EVENT_SCHEMA, "type": kind, "timestamp_ns": event.timestamp_ns,
+            "pid": event.pid, "tid": event.tid}
+
+
 def _origin_dict(event: Union[ExecEvent, OpenEvent]) -> Dict[str, Any]:
     """Where an event came from (events.ORIGIN_FIELDS), the same keys on both types."""
-    return {
-        "cgroup_id": event.cgroup_id,
-        "cgroup": encode_bytes(event.cgroup),
-        "container_id": event.container_id,
-        "mntns": event.mntns,
-        "pidns": event.pidns,
-        "ns_pid": event.ns_pid,
-        "ns_tid": event.ns_tid,
-    }
+    fields = {name: getattr(event, name) for name in ORIGIN_FIELDS}
+    fields["cgroup"] = encode_bytes(event.cgroup)
+    return fields
 
 
 def event_to_json_slow(event: Event) -> str:

@@ -13,6 +13,7 @@ commands at the same time. Every cgroup made here is removed.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -38,6 +39,23 @@ from tests.integration.polling import collect
 
 CID = secrets.token_hex(32)  # a container id of docker's shape, fresh for each run
 OTHER_CID = secrets.token_hex(32)
+
+
+def _release(fifo: str) -> None:
+    """Let a workload blocked reading ``fifo`` go on."""
+    with open(fifo, "w") as f:
+        f.write("go\n")
+
+
+@contextlib.contextmanager
+def _released_at_end(proc: subprocess.Popen[bytes], fifo: str) -> Iterator[None]:
+    """However the test ends, a workload still waiting on ``fifo`` is let go and reaped."""
+    try:
+        yield
+    finally:
+        if proc.poll() is None:
+            _release(fifo)
+            proc.wait(timeout=10)
 
 
 def _cgroup_handle_id(path: str) -> int:
@@ -175,8 +193,7 @@ def test_exec_and_open_origin_against_proc(cgroups: Cgroups, attach: str, scratc
             opened = collect(opens, lambda ev: bool(_mine(ev, b"marker")),
                              timeout=10 * TIME_SCALE, strict=True)
         finally:
-            with open(release, "w") as fifo:
-                fifo.write("go\n")
+            _release(release)
             _wait_all([proc])
     truth_id = os.stat(cgroups.workload).st_ino
     assert truth_id == _cgroup_handle_id(cgroups.workload)
@@ -280,20 +297,14 @@ def test_descendants_of_follows_a_tree_started_after_tracing_began(
     # exec chain. A look-alike outside the tree opens the same file at the same time.
     root = subprocess.Popen(["/bin/sh", "-c", f"read x < {release}; cat {marker};"
                              f" /bin/sh -c 'cat {marker}; /bin/sh -c \"cat {marker}\"'"])
-    try:
-        with _open("open", attach, descendants_of=root.pid) as opens:
-            outsider = subprocess.Popen(["/bin/sh", "-c", f"cat {marker}; cat {marker}"])
-            with open(release, "w") as fifo:
-                fifo.write("go\n")
-            _wait_all([root, outsider])
-            events = collect(opens, lambda ev: len(_mine(ev, b"/tree")) >= 3,
-                             timeout=10 * TIME_SCALE, strict=True)
-            events += opens.poll(0.5 * TIME_SCALE)
-    finally:
-        if root.poll() is None:
-            with open(release, "w") as fifo:
-                fifo.write("go\n")
-            root.wait(timeout=10)
+    with _released_at_end(root, release), _open("open", attach,
+                                                descendants_of=root.pid) as opens:
+        outsider = subprocess.Popen(["/bin/sh", "-c", f"cat {marker}; cat {marker}"])
+        _release(release)
+        _wait_all([root, outsider])
+        events = collect(opens, lambda ev: len(_mine(ev, b"/tree")) >= 3,
+                         timeout=10 * TIME_SCALE, strict=True)
+        events += opens.poll(0.5 * TIME_SCALE)
     mine = _mine(events, b"/tree")
     assert len(mine) == 3
     assert all(e.pid != outsider.pid for e in events if isinstance(e, OpenEvent))
@@ -307,7 +318,7 @@ def test_mntns_filter(attach: str, scratch: str) -> None:
     open(marker, "w").close()
     inside = subprocess.Popen(["unshare", "--mount", "/bin/sh", "-c",
                                f"read x < {release}; cat {marker}"])
-    try:
+    with _released_at_end(inside, release):
         mntns: Optional[int] = None
         for _ in range(100):  # until unshare has made the namespace and exec'd sh
             inode = os.stat(f"/proc/{inside.pid}/ns/mnt").st_ino
@@ -318,17 +329,11 @@ def test_mntns_filter(attach: str, scratch: str) -> None:
         assert mntns is not None and mntns != os.stat("/proc/self/ns/mnt").st_ino
         with _open("open", attach, mntns=mntns) as opens:
             outsider = subprocess.Popen(["/bin/cat", marker])
-            with open(release, "w") as fifo:
-                fifo.write("go\n")
+            _release(release)
             _wait_all([inside, outsider])
             events = collect(opens, lambda ev: bool(_mine(ev, b"mnt-marker")),
                              timeout=10 * TIME_SCALE, strict=True)
             events += opens.poll(0.5 * TIME_SCALE)
-    finally:
-        if inside.poll() is None:
-            with open(release, "w") as fifo:
-                fifo.write("go\n")
-            inside.wait(timeout=10)
     mine = _mine(events, b"mnt-marker")
     assert len(mine) == 1 and mine[0].pid != outsider.pid
     assert all(e.mntns == mntns for e in events if isinstance(e, OpenEvent))
@@ -412,21 +417,14 @@ def test_ftrace_descendants_of(ftrace_tier: str, scratch: str) -> None:
     # Execs, whose filename every tier has (sched_process_exec), short-lived as they are.
     root = subprocess.Popen(["/bin/sh", "-c", f"read x < {release}; cat /dev/null;"
                              " /bin/sh -c 'cat /dev/null; /bin/sh -c \"cat /dev/null\"'"])
-    try:
-        with hybridtrace.trace("exec", backend="ftrace", tier=ftrace_tier,
-                               descendants_of=root.pid) as execs:
-            outsider = subprocess.Popen(["/bin/sh", "-c", "cat /dev/null; cat /dev/null"])
-            with open(release, "w") as fifo:
-                fifo.write("go\n")
-            _wait_all([root, outsider])
-            events = collect(execs, lambda ev: len(_cats(ev)) >= 3,
-                             timeout=10 * TIME_SCALE, strict=True)
-            events += execs.poll(0.5 * TIME_SCALE)
-    finally:
-        if root.poll() is None:
-            with open(release, "w") as fifo:
-                fifo.write("go\n")
-            root.wait(timeout=10)
+    with _released_at_end(root, release), hybridtrace.trace(
+            "exec", backend="ftrace", tier=ftrace_tier, descendants_of=root.pid) as execs:
+        outsider = subprocess.Popen(["/bin/sh", "-c", "cat /dev/null; cat /dev/null"])
+        _release(release)
+        _wait_all([root, outsider])
+        events = collect(execs, lambda ev: len(_cats(ev)) >= 3,
+                         timeout=10 * TIME_SCALE, strict=True)
+        events += execs.poll(0.5 * TIME_SCALE)
     cats = _cats(events)
     assert len(cats) == 3 and len({e.pid for e in cats}) == 3
     assert not [e for e in events if isinstance(e, ExecEvent)

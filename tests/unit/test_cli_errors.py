@@ -20,6 +20,12 @@ CASES = [
     (["execsnoop", "--max-args", "0"], "max_args must be between 1 and 128"),
     (["execsnoop", "--backend", "ebpf-core", "--tier", "uprobe"], "--tier applies to the ftrace"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    # Checked before the kernel is probed: the same line as root or not.
+    (["opensnoop", "-p", "-1", "-d", "1"], "pid must be between 1 and 4194303, not -1"),
+    (["opensnoop", "-t", "99999999999"], "tid must be between 1 and 4194303, not 99999999999"),
+    (["execsnoop", "-P", "-1"], "ppid must be between 0 and 4194303"),
+    (["execsnoop", "-u", "4294967295"], "uid must be between 0 and 4294967294"),
+    (["opensnoop", "-p", "0"], "pid must be between 1 and 4194303, not 0"),
 ]
 
 
@@ -35,7 +41,7 @@ def test_user_error_is_one_line_exit_2(args: List[str], message: str) -> None:
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert message in lines[0]
+    assert lines[0].startswith("hybridtrace") and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -61,8 +61,21 @@ class _CallbackReader:
         if item is not None:
             self._out.append(item)
 
+    # Set by each subclass: the libbpf handle, its poll and free functions, and its name.
+    _handle: Optional[int]
+    _poll_name: str
+    _free_name: str
+    _what: str
+
     def _poll_once(self, ms: int) -> int:
-        raise NotImplementedError
+        if not self._handle:
+            raise BackendError(f"{self._what} is closed")
+        return int(getattr(self._lib.lib, self._poll_name)(self._handle, ms))
+
+    def close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle:
+            getattr(self._lib.lib, self._free_name)(handle)
 
     def read(self, timeout: Optional[float], out: List[object]) -> None:
         self._out = out
@@ -86,20 +99,12 @@ class PerfReader(_CallbackReader):
         # No lost callback: the BPF side counts failed outputs as they happen
         # (perf's own loss records come late, with the next sample that fits).
         ctypes.set_errno(0)
-        self._pb: Optional[int] = lib.lib.perf_buffer__new(map_fd, pages, self._sample,
-                                                           _PERF_LOST(), None, None)
-        if not self._pb:
+        self._handle = lib.lib.perf_buffer__new(map_fd, pages, self._sample,
+                                                _PERF_LOST(), None, None)
+        if not self._handle:
             raise lib.errno_error("cannot open the perf buffers")
 
-    def _poll_once(self, ms: int) -> int:
-        if not self._pb:
-            raise BackendError("perf buffer is closed")
-        return int(self._lib.lib.perf_buffer__poll(self._pb, ms))
-
-    def close(self) -> None:
-        pb, self._pb = self._pb, None
-        if pb:
-            self._lib.lib.perf_buffer__free(pb)
+    _poll_name, _free_name, _what = "perf_buffer__poll", "perf_buffer__free", "perf buffer"
 
 
 class LibbpfRingReader(_CallbackReader):
@@ -109,20 +114,12 @@ class LibbpfRingReader(_CallbackReader):
         super().__init__(lib, decode)
         self._sample = _RING_SAMPLE(self._on_sample)
         ctypes.set_errno(0)
-        self._rb: Optional[int] = lib.lib.ring_buffer__new(map_fd, self._sample, None, None)
-        if not self._rb:
+        self._handle = lib.lib.ring_buffer__new(map_fd, self._sample, None, None)
+        if not self._handle:
             raise lib.errno_error("cannot open the ring buffer")
 
     def _on_sample(self, _ctx: object, data: int, size: int) -> int:
         self._take(data, size)
         return 0
 
-    def _poll_once(self, ms: int) -> int:
-        if not self._rb:
-            raise BackendError("ring buffer is closed")
-        return int(self._lib.lib.ring_buffer__poll(self._rb, ms))
-
-    def close(self) -> None:
-        rb, self._rb = self._rb, None
-        if rb:
-            self._lib.lib.ring_buffer__free(rb)
+    _poll_name, _free_name, _what = "ring_buffer__poll", "ring_buffer__free", "ring buffer"
