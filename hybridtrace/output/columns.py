@@ -115,10 +115,7 @@ class ExecFormat:
             head += f"{'TIME':<9}"
         if self.elapsed:
             head += f"{'TIME(s)':<8}"
-        if self.show_uid:
-            head += f"{'UID':<6}"
-        if self.show_container:
-            head += CONTAINER_HEAD
+        head += _owner_head(self.show_uid, self.show_container)
         return f"{head}{'PCOMM':<16} {'PID':<7} {'PPID':<7} {'RET':>3} ARGS"
 
     def line(self, ev: ExecEvent) -> str:
@@ -127,10 +124,7 @@ class ExecFormat:
             head = f"{self.clock.text(ev.timestamp_ns):<9}"
         if self.elapsed:
             head += f"{(ev.timestamp_ns - self.start_ns) / 1e9:<8.3f}"
-        if self.show_uid:
-            head += _uid(ev.uid)
-        if self.show_container:
-            head += _container(ev)
+        head += _owner_cells(ev, self.show_uid, self.show_container)
         pid, ppid = ev.pid, ev.ppid
         retval = ev.retval
         return (f"{head}{_comm16(ev.comm)} {'?' if pid is None else pid:<7}"
@@ -146,6 +140,16 @@ class ExecFormat:
         if ev.argv_truncated:
             words.append('"..."' if self.quote else "...")
         return " ".join(words)
+
+
+def _owner_head(show_uid: bool, show_container: bool) -> str:
+    """The UID and CONTAINER column heads, each only when asked for."""
+    return (f"{'UID':<6}" if show_uid else "") + (CONTAINER_HEAD if show_container else "")
+
+
+def _owner_cells(ev: Union[ExecEvent, OpenEvent], show_uid: bool, show_container: bool) -> str:
+    """The UID and CONTAINER cells of one line, under _owner_head's heads."""
+    return (_uid(ev.uid) if show_uid else "") + (_container(ev) if show_container else "")
 
 
 def args_bytes(ev: ExecEvent) -> bytes:
@@ -179,10 +183,7 @@ class OpenFormat:
 
     def header(self) -> str:
         head = f"{'TIME(s)':<14}" if self.elapsed else ""
-        if self.show_uid:
-            head += f"{'UID':<6}"
-        if self.show_container:
-            head += CONTAINER_HEAD
+        head += _owner_head(self.show_uid, self.show_container)
         head += f"{'TID' if self.show_tid else 'PID':<6} {'COMM':<16} {'FD':>4} {'ERR':>3} "
         if self.extended:
             head += f"{'FLAGS':<9}"
@@ -203,11 +204,7 @@ class OpenFormat:
             head = ""
             if self.elapsed:
                 head = f"{self._seconds(ev.timestamp_ns):<14.9f}"
-            if self.show_uid:
-                head += _uid(ev.uid)
-            if self.show_container:
-                head += _container(ev)
-            text = head + text
+            text = head + _owner_cells(ev, self.show_uid, self.show_container) + text
         if self.extended:
             flags = ev.flags
             text += ("?" * 8 if flags is None else f"{flags:08o}") + " "

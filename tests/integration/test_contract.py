@@ -22,6 +22,7 @@ import hybridtrace
 from hybridtrace.api import Session
 from hybridtrace.capabilities import probe
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
+from hybridtrace.request import ARG_SIZE
 from hybridtrace.selector import decide
 from hybridtrace.vocabulary import VIA_IO_URING, VIA_SYSCALL, VIAS
 from tests.conftest import require_backend
@@ -389,6 +390,34 @@ def test_max_args_cuts_and_flags(backend: str) -> None:
         assert ev.argv == want and ev.argv_truncated
     else:
         assert ev.argv is None or (ev.argv == want and ev.argv_truncated)
+
+
+def test_argv_past_128_arguments_is_cut_and_flagged(backend: str) -> None:
+    """max_args at its largest: the verifier accepts the loop, and the argument after
+    the last one kept is still seen, so argv is not claimed whole."""
+    with open_backend(backend, "exec", max_args=128) as session:
+        most = _spawn_sh([b"%d" % i for i in range(140)])
+        events = wait_for(session, lambda e: isinstance(e, ExecEvent) and e.pid == most.pid)
+        most.wait()
+    ev = first(events, ExecEvent, lambda e: e.pid == most.pid)
+    want = (b"/bin/sh", b"-c", b"sleep 0.5", b"sh", *[b"%d" % i for i in range(124)])
+    if backend in EXACT:
+        assert ev.argv == want and ev.argv_truncated
+    else:
+        assert ev.argv is None or (ev.argv == want and ev.argv_truncated)
+
+
+def test_an_argument_of_exactly_arg_size_is_whole(backend: str) -> None:
+    if not backend.startswith("ebpf"):
+        pytest.skip("ARG_SIZE is the eBPF backends' buffer for one argument")
+    exact = b"E" * ARG_SIZE
+    with open_backend(backend, "exec") as session:
+        one = _spawn_sh([exact])
+        events = wait_for(session, lambda e: isinstance(e, ExecEvent) and e.pid == one.pid)
+        one.wait()
+    ev = first(events, ExecEvent, lambda e: e.pid == one.pid)
+    assert ev.argv == (b"/bin/sh", b"-c", b"sleep 0.5", b"sh", exact)
+    assert not ev.argv_truncated
 
 
 # -- opens through io_uring (no open syscall at all) ------------------------------

@@ -216,36 +216,6 @@ def test_exec_argv_ppid_failures_and_untouched_pages(caps: Capabilities,
         assert k.filename == b"/bin/true" and k.filename_source is Source.TRACEPOINT, k
 
 
-def test_max_args_and_exact_arg_size(caps: Capabilities) -> None:
-    exact = b"E" * ARG_SIZE
-    s = stream(caps, Kind.EXEC, max_args=5)
-    try:
-        one = subprocess.Popen([b"/bin/true", exact])
-        many = subprocess.Popen([b"/bin/true", *[b"a%d" % i for i in range(9)]])
-        one.wait()
-        many.wait()
-        events = collect(s, lambda ev: bool(execs_of(ev, one.pid) and execs_of(ev, many.pid)))
-    finally:
-        s.close()
-    (ev_one,) = execs_of(events, one.pid)
-    assert ev_one.argv == (b"/bin/true", exact) and not ev_one.argv_truncated
-    (ev_many,) = execs_of(events, many.pid)
-    assert ev_many.argv == (b"/bin/true", b"a0", b"a1", b"a2", b"a3")
-    assert ev_many.argv_truncated
-
-    # The largest max_args must still pass the verifier (a loop of 128 reads).
-    s = stream(caps, Kind.EXEC, max_args=128)
-    try:
-        argv = [b"/bin/true", *[b"%d" % i for i in range(140)]]
-        most = subprocess.Popen(argv)
-        most.wait()
-        events = collect(s, lambda ev: bool(execs_of(ev, most.pid)))
-    finally:
-        s.close()
-    (ev_most,) = execs_of(events, most.pid)
-    assert ev_most.argv == tuple(argv[:128]) and ev_most.argv_truncated
-
-
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="raw syscall numbers for x86_64")
 def test_open_every_syscall_unique_paths_and_errors(caps: Capabilities,
                                                     tmp_path: os.PathLike[str]) -> None:

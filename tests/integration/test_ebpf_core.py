@@ -103,22 +103,6 @@ def test_hostile_argv_and_a_100k_argument(caps: object) -> None:
     assert ev.tid == ev.pid
 
 
-def test_exact_arg_size_is_not_flagged_and_max_args_is(caps: object) -> None:
-    exact = b"E" * ARG_SIZE
-    with trace("exec", max_args=5) as session:
-        one = subprocess.Popen([b"/bin/true", exact])
-        many = subprocess.Popen([b"/bin/true", *[b"a%d" % i for i in range(9)]])
-        one.wait()
-        many.wait()
-        events = collect(session, lambda ev: bool(execs_of(ev, one.pid))
-                         and bool(execs_of(ev, many.pid)))
-    (ev_one,) = execs_of(events, one.pid)
-    assert ev_one.argv == (b"/bin/true", exact) and not ev_one.argv_truncated
-    (ev_many,) = execs_of(events, many.pid)
-    assert ev_many.argv == (b"/bin/true", b"a0", b"a1", b"a2", b"a3")
-    assert ev_many.argv_truncated
-
-
 def test_max_args_128_of_full_size(caps: object) -> None:
     args = [b"%03d" % i + b"y" * 297 for i in range(130)]
     with trace("exec", max_args=128) as session:

@@ -52,7 +52,9 @@ static __always_inline void read_caller_argv(struct ht_exec *e, const char *cons
 	int i;
 
 	ht_bound_name(&base);
-	for (i = 0; i < HT_MAX_ARGS; i++) {
+	/* One pass more than HT_MAX_ARGS: an argument past max_args (at most HT_MAX_ARGS)
+	 * must be seen to say argv was cut. */
+	for (i = 0; i <= HT_MAX_ARGS; i++) {
 		if (bpf_probe_read_user(&p, sizeof(p), &argv[i])) {
 			e->h.flags |= HT_F_ARGV_FAULT;
 			break;
@@ -161,7 +163,9 @@ static __always_inline void read_new_argv(struct ht_exec *e, unsigned long p,
 	if (!skip)
 		return;
 	ht_bound_name(&base);
-	for (i = 0; i < HT_MAX_ARGS; i++) {
+	/* One pass more than HT_MAX_ARGS: an argument past max_args (at most HT_MAX_ARGS)
+	 * must be seen to say argv was cut. */
+	for (i = 0; i <= HT_MAX_ARGS; i++) {
 		if (p >= end)
 			break;
 		if (i >= ht_cfg.max_args || off > HT_ARGS_AREA - HT_ARG_READ) {
