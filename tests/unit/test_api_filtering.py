@@ -7,12 +7,9 @@ from typing import List, Optional, Sequence
 
 import pytest
 
-from hybridtrace import api
-from hybridtrace.backends.base import StreamStats, Unread
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
 from hybridtrace.request import Filters, Kind, TraceRequest
-from hybridtrace.selector import decide
-from tests.unit.kernel_trees import probe_tree
+from tests.unit.fake_streams import Replay, fake_session
 
 
 def _exec(pid: int, tid: int, ppid: Optional[int], uid: Optional[int], comm: bytes,
@@ -31,36 +28,8 @@ OPENS = [_open(10, 10, 0, b"a"), _open(None, 13, 0, b"a"), _open(11, 12, 1000, b
 LOST = LostEvent(2, 5, "ring buffer reserve")
 
 
-class Replay:
-    """A stream that hands out a fixed batch once."""
-
-    description = "replay"
-
-    def __init__(self, events: Sequence[Event]) -> None:
-        self.events: List[Event] = list(events)
-
-    def poll(self, timeout: Optional[float]) -> Sequence[Event]:
-        out, self.events = self.events, []
-        return out
-
-    @property
-    def stats(self) -> StreamStats:
-        return StreamStats()
-
-    def stop(self) -> None:
-        pass
-
-    def unread(self) -> Unread:
-        return Unread()
-
-    def close(self) -> None:
-        pass
-
-
 def _through(kind: Kind, events: Sequence[Event], **filters: object) -> List[Event]:
-    request = TraceRequest(kind, Filters(**filters))  # type: ignore[arg-type]
-    session = api.Session(decide(probe_tree("host-6.18-root"), kind.value), Replay(events),
-                          request, [])
+    session = fake_session(Replay(events), TraceRequest(kind, Filters(**filters)))  # type: ignore[arg-type]
     with session:
         return session.poll(0)
 
@@ -91,9 +60,7 @@ def test_open_filters(filters: dict, want: List[int]) -> None:  # type: ignore[t
 
 
 def test_session_counts_what_it_delivers_and_what_was_lost() -> None:
-    request = TraceRequest(Kind.OPEN, Filters(uid=0))
-    session = api.Session(decide(probe_tree("host-6.18-root"), "open"),
-                          Replay([*OPENS, LOST]), request, [])
+    session = fake_session(Replay([*OPENS, LOST]), TraceRequest(Kind.OPEN, Filters(uid=0)))
     with session:
         session.poll(0)
         stats = session.stats

@@ -22,17 +22,18 @@ import pytest
 
 import hybridtrace
 from hybridtrace import api
-from hybridtrace.backends.base import Assessment, BackendError, StreamStats, Unread
+from hybridtrace.backends.base import Assessment, BackendError
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.cli.common import OutputError, run_session, write_batch
 from hybridtrace.events import Event, ExecEvent
 from hybridtrace.request import Filters, Kind, TraceRequest
 from hybridtrace.selector import decide
+from tests.unit import fake_streams
+from tests.unit.fake_streams import HOST, FakeStream
 from tests.unit.kernel_trees import hermetic_env, probe_tree
 
 __all__ = ["hermetic_env"]
 
-HOST = "host-6.18-root"  # ebpf-core, then ftrace/uprobe and ftrace/tracepoint are usable
 
 
 # --- bad requests: RequestError, before anything is probed or loaded -------------------
@@ -106,55 +107,8 @@ def test_exceptions_are_exported_and_related() -> None:
     assert hybridtrace.BackendError is BackendError
 
 
-# --- a fake stream, to drive Session and the CLI loop without a kernel -----------------
-
-class FakeStream:
-    """Yields one ExecEvent per poll, after waiting; flags misuse instead of crashing later."""
-
-    description = "fake stream"
-
-    def __init__(self, wait: float = 0.02) -> None:
-        self.wait = wait
-        self.closed = False
-        self.polling = 0
-        self.misuse: List[str] = []
-        self.count = 0
-
-    def poll(self, timeout: Optional[float]) -> Sequence[Event]:
-        if self.closed:
-            self.misuse.append("poll after close")
-            return []
-        self.polling += 1
-        try:
-            if self.polling > 1:
-                self.misuse.append("concurrent poll")
-            time.sleep(min(self.wait, timeout if timeout is not None else self.wait))
-            if self.closed:
-                self.misuse.append("closed during poll")
-            self.count += 1
-            return [ExecEvent(self.count, 100, 100, 1, 0, b"sh", b"/bin/sh", (b"sh",), 0)]
-        finally:
-            self.polling -= 1
-
-    @property
-    def stats(self) -> StreamStats:
-        return StreamStats(self.count, 0)
-
-    def stop(self) -> None:
-        pass
-
-    def unread(self) -> Unread:
-        return Unread()
-
-    def close(self) -> None:
-        if self.polling:
-            self.misuse.append("closed during poll")
-        self.closed = True
-
-
 def fake_session(stream: Any, kind: str = "exec") -> api.Session:
-    decision = decide(probe_tree(HOST), kind)
-    return api.Session(decision, stream, TraceRequest(Kind(kind)), [])
+    return fake_streams.fake_session(stream, TraceRequest(Kind(kind)))
 
 
 def caps_here() -> Capabilities:

@@ -151,29 +151,18 @@ int ht_creat_enter(struct trace_event_raw_sys_enter *ctx)
 			AT_FDCWD, HT_SYS_CREAT);
 }
 
-SEC("tracepoint/syscalls/sys_exit_open")
-int ht_open_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_exit(ctx, ctx->ret);
-}
+/* Every open syscall ends the same way: one exit program per syscall tracepoint. */
+#define HT_OPEN_EXIT(prog, call)                            \
+	SEC("tracepoint/syscalls/sys_exit_" #call)          \
+	int prog(struct trace_event_raw_sys_exit *ctx)      \
+	{                                                   \
+		return on_exit(ctx, ctx->ret);              \
+	}
 
-SEC("tracepoint/syscalls/sys_exit_openat")
-int ht_openat_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_exit(ctx, ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_exit_openat2")
-int ht_openat2_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_exit(ctx, ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_exit_creat")
-int ht_creat_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_exit(ctx, ctx->ret);
-}
+HT_OPEN_EXIT(ht_open_exit, open)
+HT_OPEN_EXIT(ht_openat_exit, openat)
+HT_OPEN_EXIT(ht_openat2_exit, openat2)
+HT_OPEN_EXIT(ht_creat_exit, creat)
 #else
 HT_SYS_ENTER(ht_open_enter)
 {
