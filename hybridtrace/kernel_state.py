@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, List, Optional, Set, Tuple
+from typing import List, Optional, Set, Tuple
 
 import attrs
 
 from hybridtrace import tracefs
+from hybridtrace.text_fields import colon_fields
 from hybridtrace.vocabulary import owner_of
 
 # Every file a dynamic event can be listed in (dynamic_events repeats the others).
@@ -68,11 +69,7 @@ def parse_enabled(text: str) -> List[Tuple[str, str]]:
 
 def parse_fdinfo(text: str) -> Optional[Tuple[str, int]]:
     """("prog" | "map" | "link" | "btf", id) for a BPF fd's fdinfo; None for any other fd."""
-    fields: Dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields[key.strip()] = value.strip()
+    fields = colon_fields(text)
     for key, kind in _BPF_KEYS:
         if fields.get(key, "").isdigit():
             return kind, int(fields[key])

@@ -14,7 +14,7 @@ Process object per call on paths that run for every traced event.
 from __future__ import annotations
 
 import os
-from typing import Dict, NamedTuple, Optional, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 PROC = "/proc"
 
@@ -72,19 +72,27 @@ def tgid(tid: int) -> Optional[int]:
         return None
 
 
-def _stat_field(pid: Union[int, str], index: int) -> Optional[int]:
-    """Integer field ``index`` after the comm in /proc/PID/stat (state is 0).
-
-    The comm may hold ')' and spaces, so the fields start after the last ')'.
-    """
+def _stat(pid: Union[int, str]) -> Optional[Tuple[bytes, List[bytes]]]:
+    """(comm, the fields after it) of /proc/PID/stat; the comm may hold ')' and spaces,
+    so it ends at the last ')'."""
     data = _read(f"{PROC}/{pid}/stat", 4096)
     if not data:
         return None
-    rest = data[data.rfind(b")") + 2:].split()
+    open_paren, close_paren = data.find(b"("), data.rfind(b")")
+    return data[open_paren + 1:close_paren], data[close_paren + 2:].split()
+
+
+def _int_at(fields: List[bytes], index: int) -> Optional[int]:
+    """Field ``index`` after the comm (state is 0) as an integer."""
     try:
-        return int(rest[index])
+        return int(fields[index])
     except (IndexError, ValueError):
         return None
+
+
+def _stat_field(pid: Union[int, str], index: int) -> Optional[int]:
+    stat = _stat(pid)
+    return None if stat is None else _int_at(stat[1], index)
 
 
 def ppid(pid: int) -> Optional[int]:
@@ -140,15 +148,9 @@ def thread_identity(tid: int) -> Optional[Tuple[int, int]]:
 
 
 def _stat_start_and_comm(tid: Union[int, str]) -> Optional[Tuple[int, bytes]]:
-    data = _read(f"{PROC}/{tid}/stat", 4096)
-    if not data:
-        return None
-    open_paren, close_paren = data.find(b"("), data.rfind(b")")
-    rest = data[close_paren + 2:].split()
-    try:
-        return int(rest[19]), data[open_paren + 1:close_paren]
-    except (IndexError, ValueError):
-        return None
+    stat = _stat(tid)
+    start = None if stat is None else _int_at(stat[1], 19)
+    return None if stat is None or start is None else (start, stat[0])
 
 
 def task_state(tid: int) -> Optional[Tuple[int, bytes, Optional[int]]]:

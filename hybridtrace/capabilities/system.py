@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Tuple
 
 from hybridtrace.capabilities.files import Tree
 from hybridtrace.capabilities.model import Container
+from hybridtrace.text_fields import colon_fields
 
 _CONTAINER_CGROUP = re.compile(r"docker|kubepods|containerd|libpod|podman|lxc|crio|garden")
 
@@ -17,12 +18,7 @@ def status_fields(tree: Tree) -> Dict[str, str]:
     if text is None:
         tree.note("privileges: /proc/self/status unreadable")
         return {}
-    fields: Dict[str, str] = {}
-    for line in text.splitlines():
-        name, sep, value = line.partition(":")
-        if sep:
-            fields[name.strip()] = value.strip()
-    return fields
+    return colon_fields(text)
 
 
 def cap_effective(tree: Tree, status: Dict[str, str]) -> int:

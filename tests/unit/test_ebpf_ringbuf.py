@@ -9,7 +9,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from typing import Iterator, List, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import pytest
 
@@ -112,13 +112,19 @@ def read_all(fake: FakeRing, fused: bool, batch: int = 65536) -> Tuple[List[Open
         rr.close()
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_records_decode_like_decode_open(ring: FakeRing, fused: bool) -> None:
+def read_every_body(ring: FakeRing, fused: bool) -> List[Any]:
+    """Put BODIES in the ring, read them back: each decoded as decode_open would, all consumed."""
     for body in BODIES:
         ring.put(body)
     out, consumed = read_all(ring, fused)
     assert out == [records.decode_open(memoryview(b), 0) for b in BODIES]
     assert consumed == ring.prod
+    return out
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_records_decode_like_decode_open(ring: FakeRing, fused: bool) -> None:
+    out = read_every_body(ring, fused)
     assert out[3].path_truncated and out[3].path == b"x" * PATH_SIZE
     assert not out[4].path_truncated and out[4].path == b"x" * PATH_SIZE
     assert out[2].path is None and out[2].errno == 14 and out[2].fd is None
@@ -152,11 +158,7 @@ def test_discarded_skipped_busy_stops(ring: FakeRing, fused: bool) -> None:
 @pytest.mark.parametrize("fused", [False, True])
 def test_records_wrap_around_the_end(ring: FakeRing, fused: bool) -> None:
     ring.start_at(3 * SIZE - 40)  # positions keep growing; the next record straddles the end
-    for body in BODIES:
-        ring.put(body)
-    out, consumed = read_all(ring, fused)
-    assert out == [records.decode_open(memoryview(b), 0) for b in BODIES]
-    assert consumed == ring.prod
+    read_every_body(ring, fused)
 
 
 @pytest.mark.parametrize("fused", [False, True])

@@ -59,16 +59,9 @@ Decoded = Union[ExecEvent, OpenEvent]
 Reader = Union["RingReader[Decoded]", LibbpfRingReader, PerfReader]
 
 
-def _pow2(n: int) -> int:
-    size = 1
-    while size < n:
-        size <<= 1
-    return size
-
-
 def ring_size(requested: Optional[int]) -> int:
     """A power of two of at least one page, as the kernel requires."""
-    return _pow2(max(requested or DEFAULT_BUFFER_SIZE, os.sysconf("SC_PAGE_SIZE")))
+    return buffer_size.pow2(max(requested or DEFAULT_BUFFER_SIZE, os.sysconf("SC_PAGE_SIZE")))
 
 
 def config_bytes(request: TraceRequest, self_tgid: int, kernel_reads: bool = True) -> bytes:
@@ -237,7 +230,7 @@ class CoreStream:
         """Pages per CPU: the request's buffer_pages, else ``size`` shared out; never fewer
         than the biggest record needs."""
         pages = self._request.buffer_pages or size // buffer_size.PAGE_SIZE // self._ncpus
-        return _pow2(max(pages, MIN_PERF_PAGES[self._request.kind]))
+        return buffer_size.pow2(max(pages, MIN_PERF_PAGES[self._request.kind]))
 
     def _open_reader(self, fd: int, size: int) -> Reader:
         max_args = self._request.max_args

@@ -12,6 +12,8 @@ from typing import Dict, Optional
 
 import attrs
 
+from hybridtrace.text_fields import colon_fields
+
 _CPU_DIR_RE = re.compile(r"^cpu(\d+)$")
 
 
@@ -51,11 +53,7 @@ def _ts_ns(text: str) -> Optional[int]:
 
 def parse_stats(text: str, cpu: int) -> CpuStats:
     """Parse the text of one per_cpu/cpuN/stats file."""
-    values: Dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            values[key.strip()] = value.strip()
+    values = colon_fields(text)
 
     def count(key: str) -> Optional[int]:
         raw = values.get(key)
