@@ -22,7 +22,7 @@ import hybridtrace
 from hybridtrace.api import Session
 from hybridtrace.capabilities import probe
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
-from hybridtrace.request import ARG_SIZE
+from hybridtrace.request import ARG_SIZE, DEFAULT_MAX_ARGS
 from hybridtrace.selector import decide
 from hybridtrace.vocabulary import VIA_IO_URING, VIA_SYSCALL, VIAS
 from tests.conftest import require_backend
@@ -379,28 +379,21 @@ def test_failed_only(backend: str) -> None:
     assert opened and all(e.failed for e in opened)
 
 
-def test_max_args_cuts_and_flags(backend: str) -> None:
-    with open_backend(backend, "exec", max_args=5) as session:
-        many = _spawn_sh([b"a%d" % i for i in range(9)])
-        events = wait_for(session, lambda e: isinstance(e, ExecEvent) and e.pid == many.pid)
-        many.wait()
-    ev = first(events, ExecEvent, lambda e: e.pid == many.pid)
-    want = (b"/bin/sh", b"-c", b"sleep 0.5", b"sh", b"a0")
-    if backend in EXACT:
-        assert ev.argv == want and ev.argv_truncated
-    else:
-        assert ev.argv is None or (ev.argv == want and ev.argv_truncated)
+def _exec_of_sh(backend: str, args: Sequence[bytes], max_args: int = DEFAULT_MAX_ARGS) -> ExecEvent:
+    """The exec of ``sh -c 'sleep 0.5' sh ARGS`` as the backend reports it."""
+    with open_backend(backend, "exec", max_args=max_args) as session:
+        child = _spawn_sh(args)
+        events = wait_for(session, lambda e: isinstance(e, ExecEvent) and e.pid == child.pid)
+        child.wait()
+    return first(events, ExecEvent, lambda e: e.pid == child.pid)
 
 
-def test_argv_past_128_arguments_is_cut_and_flagged(backend: str) -> None:
-    """max_args at its largest: the verifier accepts the loop, and the argument after
-    the last one kept is still seen, so argv is not claimed whole."""
-    with open_backend(backend, "exec", max_args=128) as session:
-        most = _spawn_sh([b"%d" % i for i in range(140)])
-        events = wait_for(session, lambda e: isinstance(e, ExecEvent) and e.pid == most.pid)
-        most.wait()
-    ev = first(events, ExecEvent, lambda e: e.pid == most.pid)
-    want = (b"/bin/sh", b"-c", b"sleep 0.5", b"sh", *[b"%d" % i for i in range(124)])
+# max_args as small as allowed, and at its largest (the verifier must accept the loop,
+# and the argument after the last one kept must still be seen: argv is not whole).
+@pytest.mark.parametrize(("max_args", "given"), [(5, 9), (128, 140)])
+def test_max_args_cuts_and_flags(backend: str, max_args: int, given: int) -> None:
+    ev = _exec_of_sh(backend, [b"a%d" % i for i in range(given)], max_args)
+    want = (b"/bin/sh", b"-c", b"sleep 0.5", b"sh", *[b"a%d" % i for i in range(max_args - 4)])
     if backend in EXACT:
         assert ev.argv == want and ev.argv_truncated
     else:
@@ -411,11 +404,7 @@ def test_an_argument_of_exactly_arg_size_is_whole(backend: str) -> None:
     if not backend.startswith("ebpf"):
         pytest.skip("ARG_SIZE is the eBPF backends' buffer for one argument")
     exact = b"E" * ARG_SIZE
-    with open_backend(backend, "exec") as session:
-        one = _spawn_sh([exact])
-        events = wait_for(session, lambda e: isinstance(e, ExecEvent) and e.pid == one.pid)
-        one.wait()
-    ev = first(events, ExecEvent, lambda e: e.pid == one.pid)
+    ev = _exec_of_sh(backend, [exact])
     assert ev.argv == (b"/bin/sh", b"-c", b"sleep 0.5", b"sh", exact)
     assert not ev.argv_truncated
 
