@@ -57,6 +57,10 @@ def syscalls_on(arch: str) -> Tuple[str, ...]:
 VIA_SYSCALL = "syscall"
 VIA_IO_URING = "io_uring"
 VIAS: Tuple[str, ...] = (VIA_SYSCALL, VIA_IO_URING)
+# doctor's statement on io_uring opens (an open candidate's field), and the ftrace
+# backend's with the text reader, which decodes no io_uring records.
+FIELD_IO_URING = "io_uring"
+FIELD_IO_URING_TEXT_READER = "io_uring_text_reader"
 # include/uapi/linux/io_uring.h: the opcodes that open a file (5.6+), by number.
 IORING_OP_OPENAT = 18
 IORING_OP_OPENAT2 = 28

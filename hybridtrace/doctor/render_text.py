@@ -6,6 +6,7 @@ from typing import Dict, List
 
 from hybridtrace.doctor.report import Report, unchecked_meaning
 from hybridtrace.selector import Decision
+from hybridtrace.vocabulary import FIELD_IO_URING, FIELD_IO_URING_TEXT_READER
 
 _MARK = {True: "ok", False: "NO", None: "--"}
 
@@ -59,8 +60,12 @@ def render_text(report: Report) -> str:
     opens = report.decisions.get("open")
     if opens is not None:
         out += ["", "io_uring opens  (made with no open syscall; per open candidate)"]
-        out += [f"  {cand.label:<19} {cand.fields.get('io_uring', 'none: not assessed')}"
-                for cand in opens.candidates]
+        for cand in opens.candidates:
+            claim = cand.fields.get(FIELD_IO_URING, "none: not assessed")
+            out.append(f"  {cand.label:<19} {claim}")
+            text_reader = cand.fields.get(FIELD_IO_URING_TEXT_READER)
+            if text_reader is not None and text_reader != cand.fields.get(FIELD_IO_URING):
+                out.append(f"  {'  text reader':<19} {text_reader}")
     remedies = _remedies(report)
     if remedies:
         out += ["", "to make it work"]

@@ -27,6 +27,7 @@ import attrs
 
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
 from hybridtrace.request import ARG_SIZE, DEFAULT_MAX_ARGS, PATH_SIZE
+from hybridtrace.vocabulary import FIELD_IO_URING, FIELD_IO_URING_TEXT_READER
 from tools.groundtruth.workload import ExecOp, OpenOp, Workload
 
 CORRECT, NONE, WRONG = "correct", "None", "WRONG"
@@ -523,7 +524,7 @@ def run(target: Target, seed: int, ops: int, rate: float = 0.0, jobs: int = 1,
 
 
 def sees_io_uring(target: Target) -> bool:
-    """What the backend claims (its candidate's "io_uring" field in doctor): visible or not."""
+    """What the backend claims (its candidate's io_uring field in doctor): visible or not."""
     from hybridtrace.capabilities import probe
     from hybridtrace.selector import decide
 
@@ -532,10 +533,16 @@ def sees_io_uring(target: Target) -> bool:
     else:
         decision = decide(probe(), "open", target.backend, target.mode, None)
     chosen = decision.chosen
-    claim = chosen.fields.get("io_uring", "none") if chosen is not None else "none"
-    if target.reader == "text" and "not with the text reader" in claim:
-        return False  # doctor's own exception for the trace_pipe reader
+    claim = chosen.fields.get(io_uring_field(target, chosen.fields), "none") \
+        if chosen is not None else "none"
     return not claim.startswith("none")
+
+
+def io_uring_field(target: Target, fields: Dict[str, str]) -> str:
+    """The doctor field that speaks for ``target``'s io_uring opens (its reader's own)."""
+    if target.reader == "text" and FIELD_IO_URING_TEXT_READER in fields:
+        return FIELD_IO_URING_TEXT_READER
+    return FIELD_IO_URING
 
 
 def available(target: Target) -> Tuple[bool, str]:
@@ -567,7 +574,11 @@ def doctor_fields(target: Target) -> Dict[str, str]:
             (target.mode, None)
         decision = require(caps, kind, target.backend, tier, attach)
         assert decision.chosen is not None
-        out.update((f"{kind}.{field}", why) for field, why in decision.chosen.fields.items())
+        fields = dict(decision.chosen.fields)
+        if kind == "open":  # the statement for this target's reader, under one key
+            fields[FIELD_IO_URING] = fields[io_uring_field(target, fields)]
+            fields.pop(FIELD_IO_URING_TEXT_READER, None)
+        out.update((f"{kind}.{field}", why) for field, why in fields.items())
     return out
 
 

@@ -17,6 +17,7 @@ from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.request import PATH_SIZE
 from hybridtrace.vocabulary import (
     CORE_ARCHES,
+    FIELD_IO_URING,
     IO_URING_COMPLETE,
     IO_URING_SUBMIT,
     IO_URING_SUBMIT_OLD,
@@ -92,7 +93,7 @@ def _core_fields(caps: Capabilities, kind: str, tier: str) -> Dict[str, str]:
     """Without kernel reads, what the syscall's user memory and BTF walks still give."""
     fields = _fields(kind)
     if kind == "open":
-        fields["io_uring"] = core_io_uring(caps, tier)
+        fields[FIELD_IO_URING] = core_io_uring(caps, tier)
     if kind == "exec" and tier == "raw_tp":
         fields["filename"] = ("partial: from the caller's memory; None where it was not paged"
                               f" in (the kernel's copy needs struct layouts: {_NO_LAYOUT})")
@@ -252,7 +253,7 @@ def assess_bcc(caps: Capabilities, kind: str) -> Assessment:
             )
         )
     if kind == "open":
-        fields["io_uring"] = _moot_or(caps, "none: ebpf-bcc's programs hook the open syscalls"
+        fields[FIELD_IO_URING] = _moot_or(caps, "none: ebpf-bcc's programs hook the open syscalls"
                                       " only")
     reasons += _bcc_headers(caps, fields)
     if caps.bpf.ringbuf is False:

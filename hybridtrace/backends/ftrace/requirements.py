@@ -13,6 +13,8 @@ from hybridtrace.backends.base import Assessment, Reason
 from hybridtrace.backends.requirements_common import io_uring_moot, tracefs_reasons
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.vocabulary import (
+    FIELD_IO_URING,
+    FIELD_IO_URING_TEXT_READER,
     FTRACE_TIERS,
     IO_URING_COMPLETE,
     IO_URING_SUBMIT,
@@ -73,8 +75,7 @@ def _io_uring(caps: Capabilities) -> str:
             " tracing without fixed files (else None: the result may be a fixed-slot index);"
             " path, flags, mode and dfd None (a failed IORING_OP_OPENAT's flags and mode"
             " excepted); with a pid filter, results unknown and SQPOLL rings made while"
-            " tracing reported lost (io_uring's threads escape set_event_pid); not with"
-            " the text reader (--ftrace-reader text)")
+            " tracing reported lost (io_uring's threads escape set_event_pid)")
     if tps is None:
         text += "; where the kernel has io_uring's tracepoints (not checked here)"
     return text
@@ -118,7 +119,10 @@ def assess_tier(caps: Capabilities, kind: str, tier: str) -> Assessment:
     reasons = tracefs_reasons(caps, kind, "ftrace") + _tier_reasons(caps, kind, tier)
     fields = _fields(kind, tier)
     if kind == "open":
-        fields["io_uring"] = _io_uring(caps)
+        raw = fields[FIELD_IO_URING] = _io_uring(caps)
+        fields[FIELD_IO_URING_TEXT_READER] = raw if raw.startswith("none") else (
+            "none: the text reader (--ftrace-reader text) decodes no io_uring records;"
+            " the raw reader does")
     return Assessment("ftrace", tier, kind, reasons, fields)
 
 
