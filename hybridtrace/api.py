@@ -186,6 +186,8 @@ def trace(
     container: Optional[str] = None,
     mntns: Optional[int] = None,
     descendants_of: Optional[int] = None,
+    cgroupmap: Optional[Union[str, bytes]] = None,
+    mntnsmap: Optional[Union[str, bytes]] = None,
     max_args: int = DEFAULT_MAX_ARGS,
     tier: Optional[str] = None,
     ebpf_attach: Optional[str] = None,
@@ -214,7 +216,10 @@ def trace(
     it), ``container`` (an id or id prefix as `docker ps` shows it: that container's
     cgroup and everything under it), ``mntns`` (a mount namespace inode),
     ``descendants_of`` (that process and everything it starts from now on, followed
-    in the kernel, or by tracefs' set_event_pid with event-fork).
+    in the kernel, or by tracefs' set_event_pid with event-fork); ``cgroupmap`` and
+    ``mntnsmap`` as BCC's options of that name: the path of a pinned BPF hash map whose
+    8-byte keys are the cgroup ids or mount namespace inodes to trace, filled by the
+    caller while the session runs (ebpf-core only).
 
     Raises a BackendError with one line that says what is wrong: RequestError
     for bad arguments (before anything is probed or loaded), SelectionError
@@ -223,7 +228,8 @@ def trace(
     """
     filters = Filters(pid=pid, tid=tid, uid=uid, ppid=ppid, comm=comm,
                       failed_only=failed_only, cgroup=cgroup, container=container,
-                      mntns=mntns, descendants_of=descendants_of)
+                      mntns=mntns, descendants_of=descendants_of, cgroupmap=cgroupmap,
+                      mntnsmap=mntnsmap)
     request = TraceRequest(kind, filters, max_args=max_args, tier=tier,
                            buffer_pages=buffer_pages,
                            ftrace_reader=ftrace_reader)

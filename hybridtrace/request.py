@@ -146,6 +146,11 @@ class Filters:
     # The process and everything it starts from then on (forks followed in the kernel).
     descendants_of: Optional[int] = attrs.field(
         default=None, validator=_integer(1, PID_MAX_LIMIT - 1))
+    # BCC's --cgroupmap and --mntnsmap: the path of a pinned BPF hash map whose keys are
+    # the cgroup ids or mount namespace inodes to trace, filled by someone else, looked
+    # up for every event (pinned_maps.py).
+    cgroupmap: Optional[str] = attrs.field(default=None, converter=_text_path)
+    mntnsmap: Optional[str] = attrs.field(default=None, converter=_text_path)
 
 
 def _buffer_pages(_inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:

@@ -21,7 +21,7 @@ from typing import Dict, Optional, Tuple
 
 import attrs
 
-from hybridtrace import procfs
+from hybridtrace import pinned_maps, procfs
 from hybridtrace.cgroups import CgroupTree
 from hybridtrace.containers import ContainerRef, parse
 from hybridtrace.errors import RequestError
@@ -33,10 +33,11 @@ CONTAINER_SLOT = 1  # --container
 # The where-filters each backend applies exactly: ebpf-core in the kernel, ftrace
 # --descendants-of with set_event_pid and event-fork. ebpf-bcc has none yet.
 OPTIONS = {"cgroup": "--cgroup", "container": "--container", "mntns": "--mntns",
-           "descendants_of": "--descendants-of"}
+           "descendants_of": "--descendants-of", "cgroupmap": "--cgroupmap",
+           "mntnsmap": "--mntnsmap"}
 SUPPORTED = {"ebpf-core": frozenset(OPTIONS), "ftrace": frozenset({"descendants_of"})}
 # raw_tp programs have no BTF: no task's namespaces or children can be read.
-NOT_ON_TIER = {("ebpf-core", "raw_tp"): frozenset({"mntns", "descendants_of"})}
+NOT_ON_TIER = {("ebpf-core", "raw_tp"): frozenset({"mntns", "descendants_of", "mntnsmap"})}
 
 
 @attrs.frozen(slots=True)
@@ -137,6 +138,10 @@ def resolve(filters: Filters, tree: Optional[CgroupTree] = None) -> Scope:
             roots.append(_container_root(tree, ref))
     if filters.descendants_of is not None and not procfs.alive(filters.descendants_of):
         raise RequestError(f"--descendants-of: no process {filters.descendants_of}")
+    for name, which in pinned_maps.SETS.items():
+        path = getattr(filters, name)
+        if path is not None:
+            pinned_maps.check_pinned(path, which)
     return Scope(tuple(roots), ref)
 
 

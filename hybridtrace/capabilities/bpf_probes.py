@@ -50,7 +50,7 @@ def _kernel_read_prog(helper: int) -> bytes:
             + insn(0xB7, dst=3) + insn(0x85, imm=helper) + _EXIT_0)
 
 
-def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char], machine: str) -> int:
+def bpf_syscall(cmd: int, attr: ctypes.Array[ctypes.c_char], machine: str) -> int:
     """Call bpf(2); returns the fd (closed by the caller) or -errno."""
     nr = BPF_SYSCALL.get(machine)
     if nr is None:
@@ -87,7 +87,7 @@ def load_trivial_prog(machine: str, named: bool = True, prog: bytes = _TRIVIAL_P
     if named:  # prog_name sits at offset 48 (after log_*, kern_version, prog_flags)
         name = _name("probe")
         ctypes.memmove(ctypes.addressof(attr) + 48, name, len(name))
-    result = _close_result(_bpf(_BPF_PROG_LOAD, attr, machine))
+    result = _close_result(bpf_syscall(_BPF_PROG_LOAD, attr, machine))
     if named and result in (errno.EINVAL, errno.E2BIG):  # kernels before 4.15: no names
         return load_trivial_prog(machine, named=False, prog=prog)
     return result
@@ -110,4 +110,4 @@ def create_ringbuf(machine: str) -> int:
     fields[3] = max(4096, os.sysconf("SC_PAGE_SIZE"))  # max_entries: a page multiple
     name = _name("rb")
     ctypes.memmove(ctypes.addressof(attr) + 28, name, len(name))  # map_name
-    return _close_result(_bpf(_BPF_MAP_CREATE, attr, machine))
+    return _close_result(bpf_syscall(_BPF_MAP_CREATE, attr, machine))

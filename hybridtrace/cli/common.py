@@ -102,27 +102,19 @@ def add_common(parser: argparse.ArgumentParser, cgroup_flags: Iterable[str] = ("
     where.add_argument("--print-container", action="store_true",
                        help="print a CONTAINER column: the container's short id, - for"
                        " none, ? when unknown (--json has every origin field)")
-    for option, origin in NOT_YET:
-        parser.add_argument(option, metavar="PATH", dest=f"not_yet_{option.lstrip('-')}",
-                            help=f"{origin}: not supported yet (refused)")
-
-
-# Container filters BCC and libbpf-tools have and hybridtrace does not yet: accepted by
-# the parser so that using one ends in a clear refusal, never silently unfiltered output.
-NOT_YET = (("--cgroupmap", "BCC"), ("--mntnsmap", "BCC"))
-
-
-def refuse_not_yet(args: argparse.Namespace, extra: Iterable[str] = ()) -> None:
-    """UsageError for the first container filter given: we must not trace unfiltered."""
-    for option in [o for o, _ in NOT_YET] + list(extra):
-        if getattr(args, f"not_yet_{option.lstrip('-')}", None) is not None:
-            raise UsageError(f"{PROG}: {option} is not supported yet")
+    where.add_argument("--cgroupmap", metavar="MAPPATH",
+                       help="only tasks whose cgroup id is a key of this pinned BPF hash"
+                       " map, filled by you while we trace (as BCC's --cgroupmap)")
+    where.add_argument("--mntnsmap", metavar="MAPPATH",
+                       help="only tasks whose mount namespace inode is a key of this"
+                       " pinned BPF hash map (as BCC's --mntnsmap)")
 
 
 def where_filters(args: argparse.Namespace) -> Dict[str, Any]:
     """The where-filters for trace(): cgroup, container, mount namespace, process tree."""
     return {"cgroup": args.cgroup, "container": args.container, "mntns": args.mntns,
-            "descendants_of": args.descendants_of}
+            "descendants_of": args.descendants_of, "cgroupmap": args.cgroupmap,
+            "mntnsmap": args.mntnsmap}
 
 
 N = TypeVar("N", int, float)

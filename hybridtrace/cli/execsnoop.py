@@ -9,7 +9,6 @@ from hybridtrace.cli.common import (
     add_common,
     compile_regex,
     open_session,
-    refuse_not_yet,
     resolve_user,
     run_session,
     where_filters,
@@ -82,7 +81,6 @@ def event_filter(args: argparse.Namespace) -> Callable[[Event], bool]:
 
 
 def run(args: argparse.Namespace) -> int:
-    refuse_not_yet(args)
     uid = resolve_user(args.uid)
     keep = event_filter(args)
     fmt = ExecFormat(wall=args.time, elapsed=args.timestamp, show_uid=args.print_uid,

@@ -11,7 +11,6 @@ from hybridtrace.cli.common import (
     UsageError,
     add_common,
     open_session,
-    refuse_not_yet,
     resolve_user,
     run_session,
     where_filters,
@@ -94,7 +93,6 @@ def session_filters(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    refuse_not_yet(args)
     filters = session_filters(args)
     masks = _flag_mask(args.flag_filter)
     name = args.name.encode("utf-8", "surrogateescape") if args.name else None

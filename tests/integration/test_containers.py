@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Sequence
 
 import attrs
 import pytest
@@ -35,6 +35,7 @@ from hybridtrace.events import Event, ExecEvent, OpenEvent
 from hybridtrace.selector import decide
 from tests.conftest import TIME_SCALE, require_backend
 from tests.integration.conftest import EBPF_ATTACH, mount_tracefs_for
+from tests.integration.pinned_map import PinnedMap, bpf_directory
 from tests.integration.polling import collect
 
 CID = secrets.token_hex(32)  # a container id of docker's shape, fresh for each run
@@ -156,6 +157,16 @@ def _status_ids(pid: int, name: str) -> List[int]:
 def _open(kind: str, attach: str, **filters: object) -> Session:
     return hybridtrace.trace(kind, backend="ebpf-core", ebpf_attach=attach,  # type: ignore
                              **filters)
+
+
+def _new_mntns(pid: int) -> int:
+    """The mount namespace ``pid`` moves to (unshare --mount), once it has."""
+    for _ in range(100):  # until unshare has made the namespace and exec'd sh
+        inode = os.stat(f"/proc/{pid}/ns/mnt").st_ino
+        if inode != os.stat("/proc/self/ns/mnt").st_ino:
+            return inode
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} never left our mount namespace")
 
 
 def _wait_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
@@ -287,6 +298,85 @@ def test_exec_container_filter(cgroups: Cgroups, attach: str, scratch: str) -> N
     assert {e.argv[0] for e in execs_seen if e.argv} >= {b"unshare", b"cat"}
 
 
+# ------------------------------------------------- BCC's --cgroupmap and --mntnsmap
+
+
+@pytest.fixture
+def pin_dir() -> Iterator[str]:
+    with bpf_directory() as where:
+        yield where
+
+
+def test_cgroupmap_follows_the_maps_contents(cgroups: Cgroups, attach: str, scratch: str,
+                                             pin_dir: str) -> None:
+    """Only cgroups whose id is in the pinned map; a cgroup added while tracing is traced
+    from then on, as with BCC's --cgroupmap."""
+    cgmap = PinnedMap(os.path.join(pin_dir, f"ht_test_{os.getpid()}_cg"))
+    try:
+        cgmap.add(os.stat(cgroups.workload).st_ino)
+        with _open("open", attach, cgroupmap=cgmap.path) as opens:
+            _wait_all(_workload_and_sibling(cgroups, scratch, "map1"))
+            first = collect(opens, lambda ev: len(_mine(ev, b"map1-in")) >= 2,
+                            timeout=10 * TIME_SCALE, strict=True)
+            first += opens.poll(0.5 * TIME_SCALE)
+            cgmap.add(os.stat(cgroups.sibling).st_ino)
+            _wait_all(_workload_and_sibling(cgroups, scratch, "map2"))
+            second = collect(opens, lambda ev: len(_mine(ev, b"map2-out")) >= 2,
+                             timeout=10 * TIME_SCALE, strict=True)
+    finally:
+        cgmap.close()
+    assert len(_mine(first, b"map1-in")) == 2 and not _mine(first, b"map1-out")
+    assert all(e.cgroup_id == os.stat(cgroups.workload).st_ino
+               for e in first if isinstance(e, OpenEvent))
+    assert len(_mine(second, b"map2-out")) == 2
+
+
+def test_mntnsmap_selects_the_namespaces_in_the_map(attach: str, scratch: str,
+                                                    pin_dir: str) -> None:
+    release = os.path.join(scratch, "go")
+    os.mkfifo(release)
+    marker = os.path.join(scratch, "mntmap-marker")
+    open(marker, "w").close()
+    inside = subprocess.Popen(["unshare", "--mount", "/bin/sh", "-c",
+                               f"read x < {release}; cat {marker}"])
+    nsmap = PinnedMap(os.path.join(pin_dir, f"ht_test_{os.getpid()}_mnt"), value_size=4)
+    try:
+        with _released_at_end(inside, release):
+            mntns = _new_mntns(inside.pid)
+            nsmap.add(mntns)
+            with _open("open", attach, mntnsmap=nsmap.path) as opens:
+                outsider = subprocess.Popen(["/bin/cat", marker])
+                _release(release)
+                _wait_all([inside, outsider])
+                events = collect(opens, lambda ev: bool(_mine(ev, b"mntmap-marker")),
+                                 timeout=10 * TIME_SCALE, strict=True)
+                events += opens.poll(0.5 * TIME_SCALE)
+    finally:
+        nsmap.close()
+    mine = _mine(events, b"mntmap-marker")
+    assert len(mine) == 1 and mine[0].pid != outsider.pid
+    assert all(e.mntns == mntns for e in events if isinstance(e, OpenEvent))
+
+
+@pytest.mark.parametrize("shape", ["missing", "4-byte keys", "array"])
+def test_a_pin_that_cannot_serve_is_one_line_exit_2(shape: str, pin_dir: str) -> None:
+    path = os.path.join(pin_dir, f"ht_test_{os.getpid()}_bad")
+    # An array's keys are 4 bytes (the kernel takes no other).
+    pinned = None if shape == "missing" else PinnedMap(
+        path, key_size=4, map_type=2 if shape == "array" else 1)
+    try:
+        result = subprocess.run([sys.executable, "-m", "hybridtrace", "opensnoop",
+                                 "--cgroupmap", path, "-d", "1"], capture_output=True,
+                                text=True, timeout=60)
+    finally:
+        if pinned is not None:
+            pinned.close()
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "--cgroupmap" in result.stderr, result.stderr
+    assert ("no such file" if shape == "missing" else "hash map with 8-byte keys") \
+        in result.stderr
+
+
 def test_descendants_of_follows_a_tree_started_after_tracing_began(
         attach: str, scratch: str) -> None:
     release = os.path.join(scratch, "go")
@@ -319,14 +409,7 @@ def test_mntns_filter(attach: str, scratch: str) -> None:
     inside = subprocess.Popen(["unshare", "--mount", "/bin/sh", "-c",
                                f"read x < {release}; cat {marker}"])
     with _released_at_end(inside, release):
-        mntns: Optional[int] = None
-        for _ in range(100):  # until unshare has made the namespace and exec'd sh
-            inode = os.stat(f"/proc/{inside.pid}/ns/mnt").st_ino
-            if inode != os.stat("/proc/self/ns/mnt").st_ino:
-                mntns = inode
-                break
-            time.sleep(0.02)
-        assert mntns is not None and mntns != os.stat("/proc/self/ns/mnt").st_ino
+        mntns = _new_mntns(inside.pid)
         with _open("open", attach, mntns=mntns) as opens:
             outsider = subprocess.Popen(["/bin/cat", marker])
             _release(release)
@@ -436,11 +519,16 @@ def _cats(events: Sequence[Event]) -> List[ExecEvent]:
             and e.filename.endswith(b"/cat")]
 
 
-@pytest.mark.parametrize("option", [["--cgroup", "/"], ["--mntns", "1"]])
-def test_ftrace_refuses_what_it_cannot_filter(option: List[str]) -> None:
-    result = subprocess.run([sys.executable, "-m", "hybridtrace", "opensnoop", "--backend",
-                             "ftrace", *option, "-d", "1"], capture_output=True, text=True,
-                            timeout=60)
+@pytest.mark.parametrize("option", [["--cgroup", "/"], ["--mntns", "1"], ["--cgroupmap", "PIN"],
+                                    ["--mntnsmap", "PIN"]])
+def test_ftrace_refuses_what_it_cannot_filter(option: List[str], pin_dir: str) -> None:
+    pinned = PinnedMap(os.path.join(pin_dir, f"ht_test_{os.getpid()}_refused"))
+    try:
+        result = subprocess.run([sys.executable, "-m", "hybridtrace", "opensnoop", "--backend",
+                                 "ftrace", option[0], option[1].replace("PIN", pinned.path),
+                                 "-d", "1"], capture_output=True, text=True, timeout=60)
+    finally:
+        pinned.close()
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and f"cannot filter by {option[0]}" in result.stderr
 

@@ -1,4 +1,5 @@
-"""ebpf-core's where-filters: cgroup, container, mount namespace and process tree:
+"""ebpf-core's where-filters: cgroup, container, mount namespace, process tree, and
+BCC's pinned cgroup and mount namespace maps:
 what the programs can do here, what goes into .rodata and the maps, and the
 process tree's seed.
 """
@@ -9,10 +10,11 @@ import ctypes
 import os
 from typing import FrozenSet, List, Set
 
-from hybridtrace import process_tree
+from hybridtrace import pinned_maps, process_tree
 from hybridtrace.backends.base import BackendError
 from hybridtrace.backends.ebpf.libbpf import Libbpf
 from hybridtrace.backends.ebpf.loader import BpfObject, update_elem
+from hybridtrace.errors import RequestError
 from hybridtrace.request import TraceRequest
 from hybridtrace.scope import Scope
 
@@ -49,16 +51,18 @@ def kernel_filters(request: TraceRequest) -> FrozenSet[str]:
         out.add("container")
     if f.mntns is not None:
         out.add("mntns")
+    out.update(name for name in pinned_maps.SETS if getattr(f, name) is not None)
     return frozenset(out)
 
 
 def rodata_fields(request: TraceRequest) -> List[int]:
-    """mntns, cgroup_slots, follow (struct ht_config's tail)."""
+    """mntns, cgroup_slots, follow, has_cgroupmap, has_mntnsmap (struct ht_config's tail)."""
     f, scope = request.filters, scope_of(request)
     slots = 0
     for root in scope.roots:
         slots |= 1 << root.slot
-    return [f.mntns or 0, slots, f.descendants_of is not None]
+    return [f.mntns or 0, slots, f.descendants_of is not None, f.cgroupmap is not None,
+            f.mntnsmap is not None]
 
 
 def configure(obj: BpfObject, request: TraceRequest) -> None:
@@ -71,6 +75,19 @@ def configure(obj: BpfObject, request: TraceRequest) -> None:
         obj.set_max_entries("ht_follow", FOLLOW_MAX)
     if not scope_of(request).roots:
         obj.leave_out_map("ht_cgroups")
+    for name, which in pinned_maps.SETS.items():
+        path = getattr(request.filters, name)
+        if path is None:
+            obj.leave_out_map(which.bpf_map)
+            continue
+        try:
+            fd = pinned_maps.open_pinned(path, which)
+        except RequestError as exc:  # gone or changed since the session resolved it
+            raise BackendError(str(exc)) from None
+        try:
+            obj.reuse_map_fd(which.bpf_map, fd)  # libbpf keeps its own duplicate
+        finally:
+            os.close(fd)
 
 
 def fill(obj: BpfObject, lib: Libbpf, request: TraceRequest) -> None:

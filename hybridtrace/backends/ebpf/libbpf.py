@@ -57,6 +57,7 @@ class Libbpf:
         proto("bpf_map__fd", ci, vp)
         proto("bpf_map__set_max_entries", ci, vp, ctypes.c_uint32)
         proto("bpf_map__set_map_flags", ci, vp, ctypes.c_uint32)
+        proto("bpf_map__reuse_fd", ci, vp, ci)
         proto("bpf_map__initial_value", vp, vp, ctypes.POINTER(ctypes.c_size_t))
         proto("bpf_map_lookup_elem", ci, ci, vp, vp)
         proto("bpf_map_update_elem", ci, ci, vp, vp, ctypes.c_uint64)

@@ -83,6 +83,14 @@ class BpfObject:
         if setter is not None and setter(self.map(map_name), False) != 0:
             raise BackendError(f"cannot leave map {map_name} out")
 
+    def reuse_map_fd(self, map_name: str, fd: int) -> None:
+        """Use an existing map (a pinned one) in place of this one; libbpf checks it
+        fits (type, key and value sizes) and keeps a duplicate of ``fd``."""
+        ret = self._lib.lib.bpf_map__reuse_fd(self.map(map_name), fd)
+        if ret != 0:
+            raise BackendError(f"cannot use the given map as {map_name}:"
+                               f" {os.strerror(-ret) if ret < 0 else ret}")
+
     def set_map_flags(self, map_name: str, flags: int) -> None:
         if self._lib.lib.bpf_map__set_map_flags(self.map(map_name), flags) != 0:
             raise BackendError(f"cannot set the flags of map {map_name}")

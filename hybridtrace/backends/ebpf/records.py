@@ -64,7 +64,7 @@ OPEN = struct.Struct("@" + HDR + "iiQIHH")
 # struct ht_config (the object's whole .rodata): self_tgid, pid, tid, uid, ppid,
 # max_args; has_pid, has_tid, has_uid, has_ppid, has_comm, failed_only, kernel_reads,
 # has_mntns; comm; mntns; cgroup_slots, follow, pad
-CONFIG = struct.Struct("@6I8B16sI2B2x")
+CONFIG = struct.Struct("@6I8B16sI4B")
 
 # Where records are read from: the ring's own mapping (slices are bytes, one
 # copy) or a memoryview (libbpf's callbacks, tests).

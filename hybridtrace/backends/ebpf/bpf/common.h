@@ -120,7 +120,8 @@ struct ht_config {
 	__u32 mntns;       /* --mntns */
 	__u8 cgroup_slots; /* bit i: ht_cgroups[i] holds a cgroup the task must be under */
 	__u8 follow;       /* --descendants-of: only tasks in ht_follow */
-	__u8 pad2[2];
+	__u8 has_cgroupmap; /* --cgroupmap: only cgroup ids in ht_cgroupmap */
+	__u8 has_mntnsmap;  /* --mntnsmap: only mount namespaces in ht_mntnsmap */
 };
 
 const volatile struct ht_config ht_cfg = {};
@@ -180,6 +181,24 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } ht_follow SEC(".maps");
+
+/* BCC's --cgroupmap and --mntnsmap: a hash map someone else pinned and fills, whose
+ * keys are the cgroup ids or mount namespace inodes to trace (pinned_maps.py). User
+ * space hands the pinned map over in place of these before load; looked up for every
+ * event, so what is traced follows the map's contents. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u64);
+	__type(value, __u64);
+} ht_cgroupmap SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u64);
+	__type(value, __u32);
+} ht_mntnsmap SEC(".maps");
 
 
 static __always_inline void ht_emit(void *ctx, void *rec, __u64 size)
@@ -472,6 +491,21 @@ static __always_inline bool ht_wanted(void)
 		return false;
 	if (ht_cfg.follow && !ht_followed())
 		return false;
+	if (ht_cfg.has_cgroupmap) {
+		__u64 cgid = bpf_get_current_cgroup_id();
+
+		if (!bpf_map_lookup_elem(&ht_cgroupmap, &cgid))
+			return false;
+	}
+	if (ht_cfg.has_mntnsmap) {
+		__u64 key;
+
+		if (!ht_mntns(&mntns))
+			return false;
+		key = mntns;
+		if (!bpf_map_lookup_elem(&ht_mntnsmap, &key))
+			return false;
+	}
 	return true;
 }
 

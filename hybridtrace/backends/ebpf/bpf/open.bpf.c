@@ -279,7 +279,8 @@ static __always_inline bool ht_uring_submitter(struct ht_hdr *h)
 	if (pflags & (HT_PF_IO_WORKER | HT_PF_KTHREAD)) {
 		/* Nor is its origin proven the submitter's: a filter on it cannot accept. */
 		if (ht_cfg.has_tid || ht_cfg.has_uid || ht_cfg.has_comm || ht_cfg.has_ppid
-		    || ht_cfg.cgroup_slots || ht_cfg.has_mntns || ht_cfg.follow)
+		    || ht_cfg.cgroup_slots || ht_cfg.has_mntns || ht_cfg.follow
+		    || ht_cfg.has_cgroupmap || ht_cfg.has_mntnsmap)
 			return false;
 		h->flags = HT_F_IO_URING | HT_F_NO_THREAD | HT_F_HDR;
 		h->cgroup_id = 0;
