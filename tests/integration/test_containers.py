@@ -331,33 +331,6 @@ def test_cgroupmap_follows_the_maps_contents(cgroups: Cgroups, attach: str, scra
     assert len(_mine(second, b"map2-out")) == 2
 
 
-def test_mntnsmap_selects_the_namespaces_in_the_map(attach: str, scratch: str,
-                                                    pin_dir: str) -> None:
-    release = os.path.join(scratch, "go")
-    os.mkfifo(release)
-    marker = os.path.join(scratch, "mntmap-marker")
-    open(marker, "w").close()
-    inside = subprocess.Popen(["unshare", "--mount", "/bin/sh", "-c",
-                               f"read x < {release}; cat {marker}"])
-    nsmap = PinnedMap(os.path.join(pin_dir, f"ht_test_{os.getpid()}_mnt"), value_size=4)
-    try:
-        with _released_at_end(inside, release):
-            mntns = _new_mntns(inside.pid)
-            nsmap.add(mntns)
-            with _open("open", attach, mntnsmap=nsmap.path) as opens:
-                outsider = subprocess.Popen(["/bin/cat", marker])
-                _release(release)
-                _wait_all([inside, outsider])
-                events = collect(opens, lambda ev: bool(_mine(ev, b"mntmap-marker")),
-                                 timeout=10 * TIME_SCALE, strict=True)
-                events += opens.poll(0.5 * TIME_SCALE)
-    finally:
-        nsmap.close()
-    mine = _mine(events, b"mntmap-marker")
-    assert len(mine) == 1 and mine[0].pid != outsider.pid
-    assert all(e.mntns == mntns for e in events if isinstance(e, OpenEvent))
-
-
 @pytest.mark.parametrize("shape", ["missing", "4-byte keys", "array"])
 def test_a_pin_that_cannot_serve_is_one_line_exit_2(shape: str, pin_dir: str) -> None:
     path = os.path.join(pin_dir, f"ht_test_{os.getpid()}_bad")
@@ -401,22 +374,30 @@ def test_descendants_of_follows_a_tree_started_after_tracing_began(
     assert len({e.pid for e in mine}) == 3  # three cats: child, grandchild, great-grandchild
 
 
-def test_mntns_filter(attach: str, scratch: str) -> None:
+@pytest.mark.parametrize("how", ["mntns", "mntnsmap"])
+def test_mntns_filters(attach: str, scratch: str, pin_dir: str, how: str) -> None:
+    """--mntns INODE, and BCC's --mntnsmap with that inode in the pinned map."""
     release = os.path.join(scratch, "go")
     os.mkfifo(release)
     marker = os.path.join(scratch, "mnt-marker")
     open(marker, "w").close()
     inside = subprocess.Popen(["unshare", "--mount", "/bin/sh", "-c",
                                f"read x < {release}; cat {marker}"])
-    with _released_at_end(inside, release):
-        mntns = _new_mntns(inside.pid)
-        with _open("open", attach, mntns=mntns) as opens:
-            outsider = subprocess.Popen(["/bin/cat", marker])
-            _release(release)
-            _wait_all([inside, outsider])
-            events = collect(opens, lambda ev: bool(_mine(ev, b"mnt-marker")),
-                             timeout=10 * TIME_SCALE, strict=True)
-            events += opens.poll(0.5 * TIME_SCALE)
+    nsmap = PinnedMap(os.path.join(pin_dir, f"ht_test_{os.getpid()}_mnt"), value_size=4)
+    try:
+        with _released_at_end(inside, release):
+            mntns = _new_mntns(inside.pid)
+            nsmap.add(mntns)
+            where = {"mntns": mntns} if how == "mntns" else {"mntnsmap": nsmap.path}
+            with _open("open", attach, **where) as opens:
+                outsider = subprocess.Popen(["/bin/cat", marker])
+                _release(release)
+                _wait_all([inside, outsider])
+                events = collect(opens, lambda ev: bool(_mine(ev, b"mnt-marker")),
+                                 timeout=10 * TIME_SCALE, strict=True)
+                events += opens.poll(0.5 * TIME_SCALE)
+    finally:
+        nsmap.close()
     mine = _mine(events, b"mnt-marker")
     assert len(mine) == 1 and mine[0].pid != outsider.pid
     assert all(e.mntns == mntns for e in events if isinstance(e, OpenEvent))
