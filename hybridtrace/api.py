@@ -23,8 +23,9 @@ from hybridtrace.backends.base import Assessment, BackendError, EventStream
 from hybridtrace.capabilities import probe
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.errors import RequestError
-from hybridtrace.events import Event, LostEvent
+from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
 from hybridtrace.filtering import NONE, matches
+from hybridtrace.pidns import in_view, nested, own_pidns
 from hybridtrace.request import DEFAULT_MAX_ARGS, Filters, Kind, TraceRequest
 from hybridtrace.scope import refusal, resolve
 from hybridtrace.selector import Decision, SelectionError, check_choice, require
@@ -57,8 +58,11 @@ class Session:
     """
 
     def __init__(self, decision: Decision, stream: EventStream, request: TraceRequest,
-                 fallbacks: List[str]) -> None:
+                 fallbacks: List[str], pid_view: Optional[int] = None) -> None:
         self.decision = decision
+        # The pid namespace whose pids events carry and filters mean (pidns.py); None:
+        # the kernel's own (host) pids.
+        self.pid_view = pid_view
         self.request = request
         self.description = stream.description
         self.fallbacks = fallbacks  # why better candidates failed to open, if any
@@ -110,8 +114,10 @@ class Session:
                     self._lost += event.count
                     self._lost_exact = self._lost_exact and event.exact
                 out.append(event)
-            elif matches(event, self.request.filters, self.request.scope,
-                         self._kernel_filters):
+                continue
+            if self.pid_view is not None and isinstance(event, (ExecEvent, OpenEvent)):
+                event = in_view(event, self.pid_view)
+            if matches(event, self.request.filters, self.request.scope, self._kernel_filters):
                 self._captured += 1
                 out.append(event)
         return out
@@ -221,6 +227,10 @@ def trace(
     8-byte keys are the cgroup ids or mount namespace inodes to trace, filled by the
     caller while the session runs (ebpf-core only).
 
+    In a pid namespace of its own (a container without --pid=host), ``pid``, ``tid``
+    and ``ppid`` are that namespace's pids, as are the events' (hybridtrace.pidns);
+    a process outside it has none there: None.
+
     Raises a BackendError with one line that says what is wrong: RequestError
     for bad arguments (before anything is probed or loaded), SelectionError
     when nothing here can run (and how to fix it), StartError when every
@@ -236,6 +246,9 @@ def trace(
     kind_value = request.kind.value
     check_choice(kind_value, backend, tier, ebpf_attach)
     request = attrs.evolve(request, scope=resolve(filters))
+    pidns = own_pidns()
+    pid_view = pidns if nested(pidns) else None
+    kernel_request = request if pid_view is None else _host_pids_unknown(request)
     caps = capabilities if capabilities is not None else probe()
     decision = require(caps, kind_value, backend, tier, ebpf_attach)
     fallbacks: List[str] = []
@@ -247,7 +260,7 @@ def trace(
     # candidate the user's choice allows gets its turn, and the reason is kept.
     for cand in decision.usable_candidates:
         try:
-            stream = open_stream(cand, request, caps)
+            stream = open_stream(cand, kernel_request, caps)
         except BackendError as exc:
             fallbacks.append(f"{cand.label}: {exc}")
             failures[cand.label] = str(exc)
@@ -257,5 +270,18 @@ def trace(
             if removed:
                 stream.description += f"; removed {len(removed)} leftover(s) of dead sessions"
         return Session(attrs.evolve(decision, chosen=cand, open_failures=failures), stream,
-                       request, fallbacks)
+                       request, fallbacks, pid_view)
     raise StartError("every usable backend failed to start: " + "; ".join(fallbacks))
+
+
+def _host_pids_unknown(request: TraceRequest) -> TraceRequest:
+    """The request for the kernel, from inside a pid namespace: -p/-t/--ppid name this
+    namespace's pids, which the kernel's filters would take for host pids, so only the
+    session applies them (after pidns.in_view). --descendants-of's process tree is
+    followed by host pids in the kernel: refused here."""
+    flt = request.filters
+    if flt.descendants_of is not None:
+        raise RequestError("--descendants-of: hybridtrace runs in a pid namespace of its own,"
+                           " where the kernel cannot be given the tree's pids (run it with"
+                           " --pid=host)")
+    return attrs.evolve(request, filters=attrs.evolve(flt, pid=None, tid=None, ppid=None))

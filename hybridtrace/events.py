@@ -40,7 +40,7 @@ class ExecEvent:
 
     timestamp_ns: int
     pid: Optional[int]
-    tid: int
+    tid: Optional[int]  # None only for a process outside the tracer's pid namespace
     ppid: Optional[int]
     uid: Optional[int]
     comm: Optional[bytes]

@@ -204,6 +204,9 @@ CONTAINER_PARENTS: Tuple[Tuple[str, str], ...] = (
     ("kubernetes", r"pod[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}"),
 )
 
+# The initial (host's) pid namespace's inode, fixed by the kernel (PROC_PID_INIT_INO).
+INIT_PIDNS_INODE = 0xEFFFFFFC
+
 # How deep the BPF programs follow nested pid namespaces (0 is the host's); a task
 # deeper than this has its namespace pids unknown (None), never guessed.
 PIDNS_LEVELS = 8

@@ -81,6 +81,10 @@ class LoggingTree(Tree):
         self.log.append(("read", self._resolved(path), 64 << 20))
         return super().read_gzip_text(path, limit)
 
+    def readlink(self, path: str) -> Optional[str]:
+        self.log.append(("link", path, 0))
+        return super().readlink(path)
+
     def listdir(self, path: str) -> Optional[List[str]]:
         self.log.append(("stat", self._resolved(path), 0))
         listed = super().listdir(path)
@@ -188,7 +192,8 @@ def _read_host(path: str, limit: int) -> Optional[bytes]:
 def copy_accessed(log: List[Tuple[str, str, int]], out_root: str) -> None:
     """Recreate under out_root what each logged access saw on this machine."""
     for kind, path, _ in log:  # symlinks first, so later writes land behind them
-        if kind == "link" and not os.path.lexists(_dest(out_root, path)):
+        if kind == "link" and os.path.islink(path) and not os.path.lexists(
+                _dest(out_root, path)):
             os.makedirs(os.path.dirname(_dest(out_root, path)), exist_ok=True)
             os.symlink(os.readlink(path), _dest(out_root, path))
     reads: Dict[str, int] = {}

@@ -19,6 +19,18 @@ PRIVILEGE_REMEDY = (
     " (containers: --cap-add BPF --cap-add PERFMON, or --privileged)"
 )
 
+PID_NAMESPACE_REMEDY = "--pid=host (Kubernetes: hostPID: true)"
+
+
+def pid_namespace_reasons(caps: Capabilities, backend: str) -> List[Reason]:
+    """ftrace and BCC look up the kernel's (host) pids in /proc: in a pid namespace of
+    our own, /proc numbers other processes, so every field read there could be wrong."""
+    if not caps.container.pid_namespace_nested:
+        return []
+    return [Reason("pid-namespace", f"hybridtrace runs in a pid namespace of its own, where"
+                   f" /proc does not number processes as the kernel's records do ({backend}"
+                   " reads /proc by those pids)", remedy=PID_NAMESPACE_REMEDY)]
+
 
 def bpf_reasons(caps: Capabilities) -> List[Reason]:
     """Can we load a BPF tracing program at all?"""

@@ -125,6 +125,13 @@ class Tree:
         except ValueError:
             return None
 
+    def readlink(self, path: str) -> Optional[str]:
+        """The target of the symlink at ``path`` itself (not followed), or None."""
+        try:
+            return os.readlink(self.host(path))
+        except OSError:
+            return None
+
     def listdir(self, path: str) -> Optional[List[str]]:
         real = self._real(path)
         if real is None:

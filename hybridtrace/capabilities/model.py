@@ -136,8 +136,11 @@ class Bcc:
 class Container:
     in_container: Optional[bool]
     pid_namespace_nested: Optional[bool]  # NSpid in /proc/self/status has more than one level
-    dockerenv: bool
+    dockerenv: bool  # /.dockerenv or /run/.containerenv exists
     cgroup: Optional[str]
+    # Which runtime: /run/.containerenv's engine (podman), /.dockerenv (docker), else the
+    # runtime the cgroup path names (containers.py); None when none says.
+    runtime: Optional[str] = None
 
 
 @attrs.frozen(slots=True)

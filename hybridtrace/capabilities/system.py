@@ -7,7 +7,9 @@ from typing import Dict, List, Optional, Tuple
 
 from hybridtrace.capabilities.files import Tree
 from hybridtrace.capabilities.model import Container
+from hybridtrace.containers import parse
 from hybridtrace.text_fields import colon_fields
+from hybridtrace.vocabulary import INIT_PIDNS_INODE
 
 _CONTAINER_CGROUP = re.compile(r"docker|kubepods|containerd|libpod|podman|lxc|crio|garden")
 
@@ -103,11 +105,36 @@ def _cgroup(tree: Tree) -> Optional[str]:
     return None
 
 
+def _runtime(tree: Tree, cgroup: Optional[str]) -> Optional[str]:
+    """podman writes /run/.containerenv (engine="podman-4.3.1"), docker /.dockerenv;
+    otherwise the runtime whose cgroup path shape names this process's cgroup."""
+    env = tree.read_text("/run/.containerenv")
+    if env is not None:
+        match = re.search(r'^engine="([a-z-]+?)(?:-[0-9][^"]*)?"', env, re.MULTILINE)
+        return match.group(1) if match else "podman"
+    if tree.exists("/.dockerenv"):
+        return "docker"
+    ref = parse(cgroup)
+    if ref is not None:
+        return ref.runtime
+    return "kubernetes" if cgroup is not None and "kubepods" in cgroup else None
+
+
+def _pid_namespace_nested(tree: Tree, status: Dict[str, str]) -> Optional[bool]:
+    """Whether we are outside the host's pid namespace: /proc/self/ns/pid names its inode
+    ("pid:[4026531836]" is the host's). Without it, NSpid can only say yes (more than one
+    level): inside a container /proc shows its own namespace's level alone."""
+    link = re.fullmatch(r"pid:\[(\d+)\]", tree.readlink("/proc/self/ns/pid") or "")
+    if link:
+        return int(link.group(1)) != INIT_PIDNS_INODE
+    nspid = status.get("NSpid")
+    return True if nspid is not None and len(nspid.split()) > 1 else None
+
+
 def container(tree: Tree, status: Dict[str, str]) -> Container:
     dockerenv = tree.exists("/.dockerenv") or tree.exists("/run/.containerenv")
     cgroup = _cgroup(tree)
-    nspid = status.get("NSpid")
-    nested = None if nspid is None else len(nspid.split()) > 1
+    nested = _pid_namespace_nested(tree, status)
     hints = [dockerenv, bool(cgroup and _CONTAINER_CGROUP.search(cgroup)), bool(nested)]
     known = cgroup is not None or nested is not None or dockerenv
     return Container(
@@ -115,4 +142,5 @@ def container(tree: Tree, status: Dict[str, str]) -> Container:
         pid_namespace_nested=nested,
         dockerenv=dockerenv,
         cgroup=cgroup,
+        runtime=_runtime(tree, cgroup),
     )

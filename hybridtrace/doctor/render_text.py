@@ -49,6 +49,7 @@ def render_text(report: Report) -> str:
     for check in report.checks:
         out.append(f"  [{_MARK[check.ok]:>2}] {check.title:<{width}}  {check.value}")
         out.append(f"  {'':4} {'':<{width}}  ({check.why})")
+        out += [f"  {'':4} {'':<{width}}  fix: {fix}" for fix in check.fixes]
     if caps.unchecked:
         out += ["", "could not check"]
         for item in caps.unchecked:

@@ -6,7 +6,7 @@ Rendering (text, JSON) lives in sibling modules so both show the same facts.
 from __future__ import annotations
 
 import errno
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import attrs
 
@@ -17,6 +17,7 @@ from hybridtrace.capabilities.model import (
     CAP_SYS_ADMIN,
     Capabilities,
 )
+from hybridtrace.doctor import container
 from hybridtrace.selector import KINDS, Decision, decide
 from hybridtrace.vocabulary import FTRACE_TIER_STRINGS, TRACEPOINTS
 
@@ -63,6 +64,7 @@ class Check:
     ok: Optional[bool]  # None: informational, or could not be checked
     why: str  # why it matters
     data: Dict[str, Any] = attrs.field(factory=dict)  # for machines
+    fixes: Tuple[str, ...] = ()  # for people: what to change (data has them for machines)
 
 
 @attrs.frozen(slots=True)
@@ -294,12 +296,12 @@ def _checks(caps: Capabilities) -> List[Check]:
         bool(caps.c_libraries), "ftrace/uprobe puts uprobes on them",
         {"libraries": [{"path": lib.path, "version": lib.version} for lib in caps.c_libraries]}))
     checks.append(_io_uring_check(caps))
-    cont = caps.container
     checks.append(Check(
-        "container", "container", _yes_no(cont.in_container), None,
-        "container runtimes drop CAP_BPF/CAP_PERFMON and filter bpf() with seccomp",
-        {"in_container": cont.in_container, "pid_namespace_nested": cont.pid_namespace_nested,
-         "dockerenv": cont.dockerenv, "cgroup": cont.cgroup}))
+        "container", "container", container.value(caps), None,
+        "in a container, tracing needs CAP_BPF+CAP_PERFMON, bpf() past seccomp, the"
+        " kernel's BTF, and for some backends the host's pid namespace and tracefs",
+        container.check_data(caps),
+        fixes=tuple(f"{m.remedy}  [{m.what}: {m.needed_by}]" for m in container.missing(caps))))
     return checks
 
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Optional, Union
 
 from hybridtrace.events import ORIGIN_FIELDS, Event, ExecEvent, LostEvent, OpenEvent, Source
 
-EVENT_SCHEMA = "hybridtrace.event/5"
+EVENT_SCHEMA = "hybridtrace.event/6"
 
 JsonBytes = Union[str, Dict[str, str], None]
 
@@ -214,7 +214,7 @@ def _open_json(ev: OpenEvent) -> Optional[str]:
 def _exec_json(ev: ExecEvent) -> Optional[str]:
     ts, pid, tid, ppid, uid, retval = ev.timestamp_ns, ev.pid, ev.tid, ev.ppid, ev.uid, ev.retval
     argv, truncated, syscall = ev.argv, ev.argv_truncated, ev.syscall
-    if not (type(ts) is int and type(pid) in _Int and type(tid) is int
+    if not (type(ts) is int and type(pid) in _Int and type(tid) in _Int
             and type(ppid) in _Int and type(uid) in _Int and type(retval) in _Int
             and type(truncated) is bool and type(syscall) is str
             and (argv is None or type(argv) is tuple)):
@@ -229,8 +229,8 @@ def _exec_json(ev: ExecEvent) -> Optional[str]:
     n = "null"
     args = n if argv is None else "[" + ",".join(map(_json_bytes, argv)) + "]"
     return (f'{{"schema":{_SCHEMA_JSON},"type":"exec","timestamp_ns":{ts},'
-            f'"pid":{n if pid is None else pid},'
-            f'"tid":{tid},"ppid":{n if ppid is None else ppid},"uid":{n if uid is None else uid},'
+            f'"pid":{n if pid is None else pid},"tid":{n if tid is None else tid},'
+            f'"ppid":{n if ppid is None else ppid},"uid":{n if uid is None else uid},'
             f'"comm":{_json_comm(ev.comm)},"syscall":{_json_str(syscall)},'
             f'"filename":{_json_bytes(ev.filename)},"filename_source":{filename_source},'
             f'"argv":{args},"argv_source":{argv_source},'

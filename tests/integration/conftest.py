@@ -11,7 +11,9 @@ from typing import Iterator, List
 import pytest
 
 from hybridtrace import kernel_state, tracefs
-from tests.conftest import require_root
+from hybridtrace.capabilities import probe
+from hybridtrace.selector import decide
+from tests.conftest import require_backend, require_root
 from tests.integration.uring_job import UringJob
 
 # ebpf-core's classic tracepoints, like libbpf-tools, need a mounted tracefs, which
@@ -50,3 +52,25 @@ def uring_job() -> Iterator[UringJob]:
         yield UringJob(workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# The where-tests' backends (test_containers.py, test_podman.py): every ebpf-core mode
+# that reads a task's cgroup and namespaces, and the ftrace tiers this host has.
+FTRACE_TIERS = ["uprobe", "tracepoint"]
+
+
+@pytest.fixture(scope="module", params=EBPF_ATTACH)
+def attach(request: pytest.FixtureRequest) -> str:
+    mount_tracefs_for(request.param)
+    decision = decide(probe(), "exec", "ebpf-core", None, request.param)
+    if decision.chosen is None:
+        require_backend(f"ebpf-core/{request.param}", decision.failure())
+    return str(request.param)
+
+
+@pytest.fixture(scope="module", params=FTRACE_TIERS)
+def ftrace_tier(request: pytest.FixtureRequest) -> str:
+    decision = decide(probe(), "open", "ftrace", request.param)
+    if decision.chosen is None:
+        require_backend(f"ftrace/{request.param}", decision.failure())
+    return str(request.param)

@@ -113,7 +113,7 @@ def test_execsnoop_json_round_trip_and_filters(backend: List[str]) -> None:
     other.wait()
     out, _err = tracer.stop()
     records = [json.loads(line) for line in out.splitlines()]
-    assert all(r["schema"] == "hybridtrace.event/5" for r in records)
+    assert all(r["schema"] == "hybridtrace.event/6" for r in records)
     pids = {r.get("pid") for r in records}
     assert child.pid in pids and other.pid not in pids
     ok = next(r for r in records if r.get("pid") == child.pid)

@@ -29,12 +29,9 @@ import pytest
 
 import hybridtrace
 from hybridtrace.api import Session
-from hybridtrace.capabilities import probe
 from hybridtrace.cgroups import cgroup2_root
 from hybridtrace.events import Event, ExecEvent, OpenEvent
-from hybridtrace.selector import decide
-from tests.conftest import TIME_SCALE, require_backend
-from tests.integration.conftest import EBPF_ATTACH, mount_tracefs_for
+from tests.conftest import TIME_SCALE
 from tests.integration.pinned_map import PinnedMap, bpf_directory
 from tests.integration.polling import collect
 
@@ -110,15 +107,6 @@ def cgroups() -> Iterator[Cgroups]:
                 except OSError:
                     time.sleep(0.1)
         assert not os.path.exists(top), f"test cgroup {top} left behind"
-
-
-@pytest.fixture(scope="module", params=EBPF_ATTACH)
-def attach(request: pytest.FixtureRequest) -> str:
-    mount_tracefs_for(request.param)
-    decision = decide(probe(), "exec", "ebpf-core", None, request.param)
-    if decision.chosen is None:
-        require_backend(f"ebpf-core/{request.param}", decision.failure())
-    return str(request.param)
 
 
 @pytest.fixture
@@ -407,17 +395,6 @@ def test_mntns_filters(attach: str, scratch: str, pin_dir: str, how: str) -> Non
 # Records name a thread only: the origin comes from /proc, believed only where
 # nothing (an exit, a setns/unshare, a cgroup migration) could have changed it
 # between the record and the reading; otherwise None.
-
-FTRACE_TIERS = ["uprobe", "tracepoint"]
-
-
-@pytest.fixture(scope="module", params=FTRACE_TIERS)
-def ftrace_tier(request: pytest.FixtureRequest) -> str:
-    decision = decide(probe(), "open", "ftrace", request.param)
-    if decision.chosen is None:
-        require_backend(f"ftrace/{request.param}", decision.failure())
-    return str(request.param)
-
 
 def _ns_init(pid: int) -> int:
     """The child unshare --fork made: pid 1 of the new namespace (host pid)."""

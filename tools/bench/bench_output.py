@@ -70,7 +70,7 @@ def synthetic(count: int, hostile_share: float = 0.01, seed: int = 1) -> List[Ev
 
 
 def load(path: str) -> List[Event]:
-    """Events saved by --record (hybridtrace.event/5 JSON Lines, exact bytes)."""
+    """Events saved by --record (hybridtrace.event/6 JSON Lines, exact bytes)."""
     import json
 
     events: List[Event] = []

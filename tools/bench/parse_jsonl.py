@@ -1,4 +1,4 @@
-"""Parse hybridtrace's ``--json`` output (schema hybridtrace.event/5)."""
+"""Parse hybridtrace's ``--json`` output (schema hybridtrace.event/6)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from hybridtrace.backends.requirements_common import (
     headers_path,
     io_uring_moot,
     kernel_read_reasons,
+    pid_namespace_reasons,
     tracefs_reasons,
 )
 from hybridtrace.capabilities.model import Capabilities
@@ -260,4 +261,5 @@ def assess_bcc(caps: Capabilities, kind: str) -> Assessment:
         reasons.append(Reason("perf-buffer", "no BPF ring buffer (5.8+): using the perf buffer",
                               blocking=False))
     reasons += tracefs_reasons(caps, kind, "ebpf")
+    reasons += pid_namespace_reasons(caps, "BCC")
     return Assessment("ebpf-bcc", None, kind, reasons, fields)

@@ -10,7 +10,11 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from hybridtrace.backends.base import Assessment, Reason
-from hybridtrace.backends.requirements_common import io_uring_moot, tracefs_reasons
+from hybridtrace.backends.requirements_common import (
+    io_uring_moot,
+    pid_namespace_reasons,
+    tracefs_reasons,
+)
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.vocabulary import (
     FIELD_IO_URING,
@@ -116,7 +120,8 @@ def _tier_reasons(caps: Capabilities, kind: str, tier: str) -> List[Reason]:
 
 
 def assess_tier(caps: Capabilities, kind: str, tier: str) -> Assessment:
-    reasons = tracefs_reasons(caps, kind, "ftrace") + _tier_reasons(caps, kind, tier)
+    reasons = (tracefs_reasons(caps, kind, "ftrace") + _tier_reasons(caps, kind, tier)
+               + pid_namespace_reasons(caps, "ftrace"))
     fields = _fields(kind, tier)
     if kind == "open":
         raw = fields[FIELD_IO_URING] = _io_uring(caps)
