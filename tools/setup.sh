@@ -23,6 +23,9 @@ APT_PACKAGES=(
   # the CI's VM kernel (tools/vm --ci): qemu under TCG via virtme-ng, a busybox
   # init, depmod for the unpacked modules
   qemu-system-x86 busybox-static kmod file
+  # the container tests (tests/integration/test_podman.py): rootful podman with runc (crun
+  # fails on hybrid v1/v2 cgroups); their root filesystem is unpacked with dpkg-deb
+  podman runc
 )
 
 if [ "$(id -u)" -eq 0 ]; then

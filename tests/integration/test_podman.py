@@ -93,7 +93,7 @@ class Fleet:
         open(os.path.join(self.scratch, marker), "w").close()
         os.mkfifo(os.path.join(self.scratch, go))
         container = self.podman.start(self.name(label), ["/bin/sh", "-c", _script(
-            f"/x/{go}", f"/x/{marker}")], ["-v", f"{self.scratch}:/x"])
+            f"/x/{go}", f"/x/{marker}", hold=True)], ["-v", f"{self.scratch}:/x"])
         truth = _truth(self.podman, container)
         found = cgroup2_root()
         assert found is not None
@@ -116,10 +116,12 @@ def fleet(podman: podman_tool.Podman, scratch: str) -> Iterator[Fleet]:
         made.close()
 
 
-def _script(go: str, marker: str) -> str:
-    # The shell stays a while after its last open: ftrace reads its origin from /proc.
+def _script(go: str, marker: str, hold: bool) -> str:
+    """``hold``: the shell stays until the container is removed. A container's cgroup is
+    removed when its first process ends, after which no cgroup id of it can be named
+    (its events' cgroup and container id None); ftrace reads the origin from /proc."""
     return (f"read x < {go}; for i in $(seq {ROUNDS}); do read y < {marker};"
-            f" cat {marker} > /dev/null; done; sleep {2 * TIME_SCALE}")
+            f" cat {marker} > /dev/null; done" + ("; exec sleep 600" if hold else ""))
 
 
 def _release(scratch: str, *labels: str) -> None:
@@ -133,7 +135,7 @@ def _host_workload(scratch: str) -> subprocess.Popen[bytes]:
     marker, go = os.path.join(scratch, "host-marker"), os.path.join(scratch, "go-host")
     open(marker, "w").close()
     os.mkfifo(go)
-    return subprocess.Popen(["/bin/sh", "-c", _script(go, marker)])
+    return subprocess.Popen(["/bin/sh", "-c", _script(go, marker, hold=False)])
 
 
 def _opens(events: Sequence[Event], marker: bytes) -> List[OpenEvent]:
@@ -360,3 +362,35 @@ def test_least_privilege_container_own_pids_and_doctor(
     # The host's cats have no pid here; their own namespace's pids are the host's.
     assert all(r["pid"] is None and r["tid"] is None and r["ppid"] is None for r in outside)
     assert all(r["ns_ppid"] == host.pid and r["container_id"] is None for r in outside)
+
+
+def test_containerfile_builds_an_image_that_traces(podman: podman_tool.Podman) -> None:
+    """deploy/Containerfile over the local root filesystem (no registry), run as its
+    comment says: least privilege and the host's pids; doctor finds a backend for both
+    kinds and names nothing missing but tracefs."""
+    tag = f"localhost/hybridtrace-test-{os.getpid()}"
+    base = f"{tag}-base:bookworm"
+    try:
+        tar = subprocess.Popen(["tar", "-C", podman.rootfs, "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(["podman", "import", "-", base], stdin=tar.stdout, env=podman.env,
+                       capture_output=True, check=True, timeout=300)
+        assert tar.wait() == 0
+        subprocess.run(["podman", "build", "--runtime", "runc", "--network", "none",
+                        "--build-arg", f"BASE={base}", "-f", "deploy/Containerfile", "-t", tag,
+                        "."], cwd=REPO, env=podman.env, capture_output=True, check=True,
+                       timeout=300)
+        name = f"ht-{os.getpid()}-image"
+        done = subprocess.run(["podman", "run", "--rm", "--runtime", "runc", "--network",
+                               "none", "--name", name, *LEAST, "--pid=host", tag, "doctor",
+                               "--json"], env=podman.env, capture_output=True, text=True,
+                              timeout=120)
+        podman.remove(name)
+        assert done.returncode == 0, done.stderr
+        doctor = json.loads(done.stdout)
+        assert {d["chosen"] for d in doctor["decisions"].values()} == {"ebpf-core/tp_btf"}
+        check = next(c for c in doctor["checks"] if c["id"] == "container")
+        assert check["data"]["pid_namespace_nested"] is False
+        assert [m["what"] for m in check["data"]["missing"]] == ["tracefs at /sys/kernel/tracing"]
+    finally:
+        subprocess.run(["podman", "rmi", "-f", tag, base], env=podman.env, capture_output=True,
+                       timeout=120)

@@ -94,7 +94,8 @@ def test_privileges_and_sysctls_match_tree_files(name: str) -> None:
     else:  # older recordings: only more than one NSpid level proves it
         levels = len(nspid.group(1).split())
         assert caps.container.pid_namespace_nested is (True if levels > 1 else None)
-    assert caps.container.dockerenv is os.path.exists(tree_file(name, "/.dockerenv"))
+    assert caps.container.dockerenv is (os.path.exists(tree_file(name, "/.dockerenv"))
+                                        or os.path.exists(tree_file(name, "/run/.containerenv")))
 
 
 @pytest.mark.parametrize("name", TREES)

@@ -46,8 +46,9 @@ class Podman:
 
     def command(self, name: str, argv: Sequence[str], options: Sequence[str] = (),
                 detach: bool = False) -> List[str]:
+        # --network none: nothing here needs one, and no network plugin need be installed.
         return ["podman", "run", *(["-d"] if detach else ["--rm"]), "--runtime", "runc",
-                "--name", name, *options, "--rootfs", self.rootfs, *argv]
+                "--network", "none", "--name", name, *options, "--rootfs", self.rootfs, *argv]
 
     def run(self, name: str, argv: Sequence[str], options: Sequence[str] = (),
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
