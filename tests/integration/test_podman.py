@@ -22,9 +22,11 @@ import attrs
 import pytest
 
 import hybridtrace
+from hybridtrace.capabilities import probe
 from hybridtrace.cgroups import cgroup2_root
 from hybridtrace.events import Event, ExecEvent, OpenEvent
-from tests.conftest import TIME_SCALE
+from hybridtrace.selector import decide
+from tests.conftest import TIME_SCALE, require_backend
 from tests.integration.polling import collect
 from tools.container import podman as podman_tool
 from tools.container import rootfs
@@ -225,6 +227,51 @@ def test_container_filter_by_prefix_shows_one_container(
     assert b.id not in {e.container_id for e in shown}
 
 
+def _descendants_of_container(kind: str, fleet: Fleet, scratch: str, **backend: str
+                              ) -> List[Event]:
+    """Trace --descendants-of container a's first process (its host pid), then let a, b
+    and the host run the same workload: every process of a's is started after tracing
+    began."""
+    a, _ = fleet.workload("a"), fleet.workload("b")
+    with hybridtrace.trace(kind, descendants_of=a.pid, **backend) as session:
+        host = _host_workload(scratch)
+        _release(scratch, "a", "b", "host")
+        host.wait(timeout=30 * TIME_SCALE)
+        # By filename: ftrace reads a short-lived exec's argv from /proc, often gone.
+        events = collect(session, lambda ev: len(_cat_execs(ev)) == ROUNDS,
+                         timeout=15 * TIME_SCALE, strict=True)
+        events += session.poll(1.0 * TIME_SCALE)
+    return events
+
+
+def test_descendants_of_a_container_process(fleet: Fleet, attach: str, scratch: str) -> None:
+    events = _descendants_of_container("exec", fleet, scratch, ebpf_attach=attach)
+    shown = [e for e in events if isinstance(e, ExecEvent)]
+    assert len(_cats(shown, b"/a-marker")) == ROUNDS
+    assert not _cats(shown, b"/b-marker") and not _cats(shown, b"/host-marker")
+    assert {e.container_id for e in shown} == {_truth_id(fleet, "a")}
+
+
+def test_ftrace_descendants_of_a_container_process(
+        fleet: Fleet, ftrace_tier: str, scratch: str) -> None:
+    events = _descendants_of_container("exec", fleet, scratch, backend="ftrace",
+                                       tier=ftrace_tier)
+    shown = [e for e in events if isinstance(e, ExecEvent)]
+    assert len(_cat_execs(shown)) == ROUNDS  # a's three; b's and the host's are not traced
+    assert len(_cats(shown, b"/a-marker")) <= ROUNDS
+    assert not _cats(shown, b"/b-marker") and not _cats(shown, b"/host-marker")
+    assert {e.container_id for e in shown} <= {_truth_id(fleet, "a"), None}
+
+
+def _cat_execs(events: Sequence[Event]) -> List[ExecEvent]:
+    return [e for e in events if isinstance(e, ExecEvent) and e.filename is not None
+            and e.filename.endswith(b"/cat")]
+
+
+def _truth_id(fleet: Fleet, label: str) -> str:
+    return str(fleet.podman.inspect(f"ht-{os.getpid()}-{label}")["Id"])
+
+
 def test_ftrace_origin_right_or_none(fleet: Fleet, ftrace_tier: str, scratch: str) -> None:
     """ftrace's origin comes from /proc: for a container's shell (alive while read) it is
     the container's; never another's. --container is refused there: one line, exit 2.
@@ -394,3 +441,23 @@ def test_containerfile_builds_an_image_that_traces(podman: podman_tool.Podman) -
     finally:
         subprocess.run(["podman", "rmi", "-f", tag, base], env=podman.env, capture_output=True,
                        timeout=120)
+
+
+def test_bcc_leaves_the_origin_unknown_and_refuses_container(fleet: Fleet, scratch: str) -> None:
+    """ebpf-bcc's programs record no cgroup or namespace: its events from a container say
+    None there (not the host's), and --container is refused with one line, exit 2."""
+    decision = decide(probe(), "open", "ebpf-bcc")
+    if decision.chosen is None:
+        require_backend("ebpf-bcc", decision.failure())
+    a = fleet.workload("a")
+    with hybridtrace.trace("open", backend="ebpf-bcc") as opens:
+        _release(scratch, "a")
+        events = collect(opens, lambda ev: len(_opens(ev, b"/a-marker")) == 2 * ROUNDS,
+                         timeout=30 * TIME_SCALE, strict=True)
+    for event in _opens(events, b"/a-marker"):
+        assert _origin(event) == (None,) * 5 and event.ns_pid is None, event
+    refused = subprocess.run([sys.executable, "-m", "hybridtrace", "opensnoop", "--backend",
+                              "ebpf-bcc", "--container", a.id[:12], "-d", "1"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "cannot filter by --container" in refused.stderr

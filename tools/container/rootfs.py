@@ -34,23 +34,14 @@ def host_arch() -> str:
                           check=True).stdout.strip()
 
 
-def build(suite: str = "bookworm", cache: str = CACHE) -> str:
+def build(suite: str = "bookworm", arch: Optional[str] = None, cache: str = CACHE) -> str:
     """The container root filesystem, built once (cached); returns its directory."""
-    return rootfs.build(suite, host_arch(), cache=cache, packages=PACKAGES)
+    return rootfs.build(suite, arch or host_arch(), cache=cache, packages=PACKAGES)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    import argparse
-    p = argparse.ArgumentParser(prog="python -m tools.container.rootfs",
-                                description=__doc__.splitlines()[0])
-    p.add_argument("--suite", default="bookworm")
-    args = p.parse_args(argv)
-    try:
-        print(build(args.suite))
-    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
-        print(f"tools.container.rootfs: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return rootfs.main(argv, "tools.container.rootfs", __doc__.splitlines()[0], host_arch(),
+                       lambda suite, arch: build(suite, arch))
 
 
 if __name__ == "__main__":

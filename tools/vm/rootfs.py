@@ -18,7 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from tools.vm.apt import PrivateApt
 
@@ -190,17 +190,19 @@ def mount_points(root: str, paths: Sequence[str]) -> None:
         os.makedirs(os.path.join(root, path.lstrip("/")), exist_ok=True)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, prog: str = "tools.vm.rootfs",
+         summary: str = __doc__.splitlines()[0], default_arch: str = "arm64",
+         build_one: Callable[[str, str], str] = build) -> int:
+    """Build one root filesystem and print its directory (tools/container reuses it)."""
     import argparse
-    p = argparse.ArgumentParser(prog="python -m tools.vm.rootfs",
-                                description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=f"python -m {prog}", description=summary)
     p.add_argument("--suite", default="bookworm")
-    p.add_argument("--arch", default="arm64")
+    p.add_argument("--arch", default=default_arch)
     args = p.parse_args(argv)
     try:
-        print(build(args.suite, args.arch))
+        print(build_one(args.suite, args.arch))
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
-        print(f"tools.vm.rootfs: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     return 0
 
