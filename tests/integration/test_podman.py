@@ -27,6 +27,7 @@ from hybridtrace.cgroups import cgroup2_root
 from hybridtrace.events import Event, ExecEvent, OpenEvent
 from hybridtrace.selector import decide
 from tests.conftest import TIME_SCALE, require_backend
+from tests.integration.conftest import mount_tracefs_for
 from tests.integration.polling import collect
 from tools.container import podman as podman_tool
 from tools.container import rootfs
@@ -325,33 +326,85 @@ def _json_lines(text: str) -> List[Dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
+def _started(path: str, timeout: float) -> None:
+    """Wait for the start line a tracer writes to stderr once it traces."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            with open(path) as f:
+                if "hybridtrace: tracing" in f.read():
+                    return
+        time.sleep(0.1)
+    raise AssertionError(f"no start line in {path} within {timeout}s")
+
+
 def test_privileged_with_host_pids_traces_the_host_and_another_container(
         fleet: Fleet, podman: podman_tool.Podman, scratch: str) -> None:
+    """--privileged --pid=host: host pids, the host's and another container's execs with
+    their origin; doctor there finds the host's pid namespace and nothing missing."""
     b = fleet.workload("b")
-    duration = 6 * TIME_SCALE
+    script = ("python3 -m hybridtrace doctor --json > /x/doctor.json; python3 -m hybridtrace"
+              f" execsnoop --json -d {8 * TIME_SCALE} > /x/exec.json 2> /x/exec.err")
     tracer = fleet.name("tracer")
     result: Dict[str, subprocess.CompletedProcess[str]] = {}
     runner = threading.Thread(target=lambda: result.update(run=podman.run(
-        tracer, ["python3", "-m", "hybridtrace", "execsnoop", "--json", "-d", str(duration)],
-        ["--privileged", "--pid=host", *_CGROUP2, *CHECKOUT],
-        timeout=60 * TIME_SCALE)))
+        tracer, ["/bin/sh", "-c", script],
+        ["--privileged", "--pid=host", "-v", f"{scratch}:/x", *_CGROUP2, *CHECKOUT],
+        timeout=90 * TIME_SCALE)))
     runner.start()
     try:
-        time.sleep(3.0 * TIME_SCALE)  # the tracer's start line is not visible from here
+        _started(os.path.join(scratch, "exec.err"), 60 * TIME_SCALE)
         host = _host_workload(scratch)
         _release(scratch, "b", "host")
         host.wait(timeout=30 * TIME_SCALE)
     finally:
-        runner.join(timeout=90 * TIME_SCALE)
+        runner.join(timeout=120 * TIME_SCALE)
     done = result["run"]
     assert done.returncode == 0, done.stderr
-    records = _json_lines(done.stdout)
+    with open(os.path.join(scratch, "exec.json")) as f:
+        records = _json_lines(f.read())
     host_cats = [r for r in records if _last_arg(r).endswith("/host-marker")]
     b_cats = [r for r in records if _last_arg(r) == "/x/b-marker"]
-    assert len(host_cats) == ROUNDS and len(b_cats) == ROUNDS, done.stderr
+    assert len(host_cats) == ROUNDS and len(b_cats) == ROUNDS
     assert all(r["ppid"] == host.pid and r["container_id"] is None for r in host_cats)
     assert all(r["ppid"] == b.pid and r["container_id"] == b.id for r in b_cats)
     assert all(r["cgroup_id"] == b.cgroup_id and r["mntns"] == b.mntns for r in b_cats)
+    with open(os.path.join(scratch, "doctor.json")) as f:
+        doctor = json.load(f)
+    check = next(c for c in doctor["checks"] if c["id"] == "container")
+    assert check["data"]["runtime"] == "podman" and check["data"]["missing"] == []
+    assert check["data"]["pid_namespace_nested"] is False
+    assert doctor["exit_status"] == 0
+
+
+def test_ftrace_in_a_container_given_tracefs_and_host_pids(
+        fleet: Fleet, podman: podman_tool.Podman, scratch: str) -> None:
+    """What doctor names for ftrace is enough: CAP_BPF+CAP_PERFMON, --pid=host and the
+    host's tracefs bound in (no CAP_SYS_ADMIN); the tracepoint tier sees another
+    container's execs."""
+    mount_tracefs_for("tracepoint")
+    if not os.path.isdir("/sys/kernel/tracing/events"):
+        pytest.skip("tracefs is not mounted at /sys/kernel/tracing on this host")
+    b = fleet.workload("b")
+    script = ("python3 -m hybridtrace execsnoop --backend ftrace --tier tracepoint --json"
+              f" -d {6 * TIME_SCALE} > /x/exec.json 2> /x/exec.err")
+    result: Dict[str, subprocess.CompletedProcess[str]] = {}
+    runner = threading.Thread(target=lambda: result.update(run=podman.run(
+        fleet.name("ftrace"), ["/bin/sh", "-c", script],
+        [*LEAST, "--pid=host", "-v", "/sys/kernel/tracing:/sys/kernel/tracing",
+         "-v", f"{scratch}:/x", *CHECKOUT], timeout=90 * TIME_SCALE)))
+    runner.start()
+    try:
+        _started(os.path.join(scratch, "exec.err"), 60 * TIME_SCALE)
+        _release(scratch, "b")
+    finally:
+        runner.join(timeout=120 * TIME_SCALE)
+    assert result["run"].returncode == 0, result["run"].stderr
+    with open(os.path.join(scratch, "exec.json")) as f:
+        records = _json_lines(f.read())
+    cats = [r for r in records if r["ppid"] == b.pid and (r["filename"] or "").endswith("/cat")]
+    assert len(cats) == ROUNDS
+    assert all(r["container_id"] in (None, b.id) for r in cats)
 
 
 def test_least_privilege_container_own_pids_and_doctor(
@@ -367,8 +420,9 @@ def test_least_privilege_container_own_pids_and_doctor(
         " for i in 1 2; do read y < /x/p-marker; cat /x/p-marker; done' & target=$!;"
         f" python3 -m hybridtrace opensnoop --json -d {d} -p $target > /x/open.json"
         f" 2> /x/open.err & python3 -m hybridtrace execsnoop --json -d {d} > /x/exec.json"
-        f" 2> /x/exec.err & sleep {2.5 * TIME_SCALE}; echo go > /x/go; echo go > /x/go-host;"
-        " wait")
+        " 2> /x/exec.err & until grep -q tracing /x/open.err && grep -q tracing /x/exec.err;"
+        " do sleep 0.1; done; echo go > /x/go; echo go > /x/go-host; wait;"
+        " python3 -m hybridtrace doctor > /x/doctor.txt")
     os.mkfifo(os.path.join(scratch, "go"))
     host = _host_workload(scratch)  # released from inside, while both tracers run
     done = podman.run(fleet.name("least"), ["/bin/sh", "-c", script],
@@ -386,6 +440,10 @@ def test_least_privilege_container_own_pids_and_doctor(
     assert any("/sys/kernel/tracing" in r for w, r in missing.items() if "tracefs" in w)
     assert any(r.startswith("--pid=host") for r in missing.values())
     assert doctor["decisions"]["open"]["chosen"] == "ebpf-core/tp_btf"
+    with open(os.path.join(scratch, "doctor.txt")) as f:
+        text = f.read()
+    assert "yes (podman, its own pid namespace)" in text
+    assert "fix: --pid=host" in text and "fix: -v /sys/kernel/tracing:" in text
     ftrace = [c for c in doctor["decisions"]["open"]["candidates"] if c["backend"] == "ftrace"]
     assert ftrace and not any(c["usable"] for c in ftrace)
     with open(os.path.join(scratch, "target")) as f:
