@@ -11,7 +11,7 @@ that probe over the recording equals probe of this machine.
 
 What is copied: files probe reads, truncated to what it uses (BTF: the 4-byte
 magic; the C library: its version banner; /proc/cmdline: its lockdown=
-option; mountinfo: its tracefs, debugfs and securityfs lines); files it only
+option; mountinfo: its tracefs, debugfs, securityfs, cgroup2 and root lines); files it only
 tests for existence as empty files (tracefs control files, tracepoint format
 files, kheaders); directories it lists as directories; symlinks it follows
 (outside /proc) as symlinks. Nothing but the hybridtrace package is needed.
@@ -155,9 +155,10 @@ def _only_lockdown(data: bytes) -> bytes:
 
 
 def _only_our_mounts(data: bytes) -> bytes:
-    """tracefs, debugfs and securityfs mounts, and whatever is mounted over them (a mount
-    at or above one hides it: probe drops what a later mount covers)."""
-    keep = (b" - tracefs ", b" - debugfs ", b" - securityfs ")
+    """tracefs, debugfs, securityfs and cgroup2 mounts, and whatever is mounted over them
+    (a mount at or above one hides it: probe drops what a later mount covers); and the
+    root's mount, which tells probe the list is complete (older recordings have none)."""
+    keep = (b" - tracefs ", b" - debugfs ", b" - securityfs ", b" - cgroup2 ")
 
     def covers(line: bytes) -> bool:
         fields = line.split(b" - ")[0].split()
@@ -166,8 +167,13 @@ def _only_our_mounts(data: bytes) -> bytes:
 
     lines = data.splitlines(True)
     first = next((i for i, line in enumerate(lines) if any(k in line for k in keep)), len(lines))
+    def root(line: bytes) -> bool:
+        fields = line.split(b" - ")[0].split()
+        return len(fields) >= 5 and fields[4] == b"/"
+
     return b"".join(line for i, line in enumerate(lines)
-                    if any(k in line for k in keep) or (i > first and covers(line)))
+                    if any(k in line for k in keep) or root(line)
+                    or (i > first and covers(line)))
 
 
 # Files of which probe uses only a part: the rest (other mounts, boot options)

@@ -135,7 +135,7 @@ def probe_tree(tree: Tree, live: Live) -> Capabilities:
         libbpf=_ask(tree, "libbpf", live.libbpf),
         bcc=bcc,
         c_libraries=c_libraries(tree, arch),
-        container=system.container(tree, status),
+        container=system.container(tree, status, mounted),
         io_uring=_io_uring(tree, live),
         unchecked=tuple(tree.unchecked),
     )

@@ -141,6 +141,9 @@ class Container:
     # Which runtime: /run/.containerenv's engine (podman), /.dockerenv (docker), else the
     # runtime the cgroup path names (containers.py); None when none says.
     runtime: Optional[str] = None
+    # A cgroup v2 hierarchy is mounted (what names an event's cgroup and container);
+    # None when the mount list is not whole (a recording without the root's mount).
+    cgroup2: Optional[bool] = None
 
 
 @attrs.frozen(slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from hybridtrace.capabilities.files import Tree
 from hybridtrace.capabilities.model import Container
@@ -131,7 +131,14 @@ def _pid_namespace_nested(tree: Tree, status: Dict[str, str]) -> Optional[bool]:
     return True if nspid is not None and len(nspid.split()) > 1 else None
 
 
-def container(tree: Tree, status: Dict[str, str]) -> Container:
+def _cgroup2(mounted: Sequence[Tuple[str, str]]) -> Optional[bool]:
+    if any(fstype == "cgroup2" for _, fstype in mounted):
+        return True
+    return False if any(point == "/" for point, _ in mounted) else None
+
+
+def container(tree: Tree, status: Dict[str, str],
+              mounted: Sequence[Tuple[str, str]] = ()) -> Container:
     dockerenv = tree.exists("/.dockerenv") or tree.exists("/run/.containerenv")
     cgroup = _cgroup(tree)
     nested = _pid_namespace_nested(tree, status)
@@ -143,4 +150,5 @@ def container(tree: Tree, status: Dict[str, str]) -> Container:
         dockerenv=dockerenv,
         cgroup=cgroup,
         runtime=_runtime(tree, cgroup),
+        cgroup2=_cgroup2(mounted),
     )

@@ -19,6 +19,9 @@ CAP_REMEDY = "--cap-add BPF,PERFMON (Kubernetes: capabilities.add [BPF, PERFMON]
 SECCOMP_REMEDY = ("--security-opt seccomp=unconfined, or a profile allowing bpf and"
                   " perf_event_open (Kubernetes: seccompProfile type Unconfined)")
 BTF_REMEDY = "-v /sys/kernel/btf:/sys/kernel/btf:ro (Kubernetes: a hostPath volume)"
+CGROUP2_REMEDY = ("-v /sys/fs/cgroup/unified:/sys/fs/cgroup/unified:ro on a hybrid v1/v2"
+                  " host; --cgroupns=host on a cgroup v2 one (Kubernetes: a hostPath of"
+                  " /sys/fs/cgroup)")
 TRACEFS_REMEDY = ("-v /sys/kernel/tracing:/sys/kernel/tracing with tracefs mounted there on"
                   " the host, or --privileged to let hybridtrace mount it")
 
@@ -51,6 +54,10 @@ def missing(caps: Capabilities) -> List[Missing]:
     if caps.btf.path is None:
         out.append(Missing("/sys/kernel/btf/vmlinux (the kernel's BTF)",
                            "ebpf-core's tracepoint and tp_btf modes", BTF_REMEDY))
+    if caps.container.cgroup2 is False:
+        out.append(Missing("a cgroup v2 hierarchy", "events' cgroup and container_id, and"
+                           " --cgroup/--container (None and refused without it)",
+                           CGROUP2_REMEDY))
     if caps.tracefs.path is None and not caps.tracefs.mountable:
         out.append(Missing("tracefs at /sys/kernel/tracing",
                            "ftrace, ebpf-bcc and ebpf-core's tracepoint mode (tp_btf needs"
@@ -62,7 +69,7 @@ def check_data(caps: Capabilities) -> Dict[str, Any]:
     cont = caps.container
     return {"in_container": cont.in_container, "runtime": cont.runtime,
             "pid_namespace_nested": cont.pid_namespace_nested, "dockerenv": cont.dockerenv,
-            "cgroup": cont.cgroup, "btf": caps.btf.path is not None,
+            "cgroup": cont.cgroup, "cgroup2": cont.cgroup2, "btf": caps.btf.path is not None,
             "tracefs": caps.tracefs.path,
             "missing": [m.as_dict() for m in missing(caps)]}
 

@@ -439,6 +439,7 @@ def test_least_privilege_container_own_pids_and_doctor(
     assert not any("CAP_BPF" in what for what in missing)  # it has them
     assert any("/sys/kernel/tracing" in r for w, r in missing.items() if "tracefs" in w)
     assert any(r.startswith("--pid=host") for r in missing.values())
+    assert data["cgroup2"] is False and "a cgroup v2 hierarchy" in missing
     assert doctor["decisions"]["open"]["chosen"] == "ebpf-core/tp_btf"
     with open(os.path.join(scratch, "doctor.txt")) as f:
         text = f.read()
@@ -486,7 +487,8 @@ def test_containerfile_builds_an_image_that_traces(podman: podman_tool.Podman) -
                        timeout=300)
         name = f"ht-{os.getpid()}-image"
         done = subprocess.run(["podman", "run", "--rm", "--runtime", "runc", "--network",
-                               "none", "--name", name, *LEAST, "--pid=host", tag, "doctor",
+                               "none", "--name", name, *LEAST, "--pid=host", *_CGROUP2,
+                               tag, "doctor",
                                "--json"], env=podman.env, capture_output=True, text=True,
                               timeout=120)
         podman.remove(name)

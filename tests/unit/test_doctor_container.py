@@ -30,11 +30,14 @@ def test_recorded_podman_container_names_runtime_namespace_and_tracefs() -> None
     assert check["value"].startswith("yes (podman, its own pid namespace)")
     remedies = [m["remedy"] for m in check["data"]["missing"]]
     assert remedies[0].startswith("--pid=host")
-    assert remedies[1].startswith("-v /sys/kernel/tracing:/sys/kernel/tracing")
-    assert len(remedies) == 2  # it holds CAP_BPF+CAP_PERFMON and sees the BTF
+    # podman mounts no cgroup v2 hierarchy in a container on this hybrid v1/v2 host
+    assert remedies[1].startswith("-v /sys/fs/cgroup/unified:/sys/fs/cgroup/unified:ro")
+    assert remedies[2].startswith("-v /sys/kernel/tracing:/sys/kernel/tracing")
+    assert len(remedies) == 3  # it holds CAP_BPF+CAP_PERFMON and sees the BTF
     text = render_text(build_report(caps))
     assert "fix: --pid=host (Kubernetes: hostPID: true)" in text
     assert "fix: -v /sys/kernel/tracing:/sys/kernel/tracing" in text
+    assert "fix: -v /sys/fs/cgroup/unified:/sys/fs/cgroup/unified:ro" in text
     # What it can use: ebpf-core without tracefs; ftrace and BCC are refused for the
     # pid namespace (their /proc look-ups would name other processes).
     report = build_report(caps)
@@ -63,6 +66,13 @@ def test_no_btf_in_the_container_names_the_volume() -> None:
     blind = attrs.evolve(caps, btf=attrs.evolve(caps.btf, path=None))
     assert any(m.remedy == "-v /sys/kernel/btf:/sys/kernel/btf:ro (Kubernetes: a hostPath"
                " volume)" for m in missing(blind))
+
+
+def test_a_mount_list_that_is_not_whole_claims_nothing_about_cgroup2() -> None:
+    """Older recordings kept only tracefs/debugfs/securityfs lines: unknown, no remedy."""
+    old = probe_tree("derived-container-no-caps")
+    assert old.container.cgroup2 is None
+    assert not any("cgroup v2" in m.what for m in missing(old))
 
 
 def test_outside_a_container_nothing_is_missing() -> None:
