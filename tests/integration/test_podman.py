@@ -470,7 +470,8 @@ def test_least_privilege_container_own_pids_and_doctor(
     assert all(r["ns_ppid"] == host.pid and r["container_id"] is None for r in outside)
 
 
-def test_containerfile_builds_an_image_that_traces(podman: podman_tool.Podman) -> None:
+def test_containerfile_builds_an_image_that_traces(
+        podman: podman_tool.Podman, fleet: Fleet) -> None:
     """deploy/Containerfile over the local root filesystem (no registry), run as its
     comment says: least privilege and the host's pids; doctor finds a backend for both
     kinds and names nothing missing but tracefs."""
@@ -485,13 +486,10 @@ def test_containerfile_builds_an_image_that_traces(podman: podman_tool.Podman) -
                         "--build-arg", f"BASE={base}", "-f", "deploy/Containerfile", "-t", tag,
                         "."], cwd=REPO, env=podman.env, capture_output=True, check=True,
                        timeout=300)
-        name = f"ht-{os.getpid()}-image"
         done = subprocess.run(["podman", "run", "--rm", "--runtime", "runc", "--network",
-                               "none", "--name", name, *LEAST, "--pid=host", *_CGROUP2,
-                               tag, "doctor",
-                               "--json"], env=podman.env, capture_output=True, text=True,
-                              timeout=120)
-        podman.remove(name)
+                               "none", "--name", fleet.name("image"), *LEAST, "--pid=host",
+                               *_CGROUP2, tag, "doctor", "--json"], env=podman.env,
+                              capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         doctor = json.loads(done.stdout)
         assert {d["chosen"] for d in doctor["decisions"].values()} == {"ebpf-core/tp_btf"}
