@@ -422,7 +422,10 @@ def test_least_privilege_container_own_pids_and_doctor(
         f" 2> /x/open.err & python3 -m hybridtrace execsnoop --json -d {d} > /x/exec.json"
         " 2> /x/exec.err & until grep -q tracing /x/open.err && grep -q tracing /x/exec.err;"
         " do sleep 0.1; done; echo go > /x/go; echo go > /x/go-host; wait;"
-        " python3 -m hybridtrace doctor > /x/doctor.txt")
+        " python3 -m hybridtrace doctor > /x/doctor.txt;"
+        " for refused in '--backend ftrace' '--descendants-of 1'; do"
+        " python3 -m hybridtrace execsnoop $refused -d 1 > /dev/null 2>> /x/refused.err;"
+        " echo $? >> /x/refused.rc; done")
     os.mkfifo(os.path.join(scratch, "go"))
     host = _host_workload(scratch)  # released from inside, while both tracers run
     done = podman.run(fleet.name("least"), ["/bin/sh", "-c", script],
@@ -445,6 +448,13 @@ def test_least_privilege_container_own_pids_and_doctor(
         text = f.read()
     assert "yes (podman, its own pid namespace)" in text
     assert "fix: --pid=host" in text and "fix: -v /sys/kernel/tracing:" in text
+    # ftrace (it reads /proc by host pids) and --descendants-of (the kernel follows host
+    # pids) are refused there: one line each, exit status 2.
+    with open(os.path.join(scratch, "refused.rc")) as f:
+        assert f.read().split() == ["2", "2"]
+    with open(os.path.join(scratch, "refused.err")) as f:
+        lines = f.read().splitlines()
+    assert len(lines) == 2 and "pid namespace of its own" in lines[1], lines
     ftrace = [c for c in doctor["decisions"]["open"]["candidates"] if c["backend"] == "ftrace"]
     assert ftrace and not any(c["usable"] for c in ftrace)
     with open(os.path.join(scratch, "target")) as f:
@@ -452,10 +462,13 @@ def test_least_privilege_container_own_pids_and_doctor(
     with open(os.path.join(scratch, "open.err")) as f:
         err = f.read()
     with open(os.path.join(scratch, "open.json")) as f:
-        records = _json_lines(f.read())
-    # The shell's own two opens; its cats' (other pids) are filtered out.
+        every = _json_lines(f.read())
+    records = [r for r in every if r["type"] == "open"]
+    # The shell's own two opens; its cats' (other pids) are filtered out. -p cannot be
+    # applied in the kernel here (it knows host pids only): every open reaches user
+    # space, and a busy machine can overrun the buffer (then a "lost" record says so).
     opens = [r for r in records if r["path"] == "/x/p-marker"]
-    assert len(opens) == 2, err
+    assert len(opens) == 2 or any(r["type"] == "lost" for r in every), err
     assert target < 100  # a pid of the container's namespace, not the host's
     assert all(r["pid"] == target for r in records), records
     assert all(r["ns_pid"] == r["pid"] for r in records)
