@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import json
 import os
 import secrets
 import subprocess
@@ -513,3 +514,40 @@ def test_cli_container_filter_and_column(cgroups: Cgroups, attach: str, scratch:
     cats = [line for line in lines if line.split()[1] == "cat"]
     assert len(cats) == 2 and all("cli-in" in line for line in cats)
     assert not any("cli-out" in line for line in lines)
+
+
+def test_tracer_in_its_own_pid_namespace_shows_that_namespace_s_pids(
+        attach: str, scratch: str) -> None:
+    """hybridtrace started by unshare --pid --mount-proc (pid 1's child there): an exec in
+    its namespace carries that namespace's pid and ppid, one on the host none (null); -p
+    takes the namespace's pid. No container runtime needed."""
+    marker = os.path.join(scratch, "pidns-marker")
+    open(marker, "w").close()
+    out, started = os.path.join(scratch, "exec.json"), os.path.join(scratch, "started")
+    inner = (f"{sys.executable} -m hybridtrace execsnoop --ebpf-attach {attach} --json"
+             f" -d {6 * TIME_SCALE} > {out} 2> {out}.err & tracer=$!;"
+             f" for i in $(seq {int(300 * TIME_SCALE)}); do grep -q tracing {out}.err && break;"
+             f" sleep 0.1; done;"
+             f" /bin/sh -c 'cat {marker} > /dev/null; echo $$ > {marker}.pid' & wait $!;"
+             f" touch {started}; wait $tracer")
+    with contextlib.ExitStack() as stack:
+        tracer = subprocess.Popen(["unshare", "--fork", "--kill-child", "--pid", "--mount-proc",
+                                   "/bin/sh", "-c", inner], cwd=os.getcwd())
+        stack.callback(lambda: tracer.poll() is None and tracer.kill())
+        deadline = time.monotonic() + 40 * TIME_SCALE
+        while not os.path.exists(started) and time.monotonic() < deadline:
+            time.sleep(0.1)  # until the tracer runs and the inside exec is done
+        assert os.path.exists(started), "the tracer in the pid namespace did not start"
+        host = subprocess.run(["/bin/sh", "-c", f"cat {marker} > /dev/null; echo $$"],
+                              capture_output=True, text=True, check=True)
+        assert tracer.wait(timeout=60 * TIME_SCALE) == 0
+    with open(out) as f:
+        records = [json.loads(line) for line in f if line.startswith("{")]
+    with open(f"{marker}.pid") as f:
+        inside_sh = int(f.read())
+    cats = [r for r in records if r["argv"] and r["argv"][-1] == marker]
+    inside = [r for r in cats if r["ppid"] == inside_sh]
+    outside = [r for r in cats if r["ns_ppid"] == int(host.stdout)]
+    assert len(inside) == 1 and len(outside) == 1, cats
+    assert inside_sh < 100 and inside[0]["pid"] == inside[0]["ns_pid"]
+    assert (outside[0]["pid"], outside[0]["tid"], outside[0]["ppid"]) == (None, None, None)
