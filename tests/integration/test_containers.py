@@ -417,7 +417,12 @@ def test_ftrace_origin_right_or_none_across_a_migration(
     marker = os.path.join(scratch, "loop")
     open(marker, "w").close()
     rounds = int(40 * TIME_SCALE)
-    inner = f"for i in $(seq {rounds}); do read x < {marker}; sleep 0.05; done"
+    # It waits on the fifo at the end, so that it still lives when a slow reader gets
+    # to its last records (a task gone before its records are read has no /proc).
+    release = os.path.join(scratch, "go")
+    os.mkfifo(release)
+    inner = (f"for i in $(seq {rounds}); do read x < {marker}; sleep 0.05; done;"
+             f" read x < {release}")
     with hybridtrace.trace("open", backend="ftrace", tier=ftrace_tier) as opens:
         proc = subprocess.Popen(_containerized(cgroups.workload, inner))
         ns_init = _ns_init(proc.pid)
@@ -431,9 +436,9 @@ def test_ftrace_origin_right_or_none_across_a_migration(
         subprocess.run(["/bin/sh", "-c", f"echo {ns_init} > {cgroups.sibling}/cgroup.procs"],
                        check=True)
         after = time.monotonic_ns()
-        # Read while it runs: a task gone before its records are read has no /proc.
-        events += collect(opens, lambda ev: proc.poll() is not None, timeout=30 * TIME_SCALE)
-        events += collect(opens, lambda ev: False, timeout=1.0 * TIME_SCALE)
+        with _released_at_end(proc, release):
+            events += collect(opens, lambda ev: len(_by(events + ev, ns_init)) >= rounds,
+                              timeout=30 * TIME_SCALE, strict=True)
     mine = _by(events, ns_init)
     assert len(mine) >= rounds
     early = [e for e in mine if e.timestamp_ns < before]
