@@ -425,18 +425,18 @@ def test_ftrace_origin_right_or_none_across_a_migration(
              f" read x < {release}")
     with hybridtrace.trace("open", backend="ftrace", tier=ftrace_tier) as opens:
         proc = subprocess.Popen(_containerized(cgroups.workload, inner))
-        ns_init = _ns_init(proc.pid)
-        # By pid: the tracepoint tier has a path only while the file is still open.
-        events = collect(opens, lambda ev: len(_by(ev, ns_init)) >= rounds // 3,
-                         timeout=10 * TIME_SCALE, strict=True)
-        truth_mnt = os.stat(f"/proc/{ns_init}/ns/mnt").st_ino
-        truth_pid = os.stat(f"/proc/{ns_init}/ns/pid").st_ino
-        # Another process moves it, as a container runtime or systemd would.
-        before = time.monotonic_ns()
-        subprocess.run(["/bin/sh", "-c", f"echo {ns_init} > {cgroups.sibling}/cgroup.procs"],
-                       check=True)
-        after = time.monotonic_ns()
         with _released_at_end(proc, release):
+            ns_init = _ns_init(proc.pid)
+            # By pid: the tracepoint tier has a path only while the file is still open.
+            events = collect(opens, lambda ev: len(_by(ev, ns_init)) >= rounds // 3,
+                             timeout=10 * TIME_SCALE, strict=True)
+            truth_mnt = os.stat(f"/proc/{ns_init}/ns/mnt").st_ino
+            truth_pid = os.stat(f"/proc/{ns_init}/ns/pid").st_ino
+            # Another process moves it, as a container runtime or systemd would.
+            before = time.monotonic_ns()
+            subprocess.run(["/bin/sh", "-c",
+                            f"echo {ns_init} > {cgroups.sibling}/cgroup.procs"], check=True)
+            after = time.monotonic_ns()
             events += collect(opens, lambda ev: len(_by(events + ev, ns_init)) >= rounds,
                               timeout=30 * TIME_SCALE, strict=True)
     mine = _by(events, ns_init)
