@@ -24,7 +24,7 @@ from hybridtrace.capabilities import probe
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.errors import RequestError
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
-from hybridtrace.filtering import NONE, matches
+from hybridtrace.filtering import NONE, keeps_all, matches
 from hybridtrace.pidns import in_view, nested, own_pidns
 from hybridtrace.request import DEFAULT_MAX_ARGS, Filters, Kind, TraceRequest
 from hybridtrace.scope import refusal, resolve
@@ -76,6 +76,7 @@ class Session:
         self._closing = False
         # Filters the stream applied exactly in the kernel: not judged again here.
         self._kernel_filters = getattr(stream, "kernel_filters", NONE)
+        self._keeps_all = keeps_all(request.filters, request.scope, self._kernel_filters)
 
     @property
     def backend(self) -> Assessment:
@@ -117,7 +118,8 @@ class Session:
                 continue
             if self.pid_view is not None and isinstance(event, (ExecEvent, OpenEvent)):
                 event = in_view(event, self.pid_view)
-            if matches(event, self.request.filters, self.request.scope, self._kernel_filters):
+            if self._keeps_all or matches(event, self.request.filters, self.request.scope,
+                                          self._kernel_filters):
                 self._captured += 1
                 out.append(event)
         return out

@@ -20,6 +20,16 @@ from hybridtrace.scope import CGROUP_SLOT, Scope
 NONE: AbstractSet[str] = frozenset()
 
 
+def keeps_all(filters: Filters, scope: Optional[Scope] = None,
+              skip: AbstractSet[str] = NONE) -> bool:
+    """Would ``matches`` keep every event? (No filter it checks is set: then a session
+    need not ask per event, which at 100k events/s is a few percent of a core.)"""
+    return (filters.pid is None and filters.tid is None and filters.uid is None
+            and filters.comm is None and not filters.failed_only
+            and (filters.mntns is None or "mntns" in skip)
+            and (scope is None or not scope.roots) and filters.ppid is None)
+
+
 def matches(event: Event, filters: Filters, scope: Optional[Scope] = None,
             skip: AbstractSet[str] = NONE) -> bool:
     if isinstance(event, LostEvent):

@@ -8,6 +8,7 @@ from typing import List, Optional, Sequence
 import pytest
 
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
+from hybridtrace.filtering import keeps_all, matches
 from hybridtrace.request import Filters, Kind, TraceRequest
 from tests.unit.fake_streams import Replay, fake_session
 
@@ -57,6 +58,20 @@ def test_exec_filters(filters: dict, want: List[int]) -> None:  # type: ignore[t
 def test_open_filters(filters: dict, want: List[int]) -> None:  # type: ignore[type-arg]
     out = _through(Kind.OPEN, [LOST, *OPENS], **filters)
     assert out == [LOST] + [OPENS[i] for i in want]
+
+
+@pytest.mark.parametrize("filters", [
+    {"pid": 11}, {"tid": 12}, {"uid": 0}, {"comm": b"a"}, {"failed_only": True},
+    {"ppid": 10}, {"mntns": 7},
+])
+def test_keeps_all_only_when_no_filter_could_drop_an_event(filters: dict) -> None:  # type: ignore[type-arg]
+    assert keeps_all(Filters())
+    assert not keeps_all(Filters(**filters))
+    # Some event of each kind is dropped by that filter, so skipping it would be wrong.
+    dropped = [e for e in [*EXECS, *OPENS] if not matches(e, Filters(**filters))]
+    assert dropped
+    # A filter the kernel applied exactly is not asked again (and keeps nothing back).
+    assert keeps_all(Filters(mntns=7), skip=frozenset({"mntns"}))
 
 
 def test_session_counts_what_it_delivers_and_what_was_lost() -> None:

@@ -7,9 +7,15 @@ import os
 import secrets
 from typing import Iterator, List, Optional
 
+import attrs
 import pytest
 
-from hybridtrace.backends.ftrace.origin_proof import ChangeLedger, OriginFiller, TaskReading
+from hybridtrace.backends.ftrace.origin_proof import (
+    ChangeLedger,
+    OriginFiller,
+    TaskReading,
+    fill_in,
+)
 from hybridtrace.backends.ftrace.threads import TICK_NS
 from hybridtrace.backends.ftrace.trace_record import EXIT, FIELDS, TraceLine
 from hybridtrace.cgroups import CgroupTree, cgroup2_mounts, cgroup2_root, proc_cgroup
@@ -175,6 +181,15 @@ def test_origin_of_a_steady_task() -> None:
     assert isinstance(ev, OpenEvent)
     assert (ev.cgroup, ev.container_id, ev.cgroup_id) == (f"/docker/{CID}".encode(), CID, 777)
     assert (ev.mntns, ev.pidns, ev.ns_pid, ev.ns_tid) == (22, 11, 1, 1)
+
+
+def test_fill_in_sets_the_origin_fields_as_evolve_would() -> None:
+    fields = {"cgroup": b"/a", "cgroup_id": 5, "container_id": None, "mntns": 9, "pidns": 8,
+              "ns_pid": 1, "ns_tid": 2}
+    want = attrs.evolve(_open_at(7), **fields)  # type: ignore[arg-type]
+    assert fill_in(_open_at(7), fields) == want
+    with pytest.raises(AttributeError):
+        fill_in(_open_at(7), {"no_such_field": 1})
 
 
 def test_a_migration_between_record_and_reading_leaves_cgroup_none() -> None:

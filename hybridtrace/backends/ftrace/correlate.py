@@ -276,11 +276,23 @@ class Correlator:
         self.records = 0  # records fed
         self.orphans = 0  # exits whose entry was never seen
         self.uring = UringOpens(self.threads, uring_results)  # through io_uring
+        # The traced calls' records, which feed() sends straight to _enter/_exit (a
+        # probe event of the same name would be a role first: then they take the long way).
+        calls = EXEC_SYSCALLS if kind is Kind.EXEC else OPEN_SYSCALLS
+        self._calls = frozenset(calls) - set(roles)
 
     # -- entry point -------------------------------------------------------
 
     def feed(self, line: TraceLine) -> List[Event]:
-        if line.style == LOST:
+        style = line.style
+        if line.event in self._calls:  # most records: skip the chain of special cases
+            self.records += 1
+            if style == ENTER:
+                return self._enter(line)
+            if style == EXIT:
+                return self._exit(line)
+            return []
+        if style == LOST:
             return []  # losses are counted from the per-CPU stats instead
         self.records += 1
         role = self.roles.get(line.event)

@@ -62,7 +62,7 @@ class FdLedger:
 
     def lost(self, start: int, end: int) -> bool:
         """Records between ``start`` and ``end`` may be missing."""
-        return any(_overlaps(span, start, end) for span in self._gaps)
+        return bool(self._gaps) and any(_overlaps(span, start, end) for span in self._gaps)
 
     def proven(self, table: Optional[int], tid: int, fd: int, start: int, end: int,
                own: Optional[Span] = None) -> bool:

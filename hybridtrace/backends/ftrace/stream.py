@@ -54,7 +54,7 @@ from hybridtrace.backends.ftrace.threads import Listing, boot_offset_ns
 from hybridtrace.backends.ftrace.trace_record import TraceLine
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, LostEvent, Source
-from hybridtrace.filtering import matches
+from hybridtrace.filtering import keeps_all, matches
 from hybridtrace.request import Kind, TraceRequest
 
 TAMPER_CHECK_S = 0.5  # how often a session checks that its instance still records as set up
@@ -215,6 +215,7 @@ class FtraceStream:
         # With set_event_pid, a migration done by an untraced task is not recorded.
         self._ledger = ChangeLedger(migrations_seen=not follows)
         self._origin = OriginFiller(boot, self._ledger, ledger_ok)
+        self._keeps_all = keeps_all(request.filters, request.scope)
         self._stats = buffer_stats.read_stats(inst.path)
         self._poller = select.poll()
         for fd in self._res.reader.fds.values():
@@ -347,7 +348,8 @@ class FtraceStream:
         out += self._tampering()
         # The kernel's filters cannot say everything (a comm it cannot quote, a ppid): the
         # stream is used alone too (tools, tests), so it applies the same pass Session does.
-        kept = [e for e in out if matches(e, self.request.filters, self.request.scope)]
+        kept = out if self._keeps_all else \
+            [e for e in out if matches(e, self.request.filters, self.request.scope)]
         self._captured += sum(1 for e in kept if not isinstance(e, LostEvent))
         return kept
 
