@@ -10,17 +10,12 @@ from typing import Iterator, List, Optional
 import attrs
 import pytest
 
-from hybridtrace.backends.ftrace.origin_proof import (
-    ChangeLedger,
-    OriginFiller,
-    TaskReading,
-    fill_in,
-)
+from hybridtrace.backends.ftrace.origin_proof import ChangeLedger, OriginFiller, TaskReading
 from hybridtrace.backends.ftrace.threads import TICK_NS
 from hybridtrace.backends.ftrace.trace_record import EXIT, FIELDS, TraceLine
 from hybridtrace.cgroups import CgroupTree, cgroup2_mounts, cgroup2_root, proc_cgroup
 from hybridtrace.errors import RequestError
-from hybridtrace.events import Event, ExecEvent, OpenEvent
+from hybridtrace.events import Event, ExecEvent, OpenEvent, fill_in
 from hybridtrace.output.columns import ExecFormat, OpenFormat
 from hybridtrace.request import Filters
 from hybridtrace.scope import find_container, refusal, resolve

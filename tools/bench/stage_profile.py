@@ -218,7 +218,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks", "profile.md"))
     parser.add_argument("--before", help="an earlier run's JSON, shown beside this one")
+    parser.add_argument("--render-only", metavar="JSON",
+                        help="no run: write --out from this earlier run's JSON")
     args = parser.parse_args(argv)
+    previous = None
+    if args.before:
+        with open(args.before) as f:
+            previous = json.load(f)
+    if args.render_only:
+        with open(args.render_only) as f:
+            doc = json.load(f)
+        with open(args.out, "w") as f:
+            f.write(render(doc["results"], doc["when"], doc["commit"], previous))
+        print(f"wrote {args.out}")
+        return 0
     py_spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     if not os.path.exists(py_spy):
         print("stage_profile: py-spy not found (pip install py-spy)", file=sys.stderr)
@@ -226,10 +239,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if os.geteuid() != 0:
         print("stage_profile: needs root (tracefs, py-spy attaching)", file=sys.stderr)
         return 2
-    previous = None
-    if args.before:
-        with open(args.before) as f:
-            previous = json.load(f)
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip() or "unknown"
     when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

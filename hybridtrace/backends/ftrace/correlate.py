@@ -68,7 +68,7 @@ from hybridtrace.backends.ftrace.trace_record import (
 )
 from hybridtrace.backends.ftrace.uring import EVENTS as URING_EVENTS
 from hybridtrace.backends.ftrace.uring import UringOpens
-from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
+from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source, fill_in
 from hybridtrace.request import Kind
 
 MAX_THREADS = 4096  # threads with state in flight before the oldest is aged out
@@ -467,8 +467,8 @@ class Correlator:
             argv = held.argv
             if (argv is not None and complete is not None and isinstance(event, ExecEvent)
                     and not argv.reading.image_changed):
-                event = attrs.evolve(event, argv=argv.argv, argv_truncated=argv.truncated,
-                                     argv_source=Source.PROCFS)
+                event = fill_in(event, {"argv": argv.argv, "argv_truncated": argv.truncated,
+                                        "argv_source": Source.PROCFS})
             if (proof is not None and isinstance(event, OpenEvent) and event.fd is not None
                     and event.tid is not None):
                 if complete is not None and proof.read_ns > complete:
@@ -476,7 +476,7 @@ class Correlator:
                 if complete is not None and self.ledger.proven(
                         proof.table, event.tid, event.fd, proof.start, proof.read_ns,
                         proof.own):
-                    event = attrs.evolve(event, path=proof.path, path_source=Source.PROCFS)
+                    event = fill_in(event, {"path": proof.path, "path_source": Source.PROCFS})
             awaiting.popleft()
             out.append(event)
         if self.fd_proof and complete is not None:
@@ -497,9 +497,9 @@ class Correlator:
                 reading.since, reading.read_ns))
 
         if spoiled(comm_from, comm_from is not None and comm_from.comm_changed):
-            event = attrs.evolve(event, comm=None)
+            event = fill_in(event, {"comm": None})
         if spoiled(uid_from, uid_from is not None and uid_from.uid_changed):
-            event = attrs.evolve(event, uid=None)
+            event = fill_in(event, {"uid": None})
         return event
 
     def _read_argv(self, event: ExecEvent) -> Optional[ArgvProof]:

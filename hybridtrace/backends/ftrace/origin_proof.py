@@ -32,7 +32,7 @@ from hybridtrace.backends.ftrace.threads import TICK_NS
 from hybridtrace.backends.ftrace.trace_record import EXIT, TraceLine
 from hybridtrace.cgroups import CgroupTree, proc_cgroup
 from hybridtrace.containers import container_id
-from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
+from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, fill_in
 
 # What may change a task's mount namespace or cgroup, and its end: enabled with
 # the stream's events where the kernel has them (all of them, or no proof).
@@ -158,21 +158,6 @@ def read_task(tid: int, clock: Callable[[], int] = time.monotonic_ns) -> Optiona
 
 
 Reader = Callable[[int], Optional[TaskReading]]
-_set = object.__setattr__
-
-
-def fill_in(event: Union[ExecEvent, OpenEvent], fields: _Origin) -> Event:
-    """``event`` with its origin ``fields`` set, in place.
-
-    Events are frozen for whoever receives them; this one was built by this
-    stream's correlator and not yet handed out, so nobody can have seen it
-    without these fields. attrs.evolve would build it a second time (about 4 µs
-    per open, more than decoding its records). Slotted classes refuse a name
-    that is not a field.
-    """
-    for name, value in fields.items():
-        _set(event, name, value)
-    return event
 
 
 class OriginFiller:
