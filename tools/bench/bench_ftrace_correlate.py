@@ -28,7 +28,6 @@ from hybridtrace.backends.ftrace.probes import Role  # noqa: E402
 from hybridtrace.backends.ftrace.raw_reader import Timeline  # noqa: E402
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder  # noqa: E402
 from hybridtrace.backends.ftrace.ring_page import PageLayout, read_page_files  # noqa: E402
-from hybridtrace.backends.ftrace.tasks import TaskTracker  # noqa: E402
 from hybridtrace.events import Source  # noqa: E402
 from hybridtrace.request import Kind  # noqa: E402
 
@@ -61,14 +60,14 @@ def bench_raw(name: str, kind: str, meta: Dict[str, Any], formats: List[EventFor
     """Decode only, then decode + timeline + correlate, as the raw reader does."""
     layout, pages = _pages(os.path.join(FIXTURES, name), kind)
     pages = _copies(pages, max(1, (4 << 20) // (len(pages) * layout.page_size)))
-    gone = ProcLookup(*([_none] * 9))
+    gone = ProcLookup(*([_none] * 8))
     results = []
     for correlate in (False, True):
         records = 0
         start = time.process_time()
         while time.process_time() - start < seconds:
             decoder = RecordDecoder(formats, layout)
-            timeline = Timeline(TaskTracker(comm=_none, uid=_none))
+            timeline = Timeline()
             corr = Correlator(Kind(kind), roles, source, meta["max_args"], gone)
             for pos in range(0, len(pages), PAGES_PER_READ):
                 batch: List[RawRecord] = []
@@ -100,7 +99,7 @@ def bench(name: str, kind: str, seconds: float) -> str:
     data = data * max(1, (4 << 20) // len(data))
     roles = {n: Role(what, index) for n, (what, index) in meta["roles"].items()}
     source = None if meta["probe_source"] is None else Source(meta["probe_source"])
-    gone = ProcLookup(*([_none] * 9))
+    gone = ProcLookup(*([_none] * 8))
     records = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
