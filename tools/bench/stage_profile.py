@@ -99,12 +99,14 @@ def _wait_start(err_path: str, proc: subprocess.Popen[bytes], timeout: float) ->
     return False
 
 
-def _count_output(out_path: str, prefix: bytes) -> Tuple[int, int]:
-    """(opens of the loop printed, events reported lost) in our JSON output."""
+def _count_output(out_path: str, pid: int) -> Tuple[int, int]:
+    """(opens of the loop printed, events reported lost) in our JSON output (by the
+    loop's pid: the tracepoint tier prints its short-lived files' paths as null)."""
     seen = lost = 0
+    mark = b'"pid":%d,' % pid
     with open(out_path, "rb") as f:
         for line in f:
-            if prefix in line:
+            if mark in line and line.startswith(b'{"type":"open"'):
                 seen += 1
             elif line.startswith(b'{"type":"lost"'):
                 count = json.loads(line).get("count")
@@ -144,7 +146,7 @@ def profile_tier(tier: str, rate: int, duration: float, workdir: str,
         stop(proc)
     with open(raw_path) as f:
         samples = split_samples(f.read())
-    seen, lost = _count_output(out_path, b"O-prof-")
+    seen, lost = _count_output(out_path, outcome.pid)
     shutil.rmtree(rundir, ignore_errors=True)
     return {"tier": tier, "rate": rate, "duration_s": duration, "produced": outcome.produced,
             "seen": seen, "lost_reported": lost, "cpu_s": round(cpu, 3),
