@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from tools.bench import procstat
 from tools.bench.hostload import loadavg
@@ -64,6 +64,7 @@ STAGES: Tuple[Tuple[str, Tuple[Tuple[str, str], ...]], ...] = (
     ("output (JSON, write)", (("hybridtrace/output/", "*"), ("hybridtrace/cli/", "*"))),
 )
 OTHER = "other (interpreter, start-up, libraries)"
+Result = Dict[str, Any]  # one tier's run, as saved in the JSON file
 
 
 def stage_of(frame: str) -> str:
@@ -115,7 +116,7 @@ def _count_output(out_path: str, pid: int) -> Tuple[int, int]:
 
 
 def profile_tier(tier: str, rate: int, duration: float, workdir: str,
-                 py_spy: str) -> Dict[str, object]:
+                 py_spy: str) -> Result:
     """One profiled run of one tier: CPU, samples per stage, opens produced and seen."""
     bins = build(workdir)
     rundir = tempfile.mkdtemp(prefix=f"prof-{tier}-", dir=workdir)
@@ -153,18 +154,43 @@ def profile_tier(tier: str, rate: int, duration: float, workdir: str,
             "loadavg_at_start": load, "samples": samples}
 
 
-def per_open(result: Dict[str, object]) -> Dict[str, float]:
+def per_open(result: Result) -> Dict[str, float]:
     """Microseconds of tracer CPU per open, per stage (the CPU split by sample share)."""
-    samples = result["samples"]
-    assert isinstance(samples, dict)
+    samples: Dict[str, int] = result["samples"]
     total = sum(samples.values()) or 1
-    cpu = float(result["cpu_s"])  # type: ignore[arg-type]
-    produced = int(result["produced"]) or 1  # type: ignore[call-overload]
-    return {stage: cpu * 1e6 / produced * n / total for stage, n in samples.items()}
+    per = float(result["cpu_s"]) * 1e6 / (int(result["produced"]) or 1)
+    return {stage: per * n / total for stage, n in samples.items()}
 
 
-def render(results: Sequence[Dict[str, object]], when: str, commit: str,
-           previous: Optional[Dict[str, object]] = None) -> str:
+def _table(now: Dict[str, float], old: Optional[Dict[str, float]],
+           old_commit: str) -> List[str]:
+    if old is None:
+        lines = ["| stage | µs per open |", "|---|---|"]
+    else:
+        lines = [f"| stage | µs per open (before, commit {old_commit}) | µs per open |",
+                 "|---|---|---|"]
+    for stage in [s for s, _ in STAGES] + [OTHER]:
+        if stage in now or (old is not None and stage in old):
+            cells = ([] if old is None else [f"{old.get(stage, 0.0):.2f}"]) \
+                + [f"{now.get(stage, 0.0):.2f}"]
+            lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    totals = ([] if old is None else [f"**{sum(old.values()):.2f}**"]) \
+        + [f"**{sum(now.values()):.2f}**"]
+    lines.append("| **total** | " + " | ".join(totals) + " |")
+    return lines
+
+
+def _summary(result: Result) -> str:
+    produced = int(result["produced"])
+    cpu = float(result["cpu_s"])
+    return (f"Produced {produced:,} opens, {int(result['seen']):,} printed, "
+            f"{int(result['lost_reported']):,} reported lost; tracer CPU {cpu:.2f} s = "
+            f"**{cpu * 1e5 / max(1, produced):.2f} CPU-s per 100k opens**; "
+            f"load average at start {tuple(result['loadavg_at_start'])}.")
+
+
+def render(results: Sequence[Result], when: str, commit: str,
+           previous: Optional[Dict[str, Any]] = None) -> str:
     """The Markdown page; ``previous`` (an earlier JSON of this script) adds a before column."""
     lines = [
         "# Where the ftrace tiers' CPU goes, per open",
@@ -181,34 +207,20 @@ def render(results: Sequence[Dict[str, object]], when: str, commit: str,
         "stages in proportion.",
         "",
     ]
-    before = {str(r["tier"]): r for r in (previous or {}).get("results", [])}  # type: ignore
+    before = {str(r["tier"]): r for r in (previous or {}).get("results", [])}
+    old_commit = str((previous or {}).get("commit", ""))
+    if previous is not None:
+        lines += [f"Before: commit {old_commit}, run {previous.get('when')}.", ""]
     for result in results:
         tier = str(result["tier"])
-        produced = int(result["produced"])  # type: ignore[call-overload]
-        cpu = float(result["cpu_s"])  # type: ignore[arg-type]
-        load = result["loadavg_at_start"]
-        lines += [f"## ftrace/{tier} at {int(result['rate']):,} opens/s "  # type: ignore
-                  f"for {result['duration_s']} s", "",
-                  f"Produced {produced:,} opens, {int(result['seen']):,} printed, "  # type: ignore
-                  f"{int(result['lost_reported']):,} reported lost; tracer CPU {cpu:.2f} s = "  # type: ignore
-                  f"**{cpu * 1e5 / max(1, produced):.2f} CPU-s per 100k opens**; "
-                  f"load average at start {load}.", ""]
-        now = per_open(result)
+        lines += [f"## ftrace/{tier} at {int(result['rate']):,} opens/s "
+                  f"for {result['duration_s']} s", ""]
+        if tier in before:
+            lines += [f"Before: {_summary(before[tier])}", "", f"Now: {_summary(result)}", ""]
+        else:
+            lines += [_summary(result), ""]
         old = per_open(before[tier]) if tier in before else None
-        head = "| stage | µs per open |" if old is None else \
-            f"| stage | µs per open (before, commit {previous.get('commit')}) | µs per open |"  # type: ignore
-        lines += [head, "|---|---|" if old is None else "|---|---|---|"]
-        order = [s for s, _ in STAGES] + [OTHER]
-        for stage in order:
-            if stage not in now and (old is None or stage not in old):
-                continue
-            cell = f"{now.get(stage, 0.0):.2f}"
-            lines.append(f"| {stage} | {cell} |" if old is None
-                         else f"| {stage} | {old.get(stage, 0.0):.2f} | {cell} |")
-        total = sum(now.values())
-        lines.append(f"| **total** | **{total:.2f}** |" if old is None else
-                     f"| **total** | **{sum(old.values()):.2f}** | **{total:.2f}** |")
-        lines.append("")
+        lines += [*_table(per_open(result), old, old_commit), ""]
     return "\n".join(lines)
 
 
