@@ -107,9 +107,9 @@ def _count_output(out_path: str, pid: int) -> Tuple[int, int]:
     mark = b'"pid":%d,' % pid
     with open(out_path, "rb") as f:
         for line in f:
-            if mark in line and line.startswith(b'{"type":"open"'):
+            if mark in line and b'"type":"open"' in line:
                 seen += 1
-            elif line.startswith(b'{"type":"lost"'):
+            elif b'"type":"lost"' in line:
                 count = json.loads(line).get("count")
                 lost += count if isinstance(count, int) else 0
     return seen, lost
