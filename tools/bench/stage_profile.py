@@ -183,8 +183,10 @@ def _table(now: Dict[str, float], old: Optional[Dict[str, float]],
 def _summary(result: Result) -> str:
     produced = int(result["produced"])
     cpu = float(result["cpu_s"])
-    return (f"Produced {produced:,} opens, {int(result['seen']):,} printed, "
-            f"{int(result['lost_reported']):,} reported lost; tracer CPU {cpu:.2f} s = "
+    seen, lost = result["seen"], result["lost_reported"]
+    shown = "not counted" if seen is None else f"{int(seen):,}"
+    return (f"Produced {produced:,} opens, printed {shown}, reported lost "
+            f"{'not counted' if lost is None else f'{int(lost):,}'}; tracer CPU {cpu:.2f} s = "
             f"**{cpu * 1e5 / max(1, produced):.2f} CPU-s per 100k opens**; "
             f"load average at start {tuple(result['loadavg_at_start'])}.")
 
