@@ -192,7 +192,7 @@ def _summary(result: Result) -> str:
 
 
 def render(results: Sequence[Result], when: str, commit: str,
-           previous: Optional[Dict[str, Any]] = None) -> str:
+           previous: Optional[Dict[str, Any]] = None, note: str = "") -> str:
     """The Markdown page; ``previous`` (an earlier JSON of this script) adds a before column."""
     lines = [
         "# Where the ftrace tiers' CPU goes, per open",
@@ -213,6 +213,8 @@ def render(results: Sequence[Result], when: str, commit: str,
     old_commit = str((previous or {}).get("commit", ""))
     if previous is not None:
         lines += [f"Before: commit {old_commit}, run {previous.get('when')}.", ""]
+    if note:
+        lines += [note, ""]
     for result in results:
         tier = str(result["tier"])
         lines += [f"## ftrace/{tier} at {int(result['rate']):,} opens/s "
@@ -236,6 +238,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--before", help="an earlier run's JSON, shown beside this one")
     parser.add_argument("--render-only", metavar="JSON",
                         help="no run: write --out from this earlier run's JSON")
+    parser.add_argument("--note", default="", help="a paragraph for the page (conditions)")
     args = parser.parse_args(argv)
     previous = None
     if args.before:
@@ -245,7 +248,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         with open(args.render_only) as f:
             doc = json.load(f)
         with open(args.out, "w") as f:
-            f.write(render(doc["results"], doc["when"], doc["commit"], previous))
+            f.write(render(doc["results"], doc["when"], doc["commit"], previous, args.note))
         print(f"wrote {args.out}")
         return 0
     py_spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
@@ -269,7 +272,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     with open(base + ".json", "w") as f:
         json.dump(doc, f, indent=1)
     with open(args.out, "w") as f:
-        f.write(render(results, when, commit, previous))
+        f.write(render(results, when, commit, previous, args.note))
     print(f"wrote {args.out} and {base}.json")
     return 0
 
