@@ -11,8 +11,8 @@ window (utime + stime, from /proc) gives microseconds per open; system time
 Run as root: ``python -m tools.bench.stage_profile [--tiers uprobe,tracepoint]
 [--rate 50000] [--duration 10] [--out docs/benchmarks/profile.md]``; it writes
 the Markdown page and a JSON file beside it (same name, ``.json``). Needs
-py-spy in the environment (``pip install py-spy``). Not a test: numbers vary
-with the machine and its load, which the page records.
+py-spy in the environment (``pip install -e '.[bench]'``). Not a test: numbers
+vary with the machine and its load, which the page records.
 """
 
 from __future__ import annotations
