@@ -1,13 +1,12 @@
 """The wheel a user installs: what it holds, and that it runs from a fresh venv.
 
-Built with pip from a copy of the package's files (pip fetches setuptools from
-the package index for the build, and attrs for the install).
+Built with pip from a copy of the package's files (tools/vm/wheel_check.build: pip
+fetches setuptools from the package index for the build, and attrs for the install).
 """
 
 from __future__ import annotations
 
 import itertools
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,30 +18,16 @@ import pytest
 from hybridtrace.backends.ebpf.core_stream import TRANSPORTS, object_name
 from hybridtrace.request import Kind
 from hybridtrace.vocabulary import CORE_ARCHES, CORE_ATTACH_MODES
+from tools.vm import wheel_check
 
-ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ["pyproject.toml", "MANIFEST.in", "LICENSE", "README.md", "hybridtrace",
-           "tools/build_bpf.py", "man", "completions"]
 PAGES = ["hybridtrace", "hybridtrace-execsnoop", "hybridtrace-opensnoop",
          "hybridtrace-doctor", "hybridtrace-cleanup"]
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    src = tmp_path_factory.mktemp("src")
-    for name in SOURCES:
-        path = ROOT / name
-        if path.is_dir():
-            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (src / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, src / name)
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                    "--disable-pip-version-check", "-w", str(out), str(src)], check=True,
-                   timeout=600)
-    (built,) = out.glob("hybridtrace-*.whl")
-    yield built
+    # The same build the kernel matrix installs in its arm64 guests.
+    yield Path(wheel_check.build(str(tmp_path_factory.mktemp("dist"))))
 
 
 def names(wheel: Path) -> List[str]:

@@ -10,6 +10,9 @@ source the event names (the caller's arguments, the kernel's copy of the
 filename, the new image's argv, /proc). Events carrying one of this run's
 markers that match no operation are *strays* (a wrong tid or time); they
 count as WRONG too. LostEvents are counted, never turned into values.
+A call of a syscall the architecture does not have (aarch64: open, creat; it
+fails with ENOSYS) is owed no event: counted apart, and an event carrying its
+marker is a stray.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import collections
 import contextlib
 import errno as errno_mod
 import os
+import platform
 import re
 import threading
 import time
@@ -27,7 +31,7 @@ import attrs
 
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
 from hybridtrace.request import ARG_SIZE, DEFAULT_MAX_ARGS, PATH_SIZE
-from hybridtrace.vocabulary import FIELD_IO_URING, FIELD_IO_URING_TEXT_READER
+from hybridtrace.vocabulary import FIELD_IO_URING, FIELD_IO_URING_TEXT_READER, syscalls_on
 from tools.groundtruth.workload import ExecOp, OpenOp, Workload
 
 CORRECT, NONE, WRONG = "correct", "None", "WRONG"
@@ -140,6 +144,8 @@ class Result:
     # a miss doctor owns up to does not fail the run, any other miss does.
     sees_io_uring: bool = True
     unseen_io_uring: int = 0
+    # Calls of a syscall this architecture lacks (no event is due for them).
+    not_on_arch: int = 0
 
     def count(self, kind: str, field: str, verdict: str, shape: str = "") -> None:
         self.fields.setdefault((kind, field), collections.Counter())[verdict] += 1
@@ -180,6 +186,7 @@ class Result:
             "nones": {key: dict(c) for key, c in self.nones.items()},
             "claims": self.claims,
             "sees_io_uring": self.sees_io_uring, "unseen_io_uring": self.unseen_io_uring,
+            "not_on_arch": self.not_on_arch,
         }
 
     @classmethod
@@ -208,6 +215,9 @@ class Result:
                          f"{self.missing[kind]}, ambiguous {self.ambiguous[kind]}"
                          + (f" (io_uring opens matched: {self.matched['io_uring']})"
                             if kind == "open" else ""))
+            if kind == "open" and self.not_on_arch:
+                lines.append(f"    calls of a syscall this architecture lacks (no event due):"
+                             f" {self.not_on_arch}")
             if kind == "open" and not self.sees_io_uring:
                 lines.append(f"    of those missing, io_uring opens doctor says this backend"
                              f" cannot see: {self.unseen_io_uring}")
@@ -368,11 +378,13 @@ def _markers(ev: Union[ExecEvent, OpenEvent], pattern: re.Pattern[bytes]) -> Lis
 
 
 def compare(result: Result, ops: Sequence[object], events: Sequence[Event], nonce: str,
-            slack_ns: int = 0) -> None:
+            slack_ns: int = 0, arch: Optional[str] = None) -> None:
     """Match ``events`` to ``ops`` and count every field into ``result``.
 
-    ``slack_ns``: how far outside a call's window its event's timestamp may be.
+    ``slack_ns``: how far outside a call's window its event's timestamp may be;
+    ``arch``: the machine the calls ran on (default: this one), whose syscalls are due.
     """
+    have = syscalls_on(arch or platform.machine())
     by_tid: Dict[Tuple[str, Optional[int]], List[Union[ExecEvent, OpenEvent]]] = {}
     # io_uring opens by process: an SQPOLL submission has no thread of ours to go by.
     uring_by_pid: Dict[Optional[int], List[OpenEvent]] = {}
@@ -387,6 +399,9 @@ def compare(result: Result, ops: Sequence[object], events: Sequence[Event], nonc
         evs.sort(key=lambda e: e.timestamp_ns)
     used: set = set()
     for op in ops:
+        if getattr(op, "syscall", None) not in (None, *have):
+            result.not_on_arch += 1  # ENOSYS: nothing to trace; its marker would be a stray
+            continue
         if isinstance(op, OpenOp):
             kind, tids, t0, t1 = "open", (op.tid,), op.t0, op.t1
         else:
@@ -515,7 +530,7 @@ def run(target: Target, seed: int, ops: int, rate: float = 0.0, jobs: int = 1,
     losses = [e for e in events if isinstance(e, LostEvent)]
     result.lost = sum(e.count or 0 for e in losses)
     result.lost_unknown = any(e.count is None for e in losses)
-    compare(result, operations, events, work.plan.nonce, target.slack_ns)
+    compare(result, operations, events, work.plan.nonce, target.slack_ns, work.plan.arch)
     result.claims = doctor_fields(target)
     result.elapsed = time.monotonic() - started
     if progress is not None:

@@ -104,7 +104,16 @@ static long rsys(long n, long a, long b, long c, long d, long e, long f)
 #error "gt.c: rsys() is written for x86_64 and aarch64"
 #endif
 
-/* aarch64 has no open or creat syscall: asking for one fails as the kernel would. */
+/* The syscall glibc's creat() makes: creat itself where the architecture has it
+ * (x86_64), else openat(AT_FDCWD, path, O_CREAT|O_WRONLY|O_TRUNC, mode) (aarch64). */
+#ifdef SYS_creat
+#define GT_LIBC_CREAT_SYS "creat"
+#else
+#define GT_LIBC_CREAT_SYS "openat"
+#endif
+
+/* aarch64 has no open or creat syscall: asking for one fails as the kernel would
+ * (plans made for aarch64 never ask: tools/groundtruth/workload.py). */
 #ifndef SYS_open
 #define SYS_open -1
 #endif
@@ -112,7 +121,7 @@ static long rsys(long n, long a, long b, long c, long d, long e, long f)
 #define SYS_creat -1
 #endif
 
-static void die(const char *what)
+static void __attribute__((noreturn)) die(const char *what)
 {
 	char buf[256];
 	int n = snprintf(buf, sizeof(buf), "gt: %s: %s\n", what, strerror(errno));
@@ -425,7 +434,7 @@ static void do_open(char **f, int keep)
 		mode = (flags & (O_CREAT | __O_TMPFILE)) ? mode : 0;
 	} else if (!strcmp(method, "libc_creat")) {
 		dfd = AT_FDCWD;
-		sys = "creat"; /* glibc on x86_64 makes the creat syscall itself */
+		sys = GT_LIBC_CREAT_SYS;
 		flags = O_CREAT | O_WRONLY | O_TRUNC;
 		ret = creat(path, (mode_t)mode);
 	} else if (!strcmp(method, "sys_open")) {

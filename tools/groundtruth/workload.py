@@ -8,12 +8,18 @@ scripts) and runs the plan; ``parse_log`` turns the log gt wrote into
 
 Every operation carries a unique marker: ``o<nonce>-<seq>`` in an open's path,
 ``x<nonce>-<seq>`` in an exec's path and ``a<nonce>-<seq>`` in its argv[1].
+
+A plan is drawn for one architecture (this machine's unless told): a raw open
+syscall it does not have (aarch64 has no ``open`` or ``creat``) is never drawn,
+so the same seed gives another plan there; open flags are this machine's values
+(``os.O_*``: a plan runs where it is made).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import random
 import shutil
 import subprocess
@@ -22,16 +28,20 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import attrs
 
+from hybridtrace.vocabulary import syscalls_on
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "gt.c")
 NOBODY = 65534
 LONG_ARG = 256  # backends keep this many bytes of an argument (request.ARG_SIZE)
 
-O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
-O_CREAT, O_EXCL, O_TRUNC, O_APPEND = 0o100, 0o200, 0o1000, 0o2000
-O_NONBLOCK, O_DIRECTORY, O_NOFOLLOW, O_CLOEXEC = 0o4000, 0o200000, 0o400000, 0o2000000
-O_PATH = 0o10000000
+O_RDONLY, O_WRONLY, O_RDWR = os.O_RDONLY, os.O_WRONLY, os.O_RDWR
+O_CREAT, O_EXCL, O_TRUNC, O_APPEND = os.O_CREAT, os.O_EXCL, os.O_TRUNC, os.O_APPEND
+# O_NOFOLLOW differs between architectures (x86_64 0o400000, aarch64 0o100000)
+O_NONBLOCK, O_NOFOLLOW, O_CLOEXEC = os.O_NONBLOCK, os.O_NOFOLLOW, os.O_CLOEXEC
 
+# sys_<name>: the raw syscall <name> (no libc); libc_*: whichever syscall the C
+# library makes for it on this architecture (gt.c logs which).
 OPEN_METHODS = ("libc_open", "libc_openat", "libc_creat", "sys_open", "sys_openat",
                 "sys_openat2", "sys_creat")
 # Opens through io_uring (IORING_OP_OPENAT/OPENAT2): no open syscall at all. _async
@@ -46,6 +56,13 @@ HOSTILE = (b"\n", b"\x1b[31m", b"\xff", b"\xff\xfe", b" ", b"\t", b"\\", b"\x7f"
 
 class WorkloadError(Exception):
     pass
+
+
+def open_methods(arch: str) -> Tuple[str, ...]:
+    """The open methods a plan for ``arch`` draws from, in OPEN_METHODS' order (so an
+    x86_64 seed draws what it always drew): no raw syscall the architecture lacks."""
+    have = syscalls_on(arch)
+    return tuple(m for m in OPEN_METHODS if not m.startswith("sys_") or m[4:] in have)
 
 
 @attrs.frozen(slots=True)
@@ -127,6 +144,7 @@ class Plan:
     ops: int
     # files the plan expects: name -> (kind, detail)
     files: Tuple[Tuple[bytes, str, str], ...]
+    arch: str  # the machine (uname -m) it was drawn for
 
 
 def _hex(b: bytes) -> str:
@@ -136,8 +154,9 @@ def _hex(b: bytes) -> str:
 class _Gen:
     """Draws one plan; the file layout it needs is collected as it goes."""
 
-    def __init__(self, seed: int, nonce: str, base: bytes) -> None:
+    def __init__(self, seed: int, nonce: str, base: bytes, arch: str) -> None:
         self.base = base + b"/"
+        self.open_methods = open_methods(arch)
         self.rnd = random.Random(seed)
         self.nonce = nonce
         self.seq = 0
@@ -164,7 +183,7 @@ class _Gen:
         if r.random() < URING_SHARE:
             method = r.choices(URING_METHODS, URING_WEIGHTS)[0]
         else:
-            method = r.choice(OPEN_METHODS)
+            method = r.choice(self.open_methods)
         at = method.startswith("uring_") or method in ("libc_openat", "sys_openat",
                                                           "sys_openat2")
         relative = at and r.random() < 0.5
@@ -313,21 +332,24 @@ class _Gen:
         return f"{count} {nthreads} " + " ".join(ops), count
 
 
-def make_plan(seed: int, ops: int, base: bytes, nonce: Optional[str] = None) -> Plan:
-    """A plan of at least ``ops`` operations drawn from ``seed``, in work directory ``base``.
+def make_plan(seed: int, ops: int, base: bytes, nonce: Optional[str] = None,
+              arch: Optional[str] = None) -> Plan:
+    """A plan of at least ``ops`` operations drawn from ``seed``, in work directory ``base``,
+    for machine ``arch`` (default: this one's).
 
     The nonce (random unless given) only makes markers unique to this run.
     """
     if nonce is None:
         nonce = os.urandom(3).hex()
-    gen = _Gen(seed, nonce, base)
+    arch = arch or platform.machine()
+    gen = _Gen(seed, nonce, base, arch)
     lines: List[str] = []
     total = 0
     while total < ops:
         line, n = gen.scenario()
         lines.append(line)
         total += n
-    return Plan(seed, nonce, tuple(lines), total, tuple(gen.files))
+    return Plan(seed, nonce, tuple(lines), total, tuple(gen.files), arch)
 
 
 def _build(outdir: str) -> Tuple[str, str]:

@@ -2,6 +2,7 @@
 
     sudo .venv/bin/python -m tools.vm.groundtruth --ops 10000 --rate 40 --jobs 2
     sudo .venv/bin/python -m tools.vm.groundtruth --backend ftrace/kprobe --ops 500
+    sudo .venv/bin/python -m tools.vm.groundtruth --arch arm64 --ops 3000   # arm64 6.1
     .venv/bin/python -m tools.vm.groundtruth --report-only   # re-render the page
 
 The host has no kprobes, no eprobes and no headers of its own kernel, so those
@@ -11,8 +12,10 @@ the seeded workload under every backend the guest has (or those named), and
 writes its results as JSON to the run directory; the host judges them (a WRONG
 value, a stray or ambiguous event, an event missing with nothing lost, or a
 required backend that could not run fails) and writes docs/ground_truth_vm.md
-and .json (generated only). Exit 0 when the check passed, 1 when not, 2 for a
-bad command line.
+and .json (generated only; `--arch arm64`: Debian's arm64 kernel under
+qemu-system-aarch64 with tools/vm/rootfs.py's root filesystem, where the workload
+makes only the syscalls aarch64 has, into docs/ground_truth_vm_arm64.md).
+Exit 0 when the check passed, 1 when not, 2 for a bad command line.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from typing import Any, Dict, List, Optional, Tuple
 from tools.groundtruth import check
 from tools.groundtruth.table import render
 from tools.vm import kernels, runs
-from tools.vm.matrix import ensure_tools
+from tools.vm.matrix import PLANS, ensure_tools
 from tools.vm.variants import BY_NAME
 
 DOC = os.path.join(runs.REPO, "docs", "ground_truth_vm.md")
+# Another architecture's page, by Debian architecture
+ARCH_DOCS = {"arm64": os.path.join(runs.REPO, "docs", "ground_truth_vm_arm64.md")}
 REQUIRED = ("ftrace/kprobe", "ftrace/eprobe", "ebpf-bcc")
 PROG = "python -m tools.vm.groundtruth"
 
@@ -38,6 +43,9 @@ PROG = "python -m tools.vm.groundtruth"
 def arguments(argv: Optional[List[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--kernel", default="6.1", help="Debian kernel line (6.1)")
+    p.add_argument("--arch", choices=sorted(PLANS), default="amd64",
+                   help="whose Debian kernel (default amd64; arm64: the line's -arm64 kernel"
+                   " under qemu-system-aarch64)")
     p.add_argument("--variant", default="headers", help="tools/vm variant (headers)")
     p.add_argument("--ops", type=int, default=10000, help="operations per backend (10000)")
     p.add_argument("--seed", type=int, help="default: random (printed)")
@@ -51,10 +59,21 @@ def arguments(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--cpus", type=int, default=2, help="vCPUs (2; one TCG thread either way)")
     p.add_argument("--memory", default="2G")
     p.add_argument("--runs", default=runs.RUNS, help="run directories (logs, raw output)")
-    p.add_argument("--md", default=DOC, help="the page (its .json beside it)")
+    p.add_argument("--md", help="the page, its .json beside it (default"
+                   " docs/ground_truth_vm.md; --arch arm64: docs/ground_truth_vm_arm64.md)")
     p.add_argument("--report-only", action="store_true",
                    help="re-render the page from its .json, run nothing")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.md = args.md or ARCH_DOCS.get(args.arch, DOC)
+    return args
+
+
+def kernel_name(args: argparse.Namespace) -> str:
+    """The kernels.SPECS name of --kernel for --arch (6.1 and arm64: 6.1-arm64)."""
+    suffix = f"-{args.arch}"
+    if args.arch == "amd64" or str(args.kernel).endswith(suffix):
+        return str(args.kernel)
+    return f"{args.kernel}{suffix}"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -78,15 +97,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("tools.vm.groundtruth: needs root (qemu, and tracing inside the VM)",
               file=sys.stderr)
         return 2
-    problem = ensure_tools()
+    spec = kernels.spec_named(kernel_name(args))
+    problem = ensure_tools((spec.arch,))
     if problem:
         print(f"tools.vm.groundtruth: {problem}", file=sys.stderr)
         return 2
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
     print(f"tools.vm.groundtruth: seed {seed} ({args.ops} ops per backend; replay with"
           f" --seed {seed})", file=sys.stderr, flush=True)
-    kernel = kernels.fetch(kernels.spec_named(args.kernel))
-    name = runs.cell_name(args.kernel, args.variant) + "-groundtruth"
+    kernel = kernels.fetch(spec)
+    name = runs.cell_name(spec.name, args.variant) + "-groundtruth"
     require = [r for r in args.require.split(",") if r]
     settings = {"ops": args.ops, "seed": seed, "rate": args.rate, "jobs": args.jobs,
                 "backends": args.backend, "require": require, "wall": args.wall}
@@ -96,7 +116,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     run_dir = os.path.join(args.runs, name)
     gt = runs.read_json(os.path.join(run_dir, "groundtruth.json"))
     data = {
-        "command": command(args, seed), "cell": name, "kernel": args.kernel,
+        "command": command(args, seed), "cell": name, "kernel": spec.name,
+        "arch": spec.arch,
         "variant": args.variant, "variant_description": BY_NAME[args.variant].description,
         "release": kernel.release, "packages": kernel.packages, "cpus": args.cpus,
         "memory": args.memory, "settings": settings, "facts": result.get("facts"),
@@ -106,6 +127,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
     ok, verdict = judge(data)
     data["passed"], data["verdict"] = ok, verdict
+    data["md"] = os.path.basename(args.md)
     with open(js, "w") as f:
         json.dump(data, f, indent=1)
         f.write("\n")
@@ -117,8 +139,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _check_args(args: argparse.Namespace) -> Optional[str]:
-    if args.kernel not in [s.name for s in kernels.SPECS]:
-        return f"unknown kernel {args.kernel!r} (known: {', '.join(s.name for s in kernels.SPECS)})"
+    name = kernel_name(args)
+    spec = next((s for s in kernels.SPECS if s.name == name), None)
+    if spec is None:
+        return f"unknown kernel {name!r} (known: {', '.join(s.name for s in kernels.SPECS)})"
+    if spec.arch != args.arch:
+        return f"kernel {name!r} is {spec.arch}'s: give --arch {spec.arch}"
     if args.variant not in BY_NAME:
         return f"unknown variant {args.variant!r} (known: {', '.join(BY_NAME)})"
     labels = [t.label for t in check.TARGETS]
@@ -136,6 +162,8 @@ def command(args: argparse.Namespace, seed: int) -> str:
         parts.append(f"--rate {args.rate:g}")
     if args.jobs != 1:
         parts.append(f"--jobs {args.jobs}")
+    if args.arch != "amd64":
+        parts.append(f"--arch {args.arch}")
     if args.kernel != "6.1" or args.variant != "headers":
         parts.append(f"--kernel {args.kernel} --variant {args.variant}")
     parts += [f"--backend {b}" for b in args.backend]
@@ -180,23 +208,35 @@ def page(data: Dict[str, Any]) -> str:
     timing = ", ".join(f"{r.target} {r.elapsed:.0f} s" for r in results) or "-"
     pkgs = ", ".join(f"{p} {v}" for p, v in sorted(data["packages"].items()))
     code = data.get("code") or {}
+    raw = os.path.splitext(os.path.basename(str(data.get("md") or DOC)))[0] + ".json"
+    foreign = data.get("arch", "amd64") != "amd64"
     note = "\n".join([
         f"**{data['verdict']}.**",
         "",
         f"In a VM: Debian {data['kernel']} ({data['release']}; {pkgs}) booted by virtme-ng"
-        f" under qemu TCG ({data['cpus']} vCPUs on one TCG thread, {data['memory']}), variant"
+        f" under {'qemu-system-aarch64' if foreign else 'qemu'} TCG ({data['cpus']} vCPUs on"
+        f" one TCG thread, {data['memory']}), variant"
         f" `{data['variant']}`: {data['variant_description']}. The guest runs this checkout"
         f" (commit {str(code.get('commit'))[:12]}"
         + (f", {code['uncommitted']} files changed" if code.get("uncommitted") else "")
-        + ") from the host's filesystem. The host has no kprobes, no eprobes and no headers"
+        + (") from the host's filesystem, with a root filesystem of Debian's"
+           f" {data['arch']} packages (tools/vm/rootfs.py)." if foreign else
+           ") from the host's filesystem.")
+        + " The host has no kprobes, no eprobes and no headers"
         " of its own kernel; this page checks those backends (see"
-        " [ground_truth.md](ground_truth.md) for the host's own kernel).",
+        " [ground_truth.md](ground_truth.md) for the host's own kernel"
+        + (", [ground_truth_vm.md](ground_truth_vm.md) for Debian's amd64 kernel)." if foreign
+           else ").")
+        + (" The workload makes only the syscalls this architecture has: aarch64 has no"
+           " `open` or `creat`, so no raw call of them is drawn, and the C library's"
+           " `open()` and `creat()` are the `openat` calls they make there."
+           if foreign else ""),
         "",
         f"Wall time per backend in the guest: {timing}; the whole step"
         f" {step.get('seconds', '-')} s (rc {step.get('rc')}"
         + (", **timed out**" if step.get("timed_out") else "") + f"), the VM"
         f" {data['vm_seconds']:.0f} s. Required to run: {', '.join(data['settings']['require'])}."
-        f" Raw results: [ground_truth_vm.json](ground_truth_vm.json).",
+        f" Raw results: [{raw}]({raw}).",
     ])
     title = (f"Ground truth in the kernel matrix: Debian {data['kernel']} ({data['release']}),"
              " every field against what the process really did")

@@ -161,6 +161,9 @@ def main(config_path: str) -> int:
                 *wrap, py, "tools/record_ftrace_stream.py", "--tier", tier,
                 "--name", config["ftrace_stream"], "--out", os.path.join(out, "ftrace_stream")],
                 600))
+    if config.get("wheel"):  # the wheel a user installs, from a venv of its own (wheel_check.py)
+        steps.append(("wheel", [py, "-m", "tools.vm.wheel_check", config["wheel"],
+                                tempfile.mkdtemp(prefix="ht-wheel-")], 1500))
     if config.get("raw_tp_probe"):  # as root: the question is what the kernel allows
         steps.append(("raw_tp_probe", [py, "-m", "tools.vm.raw_tp_probe"], 300))
     gt = config.get("groundtruth")

@@ -4,6 +4,7 @@
     python -m tools.vm --ci            # CI entry: 6.1 + exact headers, kprobe/eprobe/BCC tests
                                        # and our snoops beside BCC's own tools
     python -m tools.vm --arch arm64    # Debian's arm64 kernels under qemu-system-aarch64
+                                       # (default rows also install the wheel in the guest)
     python -m tools.vm --cells 6.1:default,6.1:headers --no-host
     python -m tools.vm --report-only   # re-render docs/compatibility.md from the .json
 
@@ -24,7 +25,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from tools.vm import fixtures, kernels, report, runs
+from tools.vm import fixtures, kernels, report, runs, wheel_check
 from tools.vm.junit import BCC_TOOLS
 from tools.vm.variants import ARM64, BY_NAME, CI, FULL, SUITES
 
@@ -111,6 +112,8 @@ def arguments(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--merge", action="append", default=[], metavar="JSON",
                    help="with --report-only: add the rows of another run's json")
     p.add_argument("--note", help="with --report-only: a paragraph for the report's head")
+    p.add_argument("--no-wheel", action="store_true",
+                   help="skip the wheel install check in another architecture's default rows")
     return p.parse_args(argv)
 
 
@@ -161,6 +164,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     plan = list(cells)
     if not args.ci and not args.no_host and not args.cells and args.arch == "amd64":
         plan.append(("host", "default", "full"))
+    wheel = None
+    if not args.ci and not args.no_wheel and any(wheel_cell(k, v) for k, v, _ in plan):
+        try:  # built once on this machine, installed in each such guest
+            wheel = wheel_check.build(os.path.join(args.runs, "wheel"))
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            print(f"tools.vm: building the wheel failed: {exc}", file=sys.stderr)
+            return 2
     for kernel_name, variant_name, suite in plan:
         spec = None if kernel_name == "host" else kernels.spec_named(kernel_name)
         # Emulating another architecture (arm64 under TCG) is the slower half again.
@@ -178,7 +188,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             cpus=args.cpus or (1 if args.ci else 2), memory=args.memory,
             require=",".join(CI_REQUIRED) if args.ci else None, force_open=not args.ci,
             # trace_pipe and ftrace-stream recordings are amd64's; elsewhere the kernel tree
-            streams=not args.trees_only and (spec is None or spec.native))
+            streams=not args.trees_only and (spec is None or spec.native),
+            wheel=wheel if wheel_cell(kernel_name, variant_name) else None)
         if kernel is not None and not args.no_fixtures and not args.ci:
             result["fixtures"] = fixtures.install(os.path.join(args.runs, name), result)
         results = [r for r in results if r["name"] != name] + [result]
@@ -191,6 +202,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         report.write(results, command, md, js)
     ran = {runs.cell_name(k, v) for k, v, _ in plan}
     return 0 if all(_ok(r, args.ci) for r in results if r["name"] in ran) else 1
+
+
+def wheel_cell(kernel: str, variant: str) -> bool:
+    """Whether a cell also installs the wheel (tools/vm/wheel_check.py): the default row
+    of each kernel of another architecture, whose guest has a root of its own (an amd64
+    guest runs on this machine's root, where the host test suite checks the wheel)."""
+    return kernel != "host" and not kernels.spec_named(kernel).native and variant == "default"
 
 
 def _previous(path: str) -> List[Dict[str, Any]]:
@@ -219,6 +237,8 @@ def _order(result: Dict[str, Any]) -> Tuple[int, int, int]:
 def _ok(result: Dict[str, Any], ci: bool) -> bool:
     groups = result["groups"]
     if any(g["fail"] for g in groups.values()) or not result["completed"]:
+        return False
+    if "wheel" in (result.get("steps") or {}) and not (result.get("wheel") or {}).get("passed"):
         return False
     if ci:  # what the CI entry exists for must have really run
         return all(groups.get(label, {}).get("pass", 0) > 0 for label in CI_REQUIRED)

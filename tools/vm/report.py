@@ -7,7 +7,7 @@ import datetime
 import json
 from typing import Any, Dict, List, Optional
 
-from tools.vm import raw_tp_probe
+from tools.vm import raw_tp_probe, wheel_check
 from tools.vm.junit import BCC_TOOLS, GENERAL, LABELS, summarise
 from tools.vm.variants import ARM64, FULL, VARIANTS
 from tools.vm.verdict import doctor_choice, judge, source_label
@@ -92,7 +92,9 @@ def render(data: Dict[str, Any]) -> str:
         "ground-truth check, tools/groundtruth) on the backends this host lacks",
         "(ftrace/kprobe, ftrace/eprobe, ebpf-bcc with the kernel's exact headers), in the",
         "6.1 VM: [ground_truth_vm.md](ground_truth_vm.md) (`python -m tools.vm.groundtruth`);",
-        "on the host's own kernel: [ground_truth.md](ground_truth.md).",
+        "in the arm64 6.1 VM with its exact headers:",
+        "[ground_truth_vm_arm64.md](ground_truth_vm_arm64.md) (`--arch arm64`); on the",
+        "host's own kernel: [ground_truth.md](ground_truth.md).",
         "",
         "ebpf-core has a column per attach mode: classic syscall tracepoints",
         "(`ebpf-core/tracepoint`, needs a mounted readable tracefs), raw tracepoints by",
@@ -180,6 +182,14 @@ def _findings(results: List[Dict[str, Any]]) -> List[str]:
                     f"{lockdown}, tracefs events present {f.get('tracefs_events')}; "
                     "tools/vm/raw_tp_probe.py as root): " + raw_tp_probe.conclusion(probe),
                     *(f"  - {line}" for line in raw_tp_probe.summarise(probe))]
+    wheels = [f"{_row_name(r)}: {wheel_check.summary(r.get('wheel'))}" for r in results
+              if "wheel" in (r.get("steps") or {})]
+    if wheels:
+        out += ["- **The wheel, installed as a user would** (tools/vm/wheel_check.py: built on"
+                " this machine, `pip install --no-index` into a venv in the guest, then the"
+                " installed `hybridtrace doctor --json` and `hybridtrace execsnoop --json`"
+                " with this checkout off the path, marker execs run while it traces):",
+                *(f"  - {line}" for line in wheels)]
     out += _eprobe_strings(results)
     return ["", "## Findings", "", *out] if out else []
 

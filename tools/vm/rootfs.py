@@ -33,6 +33,7 @@ PACKAGES = (
     "busybox-static", "base-passwd", "findutils", "grep", "sed", "libc-bin",
     "python3", "libbpf1", "bpftool", "python3-bpfcc",
     "libc6", "libc6-dbg", "libc6-dev", "gcc", "musl", "musl-tools",
+    "python3-venv",  # venv + ensurepip's bundled pip: the wheel check (tools/vm/wheel_check.py)
 )
 
 # The test suite's imports beyond the standard library and hybridtrace itself.

@@ -63,12 +63,16 @@ def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
              suite: str, test_timeout: int, wall: int, record: bool,
              cpus: int, memory: str, require: Optional[str] = None,
              force_open: bool = True, streams: bool = True,
-             groundtruth: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+             groundtruth: Optional[Dict[str, Any]] = None,
+             wheel: Optional[str] = None) -> Dict[str, Any]:
     """Run one kernel x variant (kernel None: this host, no VM) and collect its results;
-    ``groundtruth`` (options of tools.groundtruth) adds that check as a step."""
+    ``groundtruth`` (options of tools.groundtruth) adds that check as a step, ``wheel``
+    (a built wheel) the install check of tools/vm/wheel_check.py."""
     run_dir = os.path.join(runs, name)
     shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
+    if wheel:  # into the run directory: the one host directory the guest may write to
+        wheel = shutil.copy2(wheel, run_dir)
     # The tests get what is left of the wall clock after boot and the recorders.
     config = guest_config(run_dir, kernel, variant, name, suite, test_timeout,
                           max(60, wall - 240), record, streams)
@@ -76,6 +80,7 @@ def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
     config["force_open"] = force_open
     config["vm_wall"] = wall
     config["groundtruth"] = groundtruth
+    config["wheel"] = wheel
     config_path = os.path.join(run_dir, "config.json")
     with open(config_path, "w") as f:
         json.dump(config, f, indent=1)
@@ -153,6 +158,8 @@ def collect(run_dir: str, name: str, kernel: Optional[Kernel], variant: Variant,
     result["doctor"] = read_json(os.path.join(run_dir, "doctor.out"))
     result["force_open"] = read_json(os.path.join(run_dir, "force_open.out"))
     result["raw_tp_probe"] = read_json(os.path.join(run_dir, "raw_tp_probe.out"))
+    result["wheel"] = read_json(os.path.join(run_dir, "wheel.out")) \
+        if "wheel" in result["steps"] else None
     junit_path = os.path.join(run_dir, "junit.xml")
     if os.path.exists(junit_path):
         cases = junit.parse(junit_path)
