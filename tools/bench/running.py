@@ -34,20 +34,30 @@ class NotStarted(RuntimeError):
 class Running:
     def __init__(self, argv: List[str], settle: float = 0.5,
                  ready_timeout: float = READY_TIMEOUT,
-                 ready_on_stderr: Optional[bytes] = None) -> None:
+                 ready_on_stderr: Optional[bytes] = None,
+                 out_path: Optional[str] = None) -> None:
+        """With ``out_path``, stdout goes to that file (as the main benchmark keeps it,
+        nothing read while it runs) and byte and line counts stay 0."""
         self.argv = argv
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if out_path:
+            with open(out_path, "wb") as out:  # the child keeps its own copy
+                self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE)
+        else:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.bytes_out = 0
         self.lines_out = 0
         self._err = bytearray()
         self._marker = ready_on_stderr
         self._ready = threading.Event()
-        self._threads = [threading.Thread(target=self._read_out, daemon=True),
-                         threading.Thread(target=self._read_err, daemon=True)]
+        self._threads = [threading.Thread(target=self._read_err, daemon=True)]
+        if not out_path:
+            self._threads.append(threading.Thread(target=self._read_out, daemon=True))
         for t in self._threads:
             t.start()
         started = time.monotonic()
         while not self._ready.wait(0.05):
+            if out_path and self._marker is None and os.path.getsize(out_path) > 0:
+                break
             if self.proc.poll() is not None:
                 err = self.stop()
                 raise NotStarted(f"{argv[0]} exited {self.proc.returncode} before it was"
