@@ -43,6 +43,7 @@ def test_the_page_has_a_row_per_tracer_and_per_program() -> None:
               "tracers": {"ours": _summary([_run(1.04, 7000)]),
                           "theirs": {"error": "exited 1: no BTF"}}}
     page = render(result)
-    assert "| ours | 1.040x (1.040-1.040) | 2,885 (3,000) |" in page
+    assert "| ours | 1.040x (1.040-1.040) | 2,885 (3,000) | 600.0 (580.0) | 7.10 | 20.0 | 27.1 |" \
+        in page
     assert "| theirs | did not run: exited 1: no BTF |" in page
     assert "| ours | ht_exec_enter (tracepoint) | 1.00 | 7,000 | 7,000 |" in page
