@@ -197,8 +197,9 @@ class CoreStream:
                 obj.set_max_entries("ht_events", size)
             if request.kind is Kind.EXEC:
                 if prealloc_pending:
-                    obj.set_map_flags("ht_execs", 0)
-                    obj.set_max_entries("ht_execs", PREALLOC_PENDING)
+                    for table in ("ht_execs", "ht_execs_small"):
+                        obj.set_map_flags(table, 0)
+                        obj.set_max_entries(table, PREALLOC_PENDING)
                 obj.set_max_entries("ht_exec_buf", self._ncpus)
                 obj.set_max_entries("ht_skip_buf", self._ncpus)
             if request.kind is Kind.OPEN and self._attach != "raw_tp":

@@ -23,6 +23,26 @@ struct {
 	__type(value, struct ht_exec);
 } ht_execs SEC(".maps");
 
+#define HT_EXEC_FIXED __builtin_offsetof(struct ht_exec, data)
+
+/* The pending exec whose caller's argv was not kept (a fork()+execv() child, whose
+ * argv pages are not there yet, or no arguments): struct ht_exec up to the end of the
+ * filename's room, so keeping it copies ~1 KiB instead of a whole one's ~34 KiB. Sized
+ * and allocated as ht_execs is (core_stream.py). */
+#define HT_EXEC_SMALL (HT_EXEC_FIXED + HT_NAME_ROOM)
+struct ht_exec_small {
+	__u64 words[HT_EXEC_SMALL / 8];
+};
+_Static_assert(HT_EXEC_SMALL % 16 == 0, "copied as two halves of 8-byte words");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2048);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct ht_exec_small);
+} ht_execs_small SEC(".maps");
+
 /* Scratch space, one slot per CPU (sized by user space before load): a record
  * is too big for the BPF stack and for a per-CPU map's 32 KiB value limit. */
 struct {
@@ -32,7 +52,6 @@ struct {
 	__type(value, struct ht_exec);
 } ht_exec_buf SEC(".maps");
 
-#define HT_EXEC_FIXED __builtin_offsetof(struct ht_exec, data)
 
 /* A bound on the filename length that survives clang: the empty asm hides what
  * clang knows, so the mask stays and even old verifiers see base < HT_NAME_ROOM. */
@@ -80,7 +99,7 @@ static __always_inline int on_enter(const char *filename, const char *const *arg
 {
 	__u32 cpu = bpf_get_smp_processor_id(), tid;
 	struct ht_exec *e;
-	long n;
+	long n, err;
 
 	if (!ht_wanted())
 		return 0;
@@ -103,20 +122,49 @@ static __always_inline int on_enter(const char *filename, const char *const *arg
 	}
 	read_caller_argv(e, argv);
 	tid = e->h.tid;
-	/* Full (a preallocated table, before 6.1): a success is still reported from the new
-	 * image, a failure would not be, so it is counted as a possible loss. */
-	if (bpf_map_update_elem(&ht_execs, &tid, e, BPF_ANY))
+	/* Kept in the table of its size; the other one's entry for this thread (an exec
+	 * that never came back) must not be taken for this exec. Full (a preallocated
+	 * table, before 6.1): a success is still reported from the new image, a failure
+	 * would not be, so it is counted as a possible loss. */
+	if (e->args_len == 0) {
+		bpf_map_delete_elem(&ht_execs, &tid);
+		err = bpf_map_update_elem(&ht_execs_small, &tid, e, BPF_ANY);
+	} else {
+		bpf_map_delete_elem(&ht_execs_small, &tid);
+		err = bpf_map_update_elem(&ht_execs, &tid, e, BPF_ANY);
+	}
+	if (err)
 		ht_count_lost(HT_LOST_PENDING);
 	return 0;
 }
 
-static __always_inline __u64 exec_size(struct ht_exec *e)
+/* A small pending exec into the scratch, where argv can be added to it. Two
+ * halves: clang inlines a copy of at most 128 stores. */
+static __always_inline void ht_unpack_small(struct ht_exec *e, const struct ht_exec_small *s)
+{
+	__u64 *d = (__u64 *)e;
+
+	__builtin_memcpy(d, s->words, HT_EXEC_SMALL / 2);
+	__builtin_memcpy(d + HT_EXEC_SMALL / 16, &s->words[HT_EXEC_SMALL / 16], HT_EXEC_SMALL / 2);
+}
+
+/* The record's used bytes, at most ``room`` (the size of what holds it). */
+static __always_inline __u64 exec_size(struct ht_exec *e, __u64 room)
 {
 	__u64 size = HT_EXEC_FIXED + e->name_len + e->args_len;
 
-	if (size > sizeof(*e))
-		size = sizeof(*e);
+	if (size > room)
+		size = room;
 	return size;
+}
+
+/* A failed exec, from its pending entry of ``room`` bytes. */
+static __always_inline void emit_failed(void *ctx, struct ht_exec *e, long ret, __u64 room)
+{
+	e->retval = ret;
+	e->h.ts = bpf_ktime_get_ns();
+	if (ht_comm_ok(e->h.comm))
+		ht_emit(ctx, e, exec_size(e, room));
 }
 
 static __always_inline int on_exit(void *ctx, long ret)
@@ -124,15 +172,18 @@ static __always_inline int on_exit(void *ctx, long ret)
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct ht_exec *e = bpf_map_lookup_elem(&ht_execs, &tid);
 
+	if (e) {
+		if (ret < 0)
+			emit_failed(ctx, e, ret, sizeof(*e));
+		bpf_map_delete_elem(&ht_execs, &tid);
+		return 0;
+	}
+	e = bpf_map_lookup_elem(&ht_execs_small, &tid);
 	if (!e)
 		return 0;
-	if (ret < 0) {
-		e->retval = ret;
-		e->h.ts = bpf_ktime_get_ns();
-		if (ht_comm_ok(e->h.comm))
-			ht_emit(ctx, e, exec_size(e));
-	}
-	bpf_map_delete_elem(&ht_execs, &tid);
+	if (ret < 0)
+		emit_failed(ctx, e, ret, HT_EXEC_SMALL);
+	bpf_map_delete_elem(&ht_execs_small, &tid);
 	return 0;
 }
 
@@ -221,12 +272,19 @@ static __always_inline int exec_done(void *ctx, __u32 old_tid, const char *kname
 	__u8 source = HT_SRC_TRACEPOINT;
 	__u32 cpu = bpf_get_smp_processor_id(), flags = 0;
 	struct ht_exec *e = bpf_map_lookup_elem(&ht_execs, &old_tid);
+	struct ht_exec_small *small = e ? NULL : bpf_map_lookup_elem(&ht_execs_small, &old_tid);
 	bool pending = e != NULL, reread = true;
 	unsigned long start, end;
 	__u16 sys = HT_SYS_EXECVE;
 	long n = -1;
 
 	ht_follow_exec(old_tid);
+	if (small) {
+		e = bpf_map_lookup_elem(&ht_exec_buf, &cpu);
+		if (!e)
+			goto out;
+		ht_unpack_small(e, small);
+	}
 	if (e && !(e->h.flags & HT_F_NAME_FAULT)) {
 		/* Caller's filename is good; keep it, fix argv if the caller's was bad. */
 		flags = e->h.flags & ~HT_F_HDR;
@@ -267,10 +325,12 @@ static __always_inline int exec_done(void *ctx, __u32 old_tid, const char *kname
 	}
 	e->retval = 0;
 	if (!ht_cfg.failed_only && ht_comm_ok(e->h.comm))
-		ht_emit(ctx, e, exec_size(e));
+		ht_emit(ctx, e, exec_size(e, sizeof(*e)));
 out:
 	if (pending)
 		bpf_map_delete_elem(&ht_execs, &old_tid);
+	if (small)
+		bpf_map_delete_elem(&ht_execs_small, &old_tid);
 	return 0;
 }
 
