@@ -6,14 +6,20 @@ from __future__ import annotations
 import os
 import struct
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 import pytest
 
 from hybridtrace import vocabulary
 from hybridtrace.backends.base import BackendError
-from hybridtrace.backends.ebpf.bcc import bcc_import, bcc_program, bcc_records, headers
+from hybridtrace.backends.ebpf.bcc import (
+    bcc_import,
+    bcc_program,
+    bcc_records,
+    bcc_uring,
+    headers,
+)
 from hybridtrace.backends.ebpf.bcc.btf_offsets import Btf, BtfError
 from hybridtrace.backends.ebpf.requirements import assess_bcc
 from hybridtrace.events import Source
@@ -184,6 +190,39 @@ def test_open_records() -> None:
         syscall=2))
     assert unread.path is None and unread.path_source is None
     assert unread.flags is None and unread.mode is None
+
+
+def test_io_uring_open_records() -> None:
+    """The submitter's thread, or None for an SQPOLL submission; no fd for a fixed slot
+    or an unknown result; the kernel's copy of the path; never a syscall."""
+    r = bcc_records
+    inline = r.decode_open(open_record(ret=4, path=b"/etc/x", flags=(
+        r.F_IO_URING | r.F_KERNEL_COPY | r.F_HOW_READ_FAILED)))
+    assert (inline.via, inline.syscall, inline.fd, inline.tid, inline.comm) == (
+        vocabulary.VIA_IO_URING, None, 4, 21, b"cat")
+    assert inline.path_source is Source.KERNEL_COPY and inline.flags is None
+    sqpoll = r.decode_open(open_record(ret=-2, path=b"/x", flags=(
+        r.F_IO_URING | r.F_NO_THREAD | r.F_KERNEL_COPY | r.F_HOW_READ_FAILED)))
+    assert (sqpoll.pid, sqpoll.tid, sqpoll.uid, sqpoll.comm, sqpoll.errno) == (
+        20, None, None, None, 2)
+    slot = r.decode_open(open_record(ret=0, path=b"/x", flags=r.F_IO_URING | r.F_FIXED_SLOT))
+    assert slot.fd is None and slot.errno is None
+    skipped = r.decode_open(open_record(ret=0, path=b"/x", flags=r.F_IO_URING | r.F_NO_RESULT))
+    assert skipped.fd is None and skipped.errno is None
+    failed = r.decode_open(open_record(ret=-22, path=b"/x", flags=r.F_IO_URING | r.F_NO_DFD))
+    assert failed.dfd is None and failed.errno == 22 and failed.flags == 0o101
+    assert failed.path_source is Source.SYSCALL_ENTRY
+
+
+def test_io_uring_programs_need_the_tracepoints_and_btf(tmp_path: Any) -> None:
+    every = bcc_uring.uring_flags(lambda tp: True, None)
+    assert every[0] == [] and "BTF" in str(every[1])
+    no_complete = bcc_uring.uring_flags(lambda tp: not tp.endswith("complete"), "/nonexistent")
+    assert no_complete[0] == [] and "io_uring_complete" in str(no_complete[1])
+    no_submit = bcc_uring.uring_flags(lambda tp: "submit" not in tp, "/nonexistent")
+    assert no_submit[0] == [] and "io_uring_submit_req" in str(no_submit[1])
+    unreadable = bcc_uring.uring_flags(lambda tp: True, str(tmp_path / "none"))
+    assert unreadable[0] == [] and "does not describe" in str(unreadable[1])
 
 
 # --- program flags --------------------------------------------------------------------------

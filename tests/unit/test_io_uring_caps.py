@@ -7,7 +7,7 @@ import struct
 import attrs
 import pytest
 
-from hybridtrace.backends.ebpf.requirements import assess_bcc, assess_core
+from hybridtrace.backends.ebpf.requirements import URING_HOW_NONE, assess_bcc, assess_core
 from hybridtrace.backends.ftrace.requirements import assess_tier
 from hybridtrace.capabilities.btf_names import btf_strings, has_tracepoints
 from hybridtrace.capabilities.model import Capabilities, IoUring
@@ -18,6 +18,7 @@ from hybridtrace.vocabulary import IO_URING_EVENTS
 from tests.unit.kernel_trees import probe_tree
 
 PRESENT = {e: e != "io_uring_submit_sqe" for e in IO_URING_EVENTS}  # a 6.4+ kernel
+OLD = {e: e != "io_uring_submit_req" for e in IO_URING_EVENTS}  # before 6.4
 
 
 def _btf(strings: bytes) -> bytes:
@@ -47,7 +48,9 @@ def test_each_open_candidate_says_whether_it_sees_io_uring_opens() -> None:
     assert with_paths.startswith("partial: seen with paths")
     assert assess_core(caps, "open", "tracepoint").fields["io_uring"] == with_paths
     assert assess_core(caps, "open", "raw_tp").fields["io_uring"].startswith("none:")
-    assert assess_bcc(caps, "open").fields["io_uring"].startswith("none:")
+    bcc = assess_bcc(caps, "open").fields["io_uring"]
+    assert bcc.startswith("partial: seen with paths") and URING_HOW_NONE in bcc
+    assert URING_HOW_NONE not in with_paths
     for tier in ("kprobe", "eprobe", "uprobe", "tracepoint"):
         assert assess_tier(caps, "open", tier).fields["io_uring"].startswith(
             "partial: seen without paths")
@@ -70,9 +73,24 @@ def test_nothing_to_see_where_io_uring_is_off_and_none_without_its_tracepoints()
     assert "not checked here" in assess_core(unknown, "open", "tp_btf").fields["io_uring"]
 
 
-def test_before_6_1_the_submit_tracepoint_has_no_request() -> None:
-    caps = _caps("vm-debian-5.10-default")
+def test_before_6_0_the_submit_tracepoint_has_no_typed_request() -> None:
+    caps = _caps("vm-debian-5.10-default", tracepoints=OLD)
     assert assess_core(caps, "open", "tp_btf").fields["io_uring"].startswith("none:")
+    assert assess_bcc(caps, "open").fields["io_uring"].startswith("none:")
+
+
+def test_6_1s_io_uring_submit_sqe_is_given_the_request() -> None:
+    caps = _caps("vm-debian-6.1-default", tracepoints=OLD)
+    assert assess_core(caps, "open", "tp_btf").fields["io_uring"].startswith(
+        "partial: seen with paths")
+    assert assess_bcc(caps, "open").fields["io_uring"].startswith("partial: seen with paths")
+    gone = _caps("vm-debian-6.1-default", tracepoints={**OLD, "io_uring_submit_sqe": False})
+    assert assess_core(gone, "open", "tp_btf").fields["io_uring"].startswith("none:")
+
+
+def test_bcc_needs_btf_to_find_the_path() -> None:
+    caps = _caps("derived-no-btf-headers")
+    assert assess_bcc(caps, "open").fields["io_uring"].startswith("none: no kernel BTF")
 
 
 def test_doctor_reports_io_uring_in_text_and_json() -> None:

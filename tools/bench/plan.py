@@ -8,10 +8,13 @@ from tools.bench.workloads import Workload
 
 # Offered rates per workload; 0 = flat out. Exec tops out near 4k/s on 2 cores,
 # so higher exec rates would only repeat the flat-out run.
-FULL_RATES = {"open-loop": [1000, 10000, 50000, 100000, 0], "exec-loop": [1000, 0],
-              "shell-loop": [0]}
-QUICK_RATES = {"open-loop": [10000, 0], "exec-loop": [0], "shell-loop": [0]}
-KINDS = {"open-loop": "open", "exec-loop": "exec", "shell-loop": "exec"}
+# uring-open-loop: the open loop's paths opened through io_uring (no open syscall).
+FULL_RATES = {"open-loop": [1000, 10000, 50000, 100000, 0], "uring-open-loop": [10000, 0],
+              "exec-loop": [1000, 0], "shell-loop": [0]}
+QUICK_RATES = {"open-loop": [10000, 0], "uring-open-loop": [0], "exec-loop": [0],
+               "shell-loop": [0]}
+KINDS = {"open-loop": "open", "uring-open-loop": "open", "exec-loop": "exec",
+         "shell-loop": "exec"}
 SUSTAINED_RATE = 50000  # the target: no loss at 50k/s for 30 s
 SUSTAINED_RATES = (SUSTAINED_RATE, 100000)  # ftrace's target: 100k/s for 30 s too
 

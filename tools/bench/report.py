@@ -116,7 +116,7 @@ def render(doc: Dict[str, Any], second: Optional[Dict[str, Any]] = None,
         " ebpf-bcc mostly BCC's compile time; `-` for tools without such a line).\n",
         render_summary(runs),
     ]
-    for workload in ("open-loop", "exec-loop", "shell-loop"):
+    for workload in ("open-loop", "uring-open-loop", "exec-loop", "shell-loop"):
         chosen = [r for r in runs if r["workload"] == workload]
         if chosen:
             parts += [f"## {workload}\n", render_table(chosen)]

@@ -55,7 +55,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--sustain", type=positive_float,
                    help="seconds of the 50k/s open run (default 30)")
     p.add_argument("--tracers", help="comma list of substrings of tracer names to run")
-    p.add_argument("--workloads", help="comma list: open-loop,exec-loop,shell-loop")
+    p.add_argument("--workloads", help="comma list: open-loop,uring-open-loop,exec-loop,shell-loop")
     p.add_argument("--out", default=os.path.join(REPO, "docs", "benchmarks"),
                    help="where results.json, README.md and the plot go")
     p.add_argument("--record-fixtures", metavar="DIR",

@@ -34,7 +34,7 @@ class WorkloadError(Exception):
 
 @attrs.frozen(slots=True)
 class Workload:
-    name: str  # "open-loop", "exec-loop", "shell-loop"
+    name: str  # "open-loop", "uring-open-loop", "exec-loop", "shell-loop"
     kind: str  # what a tracer of it must trace: "open" or "exec"
     rate: int  # offered events per second; 0 = flat out
     duration: float
@@ -117,9 +117,11 @@ def run(w: Workload, bins: Binaries, rundir: str, token: str) -> Outcome:
     """Run one workload to completion and return its own exact count."""
     rate = str(w.rate)
     dur = str(w.duration)
-    if w.name == "open-loop":
+    if w.name in ("open-loop", "uring-open-loop"):
         prefix = open_prefix(rundir, token)
         cmd: List[str] = [bins.openloop, prefix, rate, dur]
+        if w.name == "uring-open-loop":  # IORING_OP_OPENAT requests: no open syscall
+            cmd.append("io_uring")
     elif w.name == "exec-loop":
         child = child_copy(bins, rundir, f"hx{token}")
         cmd = [bins.execloop, child, token, rate, dur, os.path.join(rundir, "pids.bin")]

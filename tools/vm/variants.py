@@ -94,6 +94,9 @@ SUITES: Dict[str, Tuple[Tuple[str, ...], Optional[str]]] = {
            " or open_success)) or (test_ftrace and (kprobe or eprobe)) or (test_ebpf_bcc and"
            " (exec_argv or open_every or exact_headers or close_is_idempotent))"
            " or test_cli_vs_bcc"),
+    # The eBPF backends' opens through io_uring (every attach mode; BCC where it has
+    # headers), claims and fields, without the slower ftrace tiers.
+    "io-uring-ebpf": (("tests/integration/test_contract.py",), "io_uring and ebpf"),
     # Our execsnoop/opensnoop beside BCC's own tools (bpfcc-tools), line by line.
     "bcc-tools": (("tests/integration/test_cli_vs_bcc.py",), None),
 }

@@ -19,14 +19,10 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from hybridtrace import buffer_size, tracefs
 from hybridtrace.backends.base import BackendError, EventStream, StreamStats, Unread
-from hybridtrace.backends.ebpf import core_scope, libbpf, records
+from hybridtrace.backends.ebpf import core_scope, libbpf, records, uring_programs
 from hybridtrace.backends.ebpf.callback_readers import LibbpfRingReader, PerfReader
 from hybridtrace.backends.ebpf.loader import BpfObject, read_percpu_u64_sum
-from hybridtrace.backends.ebpf.requirements import (
-    IO_URING_OLD_UNSEEN,
-    IO_URING_REQ_SINCE,
-    TASK_BTF_SINCE,
-)
+from hybridtrace.backends.ebpf.requirements import TASK_BTF_SINCE
 from hybridtrace.backends.ebpf.ringbuf import ORDERED_LOADS, RingReader, Scan, scanner
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
@@ -35,10 +31,7 @@ from hybridtrace.request import Kind, TraceRequest
 from hybridtrace.vocabulary import (
     CORE_ARCHES,
     CORE_ATTACH_MODES,
-    IO_URING_COMPLETE,
     IO_URING_EVENTS,
-    IO_URING_SUBMIT,
-    IO_URING_SUBMIT_OLD,
     required_tracepoints,
 )
 
@@ -139,9 +132,9 @@ class CoreStream:
         # Why opens made through io_uring are not seen (None: they are); raw_tp
         # objects have no io_uring programs (they need BTF).
         self.io_uring_unseen: Optional[str] = None
-        self._uring_absent: List[str] = []
+        self._uring_left_out: List[str] = []
         if request.kind is Kind.OPEN:
-            self.io_uring_unseen, self._uring_absent = (
+            self.io_uring_unseen, self._uring_left_out = (
                 (io_uring_off, []) if io_uring_off else io_uring_unseen(lib, attach))
         holder: List[Optional[Reader]] = [None]
         self._obj: Optional[BpfObject] = None
@@ -203,7 +196,7 @@ class CoreStream:
                 obj.set_max_entries("ht_exec_buf", self._ncpus)
                 obj.set_max_entries("ht_skip_buf", self._ncpus)
             if request.kind is Kind.OPEN and self._attach != "raw_tp":
-                leave_out_io_uring(obj, self.io_uring_unseen, self._uring_absent)
+                leave_out_io_uring(obj, self.io_uring_unseen, self._uring_left_out)
                 if prealloc_pending:
                     obj.set_map_flags("ht_uring", 0)
                     obj.set_max_entries("ht_uring", PREALLOC_URING)
@@ -331,33 +324,21 @@ def _release(objects: List[Optional[BpfObject]], readers: List[Optional[Reader]]
             obj.close()
 
 
-def leave_out_io_uring(obj: BpfObject, unseen: Optional[str], absent: Sequence[str]) -> None:
-    """Don't load the io_uring programs of tracepoints this kernel lacks (``absent``),
-    nor any of them when its io_uring opens cannot be seen (``unseen``)."""
-    gone = {IO_URING_SECTION + e[len("io_uring_"):] for e in absent}
+def leave_out_io_uring(obj: BpfObject, unseen: Optional[str], programs: Sequence[str]) -> None:
+    """Don't load the io_uring programs this kernel's tracepoints do not fit
+    (``programs``), nor any of them when its io_uring opens cannot be seen (``unseen``)."""
     if unseen is not None:
         obj.disable(lambda sec: sec.startswith(IO_URING_SECTION))
     else:
-        obj.disable(lambda sec: sec in gone)
+        obj.leave_out(programs)
 
 
 def io_uring_unseen(lib: libbpf.Libbpf, attach: str) -> Tuple[Optional[str], List[str]]:
     """(Why this kernel's io_uring opens cannot be seen, or None; the io_uring
-    tracepoints it lacks, whose programs are left out)."""
+    programs its tracepoints do not fit, which are left out: uring_programs.py)."""
     if attach == "raw_tp":
         return "raw_tp objects have no io_uring programs: they need the kernel's BTF", []
-    missing = lib.missing_btf_types([f"btf_trace_{e}" for e in IO_URING_EVENTS],
-                                    libbpf.BTF_KIND_TYPEDEF)
-    if missing is None:
-        return "the kernel's BTF could not be read to find io_uring's tracepoints", []
-    absent = [m[len("btf_trace_"):] for m in missing]
-    if IO_URING_SUBMIT in absent and IO_URING_SUBMIT_OLD in absent:
-        return f"the kernel has no {IO_URING_SUBMIT} (or {IO_URING_SUBMIT_OLD}) tracepoint", []
-    if IO_URING_SUBMIT in absent:
-        return f"the kernel has {IO_URING_OLD_UNSEEN}", []
-    if IO_URING_COMPLETE in absent:
-        return f"the kernel has no {IO_URING_COMPLETE} tracepoint", []
-    return None, absent
+    return uring_programs.choose(lib.tracepoint_args(IO_URING_EVENTS))
 
 
 def open_core_stream(request: TraceRequest, caps: Optional[Capabilities],
@@ -381,11 +362,8 @@ def open_core_stream(request: TraceRequest, caps: Optional[Capabilities],
     # Before 6.1 a tracing program with a map allocated at run time makes the kernel warn
     # (WARN_ONCE, tainting it): a smaller table, preallocated, leaves it as it was.
     prealloc = caps is not None and caps.kernel.version < NO_PREALLOC_SINCE
-    uring_off = None
-    if caps is not None and caps.kernel.version < IO_URING_REQ_SINCE:
-        uring_off = f"the kernel has {IO_URING_OLD_UNSEEN} (this kernel: {caps.kernel.release})"
     return CoreStream(request, transport or choose_transport(caps), buffer_bytes, attach,
-                      kernel_reads, prealloc, uring_off)
+                      kernel_reads, prealloc)
 
 
 def knows_ppid(attach: str, kernel_reads: bool, caps: Optional[Capabilities]) -> bool:

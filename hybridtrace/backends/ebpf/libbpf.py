@@ -12,15 +12,28 @@ import ctypes
 import ctypes.util
 import os
 import threading
-from typing import TYPE_CHECKING, Deque, List, Optional, Sequence
+from typing import TYPE_CHECKING, Deque, Dict, List, Optional, Sequence, Tuple
 
 from hybridtrace.backends.base import BackendError
 
 if TYPE_CHECKING:
     from hybridtrace.backends.ebpf.user_reads import TpBtfHandler
 
-BTF_KIND_TYPEDEF = 8  # include/uapi/linux/btf.h
+# include/uapi/linux/btf.h
+BTF_KIND_INT, BTF_KIND_PTR, BTF_KIND_STRUCT, BTF_KIND_TYPEDEF = 1, 2, 4, 8
+BTF_KIND_VOLATILE, BTF_KIND_CONST, BTF_KIND_RESTRICT, BTF_KIND_FUNC_PROTO = 9, 10, 11, 13
+_SEE_THROUGH = (BTF_KIND_TYPEDEF, BTF_KIND_VOLATILE, BTF_KIND_CONST, BTF_KIND_RESTRICT)
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+
+
+class _BtfType(ctypes.Structure):
+    # struct btf_type; a FUNC_PROTO's struct btf_param array follows it.
+    _fields_ = [("name_off", ctypes.c_uint32), ("info", ctypes.c_uint32),
+                ("type", ctypes.c_uint32)]
+
+
+class _BtfParam(ctypes.Structure):
+    _fields_ = [("name_off", ctypes.c_uint32), ("type", ctypes.c_uint32)]
 
 
 class _OpenOpts(ctypes.Structure):
@@ -52,6 +65,9 @@ class Libbpf:
         proto("btf__load_vmlinux_btf", vp)
         proto("btf__find_by_name_kind", ctypes.c_int32, vp, cs, ctypes.c_uint32)
         proto("btf__free", None, vp)
+        proto("btf__parse", vp, cs, vp)
+        proto("btf__type_by_id", ctypes.POINTER(_BtfType), vp, ctypes.c_uint32)
+        proto("btf__name_by_offset", cs, vp, ctypes.c_uint32)
         proto("bpf_program__attach", vp, vp)
         proto("bpf_link__destroy", ci, vp)
         proto("bpf_map__fd", ci, vp)
@@ -115,6 +131,57 @@ class Libbpf:
             return [n for n in names if self.lib.btf__find_by_name_kind(btf, n.encode(), kind) < 0]
         finally:
             self.lib.btf__free(btf)
+
+    def tracepoint_args(self, events: Sequence[str], path: Optional[str] = None
+                        ) -> Optional[Dict[str, List[str]]]:
+        """The argument types of each of ``events`` the kernel's BTF (or the BTF file
+        at ``path``) has (its btf_trace_EVENT typedef, less the leading ``void *``), as
+        C text ("struct io_kiocb *", "void *", "int" for any integer); None when the
+        BTF cannot be loaded. What a tp_btf program on the event may read depends on them."""
+        btf = (self.lib.btf__parse(path.encode(), None) if path is not None
+               else self.lib.btf__load_vmlinux_btf())
+        if not btf:
+            return None
+        try:
+            found = {}
+            for event in events:
+                tid = self.lib.btf__find_by_name_kind(btf, f"btf_trace_{event}".encode(),
+                                                      BTF_KIND_TYPEDEF)
+                if tid >= 0:
+                    found[event] = self._proto_args(btf, tid)
+            return found
+        finally:
+            self.lib.btf__free(btf)
+
+    def _resolve(self, btf: int, tid: int) -> Tuple[int, int, str]:
+        """(id, kind, name) of ``tid`` past typedefs and qualifiers (id 0: void)."""
+        while tid:
+            t = self.lib.btf__type_by_id(btf, tid).contents
+            kind = (t.info >> 24) & 0x1F
+            if kind not in _SEE_THROUGH:
+                return tid, kind, (self.lib.btf__name_by_offset(btf, t.name_off) or b"").decode()
+            tid = t.type
+        return 0, 0, "void"
+
+    def _proto_args(self, btf: int, typedef: int) -> List[str]:
+        pid, kind, _ = self._resolve(btf, self.lib.btf__type_by_id(btf, typedef).contents.type)
+        if kind == BTF_KIND_PTR:
+            pid, kind, _ = self._resolve(btf, self.lib.btf__type_by_id(btf, pid).contents.type)
+        if kind != BTF_KIND_FUNC_PROTO:
+            return []
+        head = self.lib.btf__type_by_id(btf, pid)
+        params = ctypes.cast(ctypes.addressof(head.contents) + ctypes.sizeof(_BtfType),
+                             ctypes.POINTER(_BtfParam))
+        args = []
+        for i in range(head.contents.info & 0xFFFF):
+            tid, kind, name = self._resolve(btf, params[i].type)
+            if kind == BTF_KIND_PTR:
+                _, kind, name = self._resolve(btf, self.lib.btf__type_by_id(btf, tid).contents.type)
+                args.append(f"struct {name} *" if kind == BTF_KIND_STRUCT else
+                            "void *" if name == "void" else "pointer")
+            else:
+                args.append("int" if kind == BTF_KIND_INT else name or "?")
+        return args[1:]  # the tracepoint's own data pointer
 
     def _print(self, level: int, fmt: Optional[bytes], args: Optional[int]) -> int:
         # Big enough for a whole verifier log, which libbpf prints in one call

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from hybridtrace.backends.base import Assessment, Reason
 from hybridtrace.backends.ebpf.bcc import headers as bcc_headers
@@ -32,14 +32,15 @@ from hybridtrace.vocabulary import (
 TP_BTF_SINCE = (5, 5, 0)
 RAW_TP_SINCE = (4, 17, 0)
 TASK_BTF_SINCE = (5, 11, 0)  # bpf_get_current_task_btf: the caller's task by plain loads
-# io_uring_submit_req (6.4+) is the submit tracepoint ebpf-core is known to see opens
-# through. Its predecessor io_uring_submit_sqe carries the request too (6.0+), but in
-# Debian 6.1 VMs (x86_64 and arm64) the programs attached to it reported no open at all
-# (the ground truth and the contract tests): until that is understood, doctor and the
-# stream say such kernels' io_uring opens are not seen.
-IO_URING_REQ_SINCE = (6, 4, 0)
-IO_URING_OLD_UNSEEN = (f"only {IO_URING_SUBMIT_OLD} (before 6.4), whose programs reported"
-                       " no io_uring open in Debian 6.1 (x86_64 and arm64)")
+# io_uring_submit_sqe (io_uring_submit_req from 6.4) is given the request from 6.0 on;
+# before, the ring, the request as an untyped pointer (tp_btf programs cannot read
+# through it) and copies of a few of its fields.
+# (io_uring_complete's two shapes, before and from 6.13, each have their program, which
+# the stream picks by the kernel's BTF: uring_programs.py.)
+IO_URING_REQ_SINCE = (6, 0, 0)
+UNCHECKED_TRACEPOINTS = "; where the kernel has io_uring's tracepoints (not checked here)"
+# An io_uring claim whose open flags and mode are None (tests read the claim's words).
+URING_HOW_NONE = "flags and mode None"
 RAW_TP_ARCHES = ("x86_64", "aarch64")  # bpf/common.h knows their syscall numbers and regs
 _NO_LAYOUT = "no BTF, so task_struct's layout is unknown"
 # A failed exec has no bprm->filename, only the caller's argument, which the
@@ -61,6 +62,16 @@ def _fields(kind: str) -> Dict[str, str]:
             "uid": "complete"}
 
 
+def _uring_tracepoint_lacking(tps: Optional[Dict[str, bool]]) -> Optional[str]:
+    """Why the io_uring tracepoints both eBPF engines need are not all there, or None
+    (also when not known: the claim then says so)."""
+    if tps is not None and not (tps.get(IO_URING_SUBMIT) or tps.get(IO_URING_SUBMIT_OLD)):
+        return f"none: the kernel has no {IO_URING_SUBMIT} (or {IO_URING_SUBMIT_OLD}) tracepoint"
+    if tps is not None and not tps.get(IO_URING_COMPLETE):
+        return f"none: the kernel has no {IO_URING_COMPLETE} tracepoint"
+    return None
+
+
 def core_io_uring(caps: Capabilities, tier: str) -> str:
     """Whether ebpf-core sees opens made through io_uring, and with which fields
     (bpf/open.bpf.c: io_uring's tracepoints by BTF name in both attach modes)."""
@@ -71,12 +82,13 @@ def core_io_uring(caps: Capabilities, tier: str) -> str:
         return ("none: io_uring's requests can only be read through the kernel's BTF,"
                 " which raw_tp lacks")
     if caps.kernel.version < IO_URING_REQ_SINCE:
-        return f"none: the kernel has {IO_URING_OLD_UNSEEN} (this kernel: {caps.kernel.release})"
+        return (f"none: before 6.0 io_uring's {IO_URING_SUBMIT_OLD} tracepoint is given the"
+                " request only as an untyped pointer, which tp_btf programs cannot read"
+                f" through (this kernel: {caps.kernel.release})")
     tps = caps.io_uring.tracepoints
-    if tps is not None and not tps.get(IO_URING_SUBMIT):
-        return f"none: the kernel has no {IO_URING_SUBMIT} tracepoint"
-    if tps is not None and not tps.get(IO_URING_COMPLETE):
-        return f"none: the kernel has no {IO_URING_COMPLETE} tracepoint"
+    lacking = _uring_tracepoint_lacking(tps)
+    if lacking:
+        return lacking
     who = ("the submitting task's pid, tid, comm and uid (tid, comm and uid None for SQPOLL"
            " submissions: no thread of the process made them)")
     if caps.bpf.kernel_read is False:
@@ -86,7 +98,7 @@ def core_io_uring(caps: Capabilities, tier: str) -> str:
         fields = (f"partial: seen with paths: path (the kernel's copy), flags, mode, dfd,"
                   f" fd/errno and {who}")
     if tps is None:
-        fields += "; where the kernel has io_uring's tracepoints (not checked here)"
+        fields += UNCHECKED_TRACEPOINTS
     return fields
 
 
@@ -204,9 +216,26 @@ def assess_core(caps: Capabilities, kind: str, tier: str = "tracepoint") -> Asse
     return Assessment("ebpf-core", tier, kind, reasons, _core_fields(caps, kind, tier))
 
 
-def _moot_or(caps: Capabilities, text: str) -> str:
+def bcc_io_uring(caps: Capabilities) -> str:
+    """Whether ebpf-bcc sees opens made through io_uring (bcc/open.c, HT_URING: io_uring's
+    tracepoints by their tracefs fields, the request's path by offsets from BTF)."""
     moot = io_uring_moot(caps)
-    return f"none needed: {moot}" if moot else text
+    if moot:
+        return f"none needed: {moot}"
+    if caps.kernel.version < IO_URING_REQ_SINCE:
+        return ("none: before 6.0 an io_uring request has no io_open command (struct"
+                f" io_kiocb.cmd) to read its path from (this kernel: {caps.kernel.release})")
+    if caps.btf.path is None:
+        return "none: no kernel BTF, whose offsets locate an io_uring request's path"
+    tps = caps.io_uring.tracepoints
+    lacking = _uring_tracepoint_lacking(tps)
+    if lacking:
+        return lacking
+    fields = ("partial: seen with paths: path (the kernel's copy; the caller's for a request"
+              " whose preparation failed), dfd (None for those), fd/errno and the submitting"
+              " task's pid, tid, comm and uid (tid, comm and uid None for SQPOLL submissions);"
+              f" {URING_HOW_NONE} (the kernel keeps only its adjusted copy)")
+    return fields + (UNCHECKED_TRACEPOINTS if tps is None else "")
 
 
 def _bcc_headers(caps: Capabilities, fields: Dict[str, str]) -> List[Reason]:
@@ -254,8 +283,7 @@ def assess_bcc(caps: Capabilities, kind: str) -> Assessment:
             )
         )
     if kind == "open":
-        fields[FIELD_IO_URING] = _moot_or(caps, "none: ebpf-bcc's programs hook the open syscalls"
-                                      " only")
+        fields[FIELD_IO_URING] = bcc_io_uring(caps)
     reasons += _bcc_headers(caps, fields)
     if caps.bpf.ringbuf is False:
         reasons.append(Reason("perf-buffer", "no BPF ring buffer (5.8+): using the perf buffer",

@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 from hybridtrace.backends.ebpf.records import split_argv
 from hybridtrace.events import ExecEvent, OpenEvent, Source
 from hybridtrace.request import PATH_SIZE
-from hybridtrace.vocabulary import syscall_at
+from hybridtrace.vocabulary import VIA_IO_URING, syscall_at
 
 # common.c
 F_TASK_READS_OFF = 1 << 0
@@ -29,6 +29,12 @@ F_IMAGE_READ_FAILED = 1 << 7
 F_PATH_TRUNCATED = 1 << 1
 F_PATH_READ_FAILED = 1 << 2
 F_HOW_READ_FAILED = 1 << 3
+F_IO_URING = 1 << 4
+F_NO_THREAD = 1 << 5  # the SQPOLL thread submitted it: tid, uid, comm unknown
+F_FIXED_SLOT = 1 << 6  # opened into a fixed file slot: no fd
+F_NO_RESULT = 1 << 7  # IOSQE_CQE_SKIP_SUCCESS: reported at submission, result unknown
+F_KERNEL_COPY = 1 << 8
+F_NO_DFD = 1 << 9
 
 # struct exec_rec up to filename[]: ts, pid, tid, ppid, uid, retval, flags,
 # argv_len, filename_len, syscall, pad, comm[16]
@@ -92,6 +98,9 @@ def decode_open(raw: bytes) -> OpenEvent:
      comm) = OPEN_HDR.unpack_from(raw, 0)
     path = _read_string(raw, OPEN_HDR.size, min(path_len, path_slot()))
     how_ok = not flags & F_HOW_READ_FAILED
+    if flags & F_IO_URING:
+        return _uring_open(ts, pid, tid, uid, ret, dfd, oflags, mode, flags, comm, path,
+                           how_ok)
     return OpenEvent(
         timestamp_ns=ts, pid=pid, tid=tid, uid=uid, comm=_cstring(comm), path=path,
         flags=oflags if how_ok else None, mode=mode if how_ok else None,
@@ -99,4 +108,24 @@ def decode_open(raw: bytes) -> OpenEvent:
         path_source=Source.SYSCALL_ENTRY if path is not None else None,
         syscall=syscall_at("open", sysno),
         dfd=dfd, path_truncated=bool(flags & F_PATH_TRUNCATED) and path is not None,
+    )
+
+
+def _uring_open(ts: int, pid: int, tid: int, uid: int, ret: int, dfd: int, oflags: int,
+                mode: int, flags: int, comm: bytes, path: Optional[bytes],
+                how_ok: bool) -> OpenEvent:
+    """An io_uring open request's record: no syscall was made (syscall None)."""
+    no_thread = bool(flags & F_NO_THREAD)
+    known = not flags & F_NO_RESULT
+    return OpenEvent(
+        timestamp_ns=ts, pid=pid, tid=None if no_thread else tid,
+        uid=None if no_thread else uid, comm=None if no_thread else _cstring(comm),
+        path=path, flags=oflags if how_ok else None, mode=mode if how_ok else None,
+        fd=ret if known and ret >= 0 and not flags & F_FIXED_SLOT else None,
+        errno=-ret if known and ret < 0 else None,
+        path_source=(Source.KERNEL_COPY if flags & F_KERNEL_COPY else Source.SYSCALL_ENTRY)
+        if path is not None else None,
+        syscall=None, dfd=None if flags & F_NO_DFD else dfd,
+        path_truncated=bool(flags & F_PATH_TRUNCATED) and path is not None,
+        via=VIA_IO_URING,
     )

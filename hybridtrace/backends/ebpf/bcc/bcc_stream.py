@@ -19,7 +19,13 @@ import attrs
 
 from hybridtrace import buffer_size, procfs, tracefs, vocabulary
 from hybridtrace.backends.base import BackendError, EventStream, StreamStats, Unread
-from hybridtrace.backends.ebpf.bcc import bcc_compile, bcc_program, bcc_records, headers
+from hybridtrace.backends.ebpf.bcc import (
+    bcc_compile,
+    bcc_program,
+    bcc_records,
+    bcc_uring,
+    headers,
+)
 from hybridtrace.backends.ebpf.bcc.bcc_import import import_bcc
 from hybridtrace.backends.ebpf.bcc.btf_offsets import BtfError, task_offsets
 from hybridtrace.capabilities.model import Capabilities
@@ -48,11 +54,13 @@ ATTACH: Dict[Kind, List[Tuple[str, Optional[str]]]] = {
         ("syscalls:sys_exit_openat2", "HT_HAVE_OPENAT2"),
         ("syscalls:sys_enter_creat", "HT_HAVE_CREAT"),
         ("syscalls:sys_exit_creat", "HT_HAVE_CREAT"),
+        *bcc_uring.ATTACH,
     ],
 }
 
 
-def _present_tracepoints(request: TraceRequest) -> List[str]:
+def _present_tracepoints(request: TraceRequest) -> Tuple[List[str], Callable[[str], bool]]:
+    """(The optional tracepoints this kernel has, a test for any "group/event")."""
     path, _ = tracefs.ensure_mounted()  # TracefsUnavailable is a BackendError
 
     def has(tp: str) -> bool:
@@ -61,7 +69,7 @@ def _present_tracepoints(request: TraceRequest) -> List[str]:
     for tp in vocabulary.required_tracepoints(request.kind.value):
         if not has(tp):
             raise BackendError(f"tracepoint {tp} is missing from this kernel")
-    return [tp for tp in bcc_program.OPTIONAL_TRACEPOINTS[request.kind].values() if has(tp)]
+    return [tp for tp in bcc_program.OPTIONAL_TRACEPOINTS[request.kind].values() if has(tp)], has
 
 
 def choose_layout(tree: headers.HeaderTree, btf_path: Optional[str]) -> Tuple[
@@ -125,7 +133,7 @@ class BccStream:
         self._lost_seen = 0
         self._sink = _Sink(_decoder(request))
         self._bpf: Any = None
-        present = _present_tracepoints(request)
+        present, has = _present_tracepoints(request)
         try:
             tree = headers.locate(caps.kernel.release, caps.headers.build,
                                   caps.headers.kheaders)
@@ -141,6 +149,11 @@ class BccStream:
                 raise BackendError(f"buffer pages must be a power of two, not {count}")
         self._perf_pages = perf_pages
         flags = bcc_program.cflags(request, layout, present, os.getpid(), pages)
+        # Why opens made through io_uring are not seen (None: they are).
+        self.io_uring_unseen: Optional[str] = None
+        if request.kind is Kind.OPEN:
+            uring, self.io_uring_unseen = bcc_uring.uring_flags(has, caps.btf.path)
+            flags += uring
         self._bpf = self._load(bcc, tree, flags, request.kind)
         self._finalizer = weakref.finalize(self, _cleanup, self._bpf)
         try:
@@ -151,9 +164,13 @@ class BccStream:
         buffer = f"ring buffer {pages} pages" if use_ring else (
             f"perf buffer {perf_pages} pages/cpu")
         fit = "for this kernel" if tree.exact else f"BORROWED for {caps.kernel.release}"
+        uring_note = "" if request.kind is not Kind.OPEN else (
+            "; io_uring opens: seen (io_uring's tracepoints, request offsets from BTF)"
+            if self.io_uring_unseen is None else
+            f"; io_uring opens: NOT seen ({self.io_uring_unseen})")
         self.description = (
             f"ebpf-bcc: BCC {getattr(bcc, '__version__', '?')}, {buffer}, headers"
-            f" {tree.release} {fit} ({tree.origin}), {layout_note}"
+            f" {tree.release} {fit} ({tree.origin}), {layout_note}{uring_note}"
         )
 
     def _load(self, bcc: ModuleType, tree: headers.HeaderTree, flags: List[str],

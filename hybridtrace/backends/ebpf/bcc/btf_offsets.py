@@ -148,11 +148,27 @@ TASK_OFFSETS: Dict[str, Tuple[str, str]] = {
 }
 
 
-def task_offsets(btf_path: str) -> Dict[str, int]:
-    """The offsets the programs need, from the BTF file at ``btf_path``."""
+# What open.c reads of an io_uring open request (struct io_open is in no header).
+URING_OFFSETS: Dict[str, Tuple[str, str]] = {
+    "HT_OFF_REQ_CMD": ("io_kiocb", "cmd"),
+    "HT_OFF_OPEN_DFD": ("io_open", "dfd"),
+    "HT_OFF_OPEN_SLOT": ("io_open", "file_slot"),
+    "HT_OFF_OPEN_FILENAME": ("io_open", "filename"),
+    "HT_OFF_FILENAME_NAME": ("filename", "name"),
+    "HT_OFF_TASK_FLAGS": ("task_struct", "flags"),
+}
+
+
+def offsets(btf_path: str, wanted: Dict[str, Tuple[str, str]]) -> Dict[str, int]:
+    """The offsets ``wanted`` (macro -> struct, member), from the BTF file at ``btf_path``."""
     try:
         with open(btf_path, "rb") as f:
             btf = Btf(f.read())
     except OSError as exc:
         raise BtfError(f"cannot read {btf_path}: {exc.strerror}") from None
-    return {macro: btf.member_offset(s, m) for macro, (s, m) in TASK_OFFSETS.items()}
+    return {macro: btf.member_offset(s, m) for macro, (s, m) in wanted.items()}
+
+
+def task_offsets(btf_path: str) -> Dict[str, int]:
+    """The task_struct/mm_struct offsets the programs need, from the BTF file at ``btf_path``."""
+    return offsets(btf_path, TASK_OFFSETS)

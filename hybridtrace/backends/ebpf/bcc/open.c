@@ -50,6 +50,23 @@ static __always_inline struct open_rec *ht_open_enter(u64 path, s32 dfd, u32 sys
     return rec;
 }
 
+/* The path from the caller's memory (the kernel has read it: its page is present). */
+static __always_inline void ht_read_user_path(struct open_rec *rec, u64 ptr)
+{
+    long n = bpf_probe_read_user_str(rec->path, HT_PATH_SLOT, (void *)ptr);
+    if (n > 0) {
+        rec->path_len = n;
+        if (n == HT_PATH_SLOT) {
+            char next = 0;
+            bpf_probe_read_user(&next, 1, (void *)(ptr + HT_PATH_SIZE));
+            if (next)
+                rec->flags |= HT_F_PATH_TRUNCATED;
+        }
+    } else {
+        rec->flags |= HT_F_PATH_READ_FAILED;
+    }
+}
+
 static __always_inline int ht_open_exit(void *ctx, long ret)
 {
     u64 id = bpf_get_current_pid_tgid();
@@ -64,18 +81,7 @@ static __always_inline int ht_open_exit(void *ctx, long ret)
     bpf_get_current_comm(rec->comm, sizeof(rec->comm));
     if (ht_skip_emit(rec->comm, rec->uid, ret < 0))
         goto done;
-    long n = bpf_probe_read_user_str(rec->path, HT_PATH_SLOT, (void *)rec->path_ptr);
-    if (n > 0) {
-        rec->path_len = n;
-        if (n == HT_PATH_SLOT) {
-            char next = 0;
-            bpf_probe_read_user(&next, 1, (void *)(rec->path_ptr + HT_PATH_SIZE));
-            if (next)
-                rec->flags |= HT_F_PATH_TRUNCATED;
-        }
-    } else {
-        rec->flags |= HT_F_PATH_READ_FAILED;
-    }
+    ht_read_user_path(rec, rec->path_ptr);
     u32 len = rec->path_len;
     if (len > HT_PATH_SLOT)
         len = HT_PATH_SLOT;
@@ -154,4 +160,254 @@ TRACEPOINT_PROBE(syscalls, sys_exit_creat)
 {
     return ht_open_exit(args, args->ret);
 }
+#endif
+
+#ifdef HT_URING
+/* Opens through io_uring (IORING_OP_OPENAT/OPENAT2), which make no open syscall,
+ * from io_uring's tracepoints (their tracefs fields: these do not change with the
+ * kernel's prototypes). The submit tracepoint runs in the submitting task (or the
+ * ring's SQPOLL thread) after the request was prepared: the kernel's copy of the
+ * path and the dfd are in the request (offsets of struct io_kiocb, io_open and
+ * filename from the kernel's BTF: io_open is in no header). The record waits by
+ * request address for io_uring_complete (or the overflow record of a completion
+ * that found the ring full) to give the result; io_uring_req_failed reports
+ * requests whose preparation failed, from their SQE. Flags and mode of a submitted
+ * request are the kernel's adjusted copy, not the caller's: left unknown. */
+#define HT_F_IO_URING (1u << 4)
+#define HT_F_NO_THREAD (1u << 5)  /* the SQPOLL thread submitted it: tid, uid, comm unknown */
+#define HT_F_FIXED_SLOT (1u << 6) /* opened into a fixed file slot: no fd */
+#define HT_F_NO_RESULT (1u << 7)  /* IOSQE_CQE_SKIP_SUCCESS: no completion if it succeeds */
+#define HT_F_KERNEL_COPY (1u << 8)
+#define HT_F_NO_DFD (1u << 9)
+#define HT_IORING_OP_OPENAT 18 /* include/uapi/linux/io_uring.h */
+#define HT_IORING_OP_OPENAT2 28
+#define HT_REQ_F_CQE_SKIP (1u << 6) /* REQ_F_CQE_SKIP_BIT = IOSQE_CQE_SKIP_SUCCESS_BIT */
+
+struct uring_pending {
+    u64 ring;
+    u64 user_data;
+    struct open_rec rec;
+};
+
+struct uring_ud {
+    u64 ring;
+    u64 user_data;
+};
+
+BPF_F_TABLE("hash", u64, struct uring_pending, ht_uring, 10240, BPF_F_NO_PREALLOC);
+/* (ring, user_data) -> request address, 0 when two pending opens share them. */
+BPF_F_TABLE("hash", struct uring_ud, u64, ht_uring_ud, 10240, BPF_F_NO_PREALLOC);
+BPF_ARRAY(ht_uring_zero, struct uring_pending, 1); /* never written: a zeroed template */
+
+static __always_inline struct uring_pending *ht_uring_new(u64 key, int sqpoll)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    if (ht_skip_task()) /* ourselves, or -p/-t: an SQPOLL thread has another tid */
+        return 0;
+#if defined(HT_UID) || defined(HT_COMM0)
+    if (sqpoll) /* a filter on what no thread of ours did cannot accept it */
+        return 0;
+#endif
+    int zero = 0;
+    struct uring_pending *tmpl = ht_uring_zero.lookup(&zero);
+    if (!tmpl)
+        return 0;
+    ht_uring.update(&key, tmpl);
+    struct uring_pending *p = ht_uring.lookup(&key);
+    if (!p)
+        return 0;
+    p->rec.ts = bpf_ktime_get_ns();
+    p->rec.pid = id >> 32;
+    p->rec.flags = HT_F_IO_URING;
+    if (sqpoll) {
+        p->rec.flags |= HT_F_NO_THREAD;
+        return p;
+    }
+    p->rec.tid = (u32)id;
+    p->rec.uid = (u32)bpf_get_current_uid_gid();
+    bpf_get_current_comm(p->rec.comm, sizeof(p->rec.comm));
+    if (ht_skip_emit(p->rec.comm, p->rec.uid, 1)) {
+        ht_uring.delete(&key);
+        return 0;
+    }
+    return p;
+}
+
+static __always_inline void ht_uring_emit(void *ctx, struct open_rec *rec, s32 res)
+{
+#ifdef HT_FAILED_ONLY
+    if (res >= 0)
+        return;
+#endif
+    rec->ret = res;
+    rec->ts = bpf_ktime_get_ns();
+    u32 len = rec->path_len;
+    if (len > HT_PATH_SLOT)
+        len = HT_PATH_SLOT;
+    ht_output(ctx, rec, offsetof(struct open_rec, path) + len);
+}
+
+/* The kernel's copy of the path, and the dfd, from the prepared request. */
+static __always_inline void ht_uring_read(struct open_rec *rec, u64 req)
+{
+    u64 open = req + HT_OFF_REQ_CMD, name = 0, text = 0;
+    u32 slot = 0;
+    if (bpf_probe_read_kernel(&rec->dfd, sizeof(rec->dfd), (void *)(open + HT_OFF_OPEN_DFD)))
+        rec->flags |= HT_F_NO_DFD;
+    if (bpf_probe_read_kernel(&slot, sizeof(slot), (void *)(open + HT_OFF_OPEN_SLOT)) == 0 && slot)
+        rec->flags |= HT_F_FIXED_SLOT;
+    if (ht_read_u64(open + HT_OFF_OPEN_FILENAME, &name) || !name ||
+        ht_read_u64(name + HT_OFF_FILENAME_NAME, &text) || !text) {
+        rec->flags |= HT_F_PATH_READ_FAILED;
+        return;
+    }
+    long n = bpf_probe_read_kernel_str(rec->path, HT_PATH_SLOT, (void *)text);
+    if (n <= 0) {
+        rec->flags |= HT_F_PATH_READ_FAILED;
+        return;
+    }
+    rec->path_len = n;
+    rec->flags |= HT_F_KERNEL_COPY;
+    if (n == HT_PATH_SLOT) {
+        char next = 0;
+        bpf_probe_read_kernel(&next, 1, (void *)(text + HT_PATH_SIZE));
+        if (next)
+            rec->flags |= HT_F_PATH_TRUNCATED;
+    }
+}
+
+static __always_inline int ht_uring_submitted(void *ctx, u64 ring, u64 req, u64 user_data,
+                                              u32 opcode, u32 rflags, int sqpoll)
+{
+    /* Every request: a freed one at this address must leave nothing behind. */
+    ht_uring.delete(&req);
+    if (opcode != HT_IORING_OP_OPENAT && opcode != HT_IORING_OP_OPENAT2)
+        return 0;
+    struct uring_pending *p = ht_uring_new(req, sqpoll);
+    if (!p)
+        return 0;
+    p->ring = ring;
+    p->user_data = user_data;
+    p->rec.syscall = opcode == HT_IORING_OP_OPENAT2 ? HT_SYS_OPENAT2 : HT_SYS_OPENAT;
+    p->rec.flags |= HT_F_HOW_READ_FAILED;
+    ht_uring_read(&p->rec, req);
+    if (rflags & HT_REQ_F_CQE_SKIP) { /* no completion if it succeeds: report it now */
+#ifndef HT_FAILED_ONLY
+        p->rec.flags |= HT_F_NO_RESULT;
+        ht_uring_emit(ctx, &p->rec, 0);
+#endif
+        ht_uring.delete(&req);
+        return 0;
+    }
+    struct uring_ud ud = {.ring = ring, .user_data = user_data};
+    u64 *other = ht_uring_ud.lookup(&ud);
+    u64 owner = req;
+    if (other && *other && *other != req) {
+        struct uring_pending *q = ht_uring.lookup(other);
+        if (q && q->ring == ring && q->user_data == user_data)
+            owner = 0; /* two pending opens an overflow record could not tell apart */
+    }
+    ht_uring_ud.update(&ud, &owner);
+    return 0;
+}
+
+#if defined(HT_URING_SUBMIT_REQ)
+TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
+{
+    return ht_uring_submitted(args, (u64)args->ctx, (u64)args->req, args->user_data,
+                              args->opcode, args->flags, args->sq_thread);
+}
+#elif defined(HT_URING_SUBMIT_SQE)
+TRACEPOINT_PROBE(io_uring, io_uring_submit_sqe)
+{
+    return ht_uring_submitted(args, (u64)args->ctx, (u64)args->req, args->user_data,
+                              args->opcode, args->flags, args->sq_thread);
+}
+#endif
+
+static __always_inline void ht_uring_done(void *ctx, u64 req, u64 ring, u64 user_data, s32 res)
+{
+    struct uring_pending *p = ht_uring.lookup(&req);
+    if (!p)
+        return;
+    if (p->ring == ring && p->user_data == user_data)
+        ht_uring_emit(ctx, &p->rec, res);
+    ht_uring.delete(&req);
+    struct uring_ud ud = {.ring = ring, .user_data = user_data};
+    u64 *owner = ht_uring_ud.lookup(&ud);
+    if (owner && *owner == req)
+        ht_uring_ud.delete(&ud);
+}
+
+TRACEPOINT_PROBE(io_uring, io_uring_complete)
+{
+    ht_uring_done(args, (u64)args->req, (u64)args->ctx, args->user_data, args->res);
+    return 0;
+}
+
+#ifdef HT_URING_OVERFLOW
+/* A completion that found the ring full carries no request: the one pending open
+ * of that ring with that user_data, if there is exactly one. */
+TRACEPOINT_PROBE(io_uring, io_uring_cqe_overflow)
+{
+    struct uring_ud ud = {.ring = (u64)args->ctx, .user_data = args->user_data};
+    u64 *owner = ht_uring_ud.lookup(&ud);
+    if (!owner)
+        return 0;
+    u64 req = *owner;
+    ht_uring_ud.delete(&ud);
+    struct uring_pending *p = req ? ht_uring.lookup(&req) : 0;
+    if (p && p->ring == ud.ring && p->user_data == ud.user_data) {
+        ht_uring_done(args, req, ud.ring, ud.user_data, args->res);
+    } else if (!req) { /* which of them completed is unknown: its event is lost */
+#ifndef HT_PERFBUF
+        int zero = 0;
+        u64 *count = ht_lost.lookup(&zero);
+        if (count)
+            __sync_fetch_and_add(count, 1);
+#endif
+    }
+    return 0;
+}
+#endif
+
+#ifdef HT_URING_FAILED
+/* A request whose preparation failed: the caller's arguments from its SQE, and
+ * the error that is its result; its dfd is not among the tracepoint's fields. */
+TRACEPOINT_PROBE(io_uring, io_uring_req_failed)
+{
+    u64 req = (u64)args->req;
+    ht_uring.delete(&req);
+    u32 opcode = args->opcode;
+    if (opcode != HT_IORING_OP_OPENAT && opcode != HT_IORING_OP_OPENAT2)
+        return 0;
+    int sqpoll = 0;
+    u32 pflags = 0;
+    u64 task = (u64)bpf_get_current_task();
+    if (bpf_probe_read_kernel(&pflags, sizeof(pflags), (void *)(task + HT_OFF_TASK_FLAGS)))
+        return 0;
+    sqpoll = (pflags & 0x00000010) != 0; /* PF_IO_WORKER: the SQPOLL thread */
+    struct uring_pending *p = ht_uring_new(req, sqpoll);
+    if (!p)
+        return 0;
+    p->rec.syscall = opcode == HT_IORING_OP_OPENAT2 ? HT_SYS_OPENAT2 : HT_SYS_OPENAT;
+    p->rec.flags |= HT_F_NO_DFD;
+    if (args->file_index)
+        p->rec.flags |= HT_F_FIXED_SLOT;
+    if (opcode == HT_IORING_OP_OPENAT2) {
+        u64 how[2] = {}; /* struct open_how: u64 flags, u64 mode; at sqe->addr2 (= off) */
+        if (args->len < sizeof(how) || bpf_probe_read_user(how, sizeof(how), (void *)args->off))
+            p->rec.flags |= HT_F_HOW_READ_FAILED;
+        p->rec.oflags = how[0];
+        p->rec.mode = how[1];
+    } else {
+        p->rec.oflags = args->op_flags;
+        p->rec.mode = args->len;
+    }
+    ht_read_user_path(&p->rec, args->addr);
+    ht_uring_emit(args, &p->rec, args->error);
+    ht_uring.delete(&req);
+    return 0;
+}
+#endif
 #endif

@@ -461,17 +461,36 @@ int BPF_PROG(ht_uring_submit_sqe, struct io_kiocb *req)
 	return ht_uring_submitted(ctx, req);
 }
 
-SEC("tp_btf/io_uring_complete")
-int BPF_PROG(ht_uring_complete, struct io_ring_ctx *ring, void *req, struct io_uring_cqe *cqe)
+/* A completion: the result of the pending open at that request's address, if the
+ * ring and user_data are that request's. */
+static __always_inline void ht_uring_completed(void *ctx, void *ring, void *req,
+					       __u64 user_data, __s32 res)
 {
 	__u64 key = (__u64)req;
 	struct ht_uring_pending *p = bpf_map_lookup_elem(&ht_uring, &key);
 
 	if (!p)
-		return 0;
-	if (p->user_data == cqe->user_data && p->ctx == (__u64)ring)
-		ht_uring_emit(ctx, &p->e, cqe->res);
+		return;
+	if (p->user_data == user_data && p->ctx == (__u64)ring)
+		ht_uring_emit(ctx, &p->e, res);
 	bpf_map_delete_elem(&ht_uring, &key);
+}
+
+/* 6.13+: the tracepoint is given the CQE it filled in. */
+SEC("tp_btf/io_uring_complete")
+int BPF_PROG(ht_uring_complete, struct io_ring_ctx *ring, void *req, struct io_uring_cqe *cqe)
+{
+	ht_uring_completed(ctx, ring, req, cqe->user_data, cqe->res);
+	return 0;
+}
+
+/* Before 6.13 it is given the CQE's fields (user_data, res, cflags, extra1, extra2):
+ * the verifier refuses the program above there (a field read through a u64), and
+ * the stream loads this one instead (core_stream.io_uring_programs). */
+SEC("tp_btf/io_uring_complete")
+int BPF_PROG(ht_uring_complete_fields, void *ring, void *req, __u64 user_data, int res)
+{
+	ht_uring_completed(ctx, ring, req, user_data, res);
 	return 0;
 }
 
