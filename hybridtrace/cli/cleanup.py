@@ -1,4 +1,6 @@
-"""`hybridtrace cleanup`: remove kernel state left by sessions that were killed."""
+"""Remove tracefs instances and dynamic events whose owning hybridtrace process is gone
+(BPF programs die with their process and need no cleanup).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +14,6 @@ from hybridtrace import tracefs
 
 NAME = "cleanup"
 HELP = "remove tracefs instances and probes left by dead hybridtrace sessions"
-DESCRIPTION = (
-    "Remove tracefs instances and dynamic events whose owning hybridtrace"
-    " process is gone (BPF programs die with their process and need no cleanup)."
-)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

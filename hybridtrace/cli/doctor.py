@@ -1,4 +1,7 @@
-"""`hybridtrace doctor`: what works here, what is chosen and why, what to change."""
+"""Probe the kernel and our privileges, and explain which backend traces exec and open
+here and why. Exit status: 0 when both exec and open tracing have a usable backend,
+1 when one of them has none, 2 on a usage error.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +18,6 @@ from hybridtrace.selector import CHOICES
 
 NAME = "doctor"
 HELP = "report what this kernel supports and which backend would be used"
-DESCRIPTION = (
-    "Probe the kernel and our privileges, and explain which backend traces"
-    " exec and open here and why. Exit status: 0 when both exec and open tracing have a"
-    " usable backend, 1 when one of them has none, 2 on a usage error."
-)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

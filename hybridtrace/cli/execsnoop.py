@@ -1,4 +1,6 @@
-"""`hybridtrace execsnoop`: BCC's execsnoop columns and flags, on any backend."""
+"""Trace execve/execveat: one line per exec, PCOMM PID PPID RET ARGS (ARGS: the path
+given to exec, then argv[1:]), as BCC's execsnoop.
+"""
 
 from __future__ import annotations
 
@@ -35,10 +37,6 @@ EXAMPLES = """examples:
 
 NAME = "execsnoop"
 HELP = "trace exec() calls"
-DESCRIPTION = (
-    "Trace execve/execveat: one line per exec, PCOMM PID PPID RET ARGS"
-    " (ARGS: the path given to exec, then argv[1:]), as BCC's execsnoop."
-)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -31,11 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hybridtrace {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in (execsnoop, opensnoop, doctor, cleanup):
-        # Each command module declares its name, help and description, its examples
-        # (EXAMPLES, optional), add_arguments() and run(): one shape for every command.
+        # Each command module declares its name and one-line help, its examples
+        # (EXAMPLES, optional), add_arguments() and run(); its docstring is the
+        # command's description (`hybridtrace COMMAND --help`, the man page).
         examples = getattr(module, "EXAMPLES", None)
+        description = " ".join(str(module.__doc__).split())
         command = sub.add_parser(
-            module.NAME, help=module.HELP, description=module.DESCRIPTION, epilog=examples,
+            module.NAME, help=module.HELP, description=description, epilog=examples,
             formatter_class=argparse.RawDescriptionHelpFormatter if examples
             else argparse.HelpFormatter)
         module.add_arguments(command)

@@ -1,4 +1,6 @@
-"""`hybridtrace opensnoop`: BCC's opensnoop columns and flags, on any backend."""
+"""Trace open/openat/openat2/creat: one line per call, PID COMM FD ERR PATH, as BCC's
+opensnoop.
+"""
 
 from __future__ import annotations
 
@@ -39,10 +41,6 @@ EXAMPLES = """examples:
 
 NAME = "opensnoop"
 HELP = "trace open() calls"
-DESCRIPTION = (
-    "Trace open/openat/openat2/creat: one line per call, PID COMM FD ERR PATH,"
-    " as BCC's opensnoop."
-)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

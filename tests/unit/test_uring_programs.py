@@ -7,6 +7,8 @@ import json
 import os
 from typing import Dict, List
 
+import pytest
+
 from hybridtrace.backends.ebpf.uring_programs import PROGRAMS, choose
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures",
@@ -19,22 +21,19 @@ def _shapes(name: str) -> Dict[str, List[str]]:
     return shapes[name]
 
 
-def test_6_18_gives_the_cqe_and_has_no_io_uring_submit_sqe() -> None:
-    unseen, left_out = choose(_shapes("host-6.18"))
+# Which programs each kernel's signatures leave out: 6.18 gives the completion entry and
+# has no io_uring_submit_sqe; 6.12 has io_uring_submit_req and the older completion;
+# 6.1 has io_uring_submit_sqe, given the request.
+@pytest.mark.parametrize(("kernel", "left"), [
+    ("host-6.18", ["ht_uring_complete_fields", "ht_uring_submit_sqe"]),
+    ("debian-6.12-arm64", ["ht_uring_complete", "ht_uring_submit_sqe"]),
+    ("debian-6.1-arm64", ["ht_uring_complete", "ht_uring_submit_req"]),
+])
+def test_each_kernel_loads_the_programs_its_signatures_fit(kernel: str,
+                                                          left: List[str]) -> None:
+    unseen, left_out = choose(_shapes(kernel))
     assert unseen is None
-    assert left_out == ["ht_uring_complete_fields", "ht_uring_submit_sqe"]
-
-
-def test_6_12_has_io_uring_submit_req_and_the_older_complete() -> None:
-    unseen, left_out = choose(_shapes("debian-6.12-arm64"))
-    assert unseen is None
-    assert left_out == ["ht_uring_complete", "ht_uring_submit_sqe"]
-
-
-def test_6_1_has_io_uring_submit_sqe_given_the_request() -> None:
-    unseen, left_out = choose(_shapes("debian-6.1-arm64"))
-    assert unseen is None
-    assert left_out == ["ht_uring_complete", "ht_uring_submit_req"]
+    assert left_out == left
 
 
 def test_5_10_gives_no_typed_request_so_nothing_loads() -> None:
