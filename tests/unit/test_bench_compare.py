@@ -43,7 +43,7 @@ def test_a_run_reproduces_itself() -> None:
     c = compare(first["runs"], copy.deepcopy(first)["runs"])
     assert c.shape_reproduced and c.same_order and not c.outside
     assert len(c.rows) == len(first["runs"]) and not c.only_first and not c.only_second
-    assert len(c.targets) == 11 and not c.flipped
+    assert len(c.targets) == 19 and not c.flipped
     table = side_by_side(c).splitlines()
     assert len(table) == 2 + len(first["runs"])
     assert all(cells(line) == cells(table[0]) for line in table)

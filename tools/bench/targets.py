@@ -90,6 +90,7 @@ def verdicts(runs: List[Run]) -> List[Verdict]:
                              None if a is None or b is None else a <= 1.2 * b,
                              f"{workload} flat-out slowdown: ebpf-core {_x(a)} vs"
                              f" libbpf-tools {_x(b)} (target <= 1.2 times)"))
+    found += _fallback_targets(runs)
     for tracer in OURS_FIRST_EVENT:
         firsts = [r["first_event_s"] for r in _ok(runs, tracer)]
         found.append(Verdict(f"first event {tracer}",
@@ -97,6 +98,48 @@ def verdicts(runs: List[Run]) -> List[Verdict]:
                              f"first event within 0.5 s with {tracer}"
                              + (f" (worst {max(firsts):.2f} s)" if firsts else "")))
     return found
+
+
+FTRACE_TIERS = ("hybridtrace ftrace/uprobe", "hybridtrace ftrace/tracepoint")
+
+
+def _fallback_targets(runs: List[Run]) -> List[Verdict]:
+    """The fallback at full speed (ftrace lossless at 100k opens/s, at most 1.0 CPU-s per
+    100k opens at 50k/s, 90% captured flat out with every loss reported), ebpf-core's
+    exec loop within 5% of untraced, and ebpf-core's CPU per open below libbpf-tools'."""
+    found: List[Verdict] = []
+    for tracer in FTRACE_TIERS:
+        fast = _ok(runs, tracer, "open-loop", 100000)
+        found.append(Verdict(f"sustained 100k {tracer}", None if not fast else all(
+            r["missed"] == 0 and r["lost_reported"] == 0 for r in fast),
+            f"no loss at 100k opens/s with {tracer}"))
+        cpu = [r["cpu_s_per_100k"] for r in _ok(runs, tracer, "open-loop", 50000)
+               if r["cpu_s_per_100k"] is not None]
+        found.append(Verdict(f"cpu 50k {tracer}", None if not cpu else max(cpu) <= 1.0,
+                             f"at most 1.0 CPU-s per 100k opens at 50k/s with {tracer}"
+                             + (f" ({max(cpu):.2f})" if cpu else "")))
+        flat = [r for r in _ok(runs, tracer, "open-loop", 0) if r["produced"]]
+        share = min((r["captured"] / r["produced"] for r in flat), default=None)
+        found.append(Verdict(f"flat out {tracer}", None if share is None else (
+            share >= 0.9 and all(r["unaccounted"] == 0 for r in flat)),
+            f"flat out, >= 90% captured and every loss reported with {tracer}"
+            + ("" if share is None else f" ({share:.0%})")))
+    core = slowdown(runs, "hybridtrace ebpf-core", "exec-loop")
+    found.append(Verdict("exec slowdown 1.05", None if core is None else core <= 1.05,
+                         f"exec-loop flat-out slowdown with ebpf-core at most 1.05x ({_x(core)})"))
+    cpu_core, cpu_ref = (
+        [r["cpu_s_per_100k"] for r in _ok(runs, t, "open-loop", 50000)
+         if r["cpu_s_per_100k"] is not None]
+        for t in ("hybridtrace ebpf-core", "libbpf-tools"))
+    found.append(Verdict("cpu vs libbpf-tools", None if not (cpu_core and cpu_ref) else
+                         max(cpu_core) < min(cpu_ref),
+                         "less CPU per open than libbpf-tools at 50k/s: ebpf-core"
+                         f" {_n(cpu_core)} vs {_n(cpu_ref)} CPU-s per 100k"))
+    return found
+
+
+def _n(values: List[float]) -> str:
+    return "-" if not values else f"{max(values):.2f}"
 
 
 def judge(runs: List[Run]) -> List[str]:
