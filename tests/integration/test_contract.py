@@ -518,13 +518,16 @@ def test_io_uring_pid_filter(backend: str, uring_job: UringJob) -> None:
     what a backend cannot follow there is None, or said lost, never another's."""
     started = uring_job.start(URING_OPS)
     pid = started.child.pid
-    with open_backend(backend, "open", pid=pid) as session:
-        chosen = session.decision.chosen
-        assert chosen is not None
-        claim = io_uring_claim(chosen.fields)
-        _, opens = uring_job.finish(started)
-        events = collect_until(session, lambda seen: len(_uring_events(seen, pid)) >= len(
-            opens), 8.0 if claim else 1.5)
+    try:
+        with open_backend(backend, "open", pid=pid) as session:
+            chosen = session.decision.chosen
+            assert chosen is not None
+            claim = io_uring_claim(chosen.fields)
+            _, opens = uring_job.finish(started)
+            events = collect_until(session, lambda seen: len(_uring_events(
+                seen, pid)) >= len(opens), 8.0 if claim else 1.5)
+    finally:
+        started.discard()
     for event in events:
         check_types(event)
     assert all(e.pid == pid for e in events if isinstance(e, OpenEvent))

@@ -88,6 +88,13 @@ class Started:
         self.child = child
         self.log = log
 
+    def discard(self) -> None:
+        """End the job unrun (a test that stopped before ``finish``): the shell would
+        otherwise wait on its stdin until pytest exits, then exec a gt long gone."""
+        if self.child.poll() is None:
+            self.child.kill()
+            self.child.wait(timeout=10)
+
 
 def io_uring_claim(fields: dict) -> Optional[str]:
     """A candidate's io_uring field, None when it says it sees no io_uring opens."""
