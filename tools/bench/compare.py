@@ -112,8 +112,9 @@ def row_problems(a: Run, b: Run) -> List[str]:
     points = FLAT_POINTS if a["rate_offered"] == 0 else PACED_POINTS
     problems = []
     for field, name in (("captured_share", "captured"), ("correct_share", "argv/path ok")):
-        if abs(100 * a[field] - 100 * b[field]) > points:
-            problems.append(f"{name} {pct(a[field])} vs {pct(b[field])}")
+        x, y = a[field], b[field]  # None: nothing to judge (no event had the field)
+        if (x is None) != (y is None) or (x is not None and abs(100 * x - 100 * y) > points):
+            problems.append(f"{name} {pct(x)} vs {pct(y)}")
     if _lossless(a) != _lossless(b):
         problems.append("lossless in the " + ("first" if _lossless(a) else "second")
                         + " run only")
