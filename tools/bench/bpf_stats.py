@@ -16,11 +16,13 @@ import os
 import platform
 import shutil
 import subprocess
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Iterator
 
 import attrs
 
-_SYS_BPF = {"x86_64": 321, "aarch64": 280}
+from hybridtrace.capabilities.bpf_probes import ATTR_SIZE, bpf_syscall
+from hybridtrace.text_fields import colon_fields
+
 _BPF_ENABLE_STATS = 32
 _BPF_STATS_RUN_TIME = 0
 
@@ -39,16 +41,11 @@ class ProgStats:
 @contextlib.contextmanager
 def run_time_stats() -> Iterator[None]:
     """BPF run-time statistics on for the block, off again after it (the fd closes)."""
-    nr = _SYS_BPF.get(platform.machine())
-    if nr is None:
-        raise StatsError(f"bpf(2) number unknown on {platform.machine()}")
-    libc = ctypes.CDLL(None, use_errno=True)
-    attr = ctypes.create_string_buffer(16)  # union bpf_attr: enable_stats.type = RUN_TIME
+    attr = ctypes.create_string_buffer(ATTR_SIZE)  # bpf_attr.enable_stats.type = RUN_TIME
     ctypes.c_uint32.from_buffer(attr).value = _BPF_STATS_RUN_TIME
-    fd = libc.syscall(nr, _BPF_ENABLE_STATS, attr, ctypes.c_uint(len(attr)))
+    fd = bpf_syscall(_BPF_ENABLE_STATS, attr, platform.machine())
     if fd < 0:
-        err = ctypes.get_errno()
-        raise StatsError(f"BPF_ENABLE_STATS failed: {os.strerror(err)}")
+        raise StatsError(f"BPF_ENABLE_STATS failed: {os.strerror(-fd)}")
     try:
         yield
     finally:
@@ -62,18 +59,13 @@ def programs_of(pid: int) -> Dict[int, ProgStats]:
     for name in os.listdir(base):
         try:
             with open(os.path.join(base, name)) as f:
-                fields = dict(_pair(line) for line in f if ":" in line)
+                fields = colon_fields(f.read())
         except OSError:  # closed meanwhile
             continue
         if "prog_id" in fields and "run_cnt" in fields:
             pid_ = int(fields["prog_id"])
             found[pid_] = ProgStats(pid_, int(fields["run_time_ns"]), int(fields["run_cnt"]))
     return found
-
-
-def _pair(line: str) -> Tuple[str, str]:
-    key, _, value = line.partition(":")
-    return key.strip(), value.strip()
 
 
 def names(ids: Iterator[int]) -> Dict[int, str]:

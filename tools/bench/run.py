@@ -11,6 +11,7 @@ Reproduction section comparing the two (tools/bench/compare.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -23,6 +24,7 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, Union
 if __package__ in (None, ""):  # run as a script: python tools/bench/run.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from hybridtrace import tracefs
 from hybridtrace.cli.common import positive_float
 from tools.bench import compare, machine, report, workloads
 from tools.bench.plan import KINDS, build_plan
@@ -259,6 +261,11 @@ def bench(args: argparse.Namespace, given: List[str]) -> Union[int, Dict[str, An
         choices = ", ".join(KINDS)
         sys.stderr.write(f"bench: unknown workload {unknown[0]!r} (choose from {choices})\n")
         return 2
+    # Every tracer under the same mounts: the ebpf-core row forces the tracepoint attach
+    # mode, whose ids need tracefs, and the first ftrace run would mount it half way
+    # through (a run on a host without it had no ebpf-core open rows).
+    with contextlib.suppress(tracefs.TracefsUnavailable):
+        tracefs.ensure_mounted()
     kinds = ("exec", "open")
     if args.tracers and not any(_selected(tracers(k, REPO), args.tracers) for k in kinds):
         sys.stderr.write(f"bench: no tracer matches {args.tracers!r}\n")
