@@ -136,6 +136,10 @@ class CachingLive:
     def io_uring_tracepoints(self) -> Dict[str, bool]:
         return self._once("io_uring_tracepoints", self.system.io_uring_tracepoints, dict)
 
+    def tracefs_mount_errno(self) -> Optional[int]:
+        return self._once("tracefs_mount_errno", self.system.tracefs_mount_errno,
+                          lambda v: v)
+
     def eprobe_strings(self, path: str) -> Optional[bool]:
         """The verdict, and the trace it came from (unit tests replay the judgement)."""
         test = eprobe_selftest.run(path)
