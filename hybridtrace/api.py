@@ -23,9 +23,9 @@ from hybridtrace.backends.base import Assessment, BackendError, EventStream
 from hybridtrace.capabilities import probe
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.errors import RequestError
-from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
+from hybridtrace.events import Event, LostEvent
 from hybridtrace.filtering import NONE, keeps_all, matches
-from hybridtrace.pidns import in_view, nested, own_pidns
+from hybridtrace.pidns import nested, own_pidns
 from hybridtrace.request import DEFAULT_MAX_ARGS, Filters, Kind, TraceRequest
 from hybridtrace.scope import refusal, resolve
 from hybridtrace.selector import Decision, SelectionError, check_choice, require
@@ -116,8 +116,6 @@ class Session:
                     self._lost_exact = self._lost_exact and event.exact
                 out.append(event)
                 continue
-            if self.pid_view is not None and isinstance(event, (ExecEvent, OpenEvent)):
-                event = in_view(event, self.pid_view)
             if self._keeps_all or matches(event, self.request.filters, self.request.scope,
                                           self._kernel_filters):
                 self._captured += 1
@@ -250,7 +248,7 @@ def trace(
     request = attrs.evolve(request, scope=resolve(filters))
     pidns = own_pidns()
     pid_view = pidns if nested(pidns) else None
-    kernel_request = request if pid_view is None else _host_pids_unknown(request)
+    kernel_request = request if pid_view is None else _in_pid_view(request, pid_view)
     caps = capabilities if capabilities is not None else probe()
     decision = require(caps, kind_value, backend, tier, ebpf_attach)
     fallbacks: List[str] = []
@@ -276,14 +274,12 @@ def trace(
     raise StartError("every usable backend failed to start: " + "; ".join(fallbacks))
 
 
-def _host_pids_unknown(request: TraceRequest) -> TraceRequest:
-    """The request for the kernel, from inside a pid namespace: -p/-t/--ppid name this
-    namespace's pids, which the kernel's filters would take for host pids, so only the
-    session applies them (after pidns.in_view). --descendants-of's process tree is
-    followed by host pids in the kernel: refused here."""
-    flt = request.filters
-    if flt.descendants_of is not None:
+def _in_pid_view(request: TraceRequest, pidns: int) -> TraceRequest:
+    """The request for the kernel, from inside pid namespace ``pidns``: events are to
+    carry its pids, and -p/-t/--ppid name them (pidns.py). --descendants-of's process
+    tree is followed by host pids in the kernel: refused here."""
+    if request.filters.descendants_of is not None:
         raise RequestError("--descendants-of: hybridtrace runs in a pid namespace of its own,"
                            " where the kernel cannot be given the tree's pids (run it with"
                            " --pid=host)")
-    return attrs.evolve(request, filters=attrs.evolve(flt, pid=None, tid=None, ppid=None))
+    return attrs.evolve(request, pid_view=pidns)

@@ -180,6 +180,9 @@ class TraceRequest:
     ftrace_reader: Optional[str] = attrs.field(default=None, validator=_ftrace_reader)
     # The where-filters resolved on this machine (scope.resolve); None: resolve when opened.
     scope: Optional[Scope] = None
+    # The tracer's pid namespace inode when it is not the host's: the kernel side gives
+    # events that namespace's pids (pidns.py). None: the host's pids.
+    pid_view: Optional[int] = None
 
     @max_args.validator
     def _check_max_args(self, attr: attrs.Attribute[Any], value: int) -> None:

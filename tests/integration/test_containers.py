@@ -524,17 +524,23 @@ def test_cli_container_filter_and_column(cgroups: Cgroups, attach: str, scratch:
 def test_tracer_in_its_own_pid_namespace_shows_that_namespace_s_pids(
         attach: str, scratch: str) -> None:
     """hybridtrace started by unshare --pid --mount-proc (pid 1's child there): an exec in
-    its namespace carries that namespace's pid and ppid, one on the host none (null); -p
-    takes the namespace's pid. No container runtime needed."""
+    its namespace, or in one nested below it, carries the tracer's namespace's pid and
+    ppid, one on the host none (null). No container runtime needed."""
     marker = os.path.join(scratch, "pidns-marker")
     open(marker, "w").close()
     out, started = os.path.join(scratch, "exec.json"), os.path.join(scratch, "started")
-    inner = (f"{sys.executable} -m hybridtrace execsnoop --ebpf-attach {attach} --json"
-             f" -d {6 * TIME_SCALE} > {out} 2> {out}.err & tracer=$!;"
-             f" for i in $(seq {int(300 * TIME_SCALE)}); do grep -q tracing {out}.err && break;"
-             f" sleep 0.1; done;"
+    tracer = f"{sys.executable} -m hybridtrace execsnoop --ebpf-attach {attach} --json"
+    # Two tracers: every exec, and --ppid 1 (this namespace's pid 1: the shell below).
+    inner = (f"{tracer} -d {6 * TIME_SCALE} > {out} 2> {out}.err & tracer=$!;"
+             f" {tracer} --ppid 1 -d {6 * TIME_SCALE} > {out}.1 2> {out}.1.err & tracer1=$!;"
+             f" for i in $(seq {int(300 * TIME_SCALE)}); do grep -q tracing {out}.err &&"
+             f" grep -q tracing {out}.1.err && break; sleep 0.1; done;"
              f" /bin/sh -c 'cat {marker} > /dev/null; echo $$ > {marker}.pid' & wait $!;"
-             f" touch {started}; wait $tracer")
+             # a namespace nested below the tracer's: sh (its pid 1) reads its own pid
+             # and ppid as the tracer's namespace numbers them (that /proc), execs cat
+             f" unshare --fork --pid /bin/sh -c 'read p c s pp r < /proc/self/stat;"
+             f" echo $p $pp > {marker}.nested; exec cat {marker}' > /dev/null;"
+             f" touch {started}; wait $tracer && wait $tracer1")
     with contextlib.ExitStack() as stack:
         tracer = subprocess.Popen(["unshare", "--fork", "--kill-child", "--pid", "--mount-proc",
                                    "/bin/sh", "-c", inner], cwd=os.getcwd())
@@ -556,3 +562,16 @@ def test_tracer_in_its_own_pid_namespace_shows_that_namespace_s_pids(
     assert len(inside) == 1 and len(outside) == 1, cats
     assert inside_sh < 100 and inside[0]["pid"] == inside[0]["ns_pid"]
     assert (outside[0]["pid"], outside[0]["tid"], outside[0]["ppid"]) == (None, None, None)
+    with open(f"{marker}.nested") as f:
+        nested_pid, nested_ppid = (int(x) for x in f.read().split())
+    below = [r for r in cats if r["ns_pid"] == 1]
+    assert len(below) == 1, cats
+    assert (below[0]["pid"], below[0]["tid"], below[0]["ppid"]) == (
+        nested_pid, nested_pid, nested_ppid)
+    assert below[0]["ns_ppid"] == 0 and below[0]["pidns"] != inside[0]["pidns"]
+    # --ppid 1 took this namespace's pid 1 (not the host's init): its two children here.
+    with open(f"{out}.1") as f:
+        children = [json.loads(line) for line in f if line.startswith("{")]
+    shown = {r["argv"][0] for r in children}
+    assert {"/bin/sh", "unshare"} <= shown and "cat" not in shown, children
+    assert all(r["ppid"] == 1 and r["pidns"] == inside[0]["pidns"] for r in children)

@@ -86,8 +86,27 @@ def test_open_record_fd_errno_split_and_long_path() -> None:
 
 
 def test_config_is_the_whole_rodata_struct() -> None:
-    # struct ht_config in bpf/common.h: 6 u32, 8 flags, comm[16], u32, 2 flags, pad
-    assert records.CONFIG.size == 56
+    # struct ht_config in bpf/common.h: 6 u32, 8 flags, comm[16], u32, 4 flags, u32
+    assert records.CONFIG.size == 60
+
+
+def test_no_pid_in_the_tracer_s_namespace_is_none_not_a_number() -> None:
+    """A tracer in a pid namespace of its own: the kernel gave that namespace's ids, and
+    flags where the task has none there (outside it): those are None, not 0."""
+    here = records.decode_exec(_exec_record(b"/bin/sh", b"sh\0"), 0, 20)
+    assert (here.pid, here.tid, here.ppid) == (10, 11, 9)
+    outside = records.decode_exec(_exec_record(b"/bin/sh", b"sh\0", flags=(
+        records.F_VIEW_PID_NONE | records.F_VIEW_TID_NONE | records.F_VIEW_PPID_NONE)), 0, 20)
+    assert (outside.pid, outside.tid, outside.ppid) == (None, None, None)
+    assert (outside.ns_pid, outside.ns_tid) == (1, 2)  # its own namespace's ids stay
+    orphan = records.decode_exec(_exec_record(b"/bin/sh", b"sh\0",
+                                              flags=records.F_VIEW_PPID_NONE), 0, 20)
+    assert (orphan.pid, orphan.tid, orphan.ppid) == (10, 11, None)
+    for flags in (records.F_VIEW_PID_NONE | records.F_VIEW_TID_NONE, records.F_VIEW_TID_NONE):
+        head = records.OPEN.pack(5, 2, 3, 4, 1, 0, flags, b"cat", *ORIGIN, 3, 7, 0, 0, 1, 0)
+        ev = records.decode_open(memoryview(head), 0)
+        assert ev.tid is None and ev.pid == (None if flags & records.F_VIEW_PID_NONE else 3)
+        assert ev.ns_pid == 3 and ev.fd == 3
 
 
 def test_exec_origin_fields_and_unknowns() -> None:

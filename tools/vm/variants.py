@@ -97,6 +97,9 @@ SUITES: Dict[str, Tuple[Tuple[str, ...], Optional[str]]] = {
     # The eBPF backends' opens through io_uring (every attach mode; BCC where it has
     # headers), claims and fields, without the slower ftrace tiers.
     "io-uring-ebpf": (("tests/integration/test_contract.py",), "io_uring and ebpf"),
+    # The tracer in a pid namespace of its own: the programs number tasks in it, found
+    # level by level (kernel reads before 6.5, where struct pid's array is fixed).
+    "pid-namespace": (("tests/integration/test_containers.py",), "own_pid_namespace"),
     # Our execsnoop/opensnoop beside BCC's own tools (bpfcc-tools), line by line.
     "bcc-tools": (("tests/integration/test_cli_vs_bcc.py",), None),
 }
@@ -115,6 +118,8 @@ FULL: List[Tuple[str, str, str]] = [
     ("6.12", "lockdown-confidentiality", "tp-btf"),
     ("6.1", "least-privilege", "tp-btf"), ("6.12", "least-privilege", "tp-btf"),
     ("5.10", "no-btf", "raw-tp"),
+    # The tracer in a pid namespace: kernel reads (5.10) and BTF walks (6.12, 6.5+).
+    ("5.10", "default", "pid-namespace"), ("6.12", "default", "pid-namespace"),
 ]
 CI: List[Tuple[str, str, str]] = [("6.1", "headers", "ci")]
 # Debian's arm64 kernels (python -m tools.vm --arch arm64): 6.1 runs every contract

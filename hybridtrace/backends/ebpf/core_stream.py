@@ -70,7 +70,7 @@ def config_bytes(request: TraceRequest, self_tgid: int, kernel_reads: bool = Tru
         self_tgid, f.pid or 0, f.tid or 0, f.uid or 0, ppid or 0, request.max_args,
         f.pid is not None, f.tid is not None, f.uid is not None, ppid is not None,
         f.comm is not None, f.failed_only, kernel_reads, f.mntns is not None, comm,
-        *core_scope.rodata_fields(request),
+        *core_scope.rodata_fields(request), request.pid_view or 0,
     )
 
 

@@ -44,6 +44,13 @@ F_FIXED_SLOT = 4096  # opened into a fixed file slot: no fd
 F_ARGS_FAULT = 8192  # flags and mode unknown
 F_NO_RESULT = 16384  # result unknown (IOSQE_CQE_SKIP_SUCCESS: no completion for a success)
 F_KERNEL_COPY = 32768  # the path is the kernel's copy
+# A tracer in a pid namespace of its own: the record's pid, tid, ppid are that
+# namespace's (pidns.py), and these say one has none there (or is unknown)
+F_VIEW_TID_NONE = 65536
+F_VIEW_PID_NONE = 131072
+F_VIEW_PPID_NONE = 262144
+# Bits that send a record of the hot loops to _origin (the uncommon case).
+F_UNCOMMON = F_ORIGIN | F_VIEW_TID_NONE | F_VIEW_PID_NONE
 # Slots of the ht_lost per-CPU counters (enum ht_lost_slot).
 LOST_EVENT = 0  # events that could not be output or kept: exact
 LOST_PENDING = 1  # execs with no room to wait for their result: failed ones may be missing
@@ -63,8 +70,8 @@ EXEC = struct.Struct("@" + HDR + "iHHIBB2x")
 OPEN = struct.Struct("@" + HDR + "iiQIHH")
 # struct ht_config (the object's whole .rodata): self_tgid, pid, tid, uid, ppid,
 # max_args; has_pid, has_tid, has_uid, has_ppid, has_comm, failed_only, kernel_reads,
-# has_mntns; comm; mntns; cgroup_slots, follow, pad
-CONFIG = struct.Struct("@6I8B16sI4B")
+# has_mntns; comm; mntns; cgroup_slots, follow, has_cgroupmap, has_mntnsmap; view_pidns
+CONFIG = struct.Struct("@6I8B16sI4BI")
 
 # Where records are read from: the ring's own mapping (slices are bytes, one
 # copy) or a memoryview (libbpf's callbacks, tests).
@@ -77,7 +84,7 @@ OPEN_RECORD = struct.Struct("@I4x" + OPEN.format.lstrip("@"))
 EXEC_DATA = EXEC.size  # offsetof(struct ht_exec, data)
 OPEN_DATA = OPEN.size  # offsetof(struct ht_open, path)
 assert EXEC_DATA == 96 and OPEN_DATA == 104 and OPEN_RECORD.size == HDR_SIZE + OPEN_DATA
-assert CONFIG.size == 56
+assert CONFIG.size == 60
 
 
 def _comm(raw: bytes) -> bytes:
@@ -144,7 +151,8 @@ def decode_exec(view: Buffer, off: int, max_args: int,
     cgroup: Optional[int] = None if flags & F_CGROUP_UNKNOWN else cgroup_id
     path, cid = names.lookup(cgroup, ts)
     return ExecEvent(
-        ts, pid, tid, None if flags & F_PPID_UNKNOWN else ppid, uid, _comm(comm), filename,
+        ts, None if flags & F_VIEW_PID_NONE else pid, None if flags & F_VIEW_TID_NONE else tid,
+        None if flags & (F_PPID_UNKNOWN | F_VIEW_PPID_NONE) else ppid, uid, _comm(comm), filename,
         argv, retval, truncated,
         SOURCES.get(name_src) if filename is not None else None,
         SOURCES.get(argv_src) if argv is not None else None,
@@ -155,19 +163,26 @@ def decode_exec(view: Buffer, off: int, max_args: int,
     )
 
 
-def _origin(flags: int, cgroup_id: int, mntns: int, pidns: int, ns_pid: int, ns_tid: int
-            ) -> Tuple[Optional[int], Optional[int], Optional[int], Optional[int], Optional[int]]:
-    """The origin fields of a record with some flagged unknown (the uncommon case)."""
-    return (None if flags & F_CGROUP_UNKNOWN else cgroup_id,
+_Ids = Tuple[Optional[int], Optional[int], Optional[int], Optional[int], Optional[int],
+             Optional[int], Optional[int]]
+
+
+def _origin(flags: int, pid: int, tid: int, cgroup_id: int, mntns: int, pidns: int,
+            ns_pid: int, ns_tid: int) -> _Ids:
+    """pid, tid and the origin fields of a record with some flagged unknown (the
+    uncommon case: F_UNCOMMON)."""
+    return (None if flags & F_VIEW_PID_NONE else pid,
+            None if flags & F_VIEW_TID_NONE else tid,
+            None if flags & F_CGROUP_UNKNOWN else cgroup_id,
             None if flags & F_MNTNS_UNKNOWN else mntns,
             None if flags & F_PIDNS_UNKNOWN else pidns,
             None if flags & F_NSPID_UNKNOWN else ns_pid,
             None if flags & F_NSPID_UNKNOWN else ns_tid)
 
 
-def uring_open(ts: int, pid: int, tid: int, uid: int, flags: int, comm: bytes, ret: int,
-               dfd: int, oflags: int, mode: int, path: Optional[bytes], cut: bool,
-               origin: Origin) -> OpenEvent:
+def uring_open(ts: int, pid: Optional[int], tid: Optional[int], uid: int, flags: int,
+               comm: bytes, ret: int, dfd: int, oflags: int, mode: int,
+               path: Optional[bytes], cut: bool, origin: Origin) -> OpenEvent:
     """An io_uring open request's record (flags has F_IO_URING): no syscall was made,
     and what the kernel could not attribute or read is None."""
     no_thread = bool(flags & F_NO_THREAD)
@@ -204,9 +219,9 @@ def decode_open(view: Buffer, off: int, _length: int = 0,
     else:
         path, cut, source = None, False, None
     cgid: Optional[int] = cgroup_id
-    if flags & F_ORIGIN:
-        cgid, mntns, pidns, ns_pid, ns_tid = _origin(flags, cgroup_id, mntns, pidns, ns_pid,
-                                                     ns_tid)
+    if flags & F_UNCOMMON:
+        pid, tid, cgid, mntns, pidns, ns_pid, ns_tid = _origin(flags, pid, tid, cgroup_id, mntns,
+                                                               pidns, ns_pid, ns_tid)
     name = names.cache.get(cgroup_id) or names.lookup(cgid, ts)
     if flags & F_IO_URING:
         return uring_open(ts, pid, tid, uid, flags, comm, ret, dfd, oflags, mode, path, cut,
@@ -234,6 +249,7 @@ def scan_opens(data: mmap.mmap, base: int, mask: int, cons: int, prod: int, limi
     """
     unpack, append, comms, count = OPEN_RECORD.unpack_from, out.append, _COMMS, 0
     syscalls, keep, entry, uring = _OPEN_SYSCALL, _PATH_KEEP, Source.SYSCALL_ENTRY, F_IO_URING
+    uncommon = F_UNCOMMON
     named, lookup = names.cache, names.lookup
     while cons < prod and count < limit:
         off = base + (cons & mask)
@@ -259,9 +275,9 @@ def scan_opens(data: mmap.mmap, base: int, mask: int, cons: int, prod: int, limi
         else:
             path, cut, source = None, False, None
         cgid: Optional[int] = cgroup_id
-        if flags & F_ORIGIN:
-            cgid, mntns, pidns, ns_pid, ns_tid = _origin(flags, cgroup_id, mntns, pidns,
-                                                         ns_pid, ns_tid)
+        if flags & uncommon:
+            pid, tid, cgid, mntns, pidns, ns_pid, ns_tid = _origin(
+                flags, pid, tid, cgroup_id, mntns, pidns, ns_pid, ns_tid)
         name = named.get(cgroup_id) or lookup(cgid, ts)
         if flags & uring:
             append(uring_open(ts, pid, tid, uid, flags, comm, ret, dfd, oflags, mode, path, cut,

@@ -41,10 +41,16 @@ enum ht_flags {
 	HT_F_ARGS_FAULT = 8192, /* flags and mode unknown (unreadable, or changed since the kernel read them) */
 	HT_F_NO_RESULT = 16384,  /* the result is unknown (no completion is posted for a success) */
 	HT_F_KERNEL_COPY = 32768, /* the path is the kernel's copy, not read from the caller */
+	/* A tracer in a pid namespace of its own (ht_cfg.view_pidns): pid, tid, ppid are
+	 * that namespace's, and these say one has none there (outside it) or is unknown. */
+	HT_F_VIEW_TID_NONE = 65536,
+	HT_F_VIEW_PID_NONE = 131072,
+	HT_F_VIEW_PPID_NONE = 262144,
 };
 /* What ht_fill_hdr decides afresh each time it fills a header. */
+#define HT_F_VIEW (HT_F_VIEW_TID_NONE | HT_F_VIEW_PID_NONE | HT_F_VIEW_PPID_NONE)
 #define HT_F_HDR (HT_F_PPID_UNKNOWN | HT_F_MNTNS_UNKNOWN | HT_F_PIDNS_UNKNOWN | \
-		  HT_F_NSPID_UNKNOWN | HT_F_NSPPID_UNKNOWN | HT_F_CGROUP_UNKNOWN)
+		  HT_F_NSPID_UNKNOWN | HT_F_NSPPID_UNKNOWN | HT_F_CGROUP_UNKNOWN | HT_F_VIEW)
 
 enum ht_source { HT_SRC_NONE = 0, HT_SRC_SYSCALL = 1, HT_SRC_NEW_IMAGE = 2, HT_SRC_TRACEPOINT = 3 };
 
@@ -53,8 +59,9 @@ enum ht_syscall {
 	HT_SYS_OPEN = 0, HT_SYS_OPENAT = 1, HT_SYS_OPENAT2 = 2, HT_SYS_CREAT = 3,
 };
 
-/* pid, tid and ppid are the kernel's (the initial pid namespace's) ids;
- * ns_pid, ns_tid, ns_ppid: the same in the task's own pid namespace. */
+/* pid, tid and ppid are the tracer's pid namespace's ids: the kernel's (the initial
+ * namespace's) unless ht_cfg.view_pidns names another; ns_pid, ns_tid, ns_ppid: the
+ * same in the task's own pid namespace. */
 struct ht_hdr {
 	__u64 ts;
 	__u32 type;
@@ -122,6 +129,9 @@ struct ht_config {
 	__u8 follow;       /* --descendants-of: only tasks in ht_follow */
 	__u8 has_cgroupmap; /* --cgroupmap: only cgroup ids in ht_cgroupmap */
 	__u8 has_mntnsmap;  /* --mntnsmap: only mount namespaces in ht_mntnsmap */
+	/* The tracer's pid namespace inode when it is not the initial one: then pid, tid,
+	 * ppid and self_tgid are that namespace's numbers (pidns.py). 0: the host's. */
+	__u32 view_pidns;
 };
 
 const volatile struct ht_config ht_cfg = {};
@@ -343,6 +353,71 @@ static __always_inline int ht_upid_of(enum ht_which which, __u32 lvl, __u32 *nr,
 #endif
 }
 
+/* The number ``which`` has in the tracer's pid namespace (ht_cfg.view_pidns): found
+ * by the namespace's inode, level by level from the host's down, as the tracer's own
+ * level is nowhere user space can read it. ABSENT: the task lives outside that
+ * namespace (its own is not it nor below it), so it has no number there. */
+static __noinline int ht_view_id(enum ht_which which, __u32 *nr)
+{
+	__u32 inum = 0;
+	int res;
+
+	for (__u32 lvl = 0; lvl < HT_PIDNS_LEVELS; lvl++) {
+		res = ht_upid_of(which, lvl, nr, &inum);
+		if (res != HT_UPID_OK)
+			return res;
+		if (inum == ht_cfg.view_pidns)
+			return HT_UPID_OK;
+	}
+	return HT_UPID_UNKNOWN;
+}
+
+/* pid, tid, ppid in the tracer's pid namespace, in place of the host's, with a flag
+ * for each the task has none of there. */
+static __always_inline void ht_fill_view(struct ht_hdr *h)
+{
+	__u32 nr = 0;
+
+	h->tid = h->pid = 0;
+	if (ht_view_id(HT_THREAD, &nr) == HT_UPID_OK)
+		h->tid = nr;
+	else
+		h->flags |= HT_F_VIEW_TID_NONE;
+	if (ht_view_id(HT_LEADER, &nr) == HT_UPID_OK)
+		h->pid = nr;
+	else
+		h->flags |= HT_F_VIEW_PID_NONE;
+	h->ppid = 0;
+	if (ht_view_id(HT_PARENT, &nr) == HT_UPID_OK)
+		h->ppid = nr;
+	else
+		h->flags |= HT_F_VIEW_PPID_NONE;
+}
+
+/* Whether the current task is the tracer itself: self_tgid is the tracer's pid in its
+ * own namespace, which names another process on the host when that is not the host's. */
+static __always_inline bool ht_is_self(__u32 tgid)
+{
+	__u32 nr;
+
+	if (!ht_cfg.view_pidns)
+		return tgid == ht_cfg.self_tgid;
+	return ht_view_id(HT_LEADER, &nr) == HT_UPID_OK && nr == ht_cfg.self_tgid;
+}
+
+/* -p, -t, --ppid from inside a pid namespace: they name that namespace's pids. */
+static __always_inline bool ht_view_ids_wanted(void)
+{
+	__u32 nr;
+
+	if (ht_cfg.has_pid && (ht_view_id(HT_LEADER, &nr) != HT_UPID_OK || nr != ht_cfg.pid))
+		return false;
+	if (ht_cfg.has_tid && (ht_view_id(HT_THREAD, &nr) != HT_UPID_OK || nr != ht_cfg.tid))
+		return false;
+	return !ht_cfg.has_ppid ||
+	       (ht_view_id(HT_PARENT, &nr) == HT_UPID_OK && nr == ht_cfg.ppid);
+}
+
 /* How deep the task's own pid namespace is (0: the host's). */
 static __always_inline bool ht_pidns_level(__u32 *lvl)
 {
@@ -469,20 +544,25 @@ static __always_inline bool ht_wanted(void)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id, mntns;
 
-	if (tgid == ht_cfg.self_tgid)
+	if (ht_is_self(tgid))
 		return false;
-	if (ht_cfg.has_pid && tgid != ht_cfg.pid)
-		return false;
-	if (ht_cfg.has_tid && tid != ht_cfg.tid)
-		return false;
+	if (ht_cfg.view_pidns) {
+		if (!ht_view_ids_wanted())
+			return false;
+	} else {
+		if (ht_cfg.has_pid && tgid != ht_cfg.pid)
+			return false;
+		if (ht_cfg.has_tid && tid != ht_cfg.tid)
+			return false;
+		if (ht_cfg.has_ppid) {
+			__u32 ppid;
+
+			if (!ht_ppid(&ppid) || ppid != ht_cfg.ppid)
+				return false;
+		}
+	}
 	if (ht_cfg.has_uid && (__u32)bpf_get_current_uid_gid() != ht_cfg.uid)
 		return false;
-	if (ht_cfg.has_ppid) {
-		__u32 ppid;
-
-		if (!ht_ppid(&ppid) || ppid != ht_cfg.ppid)
-			return false;
-	}
 	if ((ht_cfg.cgroup_slots & 1) && bpf_current_task_under_cgroup(&ht_cgroups, 0) != 1)
 		return false;
 	if ((ht_cfg.cgroup_slots & 2) && bpf_current_task_under_cgroup(&ht_cgroups, 1) != 1)
@@ -566,6 +646,8 @@ static __always_inline void ht_fill_hdr(struct ht_hdr *h, __u32 type)
 	h->uid = (__u32)bpf_get_current_uid_gid();
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 	ht_fill_origin(h);
+	if (ht_cfg.view_pidns)
+		ht_fill_view(h);
 	h->hdr_pad = 0;
 }
 

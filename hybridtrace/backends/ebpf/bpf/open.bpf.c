@@ -270,7 +270,7 @@ static __always_inline bool ht_uring_submitter(struct ht_hdr *h)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, pflags = task->flags;
 
-	if (tgid == ht_cfg.self_tgid)
+	if (ht_is_self(tgid))
 		return false;
 	h->ts = bpf_ktime_get_ns();
 	h->type = HT_REC_OPEN;
@@ -282,7 +282,7 @@ static __always_inline bool ht_uring_submitter(struct ht_hdr *h)
 		    || ht_cfg.cgroup_slots || ht_cfg.has_mntns || ht_cfg.follow
 		    || ht_cfg.has_cgroupmap || ht_cfg.has_mntnsmap)
 			return false;
-		h->flags = HT_F_IO_URING | HT_F_NO_THREAD | HT_F_HDR;
+		h->flags = HT_F_IO_URING | HT_F_NO_THREAD | (HT_F_HDR & ~HT_F_VIEW);
 		h->cgroup_id = 0;
 		h->mntns = 0;
 		h->pidns = 0;
@@ -300,7 +300,10 @@ static __always_inline bool ht_uring_submitter(struct ht_hdr *h)
 			return true;
 		}
 		h->pid = tgid;
-		return !ht_cfg.has_pid || tgid == ht_cfg.pid;
+		if (!ht_cfg.view_pidns)
+			return !ht_cfg.has_pid || tgid == ht_cfg.pid;
+		ht_fill_view(h); /* the io thread's process is the ring owner's */
+		return !ht_cfg.has_pid || (!(h->flags & HT_F_VIEW_PID_NONE) && h->pid == ht_cfg.pid);
 	}
 	if (!ht_wanted())
 		return false;
@@ -310,6 +313,8 @@ static __always_inline bool ht_uring_submitter(struct ht_hdr *h)
 	h->uid = (__u32)bpf_get_current_uid_gid();
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 	ht_fill_origin(h);  /* the submitting thread's own */
+	if (ht_cfg.view_pidns)
+		ht_fill_view(h);
 	return ht_comm_ok(h->comm);
 }
 
