@@ -9,8 +9,9 @@ APT_PACKAGES=(
   libbpf1 libbpf-dev bpftool clang llvm
   # ebpf-bcc engine, and the reference tools the benchmarks compare against
   python3-bpfcc bpfcc-tools libbpf-tools
-  # test workloads are small C programs built on the fly
-  gcc libc6-dev
+  # test workloads are small C programs built on the fly; with python3-dev, pip also
+  # builds the ftrace reader's optional C page decoder (hybridtrace/backends/ftrace/_ringpage.c)
+  gcc libc6-dev python3-dev
   # debug symbols let the ftrace uprobe tier find the loader's and opendir's hidden opens
   libc6-dbg
   # a second C library, so the uprobe tier's musl support is tested

@@ -6,11 +6,13 @@ Rendering (text, JSON) lives in sibling modules so both show the same facts.
 from __future__ import annotations
 
 import errno
+import os
 from typing import Any, Dict, List, Optional, Tuple
 
 import attrs
 
 from hybridtrace import vocabulary
+from hybridtrace.backends.ftrace import raw_records
 from hybridtrace.capabilities.model import (
     CAP_BPF,
     CAP_PERFMON,
@@ -303,6 +305,16 @@ def _checks(caps: Capabilities) -> List[Check]:
         container.check_data(caps),
         fixes=tuple(f"{m.remedy}  [{m.what}: {m.needed_by}]" for m in container.missing(caps))))
     return checks
+
+
+def ftrace_decoder() -> str:
+    """Which page decoder this installation's ftrace reader uses (not a kernel fact)."""
+    if raw_records.c_loop() is not None:
+        return "C (_ringpage, built when hybridtrace was installed)"
+    if os.environ.get(raw_records.PURE_PYTHON_ENV) == "1":
+        return f"pure Python ({raw_records.PURE_PYTHON_ENV}=1)"
+    return ("pure Python: the same records at more CPU per record (the C module was not"
+            " built: install gcc and python3-dev, then reinstall hybridtrace)")
 
 
 def build_report(caps: Capabilities, choice: str = "auto") -> Report:

@@ -20,11 +20,13 @@ import operator
 import os
 import re
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import attrs
 
 from hybridtrace.backends.ftrace.fd_ledger import INF
 from hybridtrace.backends.ftrace.format import EventFormat
-from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
+from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder, c_loop
 from hybridtrace.backends.ftrace.ring_page import read_page_layout
 from hybridtrace.backends.ftrace.trace_record import (
     EXEC_DONE,
@@ -49,9 +51,10 @@ class Timeline:
     due into TraceLines (comm and uid come from the task records, tasks.py).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, use_c: bool = True) -> None:
         self.pending: List[RawRecord] = []
         self.records = 0
+        self._liner = _liner() if use_c else None
 
     def add(self, fresh: List[RawRecord], horizon: Optional[int]) -> List[TraceLine]:
         if not fresh and not self.pending:
@@ -86,8 +89,32 @@ class Timeline:
 
     def _lines(self, records: List[RawRecord]) -> List[TraceLine]:
         self.records += len(records)
+        if self._liner is not None:
+            return self._liner.lines(records)  # type: ignore[no-any-return]
         return [TraceLine(b"", tid, cpu, ts, event, args, b"", style, faults)
                 for ts, cpu, tid, event, style, args, faults in records]
+
+
+def _liner() -> Optional[Any]:
+    """The C builder of TraceLines (_ringpage.c), or None where it cannot fill this class."""
+    module = c_loop()
+    if module is None:
+        return None
+    # _lines passes b"" for comm and raw and leaves flags, complete, tgid to their defaults.
+    given = ("pid", "cpu", "timestamp_ns", "event", "args", "style", "faults")
+    defaults: List[Any] = []
+    for fld in attrs.fields(TraceLine):
+        if fld.name in given or fld.name in ("comm", "raw"):
+            defaults.append(None if fld.name in given else b"")
+        elif fld.default is attrs.NOTHING or hasattr(fld.default, "factory"):
+            return None  # a default made per instance: only __init__ can give it
+        else:
+            defaults.append(fld.default)
+    names = tuple(fld.name for fld in attrs.fields(TraceLine))
+    try:
+        return module.Liner(TraceLine, names, tuple(defaults))
+    except ValueError:
+        return None
 
 
 class RawReader:

@@ -13,6 +13,7 @@ a printed ``(fault)`` does. Records carry no comm: the reader adds it.
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
@@ -21,6 +22,19 @@ import attrs
 from hybridtrace.backends.ftrace.format import EventFormat, Field
 from hybridtrace.backends.ftrace.ring_page import PageLayout, page_records
 from hybridtrace.backends.ftrace.trace_record import ENTER, EXIT, FIELDS, ArgValue
+
+try:  # the optional C loop (built by pip where a compiler is found)
+    from hybridtrace.backends.ftrace import _ringpage  # type: ignore[attr-defined]
+except ImportError:
+    _ringpage = None
+PURE_PYTHON_ENV = "HYBRIDTRACE_PURE_PYTHON"
+if os.environ.get(PURE_PYTHON_ENV) == "1":  # to compare, or to rule it out
+    _ringpage = None
+
+
+def c_loop() -> Optional[Any]:
+    """The C module when it is built and not switched off, else None."""
+    return _ringpage
 
 # (timestamp, cpu, tid, event, style, args, faults): sortable by its first item.
 RawRecord = Tuple[int, int, int, str, str, Dict[str, ArgValue], FrozenSet[str]]
@@ -40,6 +54,7 @@ class _Decoder:
     min_size: int
     names: Tuple[str, ...]  # of the unpacked values, in order
     strings: Tuple[Tuple[str, int, int], ...]  # (name, kind, field offset) to finish
+    fields: Tuple[Tuple[str, str, int, int], ...]  # (name, struct code, offset, size)
 
 
 def _names(fmt: EventFormat) -> Tuple[str, str]:
@@ -76,6 +91,7 @@ def compile_decoder(fmt: EventFormat, order: str = "<") -> _Decoder:
     pos = 0
     names: List[str] = []
     strings: List[Tuple[str, int, int]] = []
+    fields: List[Tuple[str, str, int, int]] = []
     for fld in sorted(fmt.own_fields, key=lambda f: f.offset):
         if fld.name in _SKIPPED:
             continue
@@ -84,33 +100,71 @@ def compile_decoder(fmt: EventFormat, order: str = "<") -> _Decoder:
             continue
         parts.append(f"{fld.offset - pos}x" if fld.offset > pos else "")
         if kind == _CHARS:
-            parts.append(f"{fld.size}s")
+            code, size = "s", fld.size
         elif kind in (_DYN, _REL):
-            parts.append("I")
+            code, size = "I", 4
         else:
-            parts.append(_INT_CODES[(fld.size, fld.signed)])
-        pos = fld.offset + (4 if kind in (_DYN, _REL) else fld.size)
+            code, size = _INT_CODES[(fld.size, fld.signed)], fld.size
+        parts.append(f"{size}s" if code == "s" else code)
+        pos = fld.offset + size
         name = "ret" if style == EXIT else fld.name
         names.append(name)
+        fields.append((name, code, fld.offset, size))
         if kind != _INT:
             strings.append((name, kind, fld.offset))
     unpack = struct.Struct(order + "".join(parts))
-    return _Decoder(event, style, unpack, max(8, unpack.size), tuple(names), tuple(strings))
+    return _Decoder(event, style, unpack, max(8, unpack.size), tuple(names), tuple(strings),
+                    tuple(fields))
+
+
+def _compiled(decoders: Dict[int, _Decoder], layout: PageLayout) -> Optional[Any]:
+    """The C decoder for these events, or None (not built, or a layout it does not take)."""
+    if c_loop() is None or any(len(set(d.names)) != len(d.names) for d in decoders.values()):
+        return None  # the C loop assumes one value per name (every format we read has that)
+    table = [(event_id, d.event, d.style, d.min_size, d.fields, d.strings)
+             for event_id, d in decoders.items()]
+    try:
+        return _ringpage.Decoder(layout.order == ">", layout.commit_offset, layout.commit_size,
+                                 layout.data_offset, table, _NO_FAULTS)
+    except ValueError:
+        return None
 
 
 class RecordDecoder:
     """Decodes the pages of one instance's buffers into RawRecords."""
 
-    def __init__(self, formats: Sequence[EventFormat], layout: PageLayout) -> None:
+    def __init__(self, formats: Sequence[EventFormat], layout: PageLayout,
+                 use_c: bool = True) -> None:
         order = layout.order
         self.layout = layout
         self._head = struct.Struct(order + "H2xi")  # common_type, common_pid
         self._decoders: Dict[int, _Decoder] = {f.id: compile_decoder(f, order) for f in formats}
         self.unknown = 0  # records of events we did not enable (should stay 0)
         self.short = 0  # records shorter than their format (should stay 0)
+        self._header_size = layout.header_struct.size
+        self._c = _compiled(self._decoders, layout) if use_c else None
+
+    @property
+    def compiled(self) -> bool:
+        """Whether pages go through the C decoder (_ringpage.c)."""
+        return self._c is not None
 
     def decode_page(self, page: bytes, cpu: int, out: List[RawRecord]) -> int:
-        """Append the page's records to ``out``; returns its missed-events flags."""
+        """Append the page's records to ``out``; returns its missed-events flags.
+
+        A read shorter than the page header holds nothing: counted as short.
+        """
+        if len(page) < self._header_size:
+            self.short += 1
+            return 0
+        if self._c is not None:
+            missed, unknown, short = self._c.decode_page(page, cpu, out)
+            self.unknown += unknown
+            self.short += short
+            return int(missed)
+        return self._decode_page_py(page, cpu, out)
+
+    def _decode_page_py(self, page: bytes, cpu: int, out: List[RawRecord]) -> int:
         spans: List[Tuple[int, int, int]] = []
         missed = page_records(page, self.layout, spans)
         decoders = self._decoders
