@@ -55,6 +55,7 @@ from hybridtrace.backends.ftrace.trace_record import TraceLine
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, LostEvent, Source
 from hybridtrace.filtering import keeps_all, matches
+from hybridtrace.gc_pause import paused
 from hybridtrace.request import Kind, TraceRequest
 
 TAMPER_CHECK_S = 0.5  # how often a session checks that its instance still records as set up
@@ -335,7 +336,8 @@ class FtraceStream:
         reader = self._res.reader
         if reader is None:
             return []
-        out = self._read(reader)
+        with paused():
+            out = self._read(reader)
         if not out:
             wait = timeout
             held = bool(reader.pending or self._correlator.awaiting or self._origin.awaiting)
@@ -343,7 +345,8 @@ class FtraceStream:
                 wait = HELD_BACK_WAIT if wait is None else min(wait, HELD_BACK_WAIT)
             wait_ms = None if wait is None else max(0, int(wait * 1000))
             if self._poller.poll(wait_ms) or held:
-                out = self._read(reader)
+                with paused():
+                    out = self._read(reader)
         out += self._losses()
         out += self._tampering()
         # The kernel's filters cannot say everything (a comm it cannot quote, a ppid): the
