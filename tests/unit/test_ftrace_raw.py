@@ -34,10 +34,11 @@ def raw_recordings() -> List[Tuple[str, str]]:
                                                                          f"{kind}.pages"))]
 
 
-def load(name: str, kind: str) -> Tuple[PageLayout, List[EventFormat], List[Tuple[int, bytes]]]:
+def load(name: str, kind: str, root: str = ROOT
+         ) -> Tuple[PageLayout, List[EventFormat], List[Tuple[int, bytes]]]:
     import json
 
-    base = os.path.join(ROOT, name)
+    base = os.path.join(root, name)
     with open(os.path.join(base, f"{kind}.json"), encoding="utf-8") as handle:
         meta = json.load(handle)
     formats = [read_format(os.path.join(base, f"{kind}.formats"), s, n)

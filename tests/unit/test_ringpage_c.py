@@ -9,7 +9,6 @@ rounds: HYBRIDTRACE_FUZZ_ROUNDS=100000.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -21,10 +20,11 @@ import attrs
 import pytest
 
 from hybridtrace.backends.ftrace import raw_reader, raw_records
-from hybridtrace.backends.ftrace.format import EventFormat, parse_format, read_format
+from hybridtrace.backends.ftrace.format import EventFormat, parse_format
 from hybridtrace.backends.ftrace.raw_reader import Timeline
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
-from hybridtrace.backends.ftrace.ring_page import PageLayout, read_page_files
+from hybridtrace.backends.ftrace.ring_page import PageLayout
+from tests.unit.test_ftrace_raw import load
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 ROUNDS = int(os.environ.get("HYBRIDTRACE_FUZZ_ROUNDS", "1500"))
@@ -46,13 +46,8 @@ RECORDINGS = _recordings()
 
 
 def _load(base: str, kind: str) -> Tuple[PageLayout, List[EventFormat], List[Tuple[int, bytes]]]:
-    base = os.path.join(FIXTURES, base)
-    with open(os.path.join(base, f"{kind}.json"), encoding="utf-8") as handle:
-        meta = json.load(handle)
-    formats = [read_format(os.path.join(base, f"{kind}.formats"), s, n)
-               for s, n in meta["formats"]]
-    layout, pages = read_page_files(os.path.join(base, f"{kind}.pages"))
-    return layout, formats, pages
+    group, name = base.split("/")
+    return load(name, kind, os.path.join(FIXTURES, group))
 
 
 @pytest.fixture(autouse=True)
