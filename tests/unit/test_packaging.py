@@ -7,6 +7,7 @@ fetches setuptools from the package index for the build, and attrs for the insta
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 import zipfile
@@ -56,6 +57,26 @@ def test_wheel_holds_what_runs_and_nothing_that_only_builds(wheel: Path) -> None
         meta = archive.read(next(f for f in files if f.endswith(".dist-info/METADATA")))
     assert b"\nLicense-Expression: Apache-2.0\n" in meta
     assert max(i.file_size for i in zipfile.ZipFile(wheel).infolist()) < 1_000_000
+    # For any architecture: the optional C decoder is left out (setup.py), source and all.
+    assert wheel.name.endswith("-py3-none-any.whl")
+    assert not [f for f in files if "_ringpage" in f]
+
+
+def test_compiled_wheel_holds_the_c_decoder_and_uses_it(tmp_path: Path) -> None:
+    wheel = Path(wheel_check.build(str(tmp_path / "dist"), compiled=True))
+    files = names(wheel)
+    assert [f for f in files if f.startswith("hybridtrace/backends/ftrace/_ringpage")
+            and f.endswith(".so")]
+    assert "hybridtrace/backends/ftrace/_ringpage.c" not in files  # the sdist has it
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check",
+                    str(wheel)], check=True, timeout=600)
+    check = ("from hybridtrace.backends.ftrace import raw_records as r\n"
+             "assert '/venv/' in r.c_loop().__file__, r.c_loop()\n")
+    subprocess.run([str(venv / "bin/python"), "-c", check], cwd=tmp_path, check=True,
+                   timeout=60, env={k: v for k, v in os.environ.items()
+                                    if k != "HYBRIDTRACE_PURE_PYTHON"})
 
 
 def test_wheel_runs_from_a_fresh_venv(wheel: Path, tmp_path: Path) -> None:

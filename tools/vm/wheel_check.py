@@ -28,30 +28,32 @@ from typing import Any, Dict, List, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # What pip needs to build the wheel: the package, its metadata and what the build reads.
-SOURCES = ("pyproject.toml", "MANIFEST.in", "LICENSE", "README.md", "hybridtrace",
+SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "LICENSE", "README.md", "hybridtrace",
            "tools/build_bpf.py", "man", "completions")
 MARKERS = 8  # marker execs while the tracer runs
 READY_S = 600.0  # TCG: a cold venv's first start compiles its byte code
 TRUE = "/bin/true"
 
 
-def build(out: str, repo: str = REPO) -> str:
+def build(out: str, repo: str = REPO, compiled: bool = False) -> str:
     """The wheel of ``repo``'s package, built in ``out`` (pip fetches setuptools for the
-    build from the package index); returns its path."""
+    build from the package index); returns its path. Without ``compiled``, the wheel
+    leaves the optional C decoder out (setup.py) and installs on any architecture."""
     src = tempfile.mkdtemp(prefix="ht-wheel-src-")
     try:
         for name in SOURCES:
             path = os.path.join(repo, name)
             dest = os.path.join(src, name)
             if os.path.isdir(path):
-                shutil.copytree(path, dest, ignore=shutil.ignore_patterns("__pycache__"))
+                shutil.copytree(path, dest, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
             else:
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
                 shutil.copy2(path, dest)
         os.makedirs(out, exist_ok=True)
         subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
                         "--disable-pip-version-check", "-w", out, src], check=True,
-                       timeout=900)
+                       timeout=900, env={**os.environ,
+                                         "HYBRIDTRACE_PURE_PYTHON": "0" if compiled else "1"})
     finally:
         shutil.rmtree(src, ignore_errors=True)
     wheels = sorted(n for n in os.listdir(out) if n.startswith("hybridtrace-")
