@@ -16,12 +16,15 @@ correlate, origin proofs and JSON; /proc is never read (the processes are
 gone: lookups answer None, origin readings one fixed value). Each stage's
 cost is the difference of the best of ``--repeat`` runs stopped after it, in
 process CPU time per open. HYBRIDTRACE_PURE_PYTHON=1 replays without the C
-decoder. Not a test: numbers depend on the machine.
+decoder, ``--gc-each-round`` without holding off the cycle collector (the code
+before both: compare on the same recording). Not a test: numbers depend on the
+machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -73,7 +76,7 @@ def _none(*_args: object) -> None:
     return None
 
 
-def run(rec: Recording, upto: int) -> int:
+def run(rec: Recording, upto: int, pause_gc: bool = True) -> int:
     """Replay through the first ``upto`` stages; returns the open events made (or 0)."""
     decoder = RecordDecoder(rec.formats, rec.layout)
     timeline = Timeline()
@@ -83,7 +86,7 @@ def run(rec: Recording, upto: int) -> int:
     origin = OriginFiller(10 ** 18, ledger, True, read=lambda _tid: _READING)
     opens = 0
     for pos in range(0, len(rec.pages), PAGES_PER_ROUND):
-        with paused():  # as the stream's poll does (hybridtrace/gc_pause.py)
+        with paused() if pause_gc else contextlib.nullcontext():  # as the stream's poll
             opens += _round(rec, pos, upto, decoder, timeline, ledger, correlator, origin)
     return opens
 
@@ -120,17 +123,17 @@ def _best(fn: Callable[[], Any], repeat: int) -> float:
     return best
 
 
-def replay(path: str, repeat: int) -> Dict[str, Any]:
+def replay(path: str, repeat: int, pause_gc: bool = True) -> Dict[str, Any]:
     rec = Recording(path)
-    opens = run(rec, 4)
+    opens = run(rec, 4, pause_gc)
     per_stage: Dict[str, float] = {}
     before = 0.0
     for index, stage in enumerate(STAGES, start=1):
-        total = _best(lambda index=index: run(rec, index), repeat)  # type: ignore[misc]
+        total = _best(lambda index=index: run(rec, index, pause_gc), repeat)  # type: ignore[misc]
         per_stage[stage] = (total - before) * 1e6 / max(opens, 1)
         before = total
     return {"recording": path, "opens": opens, "pages": len(rec.pages),
-            "decoder": "C" if c_loop() is not None else "pure Python",
+            "decoder": "C" if c_loop() is not None else "pure Python", "gc_paused": pause_gc,
             "us_per_open": per_stage, "total_us_per_open": before * 1e6 / max(opens, 1)}
 
 
@@ -193,16 +196,19 @@ def main(argv: List[str]) -> int:
     rep.add_argument("recordings", nargs="+")
     rep.add_argument("--repeat", type=int, default=5, help="best of N runs per stage")
     rep.add_argument("--json", action="store_true", help="one JSON object per recording")
+    rep.add_argument("--gc-each-round", action="store_true",
+                     help="leave the cycle collector on inside rounds (as before gc_pause.py)")
     args = parser.parse_args(argv)
     if args.cmd == "record":
         record(args.tier, args.rate, args.seconds, args.dest)
         return 0
     for path in args.recordings:
-        result = replay(path, args.repeat)
+        result = replay(path, args.repeat, not args.gc_each_round)
         if args.json:
             print(json.dumps(result))
             continue
-        print(f"{path}: {result['opens']} opens, decoder {result['decoder']}, µs per open:")
+        print(f"{path}: {result['opens']} opens, decoder {result['decoder']},"
+              f" collector {'held off' if result['gc_paused'] else 'on'}, µs per open:")
         for stage, value in result["us_per_open"].items():
             print(f"  {stage:<10} {value:6.2f}")
         print(f"  {'total':<10} {result['total_us_per_open']:6.2f}")

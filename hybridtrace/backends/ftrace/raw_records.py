@@ -157,7 +157,7 @@ class RecordDecoder:
         if len(page) < self._header_size:
             self.short += 1
             return 0
-        if self._c is not None:
+        if self._c is not None and type(page) is bytes:  # a bytearray's slices differ
             missed, unknown, short = self._c.decode_page(page, cpu, out)
             self.unknown += unknown
             self.short += short
