@@ -47,7 +47,7 @@ STAGES: Tuple[Tuple[str, Tuple[Tuple[str, str], ...]], ...] = (
     ("page read", (("ftrace/raw_reader.py", "_read_page"),)),
     ("page framing", (("ftrace/ring_page.py", "*"),)),
     ("record decode", (("ftrace/raw_records.py", "*"), ("ftrace/raw_decode.py", "*"),
-                       ("ftrace/_hotloop", "*"))),
+                       ("ftrace/_ringpage", "*"))),
     ("merge, hold-back, hand-over", (("ftrace/raw_reader.py", "*"),
                                      ("ftrace/trace_record.py", "*"),
                                      ("TraceLine", "*"))),
