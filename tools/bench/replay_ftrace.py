@@ -76,7 +76,8 @@ def _none(*_args: object) -> None:
     return None
 
 
-def run(rec: Recording, upto: int, pause_gc: bool = True) -> int:
+def run(rec: Recording, upto: int, pause_gc: bool = True,
+        per_round: int = PAGES_PER_ROUND) -> int:
     """Replay through the first ``upto`` stages; returns the open events made (or 0)."""
     decoder = RecordDecoder(rec.formats, rec.layout)
     timeline = Timeline()
@@ -85,17 +86,19 @@ def run(rec: Recording, upto: int, pause_gc: bool = True) -> int:
                             ProcLookup(*([_none] * 8)), boot_offset=10 ** 18, fd_proof=True)
     origin = OriginFiller(10 ** 18, ledger, True, read=lambda _tid: _READING)
     opens = 0
-    for pos in range(0, len(rec.pages), PAGES_PER_ROUND):
+    for pos in range(0, len(rec.pages), per_round):
         with paused() if pause_gc else contextlib.nullcontext():  # as the stream's poll
-            opens += _round(rec, pos, upto, decoder, timeline, ledger, correlator, origin)
+            opens += _round(rec, rec.pages[pos:pos + per_round], upto, decoder, timeline,
+                            ledger, correlator, origin)
     return opens
 
 
-def _round(rec: Recording, pos: int, upto: int, decoder: RecordDecoder, timeline: Timeline,
-           ledger: ChangeLedger, correlator: Correlator, origin: OriginFiller) -> int:
+def _round(rec: Recording, pages: List[Tuple[int, bytes]], upto: int, decoder: RecordDecoder,
+           timeline: Timeline, ledger: ChangeLedger, correlator: Correlator,
+           origin: OriginFiller) -> int:
     """One poll's pages through the first ``upto`` stages; the open events it made."""
     fresh: List[RawRecord] = []
-    for cpu, page in rec.pages[pos:pos + PAGES_PER_ROUND]:
+    for cpu, page in pages:
         decoder.decode_page(page, cpu, fresh)
     if upto < 2:
         return 0
@@ -123,17 +126,19 @@ def _best(fn: Callable[[], Any], repeat: int) -> float:
     return best
 
 
-def replay(path: str, repeat: int, pause_gc: bool = True) -> Dict[str, Any]:
+def replay(path: str, repeat: int, pause_gc: bool = True,
+           per_round: int = PAGES_PER_ROUND) -> Dict[str, Any]:
     rec = Recording(path)
-    opens = run(rec, 4, pause_gc)
+    opens = run(rec, 4, pause_gc, per_round)
     per_stage: Dict[str, float] = {}
     before = 0.0
     for index, stage in enumerate(STAGES, start=1):
-        total = _best(lambda index=index: run(rec, index, pause_gc), repeat)  # type: ignore[misc]
+        total = _best(lambda index=index: run(rec, index, pause_gc, per_round), repeat)  # type: ignore[misc]
         per_stage[stage] = (total - before) * 1e6 / max(opens, 1)
         before = total
     return {"recording": path, "opens": opens, "pages": len(rec.pages),
             "decoder": "C" if c_loop() is not None else "pure Python", "gc_paused": pause_gc,
+            "pages_per_round": per_round,
             "us_per_open": per_stage, "total_us_per_open": before * 1e6 / max(opens, 1)}
 
 
@@ -198,12 +203,15 @@ def main(argv: List[str]) -> int:
     rep.add_argument("--json", action="store_true", help="one JSON object per recording")
     rep.add_argument("--gc-each-round", action="store_true",
                      help="leave the cycle collector on inside rounds (as before gc_pause.py)")
+    rep.add_argument("--pages-per-round", type=int, default=PAGES_PER_ROUND,
+                     help="pages per poll: 256 is a poll's most (overload); a steady 50k"
+                     " opens/s session reads a few per poll")
     args = parser.parse_args(argv)
     if args.cmd == "record":
         record(args.tier, args.rate, args.seconds, args.dest)
         return 0
     for path in args.recordings:
-        result = replay(path, args.repeat, not args.gc_each_round)
+        result = replay(path, args.repeat, not args.gc_each_round, args.pages_per_round)
         if args.json:
             print(json.dumps(result))
             continue
