@@ -143,25 +143,37 @@ class Session:
         Whatever cannot be read in time is returned as a LostEvent, so captured +
         lost still accounts for every event recorded while the session ran.
         """
+        out: List[Event] = []
+        for batch in self.drain_batches(grace):
+            out += batch
+        return out
+
+    def drain_batches(self, grace: float = 2.0) -> Iterator[List[Event]]:
+        """drain() a batch at a time: a caller that writes each batch out holds one
+        poll's worth of events, not the whole of the kernel's buffers (8 MiB per CPU
+        are some 100k events, ~400 bytes each once decoded). ``grace`` counts the
+        time spent reading, not the caller's between batches."""
         with self._lock:
             stream = self._stream
             if stream is None:
-                return []
+                return
             stream.stop()
-            out: List[Event] = []
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline:
-                batch = self.poll(0)
-                if not batch:
-                    break
-                out += batch
-            left = stream.unread()
-            if left.count > 0:
+        spent = 0.0
+        while spent < grace:
+            start = time.monotonic()
+            batch = self.poll(0)
+            spent += time.monotonic() - start
+            if not batch:
+                break
+            yield batch
+        with self._lock:
+            stream = self._stream
+            left = stream.unread() if stream is not None else None
+            if left is not None and left.count > 0:
                 self._lost += left.count
                 self._lost_exact = self._lost_exact and left.exact
-                out.append(LostEvent(time.monotonic_ns(), left.count,
-                                     "unread when the session ended", exact=left.exact))
-            return out
+                yield [LostEvent(time.monotonic_ns(), left.count,
+                                 "unread when the session ended", exact=left.exact)]
 
     def close(self) -> None:
         """Release every kernel resource; from any thread, any number of times."""

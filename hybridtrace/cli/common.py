@@ -208,7 +208,8 @@ def run_session(
             if batch:
                 shown += write_batch(out, args.json, batch, keep, render)
         # What the kernel recorded before the end is shown (or counted lost), not dropped.
-        shown += write_batch(out, args.json, session.drain(), keep, render)
+        for batch in session.drain_batches():
+            shown += write_batch(out, args.json, batch, keep, render)
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:
