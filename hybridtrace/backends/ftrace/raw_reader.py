@@ -135,6 +135,10 @@ class RawReader:
         # Called with each round's records as soon as they are decoded (proc_snapshots.py).
         self.on_decoded: Optional[Callable[[List[RawRecord]], None]] = None
         self.fds: Dict[int, int] = {}
+        # Each CPU's last record read, and the earliest of those of CPUs cut short by the
+        # budget last round (None: none was): see read().
+        self._last: Dict[int, int] = {}
+        self._behind: Optional[int] = None
         per_cpu = os.path.join(inst_path, "per_cpu")
         try:
             for name in sorted(os.listdir(per_cpu)):
@@ -159,7 +163,16 @@ class RawReader:
         cut: Optional[int] = None
         fresh: List[RawRecord] = []
         budget = max(self.page_size, max_bytes // max(1, len(self.fds)))
+        behind, self._behind = self._behind, None
         for cpu, fd in self.fds.items():
+            last = self._last.get(cpu)
+            if behind is not None and horizon is not None and last is not None and last > behind:
+                # Ahead of a CPU still catching up on its backlog: what this one holds
+                # could only wait in pending, decoded (~10x its size in the kernel's
+                # buffer) until the other catches up; it waits in the kernel instead.
+                # Nothing newer than what we got from it is due yet.
+                cut = last if cut is None else min(cut, last)
+                continue
             got = 0
             start = len(fresh)
             while got < budget:
@@ -170,10 +183,12 @@ class RawReader:
                 if self.tap is not None:
                     self.tap(cpu, page)
                 self.decoder.decode_page(page, cpu, fresh)
-            if got >= budget and len(fresh) > start:
-                # This CPU has more: nothing newer than what we got from it is due yet.
-                last = fresh[-1][0]
-                cut = last if cut is None else min(cut, last)
+            if len(fresh) > start:
+                last = self._last[cpu] = fresh[-1][0]
+                if got >= budget:
+                    # This CPU has more: nothing newer than what we got from it is due yet.
+                    cut = last if cut is None else min(cut, last)
+                    self._behind = last if self._behind is None else min(self._behind, last)
         if cut is not None:
             horizon = cut if horizon is None else min(horizon, cut)
         if fresh and self.on_decoded is not None:
