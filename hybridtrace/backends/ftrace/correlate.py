@@ -43,7 +43,7 @@ import attrs
 
 from hybridtrace import procfs
 from hybridtrace.backends.ftrace.fd_ledger import ALL_FDS, INF, SLACK_NS, FdLedger, Span
-from hybridtrace.backends.ftrace.probes import ARG, FN, INDEX, MORE, PATH, Role
+from hybridtrace.backends.ftrace.probes import ARG, FN, INDEX, MORE, PATH, URING, Role
 from hybridtrace.backends.ftrace.tasks import (
     NEWTASK,
     RENAME,
@@ -297,7 +297,10 @@ class Correlator:
         self.records += 1
         role = self.roles.get(line.event)
         if role is not None:
-            self._probe(line, role)
+            if role.what == URING:
+                self.uring.path_read(line)
+            else:
+                self._probe(line, role)
             return []
         if line.event == EXEC_DONE:
             return self._exec_done(line)

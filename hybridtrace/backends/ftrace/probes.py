@@ -25,10 +25,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
-from hybridtrace import tracefs
+from hybridtrace import tracefs, vocabulary
 from hybridtrace.backends.base import BackendError
 from hybridtrace.backends.ftrace.debuginfo import internal_functions
 from hybridtrace.backends.ftrace.instance import write_file
+from hybridtrace.backends.ftrace.uring import submit_filter
+from hybridtrace.btf_offsets import LAYOUT_DFD, LAYOUT_FILENAME, LAYOUT_HANDLER, LAYOUT_NAME
 from hybridtrace.capabilities.kernel import parse_version
 from hybridtrace.elf import ElfError, find_symbols
 from hybridtrace.vocabulary import EXEC_SYSCALLS, SYSCALL_ARGS, syscalls_for
@@ -69,13 +71,15 @@ ARG = "arg"  # argv[index]
 MORE = "more"  # argv[max_args]: non-zero means argv was cut
 PATH = "path"  # an open's path
 INDEX = "i"  # field of indexed argv slot records: the slot's index
+URING = "uring"  # an io_uring open request's path (the kernel's copy), by its address
+URING_EVENT = "ht_uring_open"
 
 
 @attrs.frozen(slots=True)
 class Role:
     """What one probe event's records mean to the correlator."""
 
-    what: str  # FN, ARG, MORE or PATH
+    what: str  # FN, ARG, MORE, PATH or URING
     index: int = 0
 
 
@@ -259,6 +263,39 @@ def eprobe_defs(group: str, kind: str, max_args: int, field_names: Dict[str, str
     if not defs:
         raise BackendError("eprobe tier: no syscall entry events to attach to")
     return defs
+
+
+def _uring_fetch(req: str, layout: Dict[str, int]) -> str:
+    """The request's address, its dfd and the kernel's copy of its path: the request
+    holds a struct filename pointer, whose ``name`` points at the string."""
+    return (f"r={req}:x64 d=+{layout[LAYOUT_DFD]}({req}):s32"
+            f" s=+0(+{layout[LAYOUT_NAME]}(+{layout[LAYOUT_FILENAME]}({req}))):string")
+
+
+def uring_kprobe_def(group: str, arch: str, layout: Dict[str, int],
+                     symbols: Dict[str, bool]) -> Optional[ProbeDef]:
+    """A kprobe on io_uring's open handler, whose first argument is the request (run
+    inline by the submitter, or by an io-wq worker); None where the kernel has no
+    such function to probe (inlined)."""
+    handler = vocabulary.IO_URING_OPEN_HANDLER
+    regs = ARG_REGS.get(arch)
+    if regs is None or not layout.get(LAYOUT_HANDLER) or handler not in symbols:
+        return None
+    line = f"p:{group}/{URING_EVENT} {handler} {_uring_fetch(regs[0], layout)}"
+    return ProbeDef("kprobe_events", group, URING_EVENT, line, Role(URING))
+
+
+def uring_eprobe_def(group: str, submit_event: str, layout: Dict[str, int],
+                     with_filter: bool) -> ProbeDef:
+    """An eprobe on io_uring's submit tracepoint (its ``req`` field), written as the
+    request enters io_uring, prepared: its path already copied. ``with_filter``: the
+    kernel takes eprobe filters on the attached event's fields (6.1+), so only open
+    requests are read."""
+    line = (f"e:{group}/{URING_EVENT} {vocabulary.IO_URING_GROUP}.{submit_event}"
+            f" {_uring_fetch('$req', layout)}")
+    if with_filter:
+        line += " if " + submit_filter()
+    return ProbeDef("dynamic_events", group, URING_EVENT, line, Role(URING))
 
 
 def add(tracefs_path: str, defs: Sequence[ProbeDef], made: List[ProbeDef]) -> None:

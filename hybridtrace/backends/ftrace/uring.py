@@ -19,10 +19,22 @@ static tracepoints, which every tier has (no probe needed):
   never given a fixed file table opens only into fds, so its results are fds;
   any other ring's might be fixed-slot indexes, and a success says no fd.
 
-No record carries the path (it is in kernel memory), nor, before completion,
-the flags; a failed request's SQE gives IORING_OP_OPENAT's flags and mode. A
-request submitted with IOSQE_CQE_SKIP_SUCCESS posts no completion when it
-succeeds: it is reported at submission, result unknown.
+No tracepoint record carries the path (it is in kernel memory), nor, before
+completion, the flags; a failed request's SQE gives IORING_OP_OPENAT's flags and
+mode. A request submitted with IOSQE_CQE_SKIP_SUCCESS posts no completion when it
+succeeds: it is reported at submission, result unknown. Before 6.0 (Debian's 5.10)
+``io_uring_complete`` names no request: it is tied by ring and user_data alone,
+when exactly one pending request fits.
+
+The kprobe and eprobe tiers add a probe that reads the kernel's copy of the path
+(the request's ``struct filename``) and its dfd, with the request's address
+(probe_plan.uring_path_def): a kprobe on io_uring's open handler, or an eprobe on the
+submit tracepoint. Its record is the path of the request at that address only
+while that request is pending: submitted, as its submit record showed, and not
+yet completed, with no records lost since (then a record at that address may be
+a later request's, and the path stays None). An open reported at submission
+(IOSQE_CQE_SKIP_SUCCESS, or under a pid filter) has no path: its probe record
+comes after it.
 
 Where the instance records only the traced process's threads (``set_event_pid``
 for a pid filter), io_uring's own threads are not among them: the kernel makes
@@ -41,7 +53,7 @@ import attrs
 from hybridtrace import vocabulary
 from hybridtrace.backends.ftrace.threads import ThreadGroups
 from hybridtrace.backends.ftrace.trace_record import TraceLine
-from hybridtrace.events import Event, LostEvent, OpenEvent
+from hybridtrace.events import Event, LostEvent, OpenEvent, Source
 
 SUBMIT_EVENTS = (vocabulary.IO_URING_SUBMIT, vocabulary.IO_URING_SUBMIT_OLD)
 FAILED_EVENT = vocabulary.IO_URING_FAILED
@@ -77,6 +89,10 @@ class _Submitted:
     uncertain: bool = False
     # Where comm and uid came from when not from records (the correlator's to judge).
     sources: object = None
+    # The kernel's copy of the path and the dfd, from a path probe's record.
+    path: Optional[bytes] = None
+    dfd: Optional[int] = None
+    path_refused: bool = False  # two readings disagreed: neither is proven
 
 
 def _int(line: TraceLine, name: str) -> Optional[int]:
@@ -113,9 +129,11 @@ class UringOpens:
         if event in SUBMIT_EVENTS:
             return self._submitted(line, comm, uid, sources)
         if event == vocabulary.IO_URING_COMPLETE:
+            if "req" not in line.args:  # before 6.0: by ring and user_data
+                return self._by_ring(line)
             return self._completed(line, self.pending.pop(_int(line, "req") or 0, None))
         if event == vocabulary.IO_URING_OVERFLOW:
-            return self._overflowed(line)
+            return self._by_ring(line)
         if event == vocabulary.IO_URING_FAILED:
             return self._failed(line, comm, uid, sources)
         ctx = _int(line, "ctx")
@@ -135,6 +153,21 @@ class UringOpens:
         elif event == vocabulary.IO_URING_REGISTER and ctx in self.rings:
             self.rings[ctx] = True  # any registration: maybe a fixed file table now
         return []
+
+    def path_read(self, line: TraceLine) -> None:
+        """A path probe's record (``r`` request, ``d`` dfd, ``s`` the kernel's copy of
+        the path): kept for the pending request at that address (module docstring)."""
+        sub = self.pending.get(_int(line, "r") or 0)
+        value = line.args.get("s")
+        if sub is None or sub.uncertain or sub.path_refused or "s" in line.faults \
+                or not isinstance(value, bytes):
+            return
+        dfd = _signed32(_int(line, "d"))
+        if sub.path is not None and (sub.path, sub.dfd) != (value, dfd):
+            sub.path_refused = True
+            sub.path = sub.dfd = None
+            return
+        sub.path, sub.dfd = value, dfd
 
     def lost(self) -> None:
         """Records may be missing: no pending request's result can be trusted."""
@@ -174,7 +207,7 @@ class UringOpens:
         return [self._event(sub, line.timestamp_ns, _signed32(_int(line, "res")),
                             known=not sub.uncertain)]
 
-    def _overflowed(self, line: TraceLine) -> List[Event]:
+    def _by_ring(self, line: TraceLine) -> List[Event]:
         ctx, user_data = _int(line, "ctx"), _int(line, "user_data")
         fits = [req for req, sub in self.pending.items()
                 if sub.ctx == ctx and sub.user_data == user_data]
@@ -205,10 +238,12 @@ class UringOpens:
         uid = sub.uid
         fd = res if known and res is not None and res >= 0 and sub.direct_free else None
         err = -res if known and res is not None and res < 0 else None
+        path = sub.path
         event = OpenEvent(
             timestamp_ns=ts, pid=pid, tid=None if sub.sqpoll else sub.tid, uid=uid,
-            comm=sub.comm, path=None, flags=flags, mode=mode, fd=fd, errno=err,
-            syscall=None, dfd=None, via=vocabulary.VIA_IO_URING)
+            comm=sub.comm, path=path, flags=flags, mode=mode, fd=fd, errno=err,
+            path_source=None if path is None else Source.KERNEL_COPY, syscall=None,
+            dfd=None if path is None else sub.dfd, via=vocabulary.VIA_IO_URING)
         if sub.sources is not None:
             self.sources_of[id(event)] = sub.sources
         return event
