@@ -133,15 +133,20 @@ def test_io_uring_path_probes_read_the_request_they_name(arch: str) -> None:
     kdef = probes.uring_kprobe_def("hybridtrace_1_0", arch, LAYOUT_6_1, {"io_openat2": True})
     assert kdef is not None and kdef.role.what == probes.URING and kdef.file == "kprobe_events"
     # the request's address, its dfd, then the string behind filename->name, last
-    assert kdef.line == (f"p:hybridtrace_1_0/ht_uring_open io_openat2 r={reg}:x64"
+    assert kdef.line == (f"p:hybridtrace_1_0/ht_uring_path io_openat2 r={reg}:x64"
                          f" d=+8({reg}):s32 s=+0(+0(+16({reg}))):string")
     assert _fields(kdef) == ["r:x64", "d:s32", "s:string"]
     # inlined handler, or a BTF without it: no probe rather than a guess
     assert probes.uring_kprobe_def("hybridtrace_1_0", arch, LAYOUT_6_1, {}) is None
     assert probes.uring_kprobe_def("hybridtrace_1_0", arch, dict(LAYOUT_6_1, handler=0),
                                    {"io_openat2": True}) is None
-    for flt in (True, False):
-        edef = probes.uring_eprobe_def("hybridtrace_1_0", "io_uring_submit_sqe", LAYOUT_6_1, flt)
-        assert edef.line.startswith("e:hybridtrace_1_0/ht_uring_open io_uring.io_uring_submit_sqe"
-                                    " r=$req:x64 d=+8($req):s32 s=+0(+0(+16($req))):string")
-        assert edef.line.endswith(" if opcode == 18 || opcode == 28") is flt
+
+
+def test_io_uring_submit_eprobe_copies_the_tracepoint_and_adds_the_path() -> None:
+    edef = probes.uring_eprobe_def("hybridtrace_1_0", "io_uring_submit_sqe", LAYOUT_6_1)
+    assert edef.role.what == probes.URING and edef.file == "dynamic_events"
+    assert edef.line == ("e:hybridtrace_1_0/ht_uring_submit io_uring.io_uring_submit_sqe"
+                         " ctx=$ctx:x64 req=$req:x64 user_data=$user_data:u64"
+                         " opcode=$opcode:u8 flags=$flags:u64 sq_thread=$sq_thread:u8"
+                         " d=+8($req):s32 s=+0(+0(+16($req))):string")
+    assert _fields(edef)[-1] == "s:string"  # the one string, last

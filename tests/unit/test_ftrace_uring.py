@@ -9,10 +9,16 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from hybridtrace.backends.ftrace.correlate import Correlator, ProcLookup
-from hybridtrace.backends.ftrace.probes import URING, URING_EVENT, Role
+from hybridtrace.backends.ftrace.probes import URING, Role
 from hybridtrace.backends.ftrace.threads import ThreadGroups
 from hybridtrace.backends.ftrace.trace_record import TraceLine
-from hybridtrace.backends.ftrace.uring import REQ_F_CQE_SKIP, UringOpens, submit_filter
+from hybridtrace.backends.ftrace.uring import (
+    PATH_PROBE,
+    REQ_F_CQE_SKIP,
+    SUBMIT_PROBE,
+    UringOpens,
+    submit_filter,
+)
 from hybridtrace.events import Event, LostEvent, OpenEvent, Source
 from hybridtrace.request import Kind
 
@@ -166,7 +172,7 @@ def path_rec(ts: int, tid: int, req: int, path: bytes, dfd: int = -100,
              fault: bool = False) -> TraceLine:
     """A path probe's record (probes.uring_kprobe_def / uring_eprobe_def fields)."""
     args = {"r": req, "d": dfd & 0xFFFFFFFF, "s": path}
-    return TraceLine(b"iou-wrk-100", tid, 0, ts, URING_EVENT, args, b"", "fields",
+    return TraceLine(b"iou-wrk-100", tid, 0, ts, PATH_PROBE, args, b"", "fields",
                      frozenset({"s"}) if fault else frozenset())
 
 
@@ -215,9 +221,27 @@ def test_completion_without_a_request_field_is_tied_by_ring_and_user_data() -> N
 
 
 def test_correlator_routes_path_probe_records_to_io_uring() -> None:
-    corr = Correlator(Kind.OPEN, {URING_EVENT: Role(URING)}, Source.SYSCALL_ENTRY, 20,
+    corr = Correlator(Kind.OPEN, {PATH_PROBE: Role(URING)}, Source.SYSCALL_ENTRY, 20,
                       ProcLookup())
     corr.threads.created(101, 100, CLONE_THREAD_FLAGS, 0)
     events = corr.feed_all([submit(1, 101, 0xA0), path_rec(2, 102, 0xA0, b"rel", dfd=5),
                             complete(3, 102, 0xA0, 4)])
     assert [(e.path, e.dfd) for e in events if isinstance(e, OpenEvent)] == [(b"rel", 5)]
+
+
+def test_submit_probe_record_is_the_submission_with_its_path() -> None:
+    """The eprobe tier's: the tracepoint's fields and the path, in one record."""
+    uring = opens(results=False)  # even reported at submission, the path is there
+    probe = submit(1, 101, 0xD0, d=5, s=b"rel/name")
+    probe = TraceLine(b"gt", 101, 0, 1, SUBMIT_PROBE, probe.args, b"", "fields")
+    (ev,) = feed(uring, [probe])
+    assert isinstance(ev, OpenEvent) and (ev.path, ev.dfd, ev.tid) == (b"rel/name", 5, 101)
+    faulted = TraceLine(b"gt", 101, 0, 2, SUBMIT_PROBE, dict(probe.args, req=0xD1), b"",
+                        "fields", frozenset({"s"}))
+    (none,) = feed(uring, [faulted])
+    assert isinstance(none, OpenEvent) and none.path is None and none.dfd is None
+    corr = Correlator(Kind.OPEN, {SUBMIT_PROBE: Role(URING)}, Source.SYSCALL_ENTRY, 20,
+                      ProcLookup())
+    corr.threads.created(101, 100, CLONE_THREAD_FLAGS, 0)
+    events = corr.feed_all([probe, complete(3, 102, 0xD0, -2)])
+    assert [(e.path, e.errno) for e in events if isinstance(e, OpenEvent)] == [(b"rel/name", 2)]

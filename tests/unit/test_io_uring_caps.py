@@ -124,6 +124,7 @@ def test_kprobe_and_eprobe_tiers_claim_paths_where_btf_locates_them() -> None:
     inlined = _caps(layout=dict(layout, handler=0))
     assert assess_tier(inlined, "open", "kprobe").fields["io_uring"].startswith(
         "partial: seen without paths (io_openat2 is not a function here")
-    assert "with paths" in assess_tier(inlined, "open", "eprobe").fields["io_uring"]
+    eprobe = assess_tier(inlined, "open", "eprobe").fields["io_uring"]
+    assert "with paths" in eprobe and "CQE_SKIP" not in eprobe  # read at submission itself
     # the text reader decodes no io_uring records at all
     assert assess_tier(caps, "open", "kprobe").fields["io_uring_text_reader"].startswith("none")

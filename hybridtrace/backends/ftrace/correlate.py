@@ -296,11 +296,8 @@ class Correlator:
             return []  # losses are counted from the per-CPU stats instead
         self.records += 1
         role = self.roles.get(line.event)
-        if role is not None:
-            if role.what == URING:
-                self.uring.path_read(line)
-            else:
-                self._probe(line, role)
+        if role is not None and role.what != URING:
+            self._probe(line, role)
             return []
         if line.event == EXEC_DONE:
             return self._exec_done(line)
@@ -334,7 +331,8 @@ class Correlator:
         if line.event in FD_SYSCALLS:
             self._fd_call(line)
             return []
-        if line.event in URING_EVENTS:  # the submitter's comm and uid, settled as any call's
+        if line.event in URING_EVENTS or role is not None:  # io_uring's, and our probes on it
+            # the submitter's comm and uid, settled as any call's
             task = self._task(line)
             proc = task.comm_from is not None or task.uid_from is not None
             out = self.uring.feed(line, task.comm, task.uid,

@@ -15,9 +15,6 @@ from hybridtrace.capabilities.eprobe_selftest import eprobe_reads_strings
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.request import Kind, TraceRequest
 
-# How tracefs's README shows that eprobes take a filter on the attached event (6.1+).
-EPROBE_FILTER = "<attached-event> [<args>] [if <filter>]"
-
 
 def _readme(tracefs_path: str) -> str:
     """tracefs's README: which fetch syntax this kernel's probes accept."""
@@ -51,7 +48,8 @@ def uring_path_def(tier: str, caps: Capabilities, group: str, path: str,
                    symbols: Dict[str, bool]) -> Optional[probes.ProbeDef]:
     """The probe that reads io_uring opens' paths on this tier, or None: the kprobe
     tier's on the open handler, the eprobe tier's on the submit tracepoint (by the
-    name this kernel gives it, when its records carry the request)."""
+    name this kernel gives it, when its records carry the request), which then stands
+    in for the tracepoint's records (the stream leaves those off)."""
     layout = caps.io_uring.layout
     if layout is None:
         return None
@@ -65,9 +63,8 @@ def uring_path_def(tier: str, caps: Capabilities, group: str, path: str,
             fmt = read_format(os.path.join(path, "events"), vocabulary.IO_URING_GROUP, event)
         except FormatError:
             continue
-        if fmt.field("req") and fmt.field("opcode"):
-            filtered = EPROBE_FILTER in _readme(path)
-            return probes.uring_eprobe_def(group, event, layout, filtered)
+        if all(fmt.field(name) for name, _ in probes.SUBMIT_FIELDS):
+            return probes.uring_eprobe_def(group, event, layout)
     return None
 
 

@@ -29,7 +29,7 @@ from hybridtrace import tracefs, vocabulary
 from hybridtrace.backends.base import BackendError
 from hybridtrace.backends.ftrace.debuginfo import internal_functions
 from hybridtrace.backends.ftrace.instance import write_file
-from hybridtrace.backends.ftrace.uring import submit_filter
+from hybridtrace.backends.ftrace.uring import PATH_PROBE, SUBMIT_PROBE
 from hybridtrace.btf_offsets import LAYOUT_DFD, LAYOUT_FILENAME, LAYOUT_HANDLER, LAYOUT_NAME
 from hybridtrace.capabilities.kernel import parse_version
 from hybridtrace.elf import ElfError, find_symbols
@@ -71,8 +71,7 @@ ARG = "arg"  # argv[index]
 MORE = "more"  # argv[max_args]: non-zero means argv was cut
 PATH = "path"  # an open's path
 INDEX = "i"  # field of indexed argv slot records: the slot's index
-URING = "uring"  # an io_uring open request's path (the kernel's copy), by its address
-URING_EVENT = "ht_uring_open"
+URING = "uring"  # io_uring's probes (uring.py reads them): a request's path, a submission
 
 
 @attrs.frozen(slots=True)
@@ -265,11 +264,17 @@ def eprobe_defs(group: str, kind: str, max_args: int, field_names: Dict[str, str
     return defs
 
 
-def _uring_fetch(req: str, layout: Dict[str, int]) -> str:
-    """The request's address, its dfd and the kernel's copy of its path: the request
-    holds a struct filename pointer, whose ``name`` points at the string."""
-    return (f"r={req}:x64 d=+{layout[LAYOUT_DFD]}({req}):s32"
+def _uring_path_fetch(req: str, layout: Dict[str, int]) -> str:
+    """The request's dfd and the kernel's copy of its path: the request holds a
+    struct filename pointer, whose ``name`` points at the string."""
+    return (f"d=+{layout[LAYOUT_DFD]}({req}):s32"
             f" s=+0(+{layout[LAYOUT_NAME]}(+{layout[LAYOUT_FILENAME]}({req}))):string")
+
+
+# The submit tracepoint's fields an eprobe copies (uring.py reads them as the
+# tracepoint's own record), with this type each (5.10 to 6.12 name them alike).
+SUBMIT_FIELDS = (("ctx", "x64"), ("req", "x64"), ("user_data", "u64"), ("opcode", "u8"),
+                 ("flags", "u64"), ("sq_thread", "u8"))
 
 
 def uring_kprobe_def(group: str, arch: str, layout: Dict[str, int],
@@ -281,21 +286,21 @@ def uring_kprobe_def(group: str, arch: str, layout: Dict[str, int],
     regs = ARG_REGS.get(arch)
     if regs is None or not layout.get(LAYOUT_HANDLER) or handler not in symbols:
         return None
-    line = f"p:{group}/{URING_EVENT} {handler} {_uring_fetch(regs[0], layout)}"
-    return ProbeDef("kprobe_events", group, URING_EVENT, line, Role(URING))
+    req = regs[0]
+    line = (f"p:{group}/{PATH_PROBE} {handler} r={req}:x64"
+            f" {_uring_path_fetch(req, layout)}")
+    return ProbeDef("kprobe_events", group, PATH_PROBE, line, Role(URING))
 
 
-def uring_eprobe_def(group: str, submit_event: str, layout: Dict[str, int],
-                     with_filter: bool) -> ProbeDef:
-    """An eprobe on io_uring's submit tracepoint (its ``req`` field), written as the
-    request enters io_uring, prepared: its path already copied. ``with_filter``: the
-    kernel takes eprobe filters on the attached event's fields (6.1+), so only open
-    requests are read."""
-    line = (f"e:{group}/{URING_EVENT} {vocabulary.IO_URING_GROUP}.{submit_event}"
-            f" {_uring_fetch('$req', layout)}")
-    if with_filter:
-        line += " if " + submit_filter()
-    return ProbeDef("dynamic_events", group, URING_EVENT, line, Role(URING))
+def uring_eprobe_def(group: str, submit_event: str, layout: Dict[str, int]) -> ProbeDef:
+    """An eprobe on io_uring's submit tracepoint that stands in for its records: the
+    tracepoint's fields, then the request's dfd and path, read as the request enters
+    io_uring prepared (its path already copied). The instance filters it on its own
+    fields (open requests only) like the tracepoint."""
+    fields = " ".join(f"{name}=${name}:{kind}" for name, kind in SUBMIT_FIELDS)
+    line = (f"e:{group}/{SUBMIT_PROBE} {vocabulary.IO_URING_GROUP}.{submit_event}"
+            f" {fields} {_uring_path_fetch('$req', layout)}")
+    return ProbeDef("dynamic_events", group, SUBMIT_PROBE, line, Role(URING))
 
 
 def add(tracefs_path: str, defs: Sequence[ProbeDef], made: List[ProbeDef]) -> None:

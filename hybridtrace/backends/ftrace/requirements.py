@@ -76,7 +76,7 @@ def uring_paths(caps: Capabilities, tier: str) -> Optional[str]:
         if not layout.get(LAYOUT_HANDLER):
             return None
         return f"a kprobe on {IO_URING_OPEN_HANDLER}"
-    return "an eprobe on the submit tracepoint"
+    return "an eprobe on the submit tracepoint, which stands in for its records"
 
 
 def _io_uring(caps: Capabilities, tier: str) -> str:
@@ -96,11 +96,14 @@ def _io_uring(caps: Capabilities, tier: str) -> str:
                   " reported lost (io_uring's threads escape set_event_pid)")
     how = uring_paths(caps, tier)
     if how is not None:
+        # The kprobe runs after the submission: opens reported at submission have none.
+        unread = ("" if tier == "eprobe" else ", one submitted with IOSQE_CQE_SKIP_SUCCESS"
+                  " and any reported at submission")
         text = (f"partial: seen with paths: path (the kernel's copy, read by {how}) and dfd,"
                 f" {who}; {URING_HOW_NONE} (the kernel keeps only its adjusted copy; a failed"
                 " IORING_OP_OPENAT's from its SQE); path and dfd None for a request whose"
-                " preparation failed, one submitted with IOSQE_CQE_SKIP_SUCCESS, and any"
-                f" reported at submission; {pid_filter}, and no paths")
+                f" preparation failed{unread}; {pid_filter}"
+                + ("" if tier == "eprobe" else ", and no paths"))
     else:
         why = ("" if tier not in ("kprobe", "eprobe") else
                " (no kernel BTF describing an io_uring open request)"

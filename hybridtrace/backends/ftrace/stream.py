@@ -52,6 +52,7 @@ from hybridtrace.backends.ftrace.ring_page import PageFormatError
 from hybridtrace.backends.ftrace.text_reader import TextReader
 from hybridtrace.backends.ftrace.threads import Listing, boot_offset_ns
 from hybridtrace.backends.ftrace.trace_record import TraceLine
+from hybridtrace.backends.ftrace.uring import PATH_PROBE, SUBMIT_EVENTS, SUBMIT_PROBE
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, LostEvent, Source
 from hybridtrace.filtering import keeps_all, matches
@@ -186,6 +187,9 @@ class FtraceStream:
         if self.uring_path_probe is not None and not uring:  # nothing to pair it with
             events.remove((name, self.uring_path_probe.name))
             self.uring_path_probe = None
+        if self.uring_path_probe is not None and self.uring_path_probe.name == SUBMIT_PROBE:
+            # the eprobe stands in for the submit tracepoint's records (uring.py)
+            events[:] = [e for e in events if e not in uring or e[1] not in SUBMIT_EVENTS]
         ledger_ok = clock == "mono" and all(inst.has_event(*e) for e in LEDGER_EVENTS)
         if ledger_ok:
             events += [e for e in LEDGER_EVENTS if e not in events]
@@ -263,15 +267,16 @@ class FtraceStream:
             if (system, event) in LEDGER_EVENTS:
                 continue  # a migration (or setns) by anyone, us included, must be seen
             if (system, event) in FD_PROOF_EVENTS + FD_OPTIONAL_EVENTS or (
-                    system == self._group and event == probes.URING_EVENT):
-                # io_uring's path probe: any task (io-wq workers); uring.py pairs it.
+                    system == self._group and event == PATH_PROBE):
+                # io_uring's open handler kprobe: any task (io-wq workers); uring.py pairs it.
                 # Any thread of a process may close what another opened: no comm, no tid.
                 inst.set_filter(system, event, f"common_pid != {os.getpid()}")
                 continue
             # A rename *to* the comm asked for is written under the old comm.
             comm_here = with_comm and (system, event) not in TASK_EVENTS
             expr: Callable[[bool], str] = functools.partial(filter_exprs.filter_expr, self.request)
-            if system == vocabulary.IO_URING_GROUP:
+            if system == vocabulary.IO_URING_GROUP or event == SUBMIT_PROBE:
+                # the eprobe on the submit tracepoint: filtered as the tracepoint it copies
                 expr = functools.partial(filter_exprs.uring_filter, self.request, event)
             try:
                 inst.set_filter(system, event, expr(comm_here))

@@ -27,14 +27,21 @@ succeeds: it is reported at submission, result unknown. Before 6.0 (Debian's 5.1
 when exactly one pending request fits.
 
 The kprobe and eprobe tiers add a probe that reads the kernel's copy of the path
-(the request's ``struct filename``) and its dfd, with the request's address
-(probe_plan.uring_path_def): a kprobe on io_uring's open handler, or an eprobe on the
-submit tracepoint. Its record is the path of the request at that address only
-while that request is pending: submitted, as its submit record showed, and not
-yet completed, with no records lost since (then a record at that address may be
-a later request's, and the path stays None). An open reported at submission
-(IOSQE_CQE_SKIP_SUCCESS, or under a pid filter) has no path: its probe record
-comes after it.
+(the request's ``struct filename``) and its dfd (probe_plan.uring_path_def):
+
+- the kprobe tier, a kprobe on io_uring's open handler (``PATH_PROBE``), with the
+  request's address. Its record is the path of the request at that address only
+  while that request is pending: submitted, as its submit record showed, and not
+  yet completed, with no records lost since (then a record at that address may be
+  a later request's, and the path stays None). An open reported at submission
+  (IOSQE_CQE_SKIP_SUCCESS, or under a pid filter) has no path: the handler runs
+  after;
+- the eprobe tier, an eprobe on the submit tracepoint (``SUBMIT_PROBE``) that
+  copies the tracepoint's fields and adds the path: its record is the submit
+  record (the tracepoint's own is not enabled), so the path is that request's by
+  construction. (A tracepoint with a filter is written after the triggers that
+  eprobes hang on, so an eprobe record beside it would come first or last
+  depending on the kernel's buffering: no pairing of the two would be proof.)
 
 Where the instance records only the traced process's threads (``set_event_pid``
 for a pid filter), io_uring's own threads are not among them: the kernel makes
@@ -56,6 +63,10 @@ from hybridtrace.backends.ftrace.trace_record import TraceLine
 from hybridtrace.events import Event, LostEvent, OpenEvent, Source
 
 SUBMIT_EVENTS = (vocabulary.IO_URING_SUBMIT, vocabulary.IO_URING_SUBMIT_OLD)
+# Our probes (probes.py): a kprobe record with a request's path, and an eprobe on the
+# submit tracepoint that stands in for its records, with the path.
+PATH_PROBE = "ht_uring_path"
+SUBMIT_PROBE = "ht_uring_submit"
 FAILED_EVENT = vocabulary.IO_URING_FAILED
 RING_EVENTS = (vocabulary.IO_URING_CREATE, vocabulary.IO_URING_REGISTER)
 # Every io_uring event an open session enables where the kernel has it.
@@ -70,7 +81,8 @@ MAX_RINGS = 65536
 
 
 def submit_filter() -> str:
-    """The instance filter for the submit and failure events: open requests only."""
+    """The instance filter for the submit and failure events (and the submit probe,
+    whose fields are the tracepoint's): open requests only."""
     return " || ".join(f"opcode == {op}" for op in OPEN_OPS)
 
 
@@ -126,8 +138,11 @@ class UringOpens:
         comm cache is never believed); ``sources``, where they came from otherwise, is
         handed back with each event it made in ``sources_of`` (by id)."""
         event = line.event
-        if event in SUBMIT_EVENTS:
+        if event in SUBMIT_EVENTS or event == SUBMIT_PROBE:
             return self._submitted(line, comm, uid, sources)
+        if event == PATH_PROBE:
+            self.path_read(line)
+            return []
         if event == vocabulary.IO_URING_COMPLETE:
             if "req" not in line.args:  # before 6.0: by ring and user_data
                 return self._by_ring(line)
@@ -193,6 +208,9 @@ class UringOpens:
             return []
         sub = self._who(line, bool(line.args.get("sq_thread")), comm, uid, sources)
         sub.direct_free = self.rings.get(sub.ctx) is False
+        value = line.args.get("s")  # the eprobe's: this request's path, read as it entered
+        if line.event == SUBMIT_PROBE and isinstance(value, bytes) and "s" not in line.faults:
+            sub.path, sub.dfd = value, _signed32(_int(line, "d"))
         if (_int(line, "flags") or 0) & REQ_F_CQE_SKIP or not self.results:
             return [self._event(sub, line.timestamp_ns, None, known=False)]
         self.pending[req] = sub
