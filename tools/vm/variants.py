@@ -103,7 +103,9 @@ SUITES: Dict[str, Tuple[Tuple[str, ...], Optional[str]]] = {
     # Every backend's opens through io_uring (the ftrace tiers' paths from their kprobe
     # or eprobe too): claims held by the contract's io_uring tests.
     "io-uring": (("tests/integration/test_contract.py",), "io_uring"),
-    "io-uring-ftrace": (("tests/integration/test_contract.py",), "io_uring and ftrace"),
+    # Only the ftrace tiers whose probes read io_uring opens' paths.
+    "io-uring-probes": (("tests/integration/test_contract.py",),
+                        "io_uring and (kprobe or eprobe)"),
     # Our execsnoop/opensnoop beside BCC's own tools (bpfcc-tools), line by line.
     "bcc-tools": (("tests/integration/test_cli_vs_bcc.py",), None),
 }
