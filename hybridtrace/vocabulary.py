@@ -82,6 +82,11 @@ IO_URING_CREATE = "io_uring_create"
 IO_URING_REGISTER = "io_uring_register"
 IO_URING_EVENTS: Tuple[str, ...] = (IO_URING_SUBMIT, IO_URING_SUBMIT_OLD, IO_URING_COMPLETE,
                                     IO_URING_OVERFLOW, IO_URING_FAILED)
+# io_uring's open handler (5.6+; both opcodes reach it, inline or on an io-wq worker),
+# given the request first: the kprobe tier reads the kernel's copy of the path there.
+IO_URING_OPEN_HANDLER = "io_openat2"
+# An io_uring claim whose open flags and mode are None (tests read the claim's words).
+URING_HOW_NONE = "flags and mode None"
 # sysctl: 0 io_uring for all, 1 only for io_uring_group members and root, 2 for nobody.
 IO_URING_DISABLED_SYSCTL = "/proc/sys/kernel/io_uring_disabled"
 

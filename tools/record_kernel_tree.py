@@ -136,6 +136,10 @@ class CachingLive:
     def io_uring_tracepoints(self) -> Dict[str, bool]:
         return self._once("io_uring_tracepoints", self.system.io_uring_tracepoints, dict)
 
+    def io_uring_layout(self) -> Optional[Dict[str, int]]:
+        return self._once("io_uring_layout", self.system.io_uring_layout,
+                          lambda v: None if v is None else dict(v))
+
     def tracefs_mount_errno(self) -> Optional[int]:
         return self._once("tracefs_mount_errno", self.system.tracefs_mount_errno,
                           lambda v: v)

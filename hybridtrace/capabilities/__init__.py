@@ -144,4 +144,5 @@ def probe_tree(tree: Tree, live: Live) -> Capabilities:
 def _io_uring(tree: Tree, live: Live) -> IoUring:
     disabled = tree.read_int(IO_URING_DISABLED_SYSCTL)
     tracepoints = _ask(tree, "io_uring tracepoints", lambda: live.io_uring_tracepoints())
-    return IoUring(disabled, tracepoints)
+    layout = _ask(tree, "io_uring request layout", lambda: live.io_uring_layout())
+    return IoUring(disabled, tracepoints, layout)

@@ -14,19 +14,21 @@ import json
 import os
 import subprocess
 import sys
+from functools import lru_cache
 from typing import Any, Callable, Dict, Optional, Protocol
 
 from hybridtrace import tracefs
+from hybridtrace.btf_offsets import BtfError, io_uring_open_layout, read_btf
 from hybridtrace.capabilities.bpf_probes import (
     create_ringbuf,
     load_kernel_read_prog,
     load_trivial_prog,
 )
-from hybridtrace.capabilities.btf_names import btf_has_tracepoints
+from hybridtrace.capabilities.btf_names import VMLINUX_BTF, btf_has_tracepoints
 from hybridtrace.capabilities.engines import find_bcc, load_libbpf
 from hybridtrace.capabilities.eprobe_selftest import eprobe_reads_strings
 from hybridtrace.capabilities.model import Bcc, Library
-from hybridtrace.vocabulary import IO_URING_EVENTS, owned_name
+from hybridtrace.vocabulary import IO_URING_EVENTS, IO_URING_OPEN_HANDLER, owned_name
 
 
 class Live(Protocol):
@@ -53,6 +55,8 @@ class Live(Protocol):
     def tracefs_mount_errno(self) -> Optional[int]: ...
 
     def io_uring_tracepoints(self) -> Dict[str, bool]: ...
+
+    def io_uring_layout(self) -> Optional[Dict[str, int]]: ...
 
 
 # Run in a child process: mount tracefs in a private mount namespace of its own, so the
@@ -126,6 +130,20 @@ class SystemLive:
 
     def io_uring_tracepoints(self) -> Dict[str, bool]:
         return btf_has_tracepoints(IO_URING_EVENTS)
+
+    def io_uring_layout(self) -> Optional[Dict[str, int]]:
+        layout = _kernel_io_uring_layout(VMLINUX_BTF)
+        return None if layout is None else dict(layout)
+
+
+@lru_cache(maxsize=4)
+def _kernel_io_uring_layout(path: str) -> Optional[Dict[str, int]]:
+    """None: no BTF, or one that does not describe an io_uring open request. Parsing
+    the kernel's BTF takes ~0.2 s: once per process (it does not change)."""
+    try:
+        return io_uring_open_layout(read_btf(path), IO_URING_OPEN_HANDLER)
+    except BtfError:
+        return None
 
 
 def instance_files_writable(path: str) -> bool:
@@ -203,6 +221,10 @@ class RecordedLive:
     def io_uring_tracepoints(self) -> Dict[str, bool]:
         return {str(k): bool(v) for k, v in self._get("io_uring_tracepoints").items()}
 
+    def io_uring_layout(self) -> Optional[Dict[str, int]]:
+        value = self.data.get("io_uring_layout")  # older recordings: not recorded
+        return None if value is None else {str(k): int(v) for k, v in value.items()}
+
 
 def record(live: Live, tracefs_path: Optional[str]) -> Dict[str, Any]:
     """What a RecordedLive needs to answer like ``live`` does.
@@ -225,6 +247,7 @@ def record(live: Live, tracefs_path: Optional[str]) -> Dict[str, Any]:
         else {tracefs_path: live.eprobe_strings(tracefs_path)},
         "tracefs_mount_errno": live.tracefs_mount_errno() if tracefs_path is None else None,
         "io_uring_tracepoints": _or_none(live.io_uring_tracepoints),
+        "io_uring_layout": live.io_uring_layout(),
     }
 
 

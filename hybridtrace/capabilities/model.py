@@ -156,6 +156,10 @@ class IoUring:
     # io_uring tracepoint (event name, vocabulary.IO_URING_EVENTS) -> present, from the
     # kernel's BTF; None when it could not be checked (no BTF, not recorded).
     tracepoints: Optional[Dict[str, bool]] = None
+    # Where an open request keeps the kernel's copy of its path and its dfd, and whether
+    # its handler is a function (btf_offsets.io_uring_open_layout); None: no BTF
+    # describes it, or not checked.
+    layout: Optional[Dict[str, int]] = None
 
 
 @attrs.frozen(slots=True)

@@ -20,12 +20,11 @@ import pytest
 
 import hybridtrace
 from hybridtrace.api import Session
-from hybridtrace.backends.ebpf.requirements import URING_HOW_NONE
 from hybridtrace.capabilities import probe
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
 from hybridtrace.request import ARG_SIZE, DEFAULT_MAX_ARGS
 from hybridtrace.selector import decide
-from hybridtrace.vocabulary import VIA_IO_URING, VIA_SYSCALL, VIAS
+from hybridtrace.vocabulary import URING_HOW_NONE, VIA_IO_URING, VIA_SYSCALL, VIAS
 from tests.conftest import require_backend
 from tests.integration.conftest import mount_tracefs_for
 from tests.integration.uring_job import UringJob, io_uring_claim

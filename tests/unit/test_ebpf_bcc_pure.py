@@ -20,8 +20,8 @@ from hybridtrace.backends.ebpf.bcc import (
     bcc_uring,
     headers,
 )
-from hybridtrace.backends.ebpf.bcc.btf_offsets import Btf, BtfError
 from hybridtrace.backends.ebpf.requirements import assess_bcc
+from hybridtrace.btf_offsets import Btf, BtfError, io_uring_open_layout
 from hybridtrace.events import Source
 from hybridtrace.request import ARG_SIZE, PATH_SIZE, Filters, Kind, TraceRequest
 from tests.unit.kernel_trees import probe_tree
@@ -98,6 +98,28 @@ def test_btf_refuses_what_it_cannot_answer() -> None:
     struct.pack_into("<I", bad, 24 + 4, 31 << 24)  # first type: kind 31 does not exist
     with pytest.raises(BtfError, match="unknown BTF kind"):
         Btf(bytes(bad))
+
+
+def uring_btf(member: str, handler: bool) -> bytes:
+    """io_kiocb holding its command as ``cmd`` (6.0+) or ``open`` (before), at 8 here."""
+    b = BtfBuilder()
+    u64 = b.add("u64", 1, 0, 8, struct.pack("<I", 64))
+    io_open = b.struct("io_open", 32, [("file", u64, 0), ("dfd", u64, 64),
+                                       ("filename", u64, 128)])
+    b.struct("io_kiocb", 64, [("flags", u64, 0), (member, io_open, 64)])
+    b.struct("filename", 16, [("name", u64, 0), ("uptr", u64, 64)])
+    if handler:
+        b.add("io_openat2", 12, 0, 0)  # FUNC
+    return b.blob()
+
+
+def test_io_uring_open_layout_from_either_request_shape() -> None:
+    for member in ("cmd", "open"):
+        layout = io_uring_open_layout(Btf(uring_btf(member, True)), "io_openat2")
+        assert layout == {"filename": 24, "dfd": 16, "name": 0, "handler": 1}
+    assert io_uring_open_layout(Btf(uring_btf("cmd", False)), "io_openat2")["handler"] == 0
+    with pytest.raises(BtfError, match="no member"):
+        io_uring_open_layout(Btf(uring_btf("other", True)), "io_openat2")
 
 
 # --- records --------------------------------------------------------------------------------

@@ -121,3 +121,32 @@ def test_debug_symbols_agree_with_the_exported_ones() -> None:
 def test_shared_events_from_5_5() -> None:
     assert not probes.shared_events("5.4.0-150-generic")
     assert probes.shared_events("5.10.0-30-amd64") and probes.shared_events("6.18.44-fc")
+
+
+# Debian 6.1's (BTF): io_kiocb.cmd at 0, io_open.dfd at 8 and .filename at 16.
+LAYOUT_6_1 = {"filename": 16, "dfd": 8, "name": 0, "handler": 1}
+
+
+@pytest.mark.parametrize("arch", sorted(probes.ARG_REGS))
+def test_io_uring_path_probes_read_the_request_they_name(arch: str) -> None:
+    reg = probes.ARG_REGS[arch][0]
+    kdef = probes.uring_kprobe_def("hybridtrace_1_0", arch, LAYOUT_6_1, {"io_openat2": True})
+    assert kdef is not None and kdef.role.what == probes.URING and kdef.file == "kprobe_events"
+    # the request's address, its dfd, then the string behind filename->name, last
+    assert kdef.line == (f"p:hybridtrace_1_0/ht_uring_path io_openat2 r={reg}:x64"
+                         f" d=+8({reg}):s32 s=+0(+0(+16({reg}))):string")
+    assert _fields(kdef) == ["r:x64", "d:s32", "s:string"]
+    # inlined handler, or a BTF without it: no probe rather than a guess
+    assert probes.uring_kprobe_def("hybridtrace_1_0", arch, LAYOUT_6_1, {}) is None
+    assert probes.uring_kprobe_def("hybridtrace_1_0", arch, dict(LAYOUT_6_1, handler=0),
+                                   {"io_openat2": True}) is None
+
+
+def test_io_uring_submit_eprobe_copies_the_tracepoint_and_adds_the_path() -> None:
+    edef = probes.uring_eprobe_def("hybridtrace_1_0", "io_uring_submit_sqe", LAYOUT_6_1)
+    assert edef.role.what == probes.URING and edef.file == "dynamic_events"
+    assert edef.line == ("e:hybridtrace_1_0/ht_uring_submit io_uring.io_uring_submit_sqe"
+                         " ctx=$ctx:x64 req=$req:x64 user_data=$user_data:u64"
+                         " opcode=$opcode:u8 flags=$flags:u64 sq_thread=$sq_thread:u8"
+                         " d=+8($req):s32 s=+0(+0(+16($req))):string")
+    assert _fields(edef)[-1] == "s:string"  # the one string, last

@@ -9,10 +9,17 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from hybridtrace.backends.ftrace.correlate import Correlator, ProcLookup
+from hybridtrace.backends.ftrace.probes import URING, Role
 from hybridtrace.backends.ftrace.threads import ThreadGroups
 from hybridtrace.backends.ftrace.trace_record import TraceLine
-from hybridtrace.backends.ftrace.uring import REQ_F_CQE_SKIP, UringOpens, submit_filter
-from hybridtrace.events import Event, LostEvent, OpenEvent
+from hybridtrace.backends.ftrace.uring import (
+    PATH_PROBE,
+    REQ_F_CQE_SKIP,
+    SUBMIT_PROBE,
+    UringOpens,
+    submit_filter,
+)
+from hybridtrace.events import Event, LostEvent, OpenEvent, Source
 from hybridtrace.request import Kind
 
 RING, OTHER_RING = 0xFFFF0001, 0xFFFF0002
@@ -159,3 +166,82 @@ def test_correlator_hands_io_uring_records_over_and_forgets_on_loss() -> None:
 
 def test_submit_filter_names_both_open_opcodes() -> None:
     assert submit_filter() == "opcode == 18 || opcode == 28"
+
+
+def path_rec(ts: int, tid: int, req: int, path: bytes, dfd: int = -100,
+             fault: bool = False) -> TraceLine:
+    """A path probe's record (probes.uring_kprobe_def / uring_eprobe_def fields)."""
+    args = {"r": req, "d": dfd & 0xFFFFFFFF, "s": path}
+    return TraceLine(b"iou-wrk-100", tid, 0, ts, PATH_PROBE, args, b"", "fields",
+                     frozenset({"s"}) if fault else frozenset())
+
+
+def test_path_probe_record_gives_the_pending_request_its_path_and_dfd() -> None:
+    uring = opens()
+    feed(uring, [submit(1, 101, 0xA0)])
+    uring.path_read(path_rec(2, 101, 0xA0, b"/a"))  # inline (would block), then on a worker
+    uring.path_read(path_rec(3, 102, 0xA0, b"/a"))
+    (ev,) = feed(uring, [complete(4, 102, 0xA0, -2)])
+    assert isinstance(ev, OpenEvent) and (ev.path, ev.dfd, ev.errno) == (b"/a", -100, 2)
+    assert ev.path_source == Source.KERNEL_COPY and ev.flags is None
+
+
+def test_path_probe_records_prove_nothing_outside_a_pending_request() -> None:
+    uring = opens()
+    uring.path_read(path_rec(1, 102, 0xB0, b"/before-submit"))  # no pending request there
+    feed(uring, [submit(2, 101, 0xB0)])
+    uring.path_read(path_rec(3, 102, 0xB1, b"/other-address"))
+    uring.path_read(path_rec(4, 102, 0xB0, b"/faulted", fault=True))
+    (none,) = feed(uring, [complete(5, 102, 0xB0, 3)])
+    assert isinstance(none, OpenEvent) and none.path is None and none.dfd is None
+    uring.path_read(path_rec(6, 102, 0xB0, b"/after-completion"))
+    assert not uring.pending
+    feed(uring, [submit(7, 101, 0xB2)])
+    uring.lost()  # a record at that address may now be a later request's
+    uring.path_read(path_rec(8, 102, 0xB2, b"/after-loss"))
+    feed(uring, [submit(9, 101, 0xB3)])
+    uring.path_read(path_rec(10, 101, 0xB3, b"/x", dfd=3))
+    uring.path_read(path_rec(11, 102, 0xB3, b"/y", dfd=3))  # disagreeing readings
+    lost, doubted = feed(uring, [complete(12, 102, 0xB2, 3), complete(13, 102, 0xB3, 4)])
+    assert isinstance(lost, OpenEvent) and lost.path is None
+    assert isinstance(doubted, OpenEvent) and doubted.path is None and doubted.fd is None
+    assert doubted.errno is None  # the result stands
+
+
+def test_completion_without_a_request_field_is_tied_by_ring_and_user_data() -> None:
+    """5.10 (Debian's, with 5.15's io_uring): io_uring_complete(ctx, user_data, res, cflags)."""
+    uring = opens()
+    old = line(3, 102, "io_uring_complete", b"iou-wrk-100", ctx=RING, user_data=7,
+               res=0xFFFFFFFE, cflags=0)
+    feed(uring, [submit(1, 101, 0xC0)])
+    uring.path_read(path_rec(2, 102, 0xC0, b"/old"))
+    (ev,) = feed(uring, [old])
+    assert isinstance(ev, OpenEvent) and (ev.tid, ev.errno, ev.path) == (101, 2, b"/old")
+    assert feed(uring, [submit(4, 101, 0xC1), submit(5, 101, 0xC2), old]) == []
+
+
+def test_correlator_routes_path_probe_records_to_io_uring() -> None:
+    corr = Correlator(Kind.OPEN, {PATH_PROBE: Role(URING)}, Source.SYSCALL_ENTRY, 20,
+                      ProcLookup())
+    corr.threads.created(101, 100, CLONE_THREAD_FLAGS, 0)
+    events = corr.feed_all([submit(1, 101, 0xA0), path_rec(2, 102, 0xA0, b"rel", dfd=5),
+                            complete(3, 102, 0xA0, 4)])
+    assert [(e.path, e.dfd) for e in events if isinstance(e, OpenEvent)] == [(b"rel", 5)]
+
+
+def test_submit_probe_record_is_the_submission_with_its_path() -> None:
+    """The eprobe tier's: the tracepoint's fields and the path, in one record."""
+    uring = opens(results=False)  # even reported at submission, the path is there
+    probe = submit(1, 101, 0xD0, d=5, s=b"rel/name")
+    probe = TraceLine(b"gt", 101, 0, 1, SUBMIT_PROBE, probe.args, b"", "fields")
+    (ev,) = feed(uring, [probe])
+    assert isinstance(ev, OpenEvent) and (ev.path, ev.dfd, ev.tid) == (b"rel/name", 5, 101)
+    faulted = TraceLine(b"gt", 101, 0, 2, SUBMIT_PROBE, dict(probe.args, req=0xD1), b"",
+                        "fields", frozenset({"s"}))
+    (none,) = feed(uring, [faulted])
+    assert isinstance(none, OpenEvent) and none.path is None and none.dfd is None
+    corr = Correlator(Kind.OPEN, {SUBMIT_PROBE: Role(URING)}, Source.SYSCALL_ENTRY, 20,
+                      ProcLookup())
+    corr.threads.created(101, 100, CLONE_THREAD_FLAGS, 0)
+    events = corr.feed_all([probe, complete(3, 102, 0xD0, -2)])
+    assert [(e.path, e.errno) for e in events if isinstance(e, OpenEvent)] == [(b"rel/name", 2)]

@@ -7,14 +7,14 @@ import struct
 import attrs
 import pytest
 
-from hybridtrace.backends.ebpf.requirements import URING_HOW_NONE, assess_bcc, assess_core
+from hybridtrace.backends.ebpf.requirements import assess_bcc, assess_core
 from hybridtrace.backends.ftrace.requirements import assess_tier
 from hybridtrace.capabilities.btf_names import btf_strings, has_tracepoints
 from hybridtrace.capabilities.model import Capabilities, IoUring
 from hybridtrace.doctor import build_report
 from hybridtrace.doctor.render_json import report_to_dict
 from hybridtrace.doctor.render_text import render_text
-from hybridtrace.vocabulary import IO_URING_EVENTS
+from hybridtrace.vocabulary import IO_URING_EVENTS, URING_HOW_NONE
 from tests.unit.kernel_trees import probe_tree
 
 PRESENT = {e: e != "io_uring_submit_sqe" for e in IO_URING_EVENTS}  # a 6.4+ kernel
@@ -51,7 +51,7 @@ def test_each_open_candidate_says_whether_it_sees_io_uring_opens() -> None:
     bcc = assess_bcc(caps, "open").fields["io_uring"]
     assert bcc.startswith("partial: seen with paths") and URING_HOW_NONE in bcc
     assert URING_HOW_NONE not in with_paths
-    for tier in ("kprobe", "eprobe", "uprobe", "tracepoint"):
+    for tier in ("kprobe", "eprobe", "uprobe", "tracepoint"):  # no request layout known
         assert assess_tier(caps, "open", tier).fields["io_uring"].startswith(
             "partial: seen without paths")
     assert "io_uring" not in assess_core(caps, "exec", "tp_btf").fields
@@ -109,3 +109,22 @@ def test_recorded_trees_without_the_fact_say_unknown_not_absent() -> None:
     caps = probe_tree("vm-debian-6.12-default")
     assert caps.io_uring.tracepoints is None
     assert any(u.startswith("io_uring tracepoints:") for u in caps.unchecked)
+
+
+def test_kprobe_and_eprobe_tiers_claim_paths_where_btf_locates_them() -> None:
+    layout = {"filename": 16, "dfd": 8, "name": 0, "handler": 1}
+    caps = _caps(layout=layout)
+    for tier in ("kprobe", "eprobe"):
+        claim = assess_tier(caps, "open", tier).fields["io_uring"]
+        assert claim.startswith("partial: seen with paths") and URING_HOW_NONE in claim
+    assert "kprobe on io_openat2" in assess_tier(caps, "open", "kprobe").fields["io_uring"]
+    for tier in ("uprobe", "tracepoint"):
+        assert assess_tier(caps, "open", tier).fields["io_uring"].startswith(
+            "partial: seen without paths:")
+    inlined = _caps(layout=dict(layout, handler=0))
+    assert assess_tier(inlined, "open", "kprobe").fields["io_uring"].startswith(
+        "partial: seen without paths (io_openat2 is not a function here")
+    eprobe = assess_tier(inlined, "open", "eprobe").fields["io_uring"]
+    assert "with paths" in eprobe and "CQE_SKIP" not in eprobe  # read at submission itself
+    # the text reader decodes no io_uring records at all
+    assert assess_tier(caps, "open", "kprobe").fields["io_uring_text_reader"].startswith("none")

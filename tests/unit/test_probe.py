@@ -215,6 +215,9 @@ class _BrokenLive:
     def io_uring_tracepoints(self) -> Dict[str, bool]:
         raise ValueError("not little-endian BTF")
 
+    def io_uring_layout(self) -> Optional[Dict[str, int]]:
+        raise OSError(errno.EIO, "BTF unreadable")
+
 
 def test_failing_live_checks_become_unchecked_not_exceptions() -> None:
     caps = probe(tree_root("host-6.18-root"), _BrokenLive())
@@ -222,8 +225,9 @@ def test_failing_live_checks_become_unchecked_not_exceptions() -> None:
     assert caps.libbpf is None
     assert caps.bcc.version is None
     assert caps.tracefs.writable is None
-    assert caps.io_uring.tracepoints is None
-    for what in ("euid", "bpf", "libbpf", "bcc", "tracefs writable", "io_uring tracepoints"):
+    assert caps.io_uring.tracepoints is None and caps.io_uring.layout is None
+    for what in ("euid", "bpf", "libbpf", "bcc", "tracefs writable", "io_uring tracepoints",
+                 "io_uring request layout"):
         assert any(u.startswith(what + ":") for u in caps.unchecked), what
     assert caps.kernel.release.startswith("6.18")  # file facts still read
 

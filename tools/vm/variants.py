@@ -100,6 +100,12 @@ SUITES: Dict[str, Tuple[Tuple[str, ...], Optional[str]]] = {
     # The tracer in a pid namespace of its own: the programs number tasks in it, found
     # level by level (kernel reads before 6.5, where struct pid's array is fixed).
     "pid-namespace": (("tests/integration/test_containers.py",), "own_pid_namespace"),
+    # Every backend's opens through io_uring (the ftrace tiers' paths from their kprobe
+    # or eprobe too): claims held by the contract's io_uring tests.
+    "io-uring": (("tests/integration/test_contract.py",), "io_uring"),
+    # Only the ftrace tiers whose probes read io_uring opens' paths.
+    "io-uring-probes": (("tests/integration/test_contract.py",),
+                        "io_uring and (kprobe or eprobe)"),
     # Our execsnoop/opensnoop beside BCC's own tools (bpfcc-tools), line by line.
     "bcc-tools": (("tests/integration/test_cli_vs_bcc.py",), None),
 }

@@ -22,6 +22,7 @@ from hybridtrace.vocabulary import (
     IO_URING_COMPLETE,
     IO_URING_SUBMIT,
     IO_URING_SUBMIT_OLD,
+    URING_HOW_NONE,
 )
 
 # How ebpf-core attaches (vocabulary.CORE_ATTACH_MODES): classic syscall
@@ -39,8 +40,6 @@ TASK_BTF_SINCE = (5, 11, 0)  # bpf_get_current_task_btf: the caller's task by pl
 # the stream picks by the kernel's BTF: uring_programs.py.)
 IO_URING_REQ_SINCE = (6, 0, 0)
 UNCHECKED_TRACEPOINTS = "; where the kernel has io_uring's tracepoints (not checked here)"
-# An io_uring claim whose open flags and mode are None (tests read the claim's words).
-URING_HOW_NONE = "flags and mode None"
 RAW_TP_ARCHES = ("x86_64", "aarch64")  # bpf/common.h knows their syscall numbers and regs
 _NO_LAYOUT = "no BTF, so task_struct's layout is unknown"
 # A failed exec has no bprm->filename, only the caller's argument, which the

@@ -43,7 +43,7 @@ import attrs
 
 from hybridtrace import procfs
 from hybridtrace.backends.ftrace.fd_ledger import ALL_FDS, INF, SLACK_NS, FdLedger, Span
-from hybridtrace.backends.ftrace.probes import ARG, FN, INDEX, MORE, PATH, Role
+from hybridtrace.backends.ftrace.probes import ARG, FN, INDEX, MORE, PATH, URING, Role
 from hybridtrace.backends.ftrace.tasks import (
     NEWTASK,
     RENAME,
@@ -296,7 +296,7 @@ class Correlator:
             return []  # losses are counted from the per-CPU stats instead
         self.records += 1
         role = self.roles.get(line.event)
-        if role is not None:
+        if role is not None and role.what != URING:
             self._probe(line, role)
             return []
         if line.event == EXEC_DONE:
@@ -331,7 +331,8 @@ class Correlator:
         if line.event in FD_SYSCALLS:
             self._fd_call(line)
             return []
-        if line.event in URING_EVENTS:  # the submitter's comm and uid, settled as any call's
+        if line.event in URING_EVENTS or role is not None:  # io_uring's, and our probes on it
+            # the submitter's comm and uid, settled as any call's
             task = self._task(line)
             proc = task.comm_from is not None or task.uid_from is not None
             out = self.uring.feed(line, task.comm, task.uid,

@@ -23,8 +23,9 @@ def filter_expr(request: TraceRequest, with_comm: bool) -> str:
 
 
 def uring_filter(request: TraceRequest, event: str, with_comm: bool) -> str:
-    """Submissions and failures: open requests, by their submitter; anything else
-    (completions in io-wq workers, rings) from any task but ours."""
-    if event in (*uring.SUBMIT_EVENTS, uring.FAILED_EVENT):
+    """Submissions (the eprobe's too) and failures: open requests, by their submitter;
+    anything else (completions and the open handler's kprobe in io-wq workers, rings)
+    from any task but ours."""
+    if event in (*uring.SUBMIT_EVENTS, uring.FAILED_EVENT, uring.SUBMIT_PROBE):
         return f"({uring.submit_filter()}) && {filter_expr(request, with_comm)}"
     return f"common_pid != {os.getpid()}"

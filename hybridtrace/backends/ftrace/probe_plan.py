@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from hybridtrace import vocabulary
 from hybridtrace.backends.base import BackendError
@@ -34,7 +34,43 @@ def _user_deref(readme: str, uprobe: bool) -> probes.Deref:
 
 
 def probe_defs(tier: str, request: TraceRequest, caps: Capabilities, group: str,
-                path: str, present: Sequence[str]) -> List[probes.ProbeDef]:
+               path: str, present: Sequence[str]) -> List[probes.ProbeDef]:
+    """The tier's probes; for opens on the kprobe and eprobe tiers, the io_uring path
+    probe too where the kernel's BTF locates the path (uring_path_def)."""
+    symbols = probes.kernel_symbols() if tier == "kprobe" else {}
+    defs = _syscall_defs(tier, request, caps, group, path, present, symbols)
+    if request.kind is Kind.OPEN:
+        defs += [d for d in (uring_path_def(tier, caps, group, path, symbols),) if d is not None]
+    return defs
+
+
+def uring_path_def(tier: str, caps: Capabilities, group: str, path: str,
+                   symbols: Dict[str, bool]) -> Optional[probes.ProbeDef]:
+    """The probe that reads io_uring opens' paths on this tier, or None: the kprobe
+    tier's on the open handler, the eprobe tier's on the submit tracepoint (by the
+    name this kernel gives it, when its records carry the request), which then stands
+    in for the tracepoint's records (the stream leaves those off)."""
+    layout = caps.io_uring.layout
+    if layout is None:
+        return None
+    if tier == "kprobe":
+        return probes.uring_kprobe_def(group, caps.kernel.arch or os.uname().machine,
+                                       layout, symbols)
+    if tier != "eprobe":
+        return None
+    for event in (vocabulary.IO_URING_SUBMIT, vocabulary.IO_URING_SUBMIT_OLD):
+        try:
+            fmt = read_format(os.path.join(path, "events"), vocabulary.IO_URING_GROUP, event)
+        except FormatError:
+            continue
+        if all(fmt.field(name) for name, _ in probes.SUBMIT_FIELDS):
+            return probes.uring_eprobe_def(group, event, layout)
+    return None
+
+
+def _syscall_defs(tier: str, request: TraceRequest, caps: Capabilities, group: str,
+                  path: str, present: Sequence[str],
+                  symbols: Dict[str, bool]) -> List[probes.ProbeDef]:
     kind = request.kind.value
     arch = caps.kernel.arch or os.uname().machine
     if tier == "uprobe":
@@ -49,7 +85,7 @@ def probe_defs(tier: str, request: TraceRequest, caps: Capabilities, group: str,
                                   _user_deref(readme, True), indexed="\\imm-value" in readme)
     if tier == "kprobe":
         return probes.kprobe_defs(group, arch, kind, request.max_args,
-                                  _user_deref(_readme(path), False), probes.kernel_symbols())
+                                  _user_deref(_readme(path), False), symbols)
     if tier == "eprobe":
         fields: Dict[str, str] = {}
         for name in vocabulary.OPEN_SYSCALLS:

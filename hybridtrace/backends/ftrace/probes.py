@@ -25,10 +25,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
-from hybridtrace import tracefs
+from hybridtrace import tracefs, vocabulary
 from hybridtrace.backends.base import BackendError
 from hybridtrace.backends.ftrace.debuginfo import internal_functions
 from hybridtrace.backends.ftrace.instance import write_file
+from hybridtrace.backends.ftrace.uring import PATH_PROBE, SUBMIT_PROBE
+from hybridtrace.btf_offsets import LAYOUT_DFD, LAYOUT_FILENAME, LAYOUT_HANDLER, LAYOUT_NAME
 from hybridtrace.capabilities.kernel import parse_version
 from hybridtrace.elf import ElfError, find_symbols
 from hybridtrace.vocabulary import EXEC_SYSCALLS, SYSCALL_ARGS, syscalls_for
@@ -69,13 +71,14 @@ ARG = "arg"  # argv[index]
 MORE = "more"  # argv[max_args]: non-zero means argv was cut
 PATH = "path"  # an open's path
 INDEX = "i"  # field of indexed argv slot records: the slot's index
+URING = "uring"  # io_uring's probes (uring.py reads them): a request's path, a submission
 
 
 @attrs.frozen(slots=True)
 class Role:
     """What one probe event's records mean to the correlator."""
 
-    what: str  # FN, ARG, MORE or PATH
+    what: str  # FN, ARG, MORE, PATH or URING
     index: int = 0
 
 
@@ -259,6 +262,45 @@ def eprobe_defs(group: str, kind: str, max_args: int, field_names: Dict[str, str
     if not defs:
         raise BackendError("eprobe tier: no syscall entry events to attach to")
     return defs
+
+
+def _uring_path_fetch(req: str, layout: Dict[str, int]) -> str:
+    """The request's dfd and the kernel's copy of its path: the request holds a
+    struct filename pointer, whose ``name`` points at the string."""
+    return (f"d=+{layout[LAYOUT_DFD]}({req}):s32"
+            f" s=+0(+{layout[LAYOUT_NAME]}(+{layout[LAYOUT_FILENAME]}({req}))):string")
+
+
+# The submit tracepoint's fields an eprobe copies (uring.py reads them as the
+# tracepoint's own record), with this type each (5.10 to 6.12 name them alike).
+SUBMIT_FIELDS = (("ctx", "x64"), ("req", "x64"), ("user_data", "u64"), ("opcode", "u8"),
+                 ("flags", "u64"), ("sq_thread", "u8"))
+
+
+def uring_kprobe_def(group: str, arch: str, layout: Dict[str, int],
+                     symbols: Dict[str, bool]) -> Optional[ProbeDef]:
+    """A kprobe on io_uring's open handler, whose first argument is the request (run
+    inline by the submitter, or by an io-wq worker); None where the kernel has no
+    such function to probe (inlined)."""
+    handler = vocabulary.IO_URING_OPEN_HANDLER
+    regs = ARG_REGS.get(arch)
+    if regs is None or not layout.get(LAYOUT_HANDLER) or handler not in symbols:
+        return None
+    req = regs[0]
+    line = (f"p:{group}/{PATH_PROBE} {handler} r={req}:x64"
+            f" {_uring_path_fetch(req, layout)}")
+    return ProbeDef("kprobe_events", group, PATH_PROBE, line, Role(URING))
+
+
+def uring_eprobe_def(group: str, submit_event: str, layout: Dict[str, int]) -> ProbeDef:
+    """An eprobe on io_uring's submit tracepoint that stands in for its records: the
+    tracepoint's fields, then the request's dfd and path, read as the request enters
+    io_uring prepared (its path already copied). The instance filters it on its own
+    fields (open requests only) like the tracepoint."""
+    fields = " ".join(f"{name}=${name}:{kind}" for name, kind in SUBMIT_FIELDS)
+    line = (f"e:{group}/{SUBMIT_PROBE} {vocabulary.IO_URING_GROUP}.{submit_event}"
+            f" {fields} {_uring_path_fetch('$req', layout)}")
+    return ProbeDef("dynamic_events", group, SUBMIT_PROBE, line, Role(URING))
 
 
 def add(tracefs_path: str, defs: Sequence[ProbeDef], made: List[ProbeDef]) -> None:

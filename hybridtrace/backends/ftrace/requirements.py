@@ -15,14 +15,17 @@ from hybridtrace.backends.requirements_common import (
     pid_namespace_reasons,
     tracefs_reasons,
 )
+from hybridtrace.btf_offsets import LAYOUT_HANDLER
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.vocabulary import (
     FIELD_IO_URING,
     FIELD_IO_URING_TEXT_READER,
     FTRACE_TIERS,
     IO_URING_COMPLETE,
+    IO_URING_OPEN_HANDLER,
     IO_URING_SUBMIT,
     IO_URING_SUBMIT_OLD,
+    URING_HOW_NONE,
 )
 
 # Paths are the syscalls' "const char *" arguments, of which eprobes on some kernels
@@ -64,9 +67,21 @@ def _fields(kind: str, tier: str) -> Dict[str, str]:
     return fields
 
 
-def _io_uring(caps: Capabilities) -> str:
-    """What io_uring's static tracepoints give every tier (uring.py); no probe reads the
-    request, so no path."""
+def uring_paths(caps: Capabilities, tier: str) -> Optional[str]:
+    """How this tier reads io_uring opens' paths (probe_plan.uring_path_def), or None."""
+    layout = caps.io_uring.layout
+    if layout is None or tier not in ("kprobe", "eprobe"):
+        return None
+    if tier == "kprobe":
+        if not layout.get(LAYOUT_HANDLER):
+            return None
+        return f"a kprobe on {IO_URING_OPEN_HANDLER}"
+    return "an eprobe on the submit tracepoint, which stands in for its records"
+
+
+def _io_uring(caps: Capabilities, tier: str) -> str:
+    """What io_uring's static tracepoints give every tier (uring.py), and the kprobe and
+    eprobe tiers' path probe where the kernel's BTF locates the path."""
     moot = io_uring_moot(caps)
     if moot:
         return f"none needed: {moot}"
@@ -74,12 +89,28 @@ def _io_uring(caps: Capabilities) -> str:
     if tps is not None and not (tps.get(IO_URING_COMPLETE) and (
             tps.get(IO_URING_SUBMIT) or tps.get(IO_URING_SUBMIT_OLD))):
         return "none: the kernel has no io_uring submit and complete tracepoints"
-    text = ("partial: seen without paths: the submitting task's pid, tid, comm and uid (tid,"
-            " comm and uid None for SQPOLL submissions), errno, and fd for rings made while"
-            " tracing without fixed files (else None: the result may be a fixed-slot index);"
-            " path, flags, mode and dfd None (a failed IORING_OP_OPENAT's flags and mode"
-            " excepted); with a pid filter, results unknown and SQPOLL rings made while"
-            " tracing reported lost (io_uring's threads escape set_event_pid)")
+    who = ("the submitting task's pid, tid, comm and uid (tid, comm and uid None for SQPOLL"
+           " submissions), errno, and fd for rings made while tracing without fixed files"
+           " (else None: the result may be a fixed-slot index)")
+    pid_filter = ("with a pid filter, results unknown and SQPOLL rings made while tracing"
+                  " reported lost (io_uring's threads escape set_event_pid)")
+    how = uring_paths(caps, tier)
+    if how is not None:
+        # The kprobe runs after the submission: opens reported at submission have none.
+        unread = ("" if tier == "eprobe" else ", one submitted with IOSQE_CQE_SKIP_SUCCESS"
+                  " and any reported at submission")
+        text = (f"partial: seen with paths: path (the kernel's copy, read by {how}) and dfd,"
+                f" {who}; {URING_HOW_NONE} (the kernel keeps only its adjusted copy; a failed"
+                " IORING_OP_OPENAT's from its SQE); path and dfd None for a request whose"
+                f" preparation failed{unread}; {pid_filter}"
+                + ("" if tier == "eprobe" else ", and no paths"))
+    else:
+        why = ("" if tier not in ("kprobe", "eprobe") else
+               " (no kernel BTF describing an io_uring open request)"
+               if caps.io_uring.layout is None else
+               f" ({IO_URING_OPEN_HANDLER} is not a function here: inlined)")
+        text = (f"partial: seen without paths{why}: {who}; path, flags, mode and dfd None (a"
+                f" failed IORING_OP_OPENAT's flags and mode excepted); {pid_filter}")
     if tps is None:
         text += "; where the kernel has io_uring's tracepoints (not checked here)"
     return text
@@ -124,7 +155,7 @@ def assess_tier(caps: Capabilities, kind: str, tier: str) -> Assessment:
                + pid_namespace_reasons(caps, "ftrace"))
     fields = _fields(kind, tier)
     if kind == "open":
-        raw = fields[FIELD_IO_URING] = _io_uring(caps)
+        raw = fields[FIELD_IO_URING] = _io_uring(caps, tier)
         fields[FIELD_IO_URING_TEXT_READER] = raw if raw.startswith("none") else (
             "none: the text reader (--ftrace-reader text) decodes no io_uring records;"
             " the raw reader does")

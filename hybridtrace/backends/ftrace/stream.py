@@ -52,6 +52,7 @@ from hybridtrace.backends.ftrace.ring_page import PageFormatError
 from hybridtrace.backends.ftrace.text_reader import TextReader
 from hybridtrace.backends.ftrace.threads import Listing, boot_offset_ns
 from hybridtrace.backends.ftrace.trace_record import TraceLine
+from hybridtrace.backends.ftrace.uring import PATH_PROBE, SUBMIT_EVENTS, SUBMIT_PROBE
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, LostEvent, Source
 from hybridtrace.filtering import keeps_all, matches
@@ -130,9 +131,12 @@ class FtraceStream:
         if stale:
             notes.append(f"removed {len(stale)} leftover(s) of dead sessions")
         if request.kind is Kind.OPEN:
-            notes.append("io_uring opens: seen, without paths (io_uring's tracepoints)"
-                         if self.io_uring_unseen is None
-                         else f"io_uring opens: NOT seen ({self.io_uring_unseen})")
+            notes.append(f"io_uring opens: NOT seen ({self.io_uring_unseen})"
+                         if self.io_uring_unseen is not None else
+                         "io_uring opens: seen, without paths (io_uring's tracepoints)"
+                         if self.uring_path_probe is None else
+                         "io_uring opens: seen, with paths (the kernel's copy, read by a"
+                         f" {self.tier} on {self.uring_path_probe.line.split()[1]})")
         self.description = f"ftrace/{tier} ({'; '.join(notes)})"
         self._captured = 0
         self._lost = 0
@@ -155,6 +159,10 @@ class FtraceStream:
         if self.tier == "eprobe":
             probe_plan.check_eprobe_strings(caps, path)
         defs = probe_plan.probe_defs(self.tier, request, caps, name, path, present)
+        raw = settings.reader_choice(request) == "raw"
+        if not raw:  # the text reader decodes no io_uring records: no path probe for them
+            defs = [d for d in defs if d.role.what != probes.URING]
+        self.uring_path_probe = next((d for d in defs if d.role.what == probes.URING), None)
         inst = self._res.instance = Instance(path, name)
         clock = _mono_clock(inst.path)
         inst.configure(buffer_kb, clock)
@@ -163,7 +171,6 @@ class FtraceStream:
         if request.kind is Kind.EXEC:
             events += [("sched", "sched_process_exec"), ("sched", "sched_process_fork")]
         events += [(name, n) for n in dict.fromkeys(d.name for d in defs)]  # shared names
-        raw = settings.reader_choice(request) == "raw"
         events += [e for e in TASK_EVENTS if inst.has_event(*e)]
         thread_proof = clock == "mono" and all(inst.has_event(*e) for e in THREAD_PROOF_EVENTS)
         if thread_proof:
@@ -177,6 +184,12 @@ class FtraceStream:
             uring = event_sets.uring_events(inst, raw)
             events += uring
         self.io_uring_unseen = event_sets.uring_unseen(request, raw, uring)
+        if self.uring_path_probe is not None and not uring:  # nothing to pair it with
+            events.remove((name, self.uring_path_probe.name))
+            self.uring_path_probe = None
+        if self.uring_path_probe is not None and self.uring_path_probe.name == SUBMIT_PROBE:
+            # the eprobe stands in for the submit tracepoint's records (uring.py)
+            events[:] = [e for e in events if e not in uring or e[1] not in SUBMIT_EVENTS]
         ledger_ok = clock == "mono" and all(inst.has_event(*e) for e in LEDGER_EVENTS)
         if ledger_ok:
             events += [e for e in LEDGER_EVENTS if e not in events]
@@ -253,14 +266,17 @@ class FtraceStream:
                 continue  # our own forks name our children's parent: keep them all
             if (system, event) in LEDGER_EVENTS:
                 continue  # a migration (or setns) by anyone, us included, must be seen
-            if (system, event) in FD_PROOF_EVENTS + FD_OPTIONAL_EVENTS:
+            if (system, event) in FD_PROOF_EVENTS + FD_OPTIONAL_EVENTS or (
+                    system == self._group and event == PATH_PROBE):
+                # io_uring's open handler kprobe: any task (io-wq workers); uring.py pairs it.
                 # Any thread of a process may close what another opened: no comm, no tid.
                 inst.set_filter(system, event, f"common_pid != {os.getpid()}")
                 continue
             # A rename *to* the comm asked for is written under the old comm.
             comm_here = with_comm and (system, event) not in TASK_EVENTS
             expr: Callable[[bool], str] = functools.partial(filter_exprs.filter_expr, self.request)
-            if system == vocabulary.IO_URING_GROUP:
+            if system == vocabulary.IO_URING_GROUP or event == SUBMIT_PROBE:
+                # the eprobe on the submit tracepoint: filtered as the tracepoint it copies
                 expr = functools.partial(filter_exprs.uring_filter, self.request, event)
             try:
                 inst.set_filter(system, event, expr(comm_here))

@@ -19,10 +19,29 @@ static tracepoints, which every tier has (no probe needed):
   never given a fixed file table opens only into fds, so its results are fds;
   any other ring's might be fixed-slot indexes, and a success says no fd.
 
-No record carries the path (it is in kernel memory), nor, before completion,
-the flags; a failed request's SQE gives IORING_OP_OPENAT's flags and mode. A
-request submitted with IOSQE_CQE_SKIP_SUCCESS posts no completion when it
-succeeds: it is reported at submission, result unknown.
+No tracepoint record carries the path (it is in kernel memory), nor, before
+completion, the flags; a failed request's SQE gives IORING_OP_OPENAT's flags and
+mode. A request submitted with IOSQE_CQE_SKIP_SUCCESS posts no completion when it
+succeeds: it is reported at submission, result unknown. Before 6.0 (Debian's 5.10)
+``io_uring_complete`` names no request: it is tied by ring and user_data alone,
+when exactly one pending request fits.
+
+The kprobe and eprobe tiers add a probe that reads the kernel's copy of the path
+(the request's ``struct filename``) and its dfd (probe_plan.uring_path_def):
+
+- the kprobe tier, a kprobe on io_uring's open handler (``PATH_PROBE``), with the
+  request's address. Its record is the path of the request at that address only
+  while that request is pending: submitted, as its submit record showed, and not
+  yet completed, with no records lost since (then a record at that address may be
+  a later request's, and the path stays None). An open reported at submission
+  (IOSQE_CQE_SKIP_SUCCESS, or under a pid filter) has no path: the handler runs
+  after;
+- the eprobe tier, an eprobe on the submit tracepoint (``SUBMIT_PROBE``) that
+  copies the tracepoint's fields and adds the path: its record is the submit
+  record (the tracepoint's own is not enabled), so the path is that request's by
+  construction. (A tracepoint with a filter is written after the triggers that
+  eprobes hang on, so an eprobe record beside it would come first or last
+  depending on the kernel's buffering: no pairing of the two would be proof.)
 
 Where the instance records only the traced process's threads (``set_event_pid``
 for a pid filter), io_uring's own threads are not among them: the kernel makes
@@ -41,9 +60,13 @@ import attrs
 from hybridtrace import vocabulary
 from hybridtrace.backends.ftrace.threads import ThreadGroups
 from hybridtrace.backends.ftrace.trace_record import TraceLine
-from hybridtrace.events import Event, LostEvent, OpenEvent
+from hybridtrace.events import Event, LostEvent, OpenEvent, Source
 
 SUBMIT_EVENTS = (vocabulary.IO_URING_SUBMIT, vocabulary.IO_URING_SUBMIT_OLD)
+# Our probes (probes.py): a kprobe record with a request's path, and an eprobe on the
+# submit tracepoint that stands in for its records, with the path.
+PATH_PROBE = "ht_uring_path"
+SUBMIT_PROBE = "ht_uring_submit"
 FAILED_EVENT = vocabulary.IO_URING_FAILED
 RING_EVENTS = (vocabulary.IO_URING_CREATE, vocabulary.IO_URING_REGISTER)
 # Every io_uring event an open session enables where the kernel has it.
@@ -58,7 +81,8 @@ MAX_RINGS = 65536
 
 
 def submit_filter() -> str:
-    """The instance filter for the submit and failure events: open requests only."""
+    """The instance filter for the submit and failure events (and the submit probe,
+    whose fields are the tracepoint's): open requests only."""
     return " || ".join(f"opcode == {op}" for op in OPEN_OPS)
 
 
@@ -77,6 +101,10 @@ class _Submitted:
     uncertain: bool = False
     # Where comm and uid came from when not from records (the correlator's to judge).
     sources: object = None
+    # The kernel's copy of the path and the dfd, from a path probe's record.
+    path: Optional[bytes] = None
+    dfd: Optional[int] = None
+    path_refused: bool = False  # two readings disagreed: neither is proven
 
 
 def _int(line: TraceLine, name: str) -> Optional[int]:
@@ -110,12 +138,17 @@ class UringOpens:
         comm cache is never believed); ``sources``, where they came from otherwise, is
         handed back with each event it made in ``sources_of`` (by id)."""
         event = line.event
-        if event in SUBMIT_EVENTS:
+        if event in SUBMIT_EVENTS or event == SUBMIT_PROBE:
             return self._submitted(line, comm, uid, sources)
+        if event == PATH_PROBE:
+            self.path_read(line)
+            return []
         if event == vocabulary.IO_URING_COMPLETE:
+            if "req" not in line.args:  # before 6.0: by ring and user_data
+                return self._by_ring(line)
             return self._completed(line, self.pending.pop(_int(line, "req") or 0, None))
         if event == vocabulary.IO_URING_OVERFLOW:
-            return self._overflowed(line)
+            return self._by_ring(line)
         if event == vocabulary.IO_URING_FAILED:
             return self._failed(line, comm, uid, sources)
         ctx = _int(line, "ctx")
@@ -135,6 +168,21 @@ class UringOpens:
         elif event == vocabulary.IO_URING_REGISTER and ctx in self.rings:
             self.rings[ctx] = True  # any registration: maybe a fixed file table now
         return []
+
+    def path_read(self, line: TraceLine) -> None:
+        """A path probe's record (``r`` request, ``d`` dfd, ``s`` the kernel's copy of
+        the path): kept for the pending request at that address (module docstring)."""
+        sub = self.pending.get(_int(line, "r") or 0)
+        value = line.args.get("s")
+        if sub is None or sub.uncertain or sub.path_refused or "s" in line.faults \
+                or not isinstance(value, bytes):
+            return
+        dfd = _signed32(_int(line, "d"))
+        if sub.path is not None and (sub.path, sub.dfd) != (value, dfd):
+            sub.path_refused = True
+            sub.path = sub.dfd = None
+            return
+        sub.path, sub.dfd = value, dfd
 
     def lost(self) -> None:
         """Records may be missing: no pending request's result can be trusted."""
@@ -160,6 +208,9 @@ class UringOpens:
             return []
         sub = self._who(line, bool(line.args.get("sq_thread")), comm, uid, sources)
         sub.direct_free = self.rings.get(sub.ctx) is False
+        value = line.args.get("s")  # the eprobe's: this request's path, read as it entered
+        if line.event == SUBMIT_PROBE and isinstance(value, bytes) and "s" not in line.faults:
+            sub.path, sub.dfd = value, _signed32(_int(line, "d"))
         if (_int(line, "flags") or 0) & REQ_F_CQE_SKIP or not self.results:
             return [self._event(sub, line.timestamp_ns, None, known=False)]
         self.pending[req] = sub
@@ -174,7 +225,7 @@ class UringOpens:
         return [self._event(sub, line.timestamp_ns, _signed32(_int(line, "res")),
                             known=not sub.uncertain)]
 
-    def _overflowed(self, line: TraceLine) -> List[Event]:
+    def _by_ring(self, line: TraceLine) -> List[Event]:
         ctx, user_data = _int(line, "ctx"), _int(line, "user_data")
         fits = [req for req, sub in self.pending.items()
                 if sub.ctx == ctx and sub.user_data == user_data]
@@ -205,10 +256,12 @@ class UringOpens:
         uid = sub.uid
         fd = res if known and res is not None and res >= 0 and sub.direct_free else None
         err = -res if known and res is not None and res < 0 else None
+        path = sub.path
         event = OpenEvent(
             timestamp_ns=ts, pid=pid, tid=None if sub.sqpoll else sub.tid, uid=uid,
-            comm=sub.comm, path=None, flags=flags, mode=mode, fd=fd, errno=err,
-            syscall=None, dfd=None, via=vocabulary.VIA_IO_URING)
+            comm=sub.comm, path=path, flags=flags, mode=mode, fd=fd, errno=err,
+            path_source=None if path is None else Source.KERNEL_COPY, syscall=None,
+            dfd=None if path is None else sub.dfd, via=vocabulary.VIA_IO_URING)
         if sub.sources is not None:
             self.sources_of[id(event)] = sub.sources
         return event

@@ -6,8 +6,8 @@ Modules, in the order a session uses them:
   release's, or a borrowed tree the user names in $HYBRIDTRACE_BCC_HEADERS,
   as tools/fetch_bcc_headers.sh in the source repository makes one). Light:
   requirements.py imports it.
-- ``btf_offsets``: task_struct/mm_struct offsets from the running kernel's
-  BTF, for borrowed headers whose struct layouts are another kernel's.
+- ``hybridtrace.btf_offsets`` (shared): task_struct/mm_struct offsets from the
+  running kernel's BTF, for borrowed headers whose struct layouts are another kernel's.
 - ``bcc_program``: the C text (common.c + exec.c or open.c) and its -D flags
   (filters, buffer kind, offsets, optional tracepoints).
 - ``bcc_import``: python3-bpfcc from the system location, even inside a venv.

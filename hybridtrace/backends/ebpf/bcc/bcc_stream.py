@@ -27,7 +27,7 @@ from hybridtrace.backends.ebpf.bcc import (
     headers,
 )
 from hybridtrace.backends.ebpf.bcc.bcc_import import import_bcc
-from hybridtrace.backends.ebpf.bcc.btf_offsets import BtfError, task_offsets
+from hybridtrace.btf_offsets import BtfError, task_offsets
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent
 from hybridtrace.request import Kind, TraceRequest
@@ -35,6 +35,8 @@ from hybridtrace.request import Kind, TraceRequest
 DEFAULT_RINGBUF_PAGES = 256  # 1 MiB with 4 KiB pages
 PERF_PAGES_PER_CPU = 64
 WAIT_SLICE_MS = 250  # a blocking poll wakes this often to look at the loss counter
+# Under a perf buffer, the kernel-side loss count is only of these (open.c).
+LOST_URING_UNMATCHED = "io_uring completion no pending open could be told apart"
 
 # The tracepoints each program attaches to: the optional ones only when compiled in.
 ATTACH: Dict[Kind, List[Tuple[str, Optional[str]]]] = {
@@ -202,30 +204,30 @@ class BccStream:
         table = self._bpf[b"ht_events"]
         if use_ring:
             table.open_ring_buffer(self._sink.on_record)
-            self._lost_table: Any = self._bpf[b"ht_lost"]
         else:
             table.open_perf_buffer(self._sink.on_perf_record, page_cnt=self._perf_pages,
                                    lost_cb=self._sink.on_lost)
-            self._lost_table = None
+        # The kernel-side count (common.c): with a perf buffer, only io_uring completions
+        # that no pending open could be told apart (the buffer reports its own losses).
+        self._lost_table: Any = self._bpf[b"ht_lost"]
+        self._lost_where = "ring buffer reserve" if use_ring else LOST_URING_UNMATCHED
         self._use_ring = use_ring
 
-    def _ring_losses(self) -> None:
-        if self._lost_table is None:
-            return
+    def _kernel_losses(self) -> None:
         total = sum(int(v) for v in self._lost_table[self._lost_table.Key(0)])
         delta = total - self._lost_seen
         if delta > 0:
             self._lost_seen = total
             self._sink.lost += delta
             self._sink.pending.append(
-                LostEvent(time.monotonic_ns(), delta, "ring buffer reserve"))
+                LostEvent(time.monotonic_ns(), delta, self._lost_where))
 
     def _poll_once(self, timeout_ms: int) -> None:
         if self._use_ring:
             self._bpf.ring_buffer_poll(timeout_ms)
         else:
             self._bpf.perf_buffer_poll(timeout_ms)
-        self._ring_losses()
+        self._kernel_losses()
 
     def poll(self, timeout: Optional[float]) -> Sequence[Event]:
         if self._bpf is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional, Tuple
 
-from hybridtrace.backends.ebpf.bcc.btf_offsets import URING_OFFSETS, BtfError, offsets
+from hybridtrace.btf_offsets import URING_OFFSETS, BtfError, offsets
 from hybridtrace.vocabulary import (
     IO_URING_COMPLETE,
     IO_URING_FAILED,

@@ -45,8 +45,10 @@
 BPF_PERF_OUTPUT(ht_events);
 #else
 BPF_RINGBUF_OUTPUT(ht_events, HT_RINGBUF_PAGES);
-BPF_PERCPU_ARRAY(ht_lost, u64, 1);
 #endif
+/* Events lost in the kernel: a full ring buffer (a perf buffer counts its own), and
+ * with either buffer an io_uring completion no pending open could be told apart. */
+BPF_PERCPU_ARRAY(ht_lost, u64, 1);
 
 /* Reads of task_struct go through explicit probe reads on integers, so BCC's
  * rewriter leaves them alone and the offsets are exactly the ones chosen above. */

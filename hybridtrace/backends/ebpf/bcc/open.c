@@ -360,12 +360,10 @@ TRACEPOINT_PROBE(io_uring, io_uring_cqe_overflow)
     if (p && p->ring == ud.ring && p->user_data == ud.user_data) {
         ht_uring_done(args, req, ud.ring, ud.user_data, args->res);
     } else if (!req) { /* which of them completed is unknown: its event is lost */
-#ifndef HT_PERFBUF
         int zero = 0;
         u64 *count = ht_lost.lookup(&zero);
         if (count)
             __sync_fetch_and_add(count, 1);
-#endif
     }
     return 0;
 }

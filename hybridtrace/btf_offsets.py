@@ -4,6 +4,8 @@ BCC compiles against headers; when those headers belong to another kernel
 release (borrowed), their task_struct/mm_struct layout is wrong for this
 kernel. BTF describes the running kernel exactly, so the few offsets our
 programs need come from here instead (BCC 0.26 applies no CO-RE relocations).
+The ftrace tiers' probes read an io_uring open request's path the same way
+(``io_uring_open_layout``): the offsets come from BTF, never from a guess.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ KIND_TYPEDEF = 8
 KIND_VOLATILE = 9
 KIND_CONST = 10
 KIND_RESTRICT = 11
+KIND_FUNC = 12
 KIND_TYPE_TAG = 18
 _EXTRA: Dict[int, Tuple[int, int]] = {
     1: (4, 0),  # INT
@@ -116,6 +119,11 @@ class Btf:
                 return t
         raise BtfError(f"struct {name} not in BTF")
 
+    def has_function(self, name: str) -> bool:
+        """Whether the kernel has a (not inlined) function of that name."""
+        return any(t is not None and t.kind == KIND_FUNC and t.name == name
+                   for t in self.types)
+
     def member_offset(self, struct_name: str, member: str) -> int:
         """Byte offset of ``member``, looking inside anonymous structs and unions."""
         found = self._find(self.struct_named(struct_name), member, 0)
@@ -161,12 +169,43 @@ URING_OFFSETS: Dict[str, Tuple[str, str]] = {
 
 def offsets(btf_path: str, wanted: Dict[str, Tuple[str, str]]) -> Dict[str, int]:
     """The offsets ``wanted`` (macro -> struct, member), from the BTF file at ``btf_path``."""
+    btf = read_btf(btf_path)
+    return {macro: btf.member_offset(s, m) for macro, (s, m) in wanted.items()}
+
+
+# io_uring_open_layout's keys: byte offsets from an io_uring request (struct io_kiocb)
+# to its open's struct filename pointer and dfd, and of the name in struct filename.
+LAYOUT_FILENAME = "filename"
+LAYOUT_DFD = "dfd"
+LAYOUT_NAME = "name"
+LAYOUT_HANDLER = "handler"  # 1: the open handler is a function kprobes can reach
+
+
+def io_uring_open_layout(btf: Btf, handler: str) -> Dict[str, int]:
+    """Where an io_uring open request keeps what the kernel copied of its path.
+
+    The request's per-opcode command is ``io_kiocb.cmd`` (6.0+) or the union member
+    ``io_kiocb.open`` (5.6 to 5.19, and Debian's 5.10 with its 5.15 io_uring), which
+    holds a ``struct io_open``. BtfError when the BTF describes neither."""
+    try:
+        cmd = btf.member_offset("io_kiocb", "cmd")
+    except BtfError:
+        cmd = btf.member_offset("io_kiocb", "open")
+    return {
+        LAYOUT_FILENAME: cmd + btf.member_offset("io_open", "filename"),
+        LAYOUT_DFD: cmd + btf.member_offset("io_open", "dfd"),
+        LAYOUT_NAME: btf.member_offset("filename", "name"),
+        LAYOUT_HANDLER: int(btf.has_function(handler)),
+    }
+
+
+def read_btf(btf_path: str) -> Btf:
+    """The BTF file at ``btf_path``, parsed (BtfError if unreadable)."""
     try:
         with open(btf_path, "rb") as f:
-            btf = Btf(f.read())
+            return Btf(f.read())
     except OSError as exc:
         raise BtfError(f"cannot read {btf_path}: {exc.strerror}") from None
-    return {macro: btf.member_offset(s, m) for macro, (s, m) in wanted.items()}
 
 
 def task_offsets(btf_path: str) -> Dict[str, int]:
