@@ -68,7 +68,10 @@ SUITES: Dict[str, Tuple[Tuple[str, ...], Optional[str]]] = {
                  "hostile_argv or open_success_and_failure"),
     # Every contract test (exec, failed exec, open, uid filter, two sessions, the
     # decision) for every backend: the default row of each kernel, ~15-25 min.
-    "contract-all": (("tests/integration/test_contract.py",), None),
+    # With the where-tests (test_containers.py): ebpf-core's origin fields and filters,
+    # and every ftrace tier's origin right or None (kprobe and eprobe only in VMs).
+    "contract-all": (("tests/integration/test_contract.py",
+                      "tests/integration/test_containers.py"), None),
     # Where ebpf-core/tp_btf is the one backend: every contract test, the
     # least-privilege checks (they skip unless run under tools/least_privilege.sh),
     # and the fields only BTF walks give where kernel reads are refused (the parent,
@@ -100,6 +103,17 @@ SUITES: Dict[str, Tuple[Tuple[str, ...], Optional[str]]] = {
     # The tracer in a pid namespace of its own: the programs number tasks in it, found
     # level by level (kernel reads before 6.5, where struct pid's array is fixed).
     "pid-namespace": (("tests/integration/test_containers.py",), "own_pid_namespace"),
+    # Where each event came from, against /proc and /sys/fs/cgroup (a cgroup named the
+    # way docker names a container's): origin fields and in-kernel where-filters on
+    # ebpf-core (both modes) and ebpf-bcc (where headers are), and every ftrace tier's
+    # origin right or None across a cgroup migration (kprobe and eprobe only here).
+    "containers": (("tests/integration/test_containers.py",), None),
+    # Rows with exact headers: the contract's exec and open tests, and ebpf-bcc's
+    # origin fields and where-filters (each session compiles: ~25 s under TCG).
+    "contract-bcc-where": (("tests/integration/test_contract.py",
+                            "tests/integration/test_containers.py"),
+                           "(test_contract and (hostile_argv or open_success_and_failure))"
+                           " or (test_containers and ebpf-bcc)"),
     # Our execsnoop/opensnoop beside BCC's own tools (bpfcc-tools), line by line.
     "bcc-tools": (("tests/integration/test_cli_vs_bcc.py",), None),
 }
@@ -113,7 +127,7 @@ FULL: List[Tuple[str, str, str]] = [
     ("6.1", "lockdown-integrity", "contract"), ("6.1", "lockdown-confidentiality", "tp-btf"),
     ("6.1", "bpf-denied", "contract"), ("6.1", "unprivileged", "none"),
     ("6.1", "tracefs-unmounted", "contract"),
-    ("5.10", "headers", "contract"), ("6.12", "headers", "contract"),
+    ("5.10", "headers", "contract-bcc-where"), ("6.12", "headers", "contract-bcc-where"),
     ("6.12", "unprivileged", "none"),
     ("6.12", "lockdown-confidentiality", "tp-btf"),
     ("6.1", "least-privilege", "tp-btf"), ("6.12", "least-privilege", "tp-btf"),

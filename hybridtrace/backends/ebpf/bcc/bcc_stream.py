@@ -23,6 +23,7 @@ from hybridtrace.backends.ebpf.bcc import (
     bcc_compile,
     bcc_program,
     bcc_records,
+    bcc_scope,
     bcc_uring,
     headers,
 )
@@ -30,6 +31,7 @@ from hybridtrace.backends.ebpf.bcc.bcc_import import import_bcc
 from hybridtrace.backends.ebpf.bcc.btf_offsets import BtfError, task_offsets
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent
+from hybridtrace.origin import CgroupNames
 from hybridtrace.request import Kind, TraceRequest
 
 DEFAULT_RINGBUF_PAGES = 256  # 1 MiB with 4 KiB pages
@@ -131,7 +133,7 @@ class BccStream:
         self._request = request
         self._captured = 0
         self._lost_seen = 0
-        self._sink = _Sink(_decoder(request))
+        self._sink = _Sink(_decoder(request, CgroupNames()))
         self._bpf: Any = None
         present, has = _present_tracepoints(request)
         try:
@@ -149,12 +151,17 @@ class BccStream:
                 raise BackendError(f"buffer pages must be a power of two, not {count}")
         self._perf_pages = perf_pages
         flags = bcc_program.cflags(request, layout, present, os.getpid(), pages)
+        origin = bcc_scope.choose(tree.exact, layout.task_reads, caps.btf.path,
+                                  caps.kernel.version)
+        flags += bcc_scope.cflags(request, origin)
+        # Filters the program applies exactly: the session need not judge them again.
+        self.kernel_filters = bcc_scope.kernel_filters(request)
         # Why opens made through io_uring are not seen (None: they are).
         self.io_uring_unseen: Optional[str] = None
         if request.kind is Kind.OPEN:
             uring, self.io_uring_unseen = bcc_uring.uring_flags(has, caps.btf.path)
             flags += uring
-        self._bpf = self._load(bcc, tree, flags, request.kind)
+        self._bpf = self._load(bcc, tree, flags, request)
         self._finalizer = weakref.finalize(self, _cleanup, self._bpf)
         try:
             self._open_buffer(use_ring)
@@ -170,17 +177,20 @@ class BccStream:
             f"; io_uring opens: NOT seen ({self.io_uring_unseen})")
         self.description = (
             f"ebpf-bcc: BCC {getattr(bcc, '__version__', '?')}, {buffer}, headers"
-            f" {tree.release} {fit} ({tree.origin}), {layout_note}{uring_note}"
+            f" {tree.release} {fit} ({tree.origin}), {layout_note}; {origin.note()}"
+            f"{uring_note}"
         )
 
     def _load(self, bcc: ModuleType, tree: headers.HeaderTree, flags: List[str],
-              kind: Kind) -> Any:
+              request: TraceRequest) -> Any:
+        kind = request.kind
         cls = type("HtBPF", (_NoAutoload, bcc.BPF), {})
         bpf: Any = None
         with bcc_compile.captured_output() as lines:
             try:
                 with bcc_compile.kernel_source(tree.source):
                     bpf = cls(text=bcc_program.source(kind).encode(), cflags=flags)
+                bcc_scope.fill(bpf, request)
                 for tp, macro in ATTACH[kind]:
                     if macro is None or f"-D{macro}" in flags:
                         name = "tracepoint__" + tp.replace(":", "__")
@@ -276,11 +286,11 @@ def _ppid_from_proc(event: Event) -> Event:
     return event
 
 
-def _decoder(request: TraceRequest) -> Callable[[bytes], Event]:
+def _decoder(request: TraceRequest, names: CgroupNames) -> Callable[[bytes], Event]:
     max_args = request.max_args
     if request.kind is Kind.EXEC:
-        return lambda raw: bcc_records.decode_exec(raw, max_args)
-    return bcc_records.decode_open
+        return lambda raw: bcc_records.decode_exec(raw, max_args, names)
+    return lambda raw: bcc_records.decode_open(raw, names)
 
 
 def _cleanup(bpf: Any) -> None:
