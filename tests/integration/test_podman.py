@@ -24,7 +24,7 @@ import pytest
 import hybridtrace
 from hybridtrace.cgroups import cgroup2_root
 from hybridtrace.events import Event, ExecEvent, OpenEvent
-from tests.conftest import TIME_SCALE
+from tests.conftest import TIME_SCALE, require
 from tests.integration.conftest import mount_tracefs_for, open_where
 from tests.integration.polling import collect
 from tools.container import podman as podman_tool
@@ -39,7 +39,7 @@ def podman() -> Iterator[podman_tool.Podman]:
     with tempfile.TemporaryDirectory(prefix="ht-podman-") as workdir:
         why = podman_tool.why_not(workdir)
         if why is not None:
-            pytest.skip(f"podman cannot run containers here: {why}")
+            require("podman", f"podman cannot run containers here: {why}")
         yield podman_tool.Podman(rootfs.build(), workdir)
 
 

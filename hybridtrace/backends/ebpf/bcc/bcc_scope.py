@@ -99,11 +99,12 @@ def cflags(request: TraceRequest, origin: Origin) -> List[str]:
     for name, which in pinned_maps.SETS.items():
         path = getattr(f, name)
         if path is not None:
+            macro = _string_macro(f"HT_{name.upper()}_PATH", path, which.option)
             try:
                 pinned_maps.check_pinned(path, which)  # gone or changed since resolved
             except RequestError as exc:
                 raise BackendError(str(exc)) from None
-            where.append(_string_macro(f"HT_{name.upper()}_PATH", path, which.option))
+            where.append(macro)
     return out + where + (["-DHT_WHERE"] if where else [])
 
 
