@@ -1,7 +1,8 @@
 """Where events came from, against ground truth on this kernel.
 
 A workload is put in a fresh cgroup v2 with a container-shaped name (docker's
-cgroupfs layout: .../docker/<64 hex>; no image registry here, so no real
+cgroupfs layout: .../docker/<64 hex>; its look-alike in podman's systemd one,
+.../machine.slice/libpod-<64 hex>.scope; no image registry here, so no real
 runtime) and in a new pid and mount namespace (unshare --fork --pid
 --mount-proc). Its events must carry that cgroup's id (the directory's inode,
 and the id name_to_handle_at gives), the container id, the namespace inodes of
@@ -79,7 +80,7 @@ class Cgroups:
     mount: str
     top: str  # our test cgroup, a child of the v2 root
     workload: str  # top/docker/CID
-    sibling: str  # top/docker/OTHER_CID
+    sibling: str  # top/machine.slice/libpod-OTHER_CID.scope
 
     def path(self, directory: str) -> str:
         """As /proc/PID/cgroup shows it."""
@@ -94,11 +95,12 @@ def cgroups() -> Iterator[Cgroups]:
     mount = found[0]
     top = os.path.join(mount, f"hybridtrace_test_{os.getpid()}")
     made = [top, os.path.join(top, "docker"), os.path.join(top, "docker", CID),
-            os.path.join(top, "docker", OTHER_CID)]
+            os.path.join(top, "machine.slice"),
+            os.path.join(top, "machine.slice", f"libpod-{OTHER_CID}.scope")]
     for directory in made:
         os.mkdir(directory)
     try:
-        yield Cgroups(mount, top, made[2], made[3])
+        yield Cgroups(mount, top, made[2], made[4])
     finally:
         for directory in reversed(made):
             for _ in range(50):  # a task that just exited may still be counted a moment
@@ -316,6 +318,9 @@ def test_cgroupmap_follows_the_maps_contents(cgroups: Cgroups, where_backend: st
     assert all(e.cgroup_id == os.stat(cgroups.workload).st_ino
                for e in first if isinstance(e, OpenEvent))
     assert len(_mine(second, b"map2-out")) == 2
+    # The look-alike's cgroup is podman's shape: its events name that container.
+    assert all(e.container_id == OTHER_CID and e.cgroup_id == os.stat(cgroups.sibling).st_ino
+               for e in _mine(second, b"map2-out"))
 
 
 @pytest.mark.parametrize("shape", ["missing", "4-byte keys", "array"])
@@ -453,6 +458,8 @@ def test_ftrace_origin_right_or_none_across_a_migration(
             assert event.container_id in (None, cid), event
         # A task that lives on is named, not left unknown, on each side of the move.
         assert any(e.cgroup is not None for e in group)
+        assert any(e.container_id == cid and e.cgroup_id == os.stat(directory).st_ino
+                   for e in group)
     assert any(e.pidns == truth_pid and e.ns_pid == 1 for e in mine)
 
 
