@@ -17,7 +17,7 @@ import attrs
 from hybridtrace import pinned_maps
 from hybridtrace.backends.base import BackendError
 from hybridtrace.backends.ebpf.bcc.btf_offsets import BtfError, origin_offsets
-from hybridtrace.backends.ebpf.core_scope import kernel_filters, scope_of
+from hybridtrace.backends.ebpf.core_scope import kernel_filters, root_fds, scope_of
 from hybridtrace.errors import RequestError
 from hybridtrace.request import TraceRequest
 
@@ -110,20 +110,12 @@ def cflags(request: TraceRequest, origin: Origin) -> List[str]:
 
 def fill(bpf: object, request: TraceRequest) -> None:
     """After load, before attach: the cgroups whose subtrees are traced."""
-    roots = scope_of(request).roots
-    if not roots:
+    if not scope_of(request).roots:
         return
     table = bpf[b"ht_cgroups"]  # type: ignore[index]
-    for root in roots:
-        try:
-            fd = os.open(root.directory, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            raise BackendError(f"cannot open cgroup {os.fsdecode(root.path)}:"
-                               f" {exc.strerror}") from None
+    for root, fd in root_fds(request):
         try:
             table[root.slot] = fd
         except Exception as exc:  # BCC raises plain Exception
             raise BackendError(f"cannot give the kernel cgroup {os.fsdecode(root.path)}:"
                                f" {exc}") from None
-        finally:
-            os.close(fd)

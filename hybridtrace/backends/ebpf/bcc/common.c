@@ -104,17 +104,38 @@ struct ht_origin {
 #include <linux/nsproxy.h>
 #include <linux/pid.h>
 #include <linux/pid_namespace.h>
+/* Each one BTF did not give (bcc_scope.FROM_HEADERS): */
 #ifndef HT_OFF_NSPROXY
 #define HT_OFF_NSPROXY offsetof(struct task_struct, nsproxy)
+#endif
+#ifndef HT_OFF_NSP_MNT
 #define HT_OFF_NSP_MNT offsetof(struct nsproxy, mnt_ns)
+#endif
+#ifndef HT_OFF_NS_INUM
 #define HT_OFF_NS_INUM offsetof(struct ns_common, inum)
+#endif
+#ifndef HT_OFF_THREAD_PID
 #define HT_OFF_THREAD_PID offsetof(struct task_struct, thread_pid)
+#endif
+#ifndef HT_OFF_GROUP_LEADER
 #define HT_OFF_GROUP_LEADER offsetof(struct task_struct, group_leader)
+#endif
+#ifndef HT_OFF_PID_LEVEL
 #define HT_OFF_PID_LEVEL offsetof(struct pid, level)
+#endif
+#ifndef HT_OFF_PID_NUMBERS
 #define HT_OFF_PID_NUMBERS offsetof(struct pid, numbers)
+#endif
+#ifndef HT_OFF_UPID_NR
 #define HT_OFF_UPID_NR offsetof(struct upid, nr)
+#endif
+#ifndef HT_OFF_UPID_NS
 #define HT_OFF_UPID_NS offsetof(struct upid, ns)
+#endif
+#ifndef HT_OFF_PIDNS_NS
 #define HT_OFF_PIDNS_NS offsetof(struct pid_namespace, ns)
+#endif
+#ifndef HT_SIZE_UPID
 #define HT_SIZE_UPID sizeof(struct upid)
 #endif
 #endif
