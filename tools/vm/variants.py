@@ -68,10 +68,13 @@ SUITES: Dict[str, Tuple[Tuple[str, ...], Optional[str]]] = {
                  "hostile_argv or open_success_and_failure"),
     # Every contract test (exec, failed exec, open, uid filter, two sessions, the
     # decision) for every backend: the default row of each kernel, ~15-25 min.
-    # With the where-tests (test_containers.py): ebpf-core's origin fields and filters,
-    # and every ftrace tier's origin right or None (kprobe and eprobe only in VMs).
+    # With the where-tests' origin checks (test_containers.py, a cgroup named as docker
+    # and podman name a container's): ebpf-core's fields against /proc and
+    # /sys/fs/cgroup, and every ftrace tier's right or None across a cgroup migration
+    # (kprobe and eprobe only in VMs).
     "contract-all": (("tests/integration/test_contract.py",
-                      "tests/integration/test_containers.py"), None),
+                      "tests/integration/test_containers.py"),
+                     "test_contract or origin_against_proc or origin_right_or_none"),
     # Where ebpf-core/tp_btf is the one backend: every contract test, the
     # least-privilege checks (they skip unless run under tools/least_privilege.sh),
     # and the fields only BTF walks give where kernel reads are refused (the parent,
