@@ -38,6 +38,8 @@ OPTIONS = {"cgroup": "--cgroup", "container": "--container", "mntns": "--mntns",
            "mntnsmap": "--mntnsmap"}
 SUPPORTED = {"ebpf-core": frozenset(OPTIONS), "ftrace": frozenset({"descendants_of"}),
              "ebpf-bcc": frozenset(OPTIONS) - {"descendants_of"}}
+# Why a backend has no such filter, where a reason says more than "only X can".
+WHY_NOT = {("ebpf-bcc", "descendants_of"): "its programs keep no set of followed tasks"}
 # raw_tp programs have no BTF: no task's namespaces or children can be read.
 NOT_ON_TIER = {("ebpf-core", "raw_tp"): frozenset({"mntns", "descendants_of", "mntnsmap"})}
 
@@ -160,5 +162,7 @@ def refusal(backend: str, tier: Optional[str], filters: Filters) -> Optional[str
                     " children can be read (use another --ebpf-attach)")
         if getattr(filters, name) is not None and name not in can:
             others = ", ".join(sorted(b for b, opts in SUPPORTED.items() if name in opts))
-            return f"{label} cannot filter by {option} (only {others} can)"
+            why = WHY_NOT.get((backend, name))
+            return (f"{label} cannot filter by {option}" + (f": {why}" if why else "")
+                    + f" (only {others} can)")
     return None
