@@ -31,15 +31,12 @@ CGROUP_SLOT = 0  # --cgroup
 CONTAINER_SLOT = 1  # --container
 
 # The where-filters each backend applies exactly: ebpf-core and ebpf-bcc in the kernel,
-# ftrace --descendants-of with set_event_pid and event-fork. ebpf-bcc does not follow a
-# process tree (its programs keep no set of tasks).
+# ftrace --descendants-of with set_event_pid and event-fork.
 OPTIONS = {"cgroup": "--cgroup", "container": "--container", "mntns": "--mntns",
            "descendants_of": "--descendants-of", "cgroupmap": "--cgroupmap",
            "mntnsmap": "--mntnsmap"}
 SUPPORTED = {"ebpf-core": frozenset(OPTIONS), "ftrace": frozenset({"descendants_of"}),
-             "ebpf-bcc": frozenset(OPTIONS) - {"descendants_of"}}
-# Why a backend has no such filter, where a reason says more than "only X can".
-WHY_NOT = {("ebpf-bcc", "descendants_of"): "its programs keep no set of followed tasks"}
+             "ebpf-bcc": frozenset(OPTIONS)}
 # raw_tp programs have no BTF: no task's namespaces or children can be read.
 NOT_ON_TIER = {("ebpf-core", "raw_tp"): frozenset({"mntns", "descendants_of", "mntnsmap"})}
 
@@ -162,7 +159,5 @@ def refusal(backend: str, tier: Optional[str], filters: Filters) -> Optional[str
                     " children can be read (use another --ebpf-attach)")
         if getattr(filters, name) is not None and name not in can:
             others = ", ".join(sorted(b for b, opts in SUPPORTED.items() if name in opts))
-            why = WHY_NOT.get((backend, name))
-            return (f"{label} cannot filter by {option}" + (f": {why}" if why else "")
-                    + f" (only {others} can)")
+            return f"{label} cannot filter by {option} (only {others} can)"
     return None

@@ -343,7 +343,7 @@ def test_a_pin_that_cannot_serve_is_one_line_exit_2(shape: str, pin_dir: str) ->
 
 
 def test_descendants_of_follows_a_tree_started_after_tracing_began(
-        attach: str, scratch: str) -> None:
+        where_backend: str, scratch: str) -> None:
     release = os.path.join(scratch, "go")
     os.mkfifo(release)
     marker = os.path.join(scratch, "tree")
@@ -352,8 +352,8 @@ def test_descendants_of_follows_a_tree_started_after_tracing_began(
     # exec chain. A look-alike outside the tree opens the same file at the same time.
     root = subprocess.Popen(["/bin/sh", "-c", f"read x < {release}; cat {marker};"
                              f" /bin/sh -c 'cat {marker}; /bin/sh -c \"cat {marker}\"'"])
-    with _released_at_end(root, release), open_where("open", attach,
-                                                descendants_of=root.pid) as opens:
+    with _released_at_end(root, release), open_where("open", where_backend,
+                                                     descendants_of=root.pid) as opens:
         outsider = subprocess.Popen(["/bin/sh", "-c", f"cat {marker}; cat {marker}"])
         _release(release)
         _wait_all([root, outsider])

@@ -243,8 +243,11 @@ def _descendants_of_container(kind: str, fleet: Fleet, scratch: str, **backend: 
     return events
 
 
-def test_descendants_of_a_container_process(fleet: Fleet, attach: str, scratch: str) -> None:
-    events = _descendants_of_container("exec", fleet, scratch, ebpf_attach=attach)
+def test_descendants_of_a_container_process(fleet: Fleet, where_backend: str,
+                                            scratch: str) -> None:
+    backend, _, mode = where_backend.partition("/")
+    events = _descendants_of_container("exec", fleet, scratch, backend=backend,
+                                       **({"ebpf_attach": mode} if mode else {}))
     shown = [e for e in events if isinstance(e, ExecEvent)]
     assert len(_cats(shown, b"/a-marker")) == ROUNDS
     assert not _cats(shown, b"/b-marker") and not _cats(shown, b"/host-marker")

@@ -74,6 +74,9 @@ def test_where_filters_become_macros() -> None:
     assert {"-DHT_CGROUP_SLOT0", "-DHT_CGROUP_SLOT1", "-DHT_MNTNS=4026531840",
             "-DHT_WHERE", "-DHT_CGROUP_HELPER"} <= set(flags)
     assert "-DHT_OFF_MNT_NS_NS=16" in flags  # the offsets themselves, as macros
+    follow = _flags(Filters(descendants_of=1), ALL)
+    assert {"-DHT_FOLLOW", "-DHT_WHERE"} <= set(follow)
+    assert any(f.startswith("-DHT_FOLLOW_MAX=") for f in follow)
 
 
 def test_what_cannot_be_read_cannot_filter() -> None:

@@ -129,8 +129,7 @@ def test_find_container_by_prefix(tree_dir: str) -> None:
      "cannot filter by --mntns (only ebpf-bcc, ebpf-core can)"),
     ("ebpf-bcc", None, Filters(cgroup="/", container="ab", mntns=1, cgroupmap="/p",
                                mntnsmap="/q"), None),
-    ("ebpf-bcc", None, Filters(descendants_of=1), "ebpf-bcc cannot filter by --descendants-of:"
-     " its programs keep no set of followed tasks (only ebpf-core, ftrace can)"),
+    ("ebpf-bcc", None, Filters(descendants_of=1), None),
     ("ebpf-bcc", None, Filters(uid=0), None),
 ])
 def test_refusals(backend: str, tier: Optional[str], filters: Filters,

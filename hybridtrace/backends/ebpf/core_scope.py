@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import FrozenSet, Iterator, List, Set, Tuple
+from typing import Callable, FrozenSet, Iterator, List, Set, Tuple
 
 from hybridtrace import pinned_maps, process_tree
 from hybridtrace.backends.base import BackendError
@@ -116,14 +116,12 @@ def fill(obj: BpfObject, lib: Libbpf, request: TraceRequest) -> None:
                                f" {exc.strerror}") from None
 
 
-def seed(obj: BpfObject, lib: Libbpf, request: TraceRequest) -> int:
-    """After attach: the process tree as it is now; forks from here on are the kernel's.
-
-    Returns how many tasks were seeded."""
+def seed_tree(request: TraceRequest, follow: Callable[[int], None]) -> int:
+    """After attach: ``follow`` each task of the process tree as it is now (an OSError
+    of it is a BackendError); forks from here on are the kernel's. Returns how many."""
     root = request.filters.descendants_of
     if root is None:
         return 0
-    map_fd = obj.map_fd("ht_follow")
     seeded: Set[int] = set()
     for _ in range(SEED_ROUNDS):
         new = process_tree.tree_threads(root) - seeded
@@ -131,7 +129,7 @@ def seed(obj: BpfObject, lib: Libbpf, request: TraceRequest) -> int:
             break
         for tid in sorted(new):
             try:
-                update_elem(lib, map_fd, ctypes.c_uint32(tid), ctypes.c_uint8(1))
+                follow(tid)
             except OSError as exc:
                 raise BackendError(f"--descendants-of: cannot follow task {tid}:"
                                    f" {exc.strerror}") from None
@@ -139,3 +137,12 @@ def seed(obj: BpfObject, lib: Libbpf, request: TraceRequest) -> int:
     if not seeded:
         raise BackendError(f"--descendants-of: process {root} is gone")
     return len(seeded)
+
+
+def seed(obj: BpfObject, lib: Libbpf, request: TraceRequest) -> int:
+    """ebpf-core's seed_tree: into the ht_follow map."""
+    if request.filters.descendants_of is None:
+        return 0
+    map_fd = obj.map_fd("ht_follow")
+    return seed_tree(request, lambda tid: update_elem(lib, map_fd, ctypes.c_uint32(tid),
+                                                      ctypes.c_uint8(1)))

@@ -1,6 +1,7 @@
 """Where a task lives, for the BCC programs: the origin reads' -D flags, and the
-where-filters (--cgroup, --container, --mntns, BCC's --cgroupmap/--mntnsmap) compiled
-into the kernel program, as the ebpf-core engine applies them (core_scope.py).
+where-filters (--cgroup, --container, --mntns, --descendants-of, BCC's
+--cgroupmap/--mntnsmap) compiled into the kernel program, as the ebpf-core engine
+applies them (core_scope.py).
 
 What the programs can read is decided here, once, from the kernel's BTF and headers:
 a field with no trustworthy way to read it is None in every event, and a filter on
@@ -17,7 +18,13 @@ import attrs
 from hybridtrace import pinned_maps
 from hybridtrace.backends.base import BackendError
 from hybridtrace.backends.ebpf.bcc.btf_offsets import BtfError, origin_offsets
-from hybridtrace.backends.ebpf.core_scope import kernel_filters, root_fds, scope_of
+from hybridtrace.backends.ebpf.core_scope import (
+    FOLLOW_MAX,
+    kernel_filters,
+    root_fds,
+    scope_of,
+    seed_tree,
+)
 from hybridtrace.errors import RequestError
 from hybridtrace.request import TraceRequest
 
@@ -93,6 +100,8 @@ def cflags(request: TraceRequest, origin: Origin) -> List[str]:
                                " a task's mount namespace (the kernel's BTF has none)")
         if f.mntns is not None:
             where.append(f"-DHT_MNTNS={int(f.mntns)}")
+    if f.descendants_of is not None:
+        where += ["-DHT_FOLLOW", f"-DHT_FOLLOW_MAX={FOLLOW_MAX}"]
     if f.cgroupmap is not None and not origin.cgroup_id:
         raise BackendError("ebpf-bcc cannot filter by --cgroupmap on a kernel before 4.18"
                            " (no bpf_get_current_cgroup_id)")
@@ -119,3 +128,18 @@ def fill(bpf: object, request: TraceRequest) -> None:
         except Exception as exc:  # BCC raises plain Exception
             raise BackendError(f"cannot give the kernel cgroup {os.fsdecode(root.path)}:"
                                f" {exc}") from None
+
+
+def seed(bpf: object, request: TraceRequest) -> int:
+    """After attach: the process tree as it is now, into ht_follow (core_scope.seed_tree)."""
+    if request.filters.descendants_of is None:
+        return 0
+    table = bpf[b"ht_follow"]  # type: ignore[index]
+
+    def follow(tid: int) -> None:
+        try:
+            table[table.Key(tid)] = table.Leaf(1)
+        except Exception as exc:  # BCC raises plain Exception
+            raise OSError(0, str(exc)) from None
+
+    return seed_tree(request, follow)

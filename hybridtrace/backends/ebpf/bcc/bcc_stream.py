@@ -38,6 +38,9 @@ DEFAULT_RINGBUF_PAGES = 256  # 1 MiB with 4 KiB pages
 PERF_PAGES_PER_CPU = 64
 WAIT_SLICE_MS = 250  # a blocking poll wakes this often to look at the loss counter
 
+# --descendants-of keeps the followed set with these (common.c), attached before seeding.
+FOLLOW_ATTACH: List[Tuple[str, Optional[str]]] = [
+    ("sched:sched_process_fork", "HT_FOLLOW"), ("sched:sched_process_exit", "HT_FOLLOW")]
 # The tracepoints each program attaches to: the optional ones only when compiled in.
 ATTACH: Dict[Kind, List[Tuple[str, Optional[str]]]] = {
     Kind.EXEC: [
@@ -46,6 +49,7 @@ ATTACH: Dict[Kind, List[Tuple[str, Optional[str]]]] = {
         ("sched:sched_process_exec", None),
         ("syscalls:sys_enter_execveat", "HT_HAVE_EXECVEAT"),
         ("syscalls:sys_exit_execveat", "HT_HAVE_EXECVEAT"),
+        *FOLLOW_ATTACH,
     ],
     Kind.OPEN: [
         ("syscalls:sys_enter_openat", None),
@@ -57,6 +61,8 @@ ATTACH: Dict[Kind, List[Tuple[str, Optional[str]]]] = {
         ("syscalls:sys_enter_creat", "HT_HAVE_CREAT"),
         ("syscalls:sys_exit_creat", "HT_HAVE_CREAT"),
         *bcc_uring.ATTACH,
+        *FOLLOW_ATTACH,
+        ("sched:sched_process_exec", "HT_FOLLOW"),
     ],
 }
 
@@ -132,7 +138,7 @@ class BccStream:
                  perf_pages: int = PERF_PAGES_PER_CPU) -> None:
         self._request = request
         self._captured = 0
-        self._lost_seen = 0
+        self._lost_seen: Dict[str, int] = {}  # loss counter -> its total already reported
         self._sink = _Sink(_decoder(request, CgroupNames()))
         self._bpf: Any = None
         present, has = _present_tracepoints(request)
@@ -163,6 +169,14 @@ class BccStream:
             flags += uring
         self._bpf = self._load(bcc, tree, flags, request)
         self._finalizer = weakref.finalize(self, _cleanup, self._bpf)
+        self._follow_lost: Any = None
+        if request.filters.descendants_of is not None:
+            try:
+                seeded = bcc_scope.seed(self._bpf, request)
+            except BackendError:
+                self.close()
+                raise
+            self._follow_lost = self._bpf[b"ht_follow_lost"]
         try:
             self._open_buffer(use_ring)
         except Exception as exc:
@@ -180,6 +194,8 @@ class BccStream:
             f" {tree.release} {fit} ({tree.origin}), {layout_note}; {origin.note()}"
             f"{uring_note}"
         )
+        if self._follow_lost is not None:
+            self.description += f"; following {seeded} tasks and their children"
 
     def _load(self, bcc: ModuleType, tree: headers.HeaderTree, flags: List[str],
               request: TraceRequest) -> Any:
@@ -219,23 +235,30 @@ class BccStream:
             self._lost_table = None
         self._use_ring = use_ring
 
-    def _ring_losses(self) -> None:
-        if self._lost_table is None:
-            return
-        total = sum(int(v) for v in self._lost_table[self._lost_table.Key(0)])
-        delta = total - self._lost_seen
-        if delta > 0:
-            self._lost_seen = total
-            self._sink.lost += delta
-            self._sink.pending.append(
-                LostEvent(time.monotonic_ns(), delta, "ring buffer reserve"))
+    def _losses(self) -> None:
+        """A LostEvent for each in-kernel loss counter that moved since the last look."""
+        for counter, where, exact in (
+                (self._lost_table, "ring buffer reserve", True),
+                # Children of followed tasks with no room to be followed: what they did
+                # is missing, and not counted.
+                (self._follow_lost, "followed-task table full: a child of a followed task"
+                 " (and what it does) may be missing", False)):
+            if counter is None:
+                continue
+            total = sum(int(v) for v in counter[counter.Key(0)])
+            delta = total - self._lost_seen.get(where, 0)
+            if delta > 0:
+                self._lost_seen[where] = total
+                self._sink.lost += delta
+                self._sink.pending.append(
+                    LostEvent(time.monotonic_ns(), delta, where, exact=exact))
 
     def _poll_once(self, timeout_ms: int) -> None:
         if self._use_ring:
             self._bpf.ring_buffer_poll(timeout_ms)
         else:
             self._bpf.perf_buffer_poll(timeout_ms)
-        self._ring_losses()
+        self._losses()
 
     def poll(self, timeout: Optional[float]) -> Sequence[Event]:
         if self._bpf is None:

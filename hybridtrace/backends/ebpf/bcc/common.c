@@ -17,7 +17,8 @@
  *                                  the cgroup user space puts in ht_cgroups[slot]
  *   HT_MNTNS                       --mntns: the mount namespace inode
  *   HT_CGROUPMAP_PATH, HT_MNTNSMAP_PATH  BCC's --cgroupmap/--mntnsmap: pinned hash maps
- *   HT_WHERE                       any of the five above is set
+ *   HT_FOLLOW, HT_FOLLOW_MAX       --descendants-of: only tasks in ht_follow (its size)
+ *   HT_WHERE                       any of the six above is set
  * Without exact headers or BTF offsets, task_struct is never read (ppid and the
  * argv re-read are then unavailable, and flagged so).
  */
@@ -252,9 +253,63 @@ BPF_TABLE_PINNED("hash", u64, u64, ht_cgroupmap, 1, HT_CGROUPMAP_PATH);
 BPF_TABLE_PINNED("hash", u64, u32, ht_mntnsmap, 1, HT_MNTNSMAP_PATH);
 #endif
 
+#ifdef HT_FOLLOW
+/* --descendants-of: the tasks (kernel tids) followed. User space puts the tree as it
+ * is after attach in; each fork by a followed task adds the child, each exit removes
+ * the task; a child with no room is counted in ht_follow_lost. */
+BPF_HASH(ht_follow, u32, u8, HT_FOLLOW_MAX);
+BPF_PERCPU_ARRAY(ht_follow_lost, u64, 1);
+
+static __always_inline int ht_followed(void)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    return ht_follow.lookup(&tid) != 0;
+}
+
+static __always_inline void ht_follow_add(u32 tid)
+{
+    u8 one = 1;
+    if (ht_follow.update(&tid, &one) != 0) {
+        int zero = 0;
+        u64 *count = ht_follow_lost.lookup(&zero);
+        if (count)
+            __sync_fetch_and_add(count, 1);
+    }
+}
+
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+    if (ht_followed()) /* the parent forks: the current task */
+        ht_follow_add(args->child_pid);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid(); /* its id may be reused outside the tree */
+    ht_follow.delete(&tid);
+    return 0;
+}
+
+/* sched_process_exec: a thread other than the leader that execs takes the leader's id
+ * (de_thread), after the leader's own exit removed that id. */
+static __always_inline void ht_follow_exec(u32 old_tid)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    if (old_tid == tid || !ht_follow.lookup(&old_tid))
+        return;
+    ht_follow_add(tid);
+    ht_follow.delete(&old_tid);
+}
+#endif
+
 /* Where-filters: is the current task outside what was asked for? */
 static __always_inline int ht_outside(void)
 {
+#ifdef HT_FOLLOW
+    if (!ht_followed())
+        return 1;
+#endif
 #ifdef HT_CGROUP_SLOT0
     if (ht_cgroups.check_current_task(0) != 1)
         return 1;

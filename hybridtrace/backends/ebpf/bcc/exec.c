@@ -181,6 +181,9 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     u32 old = args->old_pid;
+#ifdef HT_FOLLOW
+    ht_follow_exec(old);
+#endif
     struct exec_rec *rec = ht_execs.lookup(&old);
     if (!rec) {
         /* The exec began before we attached: report it from the new image. */

@@ -93,6 +93,14 @@ done:
     return 0;
 }
 
+#ifdef HT_FOLLOW
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    ht_follow_exec(args->old_pid);
+    return 0;
+}
+#endif
+
 #ifdef HT_HAVE_OPEN
 TRACEPOINT_PROBE(syscalls, sys_enter_open)
 {
