@@ -111,11 +111,12 @@ SUITES: Dict[str, Tuple[Tuple[str, ...], Optional[str]]] = {
     # ebpf-core (both modes) and ebpf-bcc (where headers are), and every ftrace tier's
     # origin right or None across a cgroup migration (kprobe and eprobe only here).
     "containers": (("tests/integration/test_containers.py",), None),
-    # Only the origin checks: every backend's fields against /proc and /sys/fs/cgroup
-    # (test_containers' workloads, and the contract's own children).
+    # The origin checks (every backend's fields against /proc and /sys/fs/cgroup, of
+    # test_containers' workloads and the contract's own children) and --descendants-of.
     "containers-origin": (("tests/integration/test_contract.py",
                            "tests/integration/test_containers.py"),
-                          "origin or hostile_argv or open_success_and_failure"),
+                          "origin or hostile_argv or open_success_and_failure"
+                          " or follows_a_tree"),
     # Rows with exact headers: the contract's exec and open tests, and ebpf-bcc's
     # origin fields and where-filters (each session compiles: ~25 s under TCG).
     "contract-bcc-where": (("tests/integration/test_contract.py",
