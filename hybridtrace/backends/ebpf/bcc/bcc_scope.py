@@ -101,7 +101,9 @@ def cflags(request: TraceRequest, origin: Origin) -> List[str]:
         if f.mntns is not None:
             where.append(f"-DHT_MNTNS={int(f.mntns)}")
     if f.descendants_of is not None:
-        where += ["-DHT_FOLLOW", f"-DHT_FOLLOW_MAX={FOLLOW_MAX}"]
+        # Not a filter on where a task lives (HT_WHERE): the SQPOLL thread is judged by
+        # whether it is followed, as on ebpf-core.
+        out += ["-DHT_FOLLOW", f"-DHT_FOLLOW_MAX={FOLLOW_MAX}"]
     if f.cgroupmap is not None and not origin.cgroup_id:
         raise BackendError("ebpf-bcc cannot filter by --cgroupmap on a kernel before 4.18"
                            " (no bpf_get_current_cgroup_id)")

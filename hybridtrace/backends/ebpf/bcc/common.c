@@ -17,8 +17,8 @@
  *                                  the cgroup user space puts in ht_cgroups[slot]
  *   HT_MNTNS                       --mntns: the mount namespace inode
  *   HT_CGROUPMAP_PATH, HT_MNTNSMAP_PATH  BCC's --cgroupmap/--mntnsmap: pinned hash maps
+ *   HT_WHERE                       any of the five above is set
  *   HT_FOLLOW, HT_FOLLOW_MAX       --descendants-of: only tasks in ht_follow (its size)
- *   HT_WHERE                       any of the six above is set
  * Without exact headers or BTF offsets, task_struct is never read (ppid and the
  * argv re-read are then unavailable, and flagged so).
  */
