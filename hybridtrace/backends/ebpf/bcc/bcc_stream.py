@@ -169,7 +169,8 @@ class BccStream:
             flags += uring
         self._bpf = self._load(bcc, tree, flags, request)
         self._finalizer = weakref.finalize(self, _cleanup, self._bpf)
-        self._follow_lost: Any = None
+        self._follow_lost: Any = None  # ht_follow_lost, when following a process tree
+        seeded = 0
         if request.filters.descendants_of is not None:
             try:
                 seeded = bcc_scope.seed(self._bpf, request)
@@ -194,7 +195,7 @@ class BccStream:
             f" {tree.release} {fit} ({tree.origin}), {layout_note}; {origin.note()}"
             f"{uring_note}"
         )
-        if self._follow_lost is not None:
+        if seeded:
             self.description += f"; following {seeded} tasks and their children"
 
     def _load(self, bcc: ModuleType, tree: headers.HeaderTree, flags: List[str],
