@@ -124,6 +124,9 @@ class Btf:
         return any(t is not None and t.kind == KIND_FUNC and t.name == name
                    for t in self.types)
 
+    def struct_size(self, struct_name: str) -> int:
+        return self.struct_named(struct_name).ref
+
     def member_offset(self, struct_name: str, member: str) -> int:
         """Byte offset of ``member``, looking inside anonymous structs and unions."""
         found = self._find(self.struct_named(struct_name), member, 0)
@@ -167,6 +170,25 @@ URING_OFFSETS: Dict[str, Tuple[str, str]] = {
 }
 
 
+# Where a task lives (common.c's origin reads): its mount namespace, and the struct
+# pids of the task, its leader and its parent, level by level. mnt_namespace is in no
+# header (fs/mount.h), so its member comes from BTF even with exact headers.
+ORIGIN_OFFSETS: Dict[str, Tuple[str, str]] = {
+    "HT_OFF_NSPROXY": ("task_struct", "nsproxy"),
+    "HT_OFF_NSP_MNT": ("nsproxy", "mnt_ns"),
+    "HT_OFF_MNT_NS_NS": ("mnt_namespace", "ns"),
+    "HT_OFF_NS_INUM": ("ns_common", "inum"),
+    "HT_OFF_THREAD_PID": ("task_struct", "thread_pid"),
+    "HT_OFF_GROUP_LEADER": ("task_struct", "group_leader"),
+    "HT_OFF_PID_LEVEL": ("pid", "level"),
+    "HT_OFF_PID_NUMBERS": ("pid", "numbers"),
+    "HT_OFF_UPID_NR": ("upid", "nr"),
+    "HT_OFF_UPID_NS": ("upid", "ns"),
+    "HT_OFF_PIDNS_NS": ("pid_namespace", "ns"),
+}
+ORIGIN_SIZES: Dict[str, str] = {"HT_SIZE_UPID": "upid"}
+
+
 def offsets(btf_path: str, wanted: Dict[str, Tuple[str, str]]) -> Dict[str, int]:
     """The offsets ``wanted`` (macro -> struct, member), from the BTF file at ``btf_path``."""
     btf = read_btf(btf_path)
@@ -206,6 +228,24 @@ def read_btf(btf_path: str) -> Btf:
             return Btf(f.read())
     except OSError as exc:
         raise BtfError(f"cannot read {btf_path}: {exc.strerror}") from None
+
+
+def origin_offsets(btf_path: str) -> Dict[str, int]:
+    """The origin reads' offsets and sizes this BTF has (each one it lacks is left out:
+    the reads that need it are then not made, and their fields are None)."""
+    btf = read_btf(btf_path)
+    found: Dict[str, int] = {}
+    for macro, (name, member) in ORIGIN_OFFSETS.items():
+        try:
+            found[macro] = btf.member_offset(name, member)
+        except BtfError:
+            continue
+    for macro, name in ORIGIN_SIZES.items():
+        try:
+            found[macro] = btf.struct_size(name)
+        except BtfError:
+            continue
+    return found
 
 
 def task_offsets(btf_path: str) -> Dict[str, int]:

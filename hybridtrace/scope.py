@@ -30,12 +30,13 @@ from hybridtrace.request import Filters
 CGROUP_SLOT = 0  # --cgroup
 CONTAINER_SLOT = 1  # --container
 
-# The where-filters each backend applies exactly: ebpf-core in the kernel, ftrace
-# --descendants-of with set_event_pid and event-fork. ebpf-bcc has none yet.
+# The where-filters each backend applies exactly: ebpf-core and ebpf-bcc in the kernel,
+# ftrace --descendants-of with set_event_pid and event-fork.
 OPTIONS = {"cgroup": "--cgroup", "container": "--container", "mntns": "--mntns",
            "descendants_of": "--descendants-of", "cgroupmap": "--cgroupmap",
            "mntnsmap": "--mntnsmap"}
-SUPPORTED = {"ebpf-core": frozenset(OPTIONS), "ftrace": frozenset({"descendants_of"})}
+SUPPORTED = {"ebpf-core": frozenset(OPTIONS), "ftrace": frozenset({"descendants_of"}),
+             "ebpf-bcc": frozenset(OPTIONS)}
 # raw_tp programs have no BTF: no task's namespaces or children can be read.
 NOT_ON_TIER = {("ebpf-core", "raw_tp"): frozenset({"mntns", "descendants_of", "mntnsmap"})}
 

@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 
-# Backends this machine kind supports must really run: a skip of one of them fails.
+# Backends this machine kind supports must really run, and podman (which tools/setup.sh
+# installs) must run containers: a skip of one of them fails.
 # (See tests/conftest.py; override for other machines.)
-export HYBRIDTRACE_REQUIRE_BACKENDS="${HYBRIDTRACE_REQUIRE_BACKENDS-root,ebpf-core,ebpf-bcc,ftrace/uprobe,ftrace/tracepoint}"
+export HYBRIDTRACE_REQUIRE_BACKENDS="${HYBRIDTRACE_REQUIRE_BACKENDS-root,ebpf-core,ebpf-bcc,ftrace/uprobe,ftrace/tracepoint,podman}"
 # No headers for this kernel: BCC compiles against the nearest Debian headers.
 if [ ! -e "/lib/modules/$(uname -r)/build" ]; then
   export HYBRIDTRACE_BCC_HEADERS="${HYBRIDTRACE_BCC_HEADERS-$(tools/fetch_bcc_headers.sh)}"

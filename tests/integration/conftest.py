@@ -10,7 +10,9 @@ from typing import Iterator, List
 
 import pytest
 
+import hybridtrace
 from hybridtrace import kernel_state, tracefs
+from hybridtrace.api import Session
 from hybridtrace.capabilities import probe
 from hybridtrace.selector import decide
 from tests.conftest import require_backend, require_root
@@ -55,8 +57,9 @@ def uring_job() -> Iterator[UringJob]:
 
 
 # The where-tests' backends (test_containers.py, test_podman.py): every ebpf-core mode
-# that reads a task's cgroup and namespaces, and the ftrace tiers this host has.
-FTRACE_TIERS = ["uprobe", "tracepoint"]
+# that reads a task's cgroup and namespaces, and every ftrace tier (kprobe and eprobe
+# run in the kernel matrix's VMs: this host has neither).
+FTRACE_TIERS = ["uprobe", "tracepoint", "kprobe", "eprobe"]
 
 
 @pytest.fixture(scope="module", params=EBPF_ATTACH)
@@ -66,6 +69,31 @@ def attach(request: pytest.FixtureRequest) -> str:
     if decision.chosen is None:
         require_backend(f"ebpf-core/{request.param}", decision.failure())
     return str(request.param)
+
+
+# The backends that read where a task lives in the kernel and filter by it there:
+# every ebpf-core mode above, and ebpf-bcc (which compiles per session: slower).
+WHERE_BACKENDS = [f"ebpf-core/{mode}" for mode in EBPF_ATTACH] + ["ebpf-bcc"]
+
+
+@pytest.fixture(scope="module", params=WHERE_BACKENDS)
+def where_backend(request: pytest.FixtureRequest) -> str:
+    """"ebpf-core/MODE" or "ebpf-bcc", when it can run here."""
+    backend, _, mode = str(request.param).partition("/")
+    if mode:
+        mount_tracefs_for(mode)
+    decision = decide(probe(), "exec", backend, None, mode or None)
+    if decision.chosen is None:
+        require_backend(request.param, decision.failure())
+    return str(request.param)
+
+
+def open_where(kind: str, where: str, **filters: object) -> Session:
+    """A session of ``where`` (a where_backend value, or a bare ebpf-core attach mode)."""
+    if where == "ebpf-bcc":
+        return hybridtrace.trace(kind, backend="ebpf-bcc", **filters)  # type: ignore
+    return hybridtrace.trace(kind, backend="ebpf-core",  # type: ignore
+                             ebpf_attach=where.rpartition("/")[2], **filters)
 
 
 @pytest.fixture(scope="module", params=FTRACE_TIERS)

@@ -1,7 +1,8 @@
 """Where events came from, against ground truth on this kernel.
 
 A workload is put in a fresh cgroup v2 with a container-shaped name (docker's
-cgroupfs layout: .../docker/<64 hex>; no image registry here, so no real
+cgroupfs layout: .../docker/<64 hex>; its look-alike in podman's systemd one,
+.../machine.slice/libpod-<64 hex>.scope; no image registry here, so no real
 runtime) and in a new pid and mount namespace (unshare --fork --pid
 --mount-proc). Its events must carry that cgroup's id (the directory's inode,
 and the id name_to_handle_at gives), the container id, the namespace inodes of
@@ -29,10 +30,10 @@ import attrs
 import pytest
 
 import hybridtrace
-from hybridtrace.api import Session
 from hybridtrace.cgroups import cgroup2_root
 from hybridtrace.events import Event, ExecEvent, OpenEvent
 from tests.conftest import TIME_SCALE
+from tests.integration.conftest import open_where
 from tests.integration.pinned_map import PinnedMap, bpf_directory
 from tests.integration.polling import collect
 
@@ -79,7 +80,7 @@ class Cgroups:
     mount: str
     top: str  # our test cgroup, a child of the v2 root
     workload: str  # top/docker/CID
-    sibling: str  # top/docker/OTHER_CID
+    sibling: str  # top/machine.slice/libpod-OTHER_CID.scope
 
     def path(self, directory: str) -> str:
         """As /proc/PID/cgroup shows it."""
@@ -94,11 +95,12 @@ def cgroups() -> Iterator[Cgroups]:
     mount = found[0]
     top = os.path.join(mount, f"hybridtrace_test_{os.getpid()}")
     made = [top, os.path.join(top, "docker"), os.path.join(top, "docker", CID),
-            os.path.join(top, "docker", OTHER_CID)]
+            os.path.join(top, "machine.slice"),
+            os.path.join(top, "machine.slice", f"libpod-{OTHER_CID}.scope")]
     for directory in made:
         os.mkdir(directory)
     try:
-        yield Cgroups(mount, top, made[2], made[3])
+        yield Cgroups(mount, top, made[2], made[4])
     finally:
         for directory in reversed(made):
             for _ in range(50):  # a task that just exited may still be counted a moment
@@ -143,9 +145,6 @@ def _status_ids(pid: int, name: str) -> List[int]:
     raise AssertionError(f"no {name} in /proc/{pid}/status")
 
 
-def _open(kind: str, attach: str, **filters: object) -> Session:
-    return hybridtrace.trace(kind, backend="ebpf-core", ebpf_attach=attach,  # type: ignore
-                             **filters)
 
 
 def _new_mntns(pid: int) -> int:
@@ -166,7 +165,8 @@ def _wait_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
 # ----------------------------------------------------------------------- origin fields
 
 
-def test_exec_and_open_origin_against_proc(cgroups: Cgroups, attach: str, scratch: str) -> None:
+def test_exec_and_open_origin_against_proc(cgroups: Cgroups, where_backend: str,
+                                           scratch: str) -> None:
     marker = os.path.join(scratch, "marker")
     nsfile = os.path.join(scratch, "nspid")
     release = os.path.join(scratch, "release")
@@ -175,7 +175,7 @@ def test_exec_and_open_origin_against_proc(cgroups: Cgroups, attach: str, scratc
     # pid 1 (sh) stays while we read its /proc; the child records its own pid there,
     # then execs cat, which keeps that pid, and opens the marker.
     inner = f"/bin/sh -c 'echo $$ > {nsfile}; exec cat {marker}'; read x < {release}"
-    with _open("exec", attach) as execs, _open("open", attach) as opens:
+    with open_where("exec", where_backend) as execs, open_where("open", where_backend) as opens:
         proc = subprocess.Popen(_containerized(cgroups.workload, inner))
         try:
             seen = collect(execs, lambda ev: any(
@@ -220,10 +220,10 @@ def test_exec_and_open_origin_against_proc(cgroups: Cgroups, attach: str, scratc
     assert truth_mnt != host_mnt and truth_pid != host_pid
 
 
-def test_host_process_origin(attach: str, scratch: str) -> None:
+def test_host_process_origin(where_backend: str, scratch: str) -> None:
     marker = os.path.join(scratch, "host-marker")
     open(marker, "w").close()
-    with _open("open", attach) as opens:
+    with open_where("open", where_backend) as opens:
         proc = subprocess.Popen(["/bin/cat", marker], stdout=subprocess.DEVNULL)
         _wait_all([proc])
         got = _mine(collect(opens, lambda ev: bool(_mine(ev, b"host-marker")),
@@ -254,12 +254,12 @@ def _workload_and_sibling(cgroups: Cgroups, scratch: str, tag: str
 
 @pytest.mark.parametrize("how", ["cgroup-dir", "cgroup-path", "container", "container-prefix"])
 def test_cgroup_and_container_filters_select_exactly_the_workload(
-        cgroups: Cgroups, attach: str, scratch: str, how: str) -> None:
+        cgroups: Cgroups, where_backend: str, scratch: str, how: str) -> None:
     where = {"cgroup-dir": {"cgroup": cgroups.workload},
              "cgroup-path": {"cgroup": cgroups.path(cgroups.workload)},
              "container": {"container": CID},
              "container-prefix": {"container": CID[:10]}}[how]
-    with _open("open", attach, **where) as opens:
+    with open_where("open", where_backend, **where) as opens:
         procs = _workload_and_sibling(cgroups, scratch, how)
         _wait_all(procs)
         events = collect(opens, lambda ev: len(_mine(ev, f"{how}-in".encode())) >= 2,
@@ -273,8 +273,8 @@ def test_cgroup_and_container_filters_select_exactly_the_workload(
     assert all(e.container_id == CID for e in ours)
 
 
-def test_exec_container_filter(cgroups: Cgroups, attach: str, scratch: str) -> None:
-    with _open("exec", attach, container=CID) as execs:
+def test_exec_container_filter(cgroups: Cgroups, where_backend: str, scratch: str) -> None:
+    with open_where("exec", where_backend, container=CID) as execs:
         procs = _workload_and_sibling(cgroups, scratch, "exec")
         _wait_all(procs)
         events = collect(execs, lambda ev: sum(1 for e in ev if _is_cat(e)) >= 2,
@@ -296,14 +296,14 @@ def pin_dir() -> Iterator[str]:
         yield where
 
 
-def test_cgroupmap_follows_the_maps_contents(cgroups: Cgroups, attach: str, scratch: str,
-                                             pin_dir: str) -> None:
+def test_cgroupmap_follows_the_maps_contents(cgroups: Cgroups, where_backend: str,
+                                             scratch: str, pin_dir: str) -> None:
     """Only cgroups whose id is in the pinned map; a cgroup added while tracing is traced
     from then on, as with BCC's --cgroupmap."""
     cgmap = PinnedMap(os.path.join(pin_dir, f"ht_test_{os.getpid()}_cg"))
     try:
         cgmap.add(os.stat(cgroups.workload).st_ino)
-        with _open("open", attach, cgroupmap=cgmap.path) as opens:
+        with open_where("open", where_backend, cgroupmap=cgmap.path) as opens:
             _wait_all(_workload_and_sibling(cgroups, scratch, "map1"))
             first = collect(opens, lambda ev: len(_mine(ev, b"map1-in")) >= 2,
                             timeout=10 * TIME_SCALE, strict=True)
@@ -318,6 +318,9 @@ def test_cgroupmap_follows_the_maps_contents(cgroups: Cgroups, attach: str, scra
     assert all(e.cgroup_id == os.stat(cgroups.workload).st_ino
                for e in first if isinstance(e, OpenEvent))
     assert len(_mine(second, b"map2-out")) == 2
+    # The look-alike's cgroup is podman's shape: its events name that container.
+    assert all(e.container_id == OTHER_CID and e.cgroup_id == os.stat(cgroups.sibling).st_ino
+               for e in _mine(second, b"map2-out"))
 
 
 @pytest.mark.parametrize("shape", ["missing", "4-byte keys", "array"])
@@ -340,7 +343,7 @@ def test_a_pin_that_cannot_serve_is_one_line_exit_2(shape: str, pin_dir: str) ->
 
 
 def test_descendants_of_follows_a_tree_started_after_tracing_began(
-        attach: str, scratch: str) -> None:
+        where_backend: str, scratch: str) -> None:
     release = os.path.join(scratch, "go")
     os.mkfifo(release)
     marker = os.path.join(scratch, "tree")
@@ -349,8 +352,8 @@ def test_descendants_of_follows_a_tree_started_after_tracing_began(
     # exec chain. A look-alike outside the tree opens the same file at the same time.
     root = subprocess.Popen(["/bin/sh", "-c", f"read x < {release}; cat {marker};"
                              f" /bin/sh -c 'cat {marker}; /bin/sh -c \"cat {marker}\"'"])
-    with _released_at_end(root, release), _open("open", attach,
-                                                descendants_of=root.pid) as opens:
+    with _released_at_end(root, release), open_where("open", where_backend,
+                                                     descendants_of=root.pid) as opens:
         outsider = subprocess.Popen(["/bin/sh", "-c", f"cat {marker}; cat {marker}"])
         _release(release)
         _wait_all([root, outsider])
@@ -364,7 +367,7 @@ def test_descendants_of_follows_a_tree_started_after_tracing_began(
 
 
 @pytest.mark.parametrize("how", ["mntns", "mntnsmap"])
-def test_mntns_filters(attach: str, scratch: str, pin_dir: str, how: str) -> None:
+def test_mntns_filters(where_backend: str, scratch: str, pin_dir: str, how: str) -> None:
     """--mntns INODE, and BCC's --mntnsmap with that inode in the pinned map."""
     release = os.path.join(scratch, "go")
     os.mkfifo(release)
@@ -378,7 +381,7 @@ def test_mntns_filters(attach: str, scratch: str, pin_dir: str, how: str) -> Non
             mntns = _new_mntns(inside.pid)
             nsmap.add(mntns)
             where = {"mntns": mntns} if how == "mntns" else {"mntnsmap": nsmap.path}
-            with _open("open", attach, **where) as opens:
+            with open_where("open", where_backend, **where) as opens:
                 outsider = subprocess.Popen(["/bin/cat", marker])
                 _release(release)
                 _wait_all([inside, outsider])
@@ -455,6 +458,8 @@ def test_ftrace_origin_right_or_none_across_a_migration(
             assert event.container_id in (None, cid), event
         # A task that lives on is named, not left unknown, on each side of the move.
         assert any(e.cgroup is not None for e in group)
+        assert any(e.container_id == cid and e.cgroup_id == os.stat(directory).st_ino
+                   for e in group)
     assert any(e.pidns == truth_pid and e.ns_pid == 1 for e in mine)
 
 

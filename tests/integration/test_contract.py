@@ -14,13 +14,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, List, Optional, Sequence, Tuple, TypeVar
+from typing import Callable, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import pytest
 
 import hybridtrace
 from hybridtrace.api import Session
 from hybridtrace.capabilities import probe
+from hybridtrace.cgroups import cgroup2_root
+from hybridtrace.containers import container_id
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
 from hybridtrace.request import ARG_SIZE, DEFAULT_MAX_ARGS
 from hybridtrace.selector import decide
@@ -106,6 +108,30 @@ def check_types(event: Event) -> None:
         assert event.via == VIA_SYSCALL or event.syscall is None  # io_uring: no syscall
 
 
+# Backends whose programs ask the kernel for the cgroup id (bpf_get_current_cgroup_id,
+# 4.18+): it is never unknown there.
+CGROUP_FROM_KERNEL = {"ebpf-core/tracepoint", "ebpf-core/tp_btf", "ebpf-bcc", "ebpf-core/raw_tp"}
+
+
+def check_origin(event: Union[ExecEvent, OpenEvent], backend: str, pid: int) -> None:
+    """Where our child ``pid`` lives is where we live (same cgroup and namespaces): each
+    origin field is that, or None where the backend could not know it."""
+    with open("/proc/self/cgroup") as f:
+        path = next((line[3:].strip() for line in f if line.startswith("0::")), None)
+    found = cgroup2_root()
+    if path is not None and found is not None and found[1] == "/":
+        truth = os.stat(os.path.join(found[0], path.lstrip("/"))).st_ino
+        assert event.cgroup_id in ((truth,) if backend in CGROUP_FROM_KERNEL
+                                   else (None, truth)), event
+        assert event.cgroup in (None, path.encode()), event
+        assert event.container_id in (None, container_id(path)), event
+    assert event.mntns in (None, os.stat("/proc/self/ns/mnt").st_ino), event
+    assert event.pidns in (None, os.stat("/proc/self/ns/pid").st_ino), event
+    assert event.ns_pid in (None, pid) and event.ns_tid in (None, pid), event
+    if isinstance(event, ExecEvent):
+        assert event.ns_ppid in (None, os.getpid()), event
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -125,6 +151,7 @@ def test_exec_with_hostile_argv(backend: str) -> None:
         check_types(event)
     ev = first(events, ExecEvent, lambda e: e.pid == child.pid)
     assert ev.retval == 0
+    check_origin(ev, backend, child.pid)
     assert ev.ppid == expected_ppid(backend)
     assert ev.uid == os.getuid()
     assert ev.comm == b"sh"
@@ -234,6 +261,7 @@ def test_open_success_and_failure(backend: str) -> None:
     ok = first(events, OpenEvent, lambda e: _marked(e, child.pid) and e.fd == fd)
     bad = first(events, OpenEvent, lambda e: _marked(e, child.pid) and e.errno == 2)
     assert ok.uid == os.getuid() and ok.tid == child.pid
+    check_origin(ok, backend, child.pid)
     assert ok.flags is not None and ok.flags & os.O_ACCMODE == os.O_RDONLY
     if backend in EXACT:
         assert ok.path == path

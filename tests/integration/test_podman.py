@@ -22,12 +22,10 @@ import attrs
 import pytest
 
 import hybridtrace
-from hybridtrace.capabilities import probe
 from hybridtrace.cgroups import cgroup2_root
 from hybridtrace.events import Event, ExecEvent, OpenEvent
-from hybridtrace.selector import decide
-from tests.conftest import TIME_SCALE, require_backend
-from tests.integration.conftest import mount_tracefs_for
+from tests.conftest import TIME_SCALE, require
+from tests.integration.conftest import mount_tracefs_for, open_where
 from tests.integration.polling import collect
 from tools.container import podman as podman_tool
 from tools.container import rootfs
@@ -41,7 +39,7 @@ def podman() -> Iterator[podman_tool.Podman]:
     with tempfile.TemporaryDirectory(prefix="ht-podman-") as workdir:
         why = podman_tool.why_not(workdir)
         if why is not None:
-            pytest.skip(f"podman cannot run containers here: {why}")
+            require("podman", f"podman cannot run containers here: {why}")
         yield podman_tool.Podman(rootfs.build(), workdir)
 
 
@@ -176,11 +174,11 @@ def _own_origin() -> Tuple[Any, ...]:
 # ------------------------------------------------- the host traces two containers and itself
 
 
-def test_two_containers_and_the_host_at_once(fleet: Fleet, attach: str, scratch: str) -> None:
+def test_two_containers_and_the_host_at_once(fleet: Fleet, where_backend: str,
+                                            scratch: str) -> None:
     a, b = fleet.workload("a"), fleet.workload("b")
     assert a.id != b.id and a.cgroup_id != b.cgroup_id and a.mntns != b.mntns
-    with hybridtrace.trace("exec", ebpf_attach=attach) as execs, \
-            hybridtrace.trace("open", ebpf_attach=attach) as opens:
+    with open_where("exec", where_backend) as execs, open_where("open", where_backend) as opens:
         host = _host_workload(scratch)
         _release(scratch, "a", "b", "host")
         host.wait(timeout=30 * TIME_SCALE)
@@ -211,9 +209,9 @@ def test_two_containers_and_the_host_at_once(fleet: Fleet, attach: str, scratch:
 
 @pytest.mark.parametrize("kind", ["exec", "open"])
 def test_container_filter_by_prefix_shows_one_container(
-        fleet: Fleet, attach: str, scratch: str, kind: str) -> None:
+        fleet: Fleet, where_backend: str, scratch: str, kind: str) -> None:
     a, b = fleet.workload("a"), fleet.workload("b")
-    with hybridtrace.trace(kind, ebpf_attach=attach, container=a.id[:12]) as session:
+    with open_where(kind, where_backend, container=a.id[:12]) as session:
         host = _host_workload(scratch)
         _release(scratch, "a", "b", "host")
         host.wait(timeout=30 * TIME_SCALE)
@@ -245,8 +243,11 @@ def _descendants_of_container(kind: str, fleet: Fleet, scratch: str, **backend: 
     return events
 
 
-def test_descendants_of_a_container_process(fleet: Fleet, attach: str, scratch: str) -> None:
-    events = _descendants_of_container("exec", fleet, scratch, ebpf_attach=attach)
+def test_descendants_of_a_container_process(fleet: Fleet, where_backend: str,
+                                            scratch: str) -> None:
+    backend, _, mode = where_backend.partition("/")
+    events = _descendants_of_container("exec", fleet, scratch, backend=backend,
+                                       **({"ebpf_attach": mode} if mode else {}))
     shown = [e for e in events if isinstance(e, ExecEvent)]
     assert len(_cats(shown, b"/a-marker")) == ROUNDS
     assert not _cats(shown, b"/b-marker") and not _cats(shown, b"/host-marker")
@@ -512,23 +513,3 @@ def test_containerfile_builds_an_image_that_traces(
     finally:
         subprocess.run(["podman", "rmi", "-f", tag, base], env=podman.env, capture_output=True,
                        timeout=120)
-
-
-def test_bcc_leaves_the_origin_unknown_and_refuses_container(fleet: Fleet, scratch: str) -> None:
-    """ebpf-bcc's programs record no cgroup or namespace: its events from a container say
-    None there (not the host's), and --container is refused with one line, exit 2."""
-    decision = decide(probe(), "open", "ebpf-bcc")
-    if decision.chosen is None:
-        require_backend("ebpf-bcc", decision.failure())
-    a = fleet.workload("a")
-    with hybridtrace.trace("open", backend="ebpf-bcc") as opens:
-        _release(scratch, "a")
-        events = collect(opens, lambda ev: len(_opens(ev, b"/a-marker")) == 2 * ROUNDS,
-                         timeout=30 * TIME_SCALE, strict=True)
-    for event in _opens(events, b"/a-marker"):
-        assert _origin(event) == (None,) * 5 and event.ns_pid is None, event
-    refused = subprocess.run([sys.executable, "-m", "hybridtrace", "opensnoop", "--backend",
-                              "ebpf-bcc", "--container", a.id[:12], "-d", "1"],
-                             capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 2 and refused.stdout == ""
-    assert refused.stderr.count("\n") == 1 and "cannot filter by --container" in refused.stderr

@@ -125,8 +125,11 @@ def test_find_container_by_prefix(tree_dir: str) -> None:
     ("ebpf-core", "raw_tp", Filters(descendants_of=1), "--descendants-of: without BTF"),
     ("ftrace", "uprobe", Filters(descendants_of=1), None),
     ("ftrace", "uprobe", Filters(container="ab"), "ftrace/uprobe cannot filter by --container"),
-    ("ftrace", "tracepoint", Filters(mntns=1), "cannot filter by --mntns (only ebpf-core"),
-    ("ebpf-bcc", None, Filters(descendants_of=1), "ebpf-bcc cannot filter by --descendants-of"),
+    ("ftrace", "tracepoint", Filters(mntns=1),
+     "cannot filter by --mntns (only ebpf-bcc, ebpf-core can)"),
+    ("ebpf-bcc", None, Filters(cgroup="/", container="ab", mntns=1, cgroupmap="/p",
+                               mntnsmap="/q"), None),
+    ("ebpf-bcc", None, Filters(descendants_of=1), None),
     ("ebpf-bcc", None, Filters(uid=0), None),
 ])
 def test_refusals(backend: str, tier: Optional[str], filters: Filters,

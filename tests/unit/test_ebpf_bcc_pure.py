@@ -23,6 +23,7 @@ from hybridtrace.backends.ebpf.bcc import (
 from hybridtrace.backends.ebpf.requirements import assess_bcc
 from hybridtrace.btf_offsets import Btf, BtfError, io_uring_open_layout
 from hybridtrace.events import Source
+from hybridtrace.origin import UNNAMED, CgroupNames, Name
 from hybridtrace.request import ARG_SIZE, PATH_SIZE, Filters, Kind, TraceRequest
 from tests.unit.kernel_trees import probe_tree
 
@@ -125,11 +126,16 @@ def test_io_uring_open_layout_from_either_request_shape() -> None:
 # --- records --------------------------------------------------------------------------------
 
 
+# struct ht_origin: cgroup_id, mntns, pidns, ns_pid, ns_tid, ns_ppid
+ORIGIN = (77, 4026532174, 4026532175, 2, 2, 0)
+
+
 def exec_record(*, flags: int = 0, ppid: int = 7, retval: int = 0, filename: bytes = b"",
-                argv: bytes = b"", syscall: int = 0, comm: bytes = b"sh") -> bytes:
+                argv: bytes = b"", syscall: int = 0, comm: bytes = b"sh",
+                origin: Tuple[int, ...] = ORIGIN) -> bytes:
     name_len = len(filename) + 1 if filename else 0
     hdr = bcc_records.EXEC_HDR.pack(123, 10, 11, ppid, 1000, retval, flags, len(argv),
-                                    name_len, syscall, comm)
+                                    name_len, syscall, comm, *origin)
     name = (filename + b"\0").ljust(PATH_SIZE + 1, b"\0") if filename else b"\0" * (
         PATH_SIZE + 1)
     return hdr + name + argv
@@ -191,8 +197,42 @@ def test_exec_record_image_argv_is_cut_to_limits() -> None:
 def open_record(*, ret: int, path: Optional[bytes], flags: int = 0, syscall: int = 1) -> bytes:
     path_len = len(path) + 1 if path is not None else 0
     hdr = bcc_records.OPEN_HDR.pack(5, 20, 21, 0, ret, -100, 0o101, 0o644, syscall, path_len,
-                                    flags, 0xDEAD, b"cat")
+                                    flags, 0xDEAD, b"cat", *ORIGIN)
     return hdr + ((path + b"\0") if path is not None else b"")
+
+
+class _Names(CgroupNames):
+    """cgroup id 77 is a podman container's cgroup; nothing else is named."""
+
+    PATH = b"/machine.slice/libpod-" + b"ab" * 32 + b".scope"
+
+    def lookup(self, cgroup_id: Optional[int], recorded_ns: Optional[int] = None) -> Name:
+        return (self.PATH, "ab" * 32) if cgroup_id == 77 else UNNAMED
+
+
+def test_origin_fields_and_what_the_kernel_could_not_read() -> None:
+    """Read fields pass through (ns_ppid 0 is a real value: the parent is outside the
+    namespace), the cgroup path and container id come from the id, and each field the
+    program flagged unknown is None, never its zeroed slot."""
+    ev = bcc_records.decode_exec(exec_record(filename=b"/bin/sh"), 20, _Names())
+    assert (ev.cgroup_id, ev.cgroup, ev.container_id) == (77, _Names.PATH, "ab" * 32)
+    assert (ev.mntns, ev.pidns, ev.ns_pid, ev.ns_tid, ev.ns_ppid) == ORIGIN[1:]
+    op = bcc_records.decode_open(open_record(ret=3, path=b"/x"), _Names())
+    assert (op.cgroup_id, op.container_id, op.mntns, op.pidns, op.ns_pid, op.ns_tid) == (
+        77, "ab" * 32, *ORIGIN[1:5])
+    unknown = (bcc_records.F_CGROUP_UNKNOWN | bcc_records.F_MNTNS_UNKNOWN
+               | bcc_records.F_PIDNS_UNKNOWN | bcc_records.F_NSPID_UNKNOWN
+               | bcc_records.F_NSPPID_UNKNOWN)
+    none = bcc_records.decode_exec(exec_record(filename=b"/bin/sh", flags=unknown), 20, _Names())
+    assert (none.cgroup_id, none.cgroup, none.container_id, none.mntns, none.pidns,
+            none.ns_pid, none.ns_tid, none.ns_ppid) == (None,) * 8
+    only_parent = bcc_records.decode_exec(exec_record(
+        filename=b"/bin/sh", flags=bcc_records.F_NSPPID_UNKNOWN), 20)
+    assert only_parent.ns_ppid is None and only_parent.ns_pid == 2
+    assert only_parent.cgroup is None  # no names given: the id alone
+    sqpoll = bcc_records.decode_open(open_record(
+        ret=3, path=b"/x", flags=bcc_records.F_IO_URING | bcc_records.F_NO_THREAD | unknown))
+    assert (sqpoll.cgroup_id, sqpoll.mntns, sqpoll.pidns, sqpoll.ns_pid) == (None,) * 4
 
 
 def test_open_records() -> None:

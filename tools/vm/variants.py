@@ -68,7 +68,13 @@ SUITES: Dict[str, Tuple[Tuple[str, ...], Optional[str]]] = {
                  "hostile_argv or open_success_and_failure"),
     # Every contract test (exec, failed exec, open, uid filter, two sessions, the
     # decision) for every backend: the default row of each kernel, ~15-25 min.
-    "contract-all": (("tests/integration/test_contract.py",), None),
+    # With the where-tests' origin checks (test_containers.py, a cgroup named as docker
+    # and podman name a container's): ebpf-core's fields against /proc and
+    # /sys/fs/cgroup, and every ftrace tier's right or None across a cgroup migration
+    # (kprobe and eprobe only in VMs).
+    "contract-all": (("tests/integration/test_contract.py",
+                      "tests/integration/test_containers.py"),
+                     "test_contract or origin_against_proc or origin_right_or_none"),
     # Where ebpf-core/tp_btf is the one backend: every contract test, the
     # least-privilege checks (they skip unless run under tools/least_privilege.sh),
     # and the fields only BTF walks give where kernel reads are refused (the parent,
@@ -106,6 +112,23 @@ SUITES: Dict[str, Tuple[Tuple[str, ...], Optional[str]]] = {
     # Only the ftrace tiers whose probes read io_uring opens' paths.
     "io-uring-probes": (("tests/integration/test_contract.py",),
                         "io_uring and (kprobe or eprobe)"),
+    # Where each event came from, against /proc and /sys/fs/cgroup (a cgroup named the
+    # way docker names a container's): origin fields and in-kernel where-filters on
+    # ebpf-core (both modes) and ebpf-bcc (where headers are), and every ftrace tier's
+    # origin right or None across a cgroup migration (kprobe and eprobe only here).
+    "containers": (("tests/integration/test_containers.py",), None),
+    # The origin checks (every backend's fields against /proc and /sys/fs/cgroup, of
+    # test_containers' workloads and the contract's own children) and --descendants-of.
+    "containers-origin": (("tests/integration/test_contract.py",
+                           "tests/integration/test_containers.py"),
+                          "origin or hostile_argv or open_success_and_failure"
+                          " or follows_a_tree"),
+    # Rows with exact headers: the contract's exec and open tests, and ebpf-bcc's
+    # origin fields and where-filters (each session compiles: ~25 s under TCG).
+    "contract-bcc-where": (("tests/integration/test_contract.py",
+                            "tests/integration/test_containers.py"),
+                           "(test_contract and (hostile_argv or open_success_and_failure))"
+                           " or (test_containers and ebpf-bcc)"),
     # Our execsnoop/opensnoop beside BCC's own tools (bpfcc-tools), line by line.
     "bcc-tools": (("tests/integration/test_cli_vs_bcc.py",), None),
 }
@@ -119,7 +142,7 @@ FULL: List[Tuple[str, str, str]] = [
     ("6.1", "lockdown-integrity", "contract"), ("6.1", "lockdown-confidentiality", "tp-btf"),
     ("6.1", "bpf-denied", "contract"), ("6.1", "unprivileged", "none"),
     ("6.1", "tracefs-unmounted", "contract"),
-    ("5.10", "headers", "contract"), ("6.12", "headers", "contract"),
+    ("5.10", "headers", "contract-bcc-where"), ("6.12", "headers", "contract-bcc-where"),
     ("6.12", "unprivileged", "none"),
     ("6.12", "lockdown-confidentiality", "tp-btf"),
     ("6.1", "least-privilege", "tp-btf"), ("6.12", "least-privilege", "tp-btf"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import FrozenSet, List, Set
+from typing import Callable, FrozenSet, Iterator, List, Set, Tuple
 
 from hybridtrace import pinned_maps, process_tree
 from hybridtrace.backends.base import BackendError
@@ -16,7 +16,7 @@ from hybridtrace.backends.ebpf.libbpf import Libbpf
 from hybridtrace.backends.ebpf.loader import BpfObject, update_elem
 from hybridtrace.errors import RequestError
 from hybridtrace.request import TraceRequest
-from hybridtrace.scope import Scope
+from hybridtrace.scope import CgroupRoot, Scope
 
 FOLLOW_MAX = 16384  # tasks followed at once (--descendants-of); more are counted as lost
 # The programs that keep the followed set up to date (bpf/common.h, open.bpf.c).
@@ -90,8 +90,9 @@ def configure(obj: BpfObject, request: TraceRequest) -> None:
             os.close(fd)
 
 
-def fill(obj: BpfObject, lib: Libbpf, request: TraceRequest) -> None:
-    """After load, before attach: the cgroups whose subtrees are traced."""
+def root_fds(request: TraceRequest) -> Iterator[Tuple[CgroupRoot, int]]:
+    """Each cgroup whose subtree is traced, with an fd of its directory for the kernel's
+    cgroup array (closed once the next is asked for, or the loop ends)."""
     for root in scope_of(request).roots:
         try:
             fd = os.open(root.directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -99,23 +100,28 @@ def fill(obj: BpfObject, lib: Libbpf, request: TraceRequest) -> None:
             raise BackendError(f"cannot open cgroup {os.fsdecode(root.path)}:"
                                f" {exc.strerror}") from None
         try:
+            yield root, fd
+        finally:
+            os.close(fd)
+
+
+def fill(obj: BpfObject, lib: Libbpf, request: TraceRequest) -> None:
+    """After load, before attach: the cgroups whose subtrees are traced."""
+    for root, fd in root_fds(request):
+        try:
             update_elem(lib, obj.map_fd("ht_cgroups"), ctypes.c_uint32(root.slot),
                         ctypes.c_uint32(fd))
         except OSError as exc:
             raise BackendError(f"cannot give the kernel cgroup {os.fsdecode(root.path)}:"
                                f" {exc.strerror}") from None
-        finally:
-            os.close(fd)
 
 
-def seed(obj: BpfObject, lib: Libbpf, request: TraceRequest) -> int:
-    """After attach: the process tree as it is now; forks from here on are the kernel's.
-
-    Returns how many tasks were seeded."""
+def seed_tree(request: TraceRequest, follow: Callable[[int], None]) -> int:
+    """After attach: ``follow`` each task of the process tree as it is now (an OSError
+    of it is a BackendError); forks from here on are the kernel's. Returns how many."""
     root = request.filters.descendants_of
     if root is None:
         return 0
-    map_fd = obj.map_fd("ht_follow")
     seeded: Set[int] = set()
     for _ in range(SEED_ROUNDS):
         new = process_tree.tree_threads(root) - seeded
@@ -123,7 +129,7 @@ def seed(obj: BpfObject, lib: Libbpf, request: TraceRequest) -> int:
             break
         for tid in sorted(new):
             try:
-                update_elem(lib, map_fd, ctypes.c_uint32(tid), ctypes.c_uint8(1))
+                follow(tid)
             except OSError as exc:
                 raise BackendError(f"--descendants-of: cannot follow task {tid}:"
                                    f" {exc.strerror}") from None
@@ -131,3 +137,12 @@ def seed(obj: BpfObject, lib: Libbpf, request: TraceRequest) -> int:
     if not seeded:
         raise BackendError(f"--descendants-of: process {root} is gone")
     return len(seeded)
+
+
+def seed(obj: BpfObject, lib: Libbpf, request: TraceRequest) -> int:
+    """ebpf-core's seed_tree: into the ht_follow map."""
+    if request.filters.descendants_of is None:
+        return 0
+    map_fd = obj.map_fd("ht_follow")
+    return seed_tree(request, lambda tid: update_elem(lib, map_fd, ctypes.c_uint32(tid),
+                                                      ctypes.c_uint8(1)))

@@ -8,10 +8,11 @@ shared with it (``records.split_argv``).
 from __future__ import annotations
 
 import struct
-from typing import Optional, Tuple
+from typing import Optional, Tuple, TypedDict
 
 from hybridtrace.backends.ebpf.records import split_argv
 from hybridtrace.events import ExecEvent, OpenEvent, Source
+from hybridtrace.origin import NO_NAMES, CgroupNames
 from hybridtrace.request import PATH_SIZE
 from hybridtrace.vocabulary import VIA_IO_URING, syscall_at
 
@@ -35,13 +36,48 @@ F_FIXED_SLOT = 1 << 6  # opened into a fixed file slot: no fd
 F_NO_RESULT = 1 << 7  # IOSQE_CQE_SKIP_SUCCESS: reported at submission, result unknown
 F_KERNEL_COPY = 1 << 8
 F_NO_DFD = 1 << 9
+# common.c: origin fields the program could not read
+F_CGROUP_UNKNOWN = 1 << 16
+F_MNTNS_UNKNOWN = 1 << 17
+F_PIDNS_UNKNOWN = 1 << 18
+F_NSPID_UNKNOWN = 1 << 19
+F_NSPPID_UNKNOWN = 1 << 20
 
+# struct ht_origin: cgroup_id, mntns, pidns, ns_pid, ns_tid, ns_ppid, pad
+ORIGIN = "QIIIII4x"
 # struct exec_rec up to filename[]: ts, pid, tid, ppid, uid, retval, flags,
-# argv_len, filename_len, syscall, pad, comm[16]
-EXEC_HDR = struct.Struct("<QIIIIiIIII4x16s")
+# argv_len, filename_len, syscall, pad, comm[16], origin
+EXEC_HDR = struct.Struct("<QIIIIiIIII4x16s" + ORIGIN)
 # struct open_rec up to path[]: ts, pid, tid, uid, ret, dfd, oflags, mode,
-# syscall, path_len, flags, path_ptr, comm[16]
-OPEN_HDR = struct.Struct("<QIIIiiIIIIIQ16s")
+# syscall, path_len, flags, path_ptr, comm[16], origin
+OPEN_HDR = struct.Struct("<QIIIiiIIIIIQ16s" + ORIGIN)
+assert EXEC_HDR.size == 96 and OPEN_HDR.size == 104
+
+
+
+class Origin(TypedDict):
+    """The origin fields, by ExecEvent's and OpenEvent's names."""
+
+    cgroup_id: Optional[int]
+    cgroup: Optional[bytes]
+    container_id: Optional[str]
+    mntns: Optional[int]
+    pidns: Optional[int]
+    ns_pid: Optional[int]
+    ns_tid: Optional[int]
+
+
+def _origin(ts: int, flags: int, cgroup_id: int, mntns: int, pidns: int, ns_pid: int,
+            ns_tid: int, names: CgroupNames) -> Origin:
+    """A record's origin as event fields; what the kernel flagged unknown is None."""
+    cgid = None if flags & F_CGROUP_UNKNOWN else cgroup_id
+    path, cid = names.lookup(cgid, ts)
+    nspid_known = not flags & F_NSPID_UNKNOWN
+    return Origin(cgroup_id=cgid, cgroup=path, container_id=cid,
+                  mntns=None if flags & F_MNTNS_UNKNOWN else mntns,
+                  pidns=None if flags & F_PIDNS_UNKNOWN else pidns,
+                  ns_pid=ns_pid if nspid_known else None,
+                  ns_tid=ns_tid if nspid_known else None)
 
 
 def path_slot() -> int:
@@ -64,9 +100,9 @@ def _read_string(raw: bytes, start: int, length: int) -> Optional[bytes]:
     return _cstring(raw[start:start + length])
 
 
-def decode_exec(raw: bytes, max_args: int) -> ExecEvent:
+def decode_exec(raw: bytes, max_args: int, names: CgroupNames = NO_NAMES) -> ExecEvent:
     (ts, pid, tid, ppid, uid, retval, flags, argv_len, name_len, sysno,
-     comm) = EXEC_HDR.unpack_from(raw, 0)
+     comm, cgroup_id, mntns, pidns, ns_pid, ns_tid, ns_ppid) = EXEC_HDR.unpack_from(raw, 0)
     filename = _read_string(raw, EXEC_HDR.size, min(name_len, path_slot()))
     if flags & F_FILENAME_TRUNCATED:  # ExecEvent has no flag for a cut filename
         filename = None
@@ -90,17 +126,20 @@ def decode_exec(raw: bytes, max_args: int) -> ExecEvent:
         argv_source=(Source.NEW_IMAGE if from_image else Source.SYSCALL_ENTRY)
         if argv is not None else None,
         syscall=syscall_at("exec", sysno),
+        ns_ppid=None if flags & F_NSPPID_UNKNOWN else ns_ppid,
+        **_origin(ts, flags, cgroup_id, mntns, pidns, ns_pid, ns_tid, names),
     )
 
 
-def decode_open(raw: bytes) -> OpenEvent:
+def decode_open(raw: bytes, names: CgroupNames = NO_NAMES) -> OpenEvent:
     (ts, pid, tid, uid, ret, dfd, oflags, mode, sysno, path_len, flags, _ptr,
-     comm) = OPEN_HDR.unpack_from(raw, 0)
+     comm, cgroup_id, mntns, pidns, ns_pid, ns_tid, _ns_ppid) = OPEN_HDR.unpack_from(raw, 0)
     path = _read_string(raw, OPEN_HDR.size, min(path_len, path_slot()))
     how_ok = not flags & F_HOW_READ_FAILED
+    origin = _origin(ts, flags, cgroup_id, mntns, pidns, ns_pid, ns_tid, names)
     if flags & F_IO_URING:
         return _uring_open(ts, pid, tid, uid, ret, dfd, oflags, mode, flags, comm, path,
-                           how_ok)
+                           how_ok, origin)
     return OpenEvent(
         timestamp_ns=ts, pid=pid, tid=tid, uid=uid, comm=_cstring(comm), path=path,
         flags=oflags if how_ok else None, mode=mode if how_ok else None,
@@ -108,12 +147,13 @@ def decode_open(raw: bytes) -> OpenEvent:
         path_source=Source.SYSCALL_ENTRY if path is not None else None,
         syscall=syscall_at("open", sysno),
         dfd=dfd, path_truncated=bool(flags & F_PATH_TRUNCATED) and path is not None,
+        **origin,
     )
 
 
 def _uring_open(ts: int, pid: int, tid: int, uid: int, ret: int, dfd: int, oflags: int,
                 mode: int, flags: int, comm: bytes, path: Optional[bytes],
-                how_ok: bool) -> OpenEvent:
+                how_ok: bool, origin: Origin) -> OpenEvent:
     """An io_uring open request's record: no syscall was made (syscall None)."""
     no_thread = bool(flags & F_NO_THREAD)
     known = not flags & F_NO_RESULT
@@ -127,5 +167,5 @@ def _uring_open(ts: int, pid: int, tid: int, uid: int, ret: int, dfd: int, oflag
         if path is not None else None,
         syscall=None, dfd=None if flags & F_NO_DFD else dfd,
         path_truncated=bool(flags & F_PATH_TRUNCATED) and path is not None,
-        via=VIA_IO_URING,
+        via=VIA_IO_URING, **origin,
     )

@@ -23,6 +23,7 @@ from hybridtrace.backends.ebpf.bcc import (
     bcc_compile,
     bcc_program,
     bcc_records,
+    bcc_scope,
     bcc_uring,
     headers,
 )
@@ -30,6 +31,7 @@ from hybridtrace.backends.ebpf.bcc.bcc_import import import_bcc
 from hybridtrace.btf_offsets import BtfError, task_offsets
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, ExecEvent, LostEvent
+from hybridtrace.origin import CgroupNames
 from hybridtrace.request import Kind, TraceRequest
 
 DEFAULT_RINGBUF_PAGES = 256  # 1 MiB with 4 KiB pages
@@ -38,6 +40,9 @@ WAIT_SLICE_MS = 250  # a blocking poll wakes this often to look at the loss coun
 # Under a perf buffer, the kernel-side loss count is only of these (open.c).
 LOST_URING_UNMATCHED = "io_uring completion no pending open could be told apart"
 
+# --descendants-of keeps the followed set with these (common.c), attached before seeding.
+FOLLOW_ATTACH: List[Tuple[str, Optional[str]]] = [
+    ("sched:sched_process_fork", "HT_FOLLOW"), ("sched:sched_process_exit", "HT_FOLLOW")]
 # The tracepoints each program attaches to: the optional ones only when compiled in.
 ATTACH: Dict[Kind, List[Tuple[str, Optional[str]]]] = {
     Kind.EXEC: [
@@ -46,6 +51,7 @@ ATTACH: Dict[Kind, List[Tuple[str, Optional[str]]]] = {
         ("sched:sched_process_exec", None),
         ("syscalls:sys_enter_execveat", "HT_HAVE_EXECVEAT"),
         ("syscalls:sys_exit_execveat", "HT_HAVE_EXECVEAT"),
+        *FOLLOW_ATTACH,
     ],
     Kind.OPEN: [
         ("syscalls:sys_enter_openat", None),
@@ -57,6 +63,8 @@ ATTACH: Dict[Kind, List[Tuple[str, Optional[str]]]] = {
         ("syscalls:sys_enter_creat", "HT_HAVE_CREAT"),
         ("syscalls:sys_exit_creat", "HT_HAVE_CREAT"),
         *bcc_uring.ATTACH,
+        *FOLLOW_ATTACH,
+        ("sched:sched_process_exec", "HT_FOLLOW"),
     ],
 }
 
@@ -132,8 +140,8 @@ class BccStream:
                  perf_pages: int = PERF_PAGES_PER_CPU) -> None:
         self._request = request
         self._captured = 0
-        self._lost_seen = 0
-        self._sink = _Sink(_decoder(request))
+        self._lost_seen: Dict[str, int] = {}  # loss counter -> its total already reported
+        self._sink = _Sink(_decoder(request, CgroupNames()))
         self._bpf: Any = None
         present, has = _present_tracepoints(request)
         try:
@@ -151,13 +159,27 @@ class BccStream:
                 raise BackendError(f"buffer pages must be a power of two, not {count}")
         self._perf_pages = perf_pages
         flags = bcc_program.cflags(request, layout, present, os.getpid(), pages)
+        origin = bcc_scope.choose(tree.exact, layout.task_reads, caps.btf.path,
+                                  caps.kernel.version)
+        flags += bcc_scope.cflags(request, origin)
+        # Filters the program applies exactly: the session need not judge them again.
+        self.kernel_filters = bcc_scope.kernel_filters(request)
         # Why opens made through io_uring are not seen (None: they are).
         self.io_uring_unseen: Optional[str] = None
         if request.kind is Kind.OPEN:
             uring, self.io_uring_unseen = bcc_uring.uring_flags(has, caps.btf.path)
             flags += uring
-        self._bpf = self._load(bcc, tree, flags, request.kind)
+        self._bpf = self._load(bcc, tree, flags, request)
         self._finalizer = weakref.finalize(self, _cleanup, self._bpf)
+        self._follow_lost: Any = None  # ht_follow_lost, when following a process tree
+        seeded = 0
+        if request.filters.descendants_of is not None:
+            try:
+                seeded = bcc_scope.seed(self._bpf, request)
+            except BackendError:
+                self.close()
+                raise
+            self._follow_lost = self._bpf[b"ht_follow_lost"]
         try:
             self._open_buffer(use_ring)
         except Exception as exc:
@@ -172,17 +194,22 @@ class BccStream:
             f"; io_uring opens: NOT seen ({self.io_uring_unseen})")
         self.description = (
             f"ebpf-bcc: BCC {getattr(bcc, '__version__', '?')}, {buffer}, headers"
-            f" {tree.release} {fit} ({tree.origin}), {layout_note}{uring_note}"
+            f" {tree.release} {fit} ({tree.origin}), {layout_note}; {origin.note()}"
+            f"{uring_note}"
         )
+        if seeded:
+            self.description += f"; following {seeded} tasks and their children"
 
     def _load(self, bcc: ModuleType, tree: headers.HeaderTree, flags: List[str],
-              kind: Kind) -> Any:
+              request: TraceRequest) -> Any:
+        kind = request.kind
         cls = type("HtBPF", (_NoAutoload, bcc.BPF), {})
         bpf: Any = None
         with bcc_compile.captured_output() as lines:
             try:
                 with bcc_compile.kernel_source(tree.source):
                     bpf = cls(text=bcc_program.source(kind).encode(), cflags=flags)
+                bcc_scope.fill(bpf, request)
                 for tp, macro in ATTACH[kind]:
                     if macro is None or f"-D{macro}" in flags:
                         name = "tracepoint__" + tp.replace(":", "__")
@@ -213,21 +240,30 @@ class BccStream:
         self._lost_where = "ring buffer reserve" if use_ring else LOST_URING_UNMATCHED
         self._use_ring = use_ring
 
-    def _kernel_losses(self) -> None:
-        total = sum(int(v) for v in self._lost_table[self._lost_table.Key(0)])
-        delta = total - self._lost_seen
-        if delta > 0:
-            self._lost_seen = total
-            self._sink.lost += delta
-            self._sink.pending.append(
-                LostEvent(time.monotonic_ns(), delta, self._lost_where))
+    def _losses(self) -> None:
+        """A LostEvent for each in-kernel loss counter that moved since the last look."""
+        for counter, where, exact in (
+                (self._lost_table, self._lost_where, True),
+                # Children of followed tasks with no room to be followed: what they did
+                # is missing, and not counted.
+                (self._follow_lost, "followed-task table full: a child of a followed task"
+                 " (and what it does) may be missing", False)):
+            if counter is None:
+                continue
+            total = sum(int(v) for v in counter[counter.Key(0)])
+            delta = total - self._lost_seen.get(where, 0)
+            if delta > 0:
+                self._lost_seen[where] = total
+                self._sink.lost += delta
+                self._sink.pending.append(
+                    LostEvent(time.monotonic_ns(), delta, where, exact=exact))
 
     def _poll_once(self, timeout_ms: int) -> None:
         if self._use_ring:
             self._bpf.ring_buffer_poll(timeout_ms)
         else:
             self._bpf.perf_buffer_poll(timeout_ms)
-        self._kernel_losses()
+        self._losses()
 
     def poll(self, timeout: Optional[float]) -> Sequence[Event]:
         if self._bpf is None:
@@ -278,11 +314,11 @@ def _ppid_from_proc(event: Event) -> Event:
     return event
 
 
-def _decoder(request: TraceRequest) -> Callable[[bytes], Event]:
+def _decoder(request: TraceRequest, names: CgroupNames) -> Callable[[bytes], Event]:
     max_args = request.max_args
     if request.kind is Kind.EXEC:
-        return lambda raw: bcc_records.decode_exec(raw, max_args)
-    return bcc_records.decode_open
+        return lambda raw: bcc_records.decode_exec(raw, max_args, names)
+    return lambda raw: bcc_records.decode_open(raw, names)
 
 
 def _cleanup(bpf: Any) -> None:

@@ -34,6 +34,7 @@ struct exec_rec {
     u32 syscall;      /* HT_SYS_*: defined by bcc_program.py from vocabulary.py */
     u32 pad;
     char comm[16];
+    struct ht_origin origin;
     char filename[HT_PATH_SLOT];
     char argv[HT_BLOB];
 };
@@ -158,6 +159,7 @@ static __always_inline void ht_exec_emit(void *ctx, struct exec_rec *rec)
     if (rec->ppid != HT_PPID)
         return;
 #endif
+    ht_fill_origin(&rec->origin, &rec->flags);
     u32 len = rec->argv_len;
     if (len > HT_BLOB)
         len = HT_BLOB;
@@ -179,6 +181,9 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     u32 old = args->old_pid;
+#ifdef HT_FOLLOW
+    ht_follow_exec(old);
+#endif
     struct exec_rec *rec = ht_execs.lookup(&old);
     if (!rec) {
         /* The exec began before we attached: report it from the new image. */

@@ -24,6 +24,7 @@ struct open_rec {
     u32 flags;
     u64 path_ptr;
     char comm[16];
+    struct ht_origin origin;
     char path[HT_PATH_SLOT];
 };
 
@@ -81,6 +82,7 @@ static __always_inline int ht_open_exit(void *ctx, long ret)
     bpf_get_current_comm(rec->comm, sizeof(rec->comm));
     if (ht_skip_emit(rec->comm, rec->uid, ret < 0))
         goto done;
+    ht_fill_origin(&rec->origin, &rec->flags);
     ht_read_user_path(rec, rec->path_ptr);
     u32 len = rec->path_len;
     if (len > HT_PATH_SLOT)
@@ -90,6 +92,14 @@ done:
     ht_opens.delete(&tid);
     return 0;
 }
+
+#ifdef HT_FOLLOW
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    ht_follow_exec(args->old_pid);
+    return 0;
+}
+#endif
 
 #ifdef HT_HAVE_OPEN
 TRACEPOINT_PROBE(syscalls, sys_enter_open)
@@ -204,8 +214,10 @@ static __always_inline struct uring_pending *ht_uring_new(u64 key, int sqpoll)
     u64 id = bpf_get_current_pid_tgid();
     if (ht_skip_task()) /* ourselves, or -p/-t: an SQPOLL thread has another tid */
         return 0;
-#if defined(HT_UID) || defined(HT_COMM0)
-    if (sqpoll) /* a filter on what no thread of ours did cannot accept it */
+#if defined(HT_UID) || defined(HT_COMM0) || defined(HT_WHERE)
+    /* A filter on what no thread of ours did cannot accept it; nor one on where the
+     * task lives: the submitting process's origin is unknown there. */
+    if (sqpoll)
         return 0;
 #endif
     int zero = 0;
@@ -220,9 +232,10 @@ static __always_inline struct uring_pending *ht_uring_new(u64 key, int sqpoll)
     p->rec.pid = id >> 32;
     p->rec.flags = HT_F_IO_URING;
     if (sqpoll) {
-        p->rec.flags |= HT_F_NO_THREAD;
+        p->rec.flags |= HT_F_NO_THREAD | HT_F_ORIGIN;
         return p;
     }
+    ht_fill_origin(&p->rec.origin, &p->rec.flags);
     p->rec.tid = (u32)id;
     p->rec.uid = (u32)bpf_get_current_uid_gid();
     bpf_get_current_comm(p->rec.comm, sizeof(p->rec.comm));
