@@ -58,11 +58,8 @@ class Session:
     """
 
     def __init__(self, decision: Decision, stream: EventStream, request: TraceRequest,
-                 fallbacks: List[str], pid_view: Optional[int] = None) -> None:
+                 fallbacks: List[str]) -> None:
         self.decision = decision
-        # The pid namespace whose pids events carry and filters mean (pidns.py); None:
-        # the kernel's own (host) pids.
-        self.pid_view = pid_view
         self.request = request
         self.description = stream.description
         self.fallbacks = fallbacks  # why better candidates failed to open, if any
@@ -259,8 +256,8 @@ def trace(
     check_choice(kind_value, backend, tier, ebpf_attach)
     request = attrs.evolve(request, scope=resolve(filters))
     pidns = own_pidns()
-    pid_view = pidns if nested(pidns) else None
-    kernel_request = request if pid_view is None else _in_pid_view(request, pid_view)
+    if pidns is not None and nested(pidns):  # events carry that namespace's pids
+        request = _in_pid_view(request, pidns)
     caps = capabilities if capabilities is not None else probe()
     decision = require(caps, kind_value, backend, tier, ebpf_attach)
     fallbacks: List[str] = []
@@ -272,7 +269,7 @@ def trace(
     # candidate the user's choice allows gets its turn, and the reason is kept.
     for cand in decision.usable_candidates:
         try:
-            stream = open_stream(cand, kernel_request, caps)
+            stream = open_stream(cand, request, caps)
         except BackendError as exc:
             fallbacks.append(f"{cand.label}: {exc}")
             failures[cand.label] = str(exc)
@@ -282,7 +279,7 @@ def trace(
             if removed:
                 stream.description += f"; removed {len(removed)} leftover(s) of dead sessions"
         return Session(attrs.evolve(decision, chosen=cand, open_failures=failures), stream,
-                       request, fallbacks, pid_view)
+                       request, fallbacks)
     raise StartError("every usable backend failed to start: " + "; ".join(fallbacks))
 
 

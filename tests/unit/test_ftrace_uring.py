@@ -131,6 +131,18 @@ def test_after_lost_records_a_completion_proves_no_result() -> None:
     assert isinstance(ev, OpenEvent) and ev.fd is None and ev.errno is None
 
 
+def test_after_lost_records_no_ring_is_known_free_of_fixed_slots() -> None:
+    """Ground truth under overload: the ring's io_uring_register was among the lost
+    records, and a later open into fixed slot 0 came out as fd 0."""
+    uring = opens()
+    feed(uring, [line(0, 100, "io_uring_create", ctx=RING, flags=0, fd=3)])
+    (known,) = feed(uring, [submit(1, 101, 0xF1), complete(2, 102, 0xF1, 4)])
+    assert isinstance(known, OpenEvent) and known.fd == 4  # no table: the result is an fd
+    uring.lost()
+    (later,) = feed(uring, [submit(3, 101, 0xF2), complete(4, 102, 0xF2, 0)])
+    assert isinstance(later, OpenEvent) and later.fd is None and later.errno is None
+
+
 def test_failed_preparation_has_its_error_and_openat_flags() -> None:
     uring = opens()
     failed = line(1, 101, "io_uring_req_failed", ctx=RING, req=0x10, user_data=7, opcode=18,

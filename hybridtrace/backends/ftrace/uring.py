@@ -16,7 +16,8 @@ static tracepoints, which every tier has (no probe needed):
 - ``io_uring_req_failed``: a request whose preparation failed, with its SQE's
   fields and its error, its result;
 - ``io_uring_create`` and ``io_uring_register``: a ring made while tracing and
-  never given a fixed file table opens only into fds, so its results are fds;
+  never given a fixed file table (with no records lost since) opens only into fds,
+  so its results are fds;
   any other ring's might be fixed-slot indexes, and a success says no fd.
 
 No tracepoint record carries the path (it is in kernel memory), nor, before
@@ -185,9 +186,14 @@ class UringOpens:
         sub.path, sub.dfd = value, dfd
 
     def lost(self) -> None:
-        """Records may be missing: no pending request's result can be trusted."""
+        """Records may be missing: no pending request's result can be trusted, and any
+        ring may have been given a fixed file table (a lost io_uring_register), so a
+        success of any ring may be a slot index (ground truth under overload: fd 0
+        reported for an open into slot 0)."""
         for sub in self.pending.values():
             sub.uncertain = True
+        for ctx in self.rings:
+            self.rings[ctx] = True
 
     def _who(self, line: TraceLine, sqpoll: bool, comm: Optional[bytes],
              uid: Optional[int], sources: object) -> _Submitted:
