@@ -17,6 +17,7 @@ from hybridtrace.api import Session, StartError, trace
 from hybridtrace.backends.base import BackendError
 from hybridtrace.errors import RequestError
 from hybridtrace.events import Event, LostEvent
+from hybridtrace.gc_pause import paused
 from hybridtrace.output.columns import lost_line
 from hybridtrace.output.escape import escape_bytes
 from hybridtrace.output.jsonl import EVENT_SCHEMA, event_to_json
@@ -204,9 +205,13 @@ def run_session(
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 break
-            batch = session.poll(0.2 if left is None else min(0.2, left))
-            if batch:
-                shown += write_batch(out, args.json, batch, keep, render)
+            # The batch is written and freed before the collector may run again: else
+            # its first pass traverses every event still alive (gc_pause.py).
+            with paused():
+                batch = session.poll(0.2 if left is None else min(0.2, left))
+                if batch:
+                    shown += write_batch(out, args.json, batch, keep, render)
+                del batch
         # What the kernel recorded before the end is shown (or counted lost), not dropped.
         for batch in session.drain_batches():
             shown += write_batch(out, args.json, batch, keep, render)

@@ -15,7 +15,7 @@ import struct
 from typing import Dict, List, Optional, Tuple, Union
 
 from hybridtrace.backends.ebpf.ringbuf import BUSY_BIT, DISCARD_BIT, HDR_SIZE
-from hybridtrace.events import ExecEvent, OpenEvent, Source
+from hybridtrace.events import ExecEvent, OpenEvent, Source, make_exec, make_open
 from hybridtrace.origin import NO_NAMES, CgroupNames
 from hybridtrace.request import ARG_SIZE, PATH_SIZE
 from hybridtrace.vocabulary import OPEN_SYSCALLS, VIA_IO_URING, syscall_at
@@ -150,7 +150,7 @@ def decode_exec(view: Buffer, off: int, max_args: int,
         truncated = truncated or cut or bool(flags & F_ARGV_FAULT)
     cgroup: Optional[int] = None if flags & F_CGROUP_UNKNOWN else cgroup_id
     path, cid = names.lookup(cgroup, ts)
-    return ExecEvent(
+    return make_exec(
         ts, None if flags & F_VIEW_PID_NONE else pid, None if flags & F_VIEW_TID_NONE else tid,
         None if flags & (F_PPID_UNKNOWN | F_VIEW_PPID_NONE) else ppid, uid, _comm(comm), filename,
         argv, retval, truncated,
@@ -187,7 +187,7 @@ def uring_open(ts: int, pid: Optional[int], tid: Optional[int], uid: int, flags:
     and what the kernel could not attribute or read is None."""
     no_thread = bool(flags & F_NO_THREAD)
     args_fault = bool(flags & F_ARGS_FAULT)
-    return OpenEvent(
+    return make_open(
         ts, None if flags & F_NO_PROCESS else pid, None if no_thread else tid,
         None if no_thread else uid, None if no_thread else comm, path,
         None if args_fault else oflags, None if args_fault else mode,
@@ -227,10 +227,10 @@ def decode_open(view: Buffer, off: int, _length: int = 0,
         return uring_open(ts, pid, tid, uid, flags, comm, ret, dfd, oflags, mode, path, cut,
                           (cgid, name[0], name[1], mntns, pidns, ns_pid, ns_tid))
     if ret >= 0:
-        return OpenEvent(ts, pid, tid, uid, comm, path, oflags, mode, ret, None, source,
+        return make_open(ts, pid, tid, uid, comm, path, oflags, mode, ret, None, source,
                          _OPEN_SYSCALL.get(sysno), dfd, cut, cgid, name[0], name[1], mntns,
                          pidns, ns_pid, ns_tid)
-    return OpenEvent(ts, pid, tid, uid, comm, path, oflags, mode, None, -ret, source,
+    return make_open(ts, pid, tid, uid, comm, path, oflags, mode, None, -ret, source,
                      _OPEN_SYSCALL.get(sysno), dfd, cut, cgid, name[0], name[1], mntns, pidns,
                      ns_pid, ns_tid)
 
@@ -283,11 +283,11 @@ def scan_opens(data: mmap.mmap, base: int, mask: int, cons: int, prod: int, limi
             append(uring_open(ts, pid, tid, uid, flags, comm, ret, dfd, oflags, mode, path, cut,
                               (cgid, name[0], name[1], mntns, pidns, ns_pid, ns_tid)))
         elif ret >= 0:
-            append(OpenEvent(ts, pid, tid, uid, comm, path, oflags, mode, ret, None, source,
+            append(make_open(ts, pid, tid, uid, comm, path, oflags, mode, ret, None, source,
                              syscalls.get(sysno), dfd, cut, cgid, name[0], name[1], mntns,
                              pidns, ns_pid, ns_tid))
         else:
-            append(OpenEvent(ts, pid, tid, uid, comm, path, oflags, mode, None, -ret, source,
+            append(make_open(ts, pid, tid, uid, comm, path, oflags, mode, None, -ret, source,
                              syscalls.get(sysno), dfd, cut, cgid, name[0], name[1], mntns,
                              pidns, ns_pid, ns_tid))
     return cons, count

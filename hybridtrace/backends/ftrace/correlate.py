@@ -68,7 +68,16 @@ from hybridtrace.backends.ftrace.trace_record import (
 )
 from hybridtrace.backends.ftrace.uring import EVENTS as URING_EVENTS
 from hybridtrace.backends.ftrace.uring import UringOpens
-from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source, fill_in
+from hybridtrace.events import (
+    Event,
+    ExecEvent,
+    LostEvent,
+    OpenEvent,
+    Source,
+    fill_in,
+    make_exec,
+    make_open,
+)
 from hybridtrace.request import Kind
 
 MAX_THREADS = 4096  # threads with state in flight before the oldest is aged out
@@ -82,6 +91,8 @@ FdReading = Tuple[Optional[bytes], Optional[int], int]  # (path, flags, monotoni
 ImageReading = Tuple[Optional[bytes], Optional[bytes], Optional[Tuple[bytes, ...]], int]
 Sources = Tuple[Optional[Reading], Optional[Reading]]  # where an event's comm and uid came from
 _NO_TASK = Task(None, None, None, None)
+_CALL_NAME = {e: e[4:] for e in (*EXEC_SYSCALLS, *OPEN_SYSCALLS)}  # "sys_openat" -> "openat"
+_DFD_CALLS = frozenset(("sys_openat", "sys_openat2"))  # the calls with a directory fd
 _FD_ONLY = re.compile(rb"/dev/fd/[0-9]+")  # fexecve's (AT_EMPTY_PATH) file name
 
 
@@ -278,8 +289,9 @@ class Correlator:
         self.uring = UringOpens(self.threads, uring_results)  # through io_uring
         # The traced calls' records, which feed() sends straight to _enter/_exit (a
         # probe event of the same name would be a role first: then they take the long way).
-        calls = EXEC_SYSCALLS if kind is Kind.EXEC else OPEN_SYSCALLS
-        self._calls = frozenset(calls) - set(roles)
+        self._execs = kind is Kind.EXEC
+        self._names = frozenset(EXEC_SYSCALLS if self._execs else OPEN_SYSCALLS)
+        self._calls = self._names - set(roles)
 
     # -- entry point -------------------------------------------------------
 
@@ -341,6 +353,8 @@ class Correlator:
                 self._sources.update(self.uring.sources_of)  # type: ignore[arg-type]
                 self.uring.sources_of.clear()
             return out
+        if line.event not in self._names:
+            return []
         if line.style == ENTER:
             return self._enter(line)
         if line.style == EXIT:
@@ -480,7 +494,7 @@ class Correlator:
                     event = fill_in(event, {"path": proof.path, "path_source": Source.PROCFS})
             awaiting.popleft()
             out.append(event)
-        if self.fd_proof and complete is not None:
+        if self.fd_proof and complete is not None and self.ledger.prune_due():
             floor = min([complete] + [h.fd.start for h in awaiting if h.fd is not None]
                         + [r.since for h in awaiting for r in h.sources or () if r is not None]
                         + [p.timestamp_ns for p in self.pending.values()])
@@ -626,31 +640,39 @@ class Correlator:
             del self._fd_calls[next(iter(self._fd_calls))]
 
     def _enter(self, line: TraceLine) -> List[Event]:
-        names = EXEC_SYSCALLS if self.kind is Kind.EXEC else OPEN_SYSCALLS
-        if line.event not in names:
-            return []
+        """A traced call entered (``line.event`` is one of them: feed checked)."""
         out: List[Event] = []
         old = self.pending.pop(line.pid, None)
         if old is not None:  # its exit was lost
             out.append(self._emit(line.pid, line.pid, old, None, old.timestamp_ns))
         args = line.args
-        if self.kind is Kind.EXEC:
+        event = line.event
+        if self._execs:
             ts = line.timestamp_ns
             self.tasks.exec_entered(line.pid, self.threads.tgid(line.pid, ts), ts)
             key = parse_hex(args.get("argv"))
-            pend = Pending(line.event[4:], line.timestamp_ns, self._task(line), key)
+            pend = Pending(_CALL_NAME[event], line.timestamp_ns, self._task(line), key)
         else:
-            key = parse_hex(args.get("filename", args.get("pathname")))
-            dfd = signed(parse_hex(args.get("dfd")), 32)
-            flags = signed(parse_hex(args.get("flags")), 32)
-            if line.event == "sys_creat":
+            # The binary reader gives ints; the text reader, hex text (parse_hex).
+            raw = args.get("filename")
+            if raw is None:
+                raw = args.get("pathname")
+            key = raw if type(raw) is int else parse_hex(raw)
+            flags: Optional[int] = None  # openat2's are in struct open_how: not readable
+            if event == "sys_creat":
                 flags = os.O_CREAT | os.O_WRONLY | os.O_TRUNC
-            elif line.event == "sys_openat2":
-                flags = None  # in struct open_how, not readable from the tracepoint
-            mode = parse_hex(args.get("mode"))
-            pend = Pending(line.event[4:], line.timestamp_ns, self._task(line), key,
-                           dfd=dfd if line.event in ("sys_openat", "sys_openat2") else None,
-                           flags=flags, mode=mode)
+            elif event != "sys_openat2":
+                raw = args.get("flags")
+                flags = signed(raw if type(raw) is int else parse_hex(raw), 32)
+            raw = args.get("mode")
+            mode = raw if type(raw) is int else parse_hex(raw)
+            dfd: Optional[int] = None
+            if event in _DFD_CALLS:
+                raw = args.get("dfd")
+                dfd = signed(raw if type(raw) is int else parse_hex(raw), 32)
+            pend = Pending(_CALL_NAME[event], line.timestamp_ns,
+                           self.tasks.get(line.pid, line.timestamp_ns), key,
+                           dfd=dfd, flags=flags, mode=mode)
         self.pending[line.pid] = pend
         while len(self.pending) > MAX_THREADS:
             tid = next(iter(self.pending))
@@ -659,23 +681,22 @@ class Correlator:
         return out
 
     def _exit(self, line: TraceLine) -> List[Event]:
-        names = EXEC_SYSCALLS if self.kind is Kind.EXEC else OPEN_SYSCALLS
-        if line.event not in names:
-            return []
-        ret = signed(parse_hex(line.args.get("ret")), 64)
+        """A traced call returned (``line.event`` is one of them: feed checked)."""
+        ret = line.args.get("ret")
+        ret = signed(ret if type(ret) is int else parse_hex(ret), 64)
         pend = self.pending.pop(line.pid, None)
         out: List[Event] = []
         if pend is not None and self._unproven(pend, line.timestamp_ns):
             self._drop_unproven(line.pid)
             pend = None
-        elif pend is not None and pend.syscall != line.event[4:]:
+        elif pend is not None and pend.syscall != _CALL_NAME[line.event]:
             out.append(self._emit(line.pid, line.pid, pend, None, pend.timestamp_ns))
             pend = None
         if pend is None:
-            if self.kind is Kind.EXEC and ret == 0:
+            if self._execs and ret == 0:
                 return out  # the success was already reported at sched_process_exec
             self.orphans += 1
-            pend = Pending(line.event[4:], line.timestamp_ns, self._task(line), None,
+            pend = Pending(_CALL_NAME[line.event], line.timestamp_ns, self._task(line), None,
                            entered=False)
         out.append(self._emit(line.pid, line.pid, pend, ret, line.timestamp_ns))
         return out
@@ -782,7 +803,7 @@ class Correlator:
                 filename, filename_source = probe.fn, self.probe_source
             argv, truncated = probe.argv(self.max_args)
             argv_source = self.probe_source if argv is not None else None
-        return ExecEvent(
+        return make_exec(
             timestamp_ns=ts, pid=pid, tid=tid, ppid=self._ppid(pid, ts),
             uid=pend.task.uid, comm=pend.task.comm, filename=filename, argv=argv, retval=ret,
             argv_truncated=truncated, filename_source=filename_source,
@@ -793,18 +814,18 @@ class Correlator:
                     probe: Optional[ProbeData]) -> OpenEvent:
         fd = ret if ret is not None and ret >= 0 else None
         err = -ret if ret is not None and ret < 0 else None
-        pid = self.threads.tgid(tid, ts)  # never the tid unless it is proven the process's
+        # never the tid unless it is proven the process's
+        pid, table = self.threads.get(tid, ts)
         path: Optional[bytes] = None
         source: Optional[Source] = None
         if probe is not None and probe.path is not None:
             path, source = probe.path, self.probe_source
-        event = OpenEvent(
+        event = make_open(
             timestamp_ns=ts, pid=pid, tid=tid, uid=pend.task.uid, comm=pend.task.comm,
             path=path, flags=pend.flags, mode=pend.mode, fd=fd, errno=err,
             path_source=source, syscall=pend.syscall, dfd=pend.dfd,
         )
         if fd is not None and self.fd_proof and ret is not None:
-            table = self.threads.files(tid, ts)
             own = self.ledger.changed(table, fd, fd, ts, ts)  # fd N was free before this
             self._opened[id(event)] = (pend.timestamp_ns if pend.entered else None, table, own)
         return event

@@ -37,7 +37,10 @@ class FdLedger:
         self._single: Dict[Tuple[Optional[int], int], List[Span]] = {}
         self._ranges: Dict[Optional[int], List[Span]] = {}
         self._tids: Dict[int, List[int]] = {}  # tid -> times a new task took the id
-        self._gaps: List[Span] = []
+        # Every record before _lost_before may be missing: a loss is only known to lie
+        # somewhere before the moment it was counted, so one bound stands for them all.
+        self._lost_before: Optional[int] = None
+        self._gaps: List[Span] = []  # the other gaps (recording stopped)
         self.size = 0
         self._pruned_at = 0
 
@@ -58,11 +61,16 @@ class FdLedger:
 
     def gap(self, start: int, end: int) -> None:
         """Records between ``start`` and ``end`` may be missing."""
-        self._gaps.append([0, ALL_FDS, start, end])
+        if start == -INF:
+            self._lost_before = end if self._lost_before is None else max(self._lost_before, end)
+        else:
+            self._gaps.append([0, ALL_FDS, start, end])
 
     def lost(self, start: int, end: int) -> bool:
         """Records between ``start`` and ``end`` may be missing."""
-        return bool(self._gaps) and any(_overlaps(span, start, end) for span in self._gaps)
+        lost_before = self._lost_before
+        return (lost_before is not None and lost_before + SLACK_NS >= start) or (
+            bool(self._gaps) and any(_overlaps(span, start, end) for span in self._gaps))
 
     def proven(self, table: Optional[int], tid: int, fd: int, start: int, end: int,
                own: Optional[Span] = None) -> bool:
@@ -88,9 +96,13 @@ class FdLedger:
                     return False
         return True
 
+    def prune_due(self) -> bool:
+        """Has the ledger doubled since it was last pruned? (Pruning walks all of it.)"""
+        return self.size >= 2 * self._pruned_at + 1024
+
     def prune(self, floor: int) -> None:
         """Forget what ended before ``floor``: no reading still to judge starts earlier."""
-        if self.size < 2 * self._pruned_at + 1024:
+        if not self.prune_due():
             return
         size = _prune(self._single, floor) + _prune(self._ranges, floor)
         for tid in list(self._tids):

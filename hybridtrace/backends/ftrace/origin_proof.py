@@ -64,6 +64,10 @@ class ChangeLedger:
         # With set_event_pid, a migration written by an untraced task is filtered away.
         self.migrations_seen = migrations_seen
         self._times: Dict[int, List[int]] = collections.OrderedDict()
+        # Gaps: every record before _lost_before may be missing (a loss is only known to
+        # be somewhere before the moment it was counted, so one bound covers them all,
+        # however many there were), and _gaps holds the others (recording stopped).
+        self._lost_before: Optional[int] = None
         self._gaps: List[Tuple[int, int]] = []
         self._blurred: Dict[int, Tuple[int, int]] = {}
 
@@ -93,15 +97,19 @@ class ChangeLedger:
         self._times[tid] = times
         if len(self._times) > MAX_TASKS:
             del self._times[next(iter(self._times))]
-            self._gaps.append((-INF, ts))  # forgot a thread's changes: anything before is moot
+            self.gap(-INF, ts)  # forgot a thread's changes: anything before is moot
 
     def gap(self, start: int, end: int = INF) -> None:
         """Records between ``start`` and ``end`` may be missing."""
-        self._gaps.append((start, end))
+        if start == -INF:
+            self._lost_before = end if self._lost_before is None else max(self._lost_before, end)
+        else:
+            self._gaps.append((start, end))
 
     def changed(self, tid: int, lo: int, hi: int) -> bool:
         """Whether ``tid`` may have changed (or ended) between ``lo`` and ``hi``."""
-        if self._gaps and any(start <= hi and lo <= end for start, end in self._gaps):
+        if (self._lost_before is not None and lo <= self._lost_before) or (
+                self._gaps and any(start <= hi and lo <= end for start, end in self._gaps)):
             return True
         blur = self._blurred.get(tid)
         if blur is not None and blur[0] <= hi:

@@ -363,7 +363,8 @@ class FtraceStream:
             if self._poller.poll(wait_ms) or held:
                 with paused():
                     out = self._read(reader)
-        out += self._losses()
+            else:
+                out += self._losses()  # _read looks for them itself
         out += self._tampering()
         # The kernel's filters cannot say everything (a comm it cannot quote, a ppid): the
         # stream is used alone too (tools, tests), so it applies the same pass Session does.

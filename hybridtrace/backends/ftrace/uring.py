@@ -61,7 +61,7 @@ import attrs
 from hybridtrace import vocabulary
 from hybridtrace.backends.ftrace.threads import ThreadGroups
 from hybridtrace.backends.ftrace.trace_record import TraceLine
-from hybridtrace.events import Event, LostEvent, OpenEvent, Source
+from hybridtrace.events import Event, LostEvent, OpenEvent, Source, make_open
 
 SUBMIT_EVENTS = (vocabulary.IO_URING_SUBMIT, vocabulary.IO_URING_SUBMIT_OLD)
 # Our probes (probes.py): a kprobe record with a request's path, and an eprobe on the
@@ -263,7 +263,7 @@ class UringOpens:
         fd = res if known and res is not None and res >= 0 and sub.direct_free else None
         err = -res if known and res is not None and res < 0 else None
         path = sub.path
-        event = OpenEvent(
+        event = make_open(
             timestamp_ns=ts, pid=pid, tid=None if sub.sqpoll else sub.tid, uid=uid,
             comm=sub.comm, path=path, flags=flags, mode=mode, fd=fd, errno=err,
             path_source=None if path is None else Source.KERNEL_COPY, syscall=None,

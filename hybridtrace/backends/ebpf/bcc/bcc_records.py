@@ -11,7 +11,7 @@ import struct
 from typing import Optional, Tuple, TypedDict
 
 from hybridtrace.backends.ebpf.records import split_argv
-from hybridtrace.events import ExecEvent, OpenEvent, Source
+from hybridtrace.events import ExecEvent, OpenEvent, Source, make_exec, make_open
 from hybridtrace.origin import NO_NAMES, CgroupNames
 from hybridtrace.request import PATH_SIZE
 from hybridtrace.vocabulary import VIA_IO_URING, syscall_at
@@ -117,7 +117,7 @@ def decode_exec(raw: bytes, max_args: int, names: CgroupNames = NO_NAMES) -> Exe
         start = exec_argv_offset()
         argv, cut = split_argv(raw[start:start + argv_len], max_args)
         truncated = truncated or cut or failed
-    return ExecEvent(
+    return make_exec(
         timestamp_ns=ts, pid=pid, tid=tid,
         ppid=None if flags & F_TASK_READS_OFF else ppid,
         uid=uid, comm=_cstring(comm), filename=filename, argv=argv, retval=retval,
@@ -140,7 +140,7 @@ def decode_open(raw: bytes, names: CgroupNames = NO_NAMES) -> OpenEvent:
     if flags & F_IO_URING:
         return _uring_open(ts, pid, tid, uid, ret, dfd, oflags, mode, flags, comm, path,
                            how_ok, origin)
-    return OpenEvent(
+    return make_open(
         timestamp_ns=ts, pid=pid, tid=tid, uid=uid, comm=_cstring(comm), path=path,
         flags=oflags if how_ok else None, mode=mode if how_ok else None,
         fd=ret if ret >= 0 else None, errno=-ret if ret < 0 else None,
@@ -157,7 +157,7 @@ def _uring_open(ts: int, pid: int, tid: int, uid: int, ret: int, dfd: int, oflag
     """An io_uring open request's record: no syscall was made (syscall None)."""
     no_thread = bool(flags & F_NO_THREAD)
     known = not flags & F_NO_RESULT
-    return OpenEvent(
+    return make_open(
         timestamp_ns=ts, pid=pid, tid=None if no_thread else tid,
         uid=None if no_thread else uid, comm=None if no_thread else _cstring(comm),
         path=path, flags=oflags if how_ok else None, mode=mode if how_ok else None,

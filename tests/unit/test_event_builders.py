@@ -1,0 +1,43 @@
+"""make_open and make_exec: the hot loops' constructors give the very events the classes do."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from hybridtrace.events import ExecEvent, OpenEvent, Source, make_exec, make_open
+
+# Every field given a value no default has, positionally, in declaration order.
+_OPEN_ARGS = (7, 10, 11, 0, b"cat", b"/etc/passwd", 0o2, 0o644, 3, None, Source.TRACEPOINT,
+              "openat2", -100, True, 42, b"/user.slice", "a" * 64, 4026531840, 4026531836,
+              5, 6, "io_uring")
+_EXEC_ARGS = (8, 12, 12, 10, 1000, b"sh", b"/bin/sh", (b"sh", b"-c"), -2, True,
+              Source.TRACEPOINT, Source.PROCFS, "execveat", 43, b"/system.slice", "b" * 64,
+              4026531841, 4026531837, 2, 2, 0)
+
+
+@pytest.mark.parametrize("cls, make, args", [
+    (OpenEvent, make_open, _OPEN_ARGS),
+    (ExecEvent, make_exec, _EXEC_ARGS),
+])
+def test_builder_makes_the_event_the_class_makes(cls, make, args) -> None:
+    names = [f.name for f in attrs.fields(cls)]
+    assert len(args) == len(names)  # the test sets every field
+    built = make(*args)
+    assert type(built) is cls
+    assert built == cls(*args)
+    assert [getattr(built, name) for name in names] == list(args)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        built.pid = 1
+    # keywords and defaults as the class takes them
+    required = [f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING]
+    kwargs = dict(zip(required, args))
+    assert make(**kwargs) == cls(**kwargs)
+    assert hash(make(**kwargs)) == hash(cls(**kwargs))
+
+
+def test_builder_refuses_what_the_class_refuses() -> None:
+    with pytest.raises(TypeError):
+        make_open(1, 2, 3)  # missing fields
+    with pytest.raises(TypeError):
+        make_exec(*_EXEC_ARGS, bogus=1)
