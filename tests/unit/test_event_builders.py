@@ -5,7 +5,15 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from hybridtrace.events import ExecEvent, OpenEvent, Source, make_exec, make_open
+from hybridtrace.events import (
+    ORIGIN_FIELDS,
+    ExecEvent,
+    OpenEvent,
+    Source,
+    fill_origin,
+    make_exec,
+    make_open,
+)
 
 # Every field given a value no default has, positionally, in declaration order.
 _OPEN_ARGS = (7, 10, 11, 0, b"cat", b"/etc/passwd", 0o2, 0o644, 3, None, Source.TRACEPOINT,
@@ -41,3 +49,20 @@ def test_builder_refuses_what_the_class_refuses() -> None:
         make_open(1, 2, 3)  # missing fields
     with pytest.raises(TypeError):
         make_exec(*_EXEC_ARGS, bogus=1)
+
+
+@pytest.mark.parametrize("cls, args", [(OpenEvent, _OPEN_ARGS), (ExecEvent, _EXEC_ARGS)])
+def test_fill_origin_sets_the_origin_fields_and_nothing_else(cls, args) -> None:
+    event = cls(*args)
+    before = attrs.asdict(event, recurse=False)
+    values = dict(pidns=1, ns_pid=2, ns_tid=3, mntns=4, cgroup=b"/x", cgroup_id=5,
+                  container_id=None)
+    fill_origin(event, **values)
+    assert type(event) is cls
+    after = attrs.asdict(event, recurse=False)
+    assert {k: v for k, v in after.items() if k not in values} == \
+        {k: v for k, v in before.items() if k not in values}
+    assert {k: after[k] for k in values} == values
+    assert set(values) == set(ORIGIN_FIELDS)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        event.mntns = 9

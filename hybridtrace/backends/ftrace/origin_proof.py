@@ -22,7 +22,7 @@ import bisect
 import collections
 import os
 import time
-from typing import Callable, Deque, Dict, List, Optional, Tuple, Union
+from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 import attrs
 
@@ -32,7 +32,7 @@ from hybridtrace.backends.ftrace.threads import TICK_NS
 from hybridtrace.backends.ftrace.trace_record import EXIT, TraceLine
 from hybridtrace.cgroups import CgroupTree, proc_cgroup
 from hybridtrace.containers import container_id
-from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, fill_in
+from hybridtrace.events import Event, ExecEvent, LostEvent, fill_in, fill_origin
 
 # What may change a task's mount namespace or cgroup, and its end: enabled with
 # the stream's events where the kernel has them (all of them, or no proof).
@@ -244,28 +244,24 @@ class OriginFiller:
                complete: Optional[int]) -> Event:
         if own is None or isinstance(event, LostEvent):
             return event
-        fields = self._fields(event, own, complete)
-        if isinstance(event, ExecEvent):
-            fields["ns_ppid"] = self._ns_ppid(event, own, parent)
-        return fill_in(event, fields)
-
-    def _fields(self, event: Union[ExecEvent, OpenEvent], own: TaskReading,
-                complete: Optional[int]) -> _Origin:
-        out: _Origin = {"pidns": own.pidns}
-        if own.nspid and own.nspid[0] == event.tid:
-            out["ns_tid"] = own.nspid[-1]
-        if own.nstgid and (event.pid is None or own.nstgid[0] == event.pid):
-            out["ns_pid"] = own.nstgid[-1]
-        lo, hi = sorted((event.timestamp_ns, own.read_ns))
-        steady = (self._ledger_ok and complete is not None and complete >= hi
-                  and event.tid is not None
-                  and not self.ledger.changed(event.tid, lo, hi))
-        if steady:
-            out["mntns"] = own.mntns
+        tid, pid, nspid, nstgid = event.tid, event.pid, own.nspid, own.nstgid
+        ts, read_ns = event.timestamp_ns, own.read_ns
+        lo, hi = (ts, read_ns) if ts <= read_ns else (read_ns, ts)
+        mntns = cgroup = cgroup_id = container_id = None
+        # What a task can change: only with no change nor loss recorded in between.
+        if (self._ledger_ok and complete is not None and complete >= hi
+                and tid is not None and not self.ledger.changed(tid, lo, hi)):
+            mntns = own.mntns
             if self.ledger.migrations_seen and own.cgroup is not None:
-                out["cgroup"] = own.cgroup
-                out["cgroup_id"], out["container_id"] = self._cgroup_ids(own.cgroup)
-        return out
+                cgroup = own.cgroup
+                cgroup_id, container_id = self._cgroup_ids(cgroup)
+        fill_origin(event, own.pidns,
+                    nstgid[-1] if nstgid and (pid is None or nstgid[0] == pid) else None,
+                    nspid[-1] if nspid and nspid[0] == tid else None,
+                    mntns, cgroup, cgroup_id, container_id)
+        if isinstance(event, ExecEvent):
+            fill_in(event, {"ns_ppid": self._ns_ppid(event, own, parent)})
+        return event
 
     def _cgroup_ids(self, path: bytes) -> Tuple[Optional[int], Optional[str]]:
         """The cgroup's id and the container it names (cached per path)."""
