@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import attrs
 import pytest
 
@@ -37,6 +39,8 @@ def test_builder_makes_the_event_the_class_makes(cls, make, args) -> None:
     assert [getattr(built, name) for name in names] == list(args)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         built.pid = 1
+    copied = pickle.loads(pickle.dumps(built))  # e.g. handed to another process
+    assert type(copied) is cls and copied == built
     # keywords and defaults as the class takes them
     required = [f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING]
     kwargs = dict(zip(required, args))
