@@ -11,7 +11,7 @@ The ftrace tiers' probes read an io_uring open request's path the same way
 from __future__ import annotations
 
 import struct
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 BTF_MAGIC = 0xEB9F
 
@@ -201,9 +201,13 @@ LAYOUT_FILENAME = "filename"
 LAYOUT_DFD = "dfd"
 LAYOUT_NAME = "name"
 LAYOUT_HANDLER = "handler"  # 1: the open handler is a function kprobes can reach
+# 1: both open opcodes' preparation functions are functions kprobes can reach (their
+# second argument is the SQE, whose path pointer is at the uapi offset SQE_ADDR).
+LAYOUT_PREP = "prep"
 
 
-def io_uring_open_layout(btf: Btf, handler: str) -> Dict[str, int]:
+def io_uring_open_layout(btf: Btf, handler: str,
+                         preps: Sequence[str] = ()) -> Dict[str, int]:
     """Where an io_uring open request keeps what the kernel copied of its path.
 
     The request's per-opcode command is ``io_kiocb.cmd`` (6.0+) or the union member
@@ -218,6 +222,7 @@ def io_uring_open_layout(btf: Btf, handler: str) -> Dict[str, int]:
         LAYOUT_DFD: cmd + btf.member_offset("io_open", "dfd"),
         LAYOUT_NAME: btf.member_offset("filename", "name"),
         LAYOUT_HANDLER: int(btf.has_function(handler)),
+        LAYOUT_PREP: int(bool(preps) and all(btf.has_function(f) for f in preps)),
     }
 
 

@@ -85,6 +85,10 @@ IO_URING_EVENTS: Tuple[str, ...] = (IO_URING_SUBMIT, IO_URING_SUBMIT_OLD, IO_URI
 # io_uring's open handler (5.6+; both opcodes reach it, inline or on an io-wq worker),
 # given the request first: the kprobe tier reads the kernel's copy of the path there.
 IO_URING_OPEN_HANDLER = "io_openat2"
+# Their preparation (request, SQE), run by the submitting task before the request is
+# submitted or refused (io_uring_req_failed): the kprobe tier reads the caller's path
+# there for a refused one, whose kernel copy no later function is given.
+IO_URING_OPEN_PREPS = ("io_openat_prep", "io_openat2_prep")
 # An io_uring claim whose open flags and mode are None (tests read the claim's words).
 URING_HOW_NONE = "flags and mode None"
 # sysctl: 0 io_uring for all, 1 only for io_uring_group members and root, 2 for nobody.

@@ -19,6 +19,11 @@ With ``--workload tasks`` the children of tools/ftrace_task_workload.py run
 instead (comm, uid and process changes; exec on the tracepoint tier, open on
 the uprobe tier), into tests/fixtures/ftrace_tasks/<name>[-raw]/.
 
+With ``--workload uring`` (kprobe and eprobe tiers, binary reader: the only one
+that decodes io_uring's records) tools/groundtruth's gt opens through io_uring
+(URING_OPS, below: failed opens into a fixed file slot among them) and logs what
+each did, into tests/fixtures/ftrace_uring/<name>-<tier>-raw/open.*.
+
 Bytes are stored as hex in JSON. The stream removes its kernel state on exit.
 """
 
@@ -53,6 +58,13 @@ FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 OUT = os.path.join(FIXTURES, "ftrace_stream")
 TASKS_OUT = os.path.join(FIXTURES, "ftrace_tasks")
 TASKS_TIERS = {Kind.EXEC: "tracepoint", Kind.OPEN: "uprobe"}
+URING_OUT = os.path.join(FIXTURES, "ftrace_uring")
+# (gt method, "file" or "missing", open flags): an open that succeeds; into a fixed
+# slot, one the open itself fails (ENOENT) and two the kernel refuses while preparing
+# them (O_CLOEXEC: EINVAL), IORING_OP_OPENAT's and OPENAT2's.
+URING_OPS = [("uring_openat", "file", 0), ("uring_openat_direct", "missing", 0),
+             ("uring_openat_direct", "file", os.O_CLOEXEC),
+             ("uring_openat2_direct", "file", os.O_CLOEXEC)]
 HOSTILE = [b"with space", b"quote\"'s", b"new\nline", b"\xff\xfe not utf-8", b"\x1b[31mred",
            b'k=v s="x"', b"   sh-1 [000] .....  1.000000: sys_execve -> 0x0", b""]
 
@@ -118,6 +130,16 @@ def _open_workload(tmp: str) -> Dict[str, Any]:
     return report
 
 
+def _uring_workload(tmp: str) -> Dict[str, Any]:
+    """gt's io_uring opens (URING_OPS) and what each really did, as gt logged it."""
+    from tests.integration.uring_job import UringJob
+
+    pid, opens = UringJob(tmp).run(URING_OPS)
+    return {"pid": pid, "opens": [
+        {"path": op.path.hex(), "method": op.method, "flags": op.flags, "fd": op.fd,
+         "errno": op.errno, "tid": op.tid, "t0": op.t0, "t1": op.t1} for op in opens]}
+
+
 def _ours(data: bytes, formats: Sequence[EventFormat], work: Dict[str, Any]) -> bytes:
     """Only the records of our workload (the rest of the system is noise)."""
     parser = PipeParser(formats)
@@ -178,7 +200,8 @@ def _decode(decoder: RecordDecoder, cpu: int, page: bytes) -> List[RawRecord]:
     return records
 
 
-def record(kind: Kind, tier: str, dest: str, reader: str, tasks: bool = False) -> None:
+def record(kind: Kind, tier: str, dest: str, reader: str, tasks: bool = False,
+           uring: bool = False) -> None:
     caps = probe()
     chunks: List[bytes] = []
     pages: Dict[int, List[bytes]] = {}
@@ -192,7 +215,9 @@ def record(kind: Kind, tier: str, dest: str, reader: str, tasks: bool = False) -
             pages.setdefault(cpu, []).append(data)
 
         stream.reader.tap = tap
-        if tasks:
+        if uring:
+            work = _uring_workload(tmp)
+        elif tasks:
             work = tasks_workload.exec_workload(tmp) if kind is Kind.EXEC \
                 else tasks_workload.open_workload(tmp)
         else:
@@ -244,14 +269,20 @@ def main() -> int:
     parser.add_argument("--tier", default="uprobe")
     parser.add_argument("--name", default=os.uname().release)
     parser.add_argument("--readers", choices=sorted(READERS), default="both")
-    parser.add_argument("--workload", choices=("basic", "tasks"), default="basic")
+    parser.add_argument("--workload", choices=("basic", "tasks", "uring"), default="basic")
     parser.add_argument("--out", help=f"directory of recordings (default: {OUT}, "
-                        f"or {TASKS_OUT} for --workload tasks)")
+                        f"{TASKS_OUT} for --workload tasks, {URING_OUT} for uring)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("record_ftrace_stream: run as root", file=sys.stderr)
         return 2
     tasks = args.workload == "tasks"
+    if args.workload == "uring":
+        dest = os.path.join(args.out or URING_OUT, f"{args.name}-{args.tier}-raw")
+        os.makedirs(dest, exist_ok=True)
+        record(Kind.OPEN, args.tier, dest, "raw", uring=True)
+        print(dest)
+        return 0
     out = args.out or (TASKS_OUT if tasks else OUT)
     for reader, suffix in READERS[args.readers]:
         dest = os.path.join(out, f"{args.name}{suffix}" if tasks

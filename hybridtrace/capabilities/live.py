@@ -28,7 +28,12 @@ from hybridtrace.capabilities.btf_names import VMLINUX_BTF, btf_has_tracepoints
 from hybridtrace.capabilities.engines import find_bcc, load_libbpf
 from hybridtrace.capabilities.eprobe_selftest import eprobe_reads_strings
 from hybridtrace.capabilities.model import Bcc, Library
-from hybridtrace.vocabulary import IO_URING_EVENTS, IO_URING_OPEN_HANDLER, owned_name
+from hybridtrace.vocabulary import (
+    IO_URING_EVENTS,
+    IO_URING_OPEN_HANDLER,
+    IO_URING_OPEN_PREPS,
+    owned_name,
+)
 
 
 class Live(Protocol):
@@ -141,7 +146,8 @@ def _kernel_io_uring_layout(path: str) -> Optional[Dict[str, int]]:
     """None: no BTF, or one that does not describe an io_uring open request. Parsing
     the kernel's BTF takes ~0.2 s: once per process (it does not change)."""
     try:
-        return io_uring_open_layout(read_btf(path), IO_URING_OPEN_HANDLER)
+        return io_uring_open_layout(read_btf(path), IO_URING_OPEN_HANDLER,
+                                    IO_URING_OPEN_PREPS)
     except BtfError:
         return None
 

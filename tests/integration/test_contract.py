@@ -9,6 +9,7 @@ a failure.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -443,6 +444,11 @@ def test_an_argument_of_exactly_arg_size_is_whole(backend: str) -> None:
 # kernel's SQPOLL thread; IORING_OP_OPENAT and OPENAT2; an existing file and a missing one.
 URING_OPS = [(m, w) for m in ("uring_openat", "uring_openat2_async", "uring_openat_sqpoll")
              for w in ("file", "missing")]
+# Failed opens into a fixed file slot: a missing file (ENOENT, from the open itself),
+# and O_CLOEXEC, which the kernel refuses for a fixed slot while preparing the request
+# (EINVAL: io_uring_req_failed, no submission).
+URING_FIXED_FAILED = [("uring_openat_direct", "missing"),
+                      ("uring_openat_direct", "file", os.O_CLOEXEC)]
 
 
 def _uring_events(events: Sequence[Event], pid: int) -> List[OpenEvent]:
@@ -479,9 +485,14 @@ def _matching(events: Sequence[OpenEvent], op: OpenOp) -> List[OpenEvent]:
     return [e for e in events if op.t0 <= e.timestamp_ns <= op.t1]
 
 
-def test_io_uring_opens(backend: str, uring_job: UringJob) -> None:
-    claim, pid, opens, events = _uring_session(backend, uring_job, URING_OPS)
-    assert len(opens) == len(URING_OPS)
+@pytest.mark.parametrize("ops", [URING_OPS, URING_FIXED_FAILED],
+                         ids=["kinds", "fixed_slot_failed"])
+def test_io_uring_opens(backend: str, uring_job: UringJob,
+                        ops: List[Tuple[str, str]]) -> None:
+    claim, pid, opens, events = _uring_session(backend, uring_job, ops)
+    assert len(opens) == len(ops)
+    if ops is URING_FIXED_FAILED:  # the kernel refused them where this test says
+        assert [op.errno for op in opens] == [errno.ENOENT, errno.EINVAL]
     mine = _uring_events(events, pid)
     marked = [e for e in events if isinstance(e, OpenEvent) and e.path is not None
               and b"ht-uring-" in e.path and e.pid == pid]
@@ -502,8 +513,13 @@ def test_io_uring_opens(backend: str, uring_job: UringJob) -> None:
                                            or ev.errno is not None)
         assert ev.path in (op.path, None)
         if "with paths" in claim:
-            assert ev.path == op.path and ev.path_source is not None and ev.dfd == op.dfd
-            if URING_HOW_NONE in claim:  # the kernel's adjusted copy is not the caller's
+            # A request refused while being prepared: its dfd is in no record.
+            refused = op.errno == errno.EINVAL
+            assert ev.path == op.path and ev.path_source is not None
+            assert ev.dfd == op.dfd or (refused and ev.dfd is None)
+            if refused:  # the SQE's own, where the record has them
+                assert ev.flags in (op.flags, None) and ev.mode in (op.mode, None)
+            elif URING_HOW_NONE in claim:  # the kernel's adjusted copy is not the caller's
                 assert ev.flags is None and ev.mode is None
             else:
                 assert ev.flags == op.flags and ev.mode == op.mode

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 from tools.groundtruth.workload import OpenOp, WorkloadError, _build, parse_log
 
 LOG_FD, DIR_FD, STATIC_FD = 1000, 1001, 1002  # where gt.c finds them
-# (method, what): what is "file" (exists) or "missing" (ENOENT)
-Op = Tuple[str, str]
+# (method, what[, open flags]): what is "file" (exists) or "missing" (ENOENT)
+Op = Union[Tuple[str, str], Tuple[str, str, int]]
 
 
 class UringJob:
@@ -47,9 +47,9 @@ class UringJob:
         """The job's process, waiting for ``finish`` to let it run (its pid is known)."""
         self._runs += 1
         job: List[str] = ["U:0"] if setuid else []
-        for i, (method, what) in enumerate(ops):
+        for i, (method, what, *flags) in enumerate(ops):
             path = self.paths(f"{self._runs}-{i}", what)
-            job.append(f"O:{i % threads}:{i + 1}:{method}:c:{path.hex()}:0:0")
+            job.append(f"O:{i % threads}:{i + 1}:{method}:c:{path.hex()}:{sum(flags)}:0")
         text = f"{threads} " + " ".join(job)
         log = os.path.join(self.dir, f"log-{self._runs}.jsonl")
         fds = [os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666),

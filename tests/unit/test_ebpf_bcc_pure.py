@@ -111,13 +111,20 @@ def uring_btf(member: str, handler: bool) -> bytes:
     b.struct("filename", 16, [("name", u64, 0), ("uptr", u64, 64)])
     if handler:
         b.add("io_openat2", 12, 0, 0)  # FUNC
+        b.add("io_openat_prep", 12, 0, 0)
     return b.blob()
 
 
 def test_io_uring_open_layout_from_either_request_shape() -> None:
+    preps = ("io_openat_prep", "io_openat2_prep")
     for member in ("cmd", "open"):
         layout = io_uring_open_layout(Btf(uring_btf(member, True)), "io_openat2")
-        assert layout == {"filename": 24, "dfd": 16, "name": 0, "handler": 1}
+        assert layout == {"filename": 24, "dfd": 16, "name": 0, "handler": 1, "prep": 0}
+        # both preparation functions, or the layout says kprobes reach none
+        assert io_uring_open_layout(Btf(uring_btf(member, True)), "io_openat2",
+                                    preps[:1])["prep"] == 1
+        assert io_uring_open_layout(Btf(uring_btf(member, True)), "io_openat2",
+                                    preps)["prep"] == 0
     assert io_uring_open_layout(Btf(uring_btf("cmd", False)), "io_openat2")["handler"] == 0
     with pytest.raises(BtfError, match="no member"):
         io_uring_open_layout(Btf(uring_btf("other", True)), "io_openat2")

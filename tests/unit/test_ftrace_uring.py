@@ -13,7 +13,9 @@ from hybridtrace.backends.ftrace.probes import URING, Role
 from hybridtrace.backends.ftrace.threads import ThreadGroups
 from hybridtrace.backends.ftrace.trace_record import TraceLine
 from hybridtrace.backends.ftrace.uring import (
+    FAILED_PROBE,
     PATH_PROBE,
+    PREP_PROBES,
     REQ_F_CQE_SKIP,
     SUBMIT_PROBE,
     UringOpens,
@@ -257,3 +259,45 @@ def test_submit_probe_record_is_the_submission_with_its_path() -> None:
     corr.threads.created(101, 100, CLONE_THREAD_FLAGS, 0)
     events = corr.feed_all([probe, complete(3, 102, 0xD0, -2)])
     assert [(e.path, e.errno) for e in events if isinstance(e, OpenEvent)] == [(b"rel/name", 2)]
+
+
+def refused(ts: int, tid: int, req: int, event: str = "io_uring_req_failed",
+            **kw: object) -> TraceLine:
+    """io_uring_req_failed's record (or the failure eprobe's, with ``s``): O_CLOEXEC
+    into a fixed slot, which the kernel refuses while preparing the request."""
+    args = dict(ctx=RING, req=req, user_data=7, opcode=18, op_flags=0o2000000, len=0,
+                error=-22 & 0xFFFFFFFF, **kw)
+    return TraceLine(b"gt", tid, 0, ts, event, args, b"", "fields",
+                     frozenset({"s"}) if kw.get("s") is None and "s" in kw else frozenset())
+
+
+def prep(ts: int, tid: int, req: int, path: bytes, fault: bool = False) -> TraceLine:
+    """A prep probe's record (probes.uring_prep_kprobe_defs): request, caller's path."""
+    return TraceLine(b"gt", tid, 0, ts, PREP_PROBES[0], {"r": req, "s": path}, b"", "fields",
+                     frozenset({"s"}) if fault else frozenset())
+
+
+def test_refused_request_has_the_callers_path_from_its_own_preparation() -> None:
+    uring = opens()
+    (ev,) = feed(uring, [prep(1, 101, 0xE0, b"/r"), refused(2, 101, 0xE0)])
+    assert isinstance(ev, OpenEvent) and (ev.path, ev.errno, ev.dfd) == (b"/r", 22, None)
+    assert ev.path_source == Source.SYSCALL_ENTRY
+    # refused before its preparation began: the address's last preparation was another's
+    events = feed(uring, [prep(3, 101, 0xE1, b"/submitted"), submit(4, 101, 0xE1),
+                          refused(5, 101, 0xE1),
+                          prep(6, 101, 0xE2, b"/other-request"), refused(7, 101, 0xE3),
+                          prep(8, 102, 0xE4, b"/other-thread"), refused(9, 101, 0xE4),
+                          prep(10, 101, 0xE5, b"/faulted", fault=True), refused(11, 101, 0xE5),
+                          prep(12, 101, 0xE6, b"/before-loss")])
+    uring.lost()
+    events += feed(uring, [refused(13, 101, 0xE6)])
+    assert [(e.path, e.errno) for e in events if isinstance(e, OpenEvent)] == [(None, 22)] * 5
+
+
+def test_failure_eprobe_record_is_the_refusal_with_the_callers_path() -> None:
+    uring = opens()
+    ev, none = feed(uring, [refused(1, 101, 0xF0, FAILED_PROBE, s=b"rel"),
+                            refused(2, 101, 0xF1, FAILED_PROBE, s=None)])
+    assert isinstance(ev, OpenEvent) and (ev.path, ev.errno, ev.flags) == (b"rel", 22, 0o2000000)
+    assert ev.path_source == Source.SYSCALL_ENTRY and ev.dfd is None
+    assert isinstance(none, OpenEvent) and none.path is None and none.path_source is None

@@ -16,7 +16,9 @@ def install(run_dir: str, result: Dict[str, Any]) -> List[str]:
     steps = result.get("steps", {})
     for step, sub in (("record_kernel_tree", "kernels"), ("record_trace_pipe", "trace_pipe"),
                       ("record_ftrace_stream_kprobe", "ftrace_stream"),
-                      ("record_ftrace_stream_eprobe", "ftrace_stream")):
+                      ("record_ftrace_stream_eprobe", "ftrace_stream"),
+                      ("record_ftrace_uring_kprobe", "ftrace_uring"),
+                      ("record_ftrace_uring_eprobe", "ftrace_uring")):
         if steps.get(step, {}).get("rc") != 0:
             continue
         src_top = os.path.join(run_dir, sub)
@@ -24,7 +26,7 @@ def install(run_dir: str, result: Dict[str, Any]) -> List[str]:
             continue
         tier = step.rsplit("_", 1)[1]
         for name in os.listdir(src_top):
-            if sub == "ftrace_stream" and f"-{tier}" not in name:
+            if sub in ("ftrace_stream", "ftrace_uring") and f"-{tier}" not in name:
                 continue
             dest = os.path.join(REPO, "tests", "fixtures", sub, name)
             shutil.rmtree(dest, ignore_errors=True)

@@ -161,6 +161,11 @@ def main(config_path: str) -> int:
                 *wrap, py, "tools/record_ftrace_stream.py", "--tier", tier,
                 "--name", config["ftrace_stream"], "--out", os.path.join(out, "ftrace_stream")],
                 600))
+        for tier in ("kprobe", "eprobe"):  # opens through io_uring, refused ones among them
+            steps.append((f"record_ftrace_uring_{tier}", [
+                *wrap, py, "tools/record_ftrace_stream.py", "--tier", tier, "--workload",
+                "uring", "--name", config["ftrace_stream"],
+                "--out", os.path.join(out, "ftrace_uring")], 300))
     if config.get("wheel"):  # the wheel a user installs, from a venv of its own (wheel_check.py)
         steps.append(("wheel", [py, "-m", "tools.vm.wheel_check", config["wheel"],
                                 tempfile.mkdtemp(prefix="ht-wheel-")], 1500))

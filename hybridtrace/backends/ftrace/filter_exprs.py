@@ -26,6 +26,7 @@ def uring_filter(request: TraceRequest, event: str, with_comm: bool) -> str:
     """Submissions (the eprobe's too) and failures: open requests, by their submitter;
     anything else (completions and the open handler's kprobe in io-wq workers, rings)
     from any task but ours."""
-    if event in (*uring.SUBMIT_EVENTS, uring.FAILED_EVENT, uring.SUBMIT_PROBE):
+    if event in (*uring.SUBMIT_EVENTS, uring.FAILED_EVENT, uring.SUBMIT_PROBE,
+                 uring.FAILED_PROBE):
         return f"({uring.submit_filter()}) && {filter_expr(request, with_comm)}"
     return f"common_pid != {os.getpid()}"

@@ -36,12 +36,36 @@ def _user_deref(readme: str, uprobe: bool) -> probes.Deref:
 def probe_defs(tier: str, request: TraceRequest, caps: Capabilities, group: str,
                path: str, present: Sequence[str]) -> List[probes.ProbeDef]:
     """The tier's probes; for opens on the kprobe and eprobe tiers, the io_uring path
-    probe too where the kernel's BTF locates the path (uring_path_def)."""
+    probes too where the kernel's BTF locates the path (uring_path_defs)."""
     symbols = probes.kernel_symbols() if tier == "kprobe" else {}
     defs = _syscall_defs(tier, request, caps, group, path, present, symbols)
     if request.kind is Kind.OPEN:
-        defs += [d for d in (uring_path_def(tier, caps, group, path, symbols),) if d is not None]
+        defs += uring_path_defs(tier, caps, group, path, symbols)
     return defs
+
+
+def uring_path_defs(tier: str, caps: Capabilities, group: str, path: str,
+                    symbols: Dict[str, bool]) -> List[probes.ProbeDef]:
+    """The path probe (uring_path_def) first, then those that read the caller's path
+    of a request refused while being prepared: the kprobe tier's on the preparation,
+    the eprobe tier's on the failure tracepoint (standing in for its records)."""
+    main = uring_path_def(tier, caps, group, path, symbols)
+    if main is None:
+        return []
+    if tier == "kprobe":
+        deref = _user_deref(_readme(path), False)
+        return [main, *probes.uring_prep_kprobe_defs(
+            group, caps.kernel.arch or os.uname().machine, caps.io_uring.layout or {},
+            symbols, deref)]
+    try:
+        fmt = read_format(os.path.join(path, "events"), vocabulary.IO_URING_GROUP,
+                          vocabulary.IO_URING_FAILED)
+    except FormatError:
+        return [main]
+    wanted = [name for name, _ in probes.FAILED_FIELDS] + [probes.FAILED_PATH_FIELD]
+    if not all(fmt.field(name) for name in wanted):
+        return [main]
+    return [main, probes.uring_failed_eprobe_def(group)]
 
 
 def uring_path_def(tier: str, caps: Capabilities, group: str, path: str,

@@ -29,8 +29,14 @@ from hybridtrace import tracefs, vocabulary
 from hybridtrace.backends.base import BackendError
 from hybridtrace.backends.ftrace.debuginfo import internal_functions
 from hybridtrace.backends.ftrace.instance import write_file
-from hybridtrace.backends.ftrace.uring import PATH_PROBE, SUBMIT_PROBE
-from hybridtrace.btf_offsets import LAYOUT_DFD, LAYOUT_FILENAME, LAYOUT_HANDLER, LAYOUT_NAME
+from hybridtrace.backends.ftrace.uring import FAILED_PROBE, PATH_PROBE, PREP_PROBES, SUBMIT_PROBE
+from hybridtrace.btf_offsets import (
+    LAYOUT_DFD,
+    LAYOUT_FILENAME,
+    LAYOUT_HANDLER,
+    LAYOUT_NAME,
+    LAYOUT_PREP,
+)
 from hybridtrace.capabilities.kernel import parse_version
 from hybridtrace.elf import ElfError, find_symbols
 from hybridtrace.vocabulary import EXEC_SYSCALLS, SYSCALL_ARGS, syscalls_for
@@ -301,6 +307,39 @@ def uring_eprobe_def(group: str, submit_event: str, layout: Dict[str, int]) -> P
     line = (f"e:{group}/{SUBMIT_PROBE} {vocabulary.IO_URING_GROUP}.{submit_event}"
             f" {fields} {_uring_path_fetch('$req', layout)}")
     return ProbeDef("dynamic_events", group, SUBMIT_PROBE, line, Role(URING))
+
+
+SQE_ADDR = 16  # struct io_uring_sqe (uapi): the path pointer of an open request
+# The failure tracepoint's fields an eprobe copies (uring.py reads them as the
+# tracepoint's own record; 5.15 to 6.12 name them alike), and the SQE's path pointer.
+FAILED_FIELDS = (("ctx", "x64"), ("req", "x64"), ("user_data", "u64"), ("opcode", "u8"),
+                 ("op_flags", "u32"), ("len", "u32"), ("error", "s32"))
+FAILED_PATH_FIELD = "addr"
+
+
+def uring_prep_kprobe_defs(group: str, arch: str, layout: Dict[str, int],
+                           symbols: Dict[str, bool], deref: Deref) -> List[ProbeDef]:
+    """kprobes on the open opcodes' preparation (request, SQE), reading the request's
+    address and the caller's path as the submitting task prepares it; none where
+    either function is not one kprobes reach, or user memory has no string type."""
+    regs = ARG_REGS.get(arch)
+    if regs is None or not layout.get(LAYOUT_PREP) or deref.string != "ustring" or \
+            not all(fn in symbols for fn in vocabulary.IO_URING_OPEN_PREPS):
+        return []
+    return [ProbeDef("kprobe_events", group, name,
+                     f"p:{group}/{name} {fn} r={regs[0]}:x64"
+                     f" s=+0(+{SQE_ADDR}({regs[1]})):ustring", Role(URING))
+            for name, fn in zip(PREP_PROBES, vocabulary.IO_URING_OPEN_PREPS)]
+
+
+def uring_failed_eprobe_def(group: str) -> ProbeDef:
+    """An eprobe on io_uring's failure tracepoint that stands in for its records: its
+    fields, then the caller's path at the SQE's path pointer, read by the task that
+    submitted the request as it refuses it (like the eprobes at syscall entry)."""
+    fields = " ".join(f"{name}=${name}:{kind}" for name, kind in FAILED_FIELDS)
+    line = (f"e:{group}/{FAILED_PROBE} {vocabulary.IO_URING_GROUP}.{vocabulary.IO_URING_FAILED}"
+            f" {fields} s=+0(${FAILED_PATH_FIELD}):ustring")
+    return ProbeDef("dynamic_events", group, FAILED_PROBE, line, Role(URING))
 
 
 def add(tracefs_path: str, defs: Sequence[ProbeDef], made: List[ProbeDef]) -> None:

@@ -15,14 +15,16 @@ from hybridtrace.backends.requirements_common import (
     pid_namespace_reasons,
     tracefs_reasons,
 )
-from hybridtrace.btf_offsets import LAYOUT_HANDLER
+from hybridtrace.btf_offsets import LAYOUT_HANDLER, LAYOUT_PREP
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.vocabulary import (
     FIELD_IO_URING,
     FIELD_IO_URING_TEXT_READER,
     FTRACE_TIERS,
     IO_URING_COMPLETE,
+    IO_URING_FAILED,
     IO_URING_OPEN_HANDLER,
+    IO_URING_OPEN_PREPS,
     IO_URING_SUBMIT,
     IO_URING_SUBMIT_OLD,
     URING_HOW_NONE,
@@ -79,6 +81,22 @@ def uring_paths(caps: Capabilities, tier: str) -> Optional[str]:
     return "an eprobe on the submit tracepoint, which stands in for its records"
 
 
+def uring_refused_paths(caps: Capabilities, tier: str) -> Optional[str]:
+    """How this tier reads the caller's path of an io_uring open refused while being
+    prepared (probe_plan.uring_path_defs), or None."""
+    layout = caps.io_uring.layout
+    if uring_paths(caps, tier) is None or layout is None:
+        return None
+    if tier == "kprobe":
+        if not layout.get(LAYOUT_PREP):
+            return None
+        return f"kprobes on {' and '.join(IO_URING_OPEN_PREPS)}, as it began"
+    tps = caps.io_uring.tracepoints
+    if tps is not None and not tps.get(IO_URING_FAILED):
+        return None
+    return f"an eprobe on {IO_URING_FAILED}, which stands in for its records"
+
+
 def _io_uring(caps: Capabilities, tier: str) -> str:
     """What io_uring's static tracepoints give every tier (uring.py), and the kprobe and
     eprobe tiers' path probe where the kernel's BTF locates the path."""
@@ -97,13 +115,22 @@ def _io_uring(caps: Capabilities, tier: str) -> str:
     how = uring_paths(caps, tier)
     if how is not None:
         # The kprobe runs after the submission: opens reported at submission have none.
-        unread = ("" if tier == "eprobe" else ", one submitted with IOSQE_CQE_SKIP_SUCCESS"
+        unread = ("" if tier == "eprobe" else "one submitted with IOSQE_CQE_SKIP_SUCCESS"
                   " and any reported at submission")
+        refused = uring_refused_paths(caps, tier)
+        if refused is None:  # e.g. O_CLOEXEC into a fixed file slot: EINVAL
+            unread = "a request whose preparation failed" + (f", {unread}" if unread else "")
+            refused_text = ""
+        else:
+            refused_text = (f"; for a request whose preparation failed, path the caller's"
+                            f" (read by {refused}; None when not in memory) and dfd None")
         text = (f"partial: seen with paths: path (the kernel's copy, read by {how}) and dfd,"
                 f" {who}; {URING_HOW_NONE} (the kernel keeps only its adjusted copy; a failed"
-                " IORING_OP_OPENAT's from its SQE); path and dfd None for a request whose"
-                f" preparation failed{unread}; {pid_filter}"
-                + ("" if tier == "eprobe" else ", and no paths"))
+                f" IORING_OP_OPENAT's from its SQE){refused_text}"
+                + (f"; path and dfd None for {unread}" if unread else "")
+                + f"; {pid_filter}" + ("" if tier == "eprobe" else ", and no paths" + (
+                    "" if refused is None else " but those of requests whose preparation"
+                    " failed")))
     else:
         why = ("" if tier not in ("kprobe", "eprobe") else
                " (no kernel BTF describing an io_uring open request)"

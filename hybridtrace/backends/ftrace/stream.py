@@ -52,7 +52,13 @@ from hybridtrace.backends.ftrace.ring_page import PageFormatError
 from hybridtrace.backends.ftrace.text_reader import TextReader
 from hybridtrace.backends.ftrace.threads import Listing, boot_offset_ns
 from hybridtrace.backends.ftrace.trace_record import TraceLine
-from hybridtrace.backends.ftrace.uring import PATH_PROBE, SUBMIT_EVENTS, SUBMIT_PROBE
+from hybridtrace.backends.ftrace.uring import (
+    FAILED_EVENT,
+    FAILED_PROBE,
+    PATH_PROBE,
+    SUBMIT_EVENTS,
+    SUBMIT_PROBE,
+)
 from hybridtrace.capabilities.model import Capabilities
 from hybridtrace.events import Event, LostEvent, Source
 from hybridtrace.filtering import keeps_all, matches
@@ -163,6 +169,7 @@ class FtraceStream:
         if not raw:  # the text reader decodes no io_uring records: no path probe for them
             defs = [d for d in defs if d.role.what != probes.URING]
         self.uring_path_probe = next((d for d in defs if d.role.what == probes.URING), None)
+        uring_probes = [d.name for d in defs if d.role.what == probes.URING]
         inst = self._res.instance = Instance(path, name)
         clock = _mono_clock(inst.path)
         inst.configure(buffer_kb, clock)
@@ -184,12 +191,14 @@ class FtraceStream:
             uring = event_sets.uring_events(inst, raw)
             events += uring
         self.io_uring_unseen = event_sets.uring_unseen(request, raw, uring)
-        if self.uring_path_probe is not None and not uring:  # nothing to pair it with
-            events.remove((name, self.uring_path_probe.name))
+        if self.uring_path_probe is not None and not uring:  # nothing to pair them with
+            events[:] = [e for e in events if not (e[0] == name and e[1] in uring_probes)]
             self.uring_path_probe = None
-        if self.uring_path_probe is not None and self.uring_path_probe.name == SUBMIT_PROBE:
-            # the eprobe stands in for the submit tracepoint's records (uring.py)
-            events[:] = [e for e in events if e not in uring or e[1] not in SUBMIT_EVENTS]
+        # eprobes stand in for the submit and failure tracepoints' records (uring.py)
+        stand_ins = (SUBMIT_EVENTS if SUBMIT_PROBE in uring_probes else ()) + (
+            (FAILED_EVENT,) if FAILED_PROBE in uring_probes else ())
+        if self.uring_path_probe is not None:
+            events[:] = [e for e in events if e not in uring or e[1] not in stand_ins]
         ledger_ok = clock == "mono" and all(inst.has_event(*e) for e in LEDGER_EVENTS)
         if ledger_ok:
             events += [e for e in LEDGER_EVENTS if e not in events]
@@ -275,8 +284,8 @@ class FtraceStream:
             # A rename *to* the comm asked for is written under the old comm.
             comm_here = with_comm and (system, event) not in TASK_EVENTS
             expr: Callable[[bool], str] = functools.partial(filter_exprs.filter_expr, self.request)
-            if system == vocabulary.IO_URING_GROUP or event == SUBMIT_PROBE:
-                # the eprobe on the submit tracepoint: filtered as the tracepoint it copies
+            if system == vocabulary.IO_URING_GROUP or event in (SUBMIT_PROBE, FAILED_PROBE):
+                # the eprobes on io_uring's tracepoints: filtered as the tracepoint they copy
                 expr = functools.partial(filter_exprs.uring_filter, self.request, event)
             try:
                 inst.set_filter(system, event, expr(comm_here))

@@ -44,6 +44,19 @@ The kprobe and eprobe tiers add a probe that reads the kernel's copy of the path
   eprobes hang on, so an eprobe record beside it would come first or last
   depending on the kernel's buffering: no pairing of the two would be proof.)
 
+A request refused while being prepared (``io_uring_req_failed``: O_CLOEXEC into a
+fixed file slot is EINVAL there, after the path was copied) is never submitted and
+never reaches the handler: its path is the caller's, read from the SQE's path
+pointer by the task that submits it, dfd None:
+
+- the eprobe tier, an eprobe on the failure tracepoint (``FAILED_PROBE``) that
+  stands in for its records, the path by construction;
+- the kprobe tier, kprobes on the open opcodes' preparation (``PREP_PROBES``): a
+  record is the path of the writer's next refusal only when that is of the same
+  request, and is forgotten at the writer's next submission and after lost
+  records (a request refused before its preparation began has none: a reading at
+  its address would be an earlier request's).
+
 Where the instance records only the traced process's threads (``set_event_pid``
 for a pid filter), io_uring's own threads are not among them: the kernel makes
 them without a fork event, so event-fork never adds them. Completions on io-wq
@@ -54,7 +67,7 @@ its result unknown (``results=False``), and an SQPOLL ring made while tracing
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import attrs
 
@@ -68,6 +81,11 @@ SUBMIT_EVENTS = (vocabulary.IO_URING_SUBMIT, vocabulary.IO_URING_SUBMIT_OLD)
 # submit tracepoint that stands in for its records, with the path.
 PATH_PROBE = "ht_uring_path"
 SUBMIT_PROBE = "ht_uring_submit"
+# And for a request refused while being prepared (io_uring_req_failed), the caller's
+# path: an eprobe on the failure tracepoint that stands in for its records, or
+# kprobes on the open opcodes' preparation (vocabulary.IO_URING_OPEN_PREPS).
+FAILED_PROBE = "ht_uring_failed"
+PREP_PROBES = ("ht_uring_prep", "ht_uring_prep2")
 FAILED_EVENT = vocabulary.IO_URING_FAILED
 RING_EVENTS = (vocabulary.IO_URING_CREATE, vocabulary.IO_URING_REGISTER)
 # Every io_uring event an open session enables where the kernel has it.
@@ -106,6 +124,7 @@ class _Submitted:
     path: Optional[bytes] = None
     dfd: Optional[int] = None
     path_refused: bool = False  # two readings disagreed: neither is proven
+    source: Source = Source.KERNEL_COPY  # where path came from
 
 
 def _int(line: TraceLine, name: str) -> Optional[int]:
@@ -132,6 +151,9 @@ class UringOpens:
         self.pending: Dict[int, _Submitted] = {}  # request address -> its submission
         self.rings: Dict[int, bool] = {}  # ring made while tracing -> may have fixed slots
         self.sqpoll_rings: Dict[int, bool] = {}  # ring made while tracing -> SQPOLL
+        # task -> (request, the caller's path or None): its latest open preparation
+        # (a prep probe's record), until its submission or refusal is seen
+        self.prepared: Dict[int, Tuple[int, Optional[bytes]]] = {}
 
     def feed(self, line: TraceLine, comm: Optional[bytes] = None,
              uid: Optional[int] = None, sources: object = None) -> List[Event]:
@@ -144,13 +166,16 @@ class UringOpens:
         if event == PATH_PROBE:
             self.path_read(line)
             return []
+        if event in PREP_PROBES:
+            self._prepared(line)
+            return []
         if event == vocabulary.IO_URING_COMPLETE:
             if "req" not in line.args:  # before 6.0: by ring and user_data
                 return self._by_ring(line)
             return self._completed(line, self.pending.pop(_int(line, "req") or 0, None))
         if event == vocabulary.IO_URING_OVERFLOW:
             return self._by_ring(line)
-        if event == vocabulary.IO_URING_FAILED:
+        if event in (FAILED_EVENT, FAILED_PROBE):
             return self._failed(line, comm, uid, sources)
         ctx = _int(line, "ctx")
         if ctx is None:
@@ -192,6 +217,7 @@ class UringOpens:
         reported for an open into slot 0)."""
         for sub in self.pending.values():
             sub.uncertain = True
+        self.prepared.clear()  # a preparation's refusal or submission may be among them
         for ctx in self.rings:
             self.rings[ctx] = True
 
@@ -209,6 +235,7 @@ class UringOpens:
         req = _int(line, "req")
         if req is None:
             return []
+        self.prepared.pop(line.pid, None)  # its preparation ended in a submission
         self.pending.pop(req, None)  # a freed request at this address left nothing
         if _int(line, "opcode") not in OPEN_OPS:
             return []
@@ -239,10 +266,32 @@ class UringOpens:
             return []  # none of ours, or which one completed is unknown
         return self._completed(line, self.pending.pop(fits[0]))
 
+    def _prepared(self, line: TraceLine) -> None:
+        """A prep probe's record (``r`` request, ``s`` the caller's path): the path of
+        that request should its writer refuse it next (``_refused_path``)."""
+        value = line.args.get("s")
+        path = value if isinstance(value, bytes) and "s" not in line.faults else None
+        self.prepared[line.pid] = (_int(line, "r") or 0, path)
+        while len(self.prepared) > MAX_PENDING:
+            del self.prepared[next(iter(self.prepared))]
+
+    def _refused_path(self, line: TraceLine, req: int) -> Optional[bytes]:
+        """The caller's path of a request refused while being prepared: the failure
+        eprobe's own reading, or the writer's latest preparation when it was of this
+        request (a request refused before its preparation began has none: any reading
+        at its address would be an earlier request's)."""
+        prepared = self.prepared.pop(line.pid, None)
+        if line.event == FAILED_PROBE:
+            value = line.args.get("s")
+            return value if isinstance(value, bytes) and "s" not in line.faults else None
+        return prepared[1] if prepared is not None and prepared[0] == req else None
+
     def _failed(self, line: TraceLine, comm: Optional[bytes], uid: Optional[int],
                 sources: object) -> List[Event]:
         opcode = _int(line, "opcode")
-        self.pending.pop(_int(line, "req") or 0, None)
+        req = _int(line, "req") or 0
+        self.pending.pop(req, None)
+        path = self._refused_path(line, req)
         if opcode not in OPEN_OPS:
             return []
         ctx = _int(line, "ctx") or 0
@@ -250,6 +299,7 @@ class UringOpens:
         sqpoll = self.sqpoll_rings.get(ctx, False) or comm is None \
             or comm.startswith(SQPOLL_COMM)
         sub = self._who(line, sqpoll, comm, uid, sources)
+        sub.path, sub.source = path, Source.SYSCALL_ENTRY  # dfd: in no record
         flags = mode = None
         if opcode == vocabulary.IORING_OP_OPENAT:  # OPENAT2's are in user memory
             flags, mode = _int(line, "op_flags"), _int(line, "len")
@@ -266,7 +316,7 @@ class UringOpens:
         event = make_open(
             timestamp_ns=ts, pid=pid, tid=None if sub.sqpoll else sub.tid, uid=uid,
             comm=sub.comm, path=path, flags=flags, mode=mode, fd=fd, errno=err,
-            path_source=None if path is None else Source.KERNEL_COPY, syscall=None,
+            path_source=None if path is None else sub.source, syscall=None,
             dfd=None if path is None else sub.dfd, via=vocabulary.VIA_IO_URING)
         if sub.sources is not None:
             self.sources_of[id(event)] = sub.sources
