@@ -128,3 +128,33 @@ def test_kprobe_and_eprobe_tiers_claim_paths_where_btf_locates_them() -> None:
     assert "with paths" in eprobe and "CQE_SKIP" not in eprobe  # read at submission itself
     # the text reader decodes no io_uring records at all
     assert assess_tier(caps, "open", "kprobe").fields["io_uring_text_reader"].startswith("none")
+
+
+REFUSED_NONE = "path and dfd None for a request whose preparation failed"
+
+
+def test_refused_requests_have_the_callers_path_where_a_probe_reads_it() -> None:
+    """O_CLOEXEC into a fixed slot is refused while the request is prepared: no
+    submission, no handler. The kprobe tier reads the caller's path where both
+    preparation functions are functions (BTF), the eprobe tier where the failure
+    tracepoint exists; elsewhere doctor says those paths are None."""
+    layout = {"filename": 16, "dfd": 8, "name": 0, "handler": 1, "prep": 1}
+    caps = _caps(layout=layout)
+    kprobe = assess_tier(caps, "open", "kprobe").fields["io_uring"]
+    eprobe = assess_tier(caps, "open", "eprobe").fields["io_uring"]
+    assert ("path the caller's (read by kprobes on io_openat_prep and io_openat2_prep as its"
+            " preparation began; None when refused before that, or not in memory)") in kprobe
+    assert "path the caller's (read by an eprobe on io_uring_req_failed" in eprobe
+    assert REFUSED_NONE not in kprobe and REFUSED_NONE not in eprobe
+    assert "and no paths but those of requests whose preparation failed" in kprobe
+    for claim in (kprobe, eprobe):
+        assert claim.startswith("partial: seen with paths") and "dfd None" in claim
+    no_prep = assess_tier(_caps(layout=dict(layout, prep=0)), "open", "kprobe")
+    assert REFUSED_NONE in no_prep.fields["io_uring"]
+    assert no_prep.fields["io_uring"].endswith("and no paths")
+    # a layout recorded before preparation functions were looked for: not claimed
+    assert REFUSED_NONE in assess_tier(_caps(layout={k: v for k, v in layout.items()
+                                                     if k != "prep"}), "open",
+                                       "kprobe").fields["io_uring"]
+    no_failed = _caps(layout=layout, tracepoints={**PRESENT, "io_uring_req_failed": False})
+    assert REFUSED_NONE in assess_tier(no_failed, "open", "eprobe").fields["io_uring"]

@@ -90,11 +90,13 @@ def uring_refused_paths(caps: Capabilities, tier: str) -> Optional[str]:
     if tier == "kprobe":
         if not layout.get(LAYOUT_PREP):
             return None
-        return f"kprobes on {' and '.join(IO_URING_OPEN_PREPS)}, as it began"
+        return (f"kprobes on {' and '.join(IO_URING_OPEN_PREPS)} as its preparation began;"
+                " None when refused before that, or not in memory")
     tps = caps.io_uring.tracepoints
     if tps is not None and not tps.get(IO_URING_FAILED):
         return None
-    return f"an eprobe on {IO_URING_FAILED}, which stands in for its records"
+    return (f"an eprobe on {IO_URING_FAILED}, which stands in for its records; None when"
+            " not in memory")
 
 
 def _io_uring(caps: Capabilities, tier: str) -> str:
@@ -123,7 +125,7 @@ def _io_uring(caps: Capabilities, tier: str) -> str:
             refused_text = ""
         else:
             refused_text = (f"; for a request whose preparation failed, path the caller's"
-                            f" (read by {refused}; None when not in memory) and dfd None")
+                            f" (read by {refused}) and dfd None")
         text = (f"partial: seen with paths: path (the kernel's copy, read by {how}) and dfd,"
                 f" {who}; {URING_HOW_NONE} (the kernel keeps only its adjusted copy; a failed"
                 f" IORING_OP_OPENAT's from its SQE){refused_text}"
