@@ -222,8 +222,12 @@ def bcc_io_uring(caps: Capabilities) -> str:
     if moot:
         return f"none needed: {moot}"
     if caps.kernel.version < IO_URING_REQ_SINCE:
-        return ("none: before 6.0 an io_uring request has no io_open command (struct"
-                f" io_kiocb.cmd) to read its path from (this kernel: {caps.kernel.release})")
+        # 5.10's BTF: io_kiocb.open (a union member) holds the io_open, but no cmd.
+        return ("none: before 6.0 io_uring_complete names no request (only its ring and"
+                " user_data), by which ebpf-bcc ties a result to its submission, and a"
+                " request keeps its open in the union member io_kiocb.open, where ebpf-bcc,"
+                " which reads io_kiocb.cmd (6.0+), does not look (this kernel:"
+                f" {caps.kernel.release})")
     if caps.btf.path is None:
         return "none: no kernel BTF, whose offsets locate an io_uring request's path"
     tps = caps.io_uring.tracepoints
