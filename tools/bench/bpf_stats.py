@@ -84,3 +84,20 @@ def names(ids: Iterator[int]) -> Dict[int, str]:
         taken = sum(1 for seen in out.values() if seen.split(" #")[0] == label)
         out[prog_id] = f"{label} #{taken + 1}" if taken else label
     return out
+
+
+def costs(before: Dict[int, ProgStats], after: Dict[int, ProgStats], labels: Dict[int, str],
+          per: int) -> Dict[str, Dict[str, float]]:
+    """Per program that ran between two readings: runs, ns per run and ns per unit of
+    work (``per``: the execs or opens the loop made)."""
+    out: Dict[str, Dict[str, float]] = {}
+    per = max(per, 1)
+    for prog_id, end in after.items():
+        start = before.get(prog_id)
+        if start is None or end.run_cnt == start.run_cnt:
+            continue
+        runs = end.run_cnt - start.run_cnt
+        ns = end.run_time_ns - start.run_time_ns
+        out[labels.get(prog_id, f"prog {prog_id}")] = {
+            "runs_per_op": runs / per, "ns_per_run": ns / runs, "ns_per_op": ns / per}
+    return out

@@ -126,18 +126,12 @@ def traced_run(loop: Loop, argv: List[str], marker: Optional[bytes], duration: f
     if tracer.returncode() not in (0, None) and marker is not None:
         raise NotStarted(f"{argv[0]} exited {tracer.returncode()}: {one_line(err)}")
     execs = max(run["execs"], 1)
-    progs = {}
-    for prog_id, end in progs1.items():
-        start = progs0.get(prog_id)
-        if start is None or end.run_cnt == start.run_cnt:
-            continue
-        runs = end.run_cnt - start.run_cnt
-        ns = end.run_time_ns - start.run_time_ns
-        progs[prog_id] = {"runs_per_exec": runs / execs, "ns_per_run": ns / runs,
-                          "ns_per_exec": ns / execs}
+    progs = {name: {"runs_per_exec": c["runs_per_op"], "ns_per_run": c["ns_per_run"],
+                    "ns_per_exec": c["ns_per_op"]}
+             for name, c in bpf_stats.costs(progs0, progs1, named, execs).items()}
     run.update(tracer_cpu_us=(cpu1 - cpu0) * 1e6 / execs,
                tracer_switches=(sw1 - sw0) / execs,
-               programs={named[k]: v for k, v in progs.items()},
+               programs=progs,
                bpf_ns=sum(v["ns_per_exec"] for v in progs.values()))
     return run
 
