@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as a script: python tools/bench/run.py
 from hybridtrace import tracefs
 from hybridtrace.cli.common import positive_float
 from tools.bench import compare, machine, report, workloads
-from tools.bench.plan import KINDS, build_plan
+from tools.bench.plan import KINDS, build_plan, parse_rates
 from tools.bench.profiling import profile
 from tools.bench.session import (
     Context,
@@ -56,8 +56,12 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help="seconds per workload run (default 8; 2 with --quick)")
     p.add_argument("--sustain", type=positive_float,
                    help="seconds of the 50k/s open run (default 30)")
-    p.add_argument("--tracers", help="comma list of substrings of tracer names to run")
+    p.add_argument("--tracers", help="comma list of substrings of tracer names to run"
+                   " (a whole name: that tracer alone)")
     p.add_argument("--workloads", help="comma list: open-loop,uring-open-loop,exec-loop,shell-loop")
+    p.add_argument("--rates", type=_rates, metavar="WORKLOAD=R,R;...",
+                   help="offered rates per second (0: flat out) replacing the plan's for the"
+                        " workloads named, e.g. 'open-loop=500,2000,0' (a slow VM)")
     p.add_argument("--out", default=os.path.join(REPO, "docs", "benchmarks"),
                    help="where results.json, README.md and the plot go")
     p.add_argument("--record-fixtures", metavar="DIR",
@@ -78,11 +82,22 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _rates(text: str) -> Dict[str, List[int]]:
+    try:
+        return parse_rates(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _selected(found: List[Tracer], wanted: Optional[str]) -> List[Tracer]:
     if not wanted:
         return found
     keys = [k.strip() for k in wanted.split(",") if k.strip()]
-    return [t for t in found if any(k in t.name for k in keys)]
+    # A key that is a whole name picks that tracer alone ("hybridtrace ebpf-core"
+    # without ebpf-core/tp_btf); any other key, every name it is part of.
+    names = {t.name for t in found}
+    return [t for t in found if any(k == t.name or (k not in names and k in t.name)
+                                    for k in keys)]
 
 
 def _say(text: str) -> None:
@@ -273,7 +288,7 @@ def bench(args: argparse.Namespace, given: List[str]) -> Union[int, Dict[str, An
     if args.bcc_headers and not os.path.isdir(args.bcc_headers):
         sys.stderr.write(f"bench: no such directory: {args.bcc_headers}\n")
         return 2
-    plan = build_plan(args.quick, args.duration, args.sustain, wanted)
+    plan = build_plan(args.quick, args.duration, args.sustain, wanted, args.rates)
     if not plan:
         sys.stderr.write(f"bench: no workload matches {args.workloads!r}\n")
         return 2

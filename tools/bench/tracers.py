@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 from typing import Dict, List, Optional, Tuple
 
 import attrs
@@ -45,8 +46,11 @@ def find_headers() -> Optional[str]:
 
 
 def hybridtrace_cli(repo: str) -> str:
-    """The venv's entry point (root's PATH may not have it)."""
-    return os.path.join(repo, ".venv", "bin", "hybridtrace")
+    """The venv's entry point (root's PATH may not have it): the checkout's own, or, in a
+    checkout without one (a git worktree), the one beside this Python."""
+    own = os.path.join(repo, ".venv", "bin", "hybridtrace")
+    return own if os.path.exists(own) else os.path.join(os.path.dirname(sys.executable),
+                                                        "hybridtrace")
 
 
 def tracers(kind: str, repo: str, headers: Optional[str] = None) -> List[Tracer]:

@@ -179,6 +179,13 @@ def main(config_path: str) -> int:
             *[a for label in gt["backends"] for a in ("--backend", label)],
             "--require", ",".join(gt["require"]),
             "--json", os.path.join(out, "groundtruth.json")], gt["wall"]))
+    bench = config.get("bench")
+    if bench:  # the benchmark (tools/vm/bench.py): tools.bench with its options, results here.
+        # SIGINT before the wall clock: the bench stops the tracer running and writes what
+        # it measured (a step killed by its limit would leave no results at all).
+        steps.append(("bench", [*wrap, "timeout", "-s", "INT", "-k", "60", str(bench["stop_after"]),
+                                py, "-u", "-m", "tools.bench", *bench["args"],
+                                "--out", os.path.join(out, "bench")], bench["wall"]))
     tests = config["pytest"]
     # -v: one line per finished test, readable even when the wall clock cuts pytest short.
     argv = [*wrap, py, "-u", "-m", "pytest", *tests["paths"], "-v", "-rA", "-p", "no:cacheprovider",
@@ -188,7 +195,7 @@ def main(config_path: str) -> int:
     if tests["paths"]:
         steps.append(("pytest", argv, tests["wall"]))
     for name, argv, limit in steps:
-        if name in ("pytest", "groundtruth") and config.get("vm_wall"):
+        if name in ("pytest", "groundtruth", "bench") and config.get("vm_wall"):
             # Whatever the host's wall clock leaves after the steps before, less a
             # margin for shutting down, so pytest ends itself and writes its JUnit.
             left = config["vm_wall"] - 120 - (time.monotonic() - started)

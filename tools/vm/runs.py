@@ -64,10 +64,12 @@ def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
              cpus: int, memory: str, require: Optional[str] = None,
              force_open: bool = True, streams: bool = True,
              groundtruth: Optional[Dict[str, Any]] = None,
-             wheel: Optional[str] = None) -> Dict[str, Any]:
+             wheel: Optional[str] = None,
+             bench: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Run one kernel x variant (kernel None: this host, no VM) and collect its results;
     ``groundtruth`` (options of tools.groundtruth) adds that check as a step, ``wheel``
-    (a built wheel) the install check of tools/vm/wheel_check.py."""
+    (a built wheel) the install check of tools/vm/wheel_check.py, ``bench`` (tools.bench's
+    arguments and a wall clock) the benchmark of tools/vm/bench.py."""
     run_dir = os.path.join(runs, name)
     shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
@@ -81,6 +83,7 @@ def run_cell(kernel: Optional[Kernel], variant: Variant, name: str, runs: str,
     config["vm_wall"] = wall
     config["groundtruth"] = groundtruth
     config["wheel"] = wheel
+    config["bench"] = bench
     config_path = os.path.join(run_dir, "config.json")
     with open(config_path, "w") as f:
         json.dump(config, f, indent=1)
