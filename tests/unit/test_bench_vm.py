@@ -5,6 +5,7 @@ guest, --rates, whole-name --tracers, and each tier's ratios to ebpf-core
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any, Dict, List, Optional
 
 import pytest
@@ -157,3 +158,16 @@ def test_a_page_without_results_says_so() -> None:
     data["step"] = {"seconds": 1300.0, "rc": None, "timed_out": True}
     text = bench.page(data)
     assert "**No results**" in text and "timed out" in text
+
+
+def test_report_only_renders_the_page_from_its_json(tmp_path: Any,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    md = tmp_path / "vm.md"
+    assert bench.main(["--report-only", "--md", str(md)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tools.vm.bench: cannot read {tmp_path / 'vm.json'}")
+    assert err.count("\n") == 1 and not md.exists()
+    data = _data({"runs": _runs(), "machine": {}})
+    (tmp_path / "vm.json").write_text(json.dumps(data))
+    assert bench.main(["--report-only", "--md", str(md)]) == 0
+    assert md.read_text() == bench.page(data)

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 from tools.bench import plot as plotter
 from tools.bench.compare import render_section
 from tools.bench.summary import render_summary
-from tools.bench.table import cell, render_table
+from tools.bench.table import cell, workload_tables
 from tools.bench.targets import judge
 
 NOTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
@@ -116,10 +116,7 @@ def render(doc: Dict[str, Any], second: Optional[Dict[str, Any]] = None,
         " ebpf-bcc mostly BCC's compile time; `-` for tools without such a line).\n",
         render_summary(runs),
     ]
-    for workload in ("open-loop", "uring-open-loop", "exec-loop", "shell-loop"):
-        chosen = [r for r in runs if r["workload"] == workload]
-        if chosen:
-            parts += [f"## {workload}\n", render_table(chosen)]
+    parts += workload_tables(runs)
     parts += ["## Stopping and kernel state\n", "\n".join(_stops(runs)) + "\n"]
     parts += _profiles(doc.get("profiles", []))
     cannot = _cannot(runs)

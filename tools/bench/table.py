@@ -53,3 +53,16 @@ def render_table(runs: List[Dict[str, Any]]) -> str:
     for r in runs:
         lines.append("| " + " | ".join(row(r)) + " |")
     return "\n".join(lines) + "\n"
+
+
+WORKLOADS = ("open-loop", "uring-open-loop", "exec-loop", "shell-loop")
+
+
+def workload_tables(runs: List[Dict[str, Any]], title_suffix: str = "") -> List[str]:
+    """A section per workload that ran: its heading, then its table."""
+    parts: List[str] = []
+    for workload in WORKLOADS:
+        chosen = [r for r in runs if r["workload"] == workload]
+        if chosen:
+            parts += [f"## {workload}{title_suffix}\n", render_table(chosen)]
+    return parts

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional
 from tools.bench.plan import parse_rates
 from tools.bench.relative import REFERENCE, render_relative
 from tools.bench.summary import render_summary
-from tools.bench.table import render_table
+from tools.bench.table import workload_tables
 from tools.vm import kernels, runs
 from tools.vm.matrix import ensure_tools
 from tools.vm.variants import BY_NAME
@@ -79,20 +79,10 @@ def command(args: argparse.Namespace) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = arguments(argv)
-    js = os.path.splitext(args.md)[0] + ".json"
     if args.report_only:
-        try:
-            with open(js) as f:
-                data = json.load(f)
-        except (OSError, ValueError) as exc:
-            print(f"tools.vm.bench: cannot read {js}: {exc}", file=sys.stderr)
-            return 2
-        with open(args.md, "w") as f:
-            f.write(page(data))
-        return 0
-    problem = _check_args(args)
-    if problem is None and os.geteuid() != 0:
-        problem = "needs root (qemu, and tracing inside the VM)"
+        return runs.render_again(args.md, page, "tools.vm.bench")
+    problem = _check_args(args) or (None if os.geteuid() == 0 else
+                                    "needs root (qemu, and tracing inside the VM)")
     spec = kernels.spec_named(args.kernel) if problem is None else None
     problem = problem or ensure_tools((spec.arch,) if spec else ())
     if problem or spec is None:
@@ -119,7 +109,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "bench": runs.read_json(os.path.join(run_dir, "bench", "results.json")),
         "run_dir": run_dir,
     }
-    with open(js, "w") as f:
+    with open(os.path.splitext(args.md)[0] + ".json", "w") as f:
         json.dump(data, f, indent=1)
         f.write("\n")
     with open(args.md, "w") as f:
@@ -207,10 +197,7 @@ def page(data: Dict[str, Any]) -> str:
         " 50k/s columns are empty here, as no run was paced at 50k/s.\n",
         render_summary(guest_runs),
     ]
-    for workload in ("open-loop", "uring-open-loop", "exec-loop", "shell-loop"):
-        chosen = [r for r in guest_runs if r["workload"] == workload]
-        if chosen:
-            parts += [f"## {workload} (absolute, in the VM)\n", render_table(chosen)]
+    parts += workload_tables(guest_runs, " (absolute, in the VM)")
     failed = [f"- {r['tracer']} {r['workload']}@{r['rate_offered'] or 'max'}: {r['status']}:"
               f" {r.get('reason', '')}" for r in guest_runs if r["status"] != "ok"]
     if failed:

@@ -78,17 +78,9 @@ def kernel_name(args: argparse.Namespace) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = arguments(argv)
-    js = os.path.splitext(args.md)[0] + ".json"
     if args.report_only:
-        try:
-            with open(js) as f:
-                data = json.load(f)
-        except (OSError, ValueError) as exc:
-            print(f"tools.vm.groundtruth: cannot read {js}: {exc}", file=sys.stderr)
-            return 2
-        with open(args.md, "w") as f:
-            f.write(page(data))
-        return 0
+        return runs.render_again(args.md, page, "tools.vm.groundtruth")
+    js = os.path.splitext(args.md)[0] + ".json"
     problem = _check_args(args)
     if problem:
         print(f"tools.vm.groundtruth: {problem}", file=sys.stderr)

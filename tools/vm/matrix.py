@@ -124,11 +124,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     md = args.md or os.path.join(out_dir, "compatibility.md")
     js = os.path.splitext(md)[0] + ".json"
     if args.report_only:
-        try:
-            with open(js) as f:
-                data = json.load(f)
-        except (OSError, ValueError) as exc:
-            print(f"tools.vm: cannot read {js}: {exc}", file=sys.stderr)
+        data = runs.read_page_json(js, "tools.vm")
+        if data is None:
             return 2
         if args.merge:
             rows = {r["name"]: r for r in data["results"]}

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from tools.vm import boot, junit, rootfs
 from tools.vm.kernels import CACHE, Kernel
@@ -191,3 +191,25 @@ def read_json(path: str) -> Optional[Dict[str, Any]]:
             return data
     except (OSError, ValueError):
         return None
+
+
+
+def read_page_json(js: str, prog: str) -> Optional[Dict[str, Any]]:
+    """A generated page's .json, or None after one line saying why it cannot be read."""
+    try:
+        with open(js) as f:
+            data: Dict[str, Any] = json.load(f)
+            return data
+    except (OSError, ValueError) as exc:
+        print(f"{prog}: cannot read {js}: {exc}", file=sys.stderr)
+        return None
+
+
+def render_again(md: str, page: Callable[[Dict[str, Any]], str], prog: str) -> int:
+    """--report-only: the page ``md`` re-rendered from the .json beside it; an exit code."""
+    data = read_page_json(os.path.splitext(md)[0] + ".json", prog)
+    if data is None:
+        return 2
+    with open(md, "w") as f:
+        f.write(page(data))
+    return 0
