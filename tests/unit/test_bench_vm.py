@@ -12,7 +12,14 @@ import pytest
 
 from tools.bench import run as bench_run
 from tools.bench.plan import build_plan, parse_rates
-from tools.bench.relative import captured_flat_out, common_cpu, ratio, render_relative, row
+from tools.bench.relative import (
+    captured_flat_out,
+    common_cpu,
+    lossless_reached,
+    ratio,
+    render_relative,
+    row,
+)
 from tools.bench.tracers import tracers
 from tools.vm import bench
 
@@ -20,11 +27,12 @@ CORE, KPROBE = "hybridtrace ebpf-core", "hybridtrace ftrace/kprobe"
 
 
 def _run(tracer: str, workload: str, rate: int, produced: int = 1000, captured: int = 1000,
-         lost: int = 0, cpu: Optional[float] = 1.0, achieved: float = 1000.0,
+         lost: int = 0, cpu: Optional[float] = 1.0, achieved: Optional[float] = None,
          relative: Optional[float] = None, status: str = "ok") -> Dict[str, Any]:
     return {"tracer": tracer, "workload": workload, "rate_offered": rate, "status": status,
             "produced": produced, "captured": captured, "lost_reported": lost,
-            "missed": produced - captured, "cpu_s_per_100k": cpu, "achieved_rate": achieved,
+            "missed": produced - captured, "cpu_s_per_100k": cpu,
+            "achieved_rate": achieved if achieved is not None else float(rate or 1000),
             "throughput_relative": relative, "family": "hybridtrace", "kind": "open",
             "unaccounted": produced - captured - lost, "correct": captured,
             "captured_share": captured / produced, "correct_share": 1.0, "peak_rss_kb": 2048,
@@ -113,6 +121,15 @@ def test_ratios_divide_the_tier_by_ebpf_core() -> None:
     assert cells[5] == "**1.50** (1.67x vs 1.11x)"
 
 
+def test_a_paced_rate_the_tracer_held_the_loop_below_counts_at_the_rate_reached() -> None:
+    runs = _runs()
+    slowed = next(r for r in runs if r["tracer"] == KPROBE and r["rate_offered"] == 2000)
+    slowed["achieved_rate"] = 1500.0
+    assert lossless_reached(runs, KPROBE) == 1500.0
+    assert lossless_reached(runs, CORE) == 8000.0
+    assert lossless_reached(runs, "libbpf-tools") is None
+
+
 def test_a_tier_that_lost_everywhere_has_a_zero_ratio_and_no_reference_no_ratio() -> None:
     runs = [r for r in _runs() if r["workload"] == "open-loop"]
     for r in runs:
@@ -147,7 +164,7 @@ def test_the_page_shows_ratios_and_the_machine() -> None:
     assert "before the VM [2.5, 2.0, 1.5], after it [3.5, 3.0, 2.5]" in text
     assert "at the benchmark's start [1.0, 1.0, 1.0]" in text
     assert "one TCG thread" in text and "commit abcdef123456" in text
-    assert "(flat out, 500/s, 2,000/s, 5,000/s)" in text
+    assert "(rates offered: flat out, 500/s, 2,000/s, 5,000/s)" in text
     assert render_relative(doc["runs"]) in text
     assert "## exec-loop (absolute, in the VM)" in text
     assert f"- {KPROBE} open-loop@5000: cannot run" in text

@@ -183,14 +183,16 @@ def page(data: Dict[str, Any]) -> str:
     parts += [
         f"## Relative to {REFERENCE}\n",
         "Each cell is **tracer / ebpf-core** (the two values in brackets). Lossless open"
-        " rate: the highest open-loop rate tried ("
+        " rate: the highest open-loop rate the loop reached with nothing missed or lost"
+        " (rates offered: "
         + ", ".join("flat out" if r == 0 else f"{r:,}/s" for r in rates)
-        + ") with nothing missed or lost; a tracer lossless flat out is credited the rate"
-        " it reached, so where ebpf-core was lossless flat out its rate is a floor of what"
-        " it could take. CPU-s per 100k opens: the tracer's CPU time per 100,000 opens the"
-        " loop made, at the highest paced rate both ran at. Captured flat out: share of the"
-        " loop's opens printed, flat out. Slowdown: untraced flat-out rate / traced"
-        " flat-out rate (1.00x: no slowdown); above 1 the tier slows the workload more.\n",
+        + "); a run the tracer held below its offered rate counts at the rate it reached,"
+        " and a tracer lossless flat out is credited the rate the loop reached under it,"
+        " which is then a floor of what it could take. CPU-s per 100k opens: the tracer's"
+        " CPU time per 100,000 opens the loop made, at the highest paced rate both ran at."
+        " Captured flat out: share of the loop's opens printed, flat out. Slowdown:"
+        " untraced flat-out rate / traced flat-out rate (1.00x: no slowdown); a ratio"
+        " above 1 means the tracer slows the workload more than ebpf-core does.\n",
         render_relative(guest_runs),
         "## Summary per tracer (absolute, in the VM)\n",
         "The benchmark's own summary (see [README.md](README.md) for the columns); the"
