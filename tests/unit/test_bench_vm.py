@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import re
 from typing import Any, Dict, List, Optional
 
 import pytest
@@ -188,3 +190,25 @@ def test_report_only_renders_the_page_from_its_json(tmp_path: Any,
     (tmp_path / "vm.json").write_text(json.dumps(data))
     assert bench.main(["--report-only", "--md", str(md)]) == 0
     assert md.read_text() == bench.page(data)
+
+
+def test_a_recorded_vm_run_gives_every_tier_its_ratios() -> None:
+    """The 6.1 VM run (tests/fixtures/bench/vm.debian-6.1.json): one row per tracer
+    but ebpf-core, each ratio the quotient of the two values shown beside it."""
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "fixtures", "bench",
+                        "vm.debian-6.1.json")
+    with open(path) as f:
+        data = json.load(f)
+    runs = data["bench"]["runs"]
+    lines = render_relative(runs).splitlines()[2:]
+    assert [ln.split(" | ")[0][2:] for ln in lines] == list(bench.TRACERS[1:])
+    for line in lines:
+        for text in line.split(" | ")[1:]:
+            found = re.match(r"\*\*([\d.]+)\*\* \(([\d.]+)(x|%)? vs ([\d.]+)", text)
+            assert found, text
+            quotient = float(found.group(2)) / float(found.group(4))
+            assert float(found.group(1)) == pytest.approx(quotient, abs=0.006)
+    assert lossless_reached(runs, KPROBE) == max(
+        min(r["rate_offered"] or r["achieved_rate"], r["achieved_rate"]) for r in runs
+        if r["tracer"] == KPROBE and r["workload"] == "open-loop" and r["status"] == "ok")
+    assert bench.page(data).count("| hybridtrace ftrace/") >= 3 * 3
