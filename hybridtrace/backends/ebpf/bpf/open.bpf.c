@@ -413,26 +413,37 @@ static __always_inline void ht_uring_path(struct ht_open *e, struct io_open *ope
 	}
 }
 
+/* The record for request ``key`` of opcode ``op``, its header filled: NULL when the
+ * request is no open, or one the filters reject. Every request, open or not, first
+ * forgets what was pending at its address: a freed one must leave nothing behind. */
+static __always_inline struct ht_uring_pending *ht_uring_start(__u64 key, __u8 op)
+{
+	struct ht_uring_pending *p;
+	__u32 zero = 0;
+
+	bpf_map_delete_elem(&ht_uring, &key);
+	if (op != HT_IORING_OP_OPENAT && op != HT_IORING_OP_OPENAT2)
+		return NULL;
+	p = bpf_map_lookup_elem(&ht_uring_buf, &zero);
+	if (!p || !ht_uring_submitter(&p->e.h))
+		return NULL;
+	p->e.syscall = op == HT_IORING_OP_OPENAT2 ? HT_SYS_OPENAT2 : HT_SYS_OPENAT;
+	return p;
+}
+
 static __always_inline int ht_uring_submitted(void *ctx, struct io_kiocb *req)
 {
 	__u64 key = (__u64)req;
 	__u8 op = req->opcode;
 	struct io_open *open;
-	struct ht_uring_pending *p;
-	__u32 zero = 0;
+	struct ht_uring_pending *p = ht_uring_start(key, op);
 
-	/* Every request: a freed one at this address must leave nothing behind. */
-	bpf_map_delete_elem(&ht_uring, &key);
-	if (op != HT_IORING_OP_OPENAT && op != HT_IORING_OP_OPENAT2)
-		return 0;
-	p = bpf_map_lookup_elem(&ht_uring_buf, &zero);
-	if (!p || !ht_uring_submitter(&p->e.h))
+	if (!p)
 		return 0;
 	open = (struct io_open *)&req->cmd;
 	p->ctx = (__u64)req->ctx;
 	p->user_data = req->cqe.user_data;
 	p->e.dfd = open->dfd;
-	p->e.syscall = op == HT_IORING_OP_OPENAT2 ? HT_SYS_OPENAT2 : HT_SYS_OPENAT;
 	p->e.flags = 0;
 	p->e.mode = 0;
 	if (open->file_slot)
@@ -549,20 +560,13 @@ int BPF_PROG(ht_uring_overflow, void *ring, unsigned long long user_data, __s32 
 SEC("tp_btf/io_uring_req_failed")
 int BPF_PROG(ht_uring_failed, const struct io_uring_sqe *sqe, struct io_kiocb *req, int error)
 {
-	__u64 key = (__u64)req;
 	__u8 op = sqe->opcode;
-	struct ht_uring_pending *p;
-	__u32 zero = 0;
+	struct ht_uring_pending *p = ht_uring_start((__u64)req, op);
 	long n;
 
-	bpf_map_delete_elem(&ht_uring, &key);
-	if (op != HT_IORING_OP_OPENAT && op != HT_IORING_OP_OPENAT2)
-		return 0;
-	p = bpf_map_lookup_elem(&ht_uring_buf, &zero);
-	if (!p || !ht_uring_submitter(&p->e.h))
+	if (!p)
 		return 0;
 	p->e.dfd = sqe->fd;
-	p->e.syscall = op == HT_IORING_OP_OPENAT2 ? HT_SYS_OPENAT2 : HT_SYS_OPENAT;
 	if (sqe->file_index)
 		p->e.h.flags |= HT_F_FIXED_SLOT;
 	if (op == HT_IORING_OP_OPENAT2) {
