@@ -37,9 +37,11 @@ static __always_inline int on_enter(const char *path, __u64 flags, __u32 mode, _
 				    __u16 sys)
 {
 	struct ht_open_args a = {};
+	struct ht_view view;
 	__u32 tid;
 
-	if (!ht_wanted())
+	ht_view_get(&view);
+	if (!ht_wanted(&view))
 		return 0;
 	if (ht_cfg.has_comm) {
 		char comm[HT_COMM_LEN];
@@ -71,6 +73,7 @@ static __always_inline int on_exit(void *ctx, long ret)
 {
 	__u32 zero = 0, tid = (__u32)bpf_get_current_pid_tgid();
 	struct ht_open_args *a = bpf_map_lookup_elem(&ht_opens, &tid);
+	struct ht_view view;
 	struct ht_open *e;
 	__u64 size;
 	long n;
@@ -82,7 +85,8 @@ static __always_inline int on_exit(void *ctx, long ret)
 	e = bpf_map_lookup_elem(&ht_open_buf, &zero);
 	if (!e)
 		goto out;
-	ht_fill_hdr(&e->h, HT_REC_OPEN);
+	ht_view_get(&view);
+	ht_fill_hdr(&e->h, HT_REC_OPEN, &view);
 	e->ret = ret;
 	e->dfd = a->dfd;
 	e->flags = a->flags;
@@ -269,8 +273,10 @@ static __always_inline bool ht_uring_submitter(struct ht_hdr *h)
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, pflags = task->flags;
+	struct ht_view view;
 
-	if (ht_is_self(tgid))
+	ht_view_get(&view);
+	if (ht_is_self(tgid, &view))
 		return false;
 	h->ts = bpf_ktime_get_ns();
 	h->type = HT_REC_OPEN;
@@ -302,10 +308,10 @@ static __always_inline bool ht_uring_submitter(struct ht_hdr *h)
 		h->pid = tgid;
 		if (!ht_cfg.view_pidns)
 			return !ht_cfg.has_pid || tgid == ht_cfg.pid;
-		ht_fill_view(h); /* the io thread's process is the ring owner's */
+		ht_fill_view(h, &view); /* the io thread's process is the ring owner's */
 		return !ht_cfg.has_pid || (!(h->flags & HT_F_VIEW_PID_NONE) && h->pid == ht_cfg.pid);
 	}
-	if (!ht_wanted())
+	if (!ht_wanted(&view))
 		return false;
 	h->flags = HT_F_IO_URING;
 	h->pid = tgid;
@@ -314,7 +320,7 @@ static __always_inline bool ht_uring_submitter(struct ht_hdr *h)
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 	ht_fill_origin(h);  /* the submitting thread's own */
 	if (ht_cfg.view_pidns)
-		ht_fill_view(h);
+		ht_fill_view(h, &view);
 	return ht_comm_ok(h->comm);
 }
 
