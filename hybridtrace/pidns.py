@@ -4,7 +4,7 @@ The kernel knows a task by its host (initial namespace) pid. A tracer in a pid
 namespace of its own (a container without --pid=host) is used by people who
 know processes by that namespace's pids: so there, events show, and -p/-t/--ppid
 take, those pids. The eBPF programs number each task in the tracer's namespace
-(given its inode, bpf/common.h ht_fill_view), found level by level in the task's
+(given its inode, bpf/common.h ht_view_of), found level by level in the task's
 struct pid: a process of that namespace or of one nested below it has its pid
 there; a process of any other namespace, including the host, has none the tracer
 can name: pid, tid and ppid are None (text output: ``?``), as is a ppid whose

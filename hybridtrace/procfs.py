@@ -19,7 +19,8 @@ from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 PROC = "/proc"
 
 
-def _read(path: str, limit: int = 1 << 20) -> Optional[bytes]:
+def read_bytes(path: str, limit: int = 1 << 20) -> Optional[bytes]:
+    """Up to ``limit`` bytes of a file, or None when absent or unreadable."""
     try:
         with open(path, "rb") as handle:
             return handle.read(limit)
@@ -36,7 +37,7 @@ def _readlink(path: str) -> Optional[bytes]:
 
 def cmdline(pid: int) -> Optional[Tuple[bytes, ...]]:
     """argv of a live process; None when gone, a zombie or a kernel thread."""
-    data = _read(f"{PROC}/{pid}/cmdline")
+    data = read_bytes(f"{PROC}/{pid}/cmdline")
     if not data:
         return None
     if data.endswith(b"\0"):
@@ -45,7 +46,7 @@ def cmdline(pid: int) -> Optional[Tuple[bytes, ...]]:
 
 
 def _status_field(pid: Union[int, str], name: bytes) -> Optional[bytes]:
-    data = _read(f"{PROC}/{pid}/status", 1 << 16)
+    data = read_bytes(f"{PROC}/{pid}/status", 1 << 16)
     if data is None:
         return None
     for line in data.split(b"\n"):
@@ -75,7 +76,7 @@ def tgid(tid: int) -> Optional[int]:
 def _stat(pid: Union[int, str]) -> Optional[Tuple[bytes, List[bytes]]]:
     """(comm, the fields after it) of /proc/PID/stat; the comm may hold ')' and spaces,
     so it ends at the last ')'."""
-    data = _read(f"{PROC}/{pid}/stat", 4096)
+    data = read_bytes(f"{PROC}/{pid}/stat", 4096)
     if not data:
         return None
     open_paren, close_paren = data.find(b"("), data.rfind(b")")
@@ -168,7 +169,7 @@ def task_state(tid: int) -> Optional[Tuple[int, bytes, Optional[int]]]:
 
 
 def comm(pid: int) -> Optional[bytes]:
-    data = _read(f"{PROC}/{pid}/comm", 64)
+    data = read_bytes(f"{PROC}/{pid}/comm", 64)
     if data is None:
         return None
     return data[:-1] if data.endswith(b"\n") else data
@@ -196,7 +197,7 @@ def fd_path(pid: int, fd: int) -> Optional[bytes]:
 
 def fd_flags(pid: int, fd: int) -> Optional[int]:
     """The open flags of fd N (octal ``flags:`` in fdinfo)."""
-    data = _read(f"{PROC}/{pid}/fdinfo/{fd}", 4096)
+    data = read_bytes(f"{PROC}/{pid}/fdinfo/{fd}", 4096)
     if data is None:
         return None
     for line in data.split(b"\n"):

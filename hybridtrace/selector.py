@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
@@ -102,30 +102,25 @@ def candidates(caps: Capabilities, kind: str) -> List[Assessment]:
             *assess_all(caps, kind)]
 
 
+def _one_of(what: str, value: str, known: Sequence[str]) -> None:
+    """RequestError naming the choices when ``value`` is none of them."""
+    if value not in known:
+        raise RequestError(f"unknown {what} {value!r}: expected one of {', '.join(known)}")
+
+
 def check_choice(kind: str, choice: str, tier: Optional[str],
                  attach: Optional[str] = None) -> str:
     """The backend choice ``tier`` or ``attach`` implies, or RequestError; judges no
     kernel (nothing probed)."""
-    if kind not in KINDS:
-        raise RequestError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
-    if choice not in CHOICES:
-        raise RequestError(
-            f"unknown backend {choice!r}: expected one of {', '.join(CHOICES)}"
-        )
+    _one_of("kind", kind, KINDS)
+    _one_of("backend", choice, CHOICES)
     if tier is not None:
-        if tier not in FTRACE_TIERS:
-            raise RequestError(
-                f"unknown ftrace tier {tier!r}: expected one of {', '.join(FTRACE_TIERS)}"
-            )
+        _one_of("ftrace tier", tier, FTRACE_TIERS)
         if choice not in ("auto", "ftrace"):
             raise RequestError("--tier applies to the ftrace backend only")
         choice = "ftrace"
     if attach is not None:
-        if attach not in CORE_ATTACH_MODES:
-            raise RequestError(
-                f"unknown eBPF attach mode {attach!r}:"
-                f" expected one of {', '.join(CORE_ATTACH_MODES)}"
-            )
+        _one_of("eBPF attach mode", attach, CORE_ATTACH_MODES)
         if choice not in ("auto", "ebpf", "ebpf-core"):
             raise RequestError("--ebpf-attach applies to the ebpf-core backend only")
         choice = "ebpf-core"

@@ -15,6 +15,8 @@ import gzip
 import os
 from typing import List, Optional
 
+from hybridtrace import procfs
+
 _MAX_LINKS = 40
 
 # In a recorded kernel tree, a directory probe listed, kept by this file where nothing
@@ -94,13 +96,7 @@ class Tree:
     def read_bytes(self, path: str, limit: int = 1 << 20) -> Optional[bytes]:
         """Up to ``limit`` bytes of a file, or None when absent or unreadable."""
         real = self._real(path)
-        if real is None:
-            return None
-        try:
-            with open(real, "rb") as f:
-                return f.read(limit)
-        except OSError:
-            return None
+        return None if real is None else procfs.read_bytes(real, limit)
 
     def read_text(self, path: str, limit: int = 1 << 20) -> Optional[str]:
         data = self.read_bytes(path, limit)

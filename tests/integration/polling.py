@@ -1,9 +1,11 @@
-"""Helpers the backend test modules share: poll until done, pick a pid's events."""
+"""Helpers the backend test modules share: poll until done, pick a pid's events, let a
+waiting child go."""
 
 from __future__ import annotations
 
+import subprocess
 import time
-from typing import Callable, List, Optional, Protocol, Sequence
+from typing import Callable, List, Optional, Protocol, Sequence, Union
 
 from hybridtrace.events import Event, ExecEvent, OpenEvent
 
@@ -25,6 +27,23 @@ def collect(source: Pollable, done: Callable[[List[Event]], bool],
     if strict and not done(seen):
         raise AssertionError(f"wanted events not seen within {timeout}s ({len(seen)} seen)")
     return seen
+
+
+def exec_of(source: Pollable, argv: Sequence[Union[str, bytes]]) -> ExecEvent:
+    """Runs ``argv`` to its end while ``source`` traces: its one exec event."""
+    child = subprocess.Popen(argv)
+    child.wait()
+    events = collect(source, lambda ev: bool(execs_of(ev, child.pid)))
+    (ev,) = execs_of(events, child.pid)
+    return ev
+
+
+def release(child: subprocess.Popen[bytes]) -> int:
+    """Lets a child that waits for a line on its stdin go on; waits for its exit status."""
+    assert child.stdin is not None
+    child.stdin.write(b"go\n")
+    child.stdin.close()
+    return child.wait()
 
 
 def execs_of(events: Sequence[Event], pid: int) -> List[ExecEvent]:

@@ -23,6 +23,7 @@ from hybridtrace.capabilities import probe
 from hybridtrace.selector import decide
 from tests.conftest import require_backend
 from tests.integration.conftest import leftovers
+from tests.integration.polling import release
 from tests.integration.test_cli import Tracer
 
 BACKENDS = ["ebpf-core", "ftrace/uprobe"]
@@ -164,10 +165,7 @@ def test_execsnoop_parent_pid(exec_backend: List[str]) -> None:
     parent = subprocess.Popen(["/bin/sh", "-c", "read go; /bin/sleep 0.11; /bin/sleep 0.12; :"],
                               stdin=subprocess.PIPE)
     tracer = Tracer(["execsnoop", "-P", str(parent.pid), *exec_backend])
-    assert parent.stdin is not None
-    parent.stdin.write(b"go\n")
-    parent.stdin.close()
-    parent.wait()
+    release(parent)
     sibling = run(["/bin/sleep", "0.13"])  # a child of this test, not of parent
     out = finish(tracer)
     data = [ln.split() for ln in out.splitlines()[1:]]

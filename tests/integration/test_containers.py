@@ -58,6 +58,15 @@ def _released_at_end(proc: subprocess.Popen[bytes], fifo: str) -> Iterator[None]
             proc.wait(timeout=10)
 
 
+def _says(path: str, word: str) -> bool:
+    """Whether the file at ``path`` exists and holds ``word``."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return word in f.read()
+    except FileNotFoundError:
+        return False
+
+
 def _cgroup_handle_id(path: str) -> int:
     """The cgroup id the kernel's file handle for ``path`` carries (kernfs: the node id)."""
 
@@ -530,27 +539,39 @@ def test_tracer_in_its_own_pid_namespace_shows_that_namespace_s_pids(
         attach: str, scratch: str) -> None:
     """hybridtrace started by unshare --pid --mount-proc (pid 1's child there): an exec in
     its namespace, or in one nested below it, carries the tracer's namespace's pid and
-    ppid, one on the host none (null). No container runtime needed."""
+    ppid, one on the host none (null); opensnoop -p 1 takes that namespace's pid 1. No
+    container runtime needed."""
     marker = os.path.join(scratch, "pidns-marker")
     open(marker, "w").close()
     out, started = os.path.join(scratch, "exec.json"), os.path.join(scratch, "started")
+    go = os.path.join(scratch, "pidns-go")
+    os.mkfifo(go)
     tracer = f"{sys.executable} -m hybridtrace execsnoop --ebpf-attach {attach} --json"
-    # Two tracers: every exec, and --ppid 1 (this namespace's pid 1: the shell below).
+    opens = f"{sys.executable} -m hybridtrace opensnoop --ebpf-attach {attach} --json"
+    # Three tracers: every exec, --ppid 1 (this namespace's pid 1: the shell below), and
+    # the opens of -p 1 (that shell's own: ``read`` is a builtin, so it opens the file).
     inner = (f"{tracer} -d {6 * TIME_SCALE} > {out} 2> {out}.err & tracer=$!;"
              f" {tracer} --ppid 1 -d {6 * TIME_SCALE} > {out}.1 2> {out}.1.err & tracer1=$!;"
-             f" for i in $(seq {int(300 * TIME_SCALE)}); do grep -q tracing {out}.err &&"
-             f" grep -q tracing {out}.1.err && break; sleep 0.1; done;"
+             f" {opens} -p 1 -d {6 * TIME_SCALE} > {out}.open 2> {out}.open.err & tracer2=$!;"
+             # until the test sees all three tracing (waiting here would start processes,
+             # each taking a pid of this namespace, whose first ones are to stay small)
+             f" read g < {go}; read x < {marker};"
              f" /bin/sh -c 'cat {marker} > /dev/null; echo $$ > {marker}.pid' & wait $!;"
              # a namespace nested below the tracer's: sh (its pid 1) reads its own pid
              # and ppid as the tracer's namespace numbers them (that /proc), execs cat
              f" unshare --fork --pid /bin/sh -c 'read p c s pp r < /proc/self/stat;"
              f" echo $p $pp > {marker}.nested; exec cat {marker}' > /dev/null;"
-             f" touch {started}; wait $tracer && wait $tracer1")
+             f" touch {started}; wait $tracer && wait $tracer1 && wait $tracer2")
     with contextlib.ExitStack() as stack:
         tracer = subprocess.Popen(["unshare", "--fork", "--kill-child", "--pid", "--mount-proc",
                                    "/bin/sh", "-c", inner], cwd=os.getcwd())
         stack.callback(lambda: tracer.poll() is None and tracer.kill())
         deadline = time.monotonic() + 40 * TIME_SCALE
+        errs = [f"{out}.err", f"{out}.1.err", f"{out}.open.err"]
+        while not all(_says(err, "tracing") for err in errs) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert tracer.poll() is None, "the tracers in the pid namespace ended early"
+        _release(go)
         while not os.path.exists(started) and time.monotonic() < deadline:
             time.sleep(0.1)  # until the tracer runs and the inside exec is done
         assert os.path.exists(started), "the tracer in the pid namespace did not start"
@@ -580,3 +601,9 @@ def test_tracer_in_its_own_pid_namespace_shows_that_namespace_s_pids(
     shown = {r["argv"][0] for r in children}
     assert {"/bin/sh", "unshare"} <= shown and "cat" not in shown, children
     assert all(r["ppid"] == 1 and r["pidns"] == inside[0]["pidns"] for r in children)
+    # -p 1 took this namespace's pid 1: its own open of the marker, none of its children's
+    # (cat's) nor the host's.
+    with open(f"{out}.open") as f:
+        opened = [json.loads(line) for line in f if line.startswith("{")]
+    assert opened and all((r["pid"], r["tid"]) == (1, 1) for r in opened), opened
+    assert [r["path"] for r in opened].count(marker) == 1, opened

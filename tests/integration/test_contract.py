@@ -30,6 +30,7 @@ from hybridtrace.selector import decide
 from hybridtrace.vocabulary import URING_HOW_NONE, VIA_IO_URING, VIA_SYSCALL, VIAS
 from tests.conftest import require_backend
 from tests.integration.conftest import mount_tracefs_for
+from tests.integration.polling import collect, release
 from tests.integration.uring_job import UringJob, io_uring_claim
 from tools.groundtruth.workload import OpenOp
 
@@ -330,10 +331,7 @@ def test_pid_filter(backend: str) -> None:
     try:
         with open_backend(backend, "open", pid=target.pid) as session:
             other = subprocess.Popen(["/bin/cat", "/etc/hostname"], stdout=subprocess.DEVNULL)
-            assert target.stdin is not None
-            target.stdin.write(b"go\n")
-            target.stdin.close()
-            target.wait()
+            release(target)
             other.wait()
             events = _gather(session, lambda e: isinstance(e, OpenEvent)
                              and e.pid == target.pid and e.fd is not None
@@ -355,10 +353,7 @@ def test_ppid_filter(backend: str) -> None:
             return
         with open_backend(backend, "exec", ppid=shell.pid) as session:
             other = subprocess.Popen(["/bin/true", "not-a-kid"])
-            assert shell.stdin is not None
-            shell.stdin.write(b"go\n")
-            shell.stdin.close()
-            shell.wait()
+            release(shell)
             other.wait()
             kids: List[Event] = []
             deadline = time.monotonic() + 8
@@ -465,20 +460,11 @@ def _uring_session(backend: str, job: UringJob, ops: Sequence[Tuple[str, str]],
         assert chosen is not None
         claim = io_uring_claim(chosen.fields)
         pid, opens = job.run(ops, setuid=setuid)
-        events = collect_until(session, lambda seen: len(_uring_events(seen, pid)) >= len(
+        events = collect(session, lambda seen: len(_uring_events(seen, pid)) >= len(
             opens), 8.0 if claim else 1.5)
     for event in events:
         check_types(event)
     return claim, pid, opens, events
-
-
-def collect_until(session: Session, done: Callable[[List[Event]], bool],
-                  timeout: float) -> List[Event]:
-    seen: List[Event] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not done(seen):
-        seen += session.poll(0.2)
-    return seen
 
 
 def _matching(events: Sequence[OpenEvent], op: OpenOp) -> List[OpenEvent]:
@@ -567,7 +553,7 @@ def test_io_uring_pid_filter(backend: str, uring_job: UringJob) -> None:
             assert chosen is not None
             claim = io_uring_claim(chosen.fields)
             _, opens = uring_job.finish(started)
-            events = collect_until(session, lambda seen: len(_uring_events(
+            events = collect(session, lambda seen: len(_uring_events(
                 seen, pid)) >= len(opens), 8.0 if claim else 1.5)
     finally:
         started.discard()

@@ -50,7 +50,7 @@ from tests.integration.ebpf_checks import (
     loaded_ids,
     run_every_open_syscall,
 )
-from tests.integration.polling import collect, execs_of, opens_of
+from tests.integration.polling import collect, exec_of, execs_of, opens_of, release
 from tests.integration.uring_job import UringJob
 
 LABEL = "ebpf-bcc"
@@ -281,10 +281,7 @@ def test_ppid_filter_in_kernel(caps: Capabilities) -> None:
         try:
             direct = subprocess.Popen(["/bin/true", "direct"])
             direct.wait()
-            assert shell.stdin is not None
-            shell.stdin.write(b"go\n")
-            shell.stdin.close()
-            shell.wait()
+            release(shell)
             events = collect(s, lambda ev: any(isinstance(e, ExecEvent) for e in ev))
             events += s.poll(0.3)
         finally:
@@ -413,12 +410,9 @@ def test_perf_buffer_fallback(caps: Capabilities) -> None:
     s = stream(caps, Kind.EXEC, ringbuf_pages=None)
     try:
         assert "perf buffer" in s.description
-        child = subprocess.Popen(["/bin/true", "via perf buffer"])
-        child.wait()
-        events = collect(s, lambda ev: bool(execs_of(ev, child.pid)))
+        ev = exec_of(s, ["/bin/true", "via perf buffer"])
     finally:
         s.close()
-    (ev,) = execs_of(events, child.pid)
     assert ev.argv == (b"/bin/true", b"via perf buffer") and ev.ppid == os.getpid()
 
 

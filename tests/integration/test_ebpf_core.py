@@ -36,7 +36,7 @@ from tests.integration.ebpf_checks import (
     loaded_ids,
     run_every_open_syscall,
 )
-from tests.integration.polling import collect, execs_of, opens_of
+from tests.integration.polling import collect, exec_of, execs_of, opens_of, release
 
 LABEL = "ebpf-core"
 # How events leave the kernel: BPF ring buffer read via mmap or by libbpf, perf buffers.
@@ -88,10 +88,7 @@ def test_hostile_argv_and_a_100k_argument(caps: object) -> None:
     argv = [b"/bin/sh", b"-c", b"exit 0", b"sh", b"with space", b"new\nline",
             b"\xff\xfe\x80 not utf-8", b"", big, b"after-big"]
     with trace("exec") as session:
-        child = subprocess.Popen(argv)
-        child.wait()
-        events = collect(session, lambda ev: bool(execs_of(ev, child.pid)))
-    (ev,) = execs_of(events, child.pid)
+        ev = exec_of(session, argv)
     assert ev.retval == 0 and ev.syscall == "execve"
     assert ev.filename == b"/bin/sh" and ev.filename_source is Source.SYSCALL_ENTRY
     # Which read wins depends on whether the caller's pages were present (on
@@ -106,10 +103,7 @@ def test_hostile_argv_and_a_100k_argument(caps: object) -> None:
 def test_max_args_128_of_full_size(caps: object) -> None:
     args = [b"%03d" % i + b"y" * 297 for i in range(130)]
     with trace("exec", max_args=128) as session:
-        child = subprocess.Popen([b"/bin/true", *args])
-        child.wait()
-        events = collect(session, lambda ev: bool(execs_of(ev, child.pid)))
-    (ev,) = execs_of(events, child.pid)
+        ev = exec_of(session, [b"/bin/true", *args])
     assert ev.argv == (b"/bin/true", *[a[:ARG_SIZE] for a in args[:127]])
     assert ev.argv_truncated
 
@@ -396,10 +390,7 @@ def test_overload_reports_every_loss(caps: object, cbin: Dict[str, str], transpo
         stream = open_core_stream(request, None, buffer_bytes=4096, transport=transport,
                                   attach=_attach[0])
         try:
-            assert loop.stdin is not None
-            loop.stdin.write(b"go\n")
-            loop.stdin.close()
-            loop.wait()
+            release(loop)
             time.sleep(0.1)
             events: List[Event] = []
             for _ in range(50):

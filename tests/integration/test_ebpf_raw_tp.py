@@ -25,7 +25,7 @@ from hybridtrace.capabilities import Capabilities, probe
 from hybridtrace.events import ExecEvent, Source
 from hybridtrace.selector import SelectionError, decide
 from tests.conftest import require_backend
-from tests.integration.polling import collect, execs_of
+from tests.integration.polling import collect, exec_of
 from tests.integration.test_ebpf_core import FORKEXEC_C, LONG_ARG, cbin  # noqa: F401
 
 LABEL = "ebpf-core/raw_tp"
@@ -106,9 +106,6 @@ def test_traces_with_btf_hidden(caps: object) -> None:
 def test_exec_fields_it_can_know_are_exact(caps: object) -> None:
     argv = [b"/bin/sh", b"-c", b"exit 0", b"sh", b"new\nline", b"\xff"]
     with trace("exec") as session:
-        child = subprocess.Popen(argv)
-        child.wait()
-        events = collect(session, lambda ev: bool(execs_of(ev, child.pid)))
-    (ev,) = execs_of(events, child.pid)
+        ev = exec_of(session, argv)
     assert ev.argv == tuple(argv) and ev.filename == b"/bin/sh"
     assert ev.ppid is None and ev.retval == 0 and ev.uid == os.getuid()

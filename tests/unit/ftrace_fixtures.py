@@ -1,19 +1,42 @@
-"""Loading the trace_pipe recordings made by tools/record_trace_pipe.py."""
+"""Loading the trace_pipe recordings made by tools/record_trace_pipe.py, and decoding
+recorded trace_pipe_raw pages as the raw reader does."""
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 from hybridtrace.backends.ftrace.format import EventFormat, read_format
 from hybridtrace.backends.ftrace.pipe import PipeParser
+from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
+from hybridtrace.backends.ftrace.ring_page import PageLayout
 from hybridtrace.backends.ftrace.trace_record import TraceLine
 
 # Another directory of recordings can be checked before it is copied in.
 ROOT = os.environ.get("HYBRIDTRACE_TRACE_PIPE_FIXTURES") or os.path.join(
     os.path.dirname(os.path.dirname(__file__)), "fixtures", "trace_pipe")
 O_LARGEFILE = 0o100000  # some C libraries add it; the kernel ignores it on 64-bit
+
+
+def split_at(data: bytes, sizes: Iterable[int]) -> List[bytes]:
+    """``data`` cut into consecutive pieces of ``sizes`` bytes; what is left over is not
+    among them."""
+    out, pos = [], 0
+    for size in sizes:
+        out.append(data[pos : pos + size])
+        pos += size
+    return out
+
+
+def decode_all(formats: Sequence[EventFormat], layout: PageLayout,
+               pages: Iterable[Tuple[int, bytes]]) -> Tuple[RecordDecoder, List[RawRecord]]:
+    """Every record of ``pages`` ((cpu, page) as read), and the decoder with its counts."""
+    decoder = RecordDecoder(formats, layout)
+    records: List[RawRecord] = []
+    for cpu, page in pages:
+        decoder.decode_page(page, cpu, records)
+    return decoder, records
 
 
 class Recording:
@@ -52,11 +75,7 @@ class Recording:
         with open(os.path.join(self.path, f"reads.{phase}.json"), encoding="utf-8") as handle:
             sizes: List[int] = json.load(handle)
         assert sum(sizes) == len(data)
-        out, pos = [], 0
-        for size in sizes:
-            out.append(data[pos : pos + size])
-            pos += size
-        return out
+        return split_at(data, sizes)
 
     def stats(self, phase: str) -> Dict[str, Dict[str, str]]:
         with open(os.path.join(self.path, f"stats.{phase}.json"), encoding="utf-8") as handle:

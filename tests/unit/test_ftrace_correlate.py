@@ -23,12 +23,11 @@ from hybridtrace.backends.ftrace.format import EventFormat, read_format
 from hybridtrace.backends.ftrace.pipe import PipeParser
 from hybridtrace.backends.ftrace.probes import Role
 from hybridtrace.backends.ftrace.raw_reader import Timeline
-from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
 from hybridtrace.backends.ftrace.ring_page import read_page_files
 from hybridtrace.backends.ftrace.trace_record import TraceLine
 from hybridtrace.events import Event, ExecEvent, OpenEvent, Source
 from hybridtrace.request import Kind
-from tests.unit.ftrace_fixtures import O_LARGEFILE, Recording, workload_params
+from tests.unit.ftrace_fixtures import O_LARGEFILE, Recording, decode_all, workload_params
 
 EMPTY_IS_FAULT = ("kprobe", "eprobe")
 STREAM_ROOT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures",
@@ -146,11 +145,7 @@ def load_stream(name: str, kind: str,
 
 def decode_pages(pages: str, formats: List[EventFormat]) -> List[TraceLine]:
     """What the raw reader hands the correlator."""
-    layout, cpu_pages = read_page_files(pages)
-    decoder = RecordDecoder(formats, layout)
-    records: List[RawRecord] = []
-    for cpu, page in cpu_pages:
-        decoder.decode_page(page, cpu, records)
+    decoder, records = decode_all(formats, *read_page_files(pages))
     assert decoder.unknown == 0 and decoder.short == 0
     return Timeline().add(records, None)
 

@@ -18,6 +18,7 @@ from tests.unit.ftrace_fixtures import (
     phase_params,
     recordings,
     s64,
+    split_at,
     workload_params,
 )
 
@@ -300,12 +301,7 @@ def test_fake_records_inside_strings_stay_strings(rec: Recording, phase: str) ->
 
 
 def _chunks(data: bytes, sizes: List[int]) -> List[bytes]:
-    out, pos = [], 0
-    for size in sizes:
-        out.append(data[pos : pos + size])
-        pos += size
-    out.append(data[pos:])
-    return out
+    return [*split_at(data, sizes), data[sum(sizes):]]
 
 
 def _feed_all(rec: Recording, chunks: List[bytes]) -> List[TraceLine]:

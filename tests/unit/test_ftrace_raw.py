@@ -25,6 +25,7 @@ from hybridtrace.backends.ftrace.ring_page import (
     read_page_files,
 )
 from hybridtrace.backends.ftrace.trace_record import ENTER, EXIT, FIELDS
+from tests.unit.ftrace_fixtures import decode_all
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "ftrace_stream")
 
@@ -50,6 +51,14 @@ def load(name: str, kind: str, root: str = ROOT
 
 
 RECORDINGS = raw_recordings()
+# A made-up event "demo" (id 9), up to its own fields: the fields every event starts with.
+DEMO_HEAD = (
+    "name: demo\nID: 9\nformat:\n"
+    "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
+    "\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n"
+    "\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n"
+    "\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n"
+)
 
 
 def test_recordings_exist() -> None:
@@ -76,10 +85,7 @@ def test_pages_split_into_records_within_bounds_and_in_time_order(name: str, kin
 @pytest.mark.parametrize("name,kind", RECORDINGS)
 def test_every_record_decodes_with_its_format(name: str, kind: str) -> None:
     layout, formats, pages = load(name, kind)
-    decoder = RecordDecoder(formats, layout)
-    records: List[RawRecord] = []
-    for cpu, page in pages:
-        decoder.decode_page(page, cpu, records)
+    decoder, records = decode_all(formats, layout, pages)
     assert records and decoder.unknown == 0 and decoder.short == 0
     by_event: Dict[Tuple[str, str], int] = {}
     for _ts, _cpu, tid, event, style, args, _faults in records:
@@ -130,11 +136,7 @@ def test_header_page_of_this_layout_and_refusals() -> None:
 
 def test_decoder_skips_arrays_and_reads_rel_loc() -> None:
     fmt = parse_format(
-        "name: demo\nID: 9\nformat:\n"
-        "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
-        "\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n"
-        "\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n"
-        "\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n"
+        DEMO_HEAD +
         "\tfield:unsigned long args[6];\toffset:8;\tsize:48;\tsigned:0;\n"
         "\tfield:__rel_loc char[] s;\toffset:56;\tsize:4;\tsigned:0;\n"
         "\tfield:s64 v;\toffset:60;\tsize:8;\tsigned:1;\n\n"

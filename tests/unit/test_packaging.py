@@ -62,16 +62,21 @@ def test_wheel_holds_what_runs_and_nothing_that_only_builds(wheel: Path) -> None
     assert not [f for f in files if "_ringpage" in f]
 
 
+def installed(wheel: Path, venv: Path) -> Path:
+    """A fresh venv at ``venv`` with ``wheel`` installed into it."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check",
+                    str(wheel)], check=True, timeout=600)
+    return venv
+
+
 def test_compiled_wheel_holds_the_c_decoder_and_uses_it(tmp_path: Path) -> None:
     wheel = Path(wheel_check.build(str(tmp_path / "dist"), compiled=True))
     files = names(wheel)
     assert [f for f in files if f.startswith("hybridtrace/backends/ftrace/_ringpage")
             and f.endswith(".so")]
     assert "hybridtrace/backends/ftrace/_ringpage.c" not in files  # the sdist has it
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run([str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check",
-                    str(wheel)], check=True, timeout=600)
+    venv = installed(wheel, tmp_path / "venv")
     check = ("from hybridtrace.backends.ftrace import raw_records as r\n"
              "assert '/venv/' in r.c_loop().__file__, r.c_loop()\n")
     subprocess.run([str(venv / "bin/python"), "-c", check], cwd=tmp_path, check=True,
@@ -80,10 +85,7 @@ def test_compiled_wheel_holds_the_c_decoder_and_uses_it(tmp_path: Path) -> None:
 
 
 def test_wheel_runs_from_a_fresh_venv(wheel: Path, tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run([str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check",
-                    str(wheel)], check=True, timeout=600)
+    venv = installed(wheel, tmp_path / "venv")
     version = subprocess.run([str(venv / "bin/hybridtrace"), "--version"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=60, check=True)
     assert version.stdout.startswith("hybridtrace ")

@@ -24,7 +24,7 @@ from hybridtrace.backends.ftrace.format import EventFormat, parse_format
 from hybridtrace.backends.ftrace.raw_reader import Timeline
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
 from hybridtrace.backends.ftrace.ring_page import PageLayout
-from tests.unit.test_ftrace_raw import load
+from tests.unit.test_ftrace_raw import DEMO_HEAD, load
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 ROUNDS = int(os.environ.get("HYBRIDTRACE_FUZZ_ROUNDS", "1500"))
@@ -138,11 +138,7 @@ def test_damaged_pages_give_the_same_or_the_same_error(base: str, kind: str) -> 
 
 
 _DEMO = parse_format(
-    "name: demo\nID: 9\nformat:\n"
-    "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
-    "\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n"
-    "\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n"
-    "\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n"
+    DEMO_HEAD +
     "\tfield:__data_loc char[] s;\toffset:8;\tsize:4;\tsigned:0;\n"
     "\tfield:char c[4];\toffset:12;\tsize:4;\tsigned:0;\n"
     "\tfield:s8 b;\toffset:16;\tsize:1;\tsigned:1;\n"

@@ -33,7 +33,7 @@ def test_bcc_programs_get_indexes_and_optional_syscalls_from_vocabulary(kind: Ki
     names = vocabulary.syscalls_for(kind.value)
     with open(os.path.join(os.path.dirname(bcc_program.__file__), f"{kind.value}.c")) as f:
         source = f.read()
-    used = set(re.findall(r"HT_SYS_(\w+)\)", source))
+    used = set(re.findall(r"HT_SYS_(\w+)[,)]", source))
     assert used == {n.upper() for n in names}
     assert set(bcc_program.OPTIONAL_TRACEPOINTS[kind].values()) == set(
         vocabulary.OPTIONAL_TRACEPOINTS[kind.value])

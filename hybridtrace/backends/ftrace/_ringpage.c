@@ -22,6 +22,36 @@ static inline PyObject *Py_NewRef(PyObject *o)
 }
 #endif
 
+/* The parts this module's two types share: static, no keyword arguments, one method
+ * taking its arguments as an array. */
+#define RINGPAGE_TYPE(name, object, dealloc, init, methods, doc)              \
+    {                                                                        \
+        PyVarObject_HEAD_INIT(NULL, 0)                                       \
+        .tp_name = "hybridtrace.backends.ftrace._ringpage." name,            \
+        .tp_basicsize = sizeof(object),                                      \
+        .tp_dealloc = (destructor)(dealloc),                                 \
+        .tp_flags = Py_TPFLAGS_DEFAULT,                                      \
+        .tp_doc = doc,                                                       \
+        .tp_methods = methods,                                               \
+        .tp_init = (initproc)(init),                                         \
+        .tp_new = PyType_GenericNew,                                         \
+    }
+#define FASTCALL_METHOD(name, function, doc)                                 \
+    {                                                                        \
+        {name, (PyCFunction)(void (*)(void))(function), METH_FASTCALL, doc}, \
+        {NULL, NULL, 0, NULL},                                               \
+    }
+
+/* A type's __init__ takes positional arguments only: -1 with TypeError otherwise. */
+static int positional_only(const char *type, PyObject *kwds)
+{
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s takes no keyword arguments", type);
+        return -1;
+    }
+    return 0;
+}
+
 #define PADDING 29
 #define TIME_EXTEND 30
 #define TIME_STAMP 31
@@ -104,6 +134,18 @@ static void dec_dealloc(DecoderObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* dict[key] = value, for a value just made: its reference goes to the dict. A NULL
+ * value (its maker failed, with the error set) gives -1, like a failed insert. */
+static int set_new_item(PyObject *dict, PyObject *key, PyObject *value)
+{
+    int rc;
+    if (value == NULL)
+        return -1;
+    rc = PyDict_SetItem(dict, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
 static int field_size(char code)
 {
     switch (code) {
@@ -123,10 +165,8 @@ static int dec_init(DecoderObject *self, PyObject *args, PyObject *kwds)
     int big;
     Py_ssize_t co, cs, dof, i, j;
     PyObject *list, *no_faults, *seq = NULL;
-    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
-        PyErr_SetString(PyExc_TypeError, "Decoder takes no keyword arguments");
+    if (positional_only("Decoder", kwds) < 0)
         return -1;
-    }
     if (!PyArg_ParseTuple(args, "pnnnOO", &big, &co, &cs, &dof, &list, &no_faults))
         return -1;
     if (co < 8 || (cs != 4 && cs != 8) || dof < co + cs) {
@@ -234,11 +274,8 @@ static int decode_record(DecoderObject *self, const Dec *d, const unsigned char 
             default: v = PyLong_FromUnsignedLong((unsigned long)u); break;
             }
         }
-        if (v == NULL || PyDict_SetItem(args, f->name, v) < 0) {
-            Py_XDECREF(v);
+        if (set_new_item(args, f->name, v) < 0)
             goto fail;
-        }
-        Py_DECREF(v);
     }
     for (j = 0; j < d->nstrings; j++) {
         const StrFix *s = &d->strings[j];
@@ -257,11 +294,8 @@ static int decode_record(DecoderObject *self, const Dec *d, const unsigned char 
             const char *nul = memchr(buf, 0, PyBytes_GET_SIZE(value));
             if (nul != NULL) {
                 text = PyBytes_FromStringAndSize(buf, nul - buf);
-                if (text == NULL || PyDict_SetItem(args, s->name, text) < 0) {
-                    Py_XDECREF(text);
+                if (set_new_item(args, s->name, text) < 0)
                     goto fail;
-                }
-                Py_DECREF(text);
             }
             continue;
         } else {
@@ -288,11 +322,8 @@ static int decode_record(DecoderObject *self, const Dec *d, const unsigned char 
             if (last > first && page[last - 1] == 0)
                 last--;
             text = PyBytes_FromStringAndSize((const char *)page + first, last - first);
-            if (text == NULL || PyDict_SetItem(args, s->name, text) < 0) {
-                Py_XDECREF(text);
+            if (set_new_item(args, s->name, text) < 0)
                 goto fail;
-            }
-            Py_DECREF(text);
         }
     }
     if (faults != NULL) {
@@ -486,23 +517,13 @@ done:
     return result;
 }
 
-static PyMethodDef dec_methods[] = {
-    {"decode_page", (PyCFunction)(void (*)(void))dec_decode_page, METH_FASTCALL,
-     "decode_page(page, cpu, out) -> (missed flags, unknown records, short records)"},
-    {NULL, NULL, 0, NULL},
-};
+static PyMethodDef dec_methods[] = FASTCALL_METHOD(
+    "decode_page", dec_decode_page,
+    "decode_page(page, cpu, out) -> (missed flags, unknown records, short records)");
 
-static PyTypeObject DecoderType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "hybridtrace.backends.ftrace._ringpage.Decoder",
-    .tp_basicsize = sizeof(DecoderObject),
-    .tp_dealloc = (destructor)dec_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "One instance's event decoders (see raw_records.RecordDecoder).",
-    .tp_methods = dec_methods,
-    .tp_init = (initproc)dec_init,
-    .tp_new = PyType_GenericNew,
-};
+static PyTypeObject DecoderType = RINGPAGE_TYPE(
+    "Decoder", DecoderObject, dec_dealloc, dec_init, dec_methods,
+    "One instance's event decoders (see raw_records.RecordDecoder).");
 
 /* ---- records into TraceLines ---------------------------------------------- */
 
@@ -530,10 +551,8 @@ static int liner_init(LinerObject *self, PyObject *args, PyObject *kwds)
 {
     PyObject *cls, *names, *defaults;
     int i;
-    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
-        PyErr_SetString(PyExc_TypeError, "Liner takes no keyword arguments");
+    if (positional_only("Liner", kwds) < 0)
         return -1;
-    }
     if (!PyArg_ParseTuple(args, "O!O!O!", &PyType_Type, &cls, &PyTuple_Type, &names,
                           &PyTuple_Type, &defaults))
         return -1;
@@ -618,29 +637,29 @@ static PyObject *liner_call(LinerObject *self, PyObject *const *argv, Py_ssize_t
     return out;
 }
 
-static PyMethodDef liner_methods[] = {
-    {"lines", (PyCFunction)(void (*)(void))liner_call, METH_FASTCALL,
-     "lines(records) -> TraceLines, as Timeline._lines builds them"},
-    {NULL, NULL, 0, NULL},
-};
+static PyMethodDef liner_methods[] = FASTCALL_METHOD(
+    "lines", liner_call, "lines(records) -> TraceLines, as Timeline._lines builds them");
 
-static PyTypeObject LinerType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "hybridtrace.backends.ftrace._ringpage.Liner",
-    .tp_basicsize = sizeof(LinerObject),
-    .tp_dealloc = (destructor)liner_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Builds TraceLines from records without running their __init__.",
-    .tp_methods = liner_methods,
-    .tp_init = (initproc)liner_init,
-    .tp_new = PyType_GenericNew,
-};
+static PyTypeObject LinerType = RINGPAGE_TYPE(
+    "Liner", LinerObject, liner_dealloc, liner_init, liner_methods,
+    "Builds TraceLines from records without running their __init__.");
 
 static struct PyModuleDef ringpage_module = {
     PyModuleDef_HEAD_INIT, "_ringpage",
     "C versions of the ftrace reader's page decoding (optional; see raw_records.py).",
     -1, NULL, NULL, NULL, NULL, NULL,
 };
+
+/* Puts ``type`` into the module as ``name`` (the module then holds a reference). */
+static int add_type(PyObject *m, const char *name, PyTypeObject *type)
+{
+    Py_INCREF(type);
+    if (PyModule_AddObject(m, name, (PyObject *)type) < 0) {
+        Py_DECREF(type);
+        return -1;
+    }
+    return 0;
+}
 
 PyMODINIT_FUNC PyInit__ringpage(void)
 {
@@ -650,15 +669,7 @@ PyMODINIT_FUNC PyInit__ringpage(void)
     m = PyModule_Create(&ringpage_module);
     if (m == NULL)
         return NULL;
-    Py_INCREF(&DecoderType);
-    if (PyModule_AddObject(m, "Decoder", (PyObject *)&DecoderType) < 0) {
-        Py_DECREF(&DecoderType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    Py_INCREF(&LinerType);
-    if (PyModule_AddObject(m, "Liner", (PyObject *)&LinerType) < 0) {
-        Py_DECREF(&LinerType);
+    if (add_type(m, "Decoder", &DecoderType) < 0 || add_type(m, "Liner", &LinerType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -157,8 +157,8 @@ def read_task(tid: int, clock: Callable[[], int] = time.monotonic_ns) -> Optiona
     if before is None:
         return None
     pidns, mntns = _ns_inode(tid, "pid"), _ns_inode(tid, "mnt")
-    raw = procfs._read(f"{procfs.PROC}/{tid}/cgroup", 1 << 16)
-    status = procfs._read(f"{procfs.PROC}/{tid}/status", 1 << 16) or b""
+    raw = procfs.read_bytes(f"{procfs.PROC}/{tid}/cgroup", 1 << 16)
+    status = procfs.read_bytes(f"{procfs.PROC}/{tid}/status", 1 << 16) or b""
     if procfs.start_ticks(tid) != before:
         return None
     return TaskReading(before, clock(), pidns, mntns, proc_cgroup(raw) if raw else None,

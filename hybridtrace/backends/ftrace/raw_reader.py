@@ -26,6 +26,7 @@ import attrs
 
 from hybridtrace.backends.ftrace.fd_ledger import INF
 from hybridtrace.backends.ftrace.format import EventFormat
+from hybridtrace.backends.ftrace.pipe_fds import PipeFds
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder, c_loop
 from hybridtrace.backends.ftrace.ring_page import read_page_layout
 from hybridtrace.backends.ftrace.trace_record import (
@@ -117,7 +118,7 @@ def _liner() -> Optional[Any]:
         return None
 
 
-class RawReader:
+class RawReader(PipeFds):
     """The trace_pipe_raw files of one instance (see module docstring)."""
 
     def __init__(self, inst_path: str, formats: Sequence[EventFormat], monotonic: bool) -> None:
@@ -149,11 +150,6 @@ class RawReader:
         except OSError:
             self.close()
             raise
-
-    def close(self) -> None:
-        fds, self.fds = self.fds, {}
-        for fd in fds.values():
-            os.close(fd)
 
     def read(self, max_bytes: int) -> List[TraceLine]:
         """Read what the buffers hold (up to about ``max_bytes``); return what is due."""

@@ -15,13 +15,14 @@ from typing import Callable, Dict, List, Optional, Sequence
 from hybridtrace.backends.ftrace.fd_ledger import INF
 from hybridtrace.backends.ftrace.format import EventFormat
 from hybridtrace.backends.ftrace.pipe import PipeParser
+from hybridtrace.backends.ftrace.pipe_fds import PipeFds
 from hybridtrace.backends.ftrace.trace_record import Later, TraceLine
 
 READ_SIZE = 1 << 16  # see pipe.py: a read this big ends at a record boundary
 COMMIT_MARGIN_NS = 2_000_000  # as raw_reader: a record is committed within this of its time
 
 
-class TextReader:
+class TextReader(PipeFds):
     """trace_pipe of one instance, with the same interface as RawReader."""
 
     def __init__(self, inst_path: str, formats: Sequence[EventFormat],
@@ -35,11 +36,6 @@ class TextReader:
         self.complete: Optional[int] = None
         # Called with (-1, chunk) for each chunk read (tools/record_ftrace_stream.py).
         self.tap: Optional[Callable[[int, bytes], None]] = None
-
-    def close(self) -> None:
-        fds, self.fds = self.fds, {}
-        for fd in fds.values():
-            os.close(fd)
 
     def read(self, max_bytes: int) -> List[TraceLine]:
         lines: List[TraceLine] = []

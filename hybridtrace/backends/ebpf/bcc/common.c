@@ -58,6 +58,13 @@ BPF_RINGBUF_OUTPUT(ht_events, HT_RINGBUF_PAGES);
  * with either buffer an io_uring completion no pending open could be told apart. */
 BPF_PERCPU_ARRAY(ht_lost, u64, 1);
 
+/* One more in a loss counter: ``count`` is its per-CPU slot (NULL: none to count in). */
+static __always_inline void ht_count(u64 *count)
+{
+    if (count)
+        __sync_fetch_and_add(count, 1);
+}
+
 /* Reads of task_struct go through explicit probe reads on integers, so BCC's
  * rewriter leaves them alone and the offsets are exactly the ones chosen above. */
 static __always_inline int ht_read_u64(u64 addr, u64 *out)
@@ -273,9 +280,7 @@ static __always_inline void ht_follow_add(u32 tid)
     u8 one = 1;
     if (ht_follow.update(&tid, &one) != 0) {
         int zero = 0;
-        u64 *count = ht_follow_lost.lookup(&zero);
-        if (count)
-            __sync_fetch_and_add(count, 1);
+        ht_count(ht_follow_lost.lookup(&zero));
     }
 }
 
@@ -389,9 +394,16 @@ static __always_inline void ht_output(void *ctx, void *rec, u32 size)
 #else
     if (ht_events.ringbuf_output(rec, size, 0) != 0) {
         int zero = 0;
-        u64 *count = ht_lost.lookup(&zero);
-        if (count)
-            __sync_fetch_and_add(count, 1);
+        ht_count(ht_lost.lookup(&zero));
     }
 #endif
+}
+
+/* Send a record of ``fixed`` bytes and ``used`` of its variable tail, which has room for
+ * ``room``: what the kernel says it read is never trusted past the buffer. */
+static __always_inline void ht_output_tail(void *ctx, void *rec, u32 fixed, u32 used, u32 room)
+{
+    if (used > room)
+        used = room;
+    ht_output(ctx, rec, fixed + used);
 }

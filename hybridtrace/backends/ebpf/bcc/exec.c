@@ -160,10 +160,7 @@ static __always_inline void ht_exec_emit(void *ctx, struct exec_rec *rec)
         return;
 #endif
     ht_fill_origin(&rec->origin, &rec->flags);
-    u32 len = rec->argv_len;
-    if (len > HT_BLOB)
-        len = HT_BLOB;
-    ht_output(ctx, rec, offsetof(struct exec_rec, argv) + len);
+    ht_output_tail(ctx, rec, offsetof(struct exec_rec, argv), rec->argv_len, HT_BLOB);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_execve)

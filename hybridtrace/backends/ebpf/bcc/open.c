@@ -31,7 +31,10 @@ struct open_rec {
 BPF_F_TABLE("hash", u32, struct open_rec, ht_opens, 10240, BPF_F_NO_PREALLOC);
 BPF_ARRAY(ht_open_zero, struct open_rec, 1); /* never written: a zeroed template */
 
-static __always_inline struct open_rec *ht_open_enter(u64 path, s32 dfd, u32 syscall)
+/* The pending record of this thread's open call; flags and mode are the caller's
+ * (openat2 reads them from its struct open_how afterwards: pass 0). */
+static __always_inline struct open_rec *ht_open_enter(u64 path, s32 dfd, u32 syscall,
+                                                      u32 oflags, u32 mode)
 {
     if (ht_skip_task())
         return 0;
@@ -44,6 +47,8 @@ static __always_inline struct open_rec *ht_open_enter(u64 path, s32 dfd, u32 sys
     struct open_rec *rec = ht_opens.lookup(&tid);
     if (!rec)
         return 0;
+    rec->oflags = oflags;
+    rec->mode = mode;
     rec->ts = bpf_ktime_get_ns();
     rec->path_ptr = path;
     rec->dfd = dfd;
@@ -51,21 +56,33 @@ static __always_inline struct open_rec *ht_open_enter(u64 path, s32 dfd, u32 sys
     return rec;
 }
 
-/* The path from the caller's memory (the kernel has read it: its page is present). */
-static __always_inline void ht_read_user_path(struct open_rec *rec, u64 ptr)
+/* The path at ``ptr``, in the caller's memory (``user``: the kernel has read it, so
+ * its page is present) or the kernel's; 0 when it could not be read (flagged). */
+static __always_inline int ht_read_path(struct open_rec *rec, u64 ptr, int user)
 {
-    long n = bpf_probe_read_user_str(rec->path, HT_PATH_SLOT, (void *)ptr);
-    if (n > 0) {
-        rec->path_len = n;
-        if (n == HT_PATH_SLOT) {
-            char next = 0;
-            bpf_probe_read_user(&next, 1, (void *)(ptr + HT_PATH_SIZE));
-            if (next)
-                rec->flags |= HT_F_PATH_TRUNCATED;
-        }
-    } else {
+    long n = user ? bpf_probe_read_user_str(rec->path, HT_PATH_SLOT, (void *)ptr)
+                  : bpf_probe_read_kernel_str(rec->path, HT_PATH_SLOT, (void *)ptr);
+    if (n <= 0) {
         rec->flags |= HT_F_PATH_READ_FAILED;
+        return 0;
     }
+    rec->path_len = n;
+    if (n == HT_PATH_SLOT) {
+        char next = 0;
+        if (user)
+            bpf_probe_read_user(&next, 1, (void *)(ptr + HT_PATH_SIZE));
+        else
+            bpf_probe_read_kernel(&next, 1, (void *)(ptr + HT_PATH_SIZE));
+        if (next)
+            rec->flags |= HT_F_PATH_TRUNCATED;
+    }
+    return 1;
+}
+
+/* Sends the record up to the used part of its path. */
+static __always_inline void ht_open_output(void *ctx, struct open_rec *rec)
+{
+    ht_output_tail(ctx, rec, offsetof(struct open_rec, path), rec->path_len, HT_PATH_SLOT);
 }
 
 static __always_inline int ht_open_exit(void *ctx, long ret)
@@ -83,11 +100,8 @@ static __always_inline int ht_open_exit(void *ctx, long ret)
     if (ht_skip_emit(rec->comm, rec->uid, ret < 0))
         goto done;
     ht_fill_origin(&rec->origin, &rec->flags);
-    ht_read_user_path(rec, rec->path_ptr);
-    u32 len = rec->path_len;
-    if (len > HT_PATH_SLOT)
-        len = HT_PATH_SLOT;
-    ht_output(ctx, rec, offsetof(struct open_rec, path) + len);
+    ht_read_path(rec, rec->path_ptr, 1);
+    ht_open_output(ctx, rec);
 done:
     ht_opens.delete(&tid);
     return 0;
@@ -104,11 +118,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 #ifdef HT_HAVE_OPEN
 TRACEPOINT_PROBE(syscalls, sys_enter_open)
 {
-    struct open_rec *rec = ht_open_enter((u64)args->filename, -100, HT_SYS_OPEN);
-    if (rec) {
-        rec->oflags = args->flags;
-        rec->mode = args->mode;
-    }
+    ht_open_enter((u64)args->filename, -100, HT_SYS_OPEN, args->flags, args->mode);
     return 0;
 }
 
@@ -120,11 +130,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_open)
 
 TRACEPOINT_PROBE(syscalls, sys_enter_openat)
 {
-    struct open_rec *rec = ht_open_enter((u64)args->filename, args->dfd, HT_SYS_OPENAT);
-    if (rec) {
-        rec->oflags = args->flags;
-        rec->mode = args->mode;
-    }
+    ht_open_enter((u64)args->filename, args->dfd, HT_SYS_OPENAT, args->flags, args->mode);
     return 0;
 }
 
@@ -136,7 +142,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_openat)
 #ifdef HT_HAVE_OPENAT2
 TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
 {
-    struct open_rec *rec = ht_open_enter((u64)args->filename, args->dfd, HT_SYS_OPENAT2);
+    struct open_rec *rec = ht_open_enter((u64)args->filename, args->dfd, HT_SYS_OPENAT2, 0, 0);
     if (rec) {
         u64 how[2] = {}; /* struct open_how starts with u64 flags, u64 mode */
         if (bpf_probe_read_user(how, sizeof(how), (void *)args->how) == 0) {
@@ -158,11 +164,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
 #ifdef HT_HAVE_CREAT
 TRACEPOINT_PROBE(syscalls, sys_enter_creat)
 {
-    struct open_rec *rec = ht_open_enter((u64)args->pathname, -100, HT_SYS_CREAT);
-    if (rec) {
-        rec->oflags = 01 | 0100 | 01000; /* O_WRONLY | O_CREAT | O_TRUNC */
-        rec->mode = args->mode;
-    }
+    ht_open_enter((u64)args->pathname, -100, HT_SYS_CREAT,
+                  01 | 0100 | 01000 /* O_WRONLY | O_CREAT | O_TRUNC */, args->mode);
     return 0;
 }
 
@@ -254,10 +257,7 @@ static __always_inline void ht_uring_emit(void *ctx, struct open_rec *rec, s32 r
 #endif
     rec->ret = res;
     rec->ts = bpf_ktime_get_ns();
-    u32 len = rec->path_len;
-    if (len > HT_PATH_SLOT)
-        len = HT_PATH_SLOT;
-    ht_output(ctx, rec, offsetof(struct open_rec, path) + len);
+    ht_open_output(ctx, rec);
 }
 
 /* The kernel's copy of the path, and the dfd, from the prepared request. */
@@ -274,19 +274,8 @@ static __always_inline void ht_uring_read(struct open_rec *rec, u64 req)
         rec->flags |= HT_F_PATH_READ_FAILED;
         return;
     }
-    long n = bpf_probe_read_kernel_str(rec->path, HT_PATH_SLOT, (void *)text);
-    if (n <= 0) {
-        rec->flags |= HT_F_PATH_READ_FAILED;
-        return;
-    }
-    rec->path_len = n;
-    rec->flags |= HT_F_KERNEL_COPY;
-    if (n == HT_PATH_SLOT) {
-        char next = 0;
-        bpf_probe_read_kernel(&next, 1, (void *)(text + HT_PATH_SIZE));
-        if (next)
-            rec->flags |= HT_F_PATH_TRUNCATED;
-    }
+    if (ht_read_path(rec, text, 0))
+        rec->flags |= HT_F_KERNEL_COPY;
 }
 
 static __always_inline int ht_uring_submitted(void *ctx, u64 ring, u64 req, u64 user_data,
@@ -374,9 +363,7 @@ TRACEPOINT_PROBE(io_uring, io_uring_cqe_overflow)
         ht_uring_done(args, req, ud.ring, ud.user_data, args->res);
     } else if (!req) { /* which of them completed is unknown: its event is lost */
         int zero = 0;
-        u64 *count = ht_lost.lookup(&zero);
-        if (count)
-            __sync_fetch_and_add(count, 1);
+        ht_count(ht_lost.lookup(&zero));
     }
     return 0;
 }
@@ -415,7 +402,7 @@ TRACEPOINT_PROBE(io_uring, io_uring_req_failed)
         p->rec.oflags = args->op_flags;
         p->rec.mode = args->len;
     }
-    ht_read_user_path(&p->rec, args->addr);
+    ht_read_path(&p->rec, args->addr, 1);
     ht_uring_emit(args, &p->rec, args->error);
     ht_uring.delete(&req);
     return 0;

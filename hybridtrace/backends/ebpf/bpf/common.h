@@ -353,69 +353,120 @@ static __always_inline int ht_upid_of(enum ht_which which, __u32 lvl, __u32 *nr,
 #endif
 }
 
-/* The number ``which`` has in the tracer's pid namespace (ht_cfg.view_pidns): found
- * by the namespace's inode, level by level from the host's down, as the tracer's own
- * level is nowhere user space can read it. ABSENT: the task lives outside that
- * namespace (its own is not it nor below it), so it has no number there. */
-static __noinline int ht_view_id(enum ht_which which, __u32 *nr)
+/* The number ``which`` has in the tracer's pid namespace (ht_cfg.view_pidns), and
+ * that namespace's level (*lvl): found by the namespace's inode, level by level from
+ * the host's down, as the tracer's own level is nowhere user space can read it.
+ * ABSENT: the task lives outside that namespace (its own is not it nor below it), so
+ * it has no number there. */
+static __noinline int ht_view_find(enum ht_which which, __u32 *lvl, __u32 *nr)
 {
 	__u32 inum = 0;
 	int res;
 
-	for (__u32 lvl = 0; lvl < HT_PIDNS_LEVELS; lvl++) {
-		res = ht_upid_of(which, lvl, nr, &inum);
+	for (__u32 l = 0; l < HT_PIDNS_LEVELS; l++) {
+		res = ht_upid_of(which, l, nr, &inum);
 		if (res != HT_UPID_OK)
 			return res;
-		if (inum == ht_cfg.view_pidns)
+		if (inum == ht_cfg.view_pidns) {
+			*lvl = l;
 			return HT_UPID_OK;
+		}
 	}
 	return HT_UPID_UNKNOWN;
 }
 
+/* The number ``which`` has in the tracer's pid namespace, whose level ``lvl`` is known:
+ * a namespace has one level, so a number there in another namespace means none in it. */
+static __always_inline int ht_view_at(enum ht_which which, __u32 lvl, __u32 *nr)
+{
+	__u32 inum = 0;
+	int res = ht_upid_of(which, lvl, nr, &inum);
+
+	return res == HT_UPID_OK && inum != ht_cfg.view_pidns ? HT_UPID_ABSENT : res;
+}
+
+/* The current task's pid, tid and ppid in the tracer's pid namespace, found once per
+ * event for the filters and the header; ``none`` holds HT_F_VIEW_* for each it has
+ * none of there (0 in its place). */
+struct ht_view {
+	__u32 pid;
+	__u32 tid;
+	__u32 ppid;
+	__u32 none;
+};
+
+/* ``which``'s number in the tracer's pid namespace: read at its level ``*lvl`` when that
+ * is ``known``, else searched for (which sets ``*lvl``). */
+static __always_inline int ht_view_nr(enum ht_which which, bool known, __u32 *lvl, __u32 *nr)
+{
+	return known ? ht_view_at(which, *lvl, nr) : ht_view_find(which, lvl, nr);
+}
+
+/* ``nr`` where ``res`` found it, else 0 with ``flag`` added to ``*none``. */
+static __always_inline __u32 ht_view_keep(int res, __u32 nr, __u32 flag, __u32 *none)
+{
+	if (res == HT_UPID_OK)
+		return nr;
+	*none |= flag;
+	return 0;
+}
+
+/* Fills ``v``: one level search, the thread's (the current task's, always readable);
+ * its process and parent are then read at that level. The threads of a process share
+ * one pid namespace, so a thread outside the tracer's has a process outside it too;
+ * its parent may still be inside, and is searched for then. */
+static __noinline void ht_view_of(struct ht_view *v)
+{
+	__u32 lvl = 0, tid = 0, pid = 0, ppid = 0;
+	int tid_res, pid_res, ppid_res;
+	bool known;
+
+	tid_res = ht_view_find(HT_THREAD, &lvl, &tid);
+	known = tid_res == HT_UPID_OK;
+	pid_res = tid_res == HT_UPID_ABSENT ? HT_UPID_ABSENT :
+		  ht_view_nr(HT_LEADER, known, &lvl, &pid);
+	ppid_res = ht_view_nr(HT_PARENT, known, &lvl, &ppid);
+	v->none = 0;
+	v->tid = ht_view_keep(tid_res, tid, HT_F_VIEW_TID_NONE, &v->none);
+	v->pid = ht_view_keep(pid_res, pid, HT_F_VIEW_PID_NONE, &v->none);
+	v->ppid = ht_view_keep(ppid_res, ppid, HT_F_VIEW_PPID_NONE, &v->none);
+}
+
+/* What the filters and the header of this event need of the tracer's pid namespace:
+ * nothing where that is the host's (nothing then reads ``v``). */
+static __always_inline void ht_view_get(struct ht_view *v)
+{
+	if (ht_cfg.view_pidns)
+		ht_view_of(v);
+}
+
 /* pid, tid, ppid in the tracer's pid namespace, in place of the host's, with a flag
  * for each the task has none of there. */
-static __always_inline void ht_fill_view(struct ht_hdr *h)
+static __always_inline void ht_fill_view(struct ht_hdr *h, const struct ht_view *v)
 {
-	__u32 nr = 0;
-
-	h->tid = h->pid = 0;
-	if (ht_view_id(HT_THREAD, &nr) == HT_UPID_OK)
-		h->tid = nr;
-	else
-		h->flags |= HT_F_VIEW_TID_NONE;
-	if (ht_view_id(HT_LEADER, &nr) == HT_UPID_OK)
-		h->pid = nr;
-	else
-		h->flags |= HT_F_VIEW_PID_NONE;
-	h->ppid = 0;
-	if (ht_view_id(HT_PARENT, &nr) == HT_UPID_OK)
-		h->ppid = nr;
-	else
-		h->flags |= HT_F_VIEW_PPID_NONE;
+	h->tid = v->tid;
+	h->pid = v->pid;
+	h->ppid = v->ppid;
+	h->flags |= v->none;
 }
 
 /* Whether the current task is the tracer itself: self_tgid is the tracer's pid in its
  * own namespace, which names another process on the host when that is not the host's. */
-static __always_inline bool ht_is_self(__u32 tgid)
+static __always_inline bool ht_is_self(__u32 tgid, const struct ht_view *v)
 {
-	__u32 nr;
-
 	if (!ht_cfg.view_pidns)
 		return tgid == ht_cfg.self_tgid;
-	return ht_view_id(HT_LEADER, &nr) == HT_UPID_OK && nr == ht_cfg.self_tgid;
+	return !(v->none & HT_F_VIEW_PID_NONE) && v->pid == ht_cfg.self_tgid;
 }
 
 /* -p, -t, --ppid from inside a pid namespace: they name that namespace's pids. */
-static __always_inline bool ht_view_ids_wanted(void)
+static __always_inline bool ht_view_ids_wanted(const struct ht_view *v)
 {
-	__u32 nr;
-
-	if (ht_cfg.has_pid && (ht_view_id(HT_LEADER, &nr) != HT_UPID_OK || nr != ht_cfg.pid))
+	if (ht_cfg.has_pid && ((v->none & HT_F_VIEW_PID_NONE) || v->pid != ht_cfg.pid))
 		return false;
-	if (ht_cfg.has_tid && (ht_view_id(HT_THREAD, &nr) != HT_UPID_OK || nr != ht_cfg.tid))
+	if (ht_cfg.has_tid && ((v->none & HT_F_VIEW_TID_NONE) || v->tid != ht_cfg.tid))
 		return false;
-	return !ht_cfg.has_ppid ||
-	       (ht_view_id(HT_PARENT, &nr) == HT_UPID_OK && nr == ht_cfg.ppid);
+	return !ht_cfg.has_ppid || (!(v->none & HT_F_VIEW_PPID_NONE) && v->ppid == ht_cfg.ppid);
 }
 
 /* How deep the task's own pid namespace is (0: the host's). */
@@ -538,16 +589,16 @@ static __always_inline void ht_follow_exec(__u32 old_tid)
 }
 
 /* Filters known at syscall entry: ourselves, pid, tid, uid, ppid, and where the task
- * lives (cgroup, container, mount namespace, process tree). */
-static __always_inline bool ht_wanted(void)
+ * lives (cgroup, container, mount namespace, process tree). ``v``: ht_view_get's. */
+static __always_inline bool ht_wanted(const struct ht_view *v)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id, mntns;
 
-	if (ht_is_self(tgid))
+	if (ht_is_self(tgid, v))
 		return false;
 	if (ht_cfg.view_pidns) {
-		if (!ht_view_ids_wanted())
+		if (!ht_view_ids_wanted(v))
 			return false;
 	} else {
 		if (ht_cfg.has_pid && tgid != ht_cfg.pid)
@@ -629,8 +680,9 @@ static __noinline void ht_fill_origin(struct ht_hdr *h)
 		h->ns_ppid = 0; /* the parent is outside the task's namespace: getppid() says 0 */
 }
 
-/* Fills every header field, flags included (the HT_F_HDR ones or 0). */
-static __always_inline void ht_fill_hdr(struct ht_hdr *h, __u32 type)
+/* Fills every header field, flags included (the HT_F_HDR ones or 0). ``v``:
+ * ht_view_get's. */
+static __always_inline void ht_fill_hdr(struct ht_hdr *h, __u32 type, const struct ht_view *v)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 ppid = 0;
@@ -647,7 +699,7 @@ static __always_inline void ht_fill_hdr(struct ht_hdr *h, __u32 type)
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 	ht_fill_origin(h);
 	if (ht_cfg.view_pidns)
-		ht_fill_view(h);
+		ht_fill_view(h, v);
 	h->hdr_pad = 0;
 }
 

@@ -98,15 +98,17 @@ static __always_inline void read_caller_argv(struct ht_exec *e, const char *cons
 static __always_inline int on_enter(const char *filename, const char *const *argv, __u16 sys)
 {
 	__u32 cpu = bpf_get_smp_processor_id(), tid;
+	struct ht_view view;
 	struct ht_exec *e;
 	long n, err;
 
-	if (!ht_wanted())
+	ht_view_get(&view);
+	if (!ht_wanted(&view))
 		return 0;
 	e = bpf_map_lookup_elem(&ht_exec_buf, &cpu);
 	if (!e)
 		return 0;
-	ht_fill_hdr(&e->h, HT_REC_EXEC);
+	ht_fill_hdr(&e->h, HT_REC_EXEC, &view);
 	e->retval = 0;
 	e->syscall = sys;
 	e->args_len = 0;
@@ -275,10 +277,12 @@ static __always_inline int exec_done(void *ctx, __u32 old_tid, const char *kname
 	struct ht_exec_small *small = e ? NULL : bpf_map_lookup_elem(&ht_execs_small, &old_tid);
 	bool pending = e != NULL, reread = true;
 	unsigned long start, end;
+	struct ht_view view;
 	__u16 sys = HT_SYS_EXECVE;
 	long n = -1;
 
 	ht_follow_exec(old_tid);
+	ht_view_get(&view);
 	if (small) {
 		e = bpf_map_lookup_elem(&ht_exec_buf, &cpu);
 		if (!e)
@@ -288,18 +292,18 @@ static __always_inline int exec_done(void *ctx, __u32 old_tid, const char *kname
 	if (e && !(e->h.flags & HT_F_NAME_FAULT)) {
 		/* Caller's filename is good; keep it, fix argv if the caller's was bad. */
 		flags = e->h.flags & ~HT_F_HDR;
-		ht_fill_hdr(&e->h, HT_REC_EXEC);
+		ht_fill_hdr(&e->h, HT_REC_EXEC, &view);
 		e->h.flags |= flags;
 		reread = flags & HT_F_ARGV_FAULT;
 	} else {
 		if (e)
 			sys = e->syscall;
-		else if (!ht_wanted())
+		else if (!ht_wanted(&view))
 			return 0;
 		e = bpf_map_lookup_elem(&ht_exec_buf, &cpu);
 		if (!e)
 			goto out;
-		ht_fill_hdr(&e->h, HT_REC_EXEC);
+		ht_fill_hdr(&e->h, HT_REC_EXEC, &view);
 		e->syscall = sys;
 		if (kname && ht_cfg.kernel_reads) {
 			n = bpf_probe_read_kernel_str(e->data, HT_PATH_READ, kname);

@@ -37,9 +37,11 @@ static __always_inline int on_enter(const char *path, __u64 flags, __u32 mode, _
 				    __u16 sys)
 {
 	struct ht_open_args a = {};
+	struct ht_view view;
 	__u32 tid;
 
-	if (!ht_wanted())
+	ht_view_get(&view);
+	if (!ht_wanted(&view))
 		return 0;
 	if (ht_cfg.has_comm) {
 		char comm[HT_COMM_LEN];
@@ -71,6 +73,7 @@ static __always_inline int on_exit(void *ctx, long ret)
 {
 	__u32 zero = 0, tid = (__u32)bpf_get_current_pid_tgid();
 	struct ht_open_args *a = bpf_map_lookup_elem(&ht_opens, &tid);
+	struct ht_view view;
 	struct ht_open *e;
 	__u64 size;
 	long n;
@@ -82,7 +85,8 @@ static __always_inline int on_exit(void *ctx, long ret)
 	e = bpf_map_lookup_elem(&ht_open_buf, &zero);
 	if (!e)
 		goto out;
-	ht_fill_hdr(&e->h, HT_REC_OPEN);
+	ht_view_get(&view);
+	ht_fill_hdr(&e->h, HT_REC_OPEN, &view);
 	e->ret = ret;
 	e->dfd = a->dfd;
 	e->flags = a->flags;
@@ -269,8 +273,10 @@ static __always_inline bool ht_uring_submitter(struct ht_hdr *h)
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, pflags = task->flags;
+	struct ht_view view;
 
-	if (ht_is_self(tgid))
+	ht_view_get(&view);
+	if (ht_is_self(tgid, &view))
 		return false;
 	h->ts = bpf_ktime_get_ns();
 	h->type = HT_REC_OPEN;
@@ -302,10 +308,10 @@ static __always_inline bool ht_uring_submitter(struct ht_hdr *h)
 		h->pid = tgid;
 		if (!ht_cfg.view_pidns)
 			return !ht_cfg.has_pid || tgid == ht_cfg.pid;
-		ht_fill_view(h); /* the io thread's process is the ring owner's */
+		ht_fill_view(h, &view); /* the io thread's process is the ring owner's */
 		return !ht_cfg.has_pid || (!(h->flags & HT_F_VIEW_PID_NONE) && h->pid == ht_cfg.pid);
 	}
-	if (!ht_wanted())
+	if (!ht_wanted(&view))
 		return false;
 	h->flags = HT_F_IO_URING;
 	h->pid = tgid;
@@ -314,7 +320,7 @@ static __always_inline bool ht_uring_submitter(struct ht_hdr *h)
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 	ht_fill_origin(h);  /* the submitting thread's own */
 	if (ht_cfg.view_pidns)
-		ht_fill_view(h);
+		ht_fill_view(h, &view);
 	return ht_comm_ok(h->comm);
 }
 
@@ -413,26 +419,37 @@ static __always_inline void ht_uring_path(struct ht_open *e, struct io_open *ope
 	}
 }
 
+/* The record for request ``key`` of opcode ``op``, its header filled: NULL when the
+ * request is no open, or one the filters reject. Every request, open or not, first
+ * forgets what was pending at its address: a freed one must leave nothing behind. */
+static __always_inline struct ht_uring_pending *ht_uring_start(__u64 key, __u8 op)
+{
+	struct ht_uring_pending *p;
+	__u32 zero = 0;
+
+	bpf_map_delete_elem(&ht_uring, &key);
+	if (op != HT_IORING_OP_OPENAT && op != HT_IORING_OP_OPENAT2)
+		return NULL;
+	p = bpf_map_lookup_elem(&ht_uring_buf, &zero);
+	if (!p || !ht_uring_submitter(&p->e.h))
+		return NULL;
+	p->e.syscall = op == HT_IORING_OP_OPENAT2 ? HT_SYS_OPENAT2 : HT_SYS_OPENAT;
+	return p;
+}
+
 static __always_inline int ht_uring_submitted(void *ctx, struct io_kiocb *req)
 {
 	__u64 key = (__u64)req;
 	__u8 op = req->opcode;
 	struct io_open *open;
-	struct ht_uring_pending *p;
-	__u32 zero = 0;
+	struct ht_uring_pending *p = ht_uring_start(key, op);
 
-	/* Every request: a freed one at this address must leave nothing behind. */
-	bpf_map_delete_elem(&ht_uring, &key);
-	if (op != HT_IORING_OP_OPENAT && op != HT_IORING_OP_OPENAT2)
-		return 0;
-	p = bpf_map_lookup_elem(&ht_uring_buf, &zero);
-	if (!p || !ht_uring_submitter(&p->e.h))
+	if (!p)
 		return 0;
 	open = (struct io_open *)&req->cmd;
 	p->ctx = (__u64)req->ctx;
 	p->user_data = req->cqe.user_data;
 	p->e.dfd = open->dfd;
-	p->e.syscall = op == HT_IORING_OP_OPENAT2 ? HT_SYS_OPENAT2 : HT_SYS_OPENAT;
 	p->e.flags = 0;
 	p->e.mode = 0;
 	if (open->file_slot)
@@ -549,20 +566,13 @@ int BPF_PROG(ht_uring_overflow, void *ring, unsigned long long user_data, __s32 
 SEC("tp_btf/io_uring_req_failed")
 int BPF_PROG(ht_uring_failed, const struct io_uring_sqe *sqe, struct io_kiocb *req, int error)
 {
-	__u64 key = (__u64)req;
 	__u8 op = sqe->opcode;
-	struct ht_uring_pending *p;
-	__u32 zero = 0;
+	struct ht_uring_pending *p = ht_uring_start((__u64)req, op);
 	long n;
 
-	bpf_map_delete_elem(&ht_uring, &key);
-	if (op != HT_IORING_OP_OPENAT && op != HT_IORING_OP_OPENAT2)
-		return 0;
-	p = bpf_map_lookup_elem(&ht_uring_buf, &zero);
-	if (!p || !ht_uring_submitter(&p->e.h))
+	if (!p)
 		return 0;
 	p->e.dfd = sqe->fd;
-	p->e.syscall = op == HT_IORING_OP_OPENAT2 ? HT_SYS_OPENAT2 : HT_SYS_OPENAT;
 	if (sqe->file_index)
 		p->e.h.flags |= HT_F_FIXED_SLOT;
 	if (op == HT_IORING_OP_OPENAT2) {
