@@ -68,6 +68,10 @@ from hybridtrace.request import Kind, TraceRequest
 TAMPER_CHECK_S = 0.5  # how often a session checks that its instance still records as set up
 MAX_READ_PER_POLL = 1 << 20  # bytes decoded per poll: ~10k records, so poll returns promptly
 HELD_BACK_WAIT = 0.005  # s: how soon to look again while the raw reader holds records back
+# s between two reads of the buffers while recording. While records flow the buffers are
+# always readable, so without it a session read again at once, found a few records and paid
+# each read's fixed costs (loss counters, /proc) for them: a whole CPU at any rate.
+READ_INTERVAL = 0.005
 Reader = Union[RawReader, TextReader]
 
 
@@ -152,6 +156,7 @@ class FtraceStream:
         self._buffer_setting = _setting(self._res.instance, "buffer_size_kb")
         self._stopped = False
         self._next_check = 0.0
+        self._last_read = 0.0  # time.monotonic() of the last read
 
     def _open(self, caps: Capabilities, path: str, buffer_kb: int) -> None:
         request = self.request
@@ -361,6 +366,7 @@ class FtraceStream:
         reader = self._res.reader
         if reader is None:
             return []
+        self._pace(reader, timeout)
         with paused():
             out = self._read(reader)
         if not out:
@@ -370,6 +376,7 @@ class FtraceStream:
                 wait = HELD_BACK_WAIT if wait is None else min(wait, HELD_BACK_WAIT)
             wait_ms = None if wait is None else max(0, int(wait * 1000))
             if self._poller.poll(wait_ms) or held:
+                self._pace(reader, wait)
                 with paused():
                     out = self._read(reader)
             else:
@@ -382,12 +389,22 @@ class FtraceStream:
         self._captured += sum(1 for e in kept if not isinstance(e, LostEvent))
         return kept
 
+    def _pace(self, reader: Reader, timeout: Optional[float]) -> None:
+        """Wait out READ_INTERVAL since the last read (within ``timeout``); not once
+        recording stopped, when what is left is read as fast as it can be (drain)."""
+        if reader.stopped or timeout == 0:
+            return
+        rest = self._last_read + READ_INTERVAL - time.monotonic()
+        if rest > 0:
+            time.sleep(rest if timeout is None else min(rest, timeout))
+
     def _read(self, reader: Reader) -> List[Event]:
         """Decode what is due; /proc is consulted after the whole batch.
 
         Losses are looked for between reading and correlating: a record lost
         before this read may have been one that proves (or disproves) an fd.
         """
+        self._last_read = time.monotonic()
         lines: List[TraceLine] = reader.read(MAX_READ_PER_POLL)
         if reader.stopped:
             lines += reader.flush()
