@@ -50,7 +50,9 @@ def tracers() -> List[Tuple[str, List[str], Optional[bytes]]]:
     out: List[Tuple[str, List[str], Optional[bytes]]] = [
         (f"hybridtrace {name}", [cli, "opensnoop", "--json", *options], START_LINE)
         for name, options in OURS if name in ATTACH_MODES]
-    out.append(("libbpf-tools", [LIBBPF_TOOLS["open"]], None))
+    # Line-buffered: its header alone stays in stdio's buffer when its output is a file,
+    # and on a quiet machine nothing else comes to show it is ready.
+    out.append(("libbpf-tools", ["stdbuf", "-oL", LIBBPF_TOOLS["open"]], None))
     return out
 
 
