@@ -36,30 +36,24 @@ if __package__ in (None, ""):
 
 from tools.bench import bpf_stats, procstat, workloads
 from tools.bench.running import (
-    REPO,
     NotStarted,
     Running,
+    Tracers,
+    core_beside_libbpf,
     generated_by,
     one_line,
-    publish,
-    ready_to_trace,
     rounds_parser,
+    side_run,
 )
-from tools.bench.soak import START_LINE
-from tools.bench.tracers import LIBBPF_TOOLS, OURS, hybridtrace_cli
+from tools.bench.tracers import LIBBPF_TOOLS
 
 TOKEN = "execprof"
 ATTACH_MODES = ("ebpf-core", "ebpf-core/tp_btf")
 
 
-def tracers() -> List[Tuple[str, List[str], Optional[bytes]]]:
-    """(name, argv, start marker on stderr) of each tracer, started as tools.bench does."""
-    cli = hybridtrace_cli(REPO)
-    out: List[Tuple[str, List[str], Optional[bytes]]] = [
-        (f"hybridtrace {name}", [cli, "execsnoop", "--json", "-x", *options], START_LINE)
-        for name, options in OURS if name in ATTACH_MODES]
-    out.append(("libbpf-tools", [LIBBPF_TOOLS["exec"]], None))
-    return out
+def tracers() -> Tracers:
+    """Each tracer, started as tools.bench does (-x: failed execs too)."""
+    return core_beside_libbpf("execsnoop", ["-x"], LIBBPF_TOOLS["exec"])
 
 
 class Loop:
@@ -228,20 +222,9 @@ def render(result: Dict[str, Any]) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     args = rounds_parser("tools.bench.exec_profile", __doc__, duration=4.0,
                          rounds=3).parse_args(argv)
-    if not ready_to_trace("exec_profile"):
-        return 2
-    load_start = [round(x, 2) for x in os.getloadavg()]
-    with tempfile.TemporaryDirectory(prefix="ht-exec-profile-bin-") as work:
-        try:
-            bins = workloads.build(work)
-            rows = measure(bins, args.duration, args.rounds)
-        except (workloads.WorkloadError, bpf_stats.StatsError) as exc:
-            print(f"exec_profile: {exc}", file=sys.stderr)
-            return 1
-    settings = {"duration": args.duration, "rounds": args.rounds, "load_start": load_start,
-                "load_end": [round(x, 2) for x in os.getloadavg()]}
-    print(publish(args.out, "exec_profile", settings, rows, render))
-    return 0
+    return side_run("exec_profile", args.out,
+                    lambda bins: measure(bins, args.duration, args.rounds),
+                    {"duration": args.duration, "rounds": args.rounds}, render)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,16 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from typing import IO, Any, Callable, Dict, List, Optional
+from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from hybridtrace import tracefs
-from tools.bench import machine
+from tools.bench import bpf_stats, machine, workloads
+from tools.bench.tracers import OURS, hybridtrace_cli
+
+START_LINE = b"hybridtrace: tracing "  # our CLI's start line: attached
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -162,3 +166,38 @@ def publish(out: str, stem: str, settings: Dict[str, Any], rows: Dict[str, Any],
     with open(os.path.join(out, f"{stem}.md"), "w") as f:
         f.write(text)
     return text
+
+
+Tracers = List[Tuple[str, List[str], Optional[bytes]]]  # (name, argv, start marker on stderr)
+
+
+def core_beside_libbpf(snoop: str, options: Sequence[str], libbpf: str) -> Tracers:
+    """ebpf-core's two attach modes, started as tools.bench starts them, then the
+    libbpf-tools program ``libbpf``, line-buffered: its output is a file, where stdio
+    keeps its header alone in the buffer, and on a quiet machine nothing else comes to
+    show it is ready."""
+    cli = hybridtrace_cli(REPO)
+    out: Tracers = [(f"hybridtrace {name}", [cli, snoop, "--json", *options, *opts], START_LINE)
+                    for name, opts in OURS if name in ("ebpf-core", "ebpf-core/tp_btf")]
+    out.append(("libbpf-tools", ["stdbuf", "-oL", libbpf], None))
+    return out
+
+
+def side_run(prog: str, out: str, measure: Callable[[Any], Dict[str, Any]],
+             settings: Dict[str, Any], render: Callable[[Dict[str, Any]], str]) -> int:
+    """A side benchmark's whole run: checks, workloads built, ``measure(binaries)``,
+    the load before and after, the page written (``prog``.md/.json in ``out``)."""
+    if not ready_to_trace(prog):
+        return 2
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    with tempfile.TemporaryDirectory(prefix=f"ht-{prog}-bin-") as work:
+        try:
+            rows = measure(workloads.build(work))
+        except (workloads.WorkloadError, bpf_stats.StatsError,
+                subprocess.CalledProcessError) as exc:
+            print(f"{prog}: {one_line(str(exc))}", file=sys.stderr)
+            return 1
+    settings = {**settings, "load_start": load_start,
+                "load_end": [round(x, 2) for x in os.getloadavg()]}
+    print(publish(out, prog, settings, rows, render))
+    return 0

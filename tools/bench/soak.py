@@ -34,7 +34,7 @@ if __package__ in (None, ""):
 from hybridtrace import tracefs
 from hybridtrace.cli.common import positive_float
 from tools.bench import hostload, procstat, workloads
-from tools.bench.running import REPO, NotStarted, Running, one_line, publish
+from tools.bench.running import REPO, START_LINE, NotStarted, Running, one_line, publish
 from tools.bench.tracers import LIBBPF_TOOLS, find_headers
 
 OPEN_RATE = 10_000
@@ -44,7 +44,6 @@ SAMPLE_EVERY = 5.0
 # CPUs are busy. Everything else attaches in well under a second.
 READY_TIMEOUT = {"ebpf-bcc": 900.0}
 READY_DEFAULT = 60.0
-START_LINE = b"hybridtrace: tracing "  # our CLI's start line: attached
 
 
 @attrs.frozen(slots=True)

@@ -20,40 +20,32 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from tools.bench import bpf_stats, procstat, workloads
 from tools.bench.running import (
-    REPO,
     NotStarted,
     Running,
+    Tracers,
+    core_beside_libbpf,
     generated_by,
     one_line,
-    publish,
-    ready_to_trace,
     rounds_parser,
+    side_run,
 )
-from tools.bench.soak import START_LINE
-from tools.bench.tracers import LIBBPF_TOOLS, OURS, hybridtrace_cli
+from tools.bench.tracers import LIBBPF_TOOLS
 
 LOOPS = ("open-loop", "uring-open-loop")
 ATTACH_MODES = ("ebpf-core", "ebpf-core/tp_btf")
 URING_MARK = "uring"  # in the name of every io_uring program of ours (bpf/open.bpf.c)
 
 
-def tracers() -> List[Tuple[str, List[str], Optional[bytes]]]:
-    """(name, argv, start marker on stderr), started as tools.bench starts them."""
-    cli = hybridtrace_cli(REPO)
-    out: List[Tuple[str, List[str], Optional[bytes]]] = [
-        (f"hybridtrace {name}", [cli, "opensnoop", "--json", *options], START_LINE)
-        for name, options in OURS if name in ATTACH_MODES]
-    # Line-buffered: its header alone stays in stdio's buffer when its output is a file,
-    # and on a quiet machine nothing else comes to show it is ready.
-    out.append(("libbpf-tools", ["stdbuf", "-oL", LIBBPF_TOOLS["open"]], None))
-    return out
+def tracers() -> Tracers:
+    """Each tracer, started as tools.bench does."""
+    return core_beside_libbpf("opensnoop", [], LIBBPF_TOOLS["open"])
 
 
 def loop_run(bins: workloads.Binaries, prefix: str, loop: str, rate: int,
@@ -176,21 +168,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = rounds_parser("tools.bench.uring_hook", __doc__, duration=4.0, rounds=3)
     parser.add_argument("--rate", type=int, default=10000, help="opens per second")
     args = parser.parse_args(argv)
-    if not ready_to_trace("uring_hook"):
-        return 2
-    load_start = [round(x, 2) for x in os.getloadavg()]
-    with tempfile.TemporaryDirectory(prefix="ht-uring-hook-bin-") as work:
-        try:
-            bins = workloads.build(work)
-            rows = measure(bins, args.rate, args.duration, args.rounds)
-        except (workloads.WorkloadError, bpf_stats.StatsError,
-                subprocess.CalledProcessError) as exc:
-            print(f"uring_hook: {one_line(str(exc))}", file=sys.stderr)
-            return 1
-    settings = {"rate": args.rate, "duration": args.duration, "rounds": args.rounds,
-                "load_start": load_start, "load_end": [round(x, 2) for x in os.getloadavg()]}
-    print(publish(args.out, "uring_hook", settings, rows, render))
-    return 0
+    return side_run("uring_hook", args.out,
+                    lambda bins: measure(bins, args.rate, args.duration, args.rounds),
+                    {"rate": args.rate, "duration": args.duration, "rounds": args.rounds},
+                    render)
 
 
 if __name__ == "__main__":
