@@ -11,7 +11,8 @@ The ftrace tiers' probes read an io_uring open request's path the same way
 from __future__ import annotations
 
 import struct
-from typing import Dict, List, Optional, Sequence, Tuple
+from array import array
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 BTF_MAGIC = 0xEB9F
 
@@ -46,6 +47,9 @@ _EXTRA: Dict[int, Tuple[int, int]] = {
     18: (0, 0),  # TYPE_TAG
     19: (0, 12),  # ENUM64
 }
+# By kind: a type's whole size as (header and fixed part, per vlen item).
+_SIZES: List[Optional[Tuple[int, int]]] = [
+    (12 + _EXTRA[k][0], _EXTRA[k][1]) if k in _EXTRA else None for k in range(32)]
 _MODIFIERS = (KIND_TYPEDEF, KIND_VOLATILE, KIND_CONST, KIND_RESTRICT, KIND_TYPE_TAG)
 
 
@@ -65,7 +69,12 @@ class _Type:
 
 
 class Btf:
-    """The types of one BTF blob (type ids start at 1)."""
+    """The types of one BTF blob (type ids start at 1).
+
+    Only each type's place and name are indexed up front; a type is decoded when a
+    lookup reaches it. The kernel's BTF has over 100k types and every session's
+    capability probe reads it, so decoding all of them (0.4 s and 25 MB here) would
+    be paid at every start for the few structs we ask about."""
 
     def __init__(self, data: bytes) -> None:
         if len(data) < 24:
@@ -74,55 +83,88 @@ class Btf:
         if magic != BTF_MAGIC:
             raise BtfError("not a little-endian BTF blob")
         type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, 8)
-        types = data[hdr_len + type_off : hdr_len + type_off + type_len]
+        self._blob = data[hdr_len + type_off : hdr_len + type_off + type_len]
         self._strings = data[hdr_len + str_off : hdr_len + str_off + str_len]
-        self.types: List[Optional[_Type]] = [None]
-        self._parse(types)
+        self._places = array("I", [0])  # by type id: where its header starts
+        self._name_offs = array("I", [0])  # by type id: its name (4-byte items: _named)
+        self._decoded: Dict[int, _Type] = {}
+        self._index()
 
     def _name(self, off: int) -> str:
         end = self._strings.find(b"\0", off)
         return self._strings[off:end].decode("utf-8", "replace")
 
-    def _parse(self, blob: bytes) -> None:
+    def _index(self) -> None:
+        # The one loop over every type: kept to the fewest Python operations per type.
+        blob, end = self._blob, len(self._blob) - 12
+        add_place, add_name = self._places.append, self._name_offs.append
+        header = struct.Struct("<II").unpack_from
         pos = 0
-        while pos + 12 <= len(blob):
-            name_off, info, ref = struct.unpack_from("<III", blob, pos)
-            pos += 12
+        while pos <= end:
+            name_off, info = header(blob, pos)
+            sizes = _SIZES[info >> 24 & 0x1F]
+            if sizes is None:
+                raise BtfError(f"unknown BTF kind {info >> 24 & 0x1F}")
+            add_place(pos)
+            add_name(name_off)
+            pos += sizes[0] + (info & 0xFFFF) * sizes[1]
+
+    def _type(self, type_id: int) -> Optional[_Type]:
+        if not 0 < type_id < len(self._places):
+            return None
+        t = self._decoded.get(type_id)
+        if t is None:
+            pos = self._places[type_id]
+            name_off, info, ref = struct.unpack_from("<III", self._blob, pos)
             kind = (info >> 24) & 0x1F
-            vlen = info & 0xFFFF
-            if kind not in _EXTRA:
-                raise BtfError(f"unknown BTF kind {kind}")
-            fixed, per_item = _EXTRA[kind]
             t = _Type(self._name(name_off), kind, bool(info >> 31), ref)
-            pos += fixed
             if kind in (KIND_STRUCT, KIND_UNION):
-                for _ in range(vlen):
-                    m_name, m_type, m_off = struct.unpack_from("<III", blob, pos)
+                for i in range(info & 0xFFFF):
+                    m_name, m_type, m_off = struct.unpack_from("<III", self._blob,
+                                                               pos + 12 + 12 * i)
                     bit_off = m_off & 0xFFFFFF if t.kind_flag else m_off
                     t.members.append((self._name(m_name), m_type, bit_off))
-                    pos += 12
-            else:
-                pos += vlen * per_item
-            self.types.append(t)
+            self._decoded[type_id] = t
+        return t
+
+    def _named(self, name: str) -> Iterator[_Type]:
+        """Every type called ``name`` (strings need not be deduplicated)."""
+        wanted = set()
+        needle = b"\0" + name.encode() + b"\0"
+        at = self._strings.find(needle)
+        while at >= 0:
+            wanted.add(at + 1)
+            at = self._strings.find(needle, at + 1)
+        # Scanning the id index as bytes keeps this in C (array.index has no start
+        # argument before Python 3.10); a hit must fall on an item's boundary.
+        ids = self._name_offs.tobytes()
+        for name_off in sorted(wanted):
+            pattern = struct.pack("=I", name_off)
+            at = ids.find(pattern)
+            while at >= 0:
+                if at % 4 == 0:
+                    t = self._type(at // 4)
+                    if t is not None:
+                        yield t
+                at = ids.find(pattern, at + 1)
 
     def _resolve(self, type_id: int) -> Optional[_Type]:
         for _ in range(32):
-            t = self.types[type_id] if 0 < type_id < len(self.types) else None
+            t = self._type(type_id)
             if t is None or t.kind not in _MODIFIERS:
                 return t
             type_id = t.ref
         return None
 
     def struct_named(self, name: str) -> _Type:
-        for t in self.types:
-            if t is not None and t.kind == KIND_STRUCT and t.name == name and t.members:
+        for t in self._named(name):
+            if t.kind == KIND_STRUCT and t.members:
                 return t
         raise BtfError(f"struct {name} not in BTF")
 
     def has_function(self, name: str) -> bool:
         """Whether the kernel has a (not inlined) function of that name."""
-        return any(t is not None and t.kind == KIND_FUNC and t.name == name
-                   for t in self.types)
+        return any(t.kind == KIND_FUNC for t in self._named(name))
 
     def struct_size(self, struct_name: str) -> int:
         return self.struct_named(struct_name).ref
