@@ -6,12 +6,11 @@ Rendering (text, JSON) lives in sibling modules so both show the same facts.
 from __future__ import annotations
 
 import errno
-import os
 from typing import Any, Dict, List, Optional, Tuple
 
 import attrs
 
-from hybridtrace import vocabulary
+from hybridtrace import compiled, vocabulary
 from hybridtrace.backends.ftrace import raw_records
 from hybridtrace.capabilities.model import (
     CAP_BPF,
@@ -20,6 +19,7 @@ from hybridtrace.capabilities.model import (
     Capabilities,
 )
 from hybridtrace.doctor import container
+from hybridtrace.output import jsonl
 from hybridtrace.selector import KINDS, Decision, decide
 from hybridtrace.vocabulary import FTRACE_TIER_STRINGS, TRACEPOINTS
 
@@ -309,11 +309,20 @@ def _checks(caps: Capabilities) -> List[Check]:
 
 def ftrace_decoder() -> str:
     """Which page decoder this installation's ftrace reader uses (not a kernel fact)."""
-    if raw_records.c_loop() is not None:
-        return "C (_ringpage, built when hybridtrace was installed)"
-    if os.environ.get(raw_records.PURE_PYTHON_ENV) == "1":
-        return f"pure Python ({raw_records.PURE_PYTHON_ENV}=1)"
-    return ("pure Python: the same records at more CPU per record (the C module was not"
+    return _c_or_python(raw_records.c_loop() is not None, "_ringpage", "records")
+
+
+def json_writer() -> str:
+    """Which code writes --json records here (not a kernel fact)."""
+    return _c_or_python(jsonl.c_writer(), "_jsonline", "lines")
+
+
+def _c_or_python(built: bool, module: str, what: str) -> str:
+    if built:
+        return f"C ({module}, built when hybridtrace was installed)"
+    if compiled.switched_off():
+        return f"pure Python ({compiled.PURE_PYTHON_ENV}=1)"
+    return (f"pure Python: the same {what} at more CPU each (the C module was not"
             " built: install gcc and python3-dev, then reinstall hybridtrace)")
 
 

@@ -3,20 +3,27 @@
 # ruff: noqa: UP031  (printf-style on purpose: the reference tools' own format strings)
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import random
+import shutil
 import time
 import unicodedata
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
+import attrs
 import pytest
 
+from hybridtrace import compiled
 from hybridtrace.cli.common import write_batch
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
+from hybridtrace.output import jsonl
 from hybridtrace.output.columns import ExecFormat, OpenFormat, WallClock
 from hybridtrace.output.escape import escape_bytes, escape_bytes_slow, quote_arg
 from hybridtrace.output.jsonl import event_to_json, event_to_json_slow
+
+Writers = Dict[type, Callable[[Any], Optional[str]]]
 
 # Characters that each take a different branch: printable ASCII, controls, DEL,
 # backslash, quote, C1, NBSP (Zs: safe but not isprintable), bidi override and
@@ -91,8 +98,18 @@ def _rand_source(rng: random.Random) -> Optional[Source]:
     return None if rng.random() < 0.3 else rng.choice(list(Source))
 
 
+def _origin(rng: random.Random) -> Dict[str, Any]:
+    """Where an event came from: sometimes unknown, sometimes hostile."""
+    if rng.random() < 0.3:
+        return {}
+    return {"cgroup_id": _rand_int(rng), "cgroup": _rand_bytes(rng),
+            "container_id": rng.choice([None, "ab" * 32, "s\u00e9\n\"\x1b"]),
+            "mntns": _rand_int(rng), "pidns": _rand_int(rng), "ns_pid": _rand_int(rng),
+            "ns_tid": _rand_int(rng)}
+
+
 def _open(rng: random.Random) -> OpenEvent:
-    return OpenEvent(
+    return OpenEvent(**_origin(rng),
         timestamp_ns=rng.randrange(1 << 63),
         pid=None if rng.random() < 0.1 else rng.randrange(1 << 22),
         tid=_rand_int(rng), uid=_rand_int(rng), comm=_rand_bytes(rng),
@@ -112,19 +129,43 @@ def _exec(rng: random.Random) -> ExecEvent:
         tid=rng.randrange(1 << 22), ppid=_rand_int(rng), uid=_rand_int(rng),
         comm=_rand_bytes(rng), filename=_rand_bytes(rng), argv=argv, retval=_rand_int(rng),
         argv_truncated=rng.random() < 0.5, filename_source=_rand_source(rng),
-        argv_source=_rand_source(rng), syscall=rng.choice(["execve", "execveat"]))
+        argv_source=_rand_source(rng), syscall=rng.choice(["execve", "execveat"]),
+        ns_ppid=_rand_int(rng), **_origin(rng))
 
 
-def test_json_fast_path_equals_json_dumps() -> None:
+def _c_writers() -> Writers:
+    if jsonl.FAST_C is None:
+        if compiled.switched_off() or not (shutil.which("cc") or shutil.which("gcc")):
+            pytest.skip("the C module is switched off or cannot be built here")
+        pytest.fail("a C compiler is here but _jsonline is not built: run tools/setup.sh")
+    return jsonl.FAST_C
+
+
+@pytest.fixture(params=["python", "c"])
+def writers(request: Any) -> Writers:
+    """Each fast writer in turn: the Python one and the C module's."""
+    return jsonl.FAST_PYTHON if request.param == "python" else _c_writers()
+
+
+def _written(writers: Writers, event: Event) -> Optional[str]:
+    return writers[type(event)](event)
+
+
+def test_json_fast_path_equals_json_dumps(writers: Writers) -> None:
     rng = random.Random(7)
     events: List[Event] = [_open(rng) for _ in range(3000)]
     events += [_exec(rng) for _ in range(2000)]
-    events.append(LostEvent(timestamp_ns=3, count=9, where="ring\nbuffer \u202e", cpu=None))
     for event in events:
-        line = event_to_json(event)
+        line = _written(writers, event)
         assert line == event_to_json_slow(event)
         assert line.isascii() and "\n" not in line
         json.loads(line)
+    lost = LostEvent(timestamp_ns=3, count=9, where="ring\nbuffer \u202e", cpu=None)
+    assert event_to_json(lost) == event_to_json_slow(lost)
+
+
+def test_event_to_json_uses_the_c_writer_where_built() -> None:
+    assert jsonl._FAST is _c_writers()
 
 
 @pytest.mark.parametrize("change", [
@@ -137,19 +178,51 @@ def test_json_fast_path_equals_json_dumps() -> None:
     {"tid": True},
     {"path_source": None, "comm": bytearray(b"x\xff")},
 ])
-def test_json_unexpected_types_match_json_dumps(change: Any) -> None:
+def test_json_unexpected_types_match_json_dumps(change: Any, writers: Writers) -> None:
     base = OpenEvent(timestamp_ns=1, pid=2, tid=2, uid=0, comm=b"c", path=b"/p", flags=0,
                      mode=0, fd=3, errno=None, path_source=Source.TRACEPOINT)
     fields = {**{f: getattr(base, f) for f in base.__slots__ if not f.startswith("__")},
               **change}
-    event = OpenEvent(**fields)
-    assert event_to_json(event) == event_to_json_slow(event)
+    _same_as_definition(writers, OpenEvent(**fields))
 
 
-def test_exec_json_argv_as_list_matches_json_dumps() -> None:
-    event = ExecEvent(timestamp_ns=1, pid=2, tid=2, ppid=1, uid=0, comm=b"c", filename=b"/x",
-                      argv=[b"a", b"\xff"], retval=0)  # type: ignore[arg-type]
-    assert event_to_json(event) == event_to_json_slow(event)
+@pytest.mark.parametrize("change", [
+    {"argv": [b"a", b"\xff"]},  # a list, not a tuple
+    {"argv": (b"a", "text")},
+    {"syscall": None},
+    {"ns_ppid": True},
+    {"cgroup": "text"},
+    {"container_id": b"bytes"},
+    {"timestamp_ns": None},
+    {"argv_source": "argv"},  # the value, not the Source
+])
+def test_exec_json_unexpected_types_match_json_dumps(change: Any, writers: Writers) -> None:
+    _same_as_definition(writers, attrs.evolve(
+        ExecEvent(timestamp_ns=1, pid=2, tid=2, ppid=1, uid=0, comm=b"c", filename=b"/x",
+                  argv=(b"a",), retval=0), **change))
+
+
+def _same_as_definition(writers: Writers, event: Event) -> None:
+    """A writer gives the definition's text, or None (the definition then writes it), or
+    fails as the definition does (a str where bytes belong)."""
+    try:
+        slow = event_to_json_slow(event)
+    except (AttributeError, TypeError) as exc:
+        with pytest.raises(type(exc)):
+            event_to_json(event)
+        with contextlib.suppress(type(exc)):
+            assert _written(writers, event) is None
+        return
+    assert _written(writers, event) in (None, slow)
+    assert event_to_json(event) == slow
+
+
+def test_json_big_and_negative_ints_and_long_strings(writers: Writers) -> None:
+    for value in (-1, -(1 << 63), (1 << 63) - 1, 1 << 63, -(1 << 64) - 5, 10**40):
+        event = OpenEvent(timestamp_ns=value, pid=value, tid=None, uid=None, comm=None,
+                          path=b"p" * 70_000 + b"\x01", flags=None, mode=None, fd=value,
+                          errno=None, cgroup_id=value, cgroup=b"/" * 5000)
+        assert _written(writers, event) == event_to_json_slow(event)
 
 
 # The column formats as BCC's printf-style strings (tests/reference_formats.py), with

@@ -13,23 +13,18 @@ a printed ``(fault)`` does. Records carry no comm: the reader adds it.
 
 from __future__ import annotations
 
-import os
 import struct
 from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import attrs
 
+from hybridtrace import compiled
 from hybridtrace.backends.ftrace.format import EventFormat, Field
 from hybridtrace.backends.ftrace.ring_page import PageLayout, page_records
 from hybridtrace.backends.ftrace.trace_record import ENTER, EXIT, FIELDS, ArgValue
 
-try:  # the optional C loop (built by pip where a compiler is found)
-    from hybridtrace.backends.ftrace import _ringpage  # type: ignore[attr-defined]
-except ImportError:
-    _ringpage = None
-PURE_PYTHON_ENV = "HYBRIDTRACE_PURE_PYTHON"
-if os.environ.get(PURE_PYTHON_ENV) == "1":  # to compare, or to rule it out
-    _ringpage = None
+# The optional C loop (built by pip where a compiler is found)
+_ringpage = compiled.load("hybridtrace.backends.ftrace._ringpage")
 
 
 def c_loop() -> Optional[Any]:
@@ -119,12 +114,13 @@ def compile_decoder(fmt: EventFormat, order: str = "<") -> _Decoder:
 
 def _compiled(decoders: Dict[int, _Decoder], layout: PageLayout) -> Optional[Any]:
     """The C decoder for these events, or None (not built, or a layout it does not take)."""
-    if c_loop() is None or any(len(set(d.names)) != len(d.names) for d in decoders.values()):
+    module = c_loop()
+    if module is None or any(len(set(d.names)) != len(d.names) for d in decoders.values()):
         return None  # the C loop assumes one value per name (every format we read has that)
     table = [(event_id, d.event, d.style, d.min_size, d.fields, d.strings)
              for event_id, d in decoders.items()]
     try:
-        return _ringpage.Decoder(layout.order == ">", layout.commit_offset, layout.commit_size,
+        return module.Decoder(layout.order == ">", layout.commit_offset, layout.commit_size,
                                  layout.data_offset, table, _NO_FAULTS)
     except ValueError:
         return None
