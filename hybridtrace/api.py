@@ -103,6 +103,9 @@ class Session:
         return []
 
     def _accept(self, batch: Sequence[Event]) -> List[Event]:
+        if self._keeps_all and LostEvent not in map(type, batch):  # most batches: nothing to do
+            self._captured += len(batch)
+            return list(batch)
         out: List[Event] = []
         for event in batch:
             if isinstance(event, LostEvent):

@@ -10,9 +10,14 @@ from typing import Iterator, List, Optional
 import attrs
 import pytest
 
-from hybridtrace.backends.ftrace.origin_proof import ChangeLedger, OriginFiller, TaskReading
+from hybridtrace.backends.ftrace.origin_proof import (
+    NOTED_EVENTS,
+    ChangeLedger,
+    OriginFiller,
+    TaskReading,
+)
 from hybridtrace.backends.ftrace.threads import TICK_NS
-from hybridtrace.backends.ftrace.trace_record import EXIT, FIELDS, TraceLine
+from hybridtrace.backends.ftrace.trace_record import ENTER, EXIT, FIELDS, TraceLine
 from hybridtrace.cgroups import CgroupTree, cgroup2_mounts, cgroup2_root, proc_cgroup
 from hybridtrace.errors import RequestError
 from hybridtrace.events import Event, ExecEvent, OpenEvent, fill_in
@@ -241,3 +246,22 @@ def test_container_column() -> None:
     line = OpenFormat(show_container=True).line(opened, opened.path)
     assert line.startswith("?            10 ")  # cgroup unknown: "?", never "-"
     assert OpenFormat(show_container=True).header().startswith("CONTAINER    PID")
+
+
+def test_the_session_skips_the_ledger_only_for_records_it_ignores() -> None:
+    """stream.py calls ChangeLedger.feed only for NOTED_EVENTS: every other name must
+    leave the ledger as it was, and every noted one must mark its task."""
+    names = set(NOTED_EVENTS) | {
+        "sys_setns", "sys_unshare", "cgroup_attach_task", "cgroup_transfer_tasks",
+        "sched_process_exit", "sys_openat", "sys_close", "sched_process_fork",
+        "sched_process_exec", "task_rename", "openat", "sys_execve"}
+    for name in sorted(names):
+        for style in (ENTER, EXIT, FIELDS):
+            ledger = ChangeLedger()
+            line = TraceLine(b"x", TID, 0, 5, name, {"pid": TID}, b"", style)
+            ledger.feed(line)
+            marked = ledger.changed(TID, 0, 10)
+            if name not in NOTED_EVENTS:
+                assert not marked, (name, style)
+            elif style == EXIT or not name.startswith("sys_"):
+                assert marked, (name, style)

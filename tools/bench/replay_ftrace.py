@@ -36,7 +36,12 @@ from typing import Any, Callable, Dict, List, Tuple
 
 from hybridtrace.backends.ftrace.correlate import Correlator, ProcLookup
 from hybridtrace.backends.ftrace.format import EventFormat, read_format
-from hybridtrace.backends.ftrace.origin_proof import ChangeLedger, OriginFiller, TaskReading
+from hybridtrace.backends.ftrace.origin_proof import (
+    NOTED_EVENTS,
+    ChangeLedger,
+    OriginFiller,
+    TaskReading,
+)
 from hybridtrace.backends.ftrace.probes import Role
 from hybridtrace.backends.ftrace.raw_reader import Timeline
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder, c_loop
@@ -105,7 +110,7 @@ def _round(rec: Recording, pages: List[Tuple[int, bytes]], upto: int, decoder: R
     lines = timeline.add(fresh, None)
     if upto < 3:
         return 0
-    lines = [line for line in lines if not ledger.feed(line)]
+    lines = [line for line in lines if line.event not in NOTED_EVENTS or not ledger.feed(line)]
     if upto < 4:
         return 0
     events = correlator.feed_all(lines, timeline.later, _FAR)

@@ -41,6 +41,8 @@ LEDGER_EVENTS = [("syscalls", "sys_exit_setns"), ("syscalls", "sys_exit_unshare"
 _CHANGES = {"sys_setns", "sys_unshare"}  # as records name both syscalls' exits
 _MIGRATIONS = {"cgroup_attach_task", "cgroup_transfer_tasks"}
 TASK_EXIT = "sched_process_exit"
+# Every record name ChangeLedger.feed looks at: the session skips the call for the rest.
+NOTED_EVENTS = frozenset(_CHANGES | _MIGRATIONS | {TASK_EXIT})
 MAX_TASKS = 65536
 MAX_CHANGES = 64  # kept per thread (older ones: the thread counts as changed)
 _Origin = Dict[str, object]

@@ -16,6 +16,7 @@ import os
 import select
 import time
 import weakref
+from operator import countOf
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from hybridtrace import buffer_size, process_tree, tracefs, vocabulary
@@ -44,7 +45,12 @@ from hybridtrace.backends.ftrace.instance import (
     read_file,
     session_name,
 )
-from hybridtrace.backends.ftrace.origin_proof import LEDGER_EVENTS, ChangeLedger, OriginFiller
+from hybridtrace.backends.ftrace.origin_proof import (
+    LEDGER_EVENTS,
+    NOTED_EVENTS,
+    ChangeLedger,
+    OriginFiller,
+)
 from hybridtrace.backends.ftrace.proc_snapshots import ProcSnapshots
 from hybridtrace.backends.ftrace.raw_reader import RawReader
 from hybridtrace.backends.ftrace.reaper import Reaper
@@ -386,7 +392,7 @@ class FtraceStream:
         # stream is used alone too (tools, tests), so it applies the same pass Session does.
         kept = out if self._keeps_all else \
             [e for e in out if matches(e, self.request.filters, self.request.scope)]
-        self._captured += sum(1 for e in kept if not isinstance(e, LostEvent))
+        self._captured += len(kept) - countOf(map(type, kept), LostEvent)
         return kept
 
     def _pace(self, reader: Reader, timeout: Optional[float]) -> None:
@@ -411,7 +417,7 @@ class FtraceStream:
         lost = self._losses()
         corr, origin = self._correlator, self._origin
         feed = self._ledger.feed
-        lines = [line for line in lines if not feed(line)]
+        lines = [line for line in lines if line.event not in NOTED_EVENTS or not feed(line)]
         if not lines and not corr.awaiting and not origin.awaiting:
             return lost
         events = corr.feed_all(lines, reader.later, reader.complete) + lost
