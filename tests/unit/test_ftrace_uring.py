@@ -128,7 +128,7 @@ def test_overflowed_completion_matched_by_ring_and_user_data_when_unique() -> No
 def test_after_lost_records_a_completion_proves_no_result() -> None:
     uring = opens()
     feed(uring, [line(0, 100, "io_uring_create", ctx=RING, flags=0, fd=3), submit(1, 101, 0xF0)])
-    uring.lost()
+    uring.lost(1 << 62)
     (ev,) = feed(uring, [complete(2, 102, 0xF0, 3)])
     assert isinstance(ev, OpenEvent) and ev.fd is None and ev.errno is None
 
@@ -140,9 +140,25 @@ def test_after_lost_records_no_ring_is_known_free_of_fixed_slots() -> None:
     feed(uring, [line(0, 100, "io_uring_create", ctx=RING, flags=0, fd=3)])
     (known,) = feed(uring, [submit(1, 101, 0xF1), complete(2, 102, 0xF1, 4)])
     assert isinstance(known, OpenEvent) and known.fd == 4  # no table: the result is an fd
-    uring.lost()
+    uring.lost(1 << 62)
     (later,) = feed(uring, [submit(3, 101, 0xF2), complete(4, 102, 0xF2, 0)])
     assert isinstance(later, OpenEvent) and later.fd is None and later.errno is None
+
+
+def test_a_ring_created_before_a_loss_is_not_free_even_if_read_after_it() -> None:
+    """Ground truth under overload: the loss was counted (at time 10) before the
+    ring's creation record (time 5) was fed, and its io_uring_register lay among
+    the lost records; an open into fixed slot 0 then came out as fd 0."""
+    uring = opens()
+    uring.lost(10)
+    (ev,) = feed(uring, [line(5, 100, "io_uring_create", ctx=RING, flags=0, fd=3),
+                         submit(11, 101, 0xF3), complete(12, 102, 0xF3, 0)])
+    assert isinstance(ev, OpenEvent) and ev.fd is None and ev.errno is None
+    # made after the loss's bound: no loss can lie between its creation and its opens
+    (fd,) = feed(uring, [line(13, 100, "io_uring_create", ctx=OTHER_RING, flags=0, fd=4),
+                         submit(14, 101, 0xF4, ring=OTHER_RING),
+                         complete(15, 102, 0xF4, 0, ring=OTHER_RING)])
+    assert isinstance(fd, OpenEvent) and fd.fd == 0
 
 
 def test_failed_preparation_has_its_error_and_openat_flags() -> None:
@@ -211,7 +227,7 @@ def test_path_probe_records_prove_nothing_outside_a_pending_request() -> None:
     uring.path_read(path_rec(6, 102, 0xB0, b"/after-completion"))
     assert not uring.pending
     feed(uring, [submit(7, 101, 0xB2)])
-    uring.lost()  # a record at that address may now be a later request's
+    uring.lost(1 << 62)  # a record at that address may now be a later request's
     uring.path_read(path_rec(8, 102, 0xB2, b"/after-loss"))
     feed(uring, [submit(9, 101, 0xB3)])
     uring.path_read(path_rec(10, 101, 0xB3, b"/x", dfd=3))
@@ -289,7 +305,7 @@ def test_refused_request_has_the_callers_path_from_its_own_preparation() -> None
                           prep(8, 102, 0xE4, b"/other-thread"), refused(9, 101, 0xE4),
                           prep(10, 101, 0xE5, b"/faulted", fault=True), refused(11, 101, 0xE5),
                           prep(12, 101, 0xE6, b"/before-loss")])
-    uring.lost()
+    uring.lost(1 << 62)
     events += feed(uring, [refused(13, 101, 0xE6)])
     assert [(e.path, e.errno) for e in events if isinstance(e, OpenEvent)] == [(None, 22)] * 5
 

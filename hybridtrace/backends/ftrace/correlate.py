@@ -387,7 +387,7 @@ class Correlator:
         """Records between ``start`` and ``end`` may be missing (lost, or recording stopped)."""
         self.ledger.gap(start, end)
         if end != INF:  # lost: a pending io_uring result may be among them
-            self.uring.lost()
+            self.uring.lost(end)
         if start == -INF and end != INF:  # the ledger forgets old gaps; this never
             self._lost_until = max(self._lost_until, end)
             self.tasks.forget()  # what lost records changed is not known

@@ -154,6 +154,7 @@ class UringOpens:
         # task -> (request, the caller's path or None): its latest open preparation
         # (a prep probe's record), until its submission or refusal is seen
         self.prepared: Dict[int, Tuple[int, Optional[bytes]]] = {}
+        self._lost_before = -1  # records before this time may be missing (lost())
 
     def feed(self, line: TraceLine, comm: Optional[bytes] = None,
              uid: Optional[int] = None, sources: object = None) -> List[Event]:
@@ -182,7 +183,8 @@ class UringOpens:
             return []
         if event == vocabulary.IO_URING_CREATE:
             sqpoll = bool((_int(line, "flags") or 0) & IORING_SETUP_SQPOLL)
-            self.rings[ctx] = False
+            # free of fixed slots unless a counted loss may lie after its creation
+            self.rings[ctx] = line.timestamp_ns <= self._lost_before
             self.sqpoll_rings[ctx] = sqpoll
             for table in (self.rings, self.sqpoll_rings):
                 while len(table) > MAX_RINGS:
@@ -210,16 +212,19 @@ class UringOpens:
             return
         sub.path, sub.dfd = value, dfd
 
-    def lost(self) -> None:
-        """Records may be missing: no pending request's result can be trusted, and any
-        ring may have been given a fixed file table (a lost io_uring_register), so a
-        success of any ring may be a slot index (ground truth under overload: fd 0
-        reported for an open into slot 0)."""
+    def lost(self, before: int) -> None:
+        """Records before ``before`` may be missing: no pending request's result can be
+        trusted, and any ring may have been given a fixed file table (a lost
+        io_uring_register), so a success of any ring may be a slot index (ground truth
+        under overload: fd 0 reported for an open into slot 0). That holds too for a
+        ring whose creation record is read only later but was written before
+        ``before``: the loss may lie after it (ground truth under overload again)."""
         for sub in self.pending.values():
             sub.uncertain = True
         self.prepared.clear()  # a preparation's refusal or submission may be among them
         for ctx in self.rings:
             self.rings[ctx] = True
+        self._lost_before = max(self._lost_before, before)
 
     def _who(self, line: TraceLine, sqpoll: bool, comm: Optional[bytes],
              uid: Optional[int], sources: object) -> _Submitted:
