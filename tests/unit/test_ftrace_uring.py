@@ -128,7 +128,7 @@ def test_overflowed_completion_matched_by_ring_and_user_data_when_unique() -> No
 def test_after_lost_records_a_completion_proves_no_result() -> None:
     uring = opens()
     feed(uring, [line(0, 100, "io_uring_create", ctx=RING, flags=0, fd=3), submit(1, 101, 0xF0)])
-    uring.lost(1 << 62)
+    uring.lost(1)
     (ev,) = feed(uring, [complete(2, 102, 0xF0, 3)])
     assert isinstance(ev, OpenEvent) and ev.fd is None and ev.errno is None
 
@@ -140,7 +140,7 @@ def test_after_lost_records_no_ring_is_known_free_of_fixed_slots() -> None:
     feed(uring, [line(0, 100, "io_uring_create", ctx=RING, flags=0, fd=3)])
     (known,) = feed(uring, [submit(1, 101, 0xF1), complete(2, 102, 0xF1, 4)])
     assert isinstance(known, OpenEvent) and known.fd == 4  # no table: the result is an fd
-    uring.lost(1 << 62)
+    uring.lost(2)
     (later,) = feed(uring, [submit(3, 101, 0xF2), complete(4, 102, 0xF2, 0)])
     assert isinstance(later, OpenEvent) and later.fd is None and later.errno is None
 
@@ -159,6 +159,19 @@ def test_a_ring_created_before_a_loss_is_not_free_even_if_read_after_it() -> Non
                          submit(14, 101, 0xF4, ring=OTHER_RING),
                          complete(15, 102, 0xF4, 0, ring=OTHER_RING)])
     assert isinstance(fd, OpenEvent) and fd.fd == 0
+
+
+def test_records_written_before_a_loss_but_read_after_it_prove_nothing_later() -> None:
+    """A submission, or a preparation, written before the counted loss's bound may
+    have a loss after it: its completion, or its writer's submission, may be among
+    the lost, and a later record at its address another request's."""
+    uring = opens()
+    uring.lost(10)
+    feed(uring, [submit(5, 101, 0xF5), prep(6, 102, 0xF6, b"/before")])
+    (ev,) = feed(uring, [complete(11, 102, 0xF5, -2)])
+    assert isinstance(ev, OpenEvent) and ev.errno is None and ev.fd is None
+    (refusal,) = feed(uring, [refused(12, 102, 0xF6)])
+    assert isinstance(refusal, OpenEvent) and refusal.path is None and refusal.errno == 22
 
 
 def test_failed_preparation_has_its_error_and_openat_flags() -> None:
@@ -227,7 +240,7 @@ def test_path_probe_records_prove_nothing_outside_a_pending_request() -> None:
     uring.path_read(path_rec(6, 102, 0xB0, b"/after-completion"))
     assert not uring.pending
     feed(uring, [submit(7, 101, 0xB2)])
-    uring.lost(1 << 62)  # a record at that address may now be a later request's
+    uring.lost(7)  # a record at that address may now be a later request's
     uring.path_read(path_rec(8, 102, 0xB2, b"/after-loss"))
     feed(uring, [submit(9, 101, 0xB3)])
     uring.path_read(path_rec(10, 101, 0xB3, b"/x", dfd=3))
@@ -305,7 +318,7 @@ def test_refused_request_has_the_callers_path_from_its_own_preparation() -> None
                           prep(8, 102, 0xE4, b"/other-thread"), refused(9, 101, 0xE4),
                           prep(10, 101, 0xE5, b"/faulted", fault=True), refused(11, 101, 0xE5),
                           prep(12, 101, 0xE6, b"/before-loss")])
-    uring.lost(1 << 62)
+    uring.lost(12)
     events += feed(uring, [refused(13, 101, 0xE6)])
     assert [(e.path, e.errno) for e in events if isinstance(e, OpenEvent)] == [(None, 22)] * 5
 

@@ -216,9 +216,10 @@ class UringOpens:
         """Records before ``before`` may be missing: no pending request's result can be
         trusted, and any ring may have been given a fixed file table (a lost
         io_uring_register), so a success of any ring may be a slot index (ground truth
-        under overload: fd 0 reported for an open into slot 0). That holds too for a
-        ring whose creation record is read only later but was written before
-        ``before``: the loss may lie after it (ground truth under overload again)."""
+        under overload: fd 0 reported for an open into slot 0). That holds too for
+        any record read only later but written before ``before`` (a ring's creation,
+        a submission, a preparation): the loss may lie after it (ground truth under
+        overload again)."""
         for sub in self.pending.values():
             sub.uncertain = True
         self.prepared.clear()  # a preparation's refusal or submission may be among them
@@ -246,6 +247,8 @@ class UringOpens:
             return []
         sub = self._who(line, bool(line.args.get("sq_thread")), comm, uid, sources)
         sub.direct_free = self.rings.get(sub.ctx) is False
+        # written before a counted loss's bound: the loss may lie after it (see lost())
+        sub.uncertain = line.timestamp_ns <= self._lost_before
         value = line.args.get("s")  # the eprobe's: this request's path, read as it entered
         if line.event == SUBMIT_PROBE and isinstance(value, bytes) and "s" not in line.faults:
             sub.path, sub.dfd = value, _signed32(_int(line, "d"))
@@ -274,6 +277,8 @@ class UringOpens:
     def _prepared(self, line: TraceLine) -> None:
         """A prep probe's record (``r`` request, ``s`` the caller's path): the path of
         that request should its writer refuse it next (``_refused_path``)."""
+        if line.timestamp_ns <= self._lost_before:
+            return  # its writer's submission or refusal after it may be among the lost
         value = line.args.get("s")
         path = value if isinstance(value, bytes) and "s" not in line.faults else None
         self.prepared[line.pid] = (_int(line, "r") or 0, path)
