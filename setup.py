@@ -16,7 +16,9 @@ PURE = os.environ.get("HYBRIDTRACE_PURE_PYTHON") == "1"
 
 setup(ext_modules=[] if PURE else [
     Extension("hybridtrace.backends.ftrace._ringpage",
-              ["hybridtrace/backends/ftrace/_ringpage.c"], optional=True),
+              ["hybridtrace/backends/ftrace/_ringpage.c"], optional=True,
+              depends=["hybridtrace/pycompat.h"]),
     Extension("hybridtrace.output._jsonline",
-              ["hybridtrace/output/_jsonline.c"], optional=True),
+              ["hybridtrace/output/_jsonline.c"], optional=True,
+              depends=["hybridtrace/pycompat.h"]),
 ])

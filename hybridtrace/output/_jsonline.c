@@ -10,18 +10,7 @@
  * escaper copies as they are; bytes that are not UTF-8 become {"base64": ...}
  * through binascii, as base64.b64encode does.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <structmember.h>
-#include <string.h>
-
-#if PY_VERSION_HEX < 0x030A0000
-static inline PyObject *Py_NewRef(PyObject *o)
-{
-    Py_INCREF(o);
-    return o;
-}
-#endif
+#include "../pycompat.h"
 
 /* Set by configure(): the schema's JSON text, the Source enum and each member's JSON. */
 static PyObject *schema_json, *source_type, *source_json;
@@ -218,6 +207,7 @@ typedef struct {
     enum kind kind;
     PyObject *name;
     Py_ssize_t slot; /* where the event class keeps it (configure()), or -1: by getattr */
+    Py_ssize_t key_len; /* strlen(key), measured once at import */
 } Field;
 
 #define ORIGIN_FIELDS                                        \
@@ -229,11 +219,15 @@ typedef struct {
     {"ns_pid", ",\"ns_pid\":", INT_OR_NULL, NULL, -1},           \
     {"ns_tid", ",\"ns_tid\":", INT_OR_NULL, NULL, -1}
 
+/* Both records' first keys after "schema" and "type". */
+#define HEAD_FIELDS                                           \
+    {"timestamp_ns", ",\"timestamp_ns\":", INT, NULL, -1},      \
+    {"pid", ",\"pid\":", INT_OR_NULL, NULL, -1},                \
+    {"tid", ",\"tid\":", INT_OR_NULL, NULL, -1}
+
 /* The order of event_to_dict's keys, after "schema" and "type". */
 static Field open_fields[] = {
-    {"timestamp_ns", ",\"timestamp_ns\":", INT, NULL, -1},
-    {"pid", ",\"pid\":", INT_OR_NULL, NULL, -1},
-    {"tid", ",\"tid\":", INT_OR_NULL, NULL, -1},
+    HEAD_FIELDS,
     {"uid", ",\"uid\":", INT_OR_NULL, NULL, -1},
     {"comm", ",\"comm\":", BYTES, NULL, -1},
     {"syscall", ",\"syscall\":", STR_OR_NULL, NULL, -1},
@@ -251,9 +245,7 @@ static Field open_fields[] = {
 };
 
 static Field exec_fields[] = {
-    {"timestamp_ns", ",\"timestamp_ns\":", INT, NULL, -1},
-    {"pid", ",\"pid\":", INT_OR_NULL, NULL, -1},
-    {"tid", ",\"tid\":", INT_OR_NULL, NULL, -1},
+    HEAD_FIELDS,
     {"ppid", ",\"ppid\":", INT_OR_NULL, NULL, -1},
     {"uid", ",\"uid\":", INT_OR_NULL, NULL, -1},
     {"comm", ",\"comm\":", BYTES, NULL, -1},
@@ -313,7 +305,7 @@ static PyObject *record(PyObject *event, const char *type_key, Py_ssize_t type_l
             rc = ERROR;
             break;
         }
-        rc = put(&b, f->key, (Py_ssize_t)strlen(f->key));
+        rc = put(&b, f->key, f->key_len);
         if (rc == OK)
             rc = put_field(&b, f, v);
         Py_DECREF(v);
@@ -374,11 +366,14 @@ static PyObject *configure(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* Each field's attribute name, interned, and its key's length. */
 static int intern_names(Field *fields)
 {
-    for (Field *f = fields; f->attr != NULL; f++)
+    for (Field *f = fields; f->attr != NULL; f++) {
+        f->key_len = (Py_ssize_t)strlen(f->key);
         if (f->name == NULL && (f->name = PyUnicode_InternFromString(f->attr)) == NULL)
             return -1;
+    }
     return 0;
 }
 

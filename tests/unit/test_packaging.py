@@ -78,6 +78,7 @@ def test_compiled_wheel_holds_the_c_decoder_and_uses_it(tmp_path: Path) -> None:
     assert [f for f in files if f.startswith("hybridtrace/output/_jsonline") and f.endswith(".so")]
     assert "hybridtrace/backends/ftrace/_ringpage.c" not in files  # the sdist has it
     assert "hybridtrace/output/_jsonline.c" not in files
+    assert "hybridtrace/pycompat.h" not in files  # their shared header: build time only
     venv = installed(wheel, tmp_path / "venv")
     check = ("from hybridtrace.backends.ftrace import raw_records as r\n"
              "assert '/venv/' in r.c_loop().__file__, r.c_loop()\n"

@@ -8,19 +8,7 @@
  * Never reads outside the page: every read is checked against the data end,
  * which is itself clamped to the page's length.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <structmember.h>
-#include <stdint.h>
-#include <string.h>
-
-#if PY_VERSION_HEX < 0x030A0000
-static inline PyObject *Py_NewRef(PyObject *o)
-{
-    Py_INCREF(o);
-    return o;
-}
-#endif
+#include "../../pycompat.h"
 
 /* The parts this module's two types share: static, no keyword arguments, one method
  * taking its arguments as an array. */
