@@ -1,6 +1,7 @@
 /*
  * What hybridtrace's optional C modules (setup.py) include first: Python's API
- * with Py_ssize_t lengths, and Py_NewRef where Python is older than 3.10.
+ * with Py_ssize_t lengths, Py_NewRef where Python is older than 3.10 and
+ * PyObject_Vectorcall where it is older than 3.9.
  * Build-time only: the wheel carries the built modules, not this header.
  */
 #ifndef HYBRIDTRACE_PYCOMPAT_H
@@ -18,6 +19,10 @@ static inline PyObject *Py_NewRef(PyObject *o)
     Py_INCREF(o);
     return o;
 }
+#endif
+
+#if PY_VERSION_HEX < 0x03090000
+#define PyObject_Vectorcall _PyObject_Vectorcall
 #endif
 
 #endif

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-from hybridtrace.doctor.report import Report, ftrace_decoder, json_writer, unchecked_meaning
+from hybridtrace.doctor.report import (
+    Report,
+    ftrace_decoder,
+    ftrace_open_calls,
+    json_writer,
+    unchecked_meaning,
+)
 from hybridtrace.selector import Decision
 from hybridtrace.vocabulary import FIELD_IO_URING, FIELD_IO_URING_TEXT_READER
 
@@ -67,7 +73,8 @@ def render_text(report: Report) -> str:
             text_reader = cand.fields.get(FIELD_IO_URING_TEXT_READER)
             if text_reader is not None and text_reader != cand.fields.get(FIELD_IO_URING):
                 out.append(f"  {'  text reader':<19} {text_reader}")
-    out += ["", f"ftrace page decoder: {ftrace_decoder()}", f"JSON writer: {json_writer()}"]
+    out += ["", f"ftrace page decoder: {ftrace_decoder()}",
+            f"ftrace open calls: {ftrace_open_calls()}", f"JSON writer: {json_writer()}"]
     remedies = _remedies(report)
     if remedies:
         out += ["", "to make it work"]

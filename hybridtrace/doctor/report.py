@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import attrs
 
 from hybridtrace import compiled, vocabulary
-from hybridtrace.backends.ftrace import raw_records
+from hybridtrace.backends.ftrace import correlate, raw_records
 from hybridtrace.capabilities.model import (
     CAP_BPF,
     CAP_PERFMON,
@@ -310,6 +310,11 @@ def _checks(caps: Capabilities) -> List[Check]:
 def ftrace_decoder() -> str:
     """Which page decoder this installation's ftrace reader uses (not a kernel fact)."""
     return _c_or_python(raw_records.c_loop() is not None, "_ringpage", "records")
+
+
+def ftrace_open_calls() -> str:
+    """Which code pairs the ftrace reader's open call records here (not a kernel fact)."""
+    return _c_or_python(correlate.OPEN_CALLS is not None, "_opencalls", "events")
 
 
 def json_writer() -> str:

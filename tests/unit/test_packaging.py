@@ -59,7 +59,7 @@ def test_wheel_holds_what_runs_and_nothing_that_only_builds(wheel: Path) -> None
     assert max(i.file_size for i in zipfile.ZipFile(wheel).infolist()) < 1_000_000
     # For any architecture: the optional C decoder is left out (setup.py), source and all.
     assert wheel.name.endswith("-py3-none-any.whl")
-    assert not [f for f in files if "_ringpage" in f or "_jsonline" in f]
+    assert not [f for f in files if "_ringpage" in f or "_jsonline" in f or "_opencalls" in f]
 
 
 def installed(wheel: Path, venv: Path) -> Path:
@@ -76,14 +76,21 @@ def test_compiled_wheel_holds_the_c_decoder_and_uses_it(tmp_path: Path) -> None:
     assert [f for f in files if f.startswith("hybridtrace/backends/ftrace/_ringpage")
             and f.endswith(".so")]
     assert [f for f in files if f.startswith("hybridtrace/output/_jsonline") and f.endswith(".so")]
+    assert [f for f in files if f.startswith("hybridtrace/backends/ftrace/_opencalls")
+            and f.endswith(".so")]
     assert "hybridtrace/backends/ftrace/_ringpage.c" not in files  # the sdist has it
+    assert "hybridtrace/backends/ftrace/_opencalls.c" not in files
     assert "hybridtrace/output/_jsonline.c" not in files
     assert "hybridtrace/pycompat.h" not in files  # their shared header: build time only
     venv = installed(wheel, tmp_path / "venv")
     check = ("from hybridtrace.backends.ftrace import raw_records as r\n"
              "assert '/venv/' in r.c_loop().__file__, r.c_loop()\n"
              "from hybridtrace.output import jsonl\n"
-             "assert jsonl.c_writer()\n")
+             "assert jsonl.c_writer()\n"
+             "from hybridtrace.backends.ftrace import correlate as c\n"
+             "assert c.OPEN_CALLS is not None\n"
+             "import hybridtrace.backends.ftrace._opencalls as m\n"
+             "assert '/venv/' in m.__file__, m.__file__\n")
     subprocess.run([str(venv / "bin/python"), "-c", check], cwd=tmp_path, check=True,
                    timeout=60, env={k: v for k, v in os.environ.items()
                                     if k != "HYBRIDTRACE_PURE_PYTHON"})

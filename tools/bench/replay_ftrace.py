@@ -13,7 +13,8 @@ tools/record_ftrace_stream.py's ``-raw`` recordings, which replay too).
 ``replay`` feeds them, 256 pages per round as a poll reads them, through
 decode, the timeline (merge, hold-back, TraceLines), the change ledger,
 correlate, origin proofs and JSON; /proc is never read (the processes are
-gone: lookups answer None, origin readings one fixed value). Each stage's
+gone: the threads' comm, uid and pid answer as a live thread's would, older
+than its records; origin readings one fixed value; the rest None). Each stage's
 cost is the difference of the best of ``--repeat`` runs stopped after it, in
 process CPU time per open. HYBRIDTRACE_PURE_PYTHON=1 replays without the C
 decoder, ``--gc-each-round`` without holding off the cycle collector (the code
@@ -81,6 +82,16 @@ def _none(*_args: object) -> None:
     return None
 
 
+# /proc as a live session finds it: every thread there since long before its records
+# (comm and uid read, pid = tid), so the comm, uid and pid proofs run as they do live.
+def _task_state(_tid: int) -> Tuple[int, bytes, int]:
+    return 0, b"replayed", 0
+
+
+def _identity(tid: int) -> Tuple[int, int]:
+    return 0, tid
+
+
 def run(rec: Recording, upto: int, pause_gc: bool = True,
         per_round: int = PAGES_PER_ROUND) -> int:
     """Replay through the first ``upto`` stages; returns the open events made (or 0)."""
@@ -88,7 +99,8 @@ def run(rec: Recording, upto: int, pause_gc: bool = True,
     timeline = Timeline()
     ledger = ChangeLedger()
     correlator = Correlator(Kind.OPEN, rec.roles, rec.source, rec.max_args,
-                            ProcLookup(*([_none] * 8)), boot_offset=10 ** 18, fd_proof=True)
+                            ProcLookup(*([_none] * 6), _task_state, _identity),
+                            boot_offset=10 ** 18, fd_proof=True)
     origin = OriginFiller(10 ** 18, ledger, True, read=lambda _tid: _READING)
     opens = 0
     for pos in range(0, len(rec.pages), per_round):

@@ -41,13 +41,14 @@ from typing import (
 
 import attrs
 
-from hybridtrace import procfs
+from hybridtrace import compiled, procfs
 from hybridtrace.backends.ftrace.fd_ledger import ALL_FDS, INF, SLACK_NS, FdLedger, Span
 from hybridtrace.backends.ftrace.probes import ARG, FN, INDEX, MORE, PATH, URING, Role
 from hybridtrace.backends.ftrace.tasks import (
     NEWTASK,
     RENAME,
     SETUID_SYSCALLS,
+    UNKNOWN_UID,
     Reading,
     Task,
     TaskState,
@@ -94,6 +95,7 @@ _NO_TASK = Task(None, None, None, None)
 _CALL_NAME = {e: e[4:] for e in (*EXEC_SYSCALLS, *OPEN_SYSCALLS)}  # "sys_openat" -> "openat"
 _DFD_CALLS = frozenset(("sys_openat", "sys_openat2"))  # the calls with a directory fd
 _FD_ONLY = re.compile(rb"/dev/fd/[0-9]+")  # fexecve's (AT_EMPTY_PATH) file name
+_CREAT_FLAGS = os.O_CREAT | os.O_WRONLY | os.O_TRUNC  # what creat() is open() with
 
 
 def parse_int(value: Optional[ArgValue]) -> Optional[int]:
@@ -292,6 +294,8 @@ class Correlator:
         self._execs = kind is Kind.EXEC
         self._names = frozenset(EXEC_SYSCALLS if self._execs else OPEN_SYSCALLS)
         self._calls = self._names - set(roles)
+        # An open session's batches through the C loop, when built (feed is its definition).
+        self._feed_c = OPEN_CALLS if kind is Kind.OPEN else None
 
     # -- entry point -------------------------------------------------------
 
@@ -368,9 +372,12 @@ class Correlator:
 
         ``complete``: every record up to this time has now been fed (None: unknown).
         """
-        out: List[Event] = []
-        for line in lines:
-            out += self.feed(line)
+        if self._feed_c is not None:
+            out = self._feed_c(self, lines)  # type: ignore[arg-type]
+        else:
+            out = []
+            for line in lines:
+                out += self.feed(line)
         return self.fill(out, later, complete)
 
     def flush(self) -> List[Event]:
@@ -404,9 +411,17 @@ class Correlator:
         needs /proc. An open's path read from /proc waits for its proof (see
         the module docstring), and every event after it waits with it.
         """
-        if not self.awaiting and not self._sources and not any(_needs_proc(e) for e in events):
+        if not self.awaiting and not any(_needs_proc(e) for e in events):
             self._opened.clear()
-            return events
+            if not self._sources:
+                return events
+            if complete is not None:
+                return self._settle_batch(events, complete)
+        return self._hold(events, later, complete)
+
+    def _hold(self, events: List[Event], later: Optional[Callable[[], Later]],
+              complete: Optional[int]) -> List[Event]:
+        """fill's general way: every event queued with what it waits for."""
         held = later() if later is not None else Later()
         later_fds: Set[Tuple[int, int]] = set(held.fds)
         later_execs: Set[int] = set(held.execs)
@@ -433,6 +448,45 @@ class Correlator:
         filled.reverse()
         self.awaiting.extend(filled)
         return self._release(complete)
+
+    def _settle_batch(self, events: List[Event], complete: int) -> List[Event]:
+        """fill's common case (nothing waits, no event needs /proc, some comm or uid came
+        from /proc): ``_release`` one reading at a time instead of one event at a time,
+        since a busy thread's events share their readings. The first event whose reading
+        is not due yet waits, with every event after it, as ``_release`` would make it."""
+        self.tasks.settle(complete, self.ledger.lost)
+        sources = self._sources
+        lost = self.ledger.lost
+        judged: Dict[int, Tuple[bool, bool]] = {}  # id(reading) -> (due, records missing)
+        out: List[Event] = []
+        for index, event in enumerate(events):
+            src = sources.get(id(event))
+            if src is None:
+                out.append(event)
+                continue
+            comm_from, uid_from = src
+            spoil: Dict[str, object] = {}
+            for reading, field in ((comm_from, "comm"), (uid_from, "uid")):
+                if reading is None:
+                    continue
+                verdict = judged.get(id(reading))
+                if verdict is None:
+                    verdict = judged[id(reading)] = (
+                        reading.read_ns + SLACK_NS <= complete,
+                        lost(reading.since, reading.read_ns))
+                if not verdict[0]:
+                    self.awaiting.extend(Held(e, sources=sources.get(id(e)))
+                                         for e in events[index:])
+                    sources.clear()
+                    self._prune(complete)
+                    return out
+                if verdict[1] or (reading.comm_changed if field == "comm"
+                                  else reading.uid_changed):
+                    spoil[field] = None
+            out.append(fill_in(event, spoil) if spoil else event)
+        sources.clear()
+        self._prune(complete)
+        return out
 
     def _execs_in_flight(self) -> Optional[Set[int]]:
         """Processes with an exec entered but not yet ended (None: one whose caller's
@@ -494,12 +548,18 @@ class Correlator:
                     event = fill_in(event, {"path": proof.path, "path_source": Source.PROCFS})
             awaiting.popleft()
             out.append(event)
-        if self.fd_proof and complete is not None and self.ledger.prune_due():
+        if complete is not None:
+            self._prune(complete)
+        return out
+
+    def _prune(self, complete: int) -> None:
+        """Let the fd ledger forget what no event still waiting can ask about."""
+        if self.fd_proof and self.ledger.prune_due():
+            awaiting = self.awaiting
             floor = min([complete] + [h.fd.start for h in awaiting if h.fd is not None]
                         + [r.since for h in awaiting for r in h.sources or () if r is not None]
                         + [p.timestamp_ns for p in self.pending.values()])
             self.ledger.prune(floor)
-        return out
 
     def _settle(self, event: Event, sources: Sources, complete: Optional[int]) -> Event:
         """Keep a comm or uid read from /proc only if no record (nor a loss) between
@@ -660,7 +720,7 @@ class Correlator:
             key = raw if type(raw) is int else parse_hex(raw)
             flags: Optional[int] = None  # openat2's are in struct open_how: not readable
             if event == "sys_creat":
-                flags = os.O_CREAT | os.O_WRONLY | os.O_TRUNC
+                flags = _CREAT_FLAGS
             elif event != "sys_openat2":
                 raw = args.get("flags")
                 flags = signed(raw if type(raw) is int else parse_hex(raw), 32)
@@ -829,3 +889,25 @@ class Correlator:
             own = self.ledger.changed(table, fd, fd, ts, ts)  # fd N was free before this
             self._opened[id(event)] = (pend.timestamp_ns if pend.entered else None, table, own)
         return event
+
+
+def _open_calls() -> Optional[Callable[[Correlator, List[TraceLine]], List[Event]]]:
+    """The C version of feed over a batch of an open session's records (_opencalls.c), or
+    None: not built, or switched off."""
+    module = compiled.load("hybridtrace.backends.ftrace._opencalls")
+    if module is None:
+        return None
+    fields = attrs.fields(OpenEvent)
+    module.configure(
+        TraceLine, ("pid", "timestamp_ns", "event", "args", "style"),
+        Pending, tuple(f.name for f in attrs.fields(Pending)),
+        OpenEvent, tuple(f.name for f in fields),
+        tuple(None if f.default is attrs.NOTHING else f.default for f in fields),
+        ("timestamp_ns", "pid", "tid", "uid", "comm", "path", "flags", "mode", "fd", "errno",
+         "path_source", "syscall", "dfd"),
+        ENTER, EXIT, _CALL_NAME, _DFD_CALLS, "sys_creat", "sys_openat2", _CREAT_FLAGS,
+        SLACK_NS, MAX_THREADS, UNKNOWN_UID)
+    return module.feed  # type: ignore[no-any-return]
+
+
+OPEN_CALLS = _open_calls()

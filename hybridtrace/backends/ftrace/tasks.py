@@ -45,7 +45,7 @@ RENAME = "task_rename"
 SETUID = "sys_setuid"
 SETUID_SYSCALLS = (SETUID, "sys_setreuid", "sys_setresuid")
 MAX_THREADS = 65536  # remembered threads; the oldest entry goes first
-_UNKNOWN = -1  # uid still to be read from /proc
+UNKNOWN_UID = -1  # uid still to be read from /proc
 TaskState = Callable[[int], Optional[Tuple[int, bytes, Optional[int]]]]  # procfs.task_state
 
 
@@ -128,7 +128,7 @@ class TaskTracker:
         """task_rename (``comm`` None: the record's name could not be read)."""
         self._changed(tid, ts, comm=True)
         task = self._tasks.get(tid)
-        uid, uid_from = (task.uid, task.uid_from) if task is not None else (_UNKNOWN, None)
+        uid, uid_from = (task.uid, task.uid_from) if task is not None else (UNKNOWN_UID, None)
         self._set(tid, Task(comm, None, uid, uid_from), ts)
         self._renamed_at.pop(tid, None)
         self._renamed_at[tid] = ts
@@ -163,15 +163,15 @@ class TaskTracker:
         uid_from: Optional[Reading] = None
         if syscall == SETUID:
             if task.uid_from is not None and task.uid_from.uid_changed:
-                uid = _UNKNOWN  # the uid before the call was read after a change
+                uid = UNKNOWN_UID  # the uid before the call was read after a change
             elif task.uid == uid:
                 return
             elif task.uid == 0:
                 uid_from = task.uid_from  # root before: stands or falls with that value
             else:
-                uid = _UNKNOWN
+                uid = UNKNOWN_UID
         elif syscall not in SETUID_SYSCALLS:
-            uid = _UNKNOWN  # its entry was not seen
+            uid = UNKNOWN_UID  # its entry was not seen
         if uid is not None:
             self._set(tid, task._replace(uid=uid, uid_from=uid_from), ts)
 
@@ -187,14 +187,14 @@ class TaskTracker:
         self._changed(old_tid, ts, comm=True, uid=True, image=True)
         old = self._tasks.pop(old_tid, None)
         leader = self._tasks.get(pid)
-        uid, uid_from = (old.uid, old.uid_from) if old is not None else (_UNKNOWN, None)
+        uid, uid_from = (old.uid, old.uid_from) if old is not None else (UNKNOWN_UID, None)
         if old is None and old_tid in self._seed:
             uid, uid_from = self._from_seed(old_tid)[2:]
         if leader is not None:
             comm, comm_from = leader.comm, leader.comm_from
         else:  # read now: the task under ``pid`` is the thread that exec'd
             comm, read_uid, comm_from = self._read(pid, ts)
-            if uid == _UNKNOWN:
+            if uid == UNKNOWN_UID:
                 uid, uid_from = read_uid, comm_from
         self._set(pid, Task(comm, comm_from, uid, uid_from), ts)
 
@@ -218,7 +218,7 @@ class TaskTracker:
                 comm, uid, reading = self._read(tid, ts)
                 task = Task(comm, reading, uid, reading)
             self._set(tid, task)
-        elif task.uid == _UNKNOWN:
+        elif task.uid == UNKNOWN_UID:
             seeded = self._from_seed(tid)
             if seeded is _NOTHING:
                 _comm, uid, reading = self._read(tid, ts)
@@ -259,7 +259,7 @@ class TaskTracker:
             if task.comm_from is None:
                 task = task._replace(comm=None)
             if task.uid_from is None:
-                task = task._replace(uid=_UNKNOWN)
+                task = task._replace(uid=UNKNOWN_UID)
         tasks = self._tasks
         tasks.pop(tid, None)  # re-insert: the entry becomes the newest
         tasks[tid] = task
