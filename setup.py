@@ -1,7 +1,8 @@
 """The optional C extensions; everything else about the package is in pyproject.toml.
 
 hybridtrace/backends/ftrace/_ringpage.c decodes the ftrace reader's pages,
-hybridtrace/backends/ftrace/_opencalls.c pairs open calls' records into events and
+hybridtrace/backends/ftrace/_opencalls.c pairs open calls' records into events,
+hybridtrace/backends/ftrace/_origins.c fills in their origin fields and
 hybridtrace/output/_jsonline.c writes events' JSON lines; the pure-Python code
 gives the same records, events and text, so a failed build (no compiler, no Python
 headers) installs without them. HYBRIDTRACE_PURE_PYTHON=1 at build time
@@ -21,6 +22,9 @@ setup(ext_modules=[] if PURE else [
               depends=["hybridtrace/pycompat.h"]),
     Extension("hybridtrace.backends.ftrace._opencalls",
               ["hybridtrace/backends/ftrace/_opencalls.c"], optional=True,
+              depends=["hybridtrace/pycompat.h"]),
+    Extension("hybridtrace.backends.ftrace._origins",
+              ["hybridtrace/backends/ftrace/_origins.c"], optional=True,
               depends=["hybridtrace/pycompat.h"]),
     Extension("hybridtrace.output._jsonline",
               ["hybridtrace/output/_jsonline.c"], optional=True,

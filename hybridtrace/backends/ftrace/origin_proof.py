@@ -26,13 +26,13 @@ from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 import attrs
 
-from hybridtrace import procfs
+from hybridtrace import compiled, procfs
 from hybridtrace.backends.ftrace.fd_ledger import INF
 from hybridtrace.backends.ftrace.threads import TICK_NS
 from hybridtrace.backends.ftrace.trace_record import EXIT, TraceLine
 from hybridtrace.cgroups import CgroupTree, proc_cgroup
 from hybridtrace.containers import container_id
-from hybridtrace.events import Event, ExecEvent, LostEvent, fill_in, fill_origin
+from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, fill_in, fill_origin
 
 # What may change a task's mount namespace or cgroup, and its end: enabled with
 # the stream's events where the kernel has them (all of them, or no proof).
@@ -168,6 +168,24 @@ def read_task(tid: int, clock: Callable[[], int] = time.monotonic_ns) -> Optiona
 
 
 Reader = Callable[[int], Optional[TaskReading]]
+_Queued = Tuple[Event, Optional[TaskReading], Optional[TaskReading]]
+
+
+def _origins() -> Optional[Callable[[OriginFiller, List[Event], Optional[int]], List[Event]]]:
+    """OriginFiller.fill in C while nothing waits (_origins.c), or None: not built, or
+    switched off."""
+    module = compiled.load("hybridtrace.backends.ftrace._origins")
+    if module is None:
+        return None
+    module.configure(OpenEvent, ("timestamp_ns", "pid", "tid", *_FILL_ORIGIN_ORDER),
+                     TaskReading, ("start_ticks", "read_ns", "pidns", "mntns", "cgroup",
+                                   "nstgid", "nspid"), TICK_NS)
+    return module.fill  # type: ignore[no-any-return]
+
+
+# fill_origin's arguments, in its order: how _origins.c stores them.
+_FILL_ORIGIN_ORDER = ("pidns", "ns_pid", "ns_tid", "mntns", "cgroup", "cgroup_id",
+                      "container_id")
 
 
 class OriginFiller:
@@ -186,11 +204,12 @@ class OriginFiller:
         self._ledger_ok = ledger_ok
         self._tree = tree
         self._read = read
-        self._cache: Dict[int, TaskReading] = collections.OrderedDict()
+        self._cache: Dict[int, TaskReading] = {}  # oldest first
         # cgroup path -> (its id, the container it names): both cost a walk or a parse.
         self._ids: Dict[bytes, Tuple[Optional[int], Optional[str]]] = {}
-        self.awaiting: Deque[Tuple[Event, Optional[TaskReading], Optional[TaskReading]]] = (
-            collections.deque())
+        self.awaiting: Deque[_Queued] = collections.deque()
+        # While nothing waits, batches through the C loop when built (this is its definition).
+        self._fill_c = ORIGINS
 
     def _wrote(self, reading: Optional[TaskReading], ts: int) -> bool:
         """The task read started before ``ts`` (by a whole tick): it wrote that record."""
@@ -213,17 +232,21 @@ class OriginFiller:
 
     def fill(self, events: List[Event], complete: Optional[int]) -> List[Event]:
         """Queue ``events`` with their readings; return those that can be judged now."""
-        for event in events:
-            # No thread to read (an SQPOLL io_uring open has no tid): no origin.
-            if isinstance(event, LostEvent) or self._boot is None or event.tid is None:
-                self.awaiting.append((event, None, None))
-                continue
-            own = self._reading(event.tid, event.timestamp_ns)
-            parent = None
-            if isinstance(event, ExecEvent) and event.ppid:
-                parent = self._reading(event.ppid, event.timestamp_ns)
-            self.awaiting.append((event, own, parent))
+        if self._fill_c is not None and not self.awaiting:
+            return self._fill_c(self, events, complete)  # type: ignore[no-any-return]
+        self.awaiting.extend(map(self._queued, events))
         return self.release(complete)
+
+    def _queued(self, event: Event) -> _Queued:
+        """``event`` with the readings of its thread and, for an exec, its parent."""
+        # No thread to read (an SQPOLL io_uring open has no tid): no origin.
+        if isinstance(event, LostEvent) or self._boot is None or event.tid is None:
+            return event, None, None
+        own = self._reading(event.tid, event.timestamp_ns)
+        parent = None
+        if isinstance(event, ExecEvent) and event.ppid:
+            parent = self._reading(event.ppid, event.timestamp_ns)
+        return event, own, parent
 
     def release(self, complete: Optional[int]) -> List[Event]:
         """Events in order, up to the first whose reading cannot be judged yet: every
@@ -290,3 +313,6 @@ class OriginFiller:
         if len(parent.nstgid) < len(own.nspid):
             return 0  # the parent is in an outer namespace: the task sees no parent id
         return None
+
+
+ORIGINS = _origins()
