@@ -18,6 +18,7 @@ import random
 import shutil
 from typing import Any, Dict, List, Optional, Tuple
 
+import attrs
 import pytest
 
 from hybridtrace.backends.ftrace import correlate
@@ -179,7 +180,11 @@ def _record(rng: random.Random, ts: int, tid: int) -> List[TraceLine]:
         return [line(call, EXIT, args if rng.random() > 0.02 else {})]
     if roll < 0.8:
         value = rng.choice((b"/etc/passwd", b"", None))
-        return [line(PATH_PROBE, FIELDS, {"k": rng.choice((num(64), 3, 0o644)), "s": value})]
+        probe = line(PATH_PROBE, rng.choice((FIELDS,) * 9 + (LOST,)),
+                     {"k": rng.choice((num(64), 3, 0o644)), "s": value})
+        if rng.random() < 0.1:  # the string could not be read
+            probe = attrs.evolve(probe, faults=frozenset({"s"}))
+        return [probe]
     if roll < 0.84:
         return [line("task_newtask", FIELDS, {"pid": rng.randrange(1, 12), "comm": b"new",
                                               "clone_flags": rng.choice((0x11, 0x3d0f00))})]
@@ -253,9 +258,11 @@ def test_a_full_table_of_pending_calls_ages_the_same_way() -> None:
                for tid in range(1, correlate.MAX_THREADS + 40)]
     exits = [TraceLine(b"", tid, 0, 10 ** 7 + tid, "sys_openat", {"ret": 3}, b"", EXIT)
              for tid in range(1, correlate.MAX_THREADS + 40, 97)]
-    py, c = _pair(_proc(False), {}, None, fd_proof=False)
-    assert _same(py, c, [(entries[:100], INF, None), (entries[100:], INF, None),
-                         (exits, INF, None)]) >= len(entries)
+    probes = [TraceLine(b"", tid, 0, 500 + tid, PATH_PROBE, {"k": tid, "s": b"/p"}, b"",
+                        FIELDS) for tid in range(1, correlate.MAX_THREADS + 40)]
+    py, c = _pair(_proc(False), {PATH_PROBE: Role(PATH)}, Source.SYSCALL_ENTRY, fd_proof=False)
+    assert _same(py, c, [(probes, INF, None), (entries[:100], INF, None),
+                         (entries[100:], INF, None), (exits, INF, None)]) >= len(entries)
 
 
 def test_a_correlator_of_execs_keeps_the_python_loop() -> None:

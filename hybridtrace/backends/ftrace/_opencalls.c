@@ -17,7 +17,7 @@
 
 /* Set by configure(): the classes read and built, and each field's slot offset. */
 static PyTypeObject *line_class, *pending_class, *open_class;
-enum { L_PID, L_TS, L_EVENT, L_ARGS, L_STYLE, L_FIELDS };
+enum { L_PID, L_TS, L_EVENT, L_ARGS, L_STYLE, L_FAULTS, L_FIELDS };
 static Py_ssize_t line_slot[L_FIELDS];
 enum { P_SYSCALL, P_TS, P_TASK, P_KEY, P_DFD, P_FLAGS, P_MODE, P_ENTERED, P_FIELDS };
 static Py_ssize_t pending_slot[P_FIELDS];
@@ -28,15 +28,16 @@ enum { O_TS, O_PID, O_TID, O_UID, O_COMM, O_PATH, O_FLAGS, O_MODE, O_FD, O_ERRNO
 static Py_ssize_t open_fields, open_slot[MAX_OPEN_FIELDS], open_set[O_SET];
 static PyObject *open_default[MAX_OPEN_FIELDS];
 /* The record vocabulary (trace_record.py, correlate.py) and the limits. */
-static PyObject *enter_style, *exit_style, *call_names, *dfd_calls, *creat_event, *openat2_event,
-    *creat_flags;
+static PyObject *enter_style, *exit_style, *lost_style, *call_names, *dfd_calls, *creat_event,
+    *openat2_event, *creat_flags, *path_role, *probe_data_class;
 static long long slack_ns, unknown_uid;
 static Py_ssize_t max_threads;
-static PyObject *s_filename, *s_pathname, *s_flags, *s_mode, *s_dfd, *s_ret, *s_path;
+static PyObject *s_filename, *s_pathname, *s_flags, *s_mode, *s_dfd, *s_ret, *s_path, *s_k, *s_s,
+    *s_seen, *s_path_fault, *s_what;
 /* Attribute names read on the correlator and its parts. */
 static PyObject *a_pending, *a_probes, *a_calls, *a_tasks, *a_threads, *a_ledger, *a_lost_until,
     *a_fd_proof, *a_opened, *a_sources, *a_probe_source, *a_records, *a_feed, *a_enter, *a_exit,
-    *a_task_table, *a_known, *a_get, *a_lost_before, *a_gaps, *a_changed;
+    *a_task_table, *a_known, *a_get, *a_lost_before, *a_gaps, *a_changed, *a_roles;
 
 #define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
 
@@ -78,21 +79,21 @@ static PyObject *intern(const char *s)
 }
 
 /* configure(TraceLine, line_fields, Pending, pending_fields, OpenEvent, open_fields,
- *           open_defaults, set_fields, ENTER, EXIT, call_names, dfd_calls, "sys_creat",
- *           "sys_openat2", creat_flags, SLACK_NS, MAX_THREADS, unknown_uid) */
+ *           open_defaults, set_fields, ENTER, EXIT, LOST, call_names, dfd_calls, "sys_creat",
+ *           "sys_openat2", creat_flags, SLACK_NS, MAX_THREADS, unknown_uid, PATH, ProbeData) */
 static PyObject *configure(PyObject *module, PyObject *args)
 {
     PyObject *lcls, *lnames, *pcls, *pnames, *ocls, *onames, *odefaults, *oset;
-    PyObject *enter, *exit_, *names, *dfds, *creat, *openat2, *cflags;
+    PyObject *enter, *exit_, *lost, *names, *dfds, *creat, *openat2, *cflags, *path, *probe_cls;
     long long slack, unknown;
     Py_ssize_t limit, i, j;
     Py_ssize_t set_slot[O_SET];
     (void)module;
-    if (!PyArg_ParseTuple(args, "OOOOOO!O!O!UUO!O!UUO!LnL", &lcls, &lnames, &pcls, &pnames,
+    if (!PyArg_ParseTuple(args, "OOOOOO!O!O!UUUO!O!UUO!LnLUO!", &lcls, &lnames, &pcls, &pnames,
                           &ocls, &PyTuple_Type, &onames, &PyTuple_Type, &odefaults,
-                          &PyTuple_Type, &oset, &enter, &exit_, &PyDict_Type, &names,
+                          &PyTuple_Type, &oset, &enter, &exit_, &lost, &PyDict_Type, &names,
                           &PyFrozenSet_Type, &dfds, &creat, &openat2, &PyLong_Type, &cflags,
-                          &slack, &limit, &unknown))
+                          &slack, &limit, &unknown, &path, &PyType_Type, &probe_cls))
         return NULL;
     if (slots_of(lcls, lnames, line_slot, L_FIELDS) < 0
         || slots_of(pcls, pnames, pending_slot, P_FIELDS) < 0)
@@ -122,6 +123,9 @@ static PyObject *configure(PyObject *module, PyObject *args)
     Py_XSETREF(open_class, (PyTypeObject *)Py_NewRef(ocls));
     Py_XSETREF(enter_style, Py_NewRef(enter));
     Py_XSETREF(exit_style, Py_NewRef(exit_));
+    Py_XSETREF(lost_style, Py_NewRef(lost));
+    Py_XSETREF(path_role, Py_NewRef(path));
+    Py_XSETREF(probe_data_class, Py_NewRef(probe_cls));
     Py_XSETREF(call_names, Py_NewRef(names));
     Py_XSETREF(dfd_calls, Py_NewRef(dfds));
     Py_XSETREF(creat_event, Py_NewRef(creat));
@@ -137,6 +141,7 @@ static PyObject *configure(PyObject *module, PyObject *args)
 typedef struct {
     PyObject *corr, *pending, *probes, *calls, *tasks, *threads, *ledger, *task_table, *known;
     PyObject *opened, *sources, *probe_source;
+    PyObject *path_roles;  /* event name -> its Role, for the probes that read open paths */
     int fd_proof;
 } State;
 
@@ -153,6 +158,7 @@ static void state_clear(State *st)
     Py_CLEAR(st->opened);
     Py_CLEAR(st->sources);
     Py_CLEAR(st->probe_source);
+    Py_CLEAR(st->path_roles);
 }
 
 /* 0, or -1 with an error; 1: a part is not what this module knows (all by the methods). */
@@ -177,6 +183,24 @@ static int state_load(State *st, PyObject *corr)
     Py_DECREF(flag);
     if (st->fd_proof < 0)
         return -1;
+    if ((st->path_roles = PyDict_New()) == NULL)
+        return -1;
+    {
+        PyObject *roles = PyObject_GetAttr(corr, a_roles), *name, *role;
+        Py_ssize_t pos = 0;
+        if (roles == NULL)
+            return -1;
+        while (PyDict_Check(roles) && PyDict_Next(roles, &pos, &name, &role)) {
+            PyObject *what = PyObject_GetAttr(role, s_what);
+            int path = what == NULL ? -1 : PyObject_RichCompareBool(what, path_role, Py_EQ);
+            Py_XDECREF(what);
+            if (path < 0 || (path && PyDict_SetItem(st->path_roles, name, role) < 0)) {
+                Py_DECREF(roles);
+                return -1;
+            }
+        }
+        Py_DECREF(roles);
+    }
     if (!PyDict_CheckExact(st->pending) || !PyDict_CheckExact(st->probes)
         || !PyAnySet_Check(st->calls) || !PyDict_CheckExact(st->task_table)
         || !PyDict_CheckExact(st->known) || !PyDict_CheckExact(st->opened)
@@ -313,6 +337,72 @@ done:
     Py_XDECREF(flags);
     Py_XDECREF(dfd);
     return rc;
+}
+
+/* Correlator._probe for a probe that reads an open's path: 0 taken, 1 not, -1 error. */
+static int fast_probe(State *st, PyObject *line, PyObject *tid, PyObject *role)
+{
+    PyObject *args = SLOT(line, line_slot[L_ARGS]), *faults = SLOT(line, line_slot[L_FAULTS]);
+    PyObject *key, *value, *per_tid, *data, *seen;
+    int fault, fresh, rc;
+    if (args == NULL || faults == NULL || !PyDict_CheckExact(args) || !PyAnySet_Check(faults))
+        return 1;
+    key = int_arg(args, s_k);
+    if (key == NULL || key == Py_None)
+        return PyErr_Occurred() ? -1 : 1;
+    per_tid = PyDict_GetItemWithError(st->probes, tid);
+    if (per_tid == NULL) {
+        if (PyErr_Occurred())
+            return -1;
+        if (PyDict_GET_SIZE(st->probes) >= max_threads)
+            return 1;  /* the oldest thread's strings go: _probe */
+        if ((per_tid = PyDict_New()) == NULL)
+            return -1;
+        rc = PyDict_SetItem(st->probes, tid, per_tid);
+        Py_DECREF(per_tid);  /* the table holds it */
+        if (rc < 0)
+            return -1;
+    } else if (!PyDict_CheckExact(per_tid)) {
+        PyErr_SetString(PyExc_TypeError, "a thread's probe strings are not a dict");
+        return -1;
+    }
+    value = PyDict_GetItemWithError(args, s_s);
+    if (value == NULL && PyErr_Occurred())
+        return -1;
+    if (value != NULL && !PyBytes_Check(value))
+        value = NULL;
+    fault = PySet_Contains(faults, s_s);
+    if (fault < 0)
+        return -1;
+    fault = fault || value == NULL;
+    data = PyDict_GetItemWithError(per_tid, key);
+    if (data == NULL && PyErr_Occurred())
+        return -1;
+    fresh = data == NULL;
+    seen = fresh ? NULL : PyObject_GetAttr(data, s_seen);
+    if (!fresh) {  /* a second record of one role: a new call's, the last one's lost */
+        if (seen == NULL || (fresh = PySet_Contains(seen, role)) < 0) {
+            Py_XDECREF(seen);
+            return -1;
+        }
+        if (fresh)
+            Py_CLEAR(seen);
+    }
+    if (fresh) {
+        data = PyObject_CallObject(probe_data_class, NULL);
+        if (data == NULL)
+            return -1;
+        rc = PyDict_SetItem(per_tid, key, data);
+        Py_DECREF(data);  /* per_tid holds it */
+        if (rc < 0 || (seen = PyObject_GetAttr(data, s_seen)) == NULL)
+            return -1;
+    }
+    rc = PySet_Add(seen, role);
+    Py_DECREF(seen);
+    if (rc < 0 || PyObject_SetAttr(data, s_path, fault ? Py_None : value) < 0
+        || PyObject_SetAttr(data, s_path_fault, fault ? Py_True : Py_False) < 0)
+        return -1;
+    return 0;
 }
 
 /* Correlator._take_probe: the strings a probe read for this call, or None (new ref). */
@@ -602,18 +692,25 @@ static PyObject *feed(PyObject *module, PyObject *const *argv, Py_ssize_t argc)
     for (i = 0; rc >= 0 && i < n; i++) {
         PyObject *line = PySequence_Fast_GET_ITEM(seq, i), *event = NULL, *style = NULL;
         PyObject *tid = NULL;
-        int is_call = 0;
+        int is_call = 0, readable = 0;
         if (loaded == 0 && Py_TYPE(line) == line_class) {
             event = SLOT(line, line_slot[L_EVENT]);
             style = SLOT(line, line_slot[L_STYLE]);
             tid = SLOT(line, line_slot[L_PID]);
-            if (event != NULL && style != NULL && tid != NULL && PyLong_CheckExact(tid))
+            readable = event != NULL && style != NULL && tid != NULL && PyLong_CheckExact(tid);
+            if (readable)
                 is_call = PySet_Contains(st.calls, event);
         }
         if (is_call < 0) {
             rc = -1;
         } else if (!is_call) {  /* not an open call's record (or not ours to read) */
-            rc = extend(out, PyObject_CallMethodObjArgs(corr, a_feed, line, NULL));
+            PyObject *role = readable ? PyDict_GetItemWithError(st.path_roles, event) : NULL;
+            rc = role == NULL ? (PyErr_Occurred() ? -1 : 1)
+                : same_str(style, lost_style) ? 1 : fast_probe(&st, line, tid, role);
+            if (rc == 0)
+                records++;  /* as feed counts it */
+            else if (rc == 1)
+                rc = extend(out, PyObject_CallMethodObjArgs(corr, a_feed, line, NULL));
         } else {
             records++;  /* as feed counts them; a LOST or other style: nothing else */
             if (same_str(style, enter_style)) {
@@ -664,7 +761,9 @@ PyMODINIT_FUNC PyInit__opencalls(void)
     NAME(a_probe_source, "probe_source"); NAME(a_records, "records"); NAME(a_feed, "feed");
     NAME(a_enter, "_enter"); NAME(a_exit, "_exit"); NAME(a_task_table, "_tasks");
     NAME(a_known, "_known"); NAME(a_get, "get"); NAME(a_lost_before, "_lost_before");
-    NAME(a_gaps, "_gaps"); NAME(a_changed, "changed");
+    NAME(a_gaps, "_gaps"); NAME(a_changed, "changed"); NAME(a_roles, "roles");
+    NAME(s_k, "k"); NAME(s_s, "s"); NAME(s_seen, "seen"); NAME(s_path_fault, "path_fault");
+    NAME(s_what, "what");
 #undef NAME
     return PyModule_Create(&opencalls_module);
 }

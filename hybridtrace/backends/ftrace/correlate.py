@@ -899,14 +899,14 @@ def _open_calls() -> Optional[Callable[[Correlator, List[TraceLine]], List[Event
         return None
     fields = attrs.fields(OpenEvent)
     module.configure(
-        TraceLine, ("pid", "timestamp_ns", "event", "args", "style"),
+        TraceLine, ("pid", "timestamp_ns", "event", "args", "style", "faults"),
         Pending, tuple(f.name for f in attrs.fields(Pending)),
         OpenEvent, tuple(f.name for f in fields),
         tuple(None if f.default is attrs.NOTHING else f.default for f in fields),
         ("timestamp_ns", "pid", "tid", "uid", "comm", "path", "flags", "mode", "fd", "errno",
          "path_source", "syscall", "dfd"),
-        ENTER, EXIT, _CALL_NAME, _DFD_CALLS, "sys_creat", "sys_openat2", _CREAT_FLAGS,
-        SLACK_NS, MAX_THREADS, UNKNOWN_UID)
+        ENTER, EXIT, LOST, _CALL_NAME, _DFD_CALLS, "sys_creat", "sys_openat2", _CREAT_FLAGS,
+        SLACK_NS, MAX_THREADS, UNKNOWN_UID, PATH, ProbeData)
     return module.feed  # type: ignore[no-any-return]
 
 
