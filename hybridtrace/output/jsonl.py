@@ -16,9 +16,13 @@ again for a third of the CPU. The unit tests compare all three on hostile events
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import typing
 from json.encoder import encode_basestring_ascii
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import attrs
 
 from hybridtrace import compiled
 from hybridtrace.events import ORIGIN_FIELDS, Event, ExecEvent, LostEvent, OpenEvent, Source
@@ -104,6 +108,126 @@ def _origin_dict(event: Union[ExecEvent, OpenEvent]) -> Dict[str, Any]:
     fields = {name: getattr(event, name) for name in ORIGIN_FIELDS}
     fields["cgroup"] = encode_bytes(event.cgroup)
     return fields
+
+
+# ---- reading records back (the inverse of event_to_dict) ----
+
+class RecordError(ValueError):
+    """A JSON record that is not one event_to_dict could have written; one line."""
+
+
+def _read_int(value: Any) -> int:
+    if type(value) is not int:  # JSON true/false arrive as bool, a subclass of int
+        raise RecordError(f"expected an integer, got {value!r:.80}")
+    return value
+
+
+def _read_bytes(value: Any) -> bytes:
+    """decode_bytes, strictly: the one form encode_bytes gives these bytes, or RecordError."""
+    if isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
+    elif isinstance(value, dict) and set(value) == {"base64"} and isinstance(value["base64"], str):
+        try:
+            data = base64.b64decode(value["base64"], validate=True)
+        except binascii.Error as exc:
+            raise RecordError(f"bad base64 {value['base64']!r:.80}: {exc}") from None
+    else:
+        raise RecordError(f"expected a string or {{\"base64\": ...}}, got {value!r:.80}")
+    if encode_bytes(data) != value:  # valid UTF-8 as base64, or a lone surrogate as text
+        raise RecordError(f"not the form encode_bytes gives these bytes: {value!r:.80}")
+    return data
+
+
+def _read_str(value: Any) -> str:
+    if type(value) is not str:
+        raise RecordError(f"expected a string, got {value!r:.80}")
+    return value
+
+
+def _read_bool(value: Any) -> bool:
+    if type(value) is not bool:
+        raise RecordError(f"expected true or false, got {value!r:.80}")
+    return value
+
+
+def _read_source(value: Any) -> Source:
+    try:
+        return Source(_read_str(value))
+    except ValueError:
+        raise RecordError(f"not a source: {value!r:.80}") from None
+
+
+def _read_argv(value: Any) -> Tuple[bytes, ...]:
+    if type(value) is not list:
+        raise RecordError(f"expected an array, got {value!r:.80}")
+    return tuple(_read_bytes(item) for item in value)
+
+
+_READERS: Dict[Any, Callable[[Any], Any]] = {
+    int: _read_int, bytes: _read_bytes, str: _read_str, bool: _read_bool,
+    Source: _read_source, Tuple[bytes, ...]: _read_argv}
+
+
+def _field_readers(cls: type) -> List[Tuple[str, Callable[[Any], Any]]]:
+    """(name, reader) per field of ``cls``, from its annotations: a field added to an
+    event class is read back with no change here (an unknown type fails at import)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for field in attrs.fields(cls):
+        hint = hints[field.name]
+        args = typing.get_args(hint)
+        optional = typing.get_origin(hint) is Union and type(None) in args
+        base = next(a for a in args if a is not type(None)) if optional else hint
+        read = _READERS[base]
+        out.append((field.name, _nullable(read) if optional else read))
+    return out
+
+
+def _nullable(read: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else read(value)
+
+
+_RECORD_TYPES: Dict[str, Tuple[type, List[Tuple[str, Callable[[Any], Any]]]]] = {
+    kind: (cls, _field_readers(cls))
+    for kind, cls in (("exec", ExecEvent), ("open", OpenEvent), ("lost", LostEvent))}
+
+
+def event_from_dict(record: Any) -> Event:
+    """The event a record of ``EVENT_SCHEMA`` describes (json.loads of one line).
+
+    Strict, to prove a writer right: exactly the keys event_to_dict writes for the
+    type, each of its field's JSON type, byte strings in encode_bytes' own form;
+    anything else raises RecordError saying which key and why.
+    """
+    if not isinstance(record, dict):
+        raise RecordError(f"not a JSON object: {record!r:.80}")
+    if record.get("schema") != EVENT_SCHEMA:
+        raise RecordError(f"schema {record.get('schema')!r:.80}, expected {EVENT_SCHEMA!r}")
+    kind = record.get("type")
+    if not isinstance(kind, str) or kind not in _RECORD_TYPES:
+        raise RecordError(f"unknown type {kind!r:.80}")
+    cls, readers = _RECORD_TYPES[kind]
+    want = {"schema", "type", *(name for name, _ in readers)}
+    if set(record) != want:
+        missing, extra = sorted(want - set(record)), sorted(set(record) - want)
+        raise RecordError(f"{kind} record: missing keys {missing}, unexpected keys {extra}")
+    values = {}
+    for name, read in readers:
+        try:
+            values[name] = read(record[name])
+        except RecordError as exc:
+            raise RecordError(f"{kind} record: {name}: {exc}") from None
+    event: Event = cls(**values)
+    return event
+
+
+def event_from_json(line: Union[str, bytes]) -> Event:
+    """event_from_dict of one JSON Lines record; RecordError for one that does not parse."""
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        raise RecordError(f"not JSON: {exc}") from None
+    return event_from_dict(record)
 
 
 def event_to_json_slow(event: Event) -> str:

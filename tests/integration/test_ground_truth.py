@@ -16,15 +16,12 @@ HYBRIDTRACE_GROUNDTRUTH_SEED the seed (default: random, printed).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import shutil
 
 import pytest
 
-from hybridtrace import tracefs
-from tests.conftest import LEAST_PRIVILEGE, require_backend
+from tests.integration.ground_truth_setup import ready
 from tools.groundtruth import check
 
 OPS = int(os.environ.get("HYBRIDTRACE_GROUNDTRUTH_OPS", "3000"))
@@ -32,21 +29,9 @@ SEED = int(os.environ.get("HYBRIDTRACE_GROUNDTRUTH_SEED", str(random.randrange(1
 OVERLOAD_OPS = int(os.environ.get("HYBRIDTRACE_GROUNDTRUTH_OVERLOAD_OPS", "1500"))
 
 
-def _ready(target: check.Target) -> None:
-    if LEAST_PRIVILEGE:
-        pytest.skip("the workload changes uids and needs root")
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc not found (the workload is built on the fly)")
-    with contextlib.suppress(tracefs.TracefsUnavailable):
-        tracefs.ensure_mounted()  # ebpf-core/tracepoint's ids, ftrace
-    ok, why = check.available(target)
-    if not ok:
-        require_backend(target.label, why)
-
-
 @pytest.mark.parametrize("target", check.TARGETS, ids=lambda t: t.label)
 def test_no_backend_reports_a_wrong_value(target: check.Target) -> None:
-    _ready(target)
+    ready(target)
     result = check.run(target, SEED, OPS)
     print(result.summary())
     replay = (f"replay: sudo .venv/bin/python -m tools.groundtruth --seed {SEED} "
@@ -66,7 +51,7 @@ def test_no_backend_reports_a_wrong_value(target: check.Target) -> None:
 def test_starved_backends_count_their_losses_and_stay_right(target: check.Target) -> None:
     """Overload (one page of buffer per CPU, a reader that stalls): events are lost, and
     reported; every missing call is covered by a reported loss; what arrives is right."""
-    _ready(target)
+    ready(target)
     result = check.run(target, SEED, OVERLOAD_OPS, overload=True)
     print(result.summary())
     replay = (f"replay: sudo .venv/bin/python -m tools.groundtruth --seed {SEED} "

@@ -3,12 +3,15 @@
     sudo .venv/bin/python -m tools.groundtruth [--ops N] [--seed S] [--rate R]
                                                [--jobs J] [--backend LABEL ...] [--write-doc]
                                                [--json PATH] [--require LABEL,...]
+                                           [--via-cli]
 
 Prints each backend's per-field counts and every WRONG value; exits 1 when any
 backend reported a WRONG value (or a stray event), or missed an event without
 a loss to account for it, or a backend ``--require`` names could not run here.
 ``--write-doc`` writes docs/ground_truth.md; ``--json`` every result (the kernel
-matrix reads it back from a VM: tools/vm/groundtruth.py).
+matrix reads it back from a VM: tools/vm/groundtruth.py). ``--via-cli`` judges
+what `hybridtrace execsnoop|opensnoop --json` writes instead of the API's events
+(via_cli.py; HYBRIDTRACE_PURE_PYTHON=1 picks the Python JSON writer).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import subprocess
 import sys
 from typing import List, Optional, Tuple
 
-from tools.groundtruth import check
+from tools.groundtruth import check, via_cli
 from tools.groundtruth.table import TITLE, render
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -65,7 +68,14 @@ def main(argv: List[str]) -> int:
                         help="also write every result as JSON (rewritten after each backend)")
     parser.add_argument("--require", default="", metavar="LABEL,...",
                         help="these backends must run here: skipping one is a failure")
+    parser.add_argument("--via-cli", action="store_true",
+                        help="take the events from the CLI's --json output (a subprocess per"
+                        " kind), every line parsed, validated and judged")
     args = parser.parse_args(argv)
+    if args.via_cli and (args.overload or args.write_doc):
+        print("tools.groundtruth: --via-cli cannot go with --overload (the CLI reads"
+              " as fast as it can) or --write-doc (the pages are the API's)", file=sys.stderr)
+        return 2
     unknown = sorted(set(args.backend) - {t.label for t in check.TARGETS})
     if unknown:
         print(f"tools.groundtruth: unknown --backend {', '.join(unknown)} (known: "
@@ -89,8 +99,15 @@ def main(argv: List[str]) -> int:
             continue
         if args.json:  # what runs now, in case a wall clock ends this run
             _write_json(args.json, seed, args, results, skipped, running=target.label)
-        result = check.run(target, seed, args.ops, args.rate, args.jobs,
-                           overload=args.overload)
+        if args.via_cli:
+            try:
+                result = via_cli.run(target, seed, args.ops, args.rate, args.jobs)
+            except via_cli.CliError as exc:
+                print(f"{target.label}: {exc}", file=sys.stderr)
+                return 1
+        else:
+            result = check.run(target, seed, args.ops, args.rate, args.jobs,
+                               overload=args.overload)
         print(result.summary(), flush=True)
         results.append(result)
         if args.json:

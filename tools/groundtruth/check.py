@@ -146,6 +146,10 @@ class Result:
     unseen_io_uring: int = 0
     # Calls of a syscall this architecture lacks (no event is due for them).
     not_on_arch: int = 0
+    # Where the events were taken from: "api" (hybridtrace.trace), or the CLI's JSON
+    # (via_cli.py), whose lines that failed to parse, validate or re-encode are bad_json.
+    via: str = "api"
+    bad_json: List[str] = attrs.field(factory=list)
 
     def count(self, kind: str, field: str, verdict: str, shape: str = "") -> None:
         self.fields.setdefault((kind, field), collections.Counter())[verdict] += 1
@@ -166,7 +170,7 @@ class Result:
         """No WRONG value, no stray or ambiguous event, nothing missing unless lost."""
         missing = self.unexplained_missing + len(
             [m for m in self.missing_ops if "no result" in m])
-        return (self.wrong_total == 0 and not sum(self.ambiguous.values())
+        return (self.wrong_total == 0 and not sum(self.ambiguous.values()) and not self.bad_json
                 and (missing == 0 or self.lost > 0 or self.lost_unknown)
                 and not claims_broken(self) and (self.lost > 0 or not self.overload))
 
@@ -186,7 +190,7 @@ class Result:
             "nones": {key: dict(c) for key, c in self.nones.items()},
             "claims": self.claims,
             "sees_io_uring": self.sees_io_uring, "unseen_io_uring": self.unseen_io_uring,
-            "not_on_arch": self.not_on_arch,
+            "not_on_arch": self.not_on_arch, "via": self.via, "bad_json": self.bad_json,
         }
 
     @classmethod
@@ -204,7 +208,8 @@ class Result:
         return cls(fields=fields, wrong=wrong, **d)
 
     def summary(self) -> str:
-        lines = [f"{self.target}: seed {self.seed}, {self.ops} ops, rate "
+        via = "" if self.via == "api" else f" ({self.via})"
+        lines = [f"{self.target}{via}: seed {self.seed}, {self.ops} ops, rate "
                  f"{self.rate or 'max'}/s, {self.jobs} at once"
                  f"{', OVERLOAD (1-page buffers, reader stalls)' if self.overload else ''}, "
                  f"lost {self.lost}{' and an unknown number' if self.lost_unknown else ''}, "
@@ -225,6 +230,10 @@ class Result:
                 c = self.fields.get((kind, field), collections.Counter())
                 lines.append(f"    {field:15} correct {c[CORRECT]:6}  None {c[NONE]:6}  "
                              f"WRONG {c[WRONG]:4}")
+        if self.via != "api":
+            lines.append(f"  JSON lines that failed: {len(self.bad_json)}")
+        for bad in self.bad_json[:20]:
+            lines.append(f"  BAD JSON {bad}")
         for m in self.wrong[:40]:
             lines.append(f"  WRONG {m}")
         for m in self.missing_ops[:20]:
@@ -480,20 +489,31 @@ OVERLOAD_BUFFER_PAGES = 1
 STALL_S = 0.5
 
 
+# Opens a session of one kind ("exec" or "open") with this many buffer pages (None:
+# the backend's own): something with poll(timeout), drain(timeout) and close().
+Opener = Callable[[str, Optional[int]], Any]
+
+
 def run(target: Target, seed: int, ops: int, rate: float = 0.0, jobs: int = 1,
-        progress: Optional[Callable[[str], None]] = None, overload: bool = False) -> Result:
-    """Trace one workload run with ``target`` (exec and open at once) and judge it."""
+        progress: Optional[Callable[[str], None]] = None, overload: bool = False,
+        opener: Optional[Opener] = None, via: str = "api") -> Result:
+    """Trace one workload run with ``target`` (exec and open at once) and judge it.
+
+    ``opener`` replaces ``target.open`` (via_cli.py: the CLI's JSON instead of the API's
+    events); ``via`` names where the events came from in the result.
+    """
     started = time.monotonic()
     work = Workload(seed, ops)
     result = Result(target.label, seed, work.plan.ops, rate, jobs, overload=overload,
-                    sees_io_uring=sees_io_uring(target))
+                    sees_io_uring=sees_io_uring(target), via=via)
+    open_session = opener or target.open
     pages = OVERLOAD_BUFFER_PAGES if overload else None
     nonce = work.plan.nonce.encode()
     events: List[Event] = []
     sessions: List[object] = []
     try:
         for kind in ("exec", "open"):
-            sessions.append(target.open(kind, pages))
+            sessions.append(open_session(kind, pages))
         failure: List[BaseException] = []
 
         def drive() -> None:
