@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, FrozenSet, List, Optional
 
 from hybridtrace import compiled, kernel_state
 from hybridtrace.events import Event, LostEvent
@@ -110,7 +110,7 @@ def _by_value(node: Any, defs: Dict[str, Any]) -> bool:
     return any(_by_value(v, defs) for k, v in node.items() if k != "description")
 
 
-def value_keys(schema: Dict[str, Any]) -> frozenset:
+def value_keys(schema: Dict[str, Any]) -> FrozenSet[str]:
     """Record keys whose validity depends on their value, not only its JSON type."""
     defs = schema.get("$defs", {})
     keys = set()
@@ -142,7 +142,7 @@ class LineChecker:
 
     def __init__(self) -> None:
         try:
-            import jsonschema
+            import jsonschema  # type: ignore[import-untyped]
         except ImportError:
             raise CliError("--via-cli needs jsonschema to validate each line"
                            " (pip install -e '.[test]')") from None
