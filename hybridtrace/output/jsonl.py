@@ -187,9 +187,15 @@ def _nullable(read: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: None if value is None else read(value)
 
 
-_RECORD_TYPES: Dict[str, Tuple[type, List[Tuple[str, Callable[[Any], Any]]]]] = {
-    kind: (cls, _field_readers(cls))
-    for kind, cls in (("exec", ExecEvent), ("open", OpenEvent), ("lost", LostEvent))}
+_RECORD_TYPES: Dict[str, Tuple[type, List[Tuple[str, Callable[[Any], Any]]]]] = {}
+
+
+def _record_types() -> Dict[str, Tuple[type, List[Tuple[str, Callable[[Any], Any]]]]]:
+    """Built on first use: the writers import this module at every start, readers are few."""
+    if not _RECORD_TYPES:
+        _RECORD_TYPES.update({kind: (cls, _field_readers(cls)) for kind, cls in (
+            ("exec", ExecEvent), ("open", OpenEvent), ("lost", LostEvent))})
+    return _RECORD_TYPES
 
 
 def event_from_dict(record: Any) -> Event:
@@ -204,9 +210,10 @@ def event_from_dict(record: Any) -> Event:
     if record.get("schema") != EVENT_SCHEMA:
         raise RecordError(f"schema {record.get('schema')!r:.80}, expected {EVENT_SCHEMA!r}")
     kind = record.get("type")
-    if not isinstance(kind, str) or kind not in _RECORD_TYPES:
+    types = _record_types()
+    if not isinstance(kind, str) or kind not in types:
         raise RecordError(f"unknown type {kind!r:.80}")
-    cls, readers = _RECORD_TYPES[kind]
+    cls, readers = types[kind]
     want = {"schema", "type", *(name for name, _ in readers)}
     if set(record) != want:
         missing, extra = sorted(want - set(record)), sorted(set(record) - want)
