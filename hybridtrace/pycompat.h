@@ -1,6 +1,6 @@
 /*
  * What hybridtrace's optional C modules (setup.py) include first: Python's API
- * with Py_ssize_t lengths, Py_NewRef where Python is older than 3.10 and
+ * with Py_ssize_t lengths, Py_NewRef and Py_XNewRef where Python is older than 3.10 and
  * PyObject_Vectorcall where it is older than 3.9.
  * Build-time only: the wheel carries the built modules, not this header.
  */
@@ -17,6 +17,12 @@
 static inline PyObject *Py_NewRef(PyObject *o)
 {
     Py_INCREF(o);
+    return o;
+}
+
+static inline PyObject *Py_XNewRef(PyObject *o)
+{
+    Py_XINCREF(o);
     return o;
 }
 #endif

@@ -3,14 +3,13 @@
  * the ftrace session's second hot loop (origin_proof.py: OriginFiller.fill).
  *
  * Optional, like the other C modules: OriginFiller is the definition. This
- * takes, while nothing waits, the common case of an event: an OpenEvent of a
- * known thread whose reading is cached and still proven, or that the filler
- * reads for it, with no gap, no blurred thread and no change noted for that
- * thread in the change ledger; it does there what fill and release do. Every
- * other event (an exec, a loss, a thread with changes noted) and every case
- * it does not take go to the filler's own methods, in order, so a wrong guess
- * costs time, never a field; tests/unit/test_ftrace_origins.py holds both ways
- * equal.
+ * takes the common case of an event: an OpenEvent of a known thread whose
+ * reading is cached and still proven (else the filler reads it), judged with
+ * no gap, no blurred thread and no change noted for that thread in the change
+ * ledger; it does there what fill, release and _apply do. Every other event
+ * (an exec, a loss, a thread with changes noted) and every case it does not
+ * take go to the filler's own methods, in order, so a wrong guess costs time,
+ * never a field; tests/unit/test_ftrace_origins.py holds both ways equal.
  */
 #include "../../pycompat.h"
 
@@ -25,7 +24,7 @@ static Py_ssize_t reading_slot[R_FIELDS];
 static long long tick_ns;
 static PyObject *a_awaiting, *a_boot, *a_cache, *a_ledger, *a_ledger_ok, *a_ids, *a_reading,
     *a_queued, *a_apply, *a_cgroup_ids, *a_lost_before, *a_gaps, *a_blurred, *a_times,
-    *a_changed, *a_migrations, *a_append, *a_read_ns, *a_timestamp;
+    *a_changed, *a_migrations, *a_append, *a_read_ns, *a_timestamp, *a_popleft;
 
 /* ``names``' slot offsets in ``cls``: each a plain object slot of that very class. */
 static int slots_of(PyObject *cls, PyObject *names, Py_ssize_t *out, Py_ssize_t count)
@@ -210,8 +209,8 @@ static PyObject *reading_for(State *st, PyObject *tid, PyObject *ts_obj, long lo
         int w = wrote(st, cached, ts), c;
         if (w < 0)
             return NULL;
-        if (w == 1) {
-            c = changed(st, tid, ts < read_ns ? ts : read_ns, ts < read_ns ? read_ns : ts);
+        if (w == 1) {  /* a reading after the record needs no ledger (see _reading) */
+            c = ts <= read_ns ? 0 : changed(st, tid, read_ns, ts);
             if (c < 0)
                 return NULL;
             if (c == 0)
@@ -331,14 +330,30 @@ static int due(PyObject *own, PyObject *ts, PyObject *complete)
     return early < 0 ? -1 : !early;
 }
 
-/* fill(filler, events, complete) -> events: what OriginFiller.fill gives while
- * nothing waits (the caller checks), the common cases taken here. */
+/* OriginFiller._apply, here for an OpenEvent of a known thread with a TaskReading (or
+ * none), by the method for the rest: the event to hand out (new reference). */
+static PyObject *apply(State *st, PyObject *filler, PyObject *item, PyObject *complete)
+{
+    PyObject *event = PyTuple_GET_ITEM(item, 0), *own = PyTuple_GET_ITEM(item, 1);
+    PyObject *tid = Py_TYPE(event) == open_class ? SLOT(event, event_slot[E_TID]) : NULL;
+    if (tid != NULL && PyLong_CheckExact(tid)
+        && (own == Py_None || Py_TYPE(own) == reading_class)) {
+        if (own != Py_None && apply_open(st, event, own, complete) < 0)
+            return NULL;
+        return Py_NewRef(event);
+    }
+    return PyObject_CallMethodObjArgs(filler, a_apply, event, own, PyTuple_GET_ITEM(item, 2),
+                                      complete, NULL);
+}
+
+/* fill(filler, events, complete) -> events: what OriginFiller.fill gives (every event
+ * queued with its readings, then released in order while due), the common cases here. */
 static PyObject *fill(PyObject *module, PyObject *const *argv, Py_ssize_t argc)
 {
     State st = {0};
     PyObject *filler, *seq, *complete, *awaiting = NULL, *out = NULL;
     Py_ssize_t n, i;
-    int loaded, held = 0;
+    int loaded;
     (void)module;
     if (argc != 3) {
         PyErr_SetString(PyExc_TypeError, "fill(filler, events, complete)");
@@ -357,22 +372,20 @@ static PyObject *fill(PyObject *module, PyObject *const *argv, Py_ssize_t argc)
         || (out = PyList_New(0)) == NULL)
         goto fail;
     n = PySequence_Fast_GET_SIZE(seq);
-    for (i = 0; i < n; i++) {
-        PyObject *event = PySequence_Fast_GET_ITEM(seq, i), *item, *own, *ts, *r;
-        PyObject *tid = NULL;
+    for (i = 0; i < n; i++) {  /* queued, each with its readings */
+        PyObject *event = PySequence_Fast_GET_ITEM(seq, i), *item, *own, *ts, *tid, *r;
         long long ts_ns;
-        int fast = 0, ready;
-        if (!held && loaded == 0 && Py_TYPE(event) == open_class) {
+        int fast = 0;
+        if (loaded == 0 && Py_TYPE(event) == open_class) {
             tid = SLOT(event, event_slot[E_TID]);
             ts = SLOT(event, event_slot[E_TS]);
             fast = tid != NULL && PyLong_CheckExact(tid) && ll_of(ts, &ts_ns) == 0;
             if (PyErr_Occurred())
                 goto fail;
         }
-        if (fast) {  /* fill's reading for it, here where the cache proves it */
+        if (fast) {  /* its reading, here where the cache proves it */
             if ((own = reading_for(&st, tid, ts, ts_ns)) == NULL)
                 goto fail;
-            fast = own == Py_None || Py_TYPE(own) == reading_class;
             item = PyTuple_Pack(3, event, own, Py_None);
             Py_DECREF(own);
         } else {
@@ -380,37 +393,40 @@ static PyObject *fill(PyObject *module, PyObject *const *argv, Py_ssize_t argc)
         }
         if (item == NULL)
             goto fail;
+        r = PyObject_CallMethodObjArgs(awaiting, a_append, item, NULL);
+        Py_DECREF(item);
+        if (r == NULL)
+            goto fail;
+        Py_DECREF(r);
+    }
+    while (PyObject_Length(awaiting) > 0) {  /* release: in order, while due */
+        PyObject *item = PySequence_GetItem(awaiting, 0), *ts, *event, *r;
+        int ready;
+        if (item == NULL)
+            goto fail;
         if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
             Py_DECREF(item);
-            PyErr_SetString(PyExc_TypeError, "_queued gave no triple");
+            PyErr_SetString(PyExc_TypeError, "a waiting event is not a triple");
             goto fail;
         }
-        own = PyTuple_GET_ITEM(item, 1);
-        if (held) {
-            ready = 0;
-        } else if ((ts = PyObject_GetAttr(event, a_timestamp)) == NULL) {
-            ready = -1;
-        } else {
-            ready = due(own, ts, complete);
-            Py_DECREF(ts);
-        }
-        if (ready <= 0) {  /* it waits, and every event after it */
-            held = 1;
-            r = ready < 0 ? NULL : PyObject_CallMethodObjArgs(awaiting, a_append, item, NULL);
+        event = PyTuple_GET_ITEM(item, 0);
+        ts = Py_TYPE(event) == open_class ? Py_XNewRef(SLOT(event, event_slot[E_TS]))
+                                          : PyObject_GetAttr(event, a_timestamp);
+        ready = ts == NULL ? -1 : due(PyTuple_GET_ITEM(item, 1), ts, complete);
+        Py_XDECREF(ts);
+        if (ready <= 0) {
             Py_DECREF(item);
-            if (r == NULL)
+            if (ready < 0)
                 goto fail;
-            Py_DECREF(r);
-            continue;
+            break;
         }
-        if (fast) {
-            r = Py_NewRef(event);
-            if (own != Py_None && apply_open(&st, event, own, complete) < 0)
-                Py_CLEAR(r);
-        } else {
-            r = PyObject_CallMethodObjArgs(filler, a_apply, event, own, PyTuple_GET_ITEM(item, 2),
-                                           complete, NULL);
+        r = PyObject_CallMethodObjArgs(awaiting, a_popleft, NULL);
+        Py_XDECREF(r);
+        if (r == NULL) {
+            Py_DECREF(item);
+            goto fail;
         }
+        r = apply(&st, filler, item, complete);
         Py_DECREF(item);
         if (r == NULL || PyList_Append(out, r) < 0) {
             Py_XDECREF(r);
@@ -418,6 +434,8 @@ static PyObject *fill(PyObject *module, PyObject *const *argv, Py_ssize_t argc)
         }
         Py_DECREF(r);
     }
+    if (PyErr_Occurred())
+        goto fail;
     Py_DECREF(seq);
     Py_DECREF(awaiting);
     state_clear(&st);
@@ -434,7 +452,7 @@ static PyMethodDef methods[] = {
     {"configure", (PyCFunction)configure, METH_VARARGS,
      "configure(OpenEvent, its fields, TaskReading, its fields, TICK_NS)"},
     {"fill", (PyCFunction)(void (*)(void))fill, METH_FASTCALL,
-     "fill(filler, events, complete) -> events, as filler.fill gives while nothing waits"},
+     "fill(filler, events, complete) -> events, as filler.fill gives them"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -453,7 +471,7 @@ PyMODINIT_FUNC PyInit__origins(void)
     NAME(a_cgroup_ids, "_cgroup_ids"); NAME(a_lost_before, "_lost_before");
     NAME(a_gaps, "_gaps"); NAME(a_blurred, "_blurred"); NAME(a_times, "_times");
     NAME(a_changed, "changed"); NAME(a_migrations, "migrations_seen"); NAME(a_append, "append");
-    NAME(a_read_ns, "read_ns"); NAME(a_timestamp, "timestamp_ns");
+    NAME(a_read_ns, "read_ns"); NAME(a_timestamp, "timestamp_ns"); NAME(a_popleft, "popleft");
 #undef NAME
     return PyModule_Create(&origins_module);
 }

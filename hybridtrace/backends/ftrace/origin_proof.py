@@ -172,8 +172,7 @@ _Queued = Tuple[Event, Optional[TaskReading], Optional[TaskReading]]
 
 
 def _origins() -> Optional[Callable[[OriginFiller, List[Event], Optional[int]], List[Event]]]:
-    """OriginFiller.fill in C while nothing waits (_origins.c), or None: not built, or
-    switched off."""
+    """OriginFiller.fill in C (_origins.c), or None: not built, or switched off."""
     module = compiled.load("hybridtrace.backends.ftrace._origins")
     if module is None:
         return None
@@ -208,7 +207,7 @@ class OriginFiller:
         # cgroup path -> (its id, the container it names): both cost a walk or a parse.
         self._ids: Dict[bytes, Tuple[Optional[int], Optional[str]]] = {}
         self.awaiting: Deque[_Queued] = collections.deque()
-        # While nothing waits, batches through the C loop when built (this is its definition).
+        # Batches through the C loop when built (this is its definition).
         self._fill_c = ORIGINS
 
     def _wrote(self, reading: Optional[TaskReading], ts: int) -> bool:
@@ -217,9 +216,19 @@ class OriginFiller:
                 and (reading.start_ticks + 1) * TICK_NS <= ts + self._boot)
 
     def _reading(self, tid: int, ts: int) -> Optional[TaskReading]:
+        """The thread's reading for its record at ``ts``: the cached one where it is as good
+        as a new one, else /proc now.
+
+        A cached reading made after the record, of a task that started before it, is of
+        the task that wrote it (alive at both times), and a new one could prove no more:
+        what may have changed between record and reading would only span longer. One
+        made before the record is reused only if nothing (nor a loss) was noted between:
+        the thread may have exited and its id gone to the writer. (Re-reading the first
+        kind after every loss made each event of a busy thread read /proc: 100 µs each,
+        more loss.)"""
         cached = self._cache.get(tid)
-        if cached is not None and self._wrote(cached, ts) and not self.ledger.changed(
-                tid, min(ts, cached.read_ns), max(ts, cached.read_ns)):
+        if cached is not None and self._wrote(cached, ts) and (
+                ts <= cached.read_ns or not self.ledger.changed(tid, cached.read_ns, ts)):
             return cached
         fresh = self._read(tid)
         if fresh is None or not self._wrote(fresh, ts):
@@ -232,7 +241,7 @@ class OriginFiller:
 
     def fill(self, events: List[Event], complete: Optional[int]) -> List[Event]:
         """Queue ``events`` with their readings; return those that can be judged now."""
-        if self._fill_c is not None and not self.awaiting:
+        if self._fill_c is not None:
             return self._fill_c(self, events, complete)  # type: ignore[no-any-return]
         self.awaiting.extend(map(self._queued, events))
         return self.release(complete)
