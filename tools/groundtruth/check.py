@@ -29,16 +29,25 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import attrs
 
-from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
+from hybridtrace.containers import container_id
+from hybridtrace.events import (
+    EXEC_ORIGIN_FIELDS,
+    ORIGIN_FIELDS,
+    Event,
+    ExecEvent,
+    LostEvent,
+    OpenEvent,
+    Source,
+)
 from hybridtrace.request import ARG_SIZE, DEFAULT_MAX_ARGS, PATH_SIZE
 from hybridtrace.vocabulary import FIELD_IO_URING, FIELD_IO_URING_TEXT_READER, syscalls_on
-from tools.groundtruth.workload import ExecOp, OpenOp, Workload
+from tools.groundtruth.workload import ExecOp, OpenOp, Origin, Workload
 
 CORRECT, NONE, WRONG = "correct", "None", "WRONG"
 EXEC_FIELDS = ("pid", "tid", "ppid", "uid", "comm", "filename", "argv", "argv_truncated",
-               "retval", "syscall")
+               "retval", "syscall", *EXEC_ORIGIN_FIELDS)
 OPEN_FIELDS = ("pid", "tid", "uid", "comm", "path", "path_truncated", "flags", "mode", "fd",
-               "errno", "dfd", "syscall", "via")
+               "errno", "dfd", "syscall", "via", *ORIGIN_FIELDS)
 # The windows are taken around the calls themselves; trace_pipe prints times in
 # microseconds, rounded to the nearest one (the kernel's ns2usecs), so a text
 # reader's event may show up to 500 ns outside its call's window.
@@ -280,6 +289,51 @@ def _in(got: object, wants: Sequence[object]) -> str:
 Judged = Dict[str, Tuple[str, object, object]]  # field -> (verdict, expected, got)
 
 
+def _one_of(got: object, wants: Sequence[object]) -> str:
+    """Like _in, but None may itself be the truth (no cgroup v2 path, no container)."""
+    if got in wants:
+        return CORRECT
+    return NONE if got is None else WRONG
+
+
+def judge_origin(origins: Sequence[Origin], ev: Union[ExecEvent, OpenEvent],
+                 leader: bool = False, ppid: Optional[int] = None) -> Judged:
+    """The event's origin fields (events.ORIGIN_FIELDS) against where the caller's
+    thread said it was (each Origin it logged for the call: any one is the truth).
+
+    ``leader``: a successful exec, whose thread became the process's leader (its
+    ns_tid may be the ns_pid, as its tid may be the pid); ``ppid``: the caller's
+    getppid(), which is the parent as seen in the caller's own pid namespace (an
+    exec's ns_ppid). A cgroup_id is judged only where the workload could stat one.
+    """
+    out: Judged = {}
+
+    def put(field: str, wants: Tuple[object, ...]) -> None:
+        got = getattr(ev, field)
+        want: object = wants[0] if len(wants) == 1 else wants
+        out[field] = (_one_of(got, wants), want, got)
+
+    def truths(*values: object) -> Tuple[object, ...]:
+        return tuple(dict.fromkeys(values))  # in order, once each
+
+    put("pidns", truths(*(o.pidns for o in origins)))
+    put("mntns", truths(*(o.mntns for o in origins)))
+    put("cgroup", truths(*(o.cgroup for o in origins)))
+    ids = [o.cgroup_id for o in origins if o.cgroup_id is not None]
+    if ids:
+        put("cgroup_id", truths(*ids))
+    put("container_id", truths(*(container_id(o.cgroup) for o in origins)))
+    if ev.container_id is None and ev.cgroup is None and out["container_id"][0] == CORRECT:
+        # "no container" is only shown with the path that names none: else not known
+        out["container_id"] = (NONE, *out["container_id"][1:])
+    put("ns_pid", truths(*(o.ns_pid for o in origins)))
+    put("ns_tid", truths(*(o.ns_tid for o in origins),
+                         *((o.ns_pid for o in origins) if leader else ())))
+    if isinstance(ev, ExecEvent):
+        put("ns_ppid", (ppid,))
+    return out
+
+
 def judge_exec(op: ExecOp, ev: ExecEvent) -> Judged:
     out: Judged = {}
     ok = op.retval == 0
@@ -317,6 +371,9 @@ def judge_exec(op: ExecOp, ev: ExecEvent) -> Judged:
             ev.argv_truncated)
     put("retval", _same(ev.retval, op.retval), op.retval, ev.retval)
     put("syscall", _same(ev.syscall, op.syscall), op.syscall, ev.syscall)
+    if op.origin is not None:  # the caller's before the call, and the new image's
+        origins = [op.origin, *([image.origin] if image is not None and image.origin else [])]
+        out.update(judge_origin(origins, ev, leader=ok, ppid=op.ppid))
     return out
 
 
@@ -358,6 +415,8 @@ def judge_open(op: OpenOp, ev: OpenEvent) -> Judged:
     put("dfd", _same(ev.dfd, op.dfd), op.dfd, ev.dfd)
     put("syscall", _same(ev.syscall, op.syscall), op.syscall, ev.syscall)
     put("via", _same(ev.via, op.via), op.via, ev.via)
+    if op.origin is not None:
+        out.update(judge_origin([op.origin], ev))
     return out
 
 

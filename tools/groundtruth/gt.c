@@ -41,6 +41,16 @@
  * after the completion was reaped). Records: "open" (with "via":"io_uring" and
  * "direct" for io_uring ones), "exec" (before the call), "execfail" (after it),
  * "image" (first thing a new image does), "fork".
+ *
+ * Every record also says where its thread is, as the kernel tells it at that
+ * moment (rec_origin): "pidns"/"mntns" (inodes of /proc/thread-self/ns/pid and
+ * mnt), "cgroup" (the v2 path, the "0::" line of /proc/thread-self/cgroup; absent
+ * without one), "cgid" (that cgroup's directory inode under the cgroup2 mount
+ * GT_CGMOUNT, whose root in the hierarchy is GT_CGPREFIX; absent without a mount
+ * or outside it), "nspid"/"nstid" (the last entries of NStgid/NSpid in
+ * /proc/thread-self/status: the ids in the thread's own pid namespace). Nothing
+ * here enters another namespace or cgroup (no unshare, setns or cgroup.procs
+ * write), so each record's origin is its thread's for the whole call.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -62,6 +72,7 @@
 #define GT_LOGFD 1000
 #define GT_DIRFD 1001
 #define GT_STATICFD 1002
+#define GT_CGFD 1003 /* the cgroup2 mount (GT_CGMOUNT), to stat a cgroup's directory */
 #define GT_NOBODY 65534
 
 struct gt_open_how {
@@ -205,7 +216,82 @@ static long now_ns(void)
 	return ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
-/* Who is doing this, right now: pid, tid, ppid, uid, euid, comm. */
+static char *gt_cgprefix = ""; /* GT_CGPREFIX: the cgroup2 mount's root, "" for the top */
+
+/* The whole of a small /proc file into buf (NUL-terminated); its length or -1. */
+static ssize_t read_small(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n, got = 0;
+
+	if (fd < 0)
+		return -1;
+	while ((n = read(fd, buf + got, cap - 1 - got)) > 0)
+		got += n;
+	close(fd);
+	buf[got] = 0;
+	return n < 0 ? -1 : got;
+}
+
+/* The last number on the status line starting with key ("NSpid:"); -1 without one. */
+static long status_last(const char *status, const char *key)
+{
+	const char *line = strstr(status, key), *end, *p;
+
+	if (!line)
+		return -1;
+	line++; /* past the newline key starts with */
+	end = strchr(line, '\n');
+	if (!end)
+		end = line + strlen(line);
+	for (p = end; p > line && (p[-1] < '0' || p[-1] > '9'); p--)
+		;
+	while (p > line && p[-1] >= '0' && p[-1] <= '9')
+		p--;
+	return atol(p);
+}
+
+/* Where this thread is, right now: pid and mount namespaces, cgroup, its own ids. */
+static void rec_origin(struct rec *r)
+{
+	char buf[8192], *line, *end;
+	struct stat st;
+	size_t plen = strlen(gt_cgprefix);
+
+	if (stat("/proc/thread-self/ns/pid", &st))
+		die("stat ns/pid");
+	rec_int(r, "pidns", (long)st.st_ino);
+	if (stat("/proc/thread-self/ns/mnt", &st))
+		die("stat ns/mnt");
+	rec_int(r, "mntns", (long)st.st_ino);
+	if (read_small("/proc/thread-self/cgroup", buf, sizeof(buf)) < 0)
+		die("read cgroup");
+	for (line = buf; line && *line; line = end ? end + 1 : NULL) {
+		end = strchr(line, '\n');
+		if (end)
+			*end = 0;
+		if (strncmp(line, "0::", 3))
+			continue;
+		line += 3;
+		rec_hex(r, "cgroup", line, strlen(line));
+		/* as hybridtrace.cgroups.CgroupTree.id_of: the path inside the mount */
+		if (!strncmp(line, gt_cgprefix, plen) && (line[plen] == '/' || !line[plen])) {
+			const char *rel = line + plen;
+
+			while (*rel == '/')
+				rel++;
+			if (!fstatat(GT_CGFD, *rel ? rel : ".", &st, 0))
+				rec_int(r, "cgid", (long)st.st_ino);
+		}
+		break;
+	}
+	if (read_small("/proc/thread-self/status", buf, sizeof(buf)) < 0)
+		die("read status");
+	rec_int(r, "nspid", status_last(buf, "\nNStgid:"));
+	rec_int(r, "nstid", status_last(buf, "\nNSpid:"));
+}
+
+/* Who is doing this, right now: pid, tid, ppid, uid, euid, comm, origin. */
 static void rec_begin(struct rec *r, const char *kind, long seq)
 {
 	char comm[17] = {0};
@@ -222,6 +308,7 @@ static void rec_begin(struct rec *r, const char *kind, long seq)
 	rec_int(r, "euid", (long)geteuid());
 	prctl(PR_GET_NAME, comm, 0, 0, 0);
 	rec_hex(r, "comm", comm, strlen(comm));
+	rec_origin(r);
 }
 
 static void rec_end(struct rec *r)
@@ -530,7 +617,7 @@ static void do_exec(char **f)
 	char *path = unhex_dup(f[4]);
 	char **argv = parse_argv(f[5]);
 	const char *sys = "execve", *call_path = path;
-	char seqenv[64], *jobenv, *envp[3];
+	char seqenv[64], *jobenv, *cgenv, *envp[4];
 	int dfd = AT_FDCWD, atflags = 0, fd = -1;
 	struct rec r = {0};
 	long ret, t1;
@@ -540,9 +627,14 @@ static void do_exec(char **f)
 	if (!jobenv)
 		die("malloc");
 	sprintf(jobenv, "GT_JOB=%s", f[6]);
+	cgenv = malloc(strlen(gt_cgprefix) + 16);
+	if (!cgenv)
+		die("malloc");
+	sprintf(cgenv, "GT_CGPREFIX=%s", gt_cgprefix);
 	envp[0] = seqenv;
 	envp[1] = jobenv;
-	envp[2] = NULL;
+	envp[2] = cgenv;
+	envp[3] = NULL;
 
 	if (!strcmp(method, "fexecve") || !strcmp(method, "sys_emptypath")) {
 		fd = (int)rsys(SYS_openat, AT_FDCWD, (long)path, O_PATH, 0, 0, 0);
@@ -777,8 +869,10 @@ static void pace(double rate, long ops, struct timespec *start)
 
 int main(int argc, char **argv)
 {
-	const char *seq = getenv("GT_SEQ");
+	const char *seq = getenv("GT_SEQ"), *cgmount = getenv("GT_CGMOUNT");
 
+	if (getenv("GT_CGPREFIX"))
+		gt_cgprefix = getenv("GT_CGPREFIX");
 	if (seq) {
 		struct rec r = {0};
 		char *job = getenv("GT_JOB");
@@ -807,6 +901,12 @@ int main(int argc, char **argv)
 		for (i = 0; i < 3; i++)
 			if (fds[i] < 0 || dup2(fds[i], GT_LOGFD + i) < 0 || close(fds[i]))
 				die(argv[3 + i]);
+		if (cgmount && *cgmount) { /* images inherit it, as the others */
+			int cg = open(cgmount, O_PATH | O_DIRECTORY);
+
+			if (cg < 0 || dup2(cg, GT_CGFD) < 0 || close(cg))
+				die(cgmount);
+		}
 	}
 	{
 		FILE *plan = fopen(argv[1], "r");

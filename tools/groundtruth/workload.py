@@ -28,6 +28,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import attrs
 
+from hybridtrace.cgroups import cgroup2_root
 from hybridtrace.vocabulary import syscalls_on
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -66,6 +67,30 @@ def open_methods(arch: str) -> Tuple[str, ...]:
 
 
 @attrs.frozen(slots=True)
+class Origin:
+    """Where a thread was when it logged a record, as the kernel told it then (gt.c's
+    rec_origin): what the event's origin fields (events.ORIGIN_FIELDS) must be."""
+
+    pidns: int
+    mntns: int
+    cgroup: Optional[bytes]  # the v2 path; None: the thread had none ("0::" missing)
+    cgroup_id: Optional[int]  # its directory's inode; None: no cgroup2 mount to stat
+    ns_pid: int  # the ids in the thread's own pid namespace (NStgid, NSpid)
+    ns_tid: int
+
+
+def _origin(rec: Dict[str, object]) -> Optional[Origin]:
+    """A record's origin; None for a log from a gt that did not write one."""
+    if "pidns" not in rec:
+        return None
+    cgroup, cgid = rec.get("cgroup"), rec.get("cgid")
+    return Origin(int(rec["pidns"]), int(rec["mntns"]),  # type: ignore[call-overload]
+                  None if cgroup is None else _b(cgroup),
+                  None if cgid is None else int(cgid),  # type: ignore[call-overload]
+                  int(rec["nspid"]), int(rec["nstid"]))  # type: ignore[call-overload]
+
+
+@attrs.frozen(slots=True)
 class Image:
     """What a new image saw when it started (the exec's result)."""
 
@@ -75,6 +100,7 @@ class Image:
     uid: int
     comm: bytes
     argv: Tuple[bytes, ...]
+    origin: Optional[Origin] = None
 
 
 @attrs.frozen(slots=True)
@@ -97,6 +123,7 @@ class OpenOp:
     t0: int  # CLOCK_MONOTONIC ns just before the call (io_uring: before submitting)
     t1: int  # and just after it (io_uring: after the completion was reaped)
     via: str = "syscall"  # or "io_uring"
+    origin: Optional[Origin] = None  # the caller's, logged right after the call
 
     @property
     def sqpoll(self) -> bool:
@@ -122,6 +149,7 @@ class ExecOp:
     image: Optional[Image]
     t0: int  # CLOCK_MONOTONIC ns just before the call
     t1: Optional[int]  # when the new image started or the call had failed
+    origin: Optional[Origin] = None  # the caller's, logged just before the call
 
     @property
     def kernel_filename(self) -> bytes:
@@ -415,9 +443,14 @@ class Workload:
         with open(self.log_path, "wb"):
             pass
         os.chmod(self.log_path, 0o666)  # uid 65534 appends through the inherited fd anyway
+        env = {"PATH": "/usr/bin:/bin"}
+        cgroup2 = cgroup2_root()  # where gt stats each record's cgroup (its cgroup_id)
+        if cgroup2 is not None:
+            env["GT_CGMOUNT"] = cgroup2[0]
+            env["GT_CGPREFIX"] = "" if cgroup2[1] in ("/", "") else cgroup2[1].rstrip("/")
         done = subprocess.run([self.gt, plan_path, str(rate), self.log_path, self.dir,
                                self.gt_static, str(jobs)], cwd=self.dir, capture_output=True,
-                              timeout=timeout, env={"PATH": "/usr/bin:/bin"})
+                              timeout=timeout, env=env)
         if done.returncode != 0:
             raise WorkloadError(f"gt exited {done.returncode}: {done.stderr.decode()[-800:]}")
 
@@ -460,7 +493,8 @@ def parse_log(raw: bytes) -> List[object]:
                 int(rec["dfd"]), _b(rec["path"]), int(rec["flags"]), int(rec["mode"]),  # type: ignore
                 ret if ret >= 0 and not direct else None, -ret if ret < 0 else None,
                 _b(resolved) if resolved is not None else None,
-                int(rec["t0"]), int(rec["t1"]), str(rec.get("via", "syscall"))))  # type: ignore
+                int(rec["t0"]), int(rec["t1"]), str(rec.get("via", "syscall")),  # type: ignore
+                _origin(rec)))
             order.append(("open", len(opens) - 1))
         elif kind in ("exec", "execfail", "image"):
             if kind == "exec":
@@ -478,7 +512,7 @@ def parse_log(raw: bytes) -> List[object]:
             im = parts["image"]
             image = Image(int(im["pid"]), int(im["tid"]), int(im["ppid"]),  # type: ignore
                           int(im["uid"]), _b(im["comm"]),  # type: ignore
-                          tuple(_b(a) for a in im["argv"]))  # type: ignore
+                          tuple(_b(a) for a in im["argv"]), _origin(im))  # type: ignore
         retval: Optional[int] = None
         t1: Optional[int] = None
         if image is not None:
@@ -491,5 +525,5 @@ def parse_log(raw: bytes) -> List[object]:
             int(rec["uid"]), _b(rec["comm"]), str(rec["sys"]), str(rec["method"]),  # type: ignore
             int(rec["dfd"]), int(rec["atflags"]), _b(rec["path"]),  # type: ignore
             tuple(_b(a) for a in rec["argv"]), retval, image,  # type: ignore
-            int(rec["t0"]), t1))  # type: ignore[call-overload]
+            int(rec["t0"]), t1, _origin(rec)))  # type: ignore[call-overload]
     return out
