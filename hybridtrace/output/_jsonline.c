@@ -210,55 +210,58 @@ typedef struct {
     Py_ssize_t key_len; /* strlen(key), measured once at import */
 } Field;
 
-#define ORIGIN_FIELDS                                        \
-    {"cgroup_id", ",\"cgroup_id\":", INT_OR_NULL, NULL, -1},     \
-    {"cgroup", ",\"cgroup\":", BYTES, NULL, -1},                 \
-    {"container_id", ",\"container_id\":", STR_OR_NULL, NULL, -1}, \
-    {"mntns", ",\"mntns\":", INT_OR_NULL, NULL, -1},             \
-    {"pidns", ",\"pidns\":", INT_OR_NULL, NULL, -1},             \
-    {"ns_pid", ",\"ns_pid\":", INT_OR_NULL, NULL, -1},           \
-    {"ns_tid", ",\"ns_tid\":", INT_OR_NULL, NULL, -1}
+/* A field whose key is its name: the key text with the comma before it. */
+#define F(name, kind) {name, ",\"" name "\":", kind, NULL, -1, 0}
+
+#define ORIGIN_FIELDS                                       \
+    F("cgroup_id", INT_OR_NULL),                            \
+    F("cgroup", BYTES),                                     \
+    F("container_id", STR_OR_NULL),                         \
+    F("mntns", INT_OR_NULL),                                \
+    F("pidns", INT_OR_NULL),                                \
+    F("ns_pid", INT_OR_NULL),                               \
+    F("ns_tid", INT_OR_NULL)
 
 /* Both records' first keys after "schema" and "type". */
-#define HEAD_FIELDS                                           \
-    {"timestamp_ns", ",\"timestamp_ns\":", INT, NULL, -1},      \
-    {"pid", ",\"pid\":", INT_OR_NULL, NULL, -1},                \
-    {"tid", ",\"tid\":", INT_OR_NULL, NULL, -1}
+#define HEAD_FIELDS                                         \
+    F("timestamp_ns", INT),                                 \
+    F("pid", INT_OR_NULL),                                  \
+    F("tid", INT_OR_NULL)
 
 /* The order of event_to_dict's keys, after "schema" and "type". */
 static Field open_fields[] = {
     HEAD_FIELDS,
-    {"uid", ",\"uid\":", INT_OR_NULL, NULL, -1},
-    {"comm", ",\"comm\":", BYTES, NULL, -1},
-    {"syscall", ",\"syscall\":", STR_OR_NULL, NULL, -1},
-    {"dfd", ",\"dfd\":", INT_OR_NULL, NULL, -1},
-    {"path", ",\"path\":", BYTES, NULL, -1},
-    {"path_source", ",\"path_source\":", SOURCE, NULL, -1},
-    {"path_truncated", ",\"path_truncated\":", BOOL, NULL, -1},
-    {"flags", ",\"flags\":", INT_OR_NULL, NULL, -1},
-    {"mode", ",\"mode\":", INT_OR_NULL, NULL, -1},
-    {"fd", ",\"fd\":", INT_OR_NULL, NULL, -1},
-    {"errno", ",\"errno\":", INT_OR_NULL, NULL, -1},
-    {"via", ",\"via\":", STR, NULL, -1},
+    F("uid", INT_OR_NULL),
+    F("comm", BYTES),
+    F("syscall", STR_OR_NULL),
+    F("dfd", INT_OR_NULL),
+    F("path", BYTES),
+    F("path_source", SOURCE),
+    F("path_truncated", BOOL),
+    F("flags", INT_OR_NULL),
+    F("mode", INT_OR_NULL),
+    F("fd", INT_OR_NULL),
+    F("errno", INT_OR_NULL),
+    F("via", STR),
     ORIGIN_FIELDS,
-    {NULL, NULL, INT, NULL, -1},
+    {NULL, NULL, INT, NULL, -1, 0},
 };
 
 static Field exec_fields[] = {
     HEAD_FIELDS,
-    {"ppid", ",\"ppid\":", INT_OR_NULL, NULL, -1},
-    {"uid", ",\"uid\":", INT_OR_NULL, NULL, -1},
-    {"comm", ",\"comm\":", BYTES, NULL, -1},
-    {"syscall", ",\"syscall\":", STR, NULL, -1},
-    {"filename", ",\"filename\":", BYTES, NULL, -1},
-    {"filename_source", ",\"filename_source\":", SOURCE, NULL, -1},
-    {"argv", ",\"argv\":", ARGV, NULL, -1},
-    {"argv_source", ",\"argv_source\":", SOURCE, NULL, -1},
-    {"argv_truncated", ",\"argv_truncated\":", BOOL, NULL, -1},
-    {"retval", ",\"retval\":", INT_OR_NULL, NULL, -1},
+    F("ppid", INT_OR_NULL),
+    F("uid", INT_OR_NULL),
+    F("comm", BYTES),
+    F("syscall", STR),
+    F("filename", BYTES),
+    F("filename_source", SOURCE),
+    F("argv", ARGV),
+    F("argv_source", SOURCE),
+    F("argv_truncated", BOOL),
+    F("retval", INT_OR_NULL),
     ORIGIN_FIELDS,
-    {"ns_ppid", ",\"ns_ppid\":", INT_OR_NULL, NULL, -1},
-    {NULL, NULL, INT, NULL, -1},
+    F("ns_ppid", INT_OR_NULL),
+    {NULL, NULL, INT, NULL, -1, 0},
 };
 
 static int put_field(Buf *b, const Field *f, PyObject *v)
@@ -323,11 +326,13 @@ static PyObject *record(PyObject *event, const char *type_key, Py_ssize_t type_l
 
 static PyObject *open_json(PyObject *module, PyObject *event)
 {
+    (void)module;
     return record(event, TYPE_KEY(",\"type\":\"open\""), open_fields, open_class);
 }
 
 static PyObject *exec_json(PyObject *module, PyObject *event)
 {
+    (void)module;
     return record(event, TYPE_KEY(",\"type\":\"exec\""), exec_fields, exec_class);
 }
 
@@ -353,6 +358,7 @@ static PyObject *configure(PyObject *module, PyObject *args)
 {
     PyObject *schema, *type, *members;
     PyTypeObject *open_cls, *exec_cls;
+    (void)module;
     if (!PyArg_ParseTuple(args, "UO!O!O!O!", &schema, &PyType_Type, &type, &PyDict_Type,
                           &members, &PyType_Type, &open_cls, &PyType_Type, &exec_cls))
         return NULL;
@@ -389,6 +395,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef jsonline_module = {
     PyModuleDef_HEAD_INIT, "_jsonline",
     "JSON Lines records of events (see hybridtrace/output/jsonl.py).", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 static PyObject *attr_of(const char *module, const char *name)

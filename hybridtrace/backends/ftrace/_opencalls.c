@@ -39,40 +39,6 @@ static PyObject *a_pending, *a_probes, *a_calls, *a_tasks, *a_threads, *a_ledger
     *a_fd_proof, *a_opened, *a_sources, *a_probe_source, *a_records, *a_feed, *a_enter, *a_exit,
     *a_task_table, *a_known, *a_get, *a_lost_before, *a_gaps, *a_changed, *a_roles;
 
-#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
-
-/* ``names``' slot offsets in ``cls``: each a plain object slot of that very class. */
-static int slots_of(PyObject *cls, PyObject *names, Py_ssize_t *out, Py_ssize_t count)
-{
-    Py_ssize_t i;
-    if (!PyType_Check(cls) || ((PyTypeObject *)cls)->tp_dictoffset != 0
-        || !PyTuple_Check(names) || PyTuple_GET_SIZE(names) != count) {
-        PyErr_SetString(PyExc_ValueError, "expected a slots class and its field names");
-        return -1;
-    }
-    for (i = 0; i < count; i++) {
-        PyObject *descr = PyObject_GetAttr(cls, PyTuple_GET_ITEM(names, i));
-        PyMemberDef *m;
-        if (descr == NULL)
-            return -1;
-        if (Py_TYPE(descr) != &PyMemberDescr_Type
-            || ((PyDescrObject *)descr)->d_type != (PyTypeObject *)cls) {
-            Py_DECREF(descr);
-            PyErr_SetString(PyExc_ValueError, "a field is not a slot of this class");
-            return -1;
-        }
-        m = ((PyMemberDescrObject *)descr)->d_member;
-        out[i] = m->offset;
-        Py_DECREF(descr);
-        if (m->type != T_OBJECT_EX || m->offset <= 0
-            || m->offset + (Py_ssize_t)sizeof(PyObject *) > ((PyTypeObject *)cls)->tp_basicsize) {
-            PyErr_SetString(PyExc_ValueError, "a slot of an unexpected kind");
-            return -1;
-        }
-    }
-    return 0;
-}
-
 static PyObject *intern(const char *s)
 {
     return PyUnicode_InternFromString(s);
@@ -95,8 +61,8 @@ static PyObject *configure(PyObject *module, PyObject *args)
                           &PyFrozenSet_Type, &dfds, &creat, &openat2, &PyLong_Type, &cflags,
                           &slack, &limit, &unknown, &path, &PyType_Type, &probe_cls))
         return NULL;
-    if (slots_of(lcls, lnames, line_slot, L_FIELDS) < 0
-        || slots_of(pcls, pnames, pending_slot, P_FIELDS) < 0)
+    if (slot_offsets(lcls, lnames, line_slot, L_FIELDS) < 0
+        || slot_offsets(pcls, pnames, pending_slot, P_FIELDS) < 0)
         return NULL;
     open_fields = PyTuple_GET_SIZE(onames);
     if (open_fields > MAX_OPEN_FIELDS || PyTuple_GET_SIZE(odefaults) != open_fields
@@ -104,7 +70,7 @@ static PyObject *configure(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "OpenEvent's fields do not match");
         return NULL;
     }
-    if (slots_of(ocls, onames, open_slot, open_fields) < 0 || slots_of(ocls, oset, set_slot, O_SET) < 0)
+    if (slot_offsets(ocls, onames, open_slot, open_fields) < 0 || slot_offsets(ocls, oset, set_slot, O_SET) < 0)
         return NULL;
     for (j = 0; j < O_SET; j++) {  /* each set field's place among all of them */
         open_set[j] = -1;

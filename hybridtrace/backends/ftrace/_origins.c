@@ -13,8 +13,6 @@
  */
 #include "../../pycompat.h"
 
-#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
-
 static PyTypeObject *open_class, *reading_class;
 enum { E_TS, E_PID, E_TID, E_PIDNS, E_NS_PID, E_NS_TID, E_MNTNS, E_CGROUP, E_CGROUP_ID,
        E_CONTAINER_ID, E_FIELDS };
@@ -26,38 +24,6 @@ static PyObject *a_awaiting, *a_boot, *a_cache, *a_ledger, *a_ledger_ok, *a_ids,
     *a_queued, *a_apply, *a_cgroup_ids, *a_lost_before, *a_gaps, *a_blurred, *a_times,
     *a_changed, *a_migrations, *a_append, *a_read_ns, *a_timestamp, *a_popleft;
 
-/* ``names``' slot offsets in ``cls``: each a plain object slot of that very class. */
-static int slots_of(PyObject *cls, PyObject *names, Py_ssize_t *out, Py_ssize_t count)
-{
-    Py_ssize_t i;
-    if (!PyType_Check(cls) || ((PyTypeObject *)cls)->tp_dictoffset != 0
-        || !PyTuple_Check(names) || PyTuple_GET_SIZE(names) != count) {
-        PyErr_SetString(PyExc_ValueError, "expected a slots class and its field names");
-        return -1;
-    }
-    for (i = 0; i < count; i++) {
-        PyObject *descr = PyObject_GetAttr(cls, PyTuple_GET_ITEM(names, i));
-        PyMemberDef *m;
-        if (descr == NULL)
-            return -1;
-        if (Py_TYPE(descr) != &PyMemberDescr_Type
-            || ((PyDescrObject *)descr)->d_type != (PyTypeObject *)cls) {
-            Py_DECREF(descr);
-            PyErr_SetString(PyExc_ValueError, "a field is not a slot of this class");
-            return -1;
-        }
-        m = ((PyMemberDescrObject *)descr)->d_member;
-        out[i] = m->offset;
-        Py_DECREF(descr);
-        if (m->type != T_OBJECT_EX || m->offset <= 0
-            || m->offset + (Py_ssize_t)sizeof(PyObject *) > ((PyTypeObject *)cls)->tp_basicsize) {
-            PyErr_SetString(PyExc_ValueError, "a slot of an unexpected kind");
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* configure(OpenEvent, its fields (E_*), TaskReading, its fields (R_*), TICK_NS) */
 static PyObject *configure(PyObject *module, PyObject *args)
 {
@@ -66,8 +32,8 @@ static PyObject *configure(PyObject *module, PyObject *args)
     (void)module;
     if (!PyArg_ParseTuple(args, "OOOOL", &ocls, &onames, &rcls, &rnames, &tick))
         return NULL;
-    if (slots_of(ocls, onames, event_slot, E_FIELDS) < 0
-        || slots_of(rcls, rnames, reading_slot, R_FIELDS) < 0)
+    if (slot_offsets(ocls, onames, event_slot, E_FIELDS) < 0
+        || slot_offsets(rcls, rnames, reading_slot, R_FIELDS) < 0)
         return NULL;
     Py_XSETREF(open_class, (PyTypeObject *)Py_NewRef(ocls));
     Py_XSETREF(reading_class, (PyTypeObject *)Py_NewRef(rcls));

@@ -552,29 +552,10 @@ static int liner_init(LinerObject *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "not a slots class");
         return -1;
     }
-    for (i = 0; i < LINE_SLOTS; i++) {
-        PyObject *descr = PyObject_GetAttr(cls, PyTuple_GET_ITEM(names, i));
-        PyMemberDef *m;
-        if (descr == NULL)
-            return -1;
-        if (Py_TYPE(descr) != &PyMemberDescr_Type
-            || ((PyDescrObject *)descr)->d_type != (PyTypeObject *)cls) {
-            Py_DECREF(descr);
-            PyErr_SetString(PyExc_ValueError, "a field is not a slot of this class");
-            return -1;
-        }
-        m = ((PyMemberDescrObject *)descr)->d_member;
-        if (m->type != T_OBJECT_EX || (m->flags & READONLY) || m->offset <= 0
-            || m->offset + (Py_ssize_t)sizeof(PyObject *)
-               > ((PyTypeObject *)cls)->tp_basicsize) {
-            Py_DECREF(descr);
-            PyErr_SetString(PyExc_ValueError, "a slot of an unexpected kind");
-            return -1;
-        }
-        self->offsets[i] = m->offset;
-        Py_DECREF(descr);
+    if (slot_offsets(cls, names, self->offsets, LINE_SLOTS) < 0)
+        return -1;
+    for (i = 0; i < LINE_SLOTS; i++)
         Py_XSETREF(self->defaults[i], Py_NewRef(PyTuple_GET_ITEM(defaults, i)));
-    }
     Py_XSETREF(self->cls, (PyTypeObject *)Py_NewRef(cls));
     return 0;
 }
