@@ -702,8 +702,8 @@ static PyObject *feed(PyObject *module, PyObject *const *argv, Py_ssize_t argc)
 static PyMethodDef methods[] = {
     {"configure", (PyCFunction)configure, METH_VARARGS,
      "configure(TraceLine, its fields, Pending, its fields, OpenEvent, its fields, their"
-     " defaults, the fields a call sets, ENTER, EXIT, call names, dfd calls, creat,"
-     " openat2, creat's flags, SLACK_NS, MAX_THREADS, the unknown uid)"},
+     " defaults, the fields a call sets, ENTER, EXIT, LOST, call names, dfd calls, creat,"
+     " openat2, creat's flags, SLACK_NS, MAX_THREADS, the unknown uid, PATH, ProbeData)"},
     {"feed", (PyCFunction)(void (*)(void))feed, METH_FASTCALL,
      "feed(correlator, lines) -> events, as correlator.feed(line) for each line gives"},
     {NULL, NULL, 0, NULL},
