@@ -10,8 +10,9 @@ APT_PACKAGES=(
   # ebpf-bcc engine, and the reference tools the benchmarks compare against
   python3-bpfcc bpfcc-tools libbpf-tools
   # test workloads are small C programs built on the fly; with python3-dev, pip also
-  # builds the optional C modules: the ftrace reader's page decoder
-  # (hybridtrace/backends/ftrace/_ringpage.c) and the JSON writer (hybridtrace/output/_jsonline.c)
+  # builds the optional C modules (setup.py): the ftrace reader's page decoder, open-call
+  # pairing and origin fill (hybridtrace/backends/ftrace/_*.c) and the JSON writer
+  # (hybridtrace/output/_jsonline.c)
   gcc libc6-dev python3-dev
   # debug symbols let the ftrace uprobe tier find the loader's and opendir's hidden opens
   libc6-dbg
