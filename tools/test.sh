@@ -18,6 +18,12 @@ ruff check hybridtrace tests tools
 mypy
 python tools/build_bpf.py --check
 pytest -q -p no:cacheprovider tests "$@"
+# The pure-Python code the optional C modules stand in for, on its own: the unit tests of
+# the ftrace reader, correlator, origin proofs and JSON output once more without them.
+if [ "$#" -eq 0 ]; then
+  HYBRIDTRACE_PURE_PYTHON=1 pytest -q -p no:cacheprovider tests/unit/test_ftrace_*.py \
+    tests/unit/test_cgroups_scope.py tests/unit/test_loss_bounds.py tests/unit/test_output*.py
+fi
 
 # Least privilege: the contract suite once more as uid 65534 holding only CAP_BPF and
 # CAP_PERFMON, with no tracefs in its mount namespace; ebpf-core (tp_btf) must run there.
