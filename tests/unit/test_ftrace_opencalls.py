@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 from typing import Any, Dict, List, Optional, Tuple
 
 import attrs
@@ -30,6 +29,7 @@ from hybridtrace.backends.ftrace.threads import TICK_NS
 from hybridtrace.backends.ftrace.trace_record import ENTER, EXIT, FIELDS, LOST, TraceLine
 from hybridtrace.events import Event, OpenEvent, Source
 from hybridtrace.request import Kind
+from tests.unit.c_modules import require_built
 from tests.unit.ftrace_fixtures import workload_params
 from tests.unit.test_ftrace_correlate import load_stream, stream_recordings
 
@@ -41,11 +41,7 @@ PATH_PROBE = "hybridtrace_open_path"
 
 @pytest.fixture(autouse=True)
 def _needs_c() -> None:
-    if correlate.OPEN_CALLS is None:
-        if os.environ.get("HYBRIDTRACE_PURE_PYTHON") == "1" or not (
-                shutil.which("cc") or shutil.which("gcc")):
-            pytest.skip("the C module is switched off or cannot be built here")
-        pytest.fail("a C compiler is here but _opencalls is not built: run tools/setup.sh")
+    require_built(correlate.OPEN_CALLS is not None, "_opencalls")
 
 
 def _none(*_args: object) -> None:

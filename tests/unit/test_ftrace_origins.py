@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import attrs
@@ -27,6 +26,7 @@ from hybridtrace.backends.ftrace.threads import TICK_NS
 from hybridtrace.backends.ftrace.trace_record import EXIT, FIELDS, TraceLine
 from hybridtrace.cgroups import CgroupTree
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent
+from tests.unit.c_modules import require_built
 
 ROUNDS = int(os.environ.get("HYBRIDTRACE_FUZZ_ROUNDS", "1500")) // 3
 BOOT = 5 * 10 ** 9  # CLOCK_BOOTTIME - CLOCK_MONOTONIC
@@ -35,11 +35,7 @@ MS = 10 ** 6
 
 @pytest.fixture(autouse=True)
 def _needs_c() -> None:
-    if origin_proof.ORIGINS is None:
-        if os.environ.get("HYBRIDTRACE_PURE_PYTHON") == "1" or not (
-                shutil.which("cc") or shutil.which("gcc")):
-            pytest.skip("the C module is switched off or cannot be built here")
-        pytest.fail("a C compiler is here but _origins is not built: run tools/setup.sh")
+    require_built(origin_proof.ORIGINS is not None, "_origins")
 
 
 class Ids(CgroupTree):

@@ -7,7 +7,6 @@ import contextlib
 import io
 import json
 import random
-import shutil
 import time
 import unicodedata
 from typing import Any, Callable, Dict, List, Optional
@@ -15,13 +14,13 @@ from typing import Any, Callable, Dict, List, Optional
 import attrs
 import pytest
 
-from hybridtrace import compiled
 from hybridtrace.cli.common import write_batch
 from hybridtrace.events import Event, ExecEvent, LostEvent, OpenEvent, Source
 from hybridtrace.output import jsonl
 from hybridtrace.output.columns import ExecFormat, OpenFormat, WallClock
 from hybridtrace.output.escape import escape_bytes, escape_bytes_slow, quote_arg
 from hybridtrace.output.jsonl import event_to_json, event_to_json_slow
+from tests.unit.c_modules import require_built
 
 Writers = Dict[type, Callable[[Any], Optional[str]]]
 
@@ -134,10 +133,8 @@ def _exec(rng: random.Random) -> ExecEvent:
 
 
 def _c_writers() -> Writers:
-    if jsonl.FAST_C is None:
-        if compiled.switched_off() or not (shutil.which("cc") or shutil.which("gcc")):
-            pytest.skip("the C module is switched off or cannot be built here")
-        pytest.fail("a C compiler is here but _jsonline is not built: run tools/setup.sh")
+    require_built(jsonl.FAST_C is not None, "_jsonline")
+    assert jsonl.FAST_C is not None
     return jsonl.FAST_C
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import struct
 import zlib
 from typing import Any, List, Optional, Tuple
@@ -24,6 +23,7 @@ from hybridtrace.backends.ftrace.format import EventFormat, parse_format
 from hybridtrace.backends.ftrace.raw_reader import Timeline
 from hybridtrace.backends.ftrace.raw_records import RawRecord, RecordDecoder
 from hybridtrace.backends.ftrace.ring_page import PageLayout
+from tests.unit.c_modules import require_built
 from tests.unit.test_ftrace_raw import DEMO_HEAD, load
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
@@ -52,11 +52,7 @@ def _load(base: str, kind: str) -> Tuple[PageLayout, List[EventFormat], List[Tup
 
 @pytest.fixture(autouse=True)
 def _needs_c() -> None:
-    if raw_records.c_loop() is None:
-        if os.environ.get("HYBRIDTRACE_PURE_PYTHON") == "1" or not (
-                shutil.which("cc") or shutil.which("gcc")):
-            pytest.skip("the C module is switched off or cannot be built here")
-        pytest.fail("a C compiler is here but _ringpage is not built: run tools/setup.sh")
+    require_built(raw_records.c_loop() is not None, "_ringpage")
 
 
 def _both(formats: List[EventFormat], layout: PageLayout) -> Tuple[RecordDecoder, RecordDecoder]:
