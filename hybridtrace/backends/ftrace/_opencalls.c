@@ -33,7 +33,7 @@ static PyObject *enter_style, *exit_style, *lost_style, *call_names, *dfd_calls,
 static long long slack_ns, unknown_uid;
 static Py_ssize_t max_threads;
 static PyObject *s_filename, *s_pathname, *s_flags, *s_mode, *s_dfd, *s_ret, *s_path, *s_k, *s_s,
-    *s_seen, *s_path_fault, *s_what;
+    *s_seen, *s_what;
 /* Attribute names read on the correlator and its parts. */
 static PyObject *a_pending, *a_probes, *a_calls, *a_tasks, *a_threads, *a_ledger, *a_lost_until,
     *a_fd_proof, *a_opened, *a_sources, *a_probe_source, *a_records, *a_feed, *a_enter, *a_exit,
@@ -365,8 +365,7 @@ static int fast_probe(State *st, PyObject *line, PyObject *tid, PyObject *role)
     }
     rc = PySet_Add(seen, role);
     Py_DECREF(seen);
-    if (rc < 0 || PyObject_SetAttr(data, s_path, fault ? Py_None : value) < 0
-        || PyObject_SetAttr(data, s_path_fault, fault ? Py_True : Py_False) < 0)
+    if (rc < 0 || PyObject_SetAttr(data, s_path, fault ? Py_None : value) < 0)
         return -1;
     return 0;
 }
@@ -728,7 +727,7 @@ PyMODINIT_FUNC PyInit__opencalls(void)
     NAME(a_enter, "_enter"); NAME(a_exit, "_exit"); NAME(a_task_table, "_tasks");
     NAME(a_known, "_known"); NAME(a_get, "get"); NAME(a_lost_before, "_lost_before");
     NAME(a_gaps, "_gaps"); NAME(a_changed, "changed"); NAME(a_roles, "roles");
-    NAME(s_k, "k"); NAME(s_s, "s"); NAME(s_seen, "seen"); NAME(s_path_fault, "path_fault");
+    NAME(s_k, "k"); NAME(s_s, "s"); NAME(s_seen, "seen");
     NAME(s_what, "what");
 #undef NAME
     return PyModule_Create(&opencalls_module);

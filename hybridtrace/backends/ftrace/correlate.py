@@ -138,12 +138,10 @@ class ProbeData:
     """Strings the probes read for one call (one ``k``)."""
 
     fn: Optional[bytes] = None
-    fn_fault: bool = False
     args: Dict[int, Optional[bytes]] = attrs.Factory(dict)  # index -> string (None: fault)
     ends: Optional[int] = None  # first argv index whose pointer is NULL
     more: bool = False  # argv[max_args] is not NULL (its record was read)
     path: Optional[bytes] = None
-    path_fault: bool = False
     seen: Set[Role] = attrs.Factory(set)  # the roles whose record was read
 
     def argv(self, max_args: int) -> Tuple[Optional[Tuple[bytes, ...]], bool]:
@@ -628,9 +626,9 @@ class Correlator:
             data = per_tid[key] = ProbeData()
         data.seen.add(role)
         if role.what == PATH:
-            data.path, data.path_fault = (None, True) if fault else (value, False)
+            data.path = None if fault else value
         elif role.what == FN:
-            data.fn, data.fn_fault = (None, True) if fault else (value, False)
+            data.fn = None if fault else value
         elif role.what in (ARG, MORE):
             pointer = parse_hex(line.args.get("p"))
             if pointer == 0:
